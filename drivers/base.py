@@ -1,0 +1,179 @@
+"""The driver interfaces (after Fn's ``api/agent/drivers/driver.go``).
+
+The agent describes what to run as a ``ContainerTask``; a ``Driver`` turns it into a ``Cookie``,
+one container's whole life: ``prepare_cookie`` (image ensured, container created), ``run`` (started;
+returns a ``WaitResult``), ``freeze`` / ``unfreeze`` while idle, and ``aclose`` (always ends with
+the container removed). Implementations live elsewhere: ``drivers.docker`` and ``drivers.fake``.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from drivers.errors import FnAgentError
+from drivers.stats import Stat
+
+
+class LogSink(Protocol):
+    """Where a container's output goes: anything with a bytes ``write`` (a file, BytesIO...)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+class _Discard:
+    def write(self, data: bytes, /) -> int:
+        return len(data)
+
+
+DISCARD: LogSink = _Discard()
+
+
+@dataclass(kw_only=True)
+class TaskLogger:
+    """The two writers a container's output is copied to, in the order it arrives."""
+
+    stdout: LogSink = DISCARD
+    stderr: LogSink = DISCARD
+
+
+@dataclass(kw_only=True)
+class ContainerTask:
+    """What the agent asks a driver to run. Sizes carry their unit in the name; 0 = unset.
+
+    ``input`` is the container's stdin (the cold format); None means no stdin at all.
+    ``uds_path`` is a host directory bind-mounted at the driver's socket dir (http-stream).
+    ``extensions`` are free-form options a custom driver may read (Fn's call extensions).
+    """
+
+    id: str
+    image: str
+    command: list[str] | None = None
+    env_vars: dict[str, str] = field(default_factory=dict)
+    input: AsyncIterable[bytes] | None = None
+    timeout_s: float | None = None
+    logger: TaskLogger = field(default_factory=TaskLogger)
+    write_stat: Callable[[Stat], None] | None = None
+    volumes: list[tuple[str, str]] = field(default_factory=list)
+    memory_bytes: int = 0
+    cpus_mcpus: int = 0
+    fs_size_mb: int = 0
+    tmpfs_size_mb: int = 0
+    workdir: str | None = None
+    user: str | None = "1000:1000"
+    """Container user; None opts out and runs as the image's own user."""
+    network_disabled: bool = False
+    logger_config: dict[str, Any] | None = None
+    """Docker log driver config ({"Type": ..., "Config": {...}}); None = the driver's default."""
+    labels: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, str] = field(default_factory=dict)
+    uds_path: str | None = None
+    on_close: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        """Release what the task holds (called once by the cookie's aclose)."""
+        if self.on_close is not None:
+            callback, self.on_close = self.on_close, None
+            callback()
+
+
+class RunStatus(enum.StrEnum):
+    SUCCESS = "success"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    KILLED = "killed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    """How a container's run ended. ``error`` explains every status but success."""
+
+    status: RunStatus
+    exit_code: int | None = None
+    error: FnAgentError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RunStatus.SUCCESS
+
+
+class WaitResult(ABC):
+    """A started container; ``wait`` blocks until it ends (or its task's timeout passes)."""
+
+    @abstractmethod
+    async def wait(self) -> RunResult: ...
+
+
+class Cookie(ABC):
+    """One container's life. Use as an async context manager, or call ``aclose`` yourself.
+
+    Contract of ``aclose``: idempotent; always ends with the container force-removed and any
+    pool slot freed; every other method called after it raises ``ClosedError``.
+    """
+
+    task: ContainerTask
+    container_options: dict[str, Any]
+    """The create options; editable until ``prepare_cookie`` (custom drivers use this)."""
+
+    @property
+    @abstractmethod
+    def container_id(self) -> str | None:
+        """The container's id once created, else None."""
+
+    @abstractmethod
+    async def run(self) -> WaitResult:
+        """Start the container (attaching stdin/stdout/stderr first) and return its waiter."""
+
+    @abstractmethod
+    async def freeze(self) -> None:
+        """Suspend every process of the container (docker pause)."""
+
+    @abstractmethod
+    async def unfreeze(self) -> None:
+        """Resume a frozen container (docker unpause)."""
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class Driver(ABC):
+    """Makes cookies. Use as an async context manager: entering starts background work (the
+    prefork pool), leaving stops it and removes what the driver made."""
+
+    @abstractmethod
+    async def create_cookie(self, task: ContainerTask) -> Cookie:
+        """Build the cookie and its create options; no I/O with the container runtime."""
+
+    @abstractmethod
+    async def prepare_cookie(self, cookie: Cookie) -> None:
+        """Ensure the image (pulling by policy) and create the container."""
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,111 @@
+"""The project's one error tree.
+
+Every error the driver layer or the agent raises on purpose is an ``FnAgentError``. Each class
+carries the HTTP status and the message a caller sees, so the server needs one exception handler
+and the CLI one ``except``::
+
+    FnAgentError (500)
+    ├── InvalidInputError (400)             bad flag, option, image reference or task field
+    │   └── MemoryNeverFitsError (400)      asks for more memory than the host can ever give
+    ├── ImageError
+    │   ├── ImageNotFoundError (404)        no such image or tag, or pull access denied
+    │   ├── RegistryAuthError (401 -> 404)  the registry refused our credentials
+    │   ├── RegistryUnreachableError (502)  DNS / connection / TLS failure talking to a registry
+    │   └── PullTimeoutError (504)          a pull did not finish in time
+    ├── DockerUnavailableError (503)        the Docker daemon does not answer
+    ├── DockerAPIError (500)                any other refusal of the Docker Engine API
+    ├── ContainerGoneError (502)            the container vanished or died under us
+    ├── OutOfMemoryError (502)              the function was killed for exceeding its memory
+    ├── FunctionTimeoutError (504)          the call's timeout passed
+    ├── ServerBusyError (503)               no capacity within the call's deadline
+    └── ClosedError (500)                   use of a cookie, pool or driver after aclose()
+
+``PoolEmpty`` is not an error a caller sees: it tells the driver to fall back to other networking.
+"""
+
+from __future__ import annotations
+
+
+class FnAgentError(Exception):
+    """Root of the tree: ``status`` is the HTTP status, ``message`` the caller-facing text."""
+
+    status: int = 500
+    default_message: str = "internal error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class InvalidInputError(FnAgentError):
+    status = 400
+    default_message = "invalid input"
+
+
+class MemoryNeverFitsError(InvalidInputError):
+    default_message = "the function's memory can never fit on this host"
+
+
+class ImageError(FnAgentError):
+    """A problem getting the function's image."""
+
+
+class ImageNotFoundError(ImageError):
+    status = 404
+    default_message = "pull access denied or image not found"
+
+
+class RegistryAuthError(ImageError):
+    # Fn answers 404 for both "denied" and "not found": a caller must not learn which
+    # private images exist.
+    status = 404
+    default_message = "pull access denied: the registry refused the credentials"
+
+
+class RegistryUnreachableError(ImageError):
+    status = 502
+    default_message = "the image registry cannot be reached"
+
+
+class PullTimeoutError(ImageError):
+    status = 504
+    default_message = "timed out pulling the image"
+
+
+class DockerUnavailableError(FnAgentError):
+    status = 503
+    default_message = "the Docker daemon does not answer"
+
+
+class DockerAPIError(FnAgentError):
+    status = 500
+    default_message = "the Docker daemon refused the request"
+
+
+class ContainerGoneError(FnAgentError):
+    status = 502
+    default_message = "the function's container is gone"
+
+
+class OutOfMemoryError(FnAgentError):
+    status = 502
+    default_message = "the function ran out of memory"
+
+
+class FunctionTimeoutError(FnAgentError):
+    status = 504
+    default_message = "Timed out"
+
+
+class ServerBusyError(FnAgentError):
+    status = 503
+    default_message = "Timed out - server too busy"
+
+
+class ClosedError(FnAgentError):
+    status = 500
+    default_message = "used after aclose()"
+
+
+class PoolEmpty(Exception):
+    """No free prefork slot right now; the caller falls back to other networking."""
