@@ -1,0 +1,26 @@
+"""The Docker driver, on docker-py. The only package that imports ``docker``."""
+
+from drivers.docker.client import DockerClient
+from drivers.docker.config import (
+    INSTANCE_LABEL,
+    MANAGED_LABEL,
+    DockerConfig,
+    PullPolicy,
+    container_options,
+)
+from drivers.docker.cookie import DockerCookie, DockerWaitResult
+from drivers.docker.driver import DockerDriver
+from drivers.docker.pull import ImagePuller
+
+__all__ = [
+    "INSTANCE_LABEL",
+    "MANAGED_LABEL",
+    "DockerClient",
+    "DockerConfig",
+    "DockerCookie",
+    "DockerDriver",
+    "DockerWaitResult",
+    "ImagePuller",
+    "PullPolicy",
+    "container_options",
+]

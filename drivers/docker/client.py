@@ -1,0 +1,83 @@
+"""The one door to the Docker daemon: docker-py calls run off the event loop.
+
+Every blocking docker-py call goes through ``DockerClient.call``, which runs it in a worker thread
+under one ``CapacityLimiter`` and translates errors at the boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+import docker
+
+from drivers.docker.errors import map_docker_errors
+
+T = TypeVar("T")
+
+DEFAULT_MAX_CONCURRENT_CALLS = 32
+# docker-py's HTTP timeout must exceed any stop grace we ask the daemon for, since a cancelled
+# thread call still waits for its thread (CONVENTIONS §5).
+DEFAULT_HTTP_TIMEOUT_S = 120.0
+
+
+class DockerClient:
+    """A docker-py ``APIClient`` plus the limiter its calls share."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS,
+        http_timeout_s: float = DEFAULT_HTTP_TIMEOUT_S,
+    ) -> None:
+        self._base_url = base_url
+        self._http_timeout_s = http_timeout_s
+        self._max = max_concurrent_calls
+        self.limiter = anyio.CapacityLimiter(max_concurrent_calls)
+        self._api: docker.APIClient | None = None
+        self._connect_lock = anyio.Lock()
+
+    async def api(self) -> docker.APIClient:
+        """The docker-py client, connected on first use (its version probe is a request)."""
+        if self._api is None:
+            async with self._connect_lock:
+                if self._api is None:
+                    self._api = await self.call_sync("connect to the Docker daemon", self._connect)
+        return self._api
+
+    def _connect(self) -> docker.APIClient:
+        if self._base_url is None:
+            params: dict[str, Any] = docker.utils.kwargs_from_env()
+        else:
+            params = {"base_url": self._base_url}
+        params.setdefault("base_url", docker.constants.DEFAULT_UNIX_SOCKET)
+        return docker.APIClient(
+            version="auto",
+            timeout=self._http_timeout_s,
+            max_pool_size=self._max,
+            **params,
+        )
+
+    async def call_sync(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` in a worker thread; errors mapped, ``what`` names the step.
+
+        Cancellation abandons the thread (it finishes on its own within the HTTP timeout), so a
+        cancelled caller is never held by a slow daemon.
+        """
+        with map_docker_errors(what):
+            return await anyio.to_thread.run_sync(
+                partial(fn, *args, **kwargs), limiter=self.limiter, abandon_on_cancel=True
+            )
+
+    async def call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the docker-py ``APIClient`` method named ``method``."""
+        api = await self.api()
+        return await self.call_sync(what, getattr(api, method), *args, **kwargs)
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None

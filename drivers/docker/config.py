@@ -1,0 +1,124 @@
+"""Settings of the Docker driver, and the container create options they imply."""
+
+from __future__ import annotations
+
+import enum
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.base import ContainerTask
+
+MANAGED_LABEL = "fnagent.managed"
+INSTANCE_LABEL = "fnagent.instance"
+TASK_LABEL = "fnagent.task"
+
+DEFAULT_USER = "1000:1000"
+DEFAULT_PIDS_LIMIT = 50
+DEFAULT_OPEN_FILES = 350
+DEFAULT_MEMLOCK_BYTES = 64 * 1024
+DEFAULT_SIGPENDING = 5000
+DEFAULT_MSGQUEUE_BYTES = 819200
+DEFAULT_IOFS_MOUNT = "/tmp/iofs"
+DEFAULT_PULL_TIMEOUT_S = 600.0
+DEFAULT_STATS_INTERVAL_S = 1.0
+CPU_PERIOD_US = 100_000
+
+
+class PullPolicy(enum.StrEnum):
+    MISSING = "missing"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+def default_iofs_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), "fnagent-iofs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerConfig:
+    """Everything the Docker driver needs to know; read by the CLI, never from the environment
+    here. ``instance_id`` labels every container so two agents on one daemon stay apart."""
+
+    instance_id: str
+    docker_host: str | None = None
+    """None: docker-py's default (DOCKER_HOST or the local socket)."""
+    networks: tuple[str, ...] = ()
+    """Networks to spread containers over when no pool slot is free; () = the default bridge."""
+    pids_limit: int = DEFAULT_PIDS_LIMIT
+    open_files: int = DEFAULT_OPEN_FILES
+    memlock_bytes: int = DEFAULT_MEMLOCK_BYTES
+    sigpending: int = DEFAULT_SIGPENDING
+    msgqueue_bytes: int = DEFAULT_MSGQUEUE_BYTES
+    readonly_rootfs: bool = True
+    init: bool = True
+    iofs_mount: str = DEFAULT_IOFS_MOUNT
+    pull_policy: PullPolicy = PullPolicy.MISSING
+    pull_timeout_s: float = DEFAULT_PULL_TIMEOUT_S
+    docker_auth: str | None = None
+    """FN_DOCKER_AUTH: a docker config.json document ({"auths": {...}}) or its legacy map."""
+    stats_interval_s: float = DEFAULT_STATS_INTERVAL_S
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+
+def base_labels(config: DockerConfig) -> dict[str, str]:
+    return {MANAGED_LABEL: "1", INSTANCE_LABEL: config.instance_id, **config.extra_labels}
+
+
+def ulimits(config: DockerConfig) -> list[dict[str, Any]]:
+    limits = {
+        "nofile": config.open_files,
+        "memlock": config.memlock_bytes,
+        "sigpending": config.sigpending,
+        "msgqueue": config.msgqueue_bytes,
+    }
+    return [{"Name": name, "Soft": value, "Hard": value} for name, value in limits.items()]
+
+
+def container_options(task: ContainerTask, config: DockerConfig, network_mode: str) -> dict[str, Any]:
+    """The Engine API create body for ``task`` (POST /containers/create), with every default of
+    DESIGN.md §2. Returned as plain data so a custom driver can edit it before creation."""
+    host: dict[str, Any] = {
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges"],
+        "ReadonlyRootfs": config.readonly_rootfs,
+        "Tmpfs": {"/tmp": f"size={task.tmpfs_size_mb}m" if task.tmpfs_size_mb else ""},
+        "PidsLimit": config.pids_limit,
+        "Ulimits": ulimits(config),
+        "Init": config.init,
+        "NetworkMode": "none" if task.network_disabled else network_mode,
+        "LogConfig": task.logger_config or {"Type": "none", "Config": {}},
+        "Binds": [f"{src}:{dst}" for src, dst in task.volumes],
+    }
+    if task.memory_bytes:
+        # Memory == MemorySwap: no swap, so the limit is the limit.
+        host["Memory"] = task.memory_bytes
+        host["MemorySwap"] = task.memory_bytes
+    if task.cpus_mcpus:
+        host["CpuQuota"] = task.cpus_mcpus * CPU_PERIOD_US // 1000
+        host["CpuPeriod"] = CPU_PERIOD_US
+    if task.fs_size_mb:
+        host["StorageOpt"] = {"size": f"{task.fs_size_mb}M"}
+    if task.uds_path:
+        host["Binds"].append(f"{task.uds_path}:{config.iofs_mount}")
+    interactive = task.input is not None
+    options: dict[str, Any] = {
+        "Image": task.image,
+        "Env": [f"{name}={value}" for name, value in task.env_vars.items()],
+        "Labels": {**base_labels(config), TASK_LABEL: task.id, **task.labels},
+        "AttachStdin": interactive,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "OpenStdin": interactive,
+        "StdinOnce": interactive,
+        "Tty": False,
+        "HostConfig": host,
+    }
+    if task.command is not None:
+        options["Cmd"] = list(task.command)
+    if task.user is not None:
+        options["User"] = task.user
+    if task.workdir:
+        options["WorkingDir"] = task.workdir
+    return options

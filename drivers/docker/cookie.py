@@ -1,0 +1,253 @@
+"""One Docker container's life: create, attach, start, wait, pause/unpause, remove."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import nullcontext
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import SocketStream
+
+from drivers.base import ContainerTask, Cookie, RunResult, RunStatus, WaitResult
+from drivers.docker.streams import copy_output, feed_input, take_socket, wrap_socket
+from drivers.errors import (
+    ClosedError,
+    FnAgentError,
+    FunctionTimeoutError,
+    OutOfMemoryError,
+)
+from drivers.stats import Stat
+
+if TYPE_CHECKING:
+    from drivers.docker.client import DockerClient
+
+logger = logging.getLogger(__name__)
+
+# Removing a container must finish even when the caller is being cancelled, but a daemon that
+# hangs must not hold the caller forever.
+REMOVE_GRACE_S = 30.0
+KILL_GRACE_S = 10.0
+SIGKILL_EXIT = 137
+
+
+def describe_memory(memory_bytes: int) -> str:
+    return f"{memory_bytes // (1024 * 1024)} MiB" if memory_bytes else "the host's memory"
+
+
+class DockerCookie(Cookie):
+    """A container for one task. ``container_options`` is the Engine API create body."""
+
+    def __init__(
+        self,
+        task: ContainerTask,
+        options: dict[str, Any],
+        client: DockerClient,
+        *,
+        stats_interval_s: float,
+        on_close: Callable[[DockerCookie], None],
+    ) -> None:
+        self.task = task
+        self.container_options = options
+        self._client = client
+        self._stats_interval_s = stats_interval_s
+        self._on_close = on_close
+        self._id: str | None = None
+        self._closed = False
+        self._stream: SocketStream | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("created" if self._id else "new")
+        return f"<DockerCookie task={self.task.id} container={(self._id or '-')[:12]} {state}>"
+
+    @property
+    def container_id(self) -> str | None:
+        return self._id
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"container of task {self.task.id} was already closed")
+
+    def _require_id(self) -> str:
+        self._check_open()
+        if self._id is None:
+            raise ClosedError(f"container of task {self.task.id} was not prepared")
+        return self._id
+
+    async def create(self) -> None:
+        """Create the container from ``container_options`` (called by prepare_cookie)."""
+        self._check_open()
+        if self._id is not None:
+            return
+        created = await self._client.call(
+            f"create container for {self.task.image}",
+            "create_container_from_config",
+            self.container_options,
+        )
+        self._id = created["Id"]
+
+    async def run(self) -> WaitResult:
+        cid = self._require_id()
+        attached = await self._client.call(
+            "attach to container",
+            "attach_socket",
+            cid,
+            params={"stdin": int(self.task.input is not None), "stdout": 1, "stderr": 1,
+                    "stream": 1},
+        )
+        self._stream = await wrap_socket(take_socket(attached))
+        await self._client.call("start container", "start", cid)
+        return DockerWaitResult(self, self._stream)
+
+    async def freeze(self) -> None:
+        await self._client.call("pause container", "pause", self._require_id())
+
+    async def unfreeze(self) -> None:
+        await self._client.call("unpause container", "unpause", self._require_id())
+
+    async def kill(self) -> None:
+        """SIGKILL the container; a container that is already gone is fine."""
+        cid = self._require_id()
+        with anyio.move_on_after(KILL_GRACE_S, shield=True):
+            try:
+                await self._client.call("kill container", "kill", cid)
+            except FnAgentError as exc:
+                logger.debug("kill failed", extra={"container": cid, "error": exc.message})
+
+    async def inspect(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._client.call(
+            "inspect container", "inspect_container", self._require_id()
+        )
+        return result
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            with anyio.move_on_after(REMOVE_GRACE_S, shield=True):
+                if self._stream is not None:
+                    await self._stream.aclose()
+                if self._id is not None:
+                    try:
+                        await self._client.call(
+                            "remove container", "remove_container", self._id, force=True, v=True
+                        )
+                    except FnAgentError as exc:
+                        # Already gone is what we wanted; anything else is logged, since the
+                        # labels let a later sweep find it.
+                        if "No such container" not in exc.message:
+                            logger.warning(
+                                "could not remove container",
+                                extra={"container": self._id, "error": exc.message},
+                            )
+        finally:
+            self._on_close(self)
+            self.task.close()
+
+    async def sample_stats(self) -> None:
+        """Send a resource sample to ``task.write_stat`` every interval until cancelled."""
+        write_stat = self.task.write_stat
+        if write_stat is None:
+            return
+        cid = self._require_id()
+        while True:
+            try:
+                raw = await self._client.call(
+                    "read container stats", "stats", cid, stream=False, one_shot=True
+                )
+            except FnAgentError:
+                return
+            write_stat(stat_from_docker(raw))
+            await anyio.sleep(self._stats_interval_s)
+
+
+class DockerWaitResult(WaitResult):
+    """Copies the container's output, feeds its input, and reports how it ended.
+
+    ``result`` is set once the run ended, cancelled runs included (wait then re-raises the
+    cancellation after killing the container).
+    """
+
+    def __init__(self, cookie: DockerCookie, stream: SocketStream) -> None:
+        self._cookie = cookie
+        self._stream = stream
+        self.result: RunResult | None = None
+
+    async def wait(self) -> RunResult:
+        if self.result is not None:
+            return self.result
+        task = self._cookie.task
+        timeout = task.timeout_s
+        try:
+            with anyio.fail_after(timeout) if timeout else nullcontext():
+                async with anyio.create_task_group() as tg:
+                    if task.input is not None:
+                        tg.start_soon(feed_input, self._stream, task.input)
+                    if task.write_stat is not None:
+                        tg.start_soon(self._cookie.sample_stats)
+                    await copy_output(self._stream, task.logger)
+                    tg.cancel_scope.cancel()
+                self.result = await self._exit_result()
+        except TimeoutError:
+            await self._cookie.kill()
+            self.result = RunResult(
+                status=RunStatus.TIMEOUT,
+                error=FunctionTimeoutError(f"Timed out: the function ran longer than {timeout:g} s"),
+            )
+        except anyio.get_cancelled_exc_class():
+            await self._cookie.kill()
+            self.result = RunResult(
+                status=RunStatus.CANCELLED, error=FnAgentError("the call was cancelled")
+            )
+            raise
+        except FnAgentError as exc:
+            self.result = RunResult(status=RunStatus.ERROR, error=exc)
+        return self.result
+
+    async def _exit_result(self) -> RunResult:
+        cid = self._cookie._require_id()
+        waited = await self._cookie._client.call("wait for container", "wait", cid)
+        code = int(waited.get("StatusCode", -1))
+        if code == 0:
+            return RunResult(status=RunStatus.SUCCESS, exit_code=0)
+        state = (await self._cookie.inspect()).get("State", {})
+        if state.get("OOMKilled"):
+            limit = describe_memory(self._cookie.task.memory_bytes)
+            return RunResult(
+                status=RunStatus.KILLED,
+                exit_code=code,
+                error=OutOfMemoryError(
+                    f"the function ran out of memory and was killed (limit {limit})"
+                ),
+            )
+        reason = f"killed by signal {code - 128}" if code > 128 else f"exited with code {code}"
+        return RunResult(
+            status=RunStatus.ERROR,
+            exit_code=code,
+            error=FnAgentError(f"the function's container {reason}"),
+        )
+
+
+def stat_from_docker(raw: dict[str, Any]) -> Stat:
+    """A Stat from one Engine API stats document (cgroup v1 or v2 layout)."""
+    cpu = raw.get("cpu_stats", {}).get("cpu_usage", {})
+    memory = raw.get("memory_stats", {})
+    networks = raw.get("networks", {}) or {}
+    blkio = raw.get("blkio_stats", {}).get("io_service_bytes_recursive") or []
+    metrics = {
+        "cpu_user": int(cpu.get("usage_in_usermode", 0)),
+        "cpu_kernel": int(cpu.get("usage_in_kernelmode", 0)),
+        "cpu_total": int(cpu.get("total_usage", 0)),
+        "mem_usage": int(memory.get("usage", 0)),
+        "mem_limit": int(memory.get("limit", 0)),
+        "net_rx": sum(int(n.get("rx_bytes", 0)) for n in networks.values()),
+        "net_tx": sum(int(n.get("tx_bytes", 0)) for n in networks.values()),
+        "disk_read": sum(int(e.get("value", 0)) for e in blkio if e.get("op", "").lower() == "read"),
+        "disk_write": sum(
+            int(e.get("value", 0)) for e in blkio if e.get("op", "").lower() == "write"
+        ),
+    }
+    return Stat(timestamp=datetime.now(UTC), metrics=metrics)
