@@ -38,6 +38,7 @@ def take_socket(attached: Any) -> socket.socket:
         )
     owned = raw.dup()
     attached.close()
+    raw.close()
     return owned
 
 

@@ -1,0 +1,45 @@
+# fnagent: the single entry point. `make test` on a fresh Debian host sets everything up.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install docker images test test-tools unit bench lint serve clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,lint]'
+	touch $@
+
+install: $(VENV)/.installed  ## the virtualenv with fnagent and its test and lint tools
+
+docker:  ## make a Docker engine available (installs and starts dockerd when needed)
+	bash scripts/ensure-docker.sh
+
+include images/images.mk
+
+images: docker
+
+test: install docker images test-tools  ## the whole suite on a real dockerd
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: install  ## the tests that need no Docker
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: install docker images  ## benchmarks: prints a table, writes bench-results/*.json
+	$(PY) -m tests.bench
+
+lint: install
+	$(VENV)/bin/ruff check fnagent drivers tests images
+	$(VENV)/bin/ruff format --check fnagent drivers tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) images/build bench-results
+
+# The system tests start a local registry (Debian's docker-registry, htpasswd auth) on 127.0.0.1.
+test-tools:
+	@command -v docker-registry >/dev/null && command -v htpasswd >/dev/null || { \
+	  echo "installing docker-registry and apache2-utils (htpasswd) for the registry tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils >/dev/null; }

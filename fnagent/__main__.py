@@ -1,0 +1,3 @@
+from fnagent.cli import main
+
+main()

@@ -1,0 +1,258 @@
+"""``fnagent run``: one container, one call, a clear result.
+
+Cold format: the caller's stdin is the container's stdin, its stdout the result.
+http-stream format: the container is started with a private socket dir, the call is one
+``POST /call`` with stdin as the body once ``lsnr.sock`` is ready, and the response body is the
+result. Either way the container is removed before returning.
+"""
+
+from __future__ import annotations
+
+import enum
+import http.client
+import os
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import anyio
+
+from drivers import ContainerTask, LogSink, RunResult, RunStatus, Stat, TaskLogger, decimate
+from drivers.docker import DockerDriver
+from drivers.docker.pull import PullProgress
+from drivers.errors import ContainerGoneError, FnAgentError, FunctionTimeoutError
+
+LISTENER_NAME = "lsnr.sock"
+MAX_STAT_SAMPLES = 240
+SOCKET_POLL_S = 0.002
+
+
+class Format(enum.StrEnum):
+    COLD = "cold"
+    HTTP_STREAM = "http-stream"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRequest:
+    """What the user asked ``fnagent run`` for, already parsed and checked."""
+
+    image: str
+    command: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    memory_bytes: int = 0
+    cpus_mcpus: int = 0
+    timeout_s: float = 30.0
+    format: Format = Format.COLD
+    user: str | None = "1000:1000"
+    hot_start_timeout_s: float = 5.0
+    headers: dict[str, str] = field(default_factory=dict)
+    collect_stats: bool = False
+
+
+@dataclass(kw_only=True)
+class RunOutcome:
+    """The result of one run, its timings (ms by phase) and decimated resource samples."""
+
+    result: RunResult
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    stats: list[Stat] = field(default_factory=list)
+    http_status: int | None = None
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self._start = self._last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = round((now - self._last) * 1000, 3)
+        self._last = now
+
+    def total(self) -> dict[str, float]:
+        return {**self.phases, "total": round((time.perf_counter() - self._start) * 1000, 3)}
+
+
+async def run_once(
+    driver: DockerDriver,
+    request: RunRequest,
+    *,
+    stdin: AsyncIterable[bytes],
+    stdout: LogSink,
+    stderr: LogSink,
+    progress: PullProgress | None = None,
+) -> RunOutcome:
+    """Run ``request`` once on ``driver``; the container is gone when this returns or raises.
+
+    Agent-side failures (bad image, daemon down, function never became ready) raise
+    ``FnAgentError``; how the function itself ended is in the outcome's ``result``.
+    """
+    clock = _Clock()
+    samples: list[Stat] = []
+    call_id = uuid.uuid4().hex
+    cold = request.format is Format.COLD
+    uds_dir = None if cold else _make_socket_dir()
+    env = dict(request.env)
+    if not cold:
+        env |= {
+            "FN_FORMAT": "http-stream",
+            "FN_LISTENER": f"unix:{driver.config.iofs_mount}/{LISTENER_NAME}",
+            "FN_TYPE": "sync",
+            "FN_MEMORY": str(request.memory_bytes // (1024 * 1024)),
+        }
+    task = ContainerTask(
+        id=call_id,
+        image=request.image,
+        command=request.command,
+        env_vars=env,
+        input=stdin if cold else None,
+        timeout_s=request.timeout_s if cold else None,
+        # In http-stream the function's stdout is its log, not its answer.
+        logger=TaskLogger(stdout=stdout if cold else stderr, stderr=stderr),
+        write_stat=samples.append if request.collect_stats else None,
+        memory_bytes=request.memory_bytes,
+        cpus_mcpus=request.cpus_mcpus,
+        user=request.user,
+        uds_path=uds_dir,
+        on_close=(lambda: shutil.rmtree(uds_dir, ignore_errors=True)) if uds_dir else None,
+    )
+    outcome = RunOutcome(result=RunResult(status=RunStatus.SUCCESS))
+    try:
+        async with await driver.create_cookie(task) as cookie:
+            await driver.prepare_cookie(cookie, progress=progress)
+            clock.lap("prepare")
+            waiter = await cookie.run()
+            clock.lap("start")
+            if cold:
+                outcome.result = await waiter.wait()
+            else:
+                assert uds_dir is not None
+                outcome.result, outcome.http_status = await _call_hot(
+                    waiter.wait, uds_dir, request, call_id, stdin, stdout
+                )
+            clock.lap("run")
+    finally:
+        if uds_dir is not None:
+            shutil.rmtree(uds_dir, ignore_errors=True)
+    clock.lap("remove")
+    outcome.timings_ms = clock.total()
+    outcome.stats = decimate(MAX_STAT_SAMPLES, samples)
+    return outcome
+
+
+def _make_socket_dir() -> str:
+    path = tempfile.mkdtemp(prefix="fnagent-run-")
+    # The function runs as an unprivileged user and must create its socket here.
+    os.chmod(path, 0o777)
+    return path
+
+
+async def _call_hot(
+    wait: Callable[[], object],
+    uds_dir: str,
+    request: RunRequest,
+    call_id: str,
+    stdin: AsyncIterable[bytes],
+    stdout: LogSink,
+) -> tuple[RunResult, int | None]:
+    """Wait for the listener, make the one call, and report how it went."""
+    body = b"".join([chunk async for chunk in stdin])
+    exited = anyio.Event()
+    ended: list[RunResult] = []
+
+    async def watch_exit() -> None:
+        result = await wait()  # type: ignore[misc]
+        ended.append(result)
+        exited.set()
+
+    socket_path = os.path.join(uds_dir, LISTENER_NAME)
+    deadline = datetime.now(UTC) + timedelta(seconds=request.timeout_s)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_exit)
+        try:
+            with anyio.fail_after(request.hot_start_timeout_s):
+                while not _is_listening(socket_path):
+                    if exited.is_set():
+                        raise ContainerGoneError(
+                            f"the function exited before it listened on {LISTENER_NAME}"
+                            f" ({_describe(ended[0])})"
+                        )
+                    await anyio.sleep(SOCKET_POLL_S)
+        except TimeoutError:
+            raise FunctionTimeoutError(
+                f"the function did not listen on {LISTENER_NAME} within "
+                f"{request.hot_start_timeout_s:g} s"
+            ) from None
+        headers = {
+            "Content-Type": "application/octet-stream",
+            **request.headers,
+            "Fn-Call-Id": call_id,
+            "Fn-Deadline": deadline.isoformat().replace("+00:00", "Z"),
+        }
+        try:
+            with anyio.fail_after(request.timeout_s):
+                status, reply = await anyio.to_thread.run_sync(
+                    _post_call, socket_path, body, headers, request.timeout_s,
+                    abandon_on_cancel=True,
+                )
+        except TimeoutError:
+            tg.cancel_scope.cancel()
+            return RunResult(
+                status=RunStatus.TIMEOUT,
+                error=FunctionTimeoutError(
+                    f"Timed out: the function ran longer than {request.timeout_s:g} s"
+                ),
+            ), None
+        except OSError as exc:
+            tg.cancel_scope.cancel()
+            if exited.is_set():
+                return ended[0], None
+            raise ContainerGoneError(f"error receiving function response: {exc}") from exc
+        stdout.write(reply)
+        tg.cancel_scope.cancel()
+    if 200 <= status < 300:
+        return RunResult(status=RunStatus.SUCCESS, exit_code=0), status
+    return RunResult(
+        status=RunStatus.ERROR, error=FnAgentError(f"the function answered HTTP {status}")
+    ), status
+
+
+def _describe(result: RunResult) -> str:
+    return result.error.message if result.error else result.status.value
+
+
+def _is_listening(path: str) -> bool:
+    """True when ``path`` is a socket, or a symlink to a socket (what Fn's FDKs make)."""
+    import stat
+
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def _post_call(path: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+    connection = _UnixHTTPConnection(path, timeout)
+    try:
+        connection.request("POST", "/call", body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()

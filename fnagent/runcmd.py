@@ -1,0 +1,170 @@
+"""The body of ``fnagent run``: flags -> RunRequest -> one run -> exit code and output."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+import anyio
+
+from drivers import RunStatus
+from drivers.errors import FnAgentError, FunctionTimeoutError
+from fnagent.units import parse_cpus, parse_duration, parse_env, parse_memory
+
+EXIT_TIMEOUT = 124
+EXIT_AGENT_FAILURE = 125
+EXIT_CANCELLED = 130
+EXIT_HTTP_ERROR = 1
+
+
+def _headers(items: tuple[str, ...]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
+            raise FnAgentError(f"invalid header {item!r}: use 'Name: value'")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def run_command(
+    *,
+    image: str,
+    command: list[str] | None,
+    memory: str,
+    cpus: str | None,
+    timeout: str,
+    env: tuple[str, ...],
+    fmt: str,
+    headers: tuple[str, ...],
+    pull: str,
+    user: str,
+    as_json: bool,
+) -> int:
+    """Run once and return the process exit code; every failure is one line on stderr."""
+    try:
+        return anyio.run(
+            _run, image, command, memory, cpus, timeout, env, fmt, headers, pull, user, as_json
+        )
+    except KeyboardInterrupt:
+        print("fnagent: interrupted", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Exception as exc:  # the promise is one line, never a traceback
+        cause = first_error(exc)
+        if isinstance(cause, FnAgentError):
+            print(f"fnagent: {cause.message}", file=sys.stderr)
+        else:
+            print(f"fnagent: unexpected error: {type(cause).__name__}: {cause}", file=sys.stderr)
+        return EXIT_AGENT_FAILURE
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """The first leaf of a (nested) exception group, which task groups wrap errors in."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def _run(
+    image: str,
+    command: list[str] | None,
+    memory: str,
+    cpus: str | None,
+    timeout: str,
+    env: tuple[str, ...],
+    fmt: str,
+    headers: tuple[str, ...],
+    pull: str,
+    user: str,
+    as_json: bool,
+) -> int:
+    from drivers.docker import DockerDriver, PullPolicy
+    from drivers.images import parse_image
+    from fnagent.config import AgentConfig
+    from fnagent.oneoff import Format, RunRequest, run_once
+    from fnagent.progress import PullProgressBar
+    from fnagent.stdio import FlushingSink, read_fd
+
+    parse_image(image)
+    config = AgentConfig.from_env(os.environ)
+    request = RunRequest(
+        image=image,
+        command=command,
+        env=parse_env(env, dict(os.environ)),
+        memory_bytes=parse_memory(memory),
+        cpus_mcpus=parse_cpus(cpus) if cpus else 0,
+        timeout_s=parse_duration(timeout),
+        format=Format(fmt),
+        user=None if user == "image" else user,
+        hot_start_timeout_s=config.hot_start_timeout_ms / 1000,
+        headers=_headers(headers),
+        collect_stats=as_json,
+    )
+    from dataclasses import replace
+
+    config = replace(config, pull_policy=PullPolicy(pull))
+    bar = PullProgressBar(image, sys.stderr) if sys.stderr.isatty() else None
+    captured = io.BytesIO()
+    stdout = captured if as_json else FlushingSink(sys.stdout.buffer)
+    stderr = FlushingSink(sys.stderr.buffer)
+    async with DockerDriver(config.docker_config()) as driver:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_on_signal, scope)
+                try:
+                    outcome = await run_once(
+                        driver, request, stdin=read_fd(0), stdout=stdout, stderr=stderr,
+                        progress=bar,
+                    )
+                finally:
+                    if bar is not None:
+                        bar.finish()
+                tg.cancel_scope.cancel()
+        if scope.cancelled_caught:
+            print("fnagent: interrupted; the container was removed", file=sys.stderr)
+            return EXIT_CANCELLED
+    result = outcome.result
+    if as_json:
+        print(json.dumps(_as_json(outcome, captured.getvalue()), indent=2))
+    elif result.error is not None and result.status is not RunStatus.SUCCESS:
+        print(f"fnagent: {result.error.message}", file=sys.stderr)
+    if result.status is RunStatus.TIMEOUT or isinstance(result.error, FunctionTimeoutError):
+        return EXIT_TIMEOUT
+    if result.status is RunStatus.CANCELLED:
+        return EXIT_CANCELLED
+    if result.exit_code is not None:
+        return result.exit_code
+    if outcome.http_status is not None and not 200 <= outcome.http_status < 300:
+        return EXIT_HTTP_ERROR
+    return 0 if result.ok else EXIT_AGENT_FAILURE
+
+
+async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
+def _as_json(outcome: Any, output: bytes) -> dict[str, Any]:
+    result = outcome.result
+    document: dict[str, Any] = {
+        "status": result.status.value,
+        "exit_code": result.exit_code,
+        "error": result.error.message if result.error else None,
+        "http_status": outcome.http_status,
+        "timings_ms": outcome.timings_ms,
+        "stats": [
+            {"timestamp": s.timestamp.isoformat(), "metrics": s.metrics} for s in outcome.stats
+        ],
+    }
+    try:
+        document["stdout"] = output.decode("utf-8")
+    except UnicodeDecodeError:
+        document["stdout_base64"] = base64.b64encode(output).decode("ascii")
+    return document
