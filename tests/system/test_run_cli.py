@@ -1,0 +1,130 @@
+"""`fnagent run` as a user runs it: a subprocess, real containers, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import docker
+import pytest
+
+from tests.system.conftest import BUSYBOX, FN_HELLO, FN_SHELL, FN_TEST, require_image, run_cli
+
+
+def test_stdin_round_trip_of_one_mib_is_byte_exact(cli_env: dict[str, str]) -> None:
+    data = bytes(range(256)) * 4096
+    done = run_cli(["run", BUSYBOX, "cat"], cli_env, input=data)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == data
+
+
+def test_shell_function_reads_stdin_and_writes_stdout(
+    cli_env: dict[str, str], docker_api: docker.APIClient
+) -> None:
+    require_image(docker_api, FN_SHELL)
+    done = run_cli(["run", FN_SHELL], cli_env, input=b"bob\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"Hello, bob!\n"
+
+
+def test_exit_code_is_passed_through(cli_env: dict[str, str]) -> None:
+    done = run_cli(["run", BUSYBOX, "sh", "-c", "echo oops >&2; exit 3"], cli_env)
+    assert done.returncode == 3
+    assert b"oops" in done.stderr
+
+
+def test_timeout_exits_124_within_a_second_of_the_limit(cli_env: dict[str, str]) -> None:
+    started = time.monotonic()
+    done = run_cli(["run", "--timeout", "1s", BUSYBOX, "sleep", "60"], cli_env)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 124
+    assert b"Timed out" in done.stderr
+    # The limit, one second of grace, and the interpreter's own start and the removal.
+    assert elapsed < 1 + 1 + 1.5
+
+
+def test_out_of_memory_is_reported_with_the_limit(cli_env: dict[str, str]) -> None:
+    hog = "x=$(head -c 67108864 /dev/zero | tr '\\0' a)"
+    done = run_cli(["run", "--memory", "16m", BUSYBOX, "sh", "-c", hog], cli_env)
+    assert done.returncode == 137
+    assert b"ran out of memory" in done.stderr and b"16 MiB" in done.stderr
+
+
+def test_json_result_has_status_timings_and_output(cli_env: dict[str, str]) -> None:
+    done = run_cli(["run", "--json", BUSYBOX, "sh", "-c", "echo hi; sleep 1.5"], cli_env)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["status"] == "success"
+    assert document["exit_code"] == 0
+    assert document["stdout"] == "hi\n"
+    assert {"prepare", "start", "run", "remove", "total"} <= document["timings_ms"].keys()
+    assert document["stats"], "a 1.5 s run gets at least one resource sample"
+    assert document["stats"][0]["metrics"]["mem_limit"] == 128 * 1024 * 1024
+
+
+def test_env_flags_reach_the_function(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "FROM_HOST": "passed"}
+    done = run_cli(
+        ["run", "-e", "A=1", "-e", "FROM_HOST", BUSYBOX, "sh", "-c", "echo $A $FROM_HOST"], env
+    )
+    assert done.stdout == b"1 passed\n"
+
+
+def test_http_stream_one_off_with_the_fdk_hello(
+    cli_env: dict[str, str], docker_api: docker.APIClient
+) -> None:
+    require_image(docker_api, FN_HELLO)
+    done = run_cli(["run", "--format", "http-stream", FN_HELLO], cli_env, input=b'{"name":"fn"}')
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"Hello, fn!"
+
+
+def test_http_stream_non_2xx_answer_exits_1(
+    cli_env: dict[str, str], docker_api: docker.APIClient
+) -> None:
+    require_image(docker_api, FN_TEST)
+    done = run_cli(["run", "--format", "http-stream", FN_TEST], cli_env, input=b'{"status": 418}')
+    assert done.returncode == 1
+    assert b"HTTP 418" in done.stderr
+
+
+def test_http_stream_exit_before_listening_is_an_agent_failure(
+    cli_env: dict[str, str], docker_api: docker.APIClient
+) -> None:
+    require_image(docker_api, FN_TEST)
+    args = ["run", "--format", "http-stream", "-e", "TEST_EXIT_BEFORE_LISTEN=3", FN_TEST]
+    done = run_cli(args, cli_env)
+    assert done.returncode == 125
+    assert b"exited before it listened" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "Not An Image"], b"invalid image reference"),
+        (["run", "UPPER/case"], b"must be lowercase"),
+        (["run", "--memory", "lots", BUSYBOX], b"invalid memory"),
+        (["run", "--cpus", "-1", BUSYBOX], b"invalid cpus"),
+        (["run", "--timeout", "soon", BUSYBOX], b"invalid duration"),
+        (["run", "-e", "1BAD=x", BUSYBOX], b"invalid environment variable"),
+        (["run", "--format", "smoke", BUSYBOX], b"Invalid value for '--format'"),
+        (["run", "--no-such-flag", BUSYBOX], b"No such option"),
+        (["run", "--pull", "never", "fnagent/not-here:1"], b"not present locally"),
+        (["run", "--pull", "always", "127.0.0.1:9/nothing:1"], b"cannot reach the registry"),
+    ],
+)
+def test_bad_input_exits_125_with_one_line(
+    cli_env: dict[str, str], args: list[str], message: bytes
+) -> None:
+    done = run_cli(args, cli_env)
+    assert done.returncode == 125, done
+    assert message in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
+def test_daemon_unreachable_exits_125(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    done = run_cli(["run", BUSYBOX, "true"], env)
+    assert done.returncode == 125
+    assert b"Docker daemon" in done.stderr
+    assert b"Traceback" not in done.stderr
