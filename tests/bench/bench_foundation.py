@@ -1,0 +1,129 @@
+"""Foundation benchmarks (issue: foundation): `fnagent run` vs `docker run --rm -i`, Engine API
+container start with bridge networking vs joining another container's namespace, and the CLI's
+import time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
+
+from tests.bench.report import Report, Row, median_ms
+
+RUNS = 12
+API_RUNS = 10
+LABELS = {"fnagent.managed": "1", "fnagent.instance": f"bench-{uuid.uuid4().hex[:8]}"}
+FN_SHELL = "fnagent/fn-shell"
+BUSYBOX = "fnagent/busybox"
+
+
+def _timed(command: list[str], stdin: bytes) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, input=stdin, capture_output=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0 or done.stdout != b"Hello, bench!\n":
+        raise RuntimeError(f"{command[0]} failed: {done.returncode} {done.stderr[-300:]!r}")
+    return elapsed
+
+
+def bench_run_vs_docker(report: Report) -> None:
+    label_args = [a for k, v in LABELS.items() for a in ("--label", f"{k}={v}")]
+    docker_cmd = ["docker", "run", "--rm", "-i", *label_args, FN_SHELL]
+    fnagent_cmd = [sys.executable, "-m", "fnagent", "run", FN_SHELL]
+    ours: list[float] = []
+    theirs: list[float] = []
+    _timed(docker_cmd, b"bench")  # warm both paths once
+    _timed(fnagent_cmd, b"bench")
+    for _ in range(RUNS):  # interleaved, so drift hits both alike
+        theirs.append(_timed(docker_cmd, b"bench"))
+        ours.append(_timed(fnagent_cmd, b"bench"))
+    report.add(Row("docker run --rm -i fn-shell (whole process)", median_ms(theirs), "ms",
+                   samples=RUNS))
+    report.add(Row("fnagent run fn-shell (whole process)", median_ms(ours), "ms",
+                   "docker run", median_ms(theirs), "<= 1.2x", RUNS))
+    pairwise = sorted(o / t for o, t in zip(ours, theirs, strict=True))
+    report.notes["run_vs_docker_median_pairwise_ratio"] = round(pairwise[len(pairwise) // 2], 3)
+
+
+def _create_start_wait(api: docker.APIClient, network_mode: str) -> float:
+    started = time.perf_counter()
+    container = api.create_container(
+        BUSYBOX, ["true"], labels=LABELS,
+        host_config=api.create_host_config(network_mode=network_mode),
+    )
+    api.start(container)
+    api.wait(container)
+    elapsed = time.perf_counter() - started
+    api.remove_container(container, force=True)
+    return elapsed
+
+
+def bench_namespace_join(report: Report, api: docker.APIClient) -> None:
+    holder = api.create_container(
+        BUSYBOX, ["tail", "-f", "/dev/null"], labels=LABELS,
+        host_config=api.create_host_config(log_config={"type": "none"}),
+    )
+    api.start(holder)
+    try:
+        join = f"container:{holder['Id']}"
+        bridge_s: list[float] = []
+        join_s: list[float] = []
+        for _ in range(API_RUNS):
+            bridge_s.append(_create_start_wait(api, "bridge"))
+            join_s.append(_create_start_wait(api, join))
+        report.add(Row("API create+start+wait busybox true: bridge", median_ms(bridge_s), "ms",
+                       samples=API_RUNS))
+        report.add(Row("API create+start+wait busybox true: join namespace", median_ms(join_s),
+                       "ms", "bridge", median_ms(bridge_s), "", API_RUNS))
+        for concurrency in (8,):
+            for mode, name in (("bridge", "bridge"), (join, "join namespace")):
+                report.add(Row(
+                    f"containers/s at concurrency {concurrency}: {name}",
+                    _throughput(api, mode, concurrency), "c/s", samples=concurrency * 3,
+                ))
+    finally:
+        api.remove_container(holder, force=True)
+
+
+def _throughput(api: docker.APIClient, network_mode: str, concurrency: int) -> float:
+    total = concurrency * 3
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda _: _create_start_wait(api, network_mode), range(total)))
+    return round(total / (time.perf_counter() - started), 2)
+
+
+def bench_import_time(report: Report) -> None:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "fnagent", "--help"],
+        capture_output=True, text=True, check=True,
+    )
+    # Lines are "import time: self | cumulative | name", nested imports indented under their
+    # importer; the top-level lines' cumulative times add up to the whole.
+    total_us = 0
+    for line in done.stderr.splitlines():
+        parts = line.split("|")
+        if line.startswith("import time:") and len(parts) == 3 and parts[1].strip().isdigit():
+            if not parts[2].startswith("  "):
+                total_us += int(parts[1])
+    report.add(Row("python -X importtime: fnagent --help, total", round(total_us / 1000, 2),
+                   "ms"))
+
+
+def main() -> Report:
+    report = Report("foundation")
+    api = docker.APIClient(version="auto")
+    try:
+        bench_import_time(report)
+        bench_run_vs_docker(report)
+        bench_namespace_join(report, api)
+    finally:
+        for container in api.containers(all=True, filters={"label": "fnagent.instance=" +
+                                                           LABELS["fnagent.instance"]}):
+            api.remove_container(container["Id"], force=True)
+        api.close()
+    return report
