@@ -15,6 +15,7 @@ and the CLI one ``except``::
     ├── DockerUnavailableError (503)        the Docker daemon does not answer
     ├── DockerAPIError (500)                any other refusal of the Docker Engine API
     ├── ContainerGoneError (502)            the container vanished or died under us
+    ├── FunctionExitError (502)             the function's process exited non-zero
     ├── OutOfMemoryError (502)              the function was killed for exceeding its memory
     ├── FunctionTimeoutError (504)          the call's timeout passed
     ├── ServerBusyError (503)               no capacity within the call's deadline
@@ -85,6 +86,11 @@ class DockerAPIError(FnAgentError):
 class ContainerGoneError(FnAgentError):
     status = 502
     default_message = "the function's container is gone"
+
+
+class FunctionExitError(FnAgentError):
+    status = 502
+    default_message = "the function's container exited with an error"
 
 
 class OutOfMemoryError(FnAgentError):

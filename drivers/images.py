@@ -38,7 +38,8 @@ def parse_image(ref: str) -> ImageRef:
     name, digest = ref, ""
     if "@" in ref:
         name, digest = ref.split("@", 1)
-        if ":" not in digest or not digest.split(":", 1)[1]:
+        algorithm, _, encoded = digest.partition(":")
+        if not algorithm or not encoded:
             raise InvalidInputError(f"invalid image reference {ref!r}: bad digest")
     registry = ""
     parts = name.split("/")
@@ -51,7 +52,8 @@ def parse_image(ref: str) -> ImageRef:
         parts[-1] = last
         if not tag:
             raise InvalidInputError(f"invalid image reference {ref!r}: empty tag")
-    if any(not p for p in parts) or (registry and not registry.strip(":")):
+    # A registry "host:port" needs both sides: ":5000/app" and "host:/app" have an empty part.
+    if any(not p for p in parts) or registry.startswith(":") or registry.endswith(":"):
         raise InvalidInputError(f"invalid image reference {ref!r}: empty path component")
     repo = "/".join(parts)
     if repo != repo.lower():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,13 +27,14 @@ def decimate(max_samples: int, stats: list[Stat]) -> list[Stat]:
     if len(stats) <= max_samples:
         return list(stats)
     start = stats[0].timestamp
-    span = (stats[-1].timestamp - start).total_seconds()
-    if span <= 0:
+    span = stats[-1].timestamp - start
+    if span <= timedelta(0):
         return [_average(stats)]
-    window = span / max_samples
     buckets: list[list[Stat]] = [[] for _ in range(max_samples)]
     for stat in stats:
-        index = min(int((stat.timestamp - start).total_seconds() / window), max_samples - 1)
+        # timedelta // timedelta is exact integer arithmetic on microseconds; float seconds put
+        # a sample lying on a window boundary into the earlier window (0.3 / 0.1 = 2.999...).
+        index = min((stat.timestamp - start) * max_samples // span, max_samples - 1)
         buckets[index].append(stat)
     return [_average(bucket) for bucket in buckets if bucket]
 

@@ -1,3 +1,3 @@
-from fnagent.cli import main
+from fnagent.cli import entry
 
-main()
+entry()

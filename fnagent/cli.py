@@ -11,22 +11,7 @@ EXIT_AGENT_FAILURE = 125
 EXIT_CANCELLED = 130
 
 
-class _Group(click.Group):
-    def main(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        # Usage errors exit 125 (agent-side failure), like docker run, not click's 2.
-        try:
-            return super().main(*args, standalone_mode=False, **kwargs)
-        except click.exceptions.Exit as exc:
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("fnagent: aborted", err=True)
-            sys.exit(EXIT_CANCELLED)
-        except click.ClickException as exc:
-            exc.show()
-            sys.exit(EXIT_AGENT_FAILURE)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="fnagent", prog_name="fnagent")
 def main() -> None:
     """Run container images as functions on a Docker host."""
@@ -76,3 +61,21 @@ def run(
         image=image, command=list(command) or None, memory=memory, cpus=cpus, timeout=timeout,
         env=env, fmt=fmt, headers=header, pull=pull, user=user, as_json=as_json,
     ))
+
+
+def entry() -> None:
+    """The console script: usage errors exit 125 (an agent-side failure, as with docker run),
+    not click's 2."""
+    try:
+        main.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else "", err=False)
+        sys.exit(0)
+    except click.Abort:
+        click.echo("fnagent: aborted", err=True)
+        sys.exit(EXIT_CANCELLED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_AGENT_FAILURE)

@@ -248,7 +248,9 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def _post_call(path: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+def _post_call(
+    path: str, body: bytes, headers: dict[str, str], timeout: float
+) -> tuple[int, bytes]:
     connection = _UnixHTTPConnection(path, timeout)
     try:
         connection.request("POST", "/call", body=body, headers=headers)

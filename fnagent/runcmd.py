@@ -8,13 +8,18 @@ import json
 import os
 import signal
 import sys
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from drivers import RunStatus
 from drivers.errors import FnAgentError, FunctionTimeoutError
 from fnagent.units import parse_cpus, parse_duration, parse_env, parse_memory
+
+if TYPE_CHECKING:
+    from fnagent.config import AgentConfig
+    from fnagent.oneoff import RunOutcome, RunRequest
 
 EXIT_TIMEOUT = 124
 EXIT_AGENT_FAILURE = 125
@@ -48,9 +53,28 @@ def run_command(
 ) -> int:
     """Run once and return the process exit code; every failure is one line on stderr."""
     try:
-        return anyio.run(
-            _run, image, command, memory, cpus, timeout, env, fmt, headers, pull, user, as_json
+        from drivers.docker import PullPolicy
+        from drivers.images import parse_image
+        from fnagent.config import AgentConfig
+        from fnagent.oneoff import Format, RunRequest
+
+        parse_image(image)
+        config = AgentConfig.from_env(os.environ)
+        config = replace(config, pull_policy=PullPolicy(pull))
+        request = RunRequest(
+            image=image,
+            command=command,
+            env=parse_env(env, dict(os.environ)),
+            memory_bytes=parse_memory(memory),
+            cpus_mcpus=parse_cpus(cpus) if cpus else 0,
+            timeout_s=parse_duration(timeout),
+            format=Format(fmt),
+            user=None if user == "image" else user,
+            hot_start_timeout_s=config.hot_start_timeout_ms / 1000,
+            headers=_headers(headers),
+            collect_stats=as_json,
         )
+        return anyio.run(_run, request, config, as_json)
     except KeyboardInterrupt:
         print("fnagent: interrupted", file=sys.stderr)
         return EXIT_CANCELLED
@@ -70,45 +94,13 @@ def first_error(exc: BaseException) -> BaseException:
     return exc
 
 
-async def _run(
-    image: str,
-    command: list[str] | None,
-    memory: str,
-    cpus: str | None,
-    timeout: str,
-    env: tuple[str, ...],
-    fmt: str,
-    headers: tuple[str, ...],
-    pull: str,
-    user: str,
-    as_json: bool,
-) -> int:
-    from drivers.docker import DockerDriver, PullPolicy
-    from drivers.images import parse_image
-    from fnagent.config import AgentConfig
-    from fnagent.oneoff import Format, RunRequest, run_once
+async def _run(request: RunRequest, config: AgentConfig, as_json: bool) -> int:
+    from drivers.docker import DockerDriver
+    from fnagent.oneoff import run_once
     from fnagent.progress import PullProgressBar
     from fnagent.stdio import FlushingSink, read_fd
 
-    parse_image(image)
-    config = AgentConfig.from_env(os.environ)
-    request = RunRequest(
-        image=image,
-        command=command,
-        env=parse_env(env, dict(os.environ)),
-        memory_bytes=parse_memory(memory),
-        cpus_mcpus=parse_cpus(cpus) if cpus else 0,
-        timeout_s=parse_duration(timeout),
-        format=Format(fmt),
-        user=None if user == "image" else user,
-        hot_start_timeout_s=config.hot_start_timeout_ms / 1000,
-        headers=_headers(headers),
-        collect_stats=as_json,
-    )
-    from dataclasses import replace
-
-    config = replace(config, pull_policy=PullPolicy(pull))
-    bar = PullProgressBar(image, sys.stderr) if sys.stderr.isatty() else None
+    bar = PullProgressBar(request.image, sys.stderr) if sys.stderr.isatty() else None
     captured = io.BytesIO()
     stdout = captured if as_json else FlushingSink(sys.stdout.buffer)
     stderr = FlushingSink(sys.stderr.buffer)
@@ -128,9 +120,14 @@ async def _run(
         if scope.cancelled_caught:
             print("fnagent: interrupted; the container was removed", file=sys.stderr)
             return EXIT_CANCELLED
+    return _report(outcome, captured.getvalue(), as_json)
+
+
+def _report(outcome: RunOutcome, captured: bytes, as_json: bool) -> int:
+    """Print what the user needs to see and choose the exit code."""
     result = outcome.result
     if as_json:
-        print(json.dumps(_as_json(outcome, captured.getvalue()), indent=2))
+        print(json.dumps(_as_json(outcome, captured), indent=2))
     elif result.error is not None and result.status is not RunStatus.SUCCESS:
         print(f"fnagent: {result.error.message}", file=sys.stderr)
     if result.status is RunStatus.TIMEOUT or isinstance(result.error, FunctionTimeoutError):
@@ -151,7 +148,7 @@ async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
             return
 
 
-def _as_json(outcome: Any, output: bytes) -> dict[str, Any]:
+def _as_json(outcome: RunOutcome, output: bytes) -> dict[str, Any]:
     result = outcome.result
     document: dict[str, Any] = {
         "status": result.status.value,

@@ -13,12 +13,8 @@ from anyio.abc import SocketStream
 
 from drivers.base import ContainerTask, Cookie, RunResult, RunStatus, WaitResult
 from drivers.docker.streams import copy_output, feed_input, take_socket, wrap_socket
-from drivers.errors import (
-    ClosedError,
-    FnAgentError,
-    FunctionTimeoutError,
-    OutOfMemoryError,
-)
+from drivers.errors import ClosedError, FnAgentError
+from drivers.results import cancelled, exit_result, out_of_memory, timed_out
 from drivers.stats import Stat
 
 if TYPE_CHECKING:
@@ -30,11 +26,6 @@ logger = logging.getLogger(__name__)
 # hangs must not hold the caller forever.
 REMOVE_GRACE_S = 30.0
 KILL_GRACE_S = 10.0
-SIGKILL_EXIT = 137
-
-
-def describe_memory(memory_bytes: int) -> str:
-    return f"{memory_bytes // (1024 * 1024)} MiB" if memory_bytes else "the host's memory"
 
 
 class DockerCookie(Cookie):
@@ -193,15 +184,10 @@ class DockerWaitResult(WaitResult):
                 self.result = await self._exit_result()
         except TimeoutError:
             await self._cookie.kill()
-            self.result = RunResult(
-                status=RunStatus.TIMEOUT,
-                error=FunctionTimeoutError(f"Timed out: the function ran longer than {timeout:g} s"),
-            )
+            self.result = timed_out(timeout)
         except anyio.get_cancelled_exc_class():
             await self._cookie.kill()
-            self.result = RunResult(
-                status=RunStatus.CANCELLED, error=FnAgentError("the call was cancelled")
-            )
+            self.result = cancelled()
             raise
         except FnAgentError as exc:
             self.result = RunResult(status=RunStatus.ERROR, error=exc)
@@ -212,23 +198,11 @@ class DockerWaitResult(WaitResult):
         waited = await self._cookie._client.call("wait for container", "wait", cid)
         code = int(waited.get("StatusCode", -1))
         if code == 0:
-            return RunResult(status=RunStatus.SUCCESS, exit_code=0)
+            return exit_result(0)
         state = (await self._cookie.inspect()).get("State", {})
         if state.get("OOMKilled"):
-            limit = describe_memory(self._cookie.task.memory_bytes)
-            return RunResult(
-                status=RunStatus.KILLED,
-                exit_code=code,
-                error=OutOfMemoryError(
-                    f"the function ran out of memory and was killed (limit {limit})"
-                ),
-            )
-        reason = f"killed by signal {code - 128}" if code > 128 else f"exited with code {code}"
-        return RunResult(
-            status=RunStatus.ERROR,
-            exit_code=code,
-            error=FnAgentError(f"the function's container {reason}"),
-        )
+            return out_of_memory(self._cookie.task.memory_bytes, code)
+        return exit_result(code)
 
 
 def stat_from_docker(raw: dict[str, Any]) -> Stat:
@@ -245,9 +219,11 @@ def stat_from_docker(raw: dict[str, Any]) -> Stat:
         "mem_limit": int(memory.get("limit", 0)),
         "net_rx": sum(int(n.get("rx_bytes", 0)) for n in networks.values()),
         "net_tx": sum(int(n.get("tx_bytes", 0)) for n in networks.values()),
-        "disk_read": sum(int(e.get("value", 0)) for e in blkio if e.get("op", "").lower() == "read"),
-        "disk_write": sum(
-            int(e.get("value", 0)) for e in blkio if e.get("op", "").lower() == "write"
-        ),
+        "disk_read": _blkio_total(blkio, "read"),
+        "disk_write": _blkio_total(blkio, "write"),
     }
     return Stat(timestamp=datetime.now(UTC), metrics=metrics)
+
+
+def _blkio_total(entries: list[dict[str, Any]], op: str) -> int:
+    return sum(int(e.get("value", 0)) for e in entries if str(e.get("op", "")).lower() == op)

@@ -1,0 +1,17 @@
+"""The driver conformance suite (tests/conformance.py) run against the Docker driver."""
+
+import pytest
+
+from drivers.docker import DockerConfig, DockerDriver
+from tests.conformance import CASES, Case, Images
+from tests.system.conftest import BUSYBOX
+
+IMAGES = Images(busybox=BUSYBOX)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.__name__)
+async def test_docker_driver_conforms(case: Case, instance_id: str) -> None:
+    async with DockerDriver(DockerConfig(instance_id=instance_id)) as driver:
+        await case(driver, IMAGES)
+        assert await driver.containers() == [], "the case left a container behind"
