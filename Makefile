@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install docker images test test-tools unit bench lint serve clean
+.PHONY: install docker images test test-tools unit bench lint demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,3 +43,8 @@ test-tools:
 	@command -v docker-registry >/dev/null && command -v htpasswd >/dev/null || { \
 	  echo "installing docker-registry and apache2-utils (htpasswd) for the registry tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils >/dev/null; }
+
+# The main job, until `fnagent serve` lands: one cold and one http-stream function, run once.
+demo: install docker images
+	echo -n 'fnagent' | $(VENV)/bin/fnagent run fnagent/fn-shell
+	echo -n '{"name": "fnagent"}' | $(VENV)/bin/fnagent run --format http-stream fnagent/fn-hello; echo
