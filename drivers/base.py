@@ -165,6 +165,11 @@ class Driver(ABC):
         """Ensure the image (pulling by policy) and create the container."""
 
     @abstractmethod
+    async def ensure_image(self, image: str) -> None:
+        """Make ``image`` available (pulling by policy) without creating anything; the agent
+        pre-pulls an updated function's image with it while the old version serves."""
+
+    @abstractmethod
     async def aclose(self) -> None: ...
 
     async def __aenter__(self) -> Self:

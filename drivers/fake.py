@@ -452,6 +452,7 @@ class FakeDriver(Driver):
         missing_images: Iterable[str] = (),
         create_delay_s: float = 0.0,
         start_delay_s: float = 0.0,
+        pull_delay_s: float = 0.0,
     ) -> None:
         self.programs: dict[str, Program] = {**BUILTINS, **(programs or {})}
         self._image_programs: dict[ImageRef, Program] = {
@@ -460,6 +461,9 @@ class FakeDriver(Driver):
         self._missing: set[ImageRef] = {parse_image(image) for image in missing_images}
         self.create_delay_s = create_delay_s
         self.start_delay_s = start_delay_s
+        self.pull_delay_s = pull_delay_s
+        self.pulls: list[str] = []
+        """Images pulled so far (each once), in order."""
         self.containers: dict[str, FakeContainer] = {}
         self._cookies: set[FakeCookie] = set()
         self._tg: anyio.abc.TaskGroup | None = None
@@ -499,6 +503,21 @@ class FakeDriver(Driver):
         self._cookies.add(cookie)
         return cookie
 
+    async def ensure_image(self, image: str) -> None:
+        """The first use of an image "pulls" it: waits ``pull_delay_s`` and records it in
+        ``pulls``; ``missing_images`` raise ImageNotFoundError."""
+        self._check_open()
+        if image in self.pulls:
+            return
+        if self.pull_delay_s > 0:
+            await anyio.sleep(self.pull_delay_s)
+        if parse_image(image) in self._missing:
+            raise ImageNotFoundError(
+                f"Failed to pull image {image!r}: pull access denied, repository does not exist"
+                " or may require 'docker login'"
+            )
+        self.pulls.append(image)
+
     async def prepare_cookie(self, cookie: Cookie) -> None:
         if not isinstance(cookie, FakeCookie) or cookie._driver is not self:
             raise TypeError(f"not a cookie of this driver: {cookie!r}")
@@ -513,12 +532,7 @@ class FakeDriver(Driver):
             key: value.copy() if isinstance(value, dict | list) else value
             for key, value in cookie.container_options.items()
         }
-        image = str(options["Image"])
-        if parse_image(image) in self._missing:
-            raise ImageNotFoundError(
-                f"Failed to pull image {image!r}: pull access denied, repository does not exist"
-                " or may require 'docker login'"
-            )
+        await self.ensure_image(str(options["Image"]))
         container = FakeContainer(id=uuid.uuid4().hex, task_id=cookie.task.id, options=options)
         self.containers[container.id] = container
         cookie._container = container

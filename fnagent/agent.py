@@ -1,0 +1,680 @@
+"""The agent: calls become container tasks on hot http-stream containers.
+
+A call goes to its function version's ``SlotQueue``: the most recently used idle container
+(thawed if frozen), or a newly launched one it waits for (scale from zero). Each container lives
+in one task of the agent's task group, which launches it, waits for its listener, runs its idle
+policy (freeze after FN_FREEZE_IDLE_MSECS, remove after the fn's idle_timeout) and removes it.
+Launches reserve memory and CPU from ``Admission``, evicting idle containers of other functions
+when the budget is full. A changed function is pre-pulled while the old version serves; only
+then do new calls go to the new version, and the old containers drain.
+
+``submit`` never raises for what happens to a call: the ``CallResult`` carries the status the
+caller gets (DESIGN.md §4's table) and, for errors, a JSON ``{"message": ...}`` body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+import anyio
+import anyio.abc
+
+from drivers.base import ContainerTask, Driver, RunStatus, TaskLogger, WaitResult
+from drivers.errors import (
+    ContainerGoneError,
+    FnAgentError,
+    FunctionTimeoutError,
+    InvalidInputError,
+    OutOfMemoryError,
+    ServerBusyError,
+)
+from drivers.stats import Stat, decimate
+from fnagent.admission import Admission, Budget, detect_budget
+from fnagent.calllogs import CappedLog, OutputRouter, log_call
+from fnagent.clock import Clock
+from fnagent.config import AgentConfig
+from fnagent.httpclient import (
+    BodyTooLarge,
+    ConnectFailed,
+    ProtocolError,
+    Response,
+    UnixHTTPConnection,
+    is_hop_by_hop,
+)
+from fnagent.ids import new_id
+from fnagent.models import FORMAT_HTTP_STREAM, Call, Fn
+from fnagent.readiness import LISTENER, wait_until_listening
+from fnagent.slots import HotContainer, SlotQueue, State, Waiter
+
+logger = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+MAX_STAT_SAMPLES = 240
+DEFAULT_STOP_GRACE_S = 30.0
+RETRY_AFTER_S = 15
+# After a failed update, the new version is retried no sooner than this.
+UPDATE_RETRY_S = 10.0
+# How long a failed call waits to learn how its container ended (to name an OOM kill).
+EXIT_REPORT_WAIT_S = 2.0
+MAX_ATTEMPTS = 3
+FN_LABEL = "fnagent.fn_id"
+APP_LABEL = "fnagent.app_id"
+_OWN_HEADERS = frozenset({"fn-call-id", "fn-deadline"})
+
+
+class FunctionFailedError(FnAgentError):
+    status = 502
+    default_message = "function failed"
+
+
+class InvalidResponseError(FnAgentError):
+    status = 502
+    default_message = "invalid function response"
+
+
+class ResponseTooLargeError(FnAgentError):
+    status = 502
+    default_message = "function response body too large"
+
+
+class ReceiveError(FnAgentError):
+    status = 502
+    default_message = "error receiving function response"
+
+
+class StartTimeoutError(FunctionTimeoutError):
+    default_message = (
+        "Container initialization timed out, please ensure you are using the latest fdk and "
+        "check the logs"
+    )
+
+
+@dataclass(kw_only=True)
+class CallResult:
+    """What the caller gets, and what the agent learned running the call."""
+
+    call_id: str
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    error: FnAgentError | None = None
+    start: str | None = None
+    """How the container was found: "cold" (launched for it), "warm" or "thawed"."""
+    logs: bytes = b""
+    stats: list[Stat] = field(default_factory=list)
+    duration_s: float = 0.0
+
+
+class _Retry(Exception):
+    """Nothing reached the container: the call may go to another one."""
+
+
+class Agent:
+    """Runs calls on hot containers. An async context manager that owns one task group.
+
+    Leaving it stops new calls (503), lets calls in flight finish within ``stop_grace_s``,
+    removes every container it made, and leaves the driver (the caller's) open.
+    """
+
+    def __init__(
+        self,
+        driver: Driver,
+        config: AgentConfig,
+        *,
+        budget: Budget | None = None,
+        clock: Clock | None = None,
+        stop_grace_s: float = DEFAULT_STOP_GRACE_S,
+    ) -> None:
+        self.driver = driver
+        self.config = config
+        self.admission = Admission(
+            budget
+            or detect_budget(config.max_total_memory_bytes, config.max_total_cpu_mcpus)
+        )
+        self.clock = clock or Clock()
+        self.stop_grace_s = stop_grace_s
+        self.update_errors: dict[str, str] = {}
+        """fn id -> why its newest version could not be prepared (the old one still serves)."""
+        self._queues: dict[str, SlotQueue] = {}
+        self._current: dict[str, str] = {}
+        self._preparing: set[str] = set()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._closing = False
+        self._inflight = 0
+        self._idle_calls = anyio.Event()
+        os.makedirs(config.iofs_path, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Agent queues={len(self._queues)} in_flight={self._inflight} "
+            f"{self.admission!r}>"
+        )
+
+    # -- life ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._closing = True
+        with anyio.move_on_after(self.stop_grace_s, shield=True):
+            while self._inflight:
+                await self._idle_calls.wait()
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        return await self._tg.__aexit__(exc_type, exc, tb)
+
+    # -- calls --------------------------------------------------------------------------------
+
+    async def submit(self, call: Call) -> CallResult:
+        """Run ``call``; the result says what the caller gets (never raises for the call)."""
+        started = time.monotonic()
+        self._inflight += 1
+        try:
+            if self._closing or self._tg is None:
+                raise ServerBusyError("the agent is shutting down")
+            result = await self._submit(call)
+        except FnAgentError as exc:
+            result = error_result(call.id, exc)
+        finally:
+            self._inflight -= 1
+            if not self._inflight:
+                event, self._idle_calls = self._idle_calls, anyio.Event()
+                event.set()
+        result.duration_s = time.monotonic() - started
+        return result
+
+    async def _submit(self, call: Call) -> CallResult:
+        fn = call.fn
+        if fn.format != FORMAT_HTTP_STREAM:
+            raise InvalidInputError(
+                f"format {fn.format!r} cannot be served hot; use `fnagent run` for cold functions"
+            )
+        self.admission.check_fits_ever(fn.memory_mb * MIB, fn.cpus_mcpus)
+        for _ in range(MAX_ATTEMPTS):
+            queue = self._route(fn)
+            container, start = await self._acquire(queue, call)
+            try:
+                return await self._dispatch(queue, container, call, start)
+            except _Retry:
+                continue
+        raise ContainerGoneError("error receiving function response: containers kept failing")
+
+    def _route(self, fn: Fn) -> SlotQueue:
+        """The queue of the version that serves ``fn`` now; starts preparing a new version."""
+        key = fn.version_key
+        current = self._current.get(fn.id)
+        if current is None or current not in self._queues:
+            self._current[fn.id] = key
+            return self._queues.setdefault(key, SlotQueue(fn))
+        if current != key and key not in self._preparing:
+            self._preparing.add(key)
+            assert self._tg is not None
+            self._tg.start_soon(self._prepare_version, fn)
+        return self._queues[current]
+
+    async def _acquire(self, queue: SlotQueue, call: Call) -> tuple[HotContainer, str]:
+        """A container for ``call``, busy and thawed, and how it was found."""
+        while True:
+            container = queue.take_idle()
+            start = "warm"
+            if container is None:
+                container = await self._wait_for_container(queue, call)
+                start = "cold" if container.calls == 0 else "warm"
+            if not container.frozen:
+                return container, start
+            try:
+                async with container.lock:
+                    if container.frozen:
+                        assert container.cookie is not None
+                        await container.cookie.unfreeze()
+                        container.frozen = False
+                return container, "thawed"
+            except FnAgentError as exc:
+                logger.warning("thaw failed", extra={"container": container.name,
+                                                     "error": exc.message})
+                self._doom(container)
+
+    async def _wait_for_container(self, queue: SlotQueue, call: Call) -> HotContainer:
+        waiter = Waiter()
+        queue.waiters.append(waiter)
+        self._launch_for(queue)
+        try:
+            with anyio.fail_after(call.remaining_s()):
+                await waiter.ready.wait()
+        except BaseException as exc:
+            if waiter.container is not None:
+                # Handed a container just as we gave up (timeout or cancellation): give it back.
+                queue.release(waiter.container, self.clock.now())
+            else:
+                waiter.ready.set()  # abandoned: release() and fail_one() skip it
+                if waiter in queue.waiters:
+                    queue.waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                if queue.admission_blocked:
+                    raise ServerBusyError() from None
+                raise FunctionTimeoutError("Timed out waiting for a container") from None
+            raise
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.container is not None
+        return waiter.container
+
+    async def _dispatch(
+        self, queue: SlotQueue, container: HotContainer, call: Call, start: str
+    ) -> CallResult:
+        """One call on one busy container; afterwards the container is released or doomed."""
+        log = CappedLog(self.config.max_log_size_bytes)
+        stats: list[Stat] = []
+        container.router.current = log
+        container.stats = stats
+        container.calls += 1
+        try:
+            response = await self._exchange(container, call)
+        except _Retry:
+            self._doom(container)
+            raise
+        except FnAgentError as exc:
+            if not isinstance(exc, ResponseTooLargeError):
+                self._doom(container)
+            result = error_result(call.id, exc)
+        else:
+            result = self._result_from(container, call, response)
+        finally:
+            container.router.current = None
+            container.stats = None
+            queue.release(container, self.clock.now())
+        result.start = start
+        result.logs = log.getvalue()
+        result.stats = decimate(MAX_STAT_SAMPLES, stats)
+        if result.logs:
+            log_call(call.id, call.fn.id, call.fn.app_id, result.status, result.logs)
+        return result
+
+    async def _exchange(self, container: HotContainer, call: Call) -> Response:
+        """POST /call and map every failure to the status table's error."""
+        if container.exited.is_set():
+            raise _Retry()
+        headers = request_headers(call)
+        try:
+            with anyio.fail_after(call.remaining_s()):
+                return await container.connection.request(
+                    "POST", "/call", headers, call.request.body,
+                    max_body_bytes=self.config.max_response_size_bytes,
+                )
+        except TimeoutError:
+            raise FunctionTimeoutError("Timed out") from None
+        except BodyTooLarge:
+            raise ResponseTooLargeError() from None
+        except ProtocolError as exc:
+            raise InvalidResponseError(f"invalid function response: {exc}") from None
+        except ConnectFailed:
+            raise _Retry() from None
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise await self._receive_error(container, exc) from None
+
+    async def _receive_error(self, container: HotContainer, exc: BaseException) -> FnAgentError:
+        """The error for a connection that broke mid-call: OOM when the container says so."""
+        with anyio.move_on_after(EXIT_REPORT_WAIT_S):
+            await container.exited.wait()
+        ended = container.exit_result
+        if ended is not None and isinstance(ended.error, OutOfMemoryError):
+            return OutOfMemoryError(ended.error.message)
+        if ended is not None and ended.status is RunStatus.KILLED and ended.error is not None:
+            return ReceiveError(f"error receiving function response: {ended.error.message}")
+        return ReceiveError()
+
+    def _result_from(self, container: HotContainer, call: Call, response: Response) -> CallResult:
+        if response.status == 502:
+            return error_result(call.id, FunctionFailedError())
+        if response.status == 504:
+            return error_result(call.id, FunctionTimeoutError("Timed out"))
+        if response.status != 200:
+            self._doom(container)
+            return error_result(
+                call.id,
+                InvalidResponseError(
+                    f"invalid function response: the container answered {response.status}"
+                ),
+            )
+        status, headers = response_headers(response, trigger=call.trigger)
+        return CallResult(call_id=call.id, status=status, headers=headers, body=response.body)
+
+    def _doom(self, container: HotContainer) -> None:
+        container.doomed = True
+        container.notify()
+
+    # -- containers ---------------------------------------------------------------------------
+
+    def _launch_for(self, queue: SlotQueue) -> None:
+        """Start as many launches as waiters outnumber starting containers."""
+        while queue.needs_launch():
+            self._spawn(queue)
+
+    def _spawn(self, queue: SlotQueue) -> None:
+        assert self._tg is not None
+        queue.starting += 1
+        name = f"{queue.fn.name}-{new_id().lower()}"
+        socket_dir = tempfile.mkdtemp(prefix="c-", dir=self.config.iofs_path)
+        # The function runs as an unprivileged user and must create its socket here.
+        os.chmod(socket_dir, 0o777)
+        fields = {"fn_id": queue.fn.id, "app_id": queue.fn.app_id}
+        container = HotContainer(
+            name=name,
+            fn=queue.fn,
+            socket_dir=socket_dir,
+            router=OutputRouter(name, fields),
+            connection=UnixHTTPConnection(os.path.join(socket_dir, LISTENER)),
+        )
+        self._tg.start_soon(self._container_life, queue, container, name=f"container {name}")
+
+    async def _container_life(self, queue: SlotQueue, container: HotContainer) -> None:
+        """Launch, serve, idle, freeze and remove one container; always cleans up."""
+        fn = container.fn
+        memory, cpus = fn.memory_mb * MIB, fn.cpus_mcpus
+        starting, reserved = True, False
+        try:
+            await self._admit(queue, memory, cpus)
+            reserved = True
+            task = ContainerTask(
+                id=container.name,
+                image=fn.image,
+                env_vars=fn.environment(f"unix:/tmp/iofs/{LISTENER}"),
+                logger=TaskLogger(stdout=container.router, stderr=container.router),
+                write_stat=container.record_stat,
+                memory_bytes=memory,
+                cpus_mcpus=cpus,
+                uds_path=container.socket_dir,
+                labels={FN_LABEL: fn.id, APP_LABEL: fn.app_id},
+            )
+            async with await self.driver.create_cookie(task) as cookie:
+                container.cookie = cookie
+                await self.driver.prepare_cookie(cookie)
+                waiter = await cookie.run()
+                failure: FnAgentError | None = None
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._watch_exit, container, waiter)
+                    try:
+                        await self._await_ready(container)
+                    except FnAgentError as exc:
+                        # Raised outside the task group, which would wrap it in a group.
+                        failure = exc
+                    else:
+                        starting = False
+                        queue.starting -= 1
+                        queue.containers.add(container)
+                        queue.release(container, self.clock.now())
+                        await self._idle_policy(queue, container)
+                    tg.cancel_scope.cancel()
+                if failure is not None:
+                    raise failure
+        except FnAgentError as exc:
+            if starting:
+                queue.fail_one(exc)
+            logger.warning(
+                "container failed",
+                extra={"container": container.name, "fn_id": fn.id, "error": exc.message},
+            )
+        finally:
+            if starting:
+                queue.starting -= 1
+            queue.discard(container)
+            container.connection.close()
+            if reserved:
+                self.admission.release(memory, cpus)
+            shutil.rmtree(container.socket_dir, ignore_errors=True)
+            self._after_container_gone(queue)
+
+    def _after_container_gone(self, queue: SlotQueue) -> None:
+        if self._closing:
+            return
+        if queue.draining and queue.empty:
+            self._queues.pop(queue.key, None)
+            return
+        self._launch_for(queue)
+        self._keep_minimum(queue)
+
+    async def _watch_exit(self, container: HotContainer, waiter: WaitResult) -> None:
+        container.exit_result = await waiter.wait()
+        container.exited.set()
+        self._doom(container)
+
+    async def _await_ready(self, container: HotContainer) -> None:
+        timeout_s = self.config.hot_start_timeout_ms / 1000
+        try:
+            with anyio.fail_after(timeout_s):
+                ready = await wait_until_listening(
+                    container.socket_dir, gave_up=container.exited.is_set
+                )
+        except TimeoutError:
+            raise StartTimeoutError(
+                f"Container initialization timed out after {timeout_s:g} s, please ensure you "
+                "are using the latest fdk and check the logs"
+            ) from None
+        if not ready:
+            ended = container.exit_result
+            how = ended.error.message if ended and ended.error else "it exited"
+            last = b"\n".join(container.router.recent[-10:]).decode("utf-8", "replace")
+            logger.warning(
+                "container exited before it was ready",
+                extra={"container": container.name, "fn_id": container.fn.id,
+                       "last_output": last},
+            )
+            raise ContainerGoneError(f"container failed to initialize: {how}")
+
+    async def _idle_policy(self, queue: SlotQueue, container: HotContainer) -> None:
+        """Freeze after freeze_idle_ms idle; remove after the fn's idle_timeout (unless the
+        queue's minimum keeps it); return when the container is to be removed."""
+        freeze_after = self.config.freeze_idle_ms / 1000
+        remove_after = float(container.fn.idle_timeout_s)
+        while not container.doomed:
+            changed = container.changed
+            if container.state is not State.IDLE:
+                await changed.wait()
+                continue
+            idle_for = self.clock.now() - container.idle_since
+            if not container.frozen and idle_for < freeze_after:
+                await self.clock.wait(changed, freeze_after - idle_for)
+                continue
+            if not container.frozen:
+                await self._freeze(container)
+                continue
+            if idle_for >= remove_after:
+                if len(queue.containers) > queue.min_hot:
+                    queue.discard(container)
+                    return
+                await changed.wait()
+                continue
+            await self.clock.wait(changed, remove_after - idle_for)
+
+    async def _freeze(self, container: HotContainer) -> None:
+        async with container.lock:
+            if container.state is not State.IDLE or container.doomed:
+                return
+            assert container.cookie is not None
+            try:
+                await container.cookie.freeze()
+                container.frozen = True
+            except FnAgentError as exc:
+                logger.warning("freeze failed", extra={"container": container.name,
+                                                       "error": exc.message})
+                self._doom(container)
+
+    async def _admit(self, queue: SlotQueue, memory: int, cpus: int) -> None:
+        """Reserve room for a launch: evict idle containers of other functions when needed;
+        wait while someone still waits for this queue; else the host is too busy."""
+        while not self.admission.try_reserve(memory, cpus):
+            if self._evict_one(queue):
+                continue_waiting = 1.0
+            else:
+                queue.admission_blocked = True
+                if not queue.waiters and queue.min_hot <= len(queue.containers):
+                    raise ServerBusyError()
+                continue_waiting = 0.5
+            with anyio.move_on_after(continue_waiting):
+                await self.admission.wait_for_release()
+        queue.admission_blocked = False
+
+    def _evict_one(self, keep: SlotQueue) -> bool:
+        """Doom the least recently used idle container of another queue."""
+        candidates = [
+            c for q in self._queues.values() if q is not keep for c in q.idle if not c.doomed
+        ]
+        if not candidates:
+            return False
+        victim = min(candidates, key=lambda c: c.idle_since)
+        for q in self._queues.values():
+            if victim in q.idle:
+                q.idle.remove(victim)
+        self._doom(victim)
+        return True
+
+    # -- versions and scale -------------------------------------------------------------------
+
+    async def _prepare_version(self, fn: Fn) -> None:
+        """Pull the new version's image while the old one serves, then switch and drain."""
+        key = fn.version_key
+        try:
+            with anyio.fail_after(self.config.hot_pull_timeout_ms / 1000):
+                await self.driver.ensure_image(fn.image)
+        except (FnAgentError, TimeoutError) as exc:
+            message = exc.message if isinstance(exc, FnAgentError) else "timed out pulling"
+            self.update_errors[fn.id] = message
+            logger.warning("update failed; the previous version keeps serving",
+                           extra={"fn_id": fn.id, "image": fn.image, "error": message})
+            await anyio.sleep(UPDATE_RETRY_S)
+            self._preparing.discard(key)
+            return
+        self._preparing.discard(key)
+        self.update_errors.pop(fn.id, None)
+        old = self._queues.get(self._current.get(fn.id, ""))
+        new = self._queues.setdefault(key, SlotQueue(fn))
+        self._current[fn.id] = key
+        if old is not None and old is not new:
+            new.min_hot = old.min_hot
+            self._drain(old)
+            self._keep_minimum(new)
+
+    def _drain(self, queue: SlotQueue) -> None:
+        queue.draining = True
+        for container in list(queue.idle):
+            queue.idle.remove(container)
+            self._doom(container)
+        if queue.empty:
+            self._queues.pop(queue.key, None)
+
+    async def update(self, fn: Fn) -> None:
+        """Prepare ``fn``'s new version now (a server calls this when a fn is changed)."""
+        if self._current.get(fn.id) not in (None, fn.version_key):
+            self._route(fn)
+
+    def scale(self, fn: Fn, min_hot: int) -> None:
+        """Keep at least ``min_hot`` containers of ``fn`` launched (idle ones frozen); 0 lets
+        it scale to zero."""
+        if min_hot < 0:
+            raise InvalidInputError("the minimum hot count cannot be negative")
+        queue = self._route(fn)
+        queue.min_hot = min_hot
+        for container in queue.containers:
+            container.notify()  # idle ones re-check whether the minimum still keeps them
+        self._keep_minimum(queue)
+
+    def _keep_minimum(self, queue: SlotQueue) -> None:
+        if self._closing or queue.draining:
+            return
+        while len(queue.containers) + queue.starting < queue.min_hot:
+            self._spawn(queue)
+
+    def containers(self, fn_id: str) -> dict[str, int]:
+        """Counts of ``fn_id``'s containers: running (busy or idle), frozen, starting."""
+        counts = {"running": 0, "frozen": 0, "starting": 0}
+        for queue in self._queues.values():
+            if queue.fn.id != fn_id:
+                continue
+            counts["starting"] += queue.starting
+            for container in queue.containers:
+                counts["frozen" if container.frozen else "running"] += 1
+        return counts
+
+    def forget(self, fn_id: str) -> None:
+        """Remove every container of ``fn_id`` (its fn or app was deleted)."""
+        for queue in list(self._queues.values()):
+            if queue.fn.id == fn_id:
+                queue.min_hot = 0
+                self._drain(queue)
+                for container in list(queue.containers):
+                    self._doom(container)
+        self._current.pop(fn_id, None)
+
+
+def request_headers(call: Call) -> list[tuple[str, str]]:
+    """The headers sent to the container (DESIGN.md §4): hop-by-hop ones dropped; through a
+    trigger, every caller header but Content-Type wrapped as Fn-Http-H-<name>."""
+    out: list[tuple[str, str]] = []
+    for name, value in call.request.headers:
+        lowered = name.lower()
+        if is_hop_by_hop(name) or lowered in _OWN_HEADERS or "\r" in value or "\n" in value:
+            continue
+        if call.trigger and lowered != "content-type":
+            out.append((f"Fn-Http-H-{name}", value))
+        else:
+            out.append((name, value))
+    if call.trigger:
+        out.append(("Fn-Intent", "httprequest"))
+        out.append(("Fn-Http-Method", call.request.method))
+        out.append(("Fn-Http-Request-Url", call.request.url))
+    deadline = datetime.now(UTC) + timedelta(seconds=call.remaining_s())
+    out.append(("Fn-Call-Id", call.id))
+    out.append(("Fn-Deadline", deadline.isoformat(timespec="milliseconds").replace("+00:00", "Z")))
+    return out
+
+
+def response_headers(response: Response, *, trigger: bool) -> tuple[int, list[tuple[str, str]]]:
+    """The status and headers the caller gets: Fn-Http-Status sets the status; through a
+    trigger, Fn-Http-H-* headers are unwrapped."""
+    status = 200
+    headers: list[tuple[str, str]] = []
+    for name, value in response.headers:
+        lowered = name.lower()
+        if is_hop_by_hop(name):
+            continue
+        if lowered == "fn-http-status":
+            if value.isdigit() and 100 <= int(value) <= 599:
+                status = int(value)
+            continue
+        if trigger and lowered.startswith("fn-http-h-"):
+            headers.append((name[len("fn-http-h-") :], value))
+        else:
+            headers.append((name, value))
+    return status, headers
+
+
+def error_result(call_id: str, error: FnAgentError) -> CallResult:
+    """A JSON error answer; 503 carries Retry-After."""
+    headers = [("Content-Type", "application/json")]
+    if error.status == 503:
+        headers.append(("Retry-After", str(RETRY_AFTER_S)))
+    return CallResult(
+        call_id=call_id,
+        status=error.status,
+        headers=headers,
+        body=json.dumps({"message": error.message}).encode(),
+        error=error,
+    )

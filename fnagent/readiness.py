@@ -1,0 +1,106 @@
+"""Waiting for an http-stream container's listener: ``lsnr.sock`` in its socket dir.
+
+Ready means ``lsnr.sock`` is a socket, or a symlink to a socket in the same directory (Fn's
+FDKs bind ``phonylsnr.sock``, chmod it, then symlink). The directory is watched with inotify, so
+readiness is seen the moment the link appears; where inotify is not available it is polled.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import stat
+from collections.abc import Callable
+
+import anyio
+
+LISTENER = "lsnr.sock"
+POLL_S = 0.005
+_IN_CREATE = 0x100
+_IN_MOVED_TO = 0x80
+_IN_ATTRIB = 0x4
+_IN_NONBLOCK = 0o4000
+_IN_CLOEXEC = 0o2000000
+
+_libc: ctypes.CDLL | None = None
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    global _libc
+    if _libc is None:
+        name = ctypes.util.find_library("c")
+        try:
+            _libc = ctypes.CDLL(name or "libc.so.6", use_errno=True)
+        except OSError:
+            return None
+    return _libc
+
+
+def is_listening(socket_dir: str) -> bool:
+    """True when ``socket_dir/lsnr.sock`` is a socket or links to one inside ``socket_dir``."""
+    path = os.path.join(socket_dir, LISTENER)
+    try:
+        if os.path.islink(path):
+            target = os.readlink(path)
+            # Only a link inside the same directory: an absolute target is a path inside the
+            # container and would be resolved against the host here.
+            if os.path.isabs(target) or os.path.dirname(os.path.normpath(target)):
+                return False
+            path = os.path.join(socket_dir, target)
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+async def wait_until_listening(
+    socket_dir: str, *, gave_up: Callable[[], bool] = lambda: False
+) -> bool:
+    """Return True once the listener is ready, False as soon as ``gave_up()`` is true (checked
+    on every directory change and every poll interval). The caller bounds it with a timeout."""
+    watch = _Inotify.open(socket_dir)
+    try:
+        while True:
+            if is_listening(socket_dir):
+                return True
+            if gave_up():
+                return False
+            if watch is None:
+                await anyio.sleep(POLL_S)
+            else:
+                with anyio.move_on_after(POLL_S * 10):
+                    await watch.changed()
+    finally:
+        if watch is not None:
+            watch.close()
+
+
+class _Inotify:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def open(cls, directory: str) -> _Inotify | None:
+        libc = _load_libc()
+        if libc is None:
+            return None
+        fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+        if fd < 0:
+            return None
+        mask = _IN_CREATE | _IN_MOVED_TO | _IN_ATTRIB
+        if libc.inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
+            os.close(fd)
+            return None
+        return cls(fd)
+
+    async def changed(self) -> None:
+        """Wait for at least one event, then drain them all."""
+        await anyio.wait_readable(self.fd)
+        try:
+            while os.read(self.fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)

@@ -1,0 +1,155 @@
+"""Hot containers and the queues that hold them: bookkeeping only, no I/O (CONVENTIONS §7).
+
+A ``SlotQueue`` holds the containers of one function version (keyed by ``Fn.version_key``): a
+LIFO stack of idle ones, the busy ones, how many are starting, and the calls waiting. A call
+takes the most recently used idle container; with none, it waits, and a launch starts only
+while waiters outnumber starting containers, so concurrent first calls never start more
+containers than there are calls. A released or newly ready container goes straight to the
+oldest waiter.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+
+import anyio
+
+from drivers.base import Cookie, RunResult
+from drivers.errors import FnAgentError
+from drivers.stats import Stat
+from fnagent.calllogs import OutputRouter
+from fnagent.httpclient import UnixHTTPConnection
+from fnagent.models import Fn
+
+
+class State(enum.Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    GONE = "gone"
+
+
+@dataclass(eq=False, kw_only=True)
+class HotContainer:
+    """One http-stream container and what the agent knows of it."""
+
+    name: str
+    fn: Fn
+    socket_dir: str
+    router: OutputRouter
+    connection: UnixHTTPConnection
+    state: State = State.STARTING
+    frozen: bool = False
+    doomed: bool = False
+    """Marked for removal: its life task removes it as soon as it notices."""
+    idle_since: float = 0.0
+    calls: int = 0
+    cookie: Cookie | None = None
+    exit_result: RunResult | None = None
+    exited: anyio.Event = field(default_factory=anyio.Event)
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    """Held across freeze and thaw, so a call never meets a half-frozen container."""
+    changed: anyio.Event = field(default_factory=anyio.Event)
+    stats: list[Stat] | None = None
+    """Where resource samples go while a call runs; None between calls (samples dropped)."""
+
+    def record_stat(self, stat: Stat) -> None:
+        if self.stats is not None:
+            self.stats.append(stat)
+
+    def notify(self) -> None:
+        """Wake the container's life task: its state, or doom, changed."""
+        event, self.changed = self.changed, anyio.Event()
+        event.set()
+
+
+class Waiter:
+    """A call waiting for a container: it gets one, or a launch error."""
+
+    def __init__(self) -> None:
+        self.ready = anyio.Event()
+        self.container: HotContainer | None = None
+        self.error: FnAgentError | None = None
+
+
+class SlotQueue:
+    """The containers of one function version."""
+
+    def __init__(self, fn: Fn) -> None:
+        self.fn = fn
+        self.key = fn.version_key
+        self.idle: list[HotContainer] = []
+        self.containers: set[HotContainer] = set()
+        self.starting = 0
+        self.waiters: deque[Waiter] = deque()
+        self.min_hot = 0
+        self.draining = False
+        self.admission_blocked = False
+
+    def __repr__(self) -> str:
+        busy = sum(1 for c in self.containers if c.state is State.BUSY)
+        frozen = sum(1 for c in self.idle if c.frozen)
+        return (
+            f"<SlotQueue {self.fn.name} idle={len(self.idle)} frozen={frozen} busy={busy} "
+            f"starting={self.starting} waiters={len(self.waiters)}>"
+        )
+
+    def take_idle(self) -> HotContainer | None:
+        """The most recently used idle container, now busy; None when there is none."""
+        while self.idle:
+            container = self.idle.pop()
+            if container.doomed:
+                continue
+            container.state = State.BUSY
+            container.notify()
+            return container
+        return None
+
+    def needs_launch(self) -> bool:
+        return len(self.waiters) > self.starting and not self.draining
+
+    def release(self, container: HotContainer, now: float) -> None:
+        """A container finished a call or became ready: hand it to the oldest waiter, else
+        make it idle. A doomed container is only woken, so its life task removes it."""
+        if container.doomed or container.state is State.GONE:
+            container.notify()
+            return
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if waiter.ready.is_set():
+                continue
+            container.state = State.BUSY
+            waiter.container = container
+            waiter.ready.set()
+            container.notify()
+            return
+        if self.draining:
+            container.doomed = True
+            container.notify()
+            return
+        container.state = State.IDLE
+        container.idle_since = now
+        self.idle.append(container)
+        container.notify()
+
+    def fail_one(self, error: FnAgentError) -> None:
+        """A launch failed: the oldest waiter gets the error."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.ready.is_set():
+                waiter.error = error
+                waiter.ready.set()
+                return
+
+    def discard(self, container: HotContainer) -> None:
+        """Forget a container that is gone (or going)."""
+        container.state = State.GONE
+        self.containers.discard(container)
+        if container in self.idle:
+            self.idle.remove(container)
+
+    @property
+    def empty(self) -> bool:
+        return not self.containers and not self.starting and not self.waiters

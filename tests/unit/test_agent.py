@@ -1,0 +1,419 @@
+"""The agent on the fake driver: slot selection, launches, idle timers, status table,
+admission and eviction, updates, scale, shutdown."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from drivers.fake import FakeDriver, Program, ProgramContext
+from fnagent.admission import Budget
+from fnagent.agent import Agent, CallResult
+from fnagent.clock import ManualClock
+from fnagent.config import AgentConfig
+from fnagent.models import Call, CallRequest, Fn
+from tests.fakefn import Answer, Request, http_function
+
+pytestmark = pytest.mark.anyio
+
+MIB = 1024 * 1024
+ROOMY = Budget(memory_bytes=4096 * MIB, cpu_mcpus=4000)
+
+
+def make_fn(image: str = "fn/echo", **fields: Any) -> Fn:
+    values: dict[str, Any] = dict(id="fn1", name="echo", app_id="app1", app_name="app",
+                                  image=image, timeout_s=10, idle_timeout_s=30)
+    values.update(fields)
+    return Fn(**values)
+
+
+def make_call(fn: Fn, body: bytes = b"hi", **fields: Any) -> Call:
+    return Call(fn=fn, request=CallRequest(body=body, **fields))
+
+
+@asynccontextmanager
+async def running(
+    images: dict[str, Program],
+    *,
+    budget: Budget = ROOMY,
+    clock: ManualClock | None = None,
+    **config: Any,
+) -> AsyncIterator[tuple[Agent, FakeDriver]]:
+    settings = dict(instance_id="unit", iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"),
+                    freeze_idle_ms=50)
+    settings.update(config)
+    driver_options = {k: config.pop(k) for k in ("pull_delay_s", "missing_images") if k in config}
+    settings = {k: v for k, v in settings.items() if k not in driver_options}
+    async with FakeDriver(images=images, **driver_options) as driver:
+        async with Agent(driver, AgentConfig(**settings), budget=budget, clock=clock,
+                         stop_grace_s=5) as agent:
+            yield agent, driver
+        assert driver.live() == [], "the agent left containers behind"
+
+
+async def poll(predicate: Callable[[], bool], what: str, timeout_s: float = 5.0) -> None:
+    with anyio.fail_after(timeout_s):
+        while not predicate():
+            await anyio.sleep(0.005)
+
+
+def handler_of(fn: Callable[[Request, ProgramContext], Any]) -> Program:
+    async def handler(request: Request, ctx: ProgramContext) -> Answer:
+        return await fn(request, ctx)
+
+    return http_function(handler)
+
+
+def message(result: CallResult) -> str:
+    return str(json.loads(result.body)["message"])
+
+
+# -- slots and launches -----------------------------------------------------------------------
+
+
+async def test_first_call_is_cold_then_warm_on_the_same_container() -> None:
+    async with running({"fn/echo": http_function()}) as (agent, driver):
+        fn = make_fn()
+        first = await agent.submit(make_call(fn, b"one"))
+        second = await agent.submit(make_call(fn, b"two"))
+        assert (first.status, first.body, first.start) == (200, b"one", "cold")
+        assert (second.status, second.body, second.start) == (200, b"two", "warm")
+        assert len(driver.containers) == 1
+
+
+async def test_concurrent_first_calls_never_start_more_containers_than_calls() -> None:
+    async def slow(request: Request, ctx: ProgramContext) -> Answer:
+        await ctx.sleep(0.2)
+        return Answer(body=request.body)
+
+    async with running({"fn/echo": handler_of(slow)}) as (agent, driver):
+        fn = make_fn()
+        results: list[CallResult] = []
+
+        async def one(i: int) -> None:
+            results.append(await agent.submit(make_call(fn, str(i).encode())))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(5):
+                tg.start_soon(one, i)
+        assert sorted(r.body for r in results) == [str(i).encode() for i in range(5)]
+        assert all(r.status == 200 for r in results)
+        assert 1 <= len(driver.containers) <= 5
+
+
+async def test_sequential_calls_reuse_one_container_and_lifo() -> None:
+    async with running({"fn/echo": http_function()}) as (agent, driver):
+        fn = make_fn()
+        for _ in range(10):
+            assert (await agent.submit(make_call(fn))).status == 200
+        assert len(driver.containers) == 1
+
+
+async def test_parallel_calls_launch_only_while_waiters_outnumber_containers() -> None:
+    gate = anyio.Event()
+
+    async def held(request: Request, ctx: ProgramContext) -> Answer:
+        await gate.wait()
+        return Answer()
+
+    async with running({"fn/echo": handler_of(held)}) as (agent, driver):
+        fn = make_fn()
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(agent.submit, make_call(fn))
+            await poll(lambda: agent.containers("fn1")["running"] == 3, "3 busy containers")
+            assert len(driver.containers) == 3
+            gate.set()
+        # All three are idle now: three more calls reuse them.
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(agent.submit, make_call(fn))
+        assert len(driver.containers) == 3
+
+
+# -- idle policy (controllable clock) ---------------------------------------------------------
+
+
+async def test_idle_container_is_frozen_then_thawed_then_removed() -> None:
+    clock = ManualClock()
+    async with running({"fn/echo": http_function()}, clock=clock) as (agent, driver):
+        fn = make_fn(idle_timeout_s=30)
+        assert (await agent.submit(make_call(fn))).start == "cold"
+        (container,) = driver.containers.values()
+        await poll(lambda: clock.sleepers == 1, "the idle timer")
+        clock.advance(0.06)
+        await poll(lambda: container.state == "paused", "the freeze")
+        thawed = await agent.submit(make_call(fn, b"again"))
+        assert (thawed.status, thawed.body, thawed.start) == (200, b"again", "thawed")
+        assert container.state == "running"
+        await poll(lambda: clock.sleepers == 1, "the idle timer")
+        clock.advance(0.06)
+        await poll(lambda: container.state == "paused", "the second freeze")
+        await poll(lambda: clock.sleepers == 1, "the removal timer")
+        clock.advance(30)
+        await poll(lambda: container.state == "removed", "the removal after idle_timeout")
+        assert agent.containers("fn1") == {"running": 0, "frozen": 0, "starting": 0}
+
+
+async def test_minimum_hot_count_keeps_frozen_containers() -> None:
+    clock = ManualClock()
+    async with running({"fn/echo": http_function()}, clock=clock) as (agent, driver):
+        fn = make_fn(idle_timeout_s=1)
+        agent.scale(fn, 2)
+        await poll(lambda: agent.containers("fn1")["running"] == 2, "two pre-warmed")
+        await poll(lambda: clock.sleepers == 2, "idle timers")
+        clock.advance(0.06)
+        await poll(lambda: agent.containers("fn1")["frozen"] == 2, "both frozen")
+        clock.advance(100)
+        await anyio.sleep(0.05)
+        assert agent.containers("fn1")["frozen"] == 2, "the minimum is kept past idle_timeout"
+        agent.scale(fn, 0)
+        await poll(lambda: driver.live() == [], "scaled to zero: both idle past idle_timeout")
+
+
+# -- the status table -------------------------------------------------------------------------
+
+
+async def test_function_502_and_504_keep_the_container() -> None:
+    async def answer(request: Request, ctx: ProgramContext) -> Answer:
+        return Answer(status=int(request.body))
+
+    async with running({"fn/echo": handler_of(answer)}) as (agent, driver):
+        fn = make_fn()
+        failed = await agent.submit(make_call(fn, b"502"))
+        assert (failed.status, message(failed)) == (502, "function failed")
+        timed = await agent.submit(make_call(fn, b"504"))
+        assert (timed.status, message(timed)) == (504, "Timed out")
+        assert len(driver.live()) == 1
+
+
+async def test_another_status_is_invalid_and_removes_the_container() -> None:
+    async def answer(request: Request, ctx: ProgramContext) -> Answer:
+        return Answer(status=418)
+
+    async with running({"fn/echo": handler_of(answer)}) as (agent, driver):
+        result = await agent.submit(make_call(make_fn()))
+        assert result.status == 502
+        assert message(result).startswith("invalid function response")
+        await poll(lambda: driver.live() == [], "the container removed")
+
+
+async def test_crash_mid_call_is_502_and_the_next_call_gets_a_new_container() -> None:
+    async def answer(request: Request, ctx: ProgramContext) -> Answer:
+        return Answer(exit_code=1) if request.body == b"crash" else Answer(body=b"fine")
+
+    async with running({"fn/echo": handler_of(answer)}) as (agent, driver):
+        fn = make_fn()
+        crashed = await agent.submit(make_call(fn, b"crash"))
+        assert (crashed.status, message(crashed)) == (502, "error receiving function response")
+        after = await agent.submit(make_call(fn, b"ok"))
+        assert (after.status, after.body, after.start) == (200, b"fine", "cold")
+        assert len(driver.containers) == 2
+
+
+async def test_call_timeout_is_504_and_removes_the_container() -> None:
+    async def answer(request: Request, ctx: ProgramContext) -> Answer:
+        await ctx.sleep(10)
+        return Answer()
+
+    async with running({"fn/echo": handler_of(answer)}) as (agent, driver):
+        fn = make_fn(timeout_s=1)
+        result = await agent.submit(make_call(fn))
+        assert (result.status, message(result)) == (504, "Timed out")
+        await poll(lambda: driver.live() == [], "the container removed")
+
+
+async def test_response_over_the_limit_is_502_and_the_container_is_kept() -> None:
+    async def answer(request: Request, ctx: ProgramContext) -> Answer:
+        return Answer(body=b"x" * int(request.body))
+
+    async with running({"fn/echo": handler_of(answer)}, max_response_size_bytes=1000) as (
+        agent, driver
+    ):
+        fn = make_fn()
+        big = await agent.submit(make_call(fn, b"5000"))
+        assert (big.status, message(big)) == (502, "function response body too large")
+        small = await agent.submit(make_call(fn, b"10"))
+        assert (small.status, small.body) == (200, b"x" * 10)
+        assert len(driver.containers) == 1
+
+
+async def test_not_listening_in_time_is_504_and_the_container_removed() -> None:
+    slow_start = http_function(listen_delay_s=10)
+    async with running({"fn/echo": slow_start}, hot_start_timeout_ms=200) as (agent, driver):
+        result = await agent.submit(make_call(make_fn()))
+        assert result.status == 504
+        assert "Container initialization timed out" in message(result)
+        await poll(lambda: driver.live() == [], "the container removed")
+
+
+async def test_exit_before_listening_is_502() -> None:
+    async with running({"fn/echo": http_function(exit_before=3)}) as (agent, driver):
+        result = await agent.submit(make_call(make_fn()))
+        assert result.status == 502
+        assert "failed to initialize" in message(result)
+
+
+async def test_missing_image_is_404() -> None:
+    async with running({}, missing_images=["fn/missing"]) as (agent, _):
+        result = await agent.submit(make_call(make_fn("fn/missing")))
+        assert result.status == 404
+        assert "pull access denied" in message(result)
+
+
+async def test_logs_are_captured_and_capped() -> None:
+    async def chatty(request: Request, ctx: ProgramContext) -> Answer:
+        await ctx.stderr.write(b"e" * int(request.body))
+        return Answer()
+
+    async with running({"fn/echo": handler_of(chatty)}, max_log_size_bytes=100) as (agent, _):
+        fn = make_fn()
+        small = await agent.submit(make_call(fn, b"10"))
+        assert small.logs == b"e" * 10
+        big = await agent.submit(make_call(fn, b"500"))
+        assert big.logs.startswith(b"e" * 100)
+        assert b"log truncated at 100 bytes" in big.logs
+
+
+# -- trigger protocol -------------------------------------------------------------------------
+
+
+async def test_trigger_headers_are_wrapped_and_unwrapped() -> None:
+    seen: dict[str, str] = {}
+
+    async def answer(request: Request, ctx: ProgramContext) -> Answer:
+        seen.update(request.headers)
+        return Answer(status=200, headers={"Fn-Http-Status": "201", "Fn-Http-H-X-Out": "o",
+                                           "Content-Type": "text/plain"}, body=b"made")
+
+    async with running({"fn/echo": handler_of(answer)}) as (agent, _):
+        call = make_call(make_fn(), b"{}", method="PUT", url="http://h/t/app/hook?q=1",
+                         headers=[("X-In", "i"), ("Content-Type", "application/json"),
+                                  ("Connection", "keep-alive"), ("Fn-Call-Id", "spoofed")])
+        call.trigger = True
+        result = await agent.submit(call)
+    assert result.status == 201
+    assert ("X-Out", "o") in result.headers and ("Content-Type", "text/plain") in result.headers
+    assert seen["fn-http-h-x-in"] == "i"
+    assert seen["content-type"] == "application/json"
+    assert seen["fn-intent"] == "httprequest"
+    assert seen["fn-http-method"] == "PUT"
+    assert seen["fn-http-request-url"] == "http://h/t/app/hook?q=1"
+    assert seen["fn-call-id"] == call.id
+    assert "fn-http-h-connection" not in seen  # hop-by-hop: never forwarded
+    assert seen["fn-deadline"].endswith("Z")
+
+
+# -- admission --------------------------------------------------------------------------------
+
+
+async def test_memory_that_can_never_fit_is_400() -> None:
+    async with running({"fn/echo": http_function()}, budget=Budget(256 * MIB, 2000)) as (
+        agent, _
+    ):
+        result = await agent.submit(make_call(make_fn(memory_mb=512)))
+        assert result.status == 400
+        assert "can give functions at most 256 MiB" in message(result)
+
+
+async def test_full_budget_evicts_idle_containers_of_other_functions() -> None:
+    images = {"fn/a": http_function(), "fn/b": http_function()}
+    async with running(images, budget=Budget(256 * MIB, 2000)) as (agent, driver):
+        fn_a = make_fn("fn/a", id="a", memory_mb=256)
+        fn_b = make_fn("fn/b", id="b", memory_mb=256)
+        assert (await agent.submit(make_call(fn_a))).status == 200
+        result = await agent.submit(make_call(fn_b))
+        assert result.status == 200
+        assert agent.containers("a")["running"] + agent.containers("a")["frozen"] == 0
+
+
+async def test_no_room_until_the_deadline_is_503_with_retry_after() -> None:
+    gate = anyio.Event()
+
+    async def held(request: Request, ctx: ProgramContext) -> Answer:
+        await gate.wait()
+        return Answer()
+
+    images = {"fn/a": handler_of(held), "fn/b": http_function()}
+    async with running(images, budget=Budget(256 * MIB, 2000)) as (agent, _):
+        fn_a = make_fn("fn/a", id="a", memory_mb=256)
+        fn_b = make_fn("fn/b", id="b", memory_mb=256, timeout_s=1)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(agent.submit, make_call(fn_a))
+            await poll(lambda: agent.containers("a")["running"] == 1, "a busy")
+            result = await agent.submit(make_call(fn_b))
+            gate.set()
+        assert result.status == 503
+        assert message(result) == "Timed out - server too busy"
+        assert ("Retry-After", "15") in result.headers
+
+
+# -- updates ----------------------------------------------------------------------------------
+
+
+async def test_update_pre_pulls_while_the_old_version_serves_then_drains() -> None:
+    async def v1(request: Request, ctx: ProgramContext) -> Answer:
+        return Answer(body=b"v1")
+
+    async def v2(request: Request, ctx: ProgramContext) -> Answer:
+        return Answer(body=b"v2")
+
+    images = {"fn/app:1": handler_of(v1), "fn/app:2": handler_of(v2)}
+    async with running(images, pull_delay_s=0.3) as (agent, driver):
+        old, new = make_fn("fn/app:1"), make_fn("fn/app:2")
+        assert (await agent.submit(make_call(old))).body == b"v1"
+        # The new version's first calls are served by v1 while fn/app:2 is pulled.
+        during = await agent.submit(make_call(new))
+        assert (during.status, during.body) == (200, b"v1")
+        await poll(lambda: "fn/app:2" in driver.pulls, "the pre-pull")
+        await poll(lambda: agent._current["fn1"] == new.version_key, "the switch")
+        after = await agent.submit(make_call(new))
+        assert (after.status, after.body) == (200, b"v2")
+        await poll(lambda: len(driver.live()) == 1, "the old container drained")
+
+
+async def test_failed_update_keeps_the_old_version_and_reports_why() -> None:
+    async with running({"fn/app:1": http_function()}, missing_images=["fn/app:2"]) as (
+        agent, _
+    ):
+        old, new = make_fn("fn/app:1"), make_fn("fn/app:2")
+        assert (await agent.submit(make_call(old))).status == 200
+        assert (await agent.submit(make_call(new))).status == 200
+        await poll(lambda: "fn1" in agent.update_errors, "the failure recorded")
+        assert "pull access denied" in agent.update_errors["fn1"]
+        assert (await agent.submit(make_call(new))).status == 200
+
+
+# -- shutdown ---------------------------------------------------------------------------------
+
+
+async def test_leaving_lets_calls_in_flight_finish_and_refuses_new_ones() -> None:
+    async def slow(request: Request, ctx: ProgramContext) -> Answer:
+        await ctx.sleep(0.3)
+        return Answer(body=b"done")
+
+    results: list[CallResult] = []
+    config = AgentConfig(instance_id="unit", iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"))
+    async with FakeDriver(images={"fn/echo": handler_of(slow)}) as driver:
+        agent = Agent(driver, config, budget=ROOMY, stop_grace_s=5)
+        fn = make_fn()
+
+        async def one() -> None:
+            results.append(await agent.submit(make_call(fn)))
+
+        async with anyio.create_task_group() as callers:
+            async with agent:
+                for _ in range(3):
+                    callers.start_soon(one)
+                await poll(lambda: agent.containers("fn1")["running"] == 3, "three busy")
+            # Left: the three calls finished first, then every container was removed.
+            assert [r.status for r in results] == [200, 200, 200]
+            assert driver.live() == []
+            late = await agent.submit(make_call(fn))
+        assert late.status == 503
