@@ -255,7 +255,7 @@ class Agent:
     async def _wait_for_container(self, queue: SlotQueue, call: Call) -> HotContainer:
         waiter = Waiter()
         queue.waiters.append(waiter)
-        self._launch_for(queue)
+        self._launch_for(queue, call.extensions)
         try:
             with anyio.fail_after(call.remaining_s()):
                 await waiter.ready.wait()
@@ -363,12 +363,13 @@ class Agent:
 
     # -- containers ---------------------------------------------------------------------------
 
-    def _launch_for(self, queue: SlotQueue) -> None:
-        """Start as many launches as waiters outnumber starting containers."""
+    def _launch_for(self, queue: SlotQueue, extensions: dict[str, str] | None = None) -> None:
+        """Start as many launches as waiters outnumber starting containers. ``extensions`` (the
+        launching call's) reach the driver, which may change the container from them."""
         while queue.needs_launch():
-            self._spawn(queue)
+            self._spawn(queue, extensions)
 
-    def _spawn(self, queue: SlotQueue) -> None:
+    def _spawn(self, queue: SlotQueue, extensions: dict[str, str] | None = None) -> None:
         assert self._tg is not None
         queue.starting += 1
         name = f"{queue.fn.name}-{new_id().lower()}"
@@ -383,9 +384,14 @@ class Agent:
             router=OutputRouter(name, fields),
             connection=UnixHTTPConnection(os.path.join(socket_dir, LISTENER)),
         )
-        self._tg.start_soon(self._container_life, queue, container, name=f"container {name}")
+        self._tg.start_soon(
+            self._container_life, queue, container, dict(extensions or {}),
+            name=f"container {name}",
+        )
 
-    async def _container_life(self, queue: SlotQueue, container: HotContainer) -> None:
+    async def _container_life(
+        self, queue: SlotQueue, container: HotContainer, extensions: dict[str, str]
+    ) -> None:
         """Launch, serve, idle, freeze and remove one container; always cleans up."""
         fn = container.fn
         memory, cpus = fn.memory_mb * MIB, fn.cpus_mcpus
@@ -403,6 +409,7 @@ class Agent:
                 cpus_mcpus=cpus,
                 uds_path=container.socket_dir,
                 labels={FN_LABEL: fn.id, APP_LABEL: fn.app_id},
+                extensions=extensions,
             )
             async with await self.driver.create_cookie(task) as cookie:
                 container.cookie = cookie

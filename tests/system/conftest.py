@@ -166,3 +166,16 @@ def _answers(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+async def eventually(predicate: Any, timeout: float, what: str) -> Any:
+    """``wait_for`` for async tests: polls without blocking the event loop."""
+    import anyio
+
+    with anyio.move_on_after(timeout):
+        while True:
+            value = predicate()
+            if value:
+                return value
+            await anyio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
