@@ -288,7 +288,8 @@ class Agent:
         container.calls += 1
         try:
             response = await self._exchange(container, call)
-        except _Retry:
+        except (_Retry, anyio.get_cancelled_exc_class()):
+            # A cancelled call may still be running inside: never hand that container on.
             self._doom(container)
             raise
         except FnAgentError as exc:
@@ -619,6 +620,10 @@ class Agent:
             for container in queue.containers:
                 counts["frozen" if container.frozen else "running"] += 1
         return counts
+
+    def min_hot(self, fn_id: str) -> int:
+        queue = self._queues.get(self._current.get(fn_id, ""))
+        return queue.min_hot if queue is not None else 0
 
     def forget(self, fn_id: str) -> None:
         """Remove every container of ``fn_id`` (its fn or app was deleted)."""

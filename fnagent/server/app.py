@@ -1,0 +1,141 @@
+"""The ASGI app of ``fnagent serve``: Fn's v2 API, invoke, HTTP triggers, ping, version,
+metrics and the OpenAPI document of what is implemented.
+
+Errors are JSON ``{"message": ...}`` everywhere; every ``FnAgentError`` carries its status, so
+one handler maps them all.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from drivers.errors import FnAgentError
+from fnagent.agent import Agent
+from fnagent.server.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_REQUEST_BYTES = 6 * 1024 * 1024
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class UnauthorizedError(FnAgentError):
+    status = 401
+    default_message = "Invalid authentication credentials"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """How the server listens and guards itself (FN_PORT, FN_MAX_REQUEST_SIZE, FN_TOKEN)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    token: str | None = None
+    token_on_invoke: bool = False
+    """Require the token on /invoke and /t too (management routes always require it when set)."""
+
+
+@dataclass(kw_only=True)
+class ServerState:
+    config: ServerConfig
+    store: Any
+    agent: Agent
+    metrics: Metrics
+    version: str = "0"
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"message": message}, status_code=status, headers=headers)
+
+
+def check_token(state: ServerState, request: Request) -> None:
+    """Raise UnauthorizedError unless the request carries the configured bearer token."""
+    expected = state.config.token
+    if not expected:
+        return
+    given = request.headers.get("authorization", "")
+    scheme, _, token = given.partition(" ")
+    # compare_digest: the time taken must not tell how much of the token was right.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise UnauthorizedError()
+
+
+def create_app(state: ServerState) -> Starlette:
+    from fnagent.server import api, invoke, openapi
+
+    async def ping(request: Request) -> Response:
+        return JSONResponse({"goto": "https://github.com/fnproject/fn", "hello": "world!"})
+
+    async def version(request: Request) -> Response:
+        return JSONResponse({"version": state.version})
+
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        check_token(state, request)
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def spec(request: Request) -> Response:
+        return JSONResponse(openapi.document())
+
+    routes = [
+        Route("/", ping, methods=["GET"]),
+        Route("/version", version, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", spec, methods=["GET"]),
+        *api.routes(state),
+        *invoke.routes(state),
+    ]
+
+    async def fn_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, FnAgentError)
+        headers = {"Retry-After": "15"} if exc.status == 503 else None
+        return error_response(exc.status, exc.message, headers)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return error_response(404, "Path not found")
+        if exc.status_code == 405:
+            return error_response(405, "Method not allowed", dict(exc.headers or {}))
+        return error_response(exc.status_code, str(exc.detail))
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unexpected error", extra={"path": request.url.path})
+        return error_response(500, "internal server error")
+
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            FnAgentError: fn_error,
+            HTTPException: http_error,
+            Exception: unexpected,
+        },
+    )
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object; 400 with Fn's message otherwise."""
+    from drivers.errors import InvalidInputError
+
+    raw = await request.body()
+    try:
+        document = json.loads(raw) if raw else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInputError("Invalid JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidInputError("Invalid JSON: the body must be a JSON object")
+    return document

@@ -1,0 +1,63 @@
+"""Prometheus metrics of the server: calls, container starts, durations, pool and containers.
+
+Counters and the histogram are updated on the call path (a few microseconds each); gauges of
+hot containers and the prefork pool are read from the agent at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+                    60, 300)
+
+
+class _StateCollector(Collector):
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self._read()
+        hot = GaugeMetricFamily(
+            "fnagent_hot_containers", "Function containers by state", labels=["state"]
+        )
+        for name, count in state.get("containers", {}).items():
+            hot.add_metric([name], count)
+        yield hot
+        pool = GaugeMetricFamily(
+            "fnagent_prefork_pool_slots", "Prefork pool slots by state", labels=["state"]
+        )
+        for name, count in state.get("pool", {}).items():
+            pool.add_metric([name], count)
+        yield pool
+
+
+class Metrics:
+    """The server's registry. ``state`` returns {"containers": {...}, "pool": {...}}."""
+
+    def __init__(self, state: Callable[[], dict[str, Any]]) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter(
+            "fnagent_calls", "Calls by function and HTTP status", ["fn_id", "status"],
+            registry=self.registry,
+        )
+        self.starts = Counter(
+            "fnagent_container_starts", "How calls found their container", ["kind"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "fnagent_call_duration_seconds", "Call duration as the agent saw it", ["fn_id"],
+            buckets=DURATION_BUCKETS, registry=self.registry,
+        )
+        self.registry.register(_StateCollector(state))
+
+    def observe(self, fn_id: str, status: int, start: str | None, duration_s: float) -> None:
+        self.calls.labels(fn_id, str(status)).inc()
+        if start is not None:
+            self.starts.labels(start).inc()
+        self.duration.labels(fn_id).observe(duration_s)
