@@ -137,6 +137,10 @@ class Cookie(ABC):
     async def unfreeze(self) -> None:
         """Resume a frozen container (docker unpause)."""
 
+    async def sample(self) -> Stat | None:
+        """One resource sample of the running container now; None when the driver has none."""
+        return None
+
     @abstractmethod
     async def aclose(self) -> None: ...
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -60,6 +61,7 @@ from drivers.errors import (
     InvalidInputError,
 )
 from drivers.images import ImageRef, parse_image
+from drivers.stats import Stat
 from drivers.results import cancelled, exit_result, out_of_memory, timed_out
 
 logger = logging.getLogger(__name__)
@@ -407,6 +409,12 @@ class FakeCookie(Cookie):
         container.state = "running"
         self._gate.unfreeze()
         await anyio.lowlevel.checkpoint()
+
+    async def sample(self) -> Stat | None:
+        """A synthetic sample: the memory limit as usage, so tests can tell it came through."""
+        self._require_container()
+        await anyio.lowlevel.checkpoint()
+        return Stat(timestamp=datetime.now(UTC), metrics={"mem_usage": self.task.memory_bytes})
 
     async def aclose(self) -> None:
         # No await: the removal must complete even when the caller is being cancelled.

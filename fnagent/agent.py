@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 MAX_STAT_SAMPLES = 240
+STATS_INTERVAL_S = 1.0
 DEFAULT_STOP_GRACE_S = 30.0
 RETRY_AFTER_S = 15
 # After a failed update, the new version is retried no sooner than this.
@@ -284,10 +285,9 @@ class Agent:
         log = CappedLog(self.config.max_log_size_bytes)
         stats: list[Stat] = []
         container.router.current = log
-        container.stats = stats
         container.calls += 1
         try:
-            response = await self._exchange(container, call)
+            response = await self._exchange_sampled(container, call, stats)
         except (_Retry, anyio.get_cancelled_exc_class()):
             # A cancelled call may still be running inside: never hand that container on.
             self._doom(container)
@@ -300,7 +300,6 @@ class Agent:
             result = self._result_from(container, call, response)
         finally:
             container.router.current = None
-            container.stats = None
             queue.release(container, self.clock.now())
         result.start = start
         result.logs = log.getvalue()
@@ -308,6 +307,38 @@ class Agent:
         if result.logs:
             log_call(call.id, call.fn.id, call.fn.app_id, result.status, result.logs)
         return result
+
+    async def _exchange_sampled(
+        self, container: HotContainer, call: Call, stats: list[Stat]
+    ) -> Response:
+        """``_exchange`` with resource samples every STATS_INTERVAL_S while it runs (a call
+        shorter than that costs the daemon nothing)."""
+        failure: FnAgentError | _Retry | None = None
+        response: Response | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._sample, container, stats)
+            try:
+                response = await self._exchange(container, call)
+            except (FnAgentError, _Retry) as exc:
+                # Raised outside the task group, which would wrap it in a group.
+                failure = exc
+            tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        assert response is not None
+        return response
+
+    async def _sample(self, container: HotContainer, stats: list[Stat]) -> None:
+        while True:
+            await anyio.sleep(STATS_INTERVAL_S)
+            if container.cookie is None:
+                return
+            try:
+                stat = await container.cookie.sample()
+            except FnAgentError:
+                return
+            if stat is not None:
+                stats.append(stat)
 
     async def _exchange(self, container: HotContainer, call: Call) -> Response:
         """POST /call and map every failure to the status table's error."""
@@ -405,7 +436,6 @@ class Agent:
                 image=fn.image,
                 env_vars=fn.environment(f"unix:/tmp/iofs/{LISTENER}"),
                 logger=TaskLogger(stdout=container.router, stderr=container.router),
-                write_stat=container.record_stat,
                 memory_bytes=memory,
                 cpus_mcpus=cpus,
                 uds_path=container.socket_dir,

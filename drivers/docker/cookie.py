@@ -138,20 +138,25 @@ class DockerCookie(Cookie):
             self._on_close(self)
             self.task.close()
 
+    async def sample(self) -> Stat | None:
+        """One Engine API stats reading (one-shot, so it does not wait for a second one)."""
+        raw = await self._client.call(
+            "read container stats", "stats", self._require_id(), stream=False, one_shot=True
+        )
+        return stat_from_docker(raw)
+
     async def sample_stats(self) -> None:
         """Send a resource sample to ``task.write_stat`` every interval until cancelled."""
         write_stat = self.task.write_stat
         if write_stat is None:
             return
-        cid = self._require_id()
         while True:
             try:
-                raw = await self._client.call(
-                    "read container stats", "stats", cid, stream=False, one_shot=True
-                )
+                stat = await self.sample()
             except FnAgentError:
                 return
-            write_stat(stat_from_docker(raw))
+            if stat is not None:
+                write_stat(stat)
             await anyio.sleep(self._stats_interval_s)
 
 

@@ -417,3 +417,16 @@ async def test_leaving_lets_calls_in_flight_finish_and_refuses_new_ones() -> Non
             assert driver.live() == []
             late = await agent.submit(make_call(fn))
         assert late.status == 503
+
+
+async def test_calls_longer_than_the_sampling_interval_carry_stats() -> None:
+    async def slow(request: Request, ctx: ProgramContext) -> Answer:
+        await ctx.sleep(float(request.body))
+        return Answer()
+
+    async with running({"fn/echo": handler_of(slow)}) as (agent, _):
+        fn = make_fn(memory_mb=96)
+        quick = await agent.submit(make_call(fn, b"0"))
+        assert quick.stats == []
+        long = await agent.submit(make_call(fn, b"1.3"))
+        assert long.stats and long.stats[0].metrics["mem_usage"] == 96 * MIB

@@ -1,0 +1,177 @@
+"""Serve benchmarks (issue: serve): hot invokes of the FDK hello function through HTTP, with the
+load generator (wrk) in its own process, at concurrency 1 and 16; baselines in the same run: a
+raw client on a hot container's socket, and ``Agent.submit`` directly."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import anyio
+
+from fnagent.httpclient import UnixHTTPConnection
+from fnagent.readiness import is_listening
+from tests.bench.report import Report, Row, median_ms
+
+FN_HELLO = "fnagent/fn-hello"
+BODY = '{"name": "bench"}'
+DURATION_S = 8
+RAW_CALLS = 2000
+_LUA = """
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+""" % BODY
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _request(
+    port: int, method: str, path: str, body: dict[str, object] | None = None
+) -> dict[str, str]:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request(method, path, body=json.dumps(body).encode() if body else None,
+                       headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    if response.status >= 300:
+        raise RuntimeError(f"{method} {path}: {response.status} {data[:200]!r}")
+    if response.getheader("Content-Type", "").startswith("application/json"):
+        document: dict[str, str] = json.loads(data)
+        return document
+    return {}
+
+
+def _wrk(url: str, connections: int, script: Path) -> dict[str, float]:
+    done = subprocess.run(
+        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{DURATION_S}s", "--latency",
+         "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    )
+    out = done.stdout
+
+    def latency(pct: str) -> float:
+        match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)", out, re.MULTILINE)
+        if not match:
+            raise RuntimeError(f"no {pct}% latency in wrk output:\n{out}")
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                              r"timeout (\d+)", out)
+    if socket_errors:
+        errors += sum(int(g) for g in socket_errors.groups())
+    return {"p50": latency("50"), "p99": latency("99"), "rate": rate, "total": total,
+            "errors": errors}
+
+
+def _raw_baseline() -> list[float]:
+    """A raw client on a hot fn-hello container's socket, serial."""
+    socket_dir = tempfile.mkdtemp(prefix="fnagent-bench-raw-")
+    os.chmod(socket_dir, 0o777)
+    label = f"fnagent.instance=bench-{uuid.uuid4().hex[:8]}"
+    container = subprocess.run(
+        ["docker", "run", "-d", "--label", "fnagent.managed=1", "--label", label,
+         "--user", "1000:1000", "--read-only", "--tmpfs", "/tmp", "-v",
+         f"{socket_dir}:/tmp/iofs", "-e", "FN_FORMAT=http-stream", "-e",
+         "FN_LISTENER=unix:/tmp/iofs/lsnr.sock", FN_HELLO],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    try:
+        deadline = time.monotonic() + 10
+        while not is_listening(socket_dir):
+            if time.monotonic() > deadline:
+                raise RuntimeError("fn-hello did not listen")
+            time.sleep(0.01)
+
+        async def calls() -> list[float]:
+            connection = UnixHTTPConnection(os.path.join(socket_dir, "lsnr.sock"))
+            headers = [("Content-Type", "application/json"), ("Fn-Call-Id", "x"),
+                       ("Fn-Deadline", "2099-01-01T00:00:00.000Z")]
+            samples = []
+            for _ in range(RAW_CALLS):
+                started = time.perf_counter()
+                await connection.request("POST", "/call", headers, BODY.encode())
+                samples.append(time.perf_counter() - started)
+            connection.close()
+            return samples
+
+        return anyio.run(calls, backend_options={"use_uvloop": True})
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+
+
+def main() -> Report:
+    report = Report("serve")
+    raw = _raw_baseline()
+    work = Path(tempfile.mkdtemp(prefix="fnagent-bench-serve-"))
+    port = _free_port()
+    env = {**os.environ, "FNAGENT_INSTANCE_ID": f"bench-{uuid.uuid4().hex[:8]}",
+           "FN_IOFS_PATH": str(work / "iofs"), "FNAGENT_LOG_LEVEL": "WARNING"}
+    log = (work / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fnagent", "serve", "--port", str(port), "--db-url",
+         f"sqlite3://{work / 'fn.db'}"], env=env, stdout=log, stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _request(port, "GET", "/")
+                break
+            except (OSError, RuntimeError):
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"serve did not start: {(work / 'serve.log').read_text()}")
+                time.sleep(0.1)
+        app = _request(port, "POST", "/v2/apps", {"name": "bench"})
+        fn = _request(port, "POST", "/v2/fns", {"app_id": app["id"], "name": "hello",
+                                                "image": FN_HELLO, "memory": 64})
+        url = f"http://127.0.0.1:{port}/invoke/{fn['id']}"
+        script = work / "post.lua"
+        script.write_text(_LUA)
+        for _ in range(20):  # warm: the first call launches the container
+            _request(port, "POST", f"/invoke/{fn['id']}", {"name": "warm"})
+        serial = _wrk(url, 1, script)
+        _wrk(url, 16, script)  # warm 16 containers
+        loaded = _wrk(url, 16, script)
+    finally:
+        server.terminate()
+        server.wait(60)
+        log.close()
+    raw_p50 = median_ms(raw)
+    report.add(Row("raw client on the container socket p50", raw_p50, "ms", samples=len(raw)))
+    report.add(Row("HTTP invoke p50, concurrency 1 (wrk)", serial["p50"], "ms", "raw client",
+                   raw_p50, "<= raw + 1 ms", int(serial["total"])))
+    report.add(Row("HTTP invoke overhead p50 over the raw client",
+                   round(serial["p50"] - raw_p50, 3), "ms", target="<= 1 ms"))
+    report.add(Row("HTTP invokes/s, concurrency 1", serial["rate"], "1/s"))
+    report.add(Row("HTTP invokes/s, concurrency 16", loaded["rate"], "1/s",
+                   target=">= 2000/s", samples=int(loaded["total"])))
+    report.add(Row("HTTP invoke p50 / p99, concurrency 16", loaded["p50"], "ms",
+                   samples=int(loaded["total"])))
+    report.add(Row("errors (non-2xx, socket) at concurrency 1 + 16",
+                   serial["errors"] + loaded["errors"], "count", target="0"))
+    report.notes["p99_concurrency_16_ms"] = loaded["p99"]
+    return report
