@@ -285,9 +285,10 @@ class Agent:
         log = CappedLog(self.config.max_log_size_bytes)
         stats: list[Stat] = []
         container.router.current = log
+        container.stats = stats
         container.calls += 1
         try:
-            response = await self._exchange_sampled(container, call, stats)
+            response = await self._exchange(container, call)
         except (_Retry, anyio.get_cancelled_exc_class()):
             # A cancelled call may still be running inside: never hand that container on.
             self._doom(container)
@@ -300,6 +301,7 @@ class Agent:
             result = self._result_from(container, call, response)
         finally:
             container.router.current = None
+            container.stats = None
             queue.release(container, self.clock.now())
         result.start = start
         result.logs = log.getvalue()
@@ -307,38 +309,6 @@ class Agent:
         if result.logs:
             log_call(call.id, call.fn.id, call.fn.app_id, result.status, result.logs)
         return result
-
-    async def _exchange_sampled(
-        self, container: HotContainer, call: Call, stats: list[Stat]
-    ) -> Response:
-        """``_exchange`` with resource samples every STATS_INTERVAL_S while it runs (a call
-        shorter than that costs the daemon nothing)."""
-        failure: FnAgentError | _Retry | None = None
-        response: Response | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._sample, container, stats)
-            try:
-                response = await self._exchange(container, call)
-            except (FnAgentError, _Retry) as exc:
-                # Raised outside the task group, which would wrap it in a group.
-                failure = exc
-            tg.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
-        assert response is not None
-        return response
-
-    async def _sample(self, container: HotContainer, stats: list[Stat]) -> None:
-        while True:
-            await anyio.sleep(STATS_INTERVAL_S)
-            if container.cookie is None:
-                return
-            try:
-                stat = await container.cookie.sample()
-            except FnAgentError:
-                return
-            if stat is not None:
-                stats.append(stat)
 
     async def _exchange(self, container: HotContainer, call: Call) -> Response:
         """POST /call and map every failure to the status table's error."""
@@ -525,7 +495,12 @@ class Agent:
         while not container.doomed:
             changed = container.changed
             if container.state is not State.IDLE:
-                await changed.wait()
+                # Busy: a call longer than the interval gets resource samples; a shorter one
+                # costs the daemon nothing.
+                with anyio.move_on_after(STATS_INTERVAL_S):
+                    await changed.wait()
+                    continue
+                await self._sample(container)
                 continue
             idle_for = self.clock.now() - container.idle_since
             if not container.frozen and idle_for < freeze_after:
@@ -541,6 +516,17 @@ class Agent:
                 await changed.wait()
                 continue
             await self.clock.wait(changed, remove_after - idle_for)
+
+    async def _sample(self, container: HotContainer) -> None:
+        stats = container.stats
+        if stats is None or container.cookie is None:
+            return
+        try:
+            stat = await container.cookie.sample()
+        except FnAgentError:
+            return
+        if stat is not None:
+            stats.append(stat)
 
     async def _freeze(self, container: HotContainer) -> None:
         async with container.lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -56,7 +57,7 @@ class Fn:
         if not self.image:
             raise InvalidInputError("missing image")
 
-    @property
+    @functools.cached_property
     def version_key(self) -> str:
         material = json.dumps(
             [

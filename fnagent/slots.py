@@ -18,6 +18,7 @@ import anyio
 
 from drivers.base import Cookie, RunResult
 from drivers.errors import FnAgentError
+from drivers.stats import Stat
 from fnagent.calllogs import OutputRouter
 from fnagent.httpclient import UnixHTTPConnection
 from fnagent.models import Fn
@@ -51,6 +52,9 @@ class HotContainer:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     """Held across freeze and thaw, so a call never meets a half-frozen container."""
     changed: anyio.Event = field(default_factory=anyio.Event)
+    stats: list[Stat] | None = None
+    """Where resource samples go while a call runs; None between calls."""
+
     def notify(self) -> None:
         """Wake the container's life task: its state, or doom, changed."""
         event, self.changed = self.changed, anyio.Event()
