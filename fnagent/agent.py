@@ -63,6 +63,8 @@ MAX_STAT_SAMPLES = 240
 STATS_INTERVAL_S = 1.0
 DEFAULT_STOP_GRACE_S = 30.0
 RETRY_AFTER_S = 15
+# What a launch is assumed to cost before one was seen (a cold start with the bridge).
+DEFAULT_LAUNCH_ESTIMATE_S = 0.5
 # After a failed update, the new version is retried no sooner than this.
 UPDATE_RETRY_S = 10.0
 # How long a failed call waits to learn how its container ended (to name an OOM kill).
@@ -256,8 +258,15 @@ class Agent:
     async def _wait_for_container(self, queue: SlotQueue, call: Call) -> HotContainer:
         waiter = Waiter()
         queue.waiters.append(waiter)
-        self._launch_for(queue, call.extensions)
+        patience = self._launch_patience(queue)
+        if patience <= 0:
+            self._launch_for(queue, call.extensions)
         try:
+            if patience > 0:
+                with anyio.move_on_after(min(patience, call.remaining_s())):
+                    await waiter.ready.wait()
+                if not waiter.ready.is_set() and not queue.starting and queue.needs_launch():
+                    self._spawn(queue, call.extensions)
             with anyio.fail_after(call.remaining_s()):
                 await waiter.ready.wait()
         except BaseException as exc:
@@ -278,10 +287,28 @@ class Agent:
         assert waiter.container is not None
         return waiter.container
 
+    def _launch_patience(self, queue: SlotQueue) -> float:
+        """How long a new waiter waits for a busy container before launching one (0 = now).
+
+        Every container of the version is busy. Launching pays a cold start; waiting pays the
+        queue ahead. When the queue is expected to take longer than a launch (slow calls), or
+        nothing is known yet (no ready container, no finished call), launch at once, as Fn
+        does. Otherwise (short calls) wait up to FN_HOT_LAUNCH_PATIENCE_MSECS; only a call
+        still waiting then launches, one launch at a time: fewer, busier containers share the
+        CPUs better than one container per concurrent call.
+        """
+        patience = self.config.hot_launch_patience_ms / 1000
+        if not queue.containers or queue.call_time_s is None or patience <= 0:
+            return 0.0
+        launch = queue.launch_time_s or DEFAULT_LAUNCH_ESTIMATE_S
+        expected_wait = queue.call_time_s * len(queue.waiters) / len(queue.containers)
+        return 0.0 if expected_wait >= launch else patience
+
     async def _dispatch(
         self, queue: SlotQueue, container: HotContainer, call: Call, start: str
     ) -> CallResult:
         """One call on one busy container; afterwards the container is released or doomed."""
+        started = time.monotonic()
         log = CappedLog(self.config.max_log_size_bytes)
         stats: list[Stat] = []
         container.router.current = log
@@ -303,6 +330,7 @@ class Agent:
             container.router.current = None
             container.stats = None
             queue.release(container, self.clock.now())
+        queue.observe_call(time.monotonic() - started)
         result.start = start
         result.logs = log.getvalue()
         result.stats = decimate(MAX_STAT_SAMPLES, stats)
@@ -412,6 +440,7 @@ class Agent:
                 labels={FN_LABEL: fn.id, APP_LABEL: fn.app_id},
                 extensions=extensions,
             )
+            launched_at = time.monotonic()
             async with await self.driver.create_cookie(task) as cookie:
                 container.cookie = cookie
                 await self.driver.prepare_cookie(cookie)
@@ -425,6 +454,7 @@ class Agent:
                         # Raised outside the task group, which would wrap it in a group.
                         failure = exc
                     else:
+                        queue.observe_launch(time.monotonic() - launched_at)
                         starting = False
                         queue.starting -= 1
                         queue.containers.add(container)

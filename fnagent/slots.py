@@ -83,6 +83,12 @@ class SlotQueue:
         self.min_hot = 0
         self.draining = False
         self.admission_blocked = False
+        self.call_time_s: float | None = None
+        """How long a call holds a container: the smaller of the last call's time and the
+        moving average, so one slow first call does not look like a slow function."""
+        self._call_average_s: float | None = None
+        self.launch_time_s: float | None = None
+        """Moving average of how long a launch takes to be ready."""
 
     def __repr__(self) -> str:
         busy = sum(1 for c in self.containers if c.state is State.BUSY)
@@ -91,6 +97,13 @@ class SlotQueue:
             f"<SlotQueue {self.fn.name} idle={len(self.idle)} frozen={frozen} busy={busy} "
             f"starting={self.starting} waiters={len(self.waiters)}>"
         )
+
+    def observe_call(self, seconds: float) -> None:
+        self._call_average_s = _average(self._call_average_s, seconds)
+        self.call_time_s = min(self._call_average_s, seconds)
+
+    def observe_launch(self, seconds: float) -> None:
+        self.launch_time_s = _average(self.launch_time_s, seconds)
 
     def take_idle(self) -> HotContainer | None:
         """The most recently used idle container, now busy; None when there is none."""
@@ -149,3 +162,8 @@ class SlotQueue:
     @property
     def empty(self) -> bool:
         return not self.containers and not self.starting and not self.waiters
+
+
+def _average(current: float | None, sample: float, weight: float = 0.2) -> float:
+    """An exponentially weighted moving average; the first sample starts it."""
+    return sample if current is None else current + weight * (sample - current)

@@ -92,12 +92,13 @@ def create_app(state: ServerState) -> Starlette:
         return JSONResponse(openapi.document())
 
     routes = [
+        # Starlette tries routes in order: the hot path goes first.
+        *invoke.routes(state),
         Route("/", ping, methods=["GET"]),
         Route("/version", version, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", spec, methods=["GET"]),
         *api.routes(state),
-        *invoke.routes(state),
     ]
 
     async def fn_error(request: Request, exc: Exception) -> Response:

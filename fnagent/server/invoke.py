@@ -9,6 +9,8 @@ owns its store), so a hot invoke costs no database read.
 
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response
@@ -81,16 +83,20 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def run_call(state: ServerState, request: Request, call: Call) -> Response:
     """Submit ``call``; cancel it when the caller goes away; answer with its result."""
     result: CallResult | None = None
-    async with anyio.create_task_group() as tg:
+    with anyio.CancelScope() as scope:
 
         async def watch_disconnect() -> None:
             while (await request.receive())["type"] != "http.disconnect":
                 pass
-            tg.cancel_scope.cancel()
+            scope.cancel()
 
-        tg.start_soon(watch_disconnect)
-        result = await state.agent.submit(call)
-        tg.cancel_scope.cancel()
+        # A bare asyncio task, not a task group: this runs for every invoke, and the watcher
+        # only ever waits; it is cancelled below whatever happens.
+        watcher = asyncio.get_running_loop().create_task(watch_disconnect())
+        try:
+            result = await state.agent.submit(call)
+        finally:
+            watcher.cancel()
     if result is None:  # the caller disconnected; nobody reads this
         return Response(status_code=499)
     state.metrics.observe(call.fn.id, result.status, result.start, result.duration_s)
