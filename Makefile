@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install docker images test test-tools unit bench lint demo clean
+.PHONY: install docker images test test-tools bench-tools unit bench lint serve demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ test: install docker images test-tools  ## the whole suite on a real dockerd
 unit: install  ## the tests that need no Docker
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-bench: install docker images  ## benchmarks: prints a table, writes bench-results/*.json
+bench: install docker images bench-tools  ## benchmarks: prints a table, writes bench-results/*.json
 	$(PY) -m tests.bench
 
 lint: install
@@ -44,7 +44,17 @@ test-tools:
 	  echo "installing docker-registry and apache2-utils (htpasswd) for the registry tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils >/dev/null; }
 
-# The main job, until `fnagent serve` lands: one cold and one http-stream function, run once.
+# The main job: `fnagent serve` with the embedded store and the sample hello function deployed
+# (prints the curl line that calls it; Ctrl-C stops it cleanly).
+serve: install docker images
+	bash scripts/serve-demo.sh
+
+# One cold and one http-stream function, run once with `fnagent run`.
 demo: install docker images
 	echo -n 'fnagent' | $(VENV)/bin/fnagent run fnagent/fn-shell
 	echo -n '{"name": "fnagent"}' | $(VENV)/bin/fnagent run --format http-stream fnagent/fn-hello; echo
+
+# The serve benchmark's load generator runs in its own process: wrk.
+bench-tools:
+	@command -v wrk >/dev/null || { echo "installing wrk for the serve benchmark"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
