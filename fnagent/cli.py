@@ -36,6 +36,9 @@ def main() -> None:
               help="uid:gid to run as; 'image' keeps the image's own user.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result, timings and resource samples as JSON.")
+@click.option("--prefork", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Start a prefork pool of N network namespaces first and join one "
+                   "(overrides FN_EXPERIMENTAL_PREFORK_POOL_SIZE; 0 = no pool).")
 def run(
     image: str,
     command: tuple[str, ...],
@@ -48,6 +51,7 @@ def run(
     pull: str,
     user: str,
     as_json: bool,
+    prefork: int | None,
 ) -> None:
     """Run IMAGE once as a function: stdin in, stdout out, like `docker run --rm -i`.
 
@@ -60,7 +64,47 @@ def run(
     sys.exit(run_command(
         image=image, command=list(command) or None, memory=memory, cpus=cpus, timeout=timeout,
         env=env, fmt=fmt, headers=header, pull=pull, user=user, as_json=as_json,
+        prefork=prefork,
     ))
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", "-p", type=click.IntRange(1, 65535), default=None,
+              help="Port (default FN_PORT or 8080).")
+@click.option("--db-url", default=None,
+              help="Store, e.g. sqlite3:///var/lib/fnagent/fn.db (default FN_DB_URL or "
+                   "./data/fnagent.db).")
+@click.option("--token", default=None, help="Bearer token required on management routes "
+              "(default FN_TOKEN).")
+@click.option("--token-file", type=click.Path(dir_okay=False), default=None,
+              help="Read the token from this file (default FN_TOKEN_FILE).")
+@click.option("--invoke-token", is_flag=True,
+              help="Require the token on /invoke and /t too.")
+@click.option("--prefork", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Keep a prefork pool of N network namespaces for cold starts "
+                   "(overrides FN_EXPERIMENTAL_PREFORK_POOL_SIZE/_MIN/_MAX; 0 = no pool).")
+def serve(
+    host: str | None,
+    port: int | None,
+    db_url: str | None,
+    token: str | None,
+    token_file: str | None,
+    invoke_token: bool,
+    prefork: int | None,
+) -> None:
+    """Serve Fn's v2 API: apps, fns, triggers, /invoke and /t, on hot containers."""
+    import os
+
+    from fnagent.server.serve import run_serve
+
+    environ = dict(os.environ)
+    if prefork is not None:
+        for bound in ("FN_EXPERIMENTAL_PREFORK_POOL_MIN", "FN_EXPERIMENTAL_PREFORK_POOL_MAX"):
+            environ.pop(bound, None)
+        environ["FN_EXPERIMENTAL_PREFORK_POOL_SIZE"] = str(prefork)
+    sys.exit(run_serve(host=host, port=port, db_url=db_url, token=token, token_file=token_file,
+                       invoke_token=invoke_token, environ=environ))
 
 
 def entry() -> None:
@@ -79,3 +123,8 @@ def entry() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_AGENT_FAILURE)
+
+
+from fnagent.clientcli import register as _register_client_commands  # noqa: E402
+
+_register_client_commands(main)

@@ -2,6 +2,21 @@
 
 Only ``AgentConfig.from_env`` reads the environment, and only the CLI calls it; flags override
 fields with ``dataclasses.replace``.
+
+The prefork pool (DESIGN.md §3) reads Fn's variables plus a few of its own for elasticity:
+
+- ``FN_EXPERIMENTAL_PREFORK_POOL_SIZE``: N slots (0 = no pool); a fixed pool (min = max = N)
+  unless the next two say otherwise.
+- ``FN_EXPERIMENTAL_PREFORK_POOL_MIN`` / ``FN_EXPERIMENTAL_PREFORK_POOL_MAX``: an elastic pool;
+  min defaults to the size, max to the larger of the size and min. Max 0 = no pool.
+- ``FN_EXPERIMENTAL_PREFORK_IMAGE`` (fnagent/busybox), ``FN_EXPERIMENTAL_PREFORK_CMD`` (tail -f
+  /dev/null), ``FN_EXPERIMENTAL_PREFORK_USE_ONCE``, ``FN_EXPERIMENTAL_PREFORK_NETWORKS`` (space
+  separated, assigned round-robin).
+- ``FN_EXPERIMENTAL_PREFORK_RATE`` (slot creations per second, 10) and
+  ``FN_EXPERIMENTAL_PREFORK_BURST`` (20).
+- ``FN_EXPERIMENTAL_PREFORK_IDLE_SHRINK_MSECS`` (30000): a free slot idle this long is removed
+  while the pool is above its minimum.
+- ``FN_EXPERIMENTAL_PREFORK_CLOSE_TIMEOUT_MSECS`` (10000): shutdown removes every slot within it.
 """
 
 from __future__ import annotations
@@ -13,8 +28,15 @@ from dataclasses import dataclass, field
 from drivers.docker.config import (
     DEFAULT_OPEN_FILES,
     DEFAULT_PIDS_LIMIT,
+    DEFAULT_PREFORK_BURST,
+    DEFAULT_PREFORK_CLOSE_TIMEOUT_S,
+    DEFAULT_PREFORK_CMD,
+    DEFAULT_PREFORK_IDLE_SHRINK_S,
+    DEFAULT_PREFORK_IMAGE,
+    DEFAULT_PREFORK_RATE_PER_S,
     DEFAULT_PULL_TIMEOUT_S,
     DockerConfig,
+    PoolConfig,
     PullPolicy,
     default_iofs_dir,
 )
@@ -23,6 +45,7 @@ from drivers.errors import InvalidInputError
 DEFAULT_FREEZE_IDLE_MS = 50
 DEFAULT_HOT_POLL_MS = 200
 DEFAULT_HOT_START_TIMEOUT_MS = 5000
+DEFAULT_HOT_LAUNCH_PATIENCE_MS = 10
 DEFAULT_HOT_PULL_TIMEOUT_MS = int(DEFAULT_PULL_TIMEOUT_S * 1000)
 DEFAULT_MAX_LOG_SIZE_BYTES = 1024 * 1024
 DEFAULT_MEMORY_MB = 128
@@ -46,6 +69,23 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _optional_int(environ: Mapping[str, str], name: str) -> int | None:
+    return _int(environ, name, 0) if environ.get(name, "").strip() else None
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInputError(f"{name}={text!r} is not a number") from None
+    if not value > 0:
+        raise InvalidInputError(f"{name}={text!r} must be positive")
+    return value
+
+
 def _bool(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -63,6 +103,10 @@ class AgentConfig:
     freeze_idle_ms: int = DEFAULT_FREEZE_IDLE_MS
     hot_poll_ms: int = DEFAULT_HOT_POLL_MS
     hot_start_timeout_ms: int = DEFAULT_HOT_START_TIMEOUT_MS
+    hot_launch_patience_ms: int = DEFAULT_HOT_LAUNCH_PATIENCE_MS
+    """Ours: how long a short call waits for a busy container of its function to free up
+    before one more is launched (FN_HOT_LAUNCH_PATIENCE_MSECS; 0 = launch at once, as Fn
+    does). See Agent._launch_patience."""
     hot_pull_timeout_ms: int = DEFAULT_HOT_PULL_TIMEOUT_MS
     max_response_size_bytes: int = 0
     max_log_size_bytes: int = DEFAULT_MAX_LOG_SIZE_BYTES
@@ -71,10 +115,18 @@ class AgentConfig:
     max_pids: int = DEFAULT_PIDS_LIMIT
     max_open_files: int = DEFAULT_OPEN_FILES
     prefork_pool_size: int = 0
-    prefork_image: str = "fnagent/busybox"
-    prefork_cmd: tuple[str, ...] = ("tail", "-f", "/dev/null")
+    prefork_pool_min: int | None = None
+    """None: the pool size."""
+    prefork_pool_max: int | None = None
+    """None: the larger of the pool size and min."""
+    prefork_image: str = DEFAULT_PREFORK_IMAGE
+    prefork_cmd: tuple[str, ...] = DEFAULT_PREFORK_CMD
     prefork_use_once: bool = False
     prefork_networks: tuple[str, ...] = ()
+    prefork_rate_per_s: float = DEFAULT_PREFORK_RATE_PER_S
+    prefork_burst: int = DEFAULT_PREFORK_BURST
+    prefork_idle_shrink_ms: int = int(DEFAULT_PREFORK_IDLE_SHRINK_S * 1000)
+    prefork_close_timeout_ms: int = int(DEFAULT_PREFORK_CLOSE_TIMEOUT_S * 1000)
     docker_networks: tuple[str, ...] = ()
     iofs_path: str = field(default_factory=default_iofs_dir)
     disable_readonly_rootfs: bool = False
@@ -92,6 +144,9 @@ class AgentConfig:
             hot_start_timeout_ms=_int(
                 environ, "FN_HOT_START_TIMEOUT_MSECS", DEFAULT_HOT_START_TIMEOUT_MS
             ),
+            hot_launch_patience_ms=_int(
+                environ, "FN_HOT_LAUNCH_PATIENCE_MSECS", DEFAULT_HOT_LAUNCH_PATIENCE_MS
+            ),
             hot_pull_timeout_ms=_int(
                 environ, "FN_HOT_PULL_TIMEOUT_MSECS", DEFAULT_HOT_PULL_TIMEOUT_MS
             ),
@@ -102,14 +157,49 @@ class AgentConfig:
             max_pids=_int(environ, "FN_MAX_PIDS", DEFAULT_PIDS_LIMIT),
             max_open_files=_int(environ, "FN_MAX_OPEN_FILES", DEFAULT_OPEN_FILES),
             prefork_pool_size=_int(environ, "FN_EXPERIMENTAL_PREFORK_POOL_SIZE", 0),
+            prefork_pool_min=_optional_int(environ, "FN_EXPERIMENTAL_PREFORK_POOL_MIN"),
+            prefork_pool_max=_optional_int(environ, "FN_EXPERIMENTAL_PREFORK_POOL_MAX"),
             prefork_image=environ.get("FN_EXPERIMENTAL_PREFORK_IMAGE") or defaults.prefork_image,
             prefork_cmd=_words(environ, "FN_EXPERIMENTAL_PREFORK_CMD") or defaults.prefork_cmd,
             prefork_use_once=_bool(environ, "FN_EXPERIMENTAL_PREFORK_USE_ONCE"),
             prefork_networks=_words(environ, "FN_EXPERIMENTAL_PREFORK_NETWORKS"),
+            prefork_rate_per_s=_float(
+                environ, "FN_EXPERIMENTAL_PREFORK_RATE", DEFAULT_PREFORK_RATE_PER_S
+            ),
+            prefork_burst=_int(environ, "FN_EXPERIMENTAL_PREFORK_BURST", DEFAULT_PREFORK_BURST),
+            prefork_idle_shrink_ms=_int(
+                environ, "FN_EXPERIMENTAL_PREFORK_IDLE_SHRINK_MSECS",
+                defaults.prefork_idle_shrink_ms,
+            ),
+            prefork_close_timeout_ms=_int(
+                environ, "FN_EXPERIMENTAL_PREFORK_CLOSE_TIMEOUT_MSECS",
+                defaults.prefork_close_timeout_ms,
+            ),
             docker_networks=_words(environ, "FN_DOCKER_NETWORKS"),
             iofs_path=environ.get("FN_IOFS_PATH") or defaults.iofs_path,
             disable_readonly_rootfs=_bool(environ, "FN_DISABLE_READONLY_ROOTFS"),
             docker_auth=environ.get("FN_DOCKER_AUTH") or None,
+        )
+
+    def pool_config(self) -> PoolConfig | None:
+        """The prefork pool these settings describe, or None for no pool. Raises
+        InvalidInputError when min exceeds max or a rate is nonsense."""
+        size, low, high = self.prefork_pool_size, self.prefork_pool_min, self.prefork_pool_max
+        min_size = size if low is None else low
+        max_size = max(size, min_size) if high is None else high
+        if max_size == 0 and min_size == 0:
+            return None
+        return PoolConfig(
+            min_size=min_size,
+            max_size=max_size,
+            image=self.prefork_image,
+            cmd=self.prefork_cmd,
+            use_once=self.prefork_use_once,
+            networks=self.prefork_networks,
+            rate_per_s=self.prefork_rate_per_s,
+            burst=self.prefork_burst,
+            idle_shrink_s=self.prefork_idle_shrink_ms / 1000,
+            close_timeout_s=self.prefork_close_timeout_ms / 1000,
         )
 
     def docker_config(self) -> DockerConfig:
@@ -123,4 +213,5 @@ class AgentConfig:
             pull_policy=self.pull_policy,
             pull_timeout_s=self.hot_pull_timeout_ms / 1000,
             docker_auth=self.docker_auth,
+            pool=self.pool_config(),
         )

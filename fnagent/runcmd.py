@@ -50,8 +50,14 @@ def run_command(
     pull: str,
     user: str,
     as_json: bool,
+    prefork: int | None = None,
 ) -> int:
-    """Run once and return the process exit code; every failure is one line on stderr."""
+    """Run once and return the process exit code; every failure is one line on stderr.
+
+    ``prefork`` N starts a pool of N slots for this run and waits (up to the hot start
+    timeout) for one, so the function joins a prefork namespace; None keeps the environment's
+    FN_EXPERIMENTAL_PREFORK_* settings.
+    """
     try:
         from drivers.docker import PullPolicy
         from drivers.images import parse_image
@@ -61,6 +67,10 @@ def run_command(
         parse_image(image)
         config = AgentConfig.from_env(os.environ)
         config = replace(config, pull_policy=PullPolicy(pull))
+        if prefork is not None:
+            config = replace(
+                config, prefork_pool_size=prefork, prefork_pool_min=None, prefork_pool_max=None
+            )
         request = RunRequest(
             image=image,
             command=command,
@@ -109,6 +119,11 @@ async def _run(request: RunRequest, config: AgentConfig, as_json: bool) -> int:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_cancel_on_signal, scope)
                 try:
+                    if driver.pool is not None:
+                        # A single run gains from the pool only once a slot is up; past the
+                        # timeout it falls back to the bridge.
+                        with anyio.move_on_after(request.hot_start_timeout_s):
+                            await driver.pool.wait_free()
                     outcome = await run_once(
                         driver, request, stdin=read_fd(0), stdout=stdout, stderr=stderr,
                         progress=bar,

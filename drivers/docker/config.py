@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.base import ContainerTask
+from drivers.errors import InvalidInputError
 
 MANAGED_LABEL = "fnagent.managed"
 INSTANCE_LABEL = "fnagent.instance"
 TASK_LABEL = "fnagent.task"
+ROLE_LABEL = "fnagent.role"
 
 DEFAULT_USER = "1000:1000"
 DEFAULT_PIDS_LIMIT = 50
@@ -25,6 +27,13 @@ DEFAULT_PULL_TIMEOUT_S = 600.0
 DEFAULT_STATS_INTERVAL_S = 1.0
 CPU_PERIOD_US = 100_000
 
+DEFAULT_PREFORK_IMAGE = "fnagent/busybox"
+DEFAULT_PREFORK_CMD = ("tail", "-f", "/dev/null")
+DEFAULT_PREFORK_RATE_PER_S = 10.0
+DEFAULT_PREFORK_BURST = 20
+DEFAULT_PREFORK_IDLE_SHRINK_S = 30.0
+DEFAULT_PREFORK_CLOSE_TIMEOUT_S = 10.0
+
 
 class PullPolicy(enum.StrEnum):
     MISSING = "missing"
@@ -34,6 +43,47 @@ class PullPolicy(enum.StrEnum):
 
 def default_iofs_dir() -> str:
     return os.path.join(tempfile.gettempdir(), "fnagent-iofs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolConfig:
+    """The prefork pool (DESIGN.md §3): between ``min_size`` and ``max_size`` busybox slots whose
+    network namespaces function containers join. ``min_size == max_size`` is Fn's fixed pool."""
+
+    min_size: int
+    max_size: int
+    image: str = DEFAULT_PREFORK_IMAGE
+    """Must be present locally: the pool never pulls it (``make images`` builds it)."""
+    cmd: tuple[str, ...] = DEFAULT_PREFORK_CMD
+    """Must run until killed; a slot that exits is replaced."""
+    use_once: bool = False
+    """A freed slot is killed and replaced: no namespace serves two function containers."""
+    networks: tuple[str, ...] = ()
+    """Networks the slots are spread over, round-robin; () = the default bridge."""
+    rate_per_s: float = DEFAULT_PREFORK_RATE_PER_S
+    """Slot creations per second, sustained (aiolimiter's leaky bucket)."""
+    burst: int = DEFAULT_PREFORK_BURST
+    """Slot creations allowed at once before ``rate_per_s`` applies."""
+    idle_shrink_s: float = DEFAULT_PREFORK_IDLE_SHRINK_S
+    """A free slot unused this long is removed, while the pool is above ``min_size``."""
+    close_timeout_s: float = DEFAULT_PREFORK_CLOSE_TIMEOUT_S
+    """``aclose`` returns within this, even when Docker is slow."""
+
+    def __post_init__(self) -> None:
+        if self.min_size < 0 or self.max_size < 1 or self.min_size > self.max_size:
+            raise InvalidInputError(
+                f"prefork pool size: need 0 <= min ({self.min_size}) <= max ({self.max_size})"
+                " and max >= 1"
+            )
+        if not self.cmd:
+            raise InvalidInputError("prefork pool: the slot command is empty")
+        if self.rate_per_s <= 0 or self.burst < 1:
+            raise InvalidInputError(
+                f"prefork pool rate: need rate > 0 and burst >= 1, got {self.rate_per_s:g}/s"
+                f" burst {self.burst}"
+            )
+        if self.idle_shrink_s <= 0 or self.close_timeout_s <= 0:
+            raise InvalidInputError("prefork pool: idle shrink and close timeouts must be > 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +110,8 @@ class DockerConfig:
     """FN_DOCKER_AUTH: a docker config.json document ({"auths": {...}}) or its legacy map."""
     stats_interval_s: float = DEFAULT_STATS_INTERVAL_S
     extra_labels: dict[str, str] = field(default_factory=dict)
+    pool: PoolConfig | None = None
+    """The prefork pool; None = none (every container sets up its own network)."""
 
 
 def base_labels(config: DockerConfig) -> dict[str, str]:
@@ -76,7 +128,9 @@ def ulimits(config: DockerConfig) -> list[dict[str, Any]]:
     return [{"Name": name, "Soft": value, "Hard": value} for name, value in limits.items()]
 
 
-def container_options(task: ContainerTask, config: DockerConfig, network_mode: str) -> dict[str, Any]:
+def container_options(
+    task: ContainerTask, config: DockerConfig, network_mode: str
+) -> dict[str, Any]:
     """The Engine API create body for ``task`` (POST /containers/create), with every default of
     DESIGN.md §2. Returned as plain data so a custom driver can edit it before creation."""
     host: dict[str, Any] = {

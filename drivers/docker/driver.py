@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+from anyio.abc import TaskGroup
 
 from drivers.base import ContainerTask, Cookie, Driver
-from drivers.docker.client import DockerClient
+from drivers.docker.client import DEFAULT_MAX_CONCURRENT_CALLS, DockerClient
 from drivers.docker.config import DockerConfig, container_options
 from drivers.docker.cookie import DockerCookie
+from drivers.docker.pool import PreforkPool
 from drivers.docker.pull import ImagePuller, PullProgress
-from drivers.errors import ClosedError
+from drivers.errors import ClosedError, PoolEmpty
 
 logger = logging.getLogger(__name__)
 
@@ -21,25 +27,69 @@ BRIDGE = "default"
 class DockerDriver(Driver):
     """Makes ``DockerCookie``s. Leaving the context removes every container still open.
 
+    With ``config.pool`` set, entering the context starts the prefork pool in the driver's task
+    group (without waiting for it to fill) and leaving removes its slots; a function container
+    then joins a free slot's network namespace, or falls back to ``config.networks`` / the
+    bridge when none is free. The pool's task group opens on entering, so enter and leave
+    from the same task, nested like any task group (``async with``).
+
     Subclass and override ``create_cookie`` (calling super) to edit
     ``cookie.container_options`` from ``task.extensions`` before ``prepare_cookie`` creates it.
     """
 
     def __init__(self, config: DockerConfig, *, client: DockerClient | None = None) -> None:
         self.config = config
-        self.client = client or DockerClient(config.docker_host)
+        if client is None:
+            # Each slot's nanny holds a worker thread in `wait` for the slot's whole life; give
+            # those their own share of the limiter so they never starve the calls.
+            extra = config.pool.max_size if config.pool is not None else 0
+            client = DockerClient(
+                config.docker_host, max_concurrent_calls=DEFAULT_MAX_CONCURRENT_CALLS + extra
+            )
+        self.client = client
         self.puller = ImagePuller(
             self.client,
             policy=config.pull_policy,
             timeout_s=config.pull_timeout_s,
             docker_auth=config.docker_auth,
         )
+        self.pool: PreforkPool | None = None
+        if config.pool is not None:
+            self.pool = PreforkPool(self.client, self.puller, config, config.pool)
         self._cookies: set[DockerCookie] = set()
+        self._slots: dict[DockerCookie, str] = {}
         self._network_use: Counter[str] = Counter({name: 0 for name in config.networks})
         self._closed = False
+        self._stack: AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
 
     def __repr__(self) -> str:
-        return f"<DockerDriver instance={self.config.instance_id} open={len(self._cookies)}>"
+        pool = f" pool={self.pool!r}" if self.pool is not None else ""
+        return (f"<DockerDriver instance={self.config.instance_id} open={len(self._cookies)}"
+                f"{pool}>")
+
+    async def __aenter__(self) -> Self:
+        if self._closed:
+            raise ClosedError("the Docker driver is closed")
+        if self.pool is not None and self._stack is None:
+            stack = AsyncExitStack()
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            try:
+                await tg.start(self.pool.run)
+            except BaseException:
+                await stack.aclose()
+                self.client.close()
+                raise
+            self._stack, self._tg = stack, tg
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._shutdown(exc_type, exc, tb)
 
     def _pick_network(self, task: ContainerTask) -> str:
         if task.network_disabled or not self._network_use:
@@ -51,7 +101,13 @@ class DockerDriver(Driver):
     async def create_cookie(self, task: ContainerTask) -> DockerCookie:
         if self._closed:
             raise ClosedError("the Docker driver is closed")
-        network = self._pick_network(task)
+        slot: str | None = None
+        if self.pool is not None and not task.network_disabled:
+            try:
+                slot = self.pool.alloc()
+            except PoolEmpty:
+                logger.debug("prefork pool empty; falling back", extra={"task": task.id})
+        network = f"container:{slot}" if slot is not None else self._pick_network(task)
         cookie = DockerCookie(
             task,
             container_options(task, self.config, network),
@@ -62,10 +118,15 @@ class DockerDriver(Driver):
         if network in self._network_use:
             self._network_use[network] += 1
         self._cookies.add(cookie)
+        if slot is not None:
+            self._slots[cookie] = slot
         return cookie
 
     def _forget(self, cookie: DockerCookie) -> None:
         self._cookies.discard(cookie)
+        slot = self._slots.pop(cookie, None)
+        if slot is not None and self.pool is not None:
+            self.pool.free(slot)
         network = cookie.container_options.get("HostConfig", {}).get("NetworkMode")
         if network in self._network_use:
             self._network_use[network] -= 1
@@ -76,13 +137,34 @@ class DockerDriver(Driver):
         await self.puller.ensure(cookie.container_options["Image"], progress=progress)
         await cookie.create()
 
+    async def ensure_image(self, image: str) -> None:
+        await self.puller.ensure(image)
+
     async def aclose(self) -> None:
+        await self._shutdown(None, None, None)
+
+    async def _shutdown(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._closed:
             return
         self._closed = True
-        for cookie in list(self._cookies):
-            await cookie.aclose()
-        self.client.close()
+        try:
+            for cookie in list(self._cookies):
+                await cookie.aclose()
+            if self.pool is not None:
+                await self.pool.aclose()  # bounded by the pool's close_timeout_s
+        finally:
+            if self._stack is not None and self._tg is not None:
+                self._tg.cancel_scope.cancel()
+                stack, self._stack, self._tg = self._stack, None, None
+                # The task group sees the body's exception, so a crash of the pool's tasks and
+                # the cancellation it caused come out as one error.
+                await stack.__aexit__(exc_type, exc, tb)
+            self.client.close()
 
     async def containers(self, **filters: Any) -> list[dict[str, Any]]:
         """This driver instance's containers as ``docker ps -a`` lists them."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tests.bench import bench_foundation
+from tests.bench import bench_foundation, bench_pool
 
-MODULES = [bench_foundation]
+MODULES = [bench_foundation, bench_pool]
 
 
 def main() -> None:
