@@ -41,9 +41,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -61,8 +61,8 @@ from drivers.errors import (
     InvalidInputError,
 )
 from drivers.images import ImageRef, parse_image
-from drivers.stats import Stat
 from drivers.results import cancelled, exit_result, out_of_memory, timed_out
+from drivers.stats import Stat
 
 logger = logging.getLogger(__name__)
 

@@ -141,8 +141,7 @@ class Agent:
         self.driver = driver
         self.config = config
         self.admission = Admission(
-            budget
-            or detect_budget(config.max_total_memory_bytes, config.max_total_cpu_mcpus)
+            budget or detect_budget(config.max_total_memory_bytes, config.max_total_cpu_mcpus)
         )
         self.clock = clock or Clock()
         self.stop_grace_s = stop_grace_s
@@ -158,10 +157,7 @@ class Agent:
         os.makedirs(config.iofs_path, exist_ok=True)
 
     def __repr__(self) -> str:
-        return (
-            f"<Agent queues={len(self._queues)} in_flight={self._inflight} "
-            f"{self.admission!r}>"
-        )
+        return f"<Agent queues={len(self._queues)} in_flight={self._inflight} {self.admission!r}>"
 
     # -- life ---------------------------------------------------------------------------------
 
@@ -251,8 +247,9 @@ class Agent:
                         container.frozen = False
                 return container, "thawed"
             except FnAgentError as exc:
-                logger.warning("thaw failed", extra={"container": container.name,
-                                                     "error": exc.message})
+                logger.warning(
+                    "thaw failed", extra={"container": container.name, "error": exc.message}
+                )
                 self._doom(container)
 
     async def _wait_for_container(self, queue: SlotQueue, call: Call) -> HotContainer:
@@ -346,7 +343,10 @@ class Agent:
         try:
             with anyio.fail_after(call.remaining_s()):
                 return await container.connection.request(
-                    "POST", "/call", headers, call.request.body,
+                    "POST",
+                    "/call",
+                    headers,
+                    call.request.body,
                     max_body_bytes=self.config.max_response_size_bytes,
                 )
         except TimeoutError:
@@ -415,7 +415,10 @@ class Agent:
             connection=UnixHTTPConnection(os.path.join(socket_dir, LISTENER)),
         )
         self._tg.start_soon(
-            self._container_life, queue, container, dict(extensions or {}),
+            self._container_life,
+            queue,
+            container,
+            dict(extensions or {}),
             name=f"container {name}",
         )
 
@@ -512,8 +515,7 @@ class Agent:
             last = b"\n".join(container.router.recent[-10:]).decode("utf-8", "replace")
             logger.warning(
                 "container exited before it was ready",
-                extra={"container": container.name, "fn_id": container.fn.id,
-                       "last_output": last},
+                extra={"container": container.name, "fn_id": container.fn.id, "last_output": last},
             )
             raise ContainerGoneError(f"container failed to initialize: {how}")
 
@@ -567,8 +569,9 @@ class Agent:
                 await container.cookie.freeze()
                 container.frozen = True
             except FnAgentError as exc:
-                logger.warning("freeze failed", extra={"container": container.name,
-                                                       "error": exc.message})
+                logger.warning(
+                    "freeze failed", extra={"container": container.name, "error": exc.message}
+                )
                 self._doom(container)
 
     async def _admit(self, queue: SlotQueue, memory: int, cpus: int) -> None:
@@ -611,8 +614,10 @@ class Agent:
         except (FnAgentError, TimeoutError) as exc:
             message = exc.message if isinstance(exc, FnAgentError) else "timed out pulling"
             self.update_errors[fn.id] = message
-            logger.warning("update failed; the previous version keeps serving",
-                           extra={"fn_id": fn.id, "image": fn.image, "error": message})
+            logger.warning(
+                "update failed; the previous version keeps serving",
+                extra={"fn_id": fn.id, "image": fn.image, "error": message},
+            )
             await anyio.sleep(UPDATE_RETRY_S)
             self._preparing.discard(key)
             return

@@ -261,7 +261,7 @@ class ApiClient:
         document = self.request_json("GET", path, query=params)
         items = document.get("items") if isinstance(document, dict) else None
         if not isinstance(document, dict) or not isinstance(items, list):
-            raise ApiError(None, f"GET {self.url(path, params)}: expected {{\"items\": [...]}}")
+            raise ApiError(None, f'GET {self.url(path, params)}: expected {{"items": [...]}}')
         next_cursor = document.get("next_cursor") or ""
         return Page(
             items=[item for item in items if isinstance(item, dict)],
@@ -286,8 +286,9 @@ class ApiClient:
                 return
             if page.next_cursor in seen:
                 raise ApiError(
-                    None, f"GET {self.url(path, query)}: the server repeated the cursor "
-                    f"{page.next_cursor!r}; stopping"
+                    None,
+                    f"GET {self.url(path, query)}: the server repeated the cursor "
+                    f"{page.next_cursor!r}; stopping",
                 )
             seen.add(page.next_cursor)
             cursor = page.next_cursor
@@ -407,8 +408,9 @@ class ApiClient:
         if len(named) > 1:
             ids = ", ".join(str(t.get("id")) for t in named)
             raise ApiError(
-                409, f"{len(named)} triggers in app {app.get('name')!r} are named {ref!r} "
-                f"(ids {ids}): give the trigger's id instead"
+                409,
+                f"{len(named)} triggers in app {app.get('name')!r} are named {ref!r} "
+                f"(ids {ids}): give the trigger's id instead",
             )
         not_found = f"no trigger in app {app.get('name')!r} is named or has the id {ref!r}"
         try:

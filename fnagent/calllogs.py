@@ -55,8 +55,11 @@ class OutputRouter:
             return self.current.write(data)
         logger.info(
             "container output",
-            extra={**self._fields, "container": self._container,
-                   "output": data.decode("utf-8", "replace")},
+            extra={
+                **self._fields,
+                "container": self._container,
+                "output": data.decode("utf-8", "replace"),
+            },
         )
         return len(data)
 

@@ -20,25 +20,57 @@ def main() -> None:
 @main.command(context_settings={"allow_interspersed_args": False})
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@click.option("--memory", "-m", default="128m", show_default=True,
-              help="Memory limit (no swap): 64m, 1g, ...")
+@click.option(
+    "--memory", "-m", default="128m", show_default=True, help="Memory limit (no swap): 64m, 1g, ..."
+)
 @click.option("--cpus", default=None, help="CPU limit: 0.5, 2, or milli-CPUs like 500m.")
-@click.option("--timeout", "-t", default="30s", show_default=True,
-              help="Kill the function after this long: 30, 1.5s, 250ms, 2m.")
+@click.option(
+    "--timeout",
+    "-t",
+    default="30s",
+    show_default=True,
+    help="Kill the function after this long: 30, 1.5s, 250ms, 2m.",
+)
 @click.option("--env", "-e", multiple=True, help="NAME=value, or NAME to pass the host's value.")
-@click.option("--format", "fmt", type=click.Choice(["cold", "http-stream"]), default="cold",
-              show_default=True, help="cold: stdin/stdout; http-stream: one POST /call.")
-@click.option("--header", "-H", multiple=True,
-              help="http-stream only: a request header 'Name: value'.")
-@click.option("--pull", type=click.Choice(["missing", "always", "never"]), default="missing",
-              show_default=True, help="When to pull the image.")
-@click.option("--user", "-u", default="1000:1000", show_default=True,
-              help="uid:gid to run as; 'image' keeps the image's own user.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the result, timings and resource samples as JSON.")
-@click.option("--prefork", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Start a prefork pool of N network namespaces first and join one "
-                   "(overrides FN_EXPERIMENTAL_PREFORK_POOL_SIZE; 0 = no pool).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["cold", "http-stream"]),
+    default="cold",
+    show_default=True,
+    help="cold: stdin/stdout; http-stream: one POST /call.",
+)
+@click.option(
+    "--header", "-H", multiple=True, help="http-stream only: a request header 'Name: value'."
+)
+@click.option(
+    "--pull",
+    type=click.Choice(["missing", "always", "never"]),
+    default="missing",
+    show_default=True,
+    help="When to pull the image.",
+)
+@click.option(
+    "--user",
+    "-u",
+    default="1000:1000",
+    show_default=True,
+    help="uid:gid to run as; 'image' keeps the image's own user.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the result, timings and resource samples as JSON.",
+)
+@click.option(
+    "--prefork",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Start a prefork pool of N network namespaces first and join one "
+    "(overrides FN_EXPERIMENTAL_PREFORK_POOL_SIZE; 0 = no pool).",
+)
 def run(
     image: str,
     command: tuple[str, ...],
@@ -61,29 +93,56 @@ def run(
     """
     from fnagent.runcmd import run_command
 
-    sys.exit(run_command(
-        image=image, command=list(command) or None, memory=memory, cpus=cpus, timeout=timeout,
-        env=env, fmt=fmt, headers=header, pull=pull, user=user, as_json=as_json,
-        prefork=prefork,
-    ))
+    sys.exit(
+        run_command(
+            image=image,
+            command=list(command) or None,
+            memory=memory,
+            cpus=cpus,
+            timeout=timeout,
+            env=env,
+            fmt=fmt,
+            headers=header,
+            pull=pull,
+            user=user,
+            as_json=as_json,
+            prefork=prefork,
+        )
+    )
 
 
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", "-p", type=click.IntRange(1, 65535), default=None,
-              help="Port (default FN_PORT or 8080).")
-@click.option("--db-url", default=None,
-              help="Store, e.g. sqlite3:///var/lib/fnagent/fn.db (default FN_DB_URL or "
-                   "./data/fnagent.db).")
-@click.option("--token", default=None, help="Bearer token required on management routes "
-              "(default FN_TOKEN).")
-@click.option("--token-file", type=click.Path(dir_okay=False), default=None,
-              help="Read the token from this file (default FN_TOKEN_FILE).")
-@click.option("--invoke-token", is_flag=True,
-              help="Require the token on /invoke and /t too.")
-@click.option("--prefork", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Keep a prefork pool of N network namespaces for cold starts "
-                   "(overrides FN_EXPERIMENTAL_PREFORK_POOL_SIZE/_MIN/_MAX; 0 = no pool).")
+@click.option(
+    "--port",
+    "-p",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Port (default FN_PORT or 8080).",
+)
+@click.option(
+    "--db-url",
+    default=None,
+    help="Store, e.g. sqlite3:///var/lib/fnagent/fn.db (default FN_DB_URL or ./data/fnagent.db).",
+)
+@click.option(
+    "--token", default=None, help="Bearer token required on management routes (default FN_TOKEN)."
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Read the token from this file (default FN_TOKEN_FILE).",
+)
+@click.option("--invoke-token", is_flag=True, help="Require the token on /invoke and /t too.")
+@click.option(
+    "--prefork",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Keep a prefork pool of N network namespaces for cold starts "
+    "(overrides FN_EXPERIMENTAL_PREFORK_POOL_SIZE/_MIN/_MAX; 0 = no pool).",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -103,8 +162,17 @@ def serve(
         for bound in ("FN_EXPERIMENTAL_PREFORK_POOL_MIN", "FN_EXPERIMENTAL_PREFORK_POOL_MAX"):
             environ.pop(bound, None)
         environ["FN_EXPERIMENTAL_PREFORK_POOL_SIZE"] = str(prefork)
-    sys.exit(run_serve(host=host, port=port, db_url=db_url, token=token, token_file=token_file,
-                       invoke_token=invoke_token, environ=environ))
+    sys.exit(
+        run_serve(
+            host=host,
+            port=port,
+            db_url=db_url,
+            token=token,
+            token_file=token_file,
+            invoke_token=invoke_token,
+            environ=environ,
+        )
+    )
 
 
 def entry() -> None:

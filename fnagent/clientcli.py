@@ -30,9 +30,26 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 # Single objects print these first, in this order; other fields follow alphabetically.
 _FIELD_ORDER = (
-    "id", "name", "app_id", "fn_id", "image", "memory", "timeout", "idle_timeout", "type",
-    "source", "shape", "syslog_url", "running", "frozen", "starting", "min_hot", "config",
-    "annotations", "created_at", "updated_at",
+    "id",
+    "name",
+    "app_id",
+    "fn_id",
+    "image",
+    "memory",
+    "timeout",
+    "idle_timeout",
+    "type",
+    "source",
+    "shape",
+    "syslog_url",
+    "running",
+    "frozen",
+    "starting",
+    "min_hot",
+    "config",
+    "annotations",
+    "created_at",
+    "updated_at",
 )
 
 
@@ -68,15 +85,32 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 def _client_options(*, json_flag: bool = True) -> Callable[[_F], _F]:
     """--api-url, --token and (usually) --json, accepted on a group and on its commands."""
     options = [
-        click.option("--api-url", metavar="URL", expose_value=False, callback=_remember,
-                     help="The Fn API server [default: $FN_API_URL, else "
-                          "http://127.0.0.1:8080]."),
-        click.option("--token", metavar="TOKEN", expose_value=False, callback=_remember,
-                     help="Sent as 'Authorization: Bearer TOKEN' [default: $FN_TOKEN]."),
+        click.option(
+            "--api-url",
+            metavar="URL",
+            expose_value=False,
+            callback=_remember,
+            help="The Fn API server [default: $FN_API_URL, else http://127.0.0.1:8080].",
+        ),
+        click.option(
+            "--token",
+            metavar="TOKEN",
+            expose_value=False,
+            callback=_remember,
+            help="Sent as 'Authorization: Bearer TOKEN' [default: $FN_TOKEN].",
+        ),
     ]
     if json_flag:
-        options.append(click.option("--json", "json_output", is_flag=True, expose_value=False,
-                                    callback=_remember, help="Print the server's JSON."))
+        options.append(
+            click.option(
+                "--json",
+                "json_output",
+                is_flag=True,
+                expose_value=False,
+                callback=_remember,
+                help="Print the server's JSON.",
+            )
+        )
 
     def decorate(f: _F) -> _F:
         for option in reversed(options):
@@ -95,7 +129,8 @@ def _parse_config(
         if not sep or not key or any(c.isspace() for c in key):
             raise click.BadParameter(
                 f"{item!r}: use KEY=VALUE (an empty VALUE deletes KEY on update)",
-                ctx=ctx, param=param,
+                ctx=ctx,
+                param=param,
             )
         config[key] = value
     return config
@@ -110,7 +145,8 @@ def _parse_annotations(
         if not sep or not key or any(c.isspace() for c in key):
             raise click.BadParameter(
                 f"{item!r}: use KEY=JSON (an empty value deletes KEY on update)",
-                ctx=ctx, param=param,
+                ctx=ctx,
+                param=param,
             )
         if not raw:
             annotations[key] = ""  # Fn's marker for "remove this key" in an update
@@ -120,7 +156,8 @@ def _parse_annotations(
         except ValueError as exc:
             raise click.BadParameter(
                 f"{item!r}: the value is not JSON ({exc}); a string is written '\"text\"'",
-                ctx=ctx, param=param,
+                ctx=ctx,
+                param=param,
             ) from None
     return annotations
 
@@ -139,37 +176,73 @@ def _parse_headers(
 
 
 def _config_option(help_text: str) -> Callable[[_F], _F]:
-    return click.option("--config", "-c", "config", multiple=True, metavar="KEY=VALUE",
-                        callback=_parse_config, help=help_text)
+    return click.option(
+        "--config",
+        "-c",
+        "config",
+        multiple=True,
+        metavar="KEY=VALUE",
+        callback=_parse_config,
+        help=help_text,
+    )
 
 
 def _annotation_option(f: _F) -> _F:
-    return click.option("--annotation", "-a", "annotations", multiple=True, metavar="KEY=JSON",
-                        callback=_parse_annotations,
-                        help="An annotation; the value is JSON (repeatable).")(f)
+    return click.option(
+        "--annotation",
+        "-a",
+        "annotations",
+        multiple=True,
+        metavar="KEY=JSON",
+        callback=_parse_annotations,
+        help="An annotation; the value is JSON (repeatable).",
+    )(f)
 
 
 def _fn_limit_options(f: _F) -> _F:
-    for option in reversed([
-        click.option("--memory", "-m", type=click.IntRange(min=0), metavar="MB",
-                     help="Memory limit in MiB."),
-        click.option("--timeout", "-t", type=click.IntRange(min=0), metavar="S",
-                     help="Call timeout in seconds."),
-        click.option("--idle-timeout", type=click.IntRange(min=0), metavar="S",
-                     help="Seconds a hot container may stay idle."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--memory",
+                "-m",
+                type=click.IntRange(min=0),
+                metavar="MB",
+                help="Memory limit in MiB.",
+            ),
+            click.option(
+                "--timeout",
+                "-t",
+                type=click.IntRange(min=0),
+                metavar="S",
+                help="Call timeout in seconds.",
+            ),
+            click.option(
+                "--idle-timeout",
+                type=click.IntRange(min=0),
+                metavar="S",
+                help="Seconds a hot container may stay idle.",
+            ),
+        ]
+    ):
         f = option(f)
     return f
 
 
 def _page_options(f: _F) -> _F:
-    for option in reversed([
-        click.option("--all", "all_pages", is_flag=True,
-                     help="Follow next_cursor and list everything."),
-        click.option("--cursor", metavar="CURSOR", help="Start after this next_cursor."),
-        click.option("--per-page", type=click.IntRange(min=1), metavar="N",
-                     help="Items per page (the server's default is 30)."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--all", "all_pages", is_flag=True, help="Follow next_cursor and list everything."
+            ),
+            click.option("--cursor", metavar="CURSOR", help="Start after this next_cursor."),
+            click.option(
+                "--per-page",
+                type=click.IntRange(min=1),
+                metavar="N",
+                help="Items per page (the server's default is 30).",
+            ),
+        ]
+    ):
         f = option(f)
     return f
 
@@ -299,8 +372,16 @@ def apps_create(name: str, config: dict[str, str], annotations: dict[str, Any]) 
 @_client_options()
 def apps_list(all_pages: bool, cursor: str | None, per_page: int | None) -> None:
     """List apps by name."""
-    _show_list(_client(), "/v2/apps", {}, all_pages=all_pages, cursor=cursor, per_page=per_page,
-               headers=("NAME", "ID"), row=lambda app: (app.get("name"), app.get("id")))
+    _show_list(
+        _client(),
+        "/v2/apps",
+        {},
+        all_pages=all_pages,
+        cursor=cursor,
+        per_page=per_page,
+        headers=("NAME", "ID"),
+        row=lambda app: (app.get("name"), app.get("id")),
+    )
 
 
 @apps.command("get")
@@ -378,8 +459,11 @@ def fns_create(
     """Create the fn NAME in APP, running IMAGE."""
     client = _client()
     found = client.find_app(app)
-    body: JSONObject = {"name": name, "app_id": found["id"],
-                        **_fn_fields(image, memory, timeout, idle_timeout)}
+    body: JSONObject = {
+        "name": name,
+        "app_id": found["id"],
+        **_fn_fields(image, memory, timeout, idle_timeout),
+    }
     if config:
         body["config"] = config
     if annotations:
@@ -395,9 +479,16 @@ def fns_list(app: str, all_pages: bool, cursor: str | None, per_page: int | None
     """List the fns of APP by name."""
     client = _client()
     found = client.find_app(app)
-    _show_list(client, "/v2/fns", {"app_id": str(found["id"])}, all_pages=all_pages,
-               cursor=cursor, per_page=per_page, headers=("NAME", "IMAGE", "ID"),
-               row=lambda fn: (fn.get("name"), fn.get("image"), fn.get("id")))
+    _show_list(
+        client,
+        "/v2/fns",
+        {"app_id": str(found["id"])},
+        all_pages=all_pages,
+        cursor=cursor,
+        per_page=per_page,
+        headers=("NAME", "IMAGE", "ID"),
+        row=lambda fn: (fn.get("name"), fn.get("image"), fn.get("id")),
+    )
 
 
 @fns.command("get")
@@ -459,8 +550,12 @@ def fns_delete(app: str, fn: str) -> None:
 @fns.command("scale")
 @click.argument("app")
 @click.argument("fn")
-@click.option("--min-hot", type=click.IntRange(min=0), metavar="N",
-              help="Keep at least N hot containers of FN.")
+@click.option(
+    "--min-hot",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Keep at least N hot containers of FN.",
+)
 @_client_options()
 def fns_scale(app: str, fn: str, min_hot: int | None) -> None:
     """Show FN's containers (running, frozen, starting, min_hot); --min-hot sets the floor."""
@@ -485,10 +580,12 @@ def triggers() -> None:
 @click.argument("app")
 @click.argument("fn")
 @click.argument("name")
-@click.option("--source", "-s", required=True, metavar="/PATH",
-              help="The path under /t/APP that calls FN.")
-@click.option("--type", "trigger_type", default="http", show_default=True,
-              help="The trigger's type.")
+@click.option(
+    "--source", "-s", required=True, metavar="/PATH", help="The path under /t/APP that calls FN."
+)
+@click.option(
+    "--type", "trigger_type", default="http", show_default=True, help="The trigger's type."
+)
 @_annotation_option
 @_client_options()
 def triggers_create(
@@ -498,8 +595,13 @@ def triggers_create(
     client = _client()
     found_app = client.find_app(app)
     found_fn = client.find_fn(found_app, fn)
-    body: JSONObject = {"name": name, "app_id": found_app["id"], "fn_id": found_fn["id"],
-                        "type": trigger_type, "source": _source(source)}
+    body: JSONObject = {
+        "name": name,
+        "app_id": found_app["id"],
+        "fn_id": found_fn["id"],
+        "type": trigger_type,
+        "source": _source(source),
+    }
     if annotations:
         body["annotations"] = annotations
     _show(client.create_trigger(body))
@@ -525,18 +627,32 @@ def triggers_list(
 
     def fn_name(fn_id: str) -> str:
         if not fn_names:
-            fn_names.update((str(f.get("id")), str(f.get("name")))
-                            for f in client.iter_all("/v2/fns", {"app_id": query["app_id"]}))
+            fn_names.update(
+                (str(f.get("id")), str(f.get("name")))
+                for f in client.iter_all("/v2/fns", {"app_id": query["app_id"]})
+            )
         return fn_names.get(fn_id, fn_id)
 
     def row(trigger: JSONObject) -> Sequence[Any]:
-        return (fn_name(str(trigger.get("fn_id"))), trigger.get("name"), trigger.get("type"),
-                trigger.get("source"), client.trigger_endpoint(trigger, found_app),
-                trigger.get("id"))
+        return (
+            fn_name(str(trigger.get("fn_id"))),
+            trigger.get("name"),
+            trigger.get("type"),
+            trigger.get("source"),
+            client.trigger_endpoint(trigger, found_app),
+            trigger.get("id"),
+        )
 
-    _show_list(client, "/v2/triggers", query, all_pages=all_pages, cursor=cursor,
-               per_page=per_page, headers=("FUNCTION", "NAME", "TYPE", "SOURCE", "ENDPOINT", "ID"),
-               row=row)
+    _show_list(
+        client,
+        "/v2/triggers",
+        query,
+        all_pages=all_pages,
+        cursor=cursor,
+        per_page=per_page,
+        headers=("FUNCTION", "NAME", "TYPE", "SOURCE", "ENDPOINT", "ID"),
+        row=row,
+    )
 
 
 @triggers.command("get")
@@ -590,10 +706,21 @@ def triggers_delete(app: str, trigger: str) -> None:
 @click.argument("app")
 @click.argument("fn")
 @click.option("--content-type", metavar="TYPE", help="The request body's Content-Type.")
-@click.option("--header", "-H", "headers", multiple=True, metavar="'NAME: VALUE'",
-              callback=_parse_headers, help="A request header (repeatable).")
-@click.option("--verbose", "-v", is_flag=True,
-              help="Also print the response's status line and headers to stderr.")
+@click.option(
+    "--header",
+    "-H",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    callback=_parse_headers,
+    help="A request header (repeatable).",
+)
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Also print the response's status line and headers to stderr.",
+)
 @_client_options(json_flag=False)
 def invoke_command(
     app: str, fn: str, content_type: str | None, headers: dict[str, str], verbose: bool
@@ -633,8 +760,12 @@ def invoke_command(
 @click.option("--image", "-i", required=True, metavar="IMAGE", help="The image to run.")
 @_fn_limit_options
 @_config_option("Config for the fn, KEY=VALUE; KEY= deletes KEY (repeatable).")
-@click.option("--trigger", "trigger_source", metavar="/SOURCE",
-              help="Also make an HTTP trigger, named NAME, at /t/APP/SOURCE.")
+@click.option(
+    "--trigger",
+    "trigger_source",
+    metavar="/SOURCE",
+    help="Also make an HTTP trigger, named NAME, at /t/APP/SOURCE.",
+)
 @_client_options()
 def deploy_command(
     app: str,
@@ -703,23 +834,31 @@ def deploy_command(
             trigger = client.update_trigger(str(named["id"]), {"source": source})
             actions["trigger"] = "updated"
         else:
-            trigger = client.create_trigger({"name": name, "app_id": app_id, "fn_id": fn_id,
-                                             "type": "http", "source": source})
+            trigger = client.create_trigger(
+                {"name": name, "app_id": app_id, "fn_id": fn_id, "type": "http", "source": source}
+            )
             actions["trigger"] = "created"
 
     invoke_url = client.invoke_endpoint(fn)
     trigger_url = client.trigger_endpoint(trigger, found_app) if trigger is not None else None
     if _json_output():
-        _echo_json({"app": found_app, "fn": fn, "trigger": trigger, "actions": actions,
-                    "fn_changes": fn_changes, "invoke_endpoint": invoke_url,
-                    "trigger_endpoint": trigger_url})
+        _echo_json(
+            {
+                "app": found_app,
+                "fn": fn,
+                "trigger": trigger,
+                "actions": actions,
+                "fn_changes": fn_changes,
+                "invoke_endpoint": invoke_url,
+                "trigger_endpoint": trigger_url,
+            }
+        )
         return
     click.echo(f"app: {found_app.get('name')} ({actions['app']})")
     changed = f": {', '.join(fn_changes)}" if fn_changes else ""
     click.echo(f"fn: {fn.get('name')} ({actions['fn']}{changed})")
     if trigger is not None:
-        click.echo(f"trigger: {trigger.get('name')} {trigger.get('source')} "
-                   f"({actions['trigger']})")
+        click.echo(f"trigger: {trigger.get('name')} {trigger.get('source')} ({actions['trigger']})")
     click.echo(f"invoke_endpoint: {invoke_url}")
     if trigger_url is not None:
         click.echo(f"trigger_endpoint: {trigger_url}")

@@ -168,11 +168,13 @@ class AgentConfig:
             ),
             prefork_burst=_int(environ, "FN_EXPERIMENTAL_PREFORK_BURST", DEFAULT_PREFORK_BURST),
             prefork_idle_shrink_ms=_int(
-                environ, "FN_EXPERIMENTAL_PREFORK_IDLE_SHRINK_MSECS",
+                environ,
+                "FN_EXPERIMENTAL_PREFORK_IDLE_SHRINK_MSECS",
                 defaults.prefork_idle_shrink_ms,
             ),
             prefork_close_timeout_ms=_int(
-                environ, "FN_EXPERIMENTAL_PREFORK_CLOSE_TIMEOUT_MSECS",
+                environ,
+                "FN_EXPERIMENTAL_PREFORK_CLOSE_TIMEOUT_MSECS",
                 defaults.prefork_close_timeout_ms,
             ),
             docker_networks=_words(environ, "FN_DOCKER_NETWORKS"),

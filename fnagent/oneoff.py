@@ -197,7 +197,11 @@ async def _call_hot(
         try:
             with anyio.fail_after(request.timeout_s):
                 status, reply = await anyio.to_thread.run_sync(
-                    _post_call, socket_path, body, headers, request.timeout_s,
+                    _post_call,
+                    socket_path,
+                    body,
+                    headers,
+                    request.timeout_s,
                     abandon_on_cancel=True,
                 )
         except TimeoutError:

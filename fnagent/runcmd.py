@@ -125,7 +125,11 @@ async def _run(request: RunRequest, config: AgentConfig, as_json: bool) -> int:
                         with anyio.move_on_after(request.hot_start_timeout_s):
                             await driver.pool.wait_free()
                     outcome = await run_once(
-                        driver, request, stdin=read_fd(0), stdout=stdout, stderr=stderr,
+                        driver,
+                        request,
+                        stdin=read_fd(0),
+                        stdout=stdout,
+                        stderr=stderr,
                         progress=bar,
                     )
                 finally:

@@ -199,9 +199,7 @@ async def case_closed_error_after_aclose(driver: Driver, images: Images) -> None
 async def case_container_options_edit(driver: Driver, images: Images) -> None:
     """Options edited between create and prepare reach the container, as a custom driver's
     edits from ``task.extensions`` would."""
-    task, out = _task(
-        images, ["env"], extensions={"FNAGENT_GREETING": "hello there"}
-    )
+    task, out = _task(images, ["env"], extensions={"FNAGENT_GREETING": "hello there"})
     cookie = await driver.create_cookie(task)
     try:
         env = cookie.container_options.setdefault("Env", [])

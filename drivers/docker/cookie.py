@@ -85,8 +85,12 @@ class DockerCookie(Cookie):
             "attach to container",
             "attach_socket",
             cid,
-            params={"stdin": int(self.task.input is not None), "stdout": 1, "stderr": 1,
-                    "stream": 1},
+            params={
+                "stdin": int(self.task.input is not None),
+                "stdout": 1,
+                "stderr": 1,
+                "stream": 1,
+            },
         )
         self._stream = await wrap_socket(take_socket(attached))
         await self._client.call("start container", "start", cid)

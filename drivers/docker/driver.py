@@ -65,8 +65,7 @@ class DockerDriver(Driver):
 
     def __repr__(self) -> str:
         pool = f" pool={self.pool!r}" if self.pool is not None else ""
-        return (f"<DockerDriver instance={self.config.instance_id} open={len(self._cookies)}"
-                f"{pool}>")
+        return f"<DockerDriver instance={self.config.instance_id} open={len(self._cookies)}{pool}>"
 
     async def __aenter__(self) -> Self:
         if self._closed:

@@ -140,8 +140,10 @@ class ImagePuller:
             try:
                 await self._pull(image, ref.registry, progress)
             except BaseException as exc:
-                flight.error = exc if isinstance(exc, FnAgentError) else ImageError(
-                    f"pulling {image} was interrupted"
+                flight.error = (
+                    exc
+                    if isinstance(exc, FnAgentError)
+                    else ImageError(f"pulling {image} was interrupted")
                 )
                 raise
             finally:

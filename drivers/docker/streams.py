@@ -19,8 +19,13 @@ from drivers.errors import DockerAPIError
 
 STDOUT, STDERR = 1, 2
 _HEADER_BYTES = 8
-_GONE = (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError,
-         anyio.BrokenResourceError, OSError)
+_GONE = (
+    anyio.EndOfStream,
+    anyio.IncompleteRead,
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    OSError,
+)
 
 
 def take_socket(attached: Any) -> socket.socket:
@@ -30,8 +35,11 @@ def take_socket(attached: Any) -> socket.socket:
     another request.
     """
     raw = getattr(attached, "_sock", attached)
-    if not isinstance(raw, socket.socket) or raw.family not in (socket.AF_UNIX, socket.AF_INET,
-                                                                 socket.AF_INET6):
+    if not isinstance(raw, socket.socket) or raw.family not in (
+        socket.AF_UNIX,
+        socket.AF_INET,
+        socket.AF_INET6,
+    ):
         raise DockerAPIError(
             "attaching to containers needs a unix or plain TCP Docker host (TLS and SSH hosts "
             "are not supported)"

@@ -170,7 +170,9 @@ def routes(state: ServerState) -> list[Route]:
             raise InvalidInputError("Missing app ID")
         cursor, per_page = _page(request)
         fns, next_cursor = await store.list_fns(
-            app_id=app_id, cursor=cursor, per_page=per_page,
+            app_id=app_id,
+            cursor=cursor,
+            per_page=per_page,
             name=request.query_params.get("name") or None,
         )
         return _listing([await fn_json(request, f) for f in fns], next_cursor)
@@ -247,8 +249,11 @@ def routes(state: ServerState) -> list[Route]:
             raise InvalidInputError("Missing app ID")
         cursor, per_page = _page(request)
         triggers, next_cursor = await store.list_triggers(
-            app_id=app_id, fn_id=request.query_params.get("fn_id") or None, cursor=cursor,
-            per_page=per_page, name=request.query_params.get("name") or None,
+            app_id=app_id,
+            fn_id=request.query_params.get("fn_id") or None,
+            cursor=cursor,
+            per_page=per_page,
+            name=request.query_params.get("name") or None,
         )
         app_name = (await store.get_app(app_id)).name if triggers else None
         items = [await trigger_json(request, t, app_name) for t in triggers]

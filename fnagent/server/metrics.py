@@ -13,8 +13,24 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
-                    60, 300)
+DURATION_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+)
 
 
 class _StateCollector(Collector):
@@ -43,16 +59,23 @@ class Metrics:
     def __init__(self, state: Callable[[], dict[str, Any]]) -> None:
         self.registry = CollectorRegistry()
         self.calls = Counter(
-            "fnagent_calls", "Calls by function and HTTP status", ["fn_id", "status"],
+            "fnagent_calls",
+            "Calls by function and HTTP status",
+            ["fn_id", "status"],
             registry=self.registry,
         )
         self.starts = Counter(
-            "fnagent_container_starts", "How calls found their container", ["kind"],
+            "fnagent_container_starts",
+            "How calls found their container",
+            ["kind"],
             registry=self.registry,
         )
         self.duration = Histogram(
-            "fnagent_call_duration_seconds", "Call duration as the agent saw it", ["fn_id"],
-            buckets=DURATION_BUCKETS, registry=self.registry,
+            "fnagent_call_duration_seconds",
+            "Call duration as the agent saw it",
+            ["fn_id"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
         )
         self.registry.register(_StateCollector(state))
 

@@ -23,9 +23,17 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    words = {400: "Invalid input", 401: "Token missing or wrong", 404: "Not found",
-             409: "Already exists", 413: "Body too large", 500: "Server failure",
-             502: "Function failed", 503: "Server too busy", 504: "Timed out"}
+    words = {
+        400: "Invalid input",
+        401: "Token missing or wrong",
+        404: "Not found",
+        409: "Already exists",
+        413: "Body too large",
+        500: "Server failure",
+        502: "Function failed",
+        503: "Server too busy",
+        504: "Timed out",
+    }
     return {str(code): _json(_ERROR, words[code]) for code in codes}
 
 
@@ -33,13 +41,22 @@ def _entity(kind: str, path_param: str) -> dict[str, Any]:
     ref = {"$ref": f"#/components/schemas/{kind}"}
     param = [{"name": path_param, "in": "path", "required": True, "schema": {"type": "string"}}]
     return {
-        "get": {"operationId": f"Get{kind}", "parameters": param,
-                "responses": {"200": _json(ref, kind), **_errors(401, 404)}},
-        "put": {"operationId": f"Update{kind}", "parameters": param,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}},
-                "responses": {"200": _json(ref, kind), **_errors(400, 401, 404, 409)}},
-        "delete": {"operationId": f"Delete{kind}", "parameters": param,
-                   "responses": {"204": {"description": "Deleted"}, **_errors(401, 404)}},
+        "get": {
+            "operationId": f"Get{kind}",
+            "parameters": param,
+            "responses": {"200": _json(ref, kind), **_errors(401, 404)},
+        },
+        "put": {
+            "operationId": f"Update{kind}",
+            "parameters": param,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}},
+            "responses": {"200": _json(ref, kind), **_errors(400, 401, 404, 409)},
+        },
+        "delete": {
+            "operationId": f"Delete{kind}",
+            "parameters": param,
+            "responses": {"204": {"description": "Deleted"}, **_errors(401, 404)},
+        },
     }
 
 
@@ -50,16 +67,22 @@ def _collection(kind: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
         {"name": "per_page", "in": "query", "schema": {"type": "integer"}},
         {"name": "name", "in": "query", "schema": {"type": "string"}},
     ]
-    listing = {"type": "object", "required": ["items"],
-               "properties": {"items": {"type": "array", "items": ref},
-                              "next_cursor": {"type": "string"}}}
+    listing = {
+        "type": "object",
+        "required": ["items"],
+        "properties": {"items": {"type": "array", "items": ref}, "next_cursor": {"type": "string"}},
+    }
     return {
-        "get": {"operationId": f"List{kind}s", "parameters": page + filters,
-                "responses": {"200": _json(listing, f"{kind}s"), **_errors(400, 401)}},
-        "post": {"operationId": f"Create{kind}",
-                 "requestBody": {"required": True,
-                                 "content": {"application/json": {"schema": ref}}},
-                 "responses": {"200": _json(ref, kind), **_errors(400, 401, 404, 409)}},
+        "get": {
+            "operationId": f"List{kind}s",
+            "parameters": page + filters,
+            "responses": {"200": _json(listing, f"{kind}s"), **_errors(400, 401)},
+        },
+        "post": {
+            "operationId": f"Create{kind}",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}},
+            "responses": {"200": _json(ref, kind), **_errors(400, 401, 404, 409)},
+        },
     }
 
 
@@ -67,67 +90,118 @@ def document() -> dict[str, Any]:
     app_id = {"name": "app_id", "in": "query", "required": True, "schema": {"type": "string"}}
     fn_id_query = {"name": "fn_id", "in": "query", "schema": {"type": "string"}}
     fn_id = [{"name": "fn_id", "in": "path", "required": True, "schema": {"type": "string"}}]
-    scale = {"type": "object", "properties": {
-        "running": {"type": "integer", "readOnly": True},
-        "frozen": {"type": "integer", "readOnly": True},
-        "starting": {"type": "integer", "readOnly": True},
-        "min_hot": {"type": "integer", "minimum": 0},
-    }}
+    scale = {
+        "type": "object",
+        "properties": {
+            "running": {"type": "integer", "readOnly": True},
+            "frozen": {"type": "integer", "readOnly": True},
+            "starting": {"type": "integer", "readOnly": True},
+            "min_hot": {"type": "integer", "minimum": 0},
+        },
+    }
     any_body = {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
     return {
         "openapi": "3.0.3",
-        "info": {"title": "fnagent", "version": "2.0.0",
-                 "description": "Fn's v2 API as served by fnagent, plus invoke and scale."},
+        "info": {
+            "title": "fnagent",
+            "version": "2.0.0",
+            "description": "Fn's v2 API as served by fnagent, plus invoke and scale.",
+        },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Error": {"type": "object", "properties": {"message": {"type": "string"}}},
-                "App": {"type": "object", "properties": {
-                    "id": {"type": "string", "readOnly": True},
-                    "name": {"type": "string"},
-                    "config": _STRING_MAP, "annotations": _ANNOTATIONS,
-                    "syslog_url": {"type": "string", "nullable": True},
-                    "shape": _SHAPE, **_STAMPS}},
-                "Fn": {"type": "object", "properties": {
-                    "id": {"type": "string", "readOnly": True},
-                    "name": {"type": "string"}, "app_id": {"type": "string"},
-                    "image": {"type": "string"},
-                    "memory": {"type": "integer"}, "timeout": {"type": "integer"},
-                    "idle_timeout": {"type": "integer"},
-                    "config": _STRING_MAP, "annotations": _ANNOTATIONS, "shape": _SHAPE,
-                    **_STAMPS}},
-                "Trigger": {"type": "object", "properties": {
-                    "id": {"type": "string", "readOnly": True},
-                    "name": {"type": "string"}, "type": {"type": "string"},
-                    "source": {"type": "string"},
-                    "fn_id": {"type": "string"}, "app_id": {"type": "string"},
-                    "annotations": _ANNOTATIONS, **_STAMPS}},
+                "App": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "readOnly": True},
+                        "name": {"type": "string"},
+                        "config": _STRING_MAP,
+                        "annotations": _ANNOTATIONS,
+                        "syslog_url": {"type": "string", "nullable": True},
+                        "shape": _SHAPE,
+                        **_STAMPS,
+                    },
+                },
+                "Fn": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "readOnly": True},
+                        "name": {"type": "string"},
+                        "app_id": {"type": "string"},
+                        "image": {"type": "string"},
+                        "memory": {"type": "integer"},
+                        "timeout": {"type": "integer"},
+                        "idle_timeout": {"type": "integer"},
+                        "config": _STRING_MAP,
+                        "annotations": _ANNOTATIONS,
+                        "shape": _SHAPE,
+                        **_STAMPS,
+                    },
+                },
+                "Trigger": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "readOnly": True},
+                        "name": {"type": "string"},
+                        "type": {"type": "string"},
+                        "source": {"type": "string"},
+                        "fn_id": {"type": "string"},
+                        "app_id": {"type": "string"},
+                        "annotations": _ANNOTATIONS,
+                        **_STAMPS,
+                    },
+                },
             },
         },
         "security": [{"bearer": []}, {}],
         "paths": {
-            "/": {"get": {"operationId": "Ping", "security": [],
-                          "responses": {"200": _json({"type": "object"}, "Pong")}}},
-            "/version": {"get": {"operationId": "Version", "security": [],
-                                 "responses": {"200": _json({"type": "object"}, "Version")}}},
+            "/": {
+                "get": {
+                    "operationId": "Ping",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"}, "Pong")},
+                }
+            },
+            "/version": {
+                "get": {
+                    "operationId": "Version",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"}, "Version")},
+                }
+            },
             "/v2/apps": _collection("App", []),
             "/v2/apps/{app_id}": _entity("App", "app_id"),
             "/v2/fns": _collection("Fn", [app_id]),
             "/v2/fns/{fn_id}": _entity("Fn", "fn_id"),
             "/v2/fns/{fn_id}/scale": {
-                "get": {"operationId": "GetScale", "parameters": fn_id,
-                        "responses": {"200": _json(scale, "Containers"), **_errors(401, 404)}},
-                "put": {"operationId": "SetScale", "parameters": fn_id,
-                        "requestBody": {"required": True,
-                                        "content": {"application/json": {"schema": scale}}},
-                        "responses": {"200": _json(scale, "Containers"),
-                                      **_errors(400, 401, 404)}},
+                "get": {
+                    "operationId": "GetScale",
+                    "parameters": fn_id,
+                    "responses": {"200": _json(scale, "Containers"), **_errors(401, 404)},
+                },
+                "put": {
+                    "operationId": "SetScale",
+                    "parameters": fn_id,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": scale}},
+                    },
+                    "responses": {"200": _json(scale, "Containers"), **_errors(400, 401, 404)},
+                },
             },
             "/v2/triggers": _collection("Trigger", [app_id, fn_id_query]),
             "/v2/triggers/{trigger_id}": _entity("Trigger", "trigger_id"),
-            "/invoke/{fn_id}": {"post": {
-                "operationId": "Invoke", "parameters": fn_id, "requestBody": any_body,
-                "responses": {"200": {"description": "The function's answer"},
-                              **_errors(400, 404, 413, 502, 503, 504)}}},
+            "/invoke/{fn_id}": {
+                "post": {
+                    "operationId": "Invoke",
+                    "parameters": fn_id,
+                    "requestBody": any_body,
+                    "responses": {
+                        "200": {"description": "The function's answer"},
+                        **_errors(400, 404, 413, 502, 503, 504),
+                    },
+                }
+            },
         },
     }

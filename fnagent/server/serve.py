@@ -92,13 +92,18 @@ async def remove_leftovers(driver: Any) -> int:
     for container in await driver.containers():
         try:
             await driver.client.call(
-                "remove a leftover container", "remove_container", container["Id"], force=True,
+                "remove a leftover container",
+                "remove_container",
+                container["Id"],
+                force=True,
                 v=True,
             )
             removed += 1
         except FnAgentError as exc:
-            logger.warning("could not remove a leftover container",
-                           extra={"container": container["Id"], "error": exc.message})
+            logger.warning(
+                "could not remove a leftover container",
+                extra={"container": container["Id"], "error": exc.message},
+            )
     return removed
 
 
@@ -114,21 +119,35 @@ async def serve(server_config: ServerConfig, agent_config: AgentConfig, db_url: 
         async with DockerDriver(agent_config.docker_config()) as driver:
             leftovers = await remove_leftovers(driver)
             if leftovers:
-                logger.info("removed containers left by an earlier run",
-                            extra={"count": leftovers})
+                logger.info("removed containers left by an earlier run", extra={"count": leftovers})
             async with Agent(driver, agent_config) as agent:
-                state = ServerState(config=server_config, store=store, agent=agent,
-                                    metrics=Metrics(lambda: _gauges(agent, driver)),
-                                    version=_version())
+                state = ServerState(
+                    config=server_config,
+                    store=store,
+                    agent=agent,
+                    metrics=Metrics(lambda: _gauges(agent, driver)),
+                    version=_version(),
+                )
                 app = create_app(state)
                 uv_config = uvicorn.Config(
-                    app, host=server_config.host, port=server_config.port, lifespan="off",
-                    log_config=None, access_log=False, timeout_graceful_shutdown=30,
+                    app,
+                    host=server_config.host,
+                    port=server_config.port,
+                    lifespan="off",
+                    log_config=None,
+                    access_log=False,
+                    timeout_graceful_shutdown=30,
                 )
                 server = _Server(uv_config)
-                logger.info("serving", extra={"host": server_config.host,
-                                              "port": server_config.port, "db_url": db_url,
-                                              "instance": agent_config.instance_id})
+                logger.info(
+                    "serving",
+                    extra={
+                        "host": server_config.host,
+                        "port": server_config.port,
+                        "db_url": db_url,
+                        "instance": agent_config.instance_id,
+                    },
+                )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_stop_on_signal, server)
                     await server.serve()
@@ -175,8 +194,14 @@ def _version() -> str:
 
 
 def run_serve(
-    *, host: str | None, port: int | None, db_url: str | None, token: str | None,
-    token_file: str | None, invoke_token: bool, environ: Mapping[str, str],
+    *,
+    host: str | None,
+    port: int | None,
+    db_url: str | None,
+    token: str | None,
+    token_file: str | None,
+    invoke_token: bool,
+    environ: Mapping[str, str],
 ) -> int:
     """The CLI's body: configuration, then ``serve``; one line and exit 1 on failure."""
     try:
@@ -193,11 +218,9 @@ def run_serve(
         url = db_url or environ.get("FN_DB_URL") or default_db_url()
         agent_config = AgentConfig.from_env(environ)
         if not environ.get("FNAGENT_INSTANCE_ID"):
-            agent_config = replace(agent_config,
-                                   instance_id=instance_for(url, server_config.port))
+            agent_config = replace(agent_config, instance_id=instance_for(url, server_config.port))
         configure_json_logging(environ.get("FNAGENT_LOG_LEVEL", "INFO"))
-        anyio.run(serve, server_config, agent_config, url,
-                  backend_options={"use_uvloop": True})
+        anyio.run(serve, server_config, agent_config, url, backend_options={"use_uvloop": True})
     except KeyboardInterrupt:
         return 0
     except Exception as exc:
@@ -208,4 +231,3 @@ def run_serve(
         print(f"fnagent serve: {message}", file=sys.stderr)
         return 1
     return 0
-

@@ -34,8 +34,10 @@ def hello(fn_id: str) -> Fn:
 
 
 def _config(**changes: Any) -> AgentConfig:
-    base = AgentConfig(instance_id=f"bench-{uuid.uuid4().hex[:8]}",
-                       iofs_path=tempfile.mkdtemp(prefix="fnagent-bench-"))
+    base = AgentConfig(
+        instance_id=f"bench-{uuid.uuid4().hex[:8]}",
+        iofs_path=tempfile.mkdtemp(prefix="fnagent-bench-"),
+    )
     return replace(base, **changes)
 
 
@@ -48,8 +50,11 @@ async def bench_hot(report: Report) -> None:
         (queue,) = agent._queues.values()
         socket_dir = queue.idle[-1].socket_dir
         raw = UnixHTTPConnection(os.path.join(socket_dir, "lsnr.sock"))
-        headers = [("Content-Type", "application/json"), ("Fn-Call-Id", "x"),
-                   ("Fn-Deadline", "2099-01-01T00:00:00.000Z")]
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Fn-Call-Id", "x"),
+            ("Fn-Deadline", "2099-01-01T00:00:00.000Z"),
+        ]
         through_agent: list[float] = []
         plain: list[float] = []
         for block in range(HOT_CALLS // 50):  # interleaved blocks, so drift hits both alike
@@ -67,19 +72,45 @@ async def bench_hot(report: Report) -> None:
         raw.close()
     p50_plain, p50_agent = median_ms(plain), median_ms(through_agent)
     p99_plain, p99_agent = percentile_ms(plain, 99), percentile_ms(through_agent, 99)
-    report.add(Row("hot call p50: plain client on the socket", p50_plain, "ms",
-                   samples=len(plain)))
-    report.add(Row("hot call p50: Agent.submit", p50_agent, "ms", "plain", p50_plain,
-                   "<= plain + 1 ms", len(through_agent)))
+    report.add(Row("hot call p50: plain client on the socket", p50_plain, "ms", samples=len(plain)))
+    report.add(
+        Row(
+            "hot call p50: Agent.submit",
+            p50_agent,
+            "ms",
+            "plain",
+            p50_plain,
+            "<= plain + 1 ms",
+            len(through_agent),
+        )
+    )
     report.add(Row("hot call p99: plain client on the socket", p99_plain, "ms"))
-    report.add(Row("hot call p99: Agent.submit", p99_agent, "ms", "plain", p99_plain,
-                   "<= plain + 3 ms"))
-    report.add(Row("agent overhead p50 (Agent.submit - plain)", round(p50_agent - p50_plain, 3),
-                   "ms", target="<= 1 ms"))
-    report.add(Row("agent overhead p99 (Agent.submit - plain)", round(p99_agent - p99_plain, 3),
-                   "ms", target="<= 3 ms"))
-    report.add(Row("hot calls/s serial through Agent.submit",
-                   round(len(through_agent) / sum(through_agent), 1), "1/s"))
+    report.add(
+        Row("hot call p99: Agent.submit", p99_agent, "ms", "plain", p99_plain, "<= plain + 3 ms")
+    )
+    report.add(
+        Row(
+            "agent overhead p50 (Agent.submit - plain)",
+            round(p50_agent - p50_plain, 3),
+            "ms",
+            target="<= 1 ms",
+        )
+    )
+    report.add(
+        Row(
+            "agent overhead p99 (Agent.submit - plain)",
+            round(p99_agent - p99_plain, 3),
+            "ms",
+            target="<= 3 ms",
+        )
+    )
+    report.add(
+        Row(
+            "hot calls/s serial through Agent.submit",
+            round(len(through_agent) / sum(through_agent), 1),
+            "1/s",
+        )
+    )
 
 
 async def bench_thaw(report: Report) -> None:
@@ -100,10 +131,25 @@ async def bench_thaw(report: Report) -> None:
             started = time.perf_counter()
             result = await agent.submit(Call(fn=fn, request=CallRequest(body=BODY)))
             hot.append(time.perf_counter() - started)
-    report.add(Row("frozen call p50 (thaw + call)", median_ms(thawed), "ms", "hot call",
-                   median_ms(hot), "", len(thawed)))
-    report.add(Row("thaw cost p50 (frozen - hot)", round(median_ms(thawed) - median_ms(hot), 2),
-                   "ms", target="<= 15 ms"))
+    report.add(
+        Row(
+            "frozen call p50 (thaw + call)",
+            median_ms(thawed),
+            "ms",
+            "hot call",
+            median_ms(hot),
+            "",
+            len(thawed),
+        )
+    )
+    report.add(
+        Row(
+            "thaw cost p50 (frozen - hot)",
+            round(median_ms(thawed) - median_ms(hot), 2),
+            "ms",
+            target="<= 15 ms",
+        )
+    )
 
 
 async def _cold_agent(config: AgentConfig, runs: int) -> list[float]:
@@ -125,10 +171,28 @@ def _docker_path(label: str) -> float:
     os.chmod(socket_dir, 0o777)
     started = time.perf_counter()
     container = subprocess.run(
-        ["docker", "run", "-d", "--label", label, "--user", "1000:1000", "--read-only",
-         "--tmpfs", "/tmp", "-v", f"{socket_dir}:/tmp/iofs", "-e", "FN_FORMAT=http-stream",
-         "-e", "FN_LISTENER=unix:/tmp/iofs/lsnr.sock", FN_HELLO],
-        capture_output=True, text=True, check=True,
+        [
+            "docker",
+            "run",
+            "-d",
+            "--label",
+            label,
+            "--user",
+            "1000:1000",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "-v",
+            f"{socket_dir}:/tmp/iofs",
+            "-e",
+            "FN_FORMAT=http-stream",
+            "-e",
+            "FN_LISTENER=unix:/tmp/iofs/lsnr.sock",
+            FN_HELLO,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     while not is_listening(socket_dir):
         time.sleep(0.002)
@@ -147,18 +211,43 @@ def _docker_path(label: str) -> float:
 
 async def bench_cold(report: Report) -> None:
     label = f"fnagent.managed=1,fnagent.instance=bench-{uuid.uuid4().hex[:8]}"
-    docker_runs = [await anyio.to_thread.run_sync(_docker_path, label.split(",")[0])
-                   for _ in range(COLD_RUNS)]
+    docker_runs = [
+        await anyio.to_thread.run_sync(_docker_path, label.split(",")[0]) for _ in range(COLD_RUNS)
+    ]
     bridge = await _cold_agent(_config(), COLD_RUNS)
-    report.add(Row("cold call: docker run -d + socket + first call", median_ms(docker_runs),
-                   "ms", samples=COLD_RUNS))
-    report.add(Row("cold call through the agent, bridge", median_ms(bridge), "ms",
-                   "docker path", median_ms(docker_runs), "", COLD_RUNS))
+    report.add(
+        Row(
+            "cold call: docker run -d + socket + first call",
+            median_ms(docker_runs),
+            "ms",
+            samples=COLD_RUNS,
+        )
+    )
+    report.add(
+        Row(
+            "cold call through the agent, bridge",
+            median_ms(bridge),
+            "ms",
+            "docker path",
+            median_ms(docker_runs),
+            "",
+            COLD_RUNS,
+        )
+    )
     pooled_config = _pooled(_config())
     if pooled_config is not None:
         pooled = await _cold_agent(pooled_config, COLD_RUNS)
-        report.add(Row("cold call through the agent, prefork pool", median_ms(pooled), "ms",
-                       "docker path", median_ms(docker_runs), "<= 0.6x", COLD_RUNS))
+        report.add(
+            Row(
+                "cold call through the agent, prefork pool",
+                median_ms(pooled),
+                "ms",
+                "docker path",
+                median_ms(docker_runs),
+                "<= 0.6x",
+                COLD_RUNS,
+            )
+        )
 
 
 def _pooled(config: AgentConfig) -> AgentConfig | None:

@@ -41,10 +41,20 @@ def bench_run_vs_docker(report: Report) -> None:
     for _ in range(RUNS):  # interleaved, so drift hits both alike
         theirs.append(_timed(docker_cmd, b"bench"))
         ours.append(_timed(fnagent_cmd, b"bench"))
-    report.add(Row("docker run --rm -i fn-shell (whole process)", median_ms(theirs), "ms",
-                   samples=RUNS))
-    report.add(Row("fnagent run fn-shell (whole process)", median_ms(ours), "ms",
-                   "docker run", median_ms(theirs), "<= 1.2x", RUNS))
+    report.add(
+        Row("docker run --rm -i fn-shell (whole process)", median_ms(theirs), "ms", samples=RUNS)
+    )
+    report.add(
+        Row(
+            "fnagent run fn-shell (whole process)",
+            median_ms(ours),
+            "ms",
+            "docker run",
+            median_ms(theirs),
+            "<= 1.2x",
+            RUNS,
+        )
+    )
     pairwise = sorted(o / t for o, t in zip(ours, theirs, strict=True))
     report.notes["run_vs_docker_median_pairwise_ratio"] = round(pairwise[len(pairwise) // 2], 3)
 
@@ -52,7 +62,9 @@ def bench_run_vs_docker(report: Report) -> None:
 def _create_start_wait(api: docker.APIClient, network_mode: str) -> float:
     started = time.perf_counter()
     container = api.create_container(
-        BUSYBOX, ["true"], labels=LABELS,
+        BUSYBOX,
+        ["true"],
+        labels=LABELS,
         host_config=api.create_host_config(network_mode=network_mode),
     )
     api.start(container)
@@ -64,7 +76,9 @@ def _create_start_wait(api: docker.APIClient, network_mode: str) -> float:
 
 def bench_namespace_join(report: Report, api: docker.APIClient) -> None:
     holder = api.create_container(
-        BUSYBOX, ["tail", "-f", "/dev/null"], labels=LABELS,
+        BUSYBOX,
+        ["tail", "-f", "/dev/null"],
+        labels=LABELS,
         host_config=api.create_host_config(log_config={"type": "none"}),
     )
     api.start(holder)
@@ -75,16 +89,35 @@ def bench_namespace_join(report: Report, api: docker.APIClient) -> None:
         for _ in range(API_RUNS):
             bridge_s.append(_create_start_wait(api, "bridge"))
             join_s.append(_create_start_wait(api, join))
-        report.add(Row("API create+start+wait busybox true: bridge", median_ms(bridge_s), "ms",
-                       samples=API_RUNS))
-        report.add(Row("API create+start+wait busybox true: join namespace", median_ms(join_s),
-                       "ms", "bridge", median_ms(bridge_s), "", API_RUNS))
+        report.add(
+            Row(
+                "API create+start+wait busybox true: bridge",
+                median_ms(bridge_s),
+                "ms",
+                samples=API_RUNS,
+            )
+        )
+        report.add(
+            Row(
+                "API create+start+wait busybox true: join namespace",
+                median_ms(join_s),
+                "ms",
+                "bridge",
+                median_ms(bridge_s),
+                "",
+                API_RUNS,
+            )
+        )
         for concurrency in (8,):
             for mode, name in (("bridge", "bridge"), (join, "join namespace")):
-                report.add(Row(
-                    f"containers/s at concurrency {concurrency}: {name}",
-                    _throughput(api, mode, concurrency), "c/s", samples=concurrency * 3,
-                ))
+                report.add(
+                    Row(
+                        f"containers/s at concurrency {concurrency}: {name}",
+                        _throughput(api, mode, concurrency),
+                        "c/s",
+                        samples=concurrency * 3,
+                    )
+                )
     finally:
         api.remove_container(holder, force=True)
 
@@ -100,7 +133,9 @@ def _throughput(api: docker.APIClient, network_mode: str, concurrency: int) -> f
 def bench_import_time(report: Report) -> None:
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "fnagent", "--help"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     # Lines are "import time: self | cumulative | name", nested imports indented under their
     # importer; the top-level lines' cumulative times add up to the whole.
@@ -110,8 +145,7 @@ def bench_import_time(report: Report) -> None:
         if line.startswith("import time:") and len(parts) == 3 and parts[1].strip().isdigit():
             if not parts[2].startswith("  "):
                 total_us += int(parts[1])
-    report.add(Row("python -X importtime: fnagent --help, total", round(total_us / 1000, 2),
-                   "ms"))
+    report.add(Row("python -X importtime: fnagent --help, total", round(total_us / 1000, 2), "ms"))
 
 
 def main() -> Report:
@@ -122,8 +156,9 @@ def main() -> Report:
         bench_run_vs_docker(report)
         bench_namespace_join(report, api)
     finally:
-        for container in api.containers(all=True, filters={"label": "fnagent.instance=" +
-                                                           LABELS["fnagent.instance"]}):
+        for container in api.containers(
+            all=True, filters={"label": "fnagent.instance=" + LABELS["fnagent.instance"]}
+        ):
             api.remove_container(container["Id"], force=True)
         api.close()
     return report

@@ -24,11 +24,11 @@ FN_HELLO = "fnagent/fn-hello"
 BODY = '{"name": "bench"}'
 DURATION_S = 8
 RAW_CALLS = 2000
-_LUA = """
+_LUA = f"""
 wrk.method = "POST"
-wrk.body = '%s'
+wrk.body = '{BODY}'
 wrk.headers["Content-Type"] = "application/json"
-""" % BODY
+"""
 
 
 def _free_port() -> int:
@@ -45,8 +45,12 @@ def _request(
     import http.client
 
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    connection.request(method, path, body=json.dumps(body).encode() if body else None,
-                       headers={"Content-Type": "application/json"})
+    connection.request(
+        method,
+        path,
+        body=json.dumps(body).encode() if body else None,
+        headers={"Content-Type": "application/json"},
+    )
     response = connection.getresponse()
     data = response.read()
     connection.close()
@@ -60,9 +64,22 @@ def _request(
 
 def _wrk(url: str, connections: int, script: Path) -> dict[str, float]:
     done = subprocess.run(
-        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{DURATION_S}s", "--latency",
-         "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t",
+            "1",
+            "-c",
+            str(connections),
+            "-d",
+            f"{DURATION_S}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     out = done.stdout
 
@@ -79,12 +96,20 @@ def _wrk(url: str, connections: int, script: Path) -> dict[str, float]:
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         errors += int(non2xx.group(1))
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
-                              r"timeout (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+        r"timeout (\d+)",
+        out,
+    )
     if socket_errors:
         errors += sum(int(g) for g in socket_errors.groups())
-    return {"p50": latency("50"), "p99": latency("99"), "rate": rate, "total": total,
-            "errors": errors}
+    return {
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "rate": rate,
+        "total": total,
+        "errors": errors,
+    }
 
 
 def _raw_baseline() -> list[float]:
@@ -93,11 +118,30 @@ def _raw_baseline() -> list[float]:
     os.chmod(socket_dir, 0o777)
     label = f"fnagent.instance=bench-{uuid.uuid4().hex[:8]}"
     container = subprocess.run(
-        ["docker", "run", "-d", "--label", "fnagent.managed=1", "--label", label,
-         "--user", "1000:1000", "--read-only", "--tmpfs", "/tmp", "-v",
-         f"{socket_dir}:/tmp/iofs", "-e", "FN_FORMAT=http-stream", "-e",
-         "FN_LISTENER=unix:/tmp/iofs/lsnr.sock", FN_HELLO],
-        capture_output=True, text=True, check=True,
+        [
+            "docker",
+            "run",
+            "-d",
+            "--label",
+            "fnagent.managed=1",
+            "--label",
+            label,
+            "--user",
+            "1000:1000",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "-v",
+            f"{socket_dir}:/tmp/iofs",
+            "-e",
+            "FN_FORMAT=http-stream",
+            "-e",
+            "FN_LISTENER=unix:/tmp/iofs/lsnr.sock",
+            FN_HELLO,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     try:
         deadline = time.monotonic() + 10
@@ -108,8 +152,11 @@ def _raw_baseline() -> list[float]:
 
         async def calls() -> list[float]:
             connection = UnixHTTPConnection(os.path.join(socket_dir, "lsnr.sock"))
-            headers = [("Content-Type", "application/json"), ("Fn-Call-Id", "x"),
-                       ("Fn-Deadline", "2099-01-01T00:00:00.000Z")]
+            headers = [
+                ("Content-Type", "application/json"),
+                ("Fn-Call-Id", "x"),
+                ("Fn-Deadline", "2099-01-01T00:00:00.000Z"),
+            ]
             samples = []
             for _ in range(RAW_CALLS):
                 started = time.perf_counter()
@@ -128,12 +175,27 @@ def main() -> Report:
     raw = _raw_baseline()
     work = Path(tempfile.mkdtemp(prefix="fnagent-bench-serve-"))
     port = _free_port()
-    env = {**os.environ, "FNAGENT_INSTANCE_ID": f"bench-{uuid.uuid4().hex[:8]}",
-           "FN_IOFS_PATH": str(work / "iofs"), "FNAGENT_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "FNAGENT_INSTANCE_ID": f"bench-{uuid.uuid4().hex[:8]}",
+        "FN_IOFS_PATH": str(work / "iofs"),
+        "FNAGENT_LOG_LEVEL": "WARNING",
+    }
     log = (work / "serve.log").open("wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "fnagent", "serve", "--port", str(port), "--db-url",
-         f"sqlite3://{work / 'fn.db'}"], env=env, stdout=log, stderr=log,
+        [
+            sys.executable,
+            "-m",
+            "fnagent",
+            "serve",
+            "--port",
+            str(port),
+            "--db-url",
+            f"sqlite3://{work / 'fn.db'}",
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
     )
     try:
         deadline = time.monotonic() + 30
@@ -143,11 +205,16 @@ def main() -> Report:
                 break
             except (OSError, RuntimeError):
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"serve did not start: {(work / 'serve.log').read_text()}")
+                    log_text = (work / "serve.log").read_text()
+                    raise RuntimeError(f"serve did not start: {log_text}") from None
                 time.sleep(0.1)
         app = _request(port, "POST", "/v2/apps", {"name": "bench"})
-        fn = _request(port, "POST", "/v2/fns", {"app_id": app["id"], "name": "hello",
-                                                "image": FN_HELLO, "memory": 64})
+        fn = _request(
+            port,
+            "POST",
+            "/v2/fns",
+            {"app_id": app["id"], "name": "hello", "image": FN_HELLO, "memory": 64},
+        )
         url = f"http://127.0.0.1:{port}/invoke/{fn['id']}"
         script = work / "post.lua"
         script.write_text(_LUA)
@@ -162,16 +229,50 @@ def main() -> Report:
         log.close()
     raw_p50 = median_ms(raw)
     report.add(Row("raw client on the container socket p50", raw_p50, "ms", samples=len(raw)))
-    report.add(Row("HTTP invoke p50, concurrency 1 (wrk)", serial["p50"], "ms", "raw client",
-                   raw_p50, "<= raw + 1 ms", int(serial["total"])))
-    report.add(Row("HTTP invoke overhead p50 over the raw client",
-                   round(serial["p50"] - raw_p50, 3), "ms", target="<= 1 ms"))
+    report.add(
+        Row(
+            "HTTP invoke p50, concurrency 1 (wrk)",
+            serial["p50"],
+            "ms",
+            "raw client",
+            raw_p50,
+            "<= raw + 1 ms",
+            int(serial["total"]),
+        )
+    )
+    report.add(
+        Row(
+            "HTTP invoke overhead p50 over the raw client",
+            round(serial["p50"] - raw_p50, 3),
+            "ms",
+            target="<= 1 ms",
+        )
+    )
     report.add(Row("HTTP invokes/s, concurrency 1", serial["rate"], "1/s"))
-    report.add(Row("HTTP invokes/s, concurrency 16", loaded["rate"], "1/s",
-                   target=">= 2000/s", samples=int(loaded["total"])))
-    report.add(Row("HTTP invoke p50 / p99, concurrency 16", loaded["p50"], "ms",
-                   samples=int(loaded["total"])))
-    report.add(Row("errors (non-2xx, socket) at concurrency 1 + 16",
-                   serial["errors"] + loaded["errors"], "count", target="0"))
+    report.add(
+        Row(
+            "HTTP invokes/s, concurrency 16",
+            loaded["rate"],
+            "1/s",
+            target=">= 2000/s",
+            samples=int(loaded["total"]),
+        )
+    )
+    report.add(
+        Row(
+            "HTTP invoke p50 / p99, concurrency 16",
+            loaded["p50"],
+            "ms",
+            samples=int(loaded["total"]),
+        )
+    )
+    report.add(
+        Row(
+            "errors (non-2xx, socket) at concurrency 1 + 16",
+            serial["errors"] + loaded["errors"],
+            "count",
+            target="0",
+        )
+    )
     report.notes["p99_concurrency_16_ms"] = loaded["p99"]
     return report

@@ -136,7 +136,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     users = root / "htpasswd"
     hashed = subprocess.run(
         [htpasswd, "-Bbn", REGISTRY_USER, REGISTRY_PASSWORD],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     users.write_text(hashed)
     port = free_port()

@@ -48,9 +48,20 @@ class Server:
     def start(self) -> Server:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "fnagent", "serve", "--port", str(self.port),
-                 "--db-url", f"sqlite3://{self.db_path}", *self.extra_args],
-                env=self.env, stdout=log, stderr=log,
+                [
+                    sys.executable,
+                    "-m",
+                    "fnagent",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--db-url",
+                    f"sqlite3://{self.db_path}",
+                    *self.extra_args,
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=log,
             )
         wait_for(self._ready, 30, f"fnagent serve on port {self.port} (log: {self.log_path})")
         return self
@@ -92,14 +103,16 @@ class Server:
         try:
             connection.request(method, path, body=payload, headers=sent_headers)
             response = connection.getresponse()
-            return Answer(response.status, {k.lower(): v for k, v in response.getheaders()},
-                          response.read())
+            return Answer(
+                response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+            )
         finally:
             connection.close()
 
 
-def make_server(tmp_path: Path, env: dict[str, str], *extra_args: str,
-                token: str | None = None) -> Server:
+def make_server(
+    tmp_path: Path, env: dict[str, str], *extra_args: str, token: str | None = None
+) -> Server:
     return Server(
         port=free_port(),
         db_path=tmp_path / "fnagent.db",
@@ -108,4 +121,3 @@ def make_server(tmp_path: Path, env: dict[str, str], *extra_args: str,
         token=token,
         extra_args=list(extra_args),
     )
-

@@ -24,8 +24,16 @@ pytestmark = pytest.mark.anyio
 
 
 def make_fn(image: str = FN_TEST, **fields: Any) -> Fn:
-    values: dict[str, Any] = dict(id="fn-test", name="fntest", app_id="app", app_name="app",
-                                  image=image, memory_mb=64, timeout_s=10, idle_timeout_s=30)
+    values: dict[str, Any] = dict(
+        id="fn-test",
+        name="fntest",
+        app_id="app",
+        app_name="app",
+        image=image,
+        memory_mb=64,
+        timeout_s=10,
+        idle_timeout_s=30,
+    )
     values.update(fields)
     return Fn(**values)
 
@@ -45,8 +53,12 @@ async def agent(
     instance_id: str, docker_api: docker.APIClient, tmp_path: Path
 ) -> AsyncIterator[Agent]:
     require_image(docker_api, FN_TEST)
-    config = AgentConfig(instance_id=instance_id, iofs_path=str(tmp_path / "iofs"),
-                         max_response_size_bytes=1_000_000, hot_start_timeout_ms=5000)
+    config = AgentConfig(
+        instance_id=instance_id,
+        iofs_path=str(tmp_path / "iofs"),
+        max_response_size_bytes=1_000_000,
+        hot_start_timeout_ms=5000,
+    )
     async with DockerDriver(config.docker_config()) as driver:
         async with Agent(driver, config) as made:
             yield made
@@ -185,7 +197,9 @@ async def test_start_timeout_is_504_and_the_container_removed(
     result = await agent.submit(call(fn))
     assert result.status == 504
     assert "initialization timed out" in message(result)
-    await eventually(lambda: not fn_containers(docker_api, instance_id), 10, "the container removed")
+    await eventually(
+        lambda: not fn_containers(docker_api, instance_id), 10, "the container removed"
+    )
 
 
 async def test_exit_before_ready_is_502(agent: Agent) -> None:
@@ -197,10 +211,13 @@ async def test_exit_before_ready_is_502(agent: Agent) -> None:
 async def test_call_timeout_is_504_and_the_container_gone(
     agent: Agent, docker_api: docker.APIClient, instance_id: str
 ) -> None:
-    fn = make_fn(timeout_s=1)
-    result = await agent.submit(call(fn, {"sleep_ms": 5000}))
+    fn = make_fn(timeout_s=3)
+    assert (await agent.submit(call(fn))).status == 200  # started: the timeout is the call's
+    result = await agent.submit(call(fn, {"sleep_ms": 10_000}))
     assert (result.status, message(result)) == (504, "Timed out")
-    await eventually(lambda: not fn_containers(docker_api, instance_id), 10, "the container removed")
+    await eventually(
+        lambda: not fn_containers(docker_api, instance_id), 10, "the container removed"
+    )
 
 
 async def test_unreachable_registry_is_502_naming_it(agent: Agent) -> None:
@@ -214,8 +231,9 @@ async def test_missing_image_is_404(
 ) -> None:
     from drivers.docker import PullPolicy
 
-    config = AgentConfig(instance_id=instance_id, iofs_path=str(tmp_path / "iofs"),
-                         pull_policy=PullPolicy.NEVER)
+    config = AgentConfig(
+        instance_id=instance_id, iofs_path=str(tmp_path / "iofs"), pull_policy=PullPolicy.NEVER
+    )
     async with DockerDriver(config.docker_config()) as driver:
         async with Agent(driver, config) as agent:
             result = await agent.submit(call(make_fn(image="fnagent/not-built-here:1")))

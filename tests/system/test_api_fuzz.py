@@ -26,8 +26,10 @@ EXAMPLES_PER_OPERATION = 150
 
 
 @pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory, docker_api: docker.APIClient,
-           ) -> Iterator[Server]:
+def fuzzed(
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_api: docker.APIClient,
+) -> Iterator[Server]:
     work = Path(tmp_path_factory.mktemp("fuzz"))
     env = {"FNAGENT_INSTANCE_ID": new_instance_id("fuzz"), "FNAGENT_LOG_LEVEL": "WARNING"}
     server = make_server(work, env).start()
@@ -42,8 +44,12 @@ def test_the_served_document_is_the_one_fuzzed(fuzzed: Server) -> None:
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
 def test_no_route_answers_a_server_error(fuzzed: Server, operation: Any) -> None:
     @given(case=operation.as_strategy())
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def check(case: schemathesis.Case) -> None:
         response = case.call(base_url=fuzzed.url, timeout=30)
         # 502/503/504 from /invoke are the function's (or its image's) doing, which the status

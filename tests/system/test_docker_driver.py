@@ -123,7 +123,9 @@ async def test_driver_close_removes_open_containers(
         await driver.prepare_cookie(cookie)
         await cookie.run()
         assert len(await driver.containers()) == 1
-    assert docker_api.containers(all=True, filters={"label": f"fnagent.instance={instance_id}"}) == []
+    assert (
+        docker_api.containers(all=True, filters={"label": f"fnagent.instance={instance_id}"}) == []
+    )
 
 
 async def test_missing_image_with_pull_never_is_not_found(instance_id: str) -> None:

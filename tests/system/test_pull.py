@@ -107,7 +107,10 @@ async def test_concurrent_pulls_of_one_image_are_merged(
 
 
 def test_cli_pulls_with_the_docker_config_file(
-    pushed: str, registry: str, cli_env: dict[str, str], docker_api: docker.APIClient,
+    pushed: str,
+    registry: str,
+    cli_env: dict[str, str],
+    docker_api: docker.APIClient,
     tmp_path: Path,
 ) -> None:
     forget(docker_api, pushed)

@@ -17,8 +17,11 @@ from tests.system.server import Server, make_server
 
 
 @pytest.fixture
-def server(tmp_path: Path, cli_env: dict[str, str], docker_api: docker.APIClient,
-           ) -> Iterator[Server]:
+def server(
+    tmp_path: Path,
+    cli_env: dict[str, str],
+    docker_api: docker.APIClient,
+) -> Iterator[Server]:
     require_image(docker_api, FN_TEST)
     made = make_server(tmp_path, cli_env).start()
     yield made
@@ -30,8 +33,7 @@ def deploy(server: Server, app: str = "app", fn: str = "fn", **fields: Any) -> d
     created = server.request("POST", "/v2/apps", {"name": app})
     assert created.status in (200, 409), created.body
     app_id = server.request("GET", f"/v2/apps?name={app}").json()["items"][0]["id"]
-    body = {"app_id": app_id, "name": fn, "image": FN_TEST, "memory": 64, "timeout": 5,
-            **fields}
+    body = {"app_id": app_id, "name": fn, "image": FN_TEST, "memory": 64, "timeout": 5, **fields}
     answer = server.request("POST", "/v2/fns", body)
     assert answer.status == 200, answer.body
     document: dict[str, Any] = answer.json()
@@ -68,16 +70,19 @@ def test_unknown_path_and_wrong_method(server: Server) -> None:
 
 
 def test_app_round_trip_of_every_field(server: Server) -> None:
-    body = {"name": "shop", "config": {"A": "1", "B": "2"}, "annotations": {"team": "blue"},
-            "syslog_url": "tcp://127.0.0.1:514"}
+    body = {
+        "name": "shop",
+        "config": {"A": "1", "B": "2"},
+        "annotations": {"team": "blue"},
+        "syslog_url": "tcp://127.0.0.1:514",
+    }
     created = server.request("POST", "/v2/apps", body)
     assert created.status == 200, created.body
     app = created.json()
     assert {k: app[k] for k in body} == body
     assert app["id"] and app["created_at"] and app["updated_at"]
     assert server.request("GET", f"/v2/apps/{app['id']}").json() == app
-    updated = server.request("PUT", f"/v2/apps/{app['id']}",
-                             {"config": {"A": "", "C": "3"}}).json()
+    updated = server.request("PUT", f"/v2/apps/{app['id']}", {"config": {"A": "", "C": "3"}}).json()
     assert updated["config"] == {"B": "2", "C": "3"}
     assert updated["annotations"] == {"team": "blue"}
     assert updated["updated_at"] >= app["updated_at"]
@@ -89,16 +94,28 @@ def test_app_round_trip_of_every_field(server: Server) -> None:
 
 def test_fn_and_trigger_round_trip(server: Server) -> None:
     fn = deploy(server, config={"X": "y"}, idle_timeout=10)
-    assert (fn["memory"], fn["timeout"], fn["idle_timeout"], fn["config"]) == (64, 5, 10,
-                                                                               {"X": "y"})
+    assert (fn["memory"], fn["timeout"], fn["idle_timeout"], fn["config"]) == (
+        64,
+        5,
+        10,
+        {"X": "y"},
+    )
     assert fn["annotations"]["fnproject.io/fn/invokeEndpoint"] == (
         f"{server.url}/invoke/{fn['id']}"
     )
     updated = server.request("PUT", f"/v2/fns/{fn['id']}", {"timeout": 7, "memory": 0}).json()
     assert (updated["timeout"], updated["memory"]) == (7, 64)  # zero values are ignored
-    trigger = server.request("POST", "/v2/triggers", {
-        "app_id": fn["app_id"], "fn_id": fn["id"], "name": "hook", "type": "http",
-        "source": "/hook"}).json()
+    trigger = server.request(
+        "POST",
+        "/v2/triggers",
+        {
+            "app_id": fn["app_id"],
+            "fn_id": fn["id"],
+            "name": "hook",
+            "type": "http",
+            "source": "/hook",
+        },
+    ).json()
     assert trigger["annotations"]["fnproject.io/trigger/httpEndpoint"] == (
         f"{server.url}/t/app/hook"
     )
@@ -125,8 +142,9 @@ def test_validation_answers_400_with_a_message(server: Server) -> None:
     assert not_json.status == 400
     app = server.request("POST", "/v2/apps", {"name": "bounds"}).json()
     for field, value in (("memory", 9000), ("timeout", 301), ("idle_timeout", 3601)):
-        answer = server.request("POST", "/v2/fns", {"app_id": app["id"], "name": "f",
-                                                    "image": FN_TEST, field: value})
+        answer = server.request(
+            "POST", "/v2/fns", {"app_id": app["id"], "name": "f", "image": FN_TEST, field: value}
+        )
         assert answer.status == 400 and "out of range" in answer.message
 
 
@@ -147,8 +165,11 @@ def test_pagination_with_cursors(server: Server) -> None:
 
 def test_restart_keeps_apps_fns_and_triggers(server: Server) -> None:
     fn = deploy(server)
-    server.request("POST", "/v2/triggers", {"app_id": fn["app_id"], "fn_id": fn["id"],
-                                             "name": "t", "type": "http", "source": "/t"})
+    server.request(
+        "POST",
+        "/v2/triggers",
+        {"app_id": fn["app_id"], "fn_id": fn["id"], "name": "t", "type": "http", "source": "/t"},
+    )
     assert server.stop() == 0
     server.start()
     assert server.request("GET", f"/v2/fns/{fn['id']}").json()["name"] == "fn"
@@ -170,8 +191,11 @@ def test_invoke_returns_the_answer_and_a_call_id(server: Server) -> None:
 
 def test_trigger_passes_method_url_headers_and_status(server: Server) -> None:
     fn = deploy(server)
-    server.request("POST", "/v2/triggers", {"app_id": fn["app_id"], "fn_id": fn["id"],
-                                             "name": "t", "type": "http", "source": "/hook"})
+    server.request(
+        "POST",
+        "/v2/triggers",
+        {"app_id": fn["app_id"], "fn_id": fn["id"], "name": "t", "type": "http", "source": "/hook"},
+    )
     body = {"headers": {"Fn-Http-Status": "202", "Fn-Http-H-X-Reply": "yes"}}
     answer = server.request("PUT", "/t/app/hook?q=1", body, headers={"X-Caller": "me"})
     assert answer.status == 202, answer.body
@@ -244,8 +268,11 @@ def test_metrics_counters_move(server: Server) -> None:
     for _ in range(3):
         server.request("POST", f"/invoke/{fn['id']}", {})
     text = server.request("GET", "/metrics").body.decode()
-    line = next(l for l in text.splitlines()
-                if l.startswith("fnagent_calls_total") and fn["id"] in l and 'status="200"' in l)
+    line = next(
+        row
+        for row in text.splitlines()
+        if row.startswith("fnagent_calls_total") and fn["id"] in row and 'status="200"' in row
+    )
     assert float(line.split()[-1]) == 3
     assert 'fnagent_container_starts_total{kind="cold"} 1.0' in text
     assert "fnagent_call_duration_seconds_bucket" in text
@@ -256,8 +283,11 @@ def test_scale_keeps_frozen_containers_and_back_to_zero(server: Server) -> None:
     fn = deploy(server)
     answer = server.request("PUT", f"/v2/fns/{fn['id']}/scale", {"min_hot": 2})
     assert answer.status == 200 and answer.json()["min_hot"] == 2
-    wait_for(lambda: server.request("GET", f"/v2/fns/{fn['id']}/scale").json()["frozen"] == 2,
-             30, "two frozen containers")
+    wait_for(
+        lambda: server.request("GET", f"/v2/fns/{fn['id']}/scale").json()["frozen"] == 2,
+        30,
+        "two frozen containers",
+    )
     server.request("PUT", f"/v2/fns/{fn['id']}/scale", {"min_hot": 0})
     assert server.request("PUT", f"/v2/fns/{fn['id']}/scale", {"min_hot": -1}).status == 400
 
@@ -275,4 +305,3 @@ def test_orphans_are_removed_after_sigkill_and_restart(
     wait_for(lambda: not instance_containers(docker_api, instance), 20, "orphans removed")
     assert server.request("GET", f"/v2/fns/{fn['id']}").status == 200
     assert server.request("POST", f"/invoke/{fn['id']}", {}).status == 200
-

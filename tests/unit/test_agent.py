@@ -27,8 +27,15 @@ ROOMY = Budget(memory_bytes=4096 * MIB, cpu_mcpus=4000)
 
 
 def make_fn(image: str = "fn/echo", **fields: Any) -> Fn:
-    values: dict[str, Any] = dict(id="fn1", name="echo", app_id="app1", app_name="app",
-                                  image=image, timeout_s=10, idle_timeout_s=30)
+    values: dict[str, Any] = dict(
+        id="fn1",
+        name="echo",
+        app_id="app1",
+        app_name="app",
+        image=image,
+        timeout_s=10,
+        idle_timeout_s=30,
+    )
     values.update(fields)
     return Fn(**values)
 
@@ -45,14 +52,16 @@ async def running(
     clock: ManualClock | None = None,
     **config: Any,
 ) -> AsyncIterator[tuple[Agent, FakeDriver]]:
-    settings = dict(instance_id="unit", iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"),
-                    freeze_idle_ms=50)
+    settings = dict(
+        instance_id="unit", iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"), freeze_idle_ms=50
+    )
     settings.update(config)
     driver_options = {k: config.pop(k) for k in ("pull_delay_s", "missing_images") if k in config}
     settings = {k: v for k, v in settings.items() if k not in driver_options}
     async with FakeDriver(images=images, **driver_options) as driver:
-        async with Agent(driver, AgentConfig(**settings), budget=budget, clock=clock,
-                         stop_grace_s=5) as agent:
+        async with Agent(
+            driver, AgentConfig(**settings), budget=budget, clock=clock, stop_grace_s=5
+        ) as agent:
             yield agent, driver
         assert driver.live() == [], "the agent left containers behind"
 
@@ -234,7 +243,8 @@ async def test_response_over_the_limit_is_502_and_the_container_is_kept() -> Non
         return Answer(body=b"x" * int(request.body))
 
     async with running({"fn/echo": handler_of(answer)}, max_response_size_bytes=1000) as (
-        agent, driver
+        agent,
+        driver,
     ):
         fn = make_fn()
         big = await agent.submit(make_call(fn, b"5000"))
@@ -289,13 +299,25 @@ async def test_trigger_headers_are_wrapped_and_unwrapped() -> None:
 
     async def answer(request: Request, ctx: ProgramContext) -> Answer:
         seen.update(request.headers)
-        return Answer(status=200, headers={"Fn-Http-Status": "201", "Fn-Http-H-X-Out": "o",
-                                           "Content-Type": "text/plain"}, body=b"made")
+        return Answer(
+            status=200,
+            headers={"Fn-Http-Status": "201", "Fn-Http-H-X-Out": "o", "Content-Type": "text/plain"},
+            body=b"made",
+        )
 
     async with running({"fn/echo": handler_of(answer)}) as (agent, _):
-        call = make_call(make_fn(), b"{}", method="PUT", url="http://h/t/app/hook?q=1",
-                         headers=[("X-In", "i"), ("Content-Type", "application/json"),
-                                  ("Connection", "keep-alive"), ("Fn-Call-Id", "spoofed")])
+        call = make_call(
+            make_fn(),
+            b"{}",
+            method="PUT",
+            url="http://h/t/app/hook?q=1",
+            headers=[
+                ("X-In", "i"),
+                ("Content-Type", "application/json"),
+                ("Connection", "keep-alive"),
+                ("Fn-Call-Id", "spoofed"),
+            ],
+        )
         call.trigger = True
         result = await agent.submit(call)
     assert result.status == 201
@@ -314,9 +336,7 @@ async def test_trigger_headers_are_wrapped_and_unwrapped() -> None:
 
 
 async def test_memory_that_can_never_fit_is_400() -> None:
-    async with running({"fn/echo": http_function()}, budget=Budget(256 * MIB, 2000)) as (
-        agent, _
-    ):
+    async with running({"fn/echo": http_function()}, budget=Budget(256 * MIB, 2000)) as (agent, _):
         result = await agent.submit(make_call(make_fn(memory_mb=512)))
         assert result.status == 400
         assert "can give functions at most 256 MiB" in message(result)
@@ -379,9 +399,7 @@ async def test_update_pre_pulls_while_the_old_version_serves_then_drains() -> No
 
 
 async def test_failed_update_keeps_the_old_version_and_reports_why() -> None:
-    async with running({"fn/app:1": http_function()}, missing_images=["fn/app:2"]) as (
-        agent, _
-    ):
+    async with running({"fn/app:1": http_function()}, missing_images=["fn/app:2"]) as (agent, _):
         old, new = make_fn("fn/app:1"), make_fn("fn/app:2")
         assert (await agent.submit(make_call(old))).status == 200
         assert (await agent.submit(make_call(new))).status == 200

@@ -67,28 +67,54 @@ class FakeFn:
         return f"01{kind.upper()}{self.counter:020d}"
 
     def add_app(self, name: str, **fields: Any) -> JSONObject:
-        app = {"id": self.new_id("app"), "name": name, "config": {}, "annotations": {},
-               "created_at": "2024-01-01T00:00:00.000Z", **fields}
+        app = {
+            "id": self.new_id("app"),
+            "name": name,
+            "config": {},
+            "annotations": {},
+            "created_at": "2024-01-01T00:00:00.000Z",
+            **fields,
+        }
         self.apps[app["id"]] = app
         return app
 
-    def add_fn(self, app: JSONObject, name: str, image: str = "fnproject/hello",
-               **fields: Any) -> JSONObject:
-        fn = {"id": self.new_id("fn"), "name": name, "app_id": app["id"], "image": image,
-              "memory": 128, "timeout": 30, "idle_timeout": 30, "config": {}, "annotations": {},
-              **fields}
+    def add_fn(
+        self, app: JSONObject, name: str, image: str = "fnproject/hello", **fields: Any
+    ) -> JSONObject:
+        fn = {
+            "id": self.new_id("fn"),
+            "name": name,
+            "app_id": app["id"],
+            "image": image,
+            "memory": 128,
+            "timeout": 30,
+            "idle_timeout": 30,
+            "config": {},
+            "annotations": {},
+            **fields,
+        }
         self.fns[fn["id"]] = fn
         return fn
 
     def add_trigger(self, fn: JSONObject, name: str, source: str) -> JSONObject:
-        trigger = {"id": self.new_id("trg"), "name": name, "app_id": fn["app_id"],
-                   "fn_id": fn["id"], "type": "http", "source": source, "annotations": {}}
+        trigger = {
+            "id": self.new_id("trg"),
+            "name": name,
+            "app_id": fn["app_id"],
+            "fn_id": fn["id"],
+            "type": "http",
+            "source": source,
+            "annotations": {},
+        }
         self.triggers[trigger["id"]] = trigger
         return trigger
 
     def sent(self, method: str | None = None, path: str | None = None) -> list[Recorded]:
-        return [r for r in self.requests
-                if (method is None or r.method == method) and (path is None or r.path == path)]
+        return [
+            r
+            for r in self.requests
+            if (method is None or r.method == method) and (path is None or r.path == path)
+        ]
 
     def writes(self) -> list[Recorded]:
         return [r for r in self.requests if r.method in ("POST", "PUT", "DELETE")]
@@ -118,8 +144,9 @@ class FakeFn:
         if obj is None:
             return error(404, f"{label} not found")
         if rest[1:] == ["scale"] and kind == "fns":
-            counts = self.scale.setdefault(obj["id"], {"running": 1, "frozen": 2, "starting": 0,
-                                                        "min_hot": 0})
+            counts = self.scale.setdefault(
+                obj["id"], {"running": 1, "frozen": 2, "starting": 0, "min_hot": 0}
+            )
             if request.method == "PUT":
                 counts["min_hot"] = request.json()["min_hot"]
             return answer(200, counts)
@@ -142,8 +169,9 @@ class FakeFn:
             return answer(200, self.shown(kind, obj))
         return error(405, "Method not allowed")
 
-    def list(self, kind: str, store: dict[str, JSONObject],
-             query: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
+    def list(
+        self, kind: str, store: dict[str, JSONObject], query: dict[str, str]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         if kind == "fns" and "app_id" not in query:
             return error(400, "Missing app ID")
         items = sorted(store.values(), key=lambda o: o["name"])
@@ -160,13 +188,16 @@ class FakeFn:
             document["next_cursor"] = base64.b64encode(page[-1]["name"].encode()).decode()
         return answer(200, document)
 
-    def create(self, kind: str, store: dict[str, JSONObject], label: str,
-               body: JSONObject) -> tuple[int, list[tuple[str, str]], bytes]:
+    def create(
+        self, kind: str, store: dict[str, JSONObject], label: str, body: JSONObject
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         if not body.get("name"):
             return error(400, f"Missing {label.lower()} name")
         scope = "fn_id" if kind == "triggers" else "app_id" if kind == "fns" else None
-        if any(o["name"] == body["name"] and (scope is None or o[scope] == body.get(scope))
-               for o in store.values()):
+        if any(
+            o["name"] == body["name"] and (scope is None or o[scope] == body.get(scope))
+            for o in store.values()
+        ):
             return error(409, f"{label} already exists")
         if kind != "apps" and body.get("app_id") not in self.apps:
             return error(404, "App not found")
@@ -187,7 +218,8 @@ class FakeFn:
         if self.annotate_endpoints and kind == "triggers":
             app = self.apps[obj["app_id"]]["name"]
             obj["annotations"]["fnproject.io/trigger/httpEndpoint"] = (
-                f"{self.url}/t/{app}{obj['source']}")
+                f"{self.url}/t/{app}{obj['source']}"
+            )
         return obj
 
     def invoke(self, fn_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -242,8 +274,9 @@ def serve(handle: Callable[[Recorded], tuple[int, list[tuple[str, str]], bytes]]
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              name="fake-fn-api", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-fn-api", daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -270,11 +303,14 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def cli(api_url: str, *args: str, input: bytes | None = None,
-        env: dict[str, str | None] | None = None) -> Result:
+def cli(
+    api_url: str, *args: str, input: bytes | None = None, env: dict[str, str | None] | None = None
+) -> Result:
     runner = CliRunner()
     result = runner.invoke(
-        main, list(args), input=input,
+        main,
+        list(args),
+        input=input,
         env={"FN_API_URL": api_url, "FN_TOKEN": None, **(env or {})},
     )
     if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -288,8 +324,13 @@ def fnagent(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
     full_env = {**os.environ, "FN_API_URL": "http://127.0.0.1:9", **(env or {})}
     full_env.pop("FN_TOKEN", None)
-    return subprocess.run([sys.executable, "-m", "fnagent", *args], capture_output=True,
-                          env=full_env, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "fnagent", *args],
+        capture_output=True,
+        env=full_env,
+        timeout=60,
+        check=False,
+    )
 
 
 # -- registration and import cost ------------------------------------------------------------
@@ -303,8 +344,10 @@ def test_help_lists_the_client_commands() -> None:
 
 
 def test_importing_the_cli_does_not_load_the_http_client() -> None:
-    code = ("import sys, fnagent.cli; "
-            "print(sorted(m for m in ('fnagent.apiclient', 'http.client') if m in sys.modules))")
+    code = (
+        "import sys, fnagent.cli; "
+        "print(sorted(m for m in ('fnagent.apiclient', 'http.client') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert done.stdout.strip() == b"[]"
 
@@ -318,13 +361,27 @@ def test_help_names_the_client_default_url() -> None:
 
 
 def test_apps_create_sends_config_and_json_annotations(api: FakeFn) -> None:
-    result = cli(api.url, "apps", "create", "shop", "--config", "DB=postgres://x?a=b",
-                 "-c", "EMPTY=", "--annotation", 'team={"name": "blue", "size": 3}',
-                 "-a", "tier=1")
+    result = cli(
+        api.url,
+        "apps",
+        "create",
+        "shop",
+        "--config",
+        "DB=postgres://x?a=b",
+        "-c",
+        "EMPTY=",
+        "--annotation",
+        'team={"name": "blue", "size": 3}',
+        "-a",
+        "tier=1",
+    )
     assert result.exit_code == 0, result.stderr
     body = api.sent("POST", "/v2/apps")[0].json()
-    assert body == {"name": "shop", "config": {"DB": "postgres://x?a=b", "EMPTY": ""},
-                    "annotations": {"team": {"name": "blue", "size": 3}, "tier": 1}}
+    assert body == {
+        "name": "shop",
+        "config": {"DB": "postgres://x?a=b", "EMPTY": ""},
+        "annotations": {"team": {"name": "blue", "size": 3}, "tier": 1},
+    }
     lines = result.stdout.splitlines()
     assert lines[0].startswith("id: 01APP") and lines[1] == "name: shop"
     assert "  DB: postgres://x?a=b" in lines
@@ -352,7 +409,8 @@ def test_app_is_found_by_name_through_the_name_filter(api: FakeFn) -> None:
     assert result.exit_code == 0
     assert json.loads(result.stdout)["id"] == app["id"]
     assert [(r.method, r.path, r.query) for r in api.requests] == [
-        ("GET", "/v2/apps", {"name": "shop"})]
+        ("GET", "/v2/apps", {"name": "shop"})
+    ]
 
 
 def test_app_is_found_by_id_when_no_app_has_that_name(api: FakeFn) -> None:
@@ -446,12 +504,32 @@ def test_apps_list_json_without_all_is_the_servers_page(api: FakeFn) -> None:
 
 def test_fns_create_sends_numbers_and_config(api: FakeFn) -> None:
     app = api.add_app("shop")
-    result = cli(api.url, "fns", "create", "shop", "hello", "fnproject/hello:1", "--memory", "256",
-                 "--timeout", "60", "--idle-timeout", "5", "-c", "GREETING=hi")
+    result = cli(
+        api.url,
+        "fns",
+        "create",
+        "shop",
+        "hello",
+        "fnproject/hello:1",
+        "--memory",
+        "256",
+        "--timeout",
+        "60",
+        "--idle-timeout",
+        "5",
+        "-c",
+        "GREETING=hi",
+    )
     assert result.exit_code == 0, result.stderr
     assert api.sent("POST", "/v2/fns")[0].json() == {
-        "name": "hello", "app_id": app["id"], "image": "fnproject/hello:1", "memory": 256,
-        "timeout": 60, "idle_timeout": 5, "config": {"GREETING": "hi"}}
+        "name": "hello",
+        "app_id": app["id"],
+        "image": "fnproject/hello:1",
+        "memory": 256,
+        "timeout": 60,
+        "idle_timeout": 5,
+        "config": {"GREETING": "hi"},
+    }
     assert "memory: 256" in result.stdout.splitlines()
 
 
@@ -461,7 +539,10 @@ def test_fns_list_get_update_delete(api: FakeFn) -> None:
     api.add_fn(app, "bye", image="fnproject/bye")
     listed = cli(api.url, "fns", "list", "shop")
     assert [line.split()[:2] for line in listed.stdout.splitlines()] == [
-        ["NAME", "IMAGE"], ["bye", "fnproject/bye"], ["hello", "fnproject/hello"]]
+        ["NAME", "IMAGE"],
+        ["bye", "fnproject/bye"],
+        ["hello", "fnproject/hello"],
+    ]
     assert api.sent("GET", "/v2/fns")[0].query == {"app_id": app["id"]}
 
     got = json.loads(cli(api.url, "fns", "get", "shop", "hello", "--json").stdout)
@@ -507,8 +588,12 @@ def test_triggers_create_list_get_update_delete(api: FakeFn) -> None:
     created = cli(api.url, "triggers", "create", "shop", "hello", "hello-t", "--source", "hi")
     assert created.exit_code == 0, created.stderr
     assert api.sent("POST", "/v2/triggers")[0].json() == {
-        "name": "hello-t", "app_id": app["id"], "fn_id": fn["id"], "type": "http",
-        "source": "/hi"}
+        "name": "hello-t",
+        "app_id": app["id"],
+        "fn_id": fn["id"],
+        "type": "http",
+        "source": "/hi",
+    }
 
     listed = cli(api.url, "triggers", "list", "shop").stdout.splitlines()
     assert listed[0].split() == ["FUNCTION", "NAME", "TYPE", "SOURCE", "ENDPOINT", "ID"]
@@ -562,9 +647,21 @@ def test_invoke_prints_the_answer_byte_exact(api: FakeFn) -> None:
 
 def test_invoke_sends_content_type_and_headers(api: FakeFn) -> None:
     api.add_fn(api.add_app("shop"), "hello")
-    result = cli(api.url, "invoke", "shop", "hello", "--content-type", "application/json",
-                 "-H", "X-Trace:abc", "-H", "Content-Type: text/plain", "-H", "X-Two:  a: b ",
-                 input=b'{"name": "fn"}')
+    result = cli(
+        api.url,
+        "invoke",
+        "shop",
+        "hello",
+        "--content-type",
+        "application/json",
+        "-H",
+        "X-Trace:abc",
+        "-H",
+        "Content-Type: text/plain",
+        "-H",
+        "X-Two:  a: b ",
+        input=b'{"name": "fn"}',
+    )
     assert result.exit_code == 0
     call = api.sent("POST")[0]
     assert call.headers["content-type"] == "application/json"
@@ -583,8 +680,11 @@ def test_invoke_verbose_shows_status_and_call_id_on_stderr(api: FakeFn) -> None:
 
 def test_invoke_error_prints_the_servers_message_and_exits_1(api: FakeFn) -> None:
     api.add_fn(api.add_app("shop"), "hello")
-    api.invoke_answer = (502, [("Content-Type", "application/json")],
-                         b'{"message": "function failed"}')
+    api.invoke_answer = (
+        502,
+        [("Content-Type", "application/json")],
+        b'{"message": "function failed"}',
+    )
     result = cli(api.url, "invoke", "shop", "hello", input=b"x")
     assert result.exit_code == 1
     assert result.stderr == "fnagent: function failed\n"
@@ -611,12 +711,26 @@ def test_invoke_of_a_missing_fn_exits_1(api: FakeFn) -> None:
 
 
 def test_deploy_creates_everything_then_changes_nothing(api: FakeFn) -> None:
-    args = ("deploy", "shop", "hello", "--image", "fnproject/hello:1", "--memory", "256",
-            "-c", "A=1", "--trigger", "/hello")
+    args = (
+        "deploy",
+        "shop",
+        "hello",
+        "--image",
+        "fnproject/hello:1",
+        "--memory",
+        "256",
+        "-c",
+        "A=1",
+        "--trigger",
+        "/hello",
+    )
     first = cli(api.url, *args)
     assert first.exit_code == 0, first.stderr
     assert [(r.method, r.path) for r in api.writes()] == [
-        ("POST", "/v2/apps"), ("POST", "/v2/fns"), ("POST", "/v2/triggers")]
+        ("POST", "/v2/apps"),
+        ("POST", "/v2/fns"),
+        ("POST", "/v2/triggers"),
+    ]
     (fn,) = api.fns.values()
     assert fn["memory"] == 256 and fn["config"] == {"A": "1"}
     out = first.stdout.splitlines()
@@ -635,11 +749,25 @@ def test_deploy_creates_everything_then_changes_nothing(api: FakeFn) -> None:
 def test_deploy_updates_only_what_changed(api: FakeFn) -> None:
     app = api.add_app("shop")
     fn = api.add_fn(app, "hello", image="fnproject/hello:1", config={"A": "1", "B": "2"})
-    result = cli(api.url, "deploy", "shop", "hello", "--image", "fnproject/hello:2",
-                 "--timeout", "30", "-c", "A=1", "-c", "B=", "-c", "C=", "--json")
+    result = cli(
+        api.url,
+        "deploy",
+        "shop",
+        "hello",
+        "--image",
+        "fnproject/hello:2",
+        "--timeout",
+        "30",
+        "-c",
+        "A=1",
+        "-c",
+        "B=",
+        "-c",
+        "C=",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
-    assert [r.json() for r in api.writes()] == [
-        {"image": "fnproject/hello:2", "config": {"B": ""}}]
+    assert [r.json() for r in api.writes()] == [{"image": "fnproject/hello:2", "config": {"B": ""}}]
     document = json.loads(result.stdout)
     assert document["actions"] == {"app": "unchanged", "fn": "updated"}
     assert document["fn_changes"] == ["config", "image"]
@@ -649,11 +777,13 @@ def test_deploy_updates_only_what_changed(api: FakeFn) -> None:
 def test_deploy_moves_its_trigger_to_a_new_source(api: FakeFn) -> None:
     app = api.add_app("shop")
     trigger = api.add_trigger(api.add_fn(app, "hello"), "hello", "/old")
-    result = cli(api.url, "deploy", "shop", "hello", "--image", "fnproject/hello",
-                 "--trigger", "new")
+    result = cli(
+        api.url, "deploy", "shop", "hello", "--image", "fnproject/hello", "--trigger", "new"
+    )
     assert result.exit_code == 0, result.stderr
     assert [(r.method, r.path, r.json()) for r in api.writes()] == [
-        ("PUT", f"/v2/triggers/{trigger['id']}", {"source": "/new"})]
+        ("PUT", f"/v2/triggers/{trigger['id']}", {"source": "/new"})
+    ]
 
 
 def test_deploy_builds_urls_when_the_server_does_not_annotate(api: FakeFn) -> None:
@@ -724,15 +854,25 @@ def test_a_server_repeating_its_cursor_is_stopped() -> None:
 # -- usage errors through the console entry: exit 125 -----------------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    ["apps", "create", "shop", "--config", "NOEQUALS"],
-    ["apps", "create", "shop", "--config", "=value"],
-    ["apps", "create", "shop", "--annotation", "k={not json"],
-    ["invoke", "shop", "hello", "-H", "no colon"],
-    ["deploy", "shop", "hello"],
-    ["apps", "list", "--api-url", "ftp://host"],
-], ids=["config-no-equals", "config-empty-key", "annotation-bad-json", "bad-header",
-        "deploy-without-image", "bad-url"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["apps", "create", "shop", "--config", "NOEQUALS"],
+        ["apps", "create", "shop", "--config", "=value"],
+        ["apps", "create", "shop", "--annotation", "k={not json"],
+        ["invoke", "shop", "hello", "-H", "no colon"],
+        ["deploy", "shop", "hello"],
+        ["apps", "list", "--api-url", "ftp://host"],
+    ],
+    ids=[
+        "config-no-equals",
+        "config-empty-key",
+        "annotation-bad-json",
+        "bad-header",
+        "deploy-without-image",
+        "bad-url",
+    ],
+)
 def test_usage_errors_exit_125_without_calling_the_api(args: list[str]) -> None:
     done = fnagent(*args)
     assert done.returncode == 125, done.stderr
@@ -754,14 +894,19 @@ def test_config_value_keeps_later_equals_signs_and_empty_annotation_is_the_delet
 ) -> None:
     app = api.add_app("shop", annotations={"old": 1})
     cli(api.url, "apps", "update", "shop", "-c", "URL=a=b=c", "-a", "old=", "-a", 's="x"')
-    assert api.sent("PUT")[0].json() == {"config": {"URL": "a=b=c"},
-                                          "annotations": {"old": "", "s": "x"}}
+    assert api.sent("PUT")[0].json() == {
+        "config": {"URL": "a=b=c"},
+        "annotations": {"old": "", "s": "x"},
+    }
     assert api.apps[app["id"]]["annotations"] == {"s": "x"}
 
 
 def test_format_table_pads_columns() -> None:
     assert format_table(("A", "LONGER"), [("xxx", "1"), ("y", "22")]) == [
-        "A     LONGER", "xxx   1", "y     22"]
+        "A     LONGER",
+        "xxx   1",
+        "y     22",
+    ]
     assert format_table(("NAME", "ID"), []) == ["NAME   ID"]
 
 
