@@ -6,7 +6,7 @@ import logging
 from collections import Counter
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 from anyio.abc import TaskGroup
@@ -15,9 +15,11 @@ from drivers.base import ContainerTask, Cookie, Driver
 from drivers.docker.client import DEFAULT_MAX_CONCURRENT_CALLS, DockerClient
 from drivers.docker.config import DockerConfig, container_options
 from drivers.docker.cookie import DockerCookie
-from drivers.docker.pool import PreforkPool
 from drivers.docker.pull import ImagePuller, PullProgress
 from drivers.errors import ClosedError, PoolEmpty
+
+if TYPE_CHECKING:
+    from drivers.docker.pool import PreforkPool
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ class DockerDriver(Driver):
         )
         self.pool: PreforkPool | None = None
         if config.pool is not None:
+            # Imported here: a one-off `fnagent run` without a pool skips aiolimiter's import.
+            from drivers.docker.pool import PreforkPool
+
             self.pool = PreforkPool(self.client, self.puller, config, config.pool)
         self._cookies: set[DockerCookie] = set()
         self._slots: dict[DockerCookie, str] = {}
