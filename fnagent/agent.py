@@ -237,7 +237,9 @@ class Agent:
             if container is None:
                 container = await self._wait_for_container(queue, call)
                 start = "cold" if container.calls == 0 else "warm"
-            if not container.frozen:
+            # A freeze may be under way (its lock held, the pause not yet answered): wait for
+            # it, or the call would go to a paused container.
+            if not container.frozen and not container.lock.locked():
                 return container, start
             try:
                 async with container.lock:
@@ -245,7 +247,8 @@ class Agent:
                         assert container.cookie is not None
                         await container.cookie.unfreeze()
                         container.frozen = False
-                return container, "thawed"
+                        start = "thawed"
+                return container, start
             except FnAgentError as exc:
                 logger.warning(
                     "thaw failed", extra={"container": container.name, "error": exc.message}

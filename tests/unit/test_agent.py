@@ -448,3 +448,32 @@ async def test_calls_longer_than_the_sampling_interval_carry_stats() -> None:
         assert quick.stats == []
         long = await agent.submit(make_call(fn, b"1.3"))
         assert long.stats and long.stats[0].metrics["mem_usage"] == 96 * MIB
+
+
+async def test_a_call_arriving_during_a_freeze_waits_for_it_and_thaws() -> None:
+    clock = ManualClock()  # the idle timers never fire by themselves here
+    async with running({"fn/echo": http_function()}, clock=clock) as (agent, driver):
+        fn = make_fn()
+        await agent.submit(make_call(fn))
+        (container,) = driver.containers.values()
+        (queue,) = agent._queues.values()
+        hot = queue.idle[-1]
+        assert hot.cookie is not None
+        # The idle policy mid-freeze: it holds the lock and Docker paused the container, but
+        # the pause's answer (and so `frozen`) has not come back yet.
+        await hot.lock.acquire()
+        await hot.cookie.freeze()
+        results: list[CallResult] = []
+
+        async def submit() -> None:
+            results.append(await agent.submit(make_call(fn, b"during")))
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(submit)
+                await anyio.sleep(0.05)
+                assert not results
+                hot.frozen = True
+                hot.lock.release()
+        assert (results[0].start, results[0].body) == ("thawed", b"during")
+        assert container.state == "running"
