@@ -5,7 +5,6 @@ the socket + first call."""
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 import time
 import uuid
@@ -19,7 +18,7 @@ from fnagent.agent import Agent
 from fnagent.config import AgentConfig
 from fnagent.httpclient import UnixHTTPConnection
 from fnagent.models import Call, CallRequest, Fn
-from fnagent.readiness import is_listening
+from tests.bench.hello import docker_rm, docker_run_hello
 from tests.bench.report import Report, Row, median_ms, percentile_ms
 
 FN_HELLO = "fnagent/fn-hello"
@@ -165,37 +164,10 @@ async def _cold_agent(config: AgentConfig, runs: int) -> list[float]:
     return samples
 
 
-def _docker_path(label: str) -> float:
+def _docker_path(labels: dict[str, str]) -> float:
     """docker run -d of fn-hello + wait for its socket + the first call, like a user would."""
-    socket_dir = tempfile.mkdtemp(prefix="fnagent-bench-docker-")
-    os.chmod(socket_dir, 0o777)
     started = time.perf_counter()
-    container = subprocess.run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--label",
-            label,
-            "--user",
-            "1000:1000",
-            "--read-only",
-            "--tmpfs",
-            "/tmp",
-            "-v",
-            f"{socket_dir}:/tmp/iofs",
-            "-e",
-            "FN_FORMAT=http-stream",
-            "-e",
-            "FN_LISTENER=unix:/tmp/iofs/lsnr.sock",
-            FN_HELLO,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    while not is_listening(socket_dir):
-        time.sleep(0.002)
+    container, socket_dir = docker_run_hello(labels)
 
     async def call() -> int:
         connection = UnixHTTPConnection(os.path.join(socket_dir, "lsnr.sock"))
@@ -205,15 +177,13 @@ def _docker_path(label: str) -> float:
 
     assert anyio.run(call) == 200
     elapsed = time.perf_counter() - started
-    subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+    docker_rm(container)
     return elapsed
 
 
 async def bench_cold(report: Report) -> None:
-    label = f"fnagent.managed=1,fnagent.instance=bench-{uuid.uuid4().hex[:8]}"
-    docker_runs = [
-        await anyio.to_thread.run_sync(_docker_path, label.split(",")[0]) for _ in range(COLD_RUNS)
-    ]
+    labels = {"fnagent.managed": "1", "fnagent.instance": f"bench-{uuid.uuid4().hex[:8]}"}
+    docker_runs = [await anyio.to_thread.run_sync(_docker_path, labels) for _ in range(COLD_RUNS)]
     bridge = await _cold_agent(_config(), COLD_RUNS)
     report.add(
         Row(

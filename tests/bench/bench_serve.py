@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 
 from fnagent.httpclient import UnixHTTPConnection
-from fnagent.readiness import is_listening
+from tests.bench.hello import docker_rm, docker_run_hello
 from tests.bench.report import Report, Row, median_ms
 
 FN_HELLO = "fnagent/fn-hello"
@@ -114,41 +114,9 @@ def _wrk(url: str, connections: int, script: Path) -> dict[str, float]:
 
 def _raw_baseline() -> list[float]:
     """A raw client on a hot fn-hello container's socket, serial."""
-    socket_dir = tempfile.mkdtemp(prefix="fnagent-bench-raw-")
-    os.chmod(socket_dir, 0o777)
-    label = f"fnagent.instance=bench-{uuid.uuid4().hex[:8]}"
-    container = subprocess.run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--label",
-            "fnagent.managed=1",
-            "--label",
-            label,
-            "--user",
-            "1000:1000",
-            "--read-only",
-            "--tmpfs",
-            "/tmp",
-            "-v",
-            f"{socket_dir}:/tmp/iofs",
-            "-e",
-            "FN_FORMAT=http-stream",
-            "-e",
-            "FN_LISTENER=unix:/tmp/iofs/lsnr.sock",
-            FN_HELLO,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    labels = {"fnagent.managed": "1", "fnagent.instance": f"bench-{uuid.uuid4().hex[:8]}"}
+    container, socket_dir = docker_run_hello(labels)
     try:
-        deadline = time.monotonic() + 10
-        while not is_listening(socket_dir):
-            if time.monotonic() > deadline:
-                raise RuntimeError("fn-hello did not listen")
-            time.sleep(0.01)
 
         async def calls() -> list[float]:
             connection = UnixHTTPConnection(os.path.join(socket_dir, "lsnr.sock"))
@@ -167,7 +135,7 @@ def _raw_baseline() -> list[float]:
 
         return anyio.run(calls, backend_options={"use_uvloop": True})
     finally:
-        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+        docker_rm(container)
 
 
 def main() -> Report:

@@ -1,0 +1,56 @@
+"""The FDK hello function started with the plain docker CLI, the way a user would without
+fnagent: the baseline several benchmarks compare against."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+
+from fnagent.readiness import is_listening
+
+FN_HELLO = "fnagent/fn-hello"
+LISTEN_DEADLINE_S = 10.0
+
+
+def docker_run_hello(labels: dict[str, str]) -> tuple[str, str]:
+    """``docker run -d`` fn-hello with a socket dir, wait until it listens; returns the
+    container id and the socket dir. The caller removes the container."""
+    socket_dir = tempfile.mkdtemp(prefix="fnagent-bench-docker-")
+    os.chmod(socket_dir, 0o777)
+    label_args = [arg for name, value in labels.items() for arg in ("--label", f"{name}={value}")]
+    container = subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            *label_args,
+            "--user",
+            "1000:1000",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "-v",
+            f"{socket_dir}:/tmp/iofs",
+            "-e",
+            "FN_FORMAT=http-stream",
+            "-e",
+            "FN_LISTENER=unix:/tmp/iofs/lsnr.sock",
+            FN_HELLO,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    deadline = time.monotonic() + LISTEN_DEADLINE_S
+    while not is_listening(socket_dir):
+        if time.monotonic() > deadline:
+            subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+            raise RuntimeError("fn-hello did not listen in time")
+        time.sleep(0.002)
+    return container, socket_dir
+
+
+def docker_rm(container: str) -> None:
+    subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
