@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+BENCH ?=
 
 .PHONY: install docker images test test-tools bench-tools unit bench lint serve demo clean
 
@@ -28,7 +29,7 @@ unit: install  ## the tests that need no Docker
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: install docker images bench-tools  ## benchmarks: prints a table, writes bench-results/*.json
-	$(PY) -m tests.bench
+	$(PY) -m tests.bench $(BENCH)
 
 lint: install
 	$(VENV)/bin/ruff check fnagent drivers tests images

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-from tests.bench import bench_foundation, bench_pool
+import sys
 
-MODULES = [bench_foundation, bench_pool]
+from tests.bench import bench_agent, bench_foundation, bench_pool, bench_serve
+
+MODULES = {
+    "foundation": bench_foundation,
+    "pool": bench_pool,
+    "agent": bench_agent,
+    "serve": bench_serve,
+}
 
 
-def main() -> None:
-    for module in MODULES:
-        print(f"\n== {module.__name__.rsplit('.', 1)[-1]}")
-        report = module.main()
+def main(names: list[str]) -> None:
+    """Run the named benchmarks (all when none is named): `python -m tests.bench agent`."""
+    unknown = [name for name in names if name not in MODULES]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; choose from {list(MODULES)}")
+    for name in names or list(MODULES):
+        print(f"\n== {name}")
+        report = MODULES[name].main()
         print(f"  -> {report.write()}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
