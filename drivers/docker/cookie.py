@@ -47,6 +47,9 @@ class DockerCookie(Cookie):
         self._on_close = on_close
         self._id: str | None = None
         self._closed = False
+        self.leave_namespace: Callable[[DockerCookie], str] | None = None
+        """Set by the driver for a container joining a pool slot: frees the slot and returns
+        the network to use instead, should the slot be found dead at start."""
         self._stream: SocketStream | None = None
 
     def __repr__(self) -> str:
@@ -80,6 +83,36 @@ class DockerCookie(Cookie):
         self._id = created["Id"]
 
     async def run(self) -> WaitResult:
+        try:
+            return await self._attach_and_start()
+        except FnAgentError as exc:
+            network = self.container_options.get("HostConfig", {}).get("NetworkMode", "")
+            if self.leave_namespace is None or not network.startswith("container:"):
+                raise
+            # The pool slot whose namespace this container joined died after it was lent:
+            # Docker accepts the create and refuses only the start. Re-create the container
+            # on the driver's fallback network, once.
+            logger.info(
+                "joined namespace gone; re-creating on another network",
+                extra={"task": self.task.id, "error": exc.message},
+            )
+            fallback, self.leave_namespace = self.leave_namespace, None
+            await self._discard_container()
+            self.container_options["HostConfig"]["NetworkMode"] = fallback(self)
+            await self.create()
+            return await self._attach_and_start()
+
+    async def _discard_container(self) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()
+            self._stream = None
+        if self._id is not None:
+            container, self._id = self._id, None
+            await self._client.call(
+                "remove container", "remove_container", container, force=True, v=True
+            )
+
+    async def _attach_and_start(self) -> WaitResult:
         cid = self._require_id()
         attached = await self._client.call(
             "attach to container",

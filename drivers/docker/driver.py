@@ -124,7 +124,18 @@ class DockerDriver(Driver):
         self._cookies.add(cookie)
         if slot is not None:
             self._slots[cookie] = slot
+            cookie.leave_namespace = self._leave_slot
         return cookie
+
+    def _leave_slot(self, cookie: DockerCookie) -> str:
+        """The cookie's slot died under it: free the slot, pick the fallback network."""
+        slot = self._slots.pop(cookie, None)
+        if slot is not None and self.pool is not None:
+            self.pool.free(slot)
+        network = self._pick_network(cookie.task)
+        if network in self._network_use:
+            self._network_use[network] += 1
+        return network
 
     def _forget(self, cookie: DockerCookie) -> None:
         self._cookies.discard(cookie)

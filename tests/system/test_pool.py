@@ -135,6 +135,28 @@ async def test_a_slot_killed_or_removed_from_outside_is_replaced(
         )
 
 
+async def test_a_slot_dying_after_it_was_lent_falls_back_at_start(
+    instance_id: str, docker_api: docker.APIClient
+) -> None:
+    async with pooled(instance_id, min_size=1, max_size=1) as driver:
+        assert driver.pool is not None
+        (slot,) = await eventually(driver.pool.free_ids, "a free slot")
+        made = task(["echo", "ran"])
+        made.logger = TaskLogger(stdout=(out := io.BytesIO()))
+        async with await driver.create_cookie(made) as cookie:
+            await driver.prepare_cookie(cookie)
+            assert cookie.container_options["HostConfig"]["NetworkMode"] == f"container:{slot}"
+            docker_api.kill(slot)
+            await eventually(
+                lambda: not docker_api.inspect_container(slot)["State"]["Running"], "slot dead"
+            )
+            result = await (await cookie.run()).wait()
+            network = cookie.container_options["HostConfig"]["NetworkMode"]
+        assert result.ok, result
+        assert out.getvalue() == b"ran\n"
+        assert not network.startswith("container:")
+
+
 async def test_use_once_gives_a_different_slot_every_time(
     instance_id: str, docker_api: docker.APIClient
 ) -> None:
