@@ -8,11 +8,10 @@ result. Either way the container is removed before returning.
 
 from __future__ import annotations
 
+import asyncio
 import enum
-import http.client
 import os
 import shutil
-import socket
 import tempfile
 import time
 import uuid
@@ -26,10 +25,11 @@ from drivers import ContainerTask, LogSink, RunResult, RunStatus, Stat, TaskLogg
 from drivers.docker import DockerDriver
 from drivers.docker.pull import PullProgress
 from drivers.errors import ContainerGoneError, FnAgentError, FunctionTimeoutError
+from drivers.results import timed_out
+from fnagent.httpclient import ProtocolError, UnixHTTPConnection
+from fnagent.readiness import LISTENER, wait_until_listening
 
-LISTENER_NAME = "lsnr.sock"
 MAX_STAT_SAMPLES = 240
-SOCKET_POLL_S = 0.002
 
 
 class Format(enum.StrEnum):
@@ -101,7 +101,7 @@ async def run_once(
     if not cold:
         env |= {
             "FN_FORMAT": "http-stream",
-            "FN_LISTENER": f"unix:{driver.config.iofs_mount}/{LISTENER_NAME}",
+            "FN_LISTENER": f"unix:{driver.config.iofs_mount}/{LISTENER}",
             "FN_TYPE": "sync",
             "FN_MEMORY": str(request.memory_bytes // (1024 * 1024)),
         }
@@ -170,53 +170,43 @@ async def _call_hot(
         ended.append(result)
         exited.set()
 
-    socket_path = os.path.join(uds_dir, LISTENER_NAME)
+    socket_path = os.path.join(uds_dir, LISTENER)
     deadline = datetime.now(UTC) + timedelta(seconds=request.timeout_s)
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_exit)
         try:
             with anyio.fail_after(request.hot_start_timeout_s):
-                while not _is_listening(socket_path):
-                    if exited.is_set():
-                        raise ContainerGoneError(
-                            f"the function exited before it listened on {LISTENER_NAME}"
-                            f" ({_describe(ended[0])})"
-                        )
-                    await anyio.sleep(SOCKET_POLL_S)
+                listening = await wait_until_listening(uds_dir, gave_up=exited.is_set)
         except TimeoutError:
             raise FunctionTimeoutError(
-                f"the function did not listen on {LISTENER_NAME} within "
+                f"the function did not listen on {LISTENER} within "
                 f"{request.hot_start_timeout_s:g} s"
             ) from None
+        if not listening:
+            raise ContainerGoneError(
+                f"the function exited before it listened on {LISTENER} ({_describe(ended[0])})"
+            )
         headers = {
             "Content-Type": "application/octet-stream",
             **request.headers,
             "Fn-Call-Id": call_id,
             "Fn-Deadline": deadline.isoformat().replace("+00:00", "Z"),
         }
+        connection = UnixHTTPConnection(socket_path)
         try:
             with anyio.fail_after(request.timeout_s):
-                status, reply = await anyio.to_thread.run_sync(
-                    _post_call,
-                    socket_path,
-                    body,
-                    headers,
-                    request.timeout_s,
-                    abandon_on_cancel=True,
-                )
+                response = await connection.request("POST", "/call", list(headers.items()), body)
+            status, reply = response.status, response.body
         except TimeoutError:
             tg.cancel_scope.cancel()
-            return RunResult(
-                status=RunStatus.TIMEOUT,
-                error=FunctionTimeoutError(
-                    f"Timed out: the function ran longer than {request.timeout_s:g} s"
-                ),
-            ), None
-        except OSError as exc:
+            return timed_out(request.timeout_s), None
+        except (OSError, ProtocolError, asyncio.IncompleteReadError) as exc:
             tg.cancel_scope.cancel()
             if exited.is_set():
                 return ended[0], None
             raise ContainerGoneError(f"error receiving function response: {exc}") from exc
+        finally:
+            connection.close()
         stdout.write(reply)
         tg.cancel_scope.cancel()
     if 200 <= status < 300:
@@ -228,37 +218,3 @@ async def _call_hot(
 
 def _describe(result: RunResult) -> str:
     return result.error.message if result.error else result.status.value
-
-
-def _is_listening(path: str) -> bool:
-    """True when ``path`` is a socket, or a symlink to a socket (what Fn's FDKs make)."""
-    import stat
-
-    try:
-        return stat.S_ISSOCK(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
-def _post_call(
-    path: str, body: bytes, headers: dict[str, str], timeout: float
-) -> tuple[int, bytes]:
-    connection = _UnixHTTPConnection(path, timeout)
-    try:
-        connection.request("POST", "/call", body=body, headers=headers)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
