@@ -154,7 +154,8 @@ class Agent:
         self._closing = False
         self._inflight = 0
         self._idle_calls = anyio.Event()
-        os.makedirs(config.iofs_path, exist_ok=True)
+        self.socket_root = socket_root(config)
+        os.makedirs(self.socket_root, exist_ok=True)
 
     def __repr__(self) -> str:
         return f"<Agent queues={len(self._queues)} in_flight={self._inflight} {self.admission!r}>"
@@ -243,12 +244,15 @@ class Agent:
                 return container, start
             try:
                 async with container.lock:
-                    if container.frozen:
+                    if container.frozen and not container.doomed:
                         assert container.cookie is not None
                         await container.cookie.unfreeze()
                         container.frozen = False
                         start = "thawed"
-                return container, start
+                if not container.doomed:
+                    return container, start
+                # The freeze we waited for failed and doomed it: find another.
+                queue.release(container, self.clock.now())
             except FnAgentError as exc:
                 logger.warning(
                     "thaw failed", extra={"container": container.name, "error": exc.message}
@@ -406,7 +410,7 @@ class Agent:
         assert self._tg is not None
         queue.starting += 1
         name = f"{queue.fn.name}-{new_id().lower()}"
-        socket_dir = tempfile.mkdtemp(prefix="c-", dir=self.config.iofs_path)
+        socket_dir = tempfile.mkdtemp(prefix="c-", dir=self.socket_root)
         # The function runs as an unprivileged user and must create its socket here.
         os.chmod(socket_dir, 0o777)
         fields = {"fn_id": queue.fn.id, "app_id": queue.fn.app_id}
@@ -470,7 +474,9 @@ class Agent:
                 if failure is not None:
                     raise failure
         except FnAgentError as exc:
-            if starting:
+            if starting and not queue.containers:
+                # Scaling from zero failed: a waiter learns why. While other containers run,
+                # the waiters keep waiting for them instead.
                 queue.fail_one(exc)
             logger.warning(
                 "container failed",
@@ -484,15 +490,18 @@ class Agent:
             if reserved:
                 self.admission.release(memory, cpus)
             shutil.rmtree(container.socket_dir, ignore_errors=True)
-            self._after_container_gone(queue)
+            self._after_container_gone(queue, launched=not starting)
 
-    def _after_container_gone(self, queue: SlotQueue) -> None:
+    def _after_container_gone(self, queue: SlotQueue, *, launched: bool) -> None:
         if self._closing:
             return
         if queue.draining and queue.empty:
             self._queues.pop(queue.key, None)
             return
-        self._launch_for(queue)
+        # After a failed launch, relaunch only to scale from zero; with containers running,
+        # waiters are served by them (or launch anew after their patience), never in a loop.
+        if launched or not queue.containers:
+            self._launch_for(queue)
         self._keep_minimum(queue)
 
     async def _watch_exit(self, container: HotContainer, waiter: WaitResult) -> None:
@@ -688,6 +697,12 @@ class Agent:
                 for container in list(queue.containers):
                     self._doom(container)
         self._current.pop(fn_id, None)
+
+
+def socket_root(config: AgentConfig) -> str:
+    """This agent's share of FN_IOFS_PATH: one directory per instance, so a restarted agent
+    can remove what a killed run left without touching another agent's sockets."""
+    return os.path.join(config.iofs_path, config.instance_id)
 
 
 def request_headers(call: Call) -> list[tuple[str, str]]:
