@@ -547,11 +547,11 @@ class Agent:
                 await self._sample(container)
                 continue
             idle_for = self.clock.now() - container.idle_since
-            if not container.frozen and idle_for < freeze_after:
-                await self.clock.wait(changed, freeze_after - idle_for)
-                continue
-            if not container.frozen:
-                await self._freeze(container)
+            if not container.frozen and not container.freeze_failed:
+                if idle_for < freeze_after:
+                    await self.clock.wait(changed, freeze_after - idle_for)
+                else:
+                    await self._freeze(container)
                 continue
             if idle_for >= remove_after:
                 if len(queue.containers) > queue.min_hot:
@@ -581,10 +581,13 @@ class Agent:
                 await container.cookie.freeze()
                 container.frozen = True
             except FnAgentError as exc:
+                # runc undoes a freeze it could not finish (seen under load: "unable to
+                # freeze"): the container still serves; it just stays unfrozen until removed.
                 logger.warning(
-                    "freeze failed", extra={"container": container.name, "error": exc.message}
+                    "freeze failed; the container stays unfrozen",
+                    extra={"container": container.name, "error": exc.message},
                 )
-                self._doom(container)
+                container.freeze_failed = True
 
     async def _admit(self, queue: SlotQueue, memory: int, cpus: int) -> None:
         """Reserve room for a launch: evict idle containers of other functions when needed;

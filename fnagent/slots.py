@@ -42,6 +42,8 @@ class HotContainer:
     connection: UnixHTTPConnection
     state: State = State.STARTING
     frozen: bool = False
+    freeze_failed: bool = False
+    """A freeze was refused once: the container is left running until it is removed."""
     doomed: bool = False
     """Marked for removal: its life task removes it as soon as it notices."""
     idle_since: float = 0.0

@@ -20,6 +20,16 @@ input that is empty, not JSON or not an object counts as ``{}``. Handled in this
     stdout        string  http-stream: write it and a newline to stdout (cold: ignored)
     alloc_mb      int     allocate and touch that many MiB, held until the answer is sent
     sleep_ms      int     sleep that long
+    fork          int     fork up to that many children that wait; "forked" in the answer
+                          counts those made, "fork_error" says why the next one failed
+                          (null: none did); all are killed and reaped before the answer
+    write_mb      int     with write_path: write that many MiB to write_path, then remove
+    write_path    string  the file; "written_mb" (whole MiB written) and "write_error"
+                          (null: none) go into the answer
+    list_dir      string  "listing" in the answer: the sorted names in that directory
+    read_file     string  "file" in the answer: that file's text, at most 64 KiB
+    connect       string  "host:port": open a TCP connection (2 s timeout) and close it;
+                          "connect" in the answer is "connected" or the error
     exit          int     exit the process with that status; no answer
     signal        int     send the process that signal with its default action (the
                           answer follows only when that action lets the process live);
@@ -32,13 +42,16 @@ input that is empty, not JSON or not an object counts as ``{}``. Handled in this
     body_bytes    int     the body is that many "b" bytes (application/octet-stream)
     echo          string  copied into the answer as "echo"
 
-A key of the wrong type is answered 400 with {"ok": false, "error": ...} (cold: the error
-on stderr, exit status 2).
+A key of the wrong type (or write_mb without write_path, or connect not host:port) is
+answered 400 with {"ok": false, "error": ...} (cold: the error on stderr, exit status 2).
 
 Default answer (application/json): {"ok": true, "format": ..., "pid": ..., "uid": ...,
 "gid": ..., "calls": <calls this process served, 1-based>, "input_bytes": <request body
 length>, "env": {...}, "method": ..., "path": ..., "headers": {request headers;
-http-stream only}, "echo": ...}; method and path are null in cold format.
+http-stream only}, "echo": ...}, plus the keys of the probes asked for (fork, write_mb,
+list_dir, read_file, connect); method and path are null in cold format. A probe that
+fails puts "<exception class>: <message>" in its key (fork_error, write_error for those
+two), e.g. "listing": "FileNotFoundError: [Errno 2] No such file or directory: '/nope'".
 
 Start-up, in both formats before anything else (cold: before stdin is read):
 TEST_EXIT_BEFORE_LISTEN=<code> writes "exiting before listen" to stderr and exits with
@@ -61,6 +74,7 @@ import os
 import queue
 import secrets
 import signal
+import socket
 import socketserver
 import sys
 import threading
@@ -70,8 +84,9 @@ from typing import Any
 
 MIB = 1 << 20
 PAGE = 4096
-INT_KEYS = ("sleep_ms", "exit", "signal", "alloc_mb", "status", "header_bytes", "body_bytes")
-STR_KEYS = ("stderr", "stdout", "echo")
+INT_KEYS = ("sleep_ms", "exit", "signal", "alloc_mb", "status", "header_bytes", "body_bytes",
+            "fork", "write_mb")
+STR_KEYS = ("stderr", "stdout", "echo", "write_path", "list_dir", "read_file", "connect")
 FRAMING_HEADERS = {"content-length", "transfer-encoding"}
 
 
@@ -105,10 +120,89 @@ def parse_request(body: bytes) -> dict[str, Any]:
         raise BadRequest("headers must be an object")
     if not 100 <= req.get("status", 200) <= 999:
         raise BadRequest("status must be within 100..999")
-    for key in ("alloc_mb", "sleep_ms", "header_bytes", "body_bytes"):
+    for key in ("alloc_mb", "sleep_ms", "header_bytes", "body_bytes", "fork", "write_mb"):
         if req.get(key, 0) < 0:
             raise BadRequest(f"{key} must not be negative")
+    if ("write_mb" in req) != ("write_path" in req):
+        raise BadRequest("write_mb and write_path go together")
+    if "connect" in req and not req["connect"].rpartition(":")[2].isdigit():
+        raise BadRequest("connect must be host:port")
     return req
+
+
+def failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def fork_children(count: int) -> dict[str, Any]:
+    """Fork up to ``count`` waiting children; kill and reap them all before returning."""
+    children: list[int] = []
+    error = None
+    try:
+        for _ in range(count):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    while True:
+                        signal.pause()
+                finally:
+                    os._exit(0)
+            children.append(pid)
+    except OSError as exc:
+        error = failure(exc)
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    for pid in children:
+        os.waitpid(pid, 0)
+    return {"forked": len(children), "fork_error": error}
+
+
+def write_file(path: str, mib: int) -> dict[str, Any]:
+    """Write ``mib`` MiB to ``path``, then remove it (so the container stays usable)."""
+    written, error = 0, None
+    chunk = b"w" * MIB
+    try:
+        with open(path, "wb") as out:
+            for _ in range(mib):
+                out.write(chunk)
+                out.flush()
+                written += 1
+    except OSError as exc:
+        error = failure(exc)
+    finally:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+    return {"written_mb": written, "write_error": error}
+
+
+def probe(req: dict[str, Any]) -> dict[str, Any]:
+    """The answers to fork, write_mb, list_dir, read_file and connect."""
+    found: dict[str, Any] = {}
+    if "fork" in req:
+        found.update(fork_children(req["fork"]))
+    if "write_mb" in req:
+        found.update(write_file(req["write_path"], req["write_mb"]))
+    if "list_dir" in req:
+        try:
+            found["listing"] = sorted(os.listdir(req["list_dir"]))
+        except OSError as exc:
+            found["listing"] = failure(exc)
+    if "read_file" in req:
+        try:
+            with open(req["read_file"], encoding="utf-8", errors="replace") as source:
+                found["file"] = source.read(64 * 1024)
+        except OSError as exc:
+            found["file"] = failure(exc)
+    if "connect" in req:
+        host, _, port = req["connect"].rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            found["connect"] = "connected"
+        except OSError as exc:
+            found["connect"] = failure(exc)
+    return found
 
 
 def allocate(mib: int) -> bytearray | None:
@@ -132,6 +226,7 @@ def call(req: dict[str, Any], *, fmt: str, calls: int, body: bytes,
     held = allocate(req.get("alloc_mb", 0))
     if req.get("sleep_ms", 0) > 0:
         time.sleep(req["sleep_ms"] / 1000)
+    probes = probe(req)
     if "exit" in req:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -152,6 +247,7 @@ def call(req: dict[str, Any], *, fmt: str, calls: int, body: bytes,
         if http is not None:
             answer["headers"] = http["headers"]
         answer["echo"] = req.get("echo")
+        answer.update(probes)
         content_type, payload = "application/json", json.dumps(answer).encode() + b"\n"
 
     headers = [("Content-Type", content_type)]
