@@ -15,6 +15,7 @@ caller gets (DESIGN.md §4's table) and, for errors, a JSON ``{"message": ...}``
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -705,7 +706,9 @@ class Agent:
 def socket_root(config: AgentConfig) -> str:
     """This agent's share of FN_IOFS_PATH: one directory per instance, so a restarted agent
     can remove what a killed run left without touching another agent's sockets."""
-    return os.path.join(config.iofs_path, config.instance_id)
+    # A short digest, not the id itself: a unix socket's path must stay under 108 bytes.
+    digest = hashlib.sha256(config.instance_id.encode()).hexdigest()[:8]
+    return os.path.join(config.iofs_path, digest)
 
 
 def request_headers(call: Call) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ overhead well under a millisecond, where general clients cost one to two millise
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -93,7 +94,7 @@ class UnixHTTPConnection:
         """
         if not self.connected:
             try:
-                self._reader, self._writer = await asyncio.open_unix_connection(self.path)
+                self._reader, self._writer = await _open(self.path)
             except OSError as exc:
                 raise ConnectFailed(exc.errno, f"cannot connect to {self.path}: {exc}") from exc
         assert self._reader is not None and self._writer is not None
@@ -114,6 +115,21 @@ class UnixHTTPConnection:
         if self._writer is not None:
             self._writer.close()
         self._reader = self._writer = None
+
+
+# sockaddr_un holds 108 bytes; a longer path is reached through its directory's descriptor.
+_MAX_SOCKET_PATH = 100
+
+
+async def _open(path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if len(os.fsencode(path)) < _MAX_SOCKET_PATH:
+        return await asyncio.open_unix_connection(path)
+    directory = os.open(os.path.dirname(path), os.O_PATH)
+    try:
+        short = f"/proc/self/fd/{directory}/{os.path.basename(path)}"
+        return await asyncio.open_unix_connection(short)
+    finally:
+        os.close(directory)
 
 
 async def _read_response(reader: asyncio.StreamReader, max_body: int) -> tuple[Response, bool]:
