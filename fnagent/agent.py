@@ -365,10 +365,10 @@ class Agent:
             raise InvalidResponseError(f"invalid function response: {exc}") from None
         except ConnectFailed:
             raise _Retry() from None
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            raise await self._receive_error(container, exc) from None
+        except (OSError, asyncio.IncompleteReadError):
+            raise await self._receive_error(container) from None
 
-    async def _receive_error(self, container: HotContainer, exc: BaseException) -> FnAgentError:
+    async def _receive_error(self, container: HotContainer) -> FnAgentError:
         """The error for a connection that broke mid-call: OOM when the container says so."""
         with anyio.move_on_after(EXIT_REPORT_WAIT_S):
             await container.exited.wait()
