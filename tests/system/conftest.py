@@ -87,6 +87,18 @@ async def driver(instance_id: str) -> AsyncIterator[DockerDriver]:
 
 
 @pytest.fixture
+def server(tmp_path: Path, cli_env: dict[str, str], docker_api: docker.APIClient) -> Iterator[Any]:
+    """A live `fnagent serve` (tests/system/server.py) for one test; it must exit 0 on SIGTERM."""
+    from tests.system.server import make_server
+
+    require_image(docker_api, FN_TEST)
+    made = make_server(tmp_path, cli_env).start()
+    yield made
+    if made.process is not None:
+        assert made.stop() == 0
+
+
+@pytest.fixture
 def cli_env(instance_id: str) -> dict[str, str]:
     """The environment for `fnagent` subprocesses: their containers carry this test's label."""
     return {**os.environ, "FNAGENT_INSTANCE_ID": instance_id}

@@ -35,19 +35,6 @@ from tests.system.test_serve import deploy, instance_containers
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def server(
-    tmp_path: Path,
-    cli_env: dict[str, str],
-    docker_api: docker.APIClient,
-) -> Iterator[Server]:
-    require_image(docker_api, FN_TEST)
-    made = make_server(tmp_path, cli_env).start()
-    yield made
-    if made.process is not None:
-        assert made.stop() == 0
-
-
 def invoke(server: Server, fn: dict[str, Any], body: dict[str, Any], timeout: float = 60) -> Answer:
     return server.request("POST", f"/invoke/{fn['id']}", body, timeout=timeout)
 

@@ -5,28 +5,13 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
-import pytest
 
-from tests.system.conftest import FN_TEST, require_image, wait_for
+from tests.system.conftest import FN_TEST, wait_for
 from tests.system.server import Server, make_server
-
-
-@pytest.fixture
-def server(
-    tmp_path: Path,
-    cli_env: dict[str, str],
-    docker_api: docker.APIClient,
-) -> Iterator[Server]:
-    require_image(docker_api, FN_TEST)
-    made = make_server(tmp_path, cli_env).start()
-    yield made
-    if made.process is not None:
-        assert made.stop() == 0
 
 
 def deploy(server: Server, app: str = "app", fn: str = "fn", **fields: Any) -> dict[str, Any]:
