@@ -677,11 +677,12 @@ class Agent:
         while len(queue.containers) + queue.starting < queue.min_hot:
             self._spawn(queue)
 
-    def containers(self, fn_id: str) -> dict[str, int]:
-        """Counts of ``fn_id``'s containers: running (busy or idle), frozen, starting."""
+    def containers(self, fn_id: str | None = None) -> dict[str, int]:
+        """Counts of ``fn_id``'s containers (every fn's when None): running (busy or idle),
+        frozen, starting."""
         counts = {"running": 0, "frozen": 0, "starting": 0}
         for queue in self._queues.values():
-            if queue.fn.id != fn_id:
+            if fn_id is not None and queue.fn.id != fn_id:
                 continue
             counts["starting"] += queue.starting
             for container in queue.containers:

@@ -15,6 +15,7 @@ import anyio
 
 from drivers import RunStatus
 from drivers.errors import FnAgentError, FunctionTimeoutError
+from fnagent.cli import EXIT_AGENT_FAILURE, EXIT_CANCELLED
 from fnagent.units import parse_cpus, parse_duration, parse_env, parse_memory
 
 if TYPE_CHECKING:
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from fnagent.oneoff import RunOutcome, RunRequest
 
 EXIT_TIMEOUT = 124
-EXIT_AGENT_FAILURE = 125
-EXIT_CANCELLED = 130
 EXIT_HTTP_ERROR = 1
 
 

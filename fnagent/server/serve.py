@@ -180,14 +180,10 @@ async def _stop_on_signal(server: Any) -> None:
 
 
 def _gauges(agent: Any, driver: Any) -> dict[str, Any]:
-    containers: dict[str, int] = {"running": 0, "frozen": 0, "starting": 0}
-    for queue in list(agent._queues.values()):
-        counts = agent.containers(queue.fn.id)
-        for name, count in counts.items():
-            containers[name] += count
+    """Hot containers by state (all fns, each container once) and pool slots by state."""
     pool = getattr(driver, "pool", None)
-    usage = pool.usage() if pool is not None else {}
-    return {"containers": containers, "pool": dict(usage) if isinstance(usage, dict) else {}}
+    usage = pool.usage()._asdict() if pool is not None else {}
+    return {"containers": agent.containers(), "pool": usage}
 
 
 def _version() -> str:

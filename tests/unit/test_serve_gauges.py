@@ -1,0 +1,16 @@
+"""The metrics gauges read from the agent and the pool."""
+
+from types import SimpleNamespace
+
+from drivers.docker.pool import PoolUsage
+from fnagent.server.serve import _gauges
+
+
+def test_gauges_count_every_container_once_and_report_the_pool() -> None:
+    agent = SimpleNamespace(containers=lambda: {"running": 2, "frozen": 1, "starting": 0})
+    pool = SimpleNamespace(usage=lambda: PoolUsage(in_use=1, free=3, starting=2))
+    assert _gauges(agent, SimpleNamespace(pool=pool)) == {
+        "containers": {"running": 2, "frozen": 1, "starting": 0},
+        "pool": {"in_use": 1, "free": 3, "starting": 2},
+    }
+    assert _gauges(agent, SimpleNamespace(pool=None))["pool"] == {}
