@@ -174,6 +174,11 @@ class Driver(ABC):
         pre-pulls an updated function's image with it while the old version serves."""
 
     @abstractmethod
+    async def ping(self) -> None:
+        """Return when the container runtime answers; raise ``DockerUnavailableError`` when it
+        does not (within a few seconds: a health check must not hang)."""
+
+    @abstractmethod
     async def aclose(self) -> None: ...
 
     async def __aenter__(self) -> Self:

@@ -56,6 +56,7 @@ from drivers.errors import (
     ClosedError,
     ContainerGoneError,
     DockerAPIError,
+    DockerUnavailableError,
     FnAgentError,
     ImageNotFoundError,
     InvalidInputError,
@@ -473,6 +474,10 @@ class FakeDriver(Driver):
         self.pulls: list[str] = []
         """Images pulled so far (each once), in order."""
         self.containers: dict[str, FakeContainer] = {}
+        self.available = True
+        """False plays a daemon that is down: ``ping`` and ``prepare_cookie`` raise
+        DockerUnavailableError."""
+        self.prepare_attempts = 0
         self._cookies: set[FakeCookie] = set()
         self._tg: anyio.abc.TaskGroup | None = None
         self._closed = False
@@ -532,6 +537,8 @@ class FakeDriver(Driver):
         cookie._check_open()
         if cookie.container is not None:
             raise RuntimeError(f"container {cookie.container.id} already created")
+        self.prepare_attempts += 1
+        await self.ping()
         if self.create_delay_s > 0:
             await anyio.sleep(self.create_delay_s)
             cookie._check_open()
@@ -544,6 +551,10 @@ class FakeDriver(Driver):
         container = FakeContainer(id=uuid.uuid4().hex, task_id=cookie.task.id, options=options)
         self.containers[container.id] = container
         cookie._container = container
+
+    async def ping(self) -> None:
+        if not self.available:
+            raise DockerUnavailableError("cannot connect to the Docker daemon (fake: down)")
 
     async def aclose(self) -> None:
         """Remove every container still live (idempotent); the task group ends in __aexit__."""

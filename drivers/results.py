@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from drivers.base import RunResult, RunStatus
-from drivers.errors import FnAgentError, FunctionExitError, FunctionTimeoutError, OutOfMemoryError
+from drivers.errors import (
+    ContainerGoneError,
+    FnAgentError,
+    FunctionExitError,
+    FunctionTimeoutError,
+    OutOfMemoryError,
+)
 
 MIB = 1024 * 1024
 
@@ -28,6 +34,11 @@ def out_of_memory(memory_bytes: int, exit_code: int | None = None) -> RunResult:
         exit_code=exit_code,
         error=OutOfMemoryError(f"the function ran out of memory and was killed (limit {limit})"),
     )
+
+
+def lost(reason: str, exit_code: int | None = None) -> RunResult:
+    """The outcome of a container the driver killed because something it depends on died."""
+    return RunResult(status=RunStatus.KILLED, exit_code=exit_code, error=ContainerGoneError(reason))
 
 
 def timed_out(timeout_s: float | None) -> RunResult:

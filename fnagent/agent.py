@@ -70,6 +70,10 @@ DEFAULT_LAUNCH_ESTIMATE_S = 0.5
 UPDATE_RETRY_S = 10.0
 # How long a failed call waits to learn how its container ended (to name an OOM kill).
 EXIT_REPORT_WAIT_S = 2.0
+RELAUNCH_BASE_S = 0.1
+RELAUNCH_MAX_S = 2.0
+"""Backoff of the minimum hot count's relaunches after failed launches (daemon down, image
+gone): short, so the function is warm again soon after the cause goes away."""
 MAX_ATTEMPTS = 3
 FN_LABEL = "fnagent.fn_id"
 APP_LABEL = "fnagent.app_id"
@@ -466,6 +470,7 @@ class Agent:
                         failure = exc
                     else:
                         queue.observe_launch(time.monotonic() - launched_at)
+                        queue.launch_failures = 0
                         starting = False
                         queue.starting -= 1
                         queue.containers.add(container)
@@ -475,6 +480,8 @@ class Agent:
                 if failure is not None:
                     raise failure
         except FnAgentError as exc:
+            if starting:
+                queue.launch_failures += 1
             if starting and not queue.containers:
                 # Scaling from zero failed: a waiter learns why. While other containers run,
                 # the waiters keep waiting for them instead.
@@ -503,6 +510,17 @@ class Agent:
         # waiters are served by them (or launch anew after their patience), never in a loop.
         if launched or not queue.containers:
             self._launch_for(queue)
+        if launched or not queue.launch_failures:
+            self._keep_minimum(queue)
+        elif not queue.relaunch_pending and self._tg is not None:
+            # Relaunching at once after a failed launch would spin while the daemon is down.
+            queue.relaunch_pending = True
+            delay = min(RELAUNCH_MAX_S, RELAUNCH_BASE_S * 2 ** (queue.launch_failures - 1))
+            self._tg.start_soon(self._keep_minimum_later, queue, delay)
+
+    async def _keep_minimum_later(self, queue: SlotQueue, delay_s: float) -> None:
+        await self.clock.wait(anyio.Event(), delay_s)
+        queue.relaunch_pending = False
         self._keep_minimum(queue)
 
     async def _watch_exit(self, container: HotContainer, waiter: WaitResult) -> None:

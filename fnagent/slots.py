@@ -91,6 +91,10 @@ class SlotQueue:
         self._call_average_s: float | None = None
         self.launch_time_s: float | None = None
         """Moving average of how long a launch takes to be ready."""
+        self.launch_failures = 0
+        """Launches that failed in a row; the minimum hot count backs off by it."""
+        self.relaunch_pending = False
+        """A delayed relaunch for the minimum hot count is scheduled."""
 
     def __repr__(self) -> str:
         busy = sum(1 for c in self.containers if c.state is State.BUSY)

@@ -13,8 +13,8 @@ from anyio.abc import SocketStream
 
 from drivers.base import ContainerTask, Cookie, RunResult, RunStatus, WaitResult
 from drivers.docker.streams import copy_output, feed_input, take_socket, wrap_socket
-from drivers.errors import ClosedError, FnAgentError
-from drivers.results import cancelled, exit_result, out_of_memory, timed_out
+from drivers.errors import ClosedError, DockerUnavailableError, FnAgentError
+from drivers.results import cancelled, exit_result, lost, out_of_memory, timed_out
 from drivers.stats import Stat
 
 if TYPE_CHECKING:
@@ -51,6 +51,12 @@ class DockerCookie(Cookie):
         """Set by the driver for a container joining a pool slot: frees the slot and returns
         the network to use instead, should the slot be found dead at start."""
         self._stream: SocketStream | None = None
+        self._started = False
+        self.lost_reason: str | None = None
+        """Why the driver killed the container (see ``lose``); its run then ends KILLED."""
+        self.left_behind: str | None = None
+        """The container's id when ``aclose`` could not remove it (daemon down): the driver
+        retries the removal."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("created" if self._id else "new")
@@ -127,6 +133,7 @@ class DockerCookie(Cookie):
         )
         self._stream = await wrap_socket(take_socket(attached))
         await self._client.call("start container", "start", cid)
+        self._started = True
         return DockerWaitResult(self, self._stream)
 
     async def freeze(self) -> None:
@@ -143,6 +150,14 @@ class DockerCookie(Cookie):
                 await self._client.call("kill container", "kill", cid)
             except FnAgentError as exc:
                 logger.debug("kill failed", extra={"container": cid, "error": exc.message})
+
+    async def lose(self, reason: str) -> None:
+        """Kill the started container because something it depends on died; its run ends
+        KILLED with ``reason`` as the error."""
+        if not self._started or self._closed:
+            return  # not started yet: ``run`` falls back to another network itself
+        self.lost_reason = reason
+        await self.kill()
 
     async def inspect(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._client.call(
@@ -162,6 +177,12 @@ class DockerCookie(Cookie):
                     try:
                         await self._client.call(
                             "remove container", "remove_container", self._id, force=True, v=True
+                        )
+                    except DockerUnavailableError as exc:
+                        self.left_behind = self._id
+                        logger.warning(
+                            "could not remove container; the driver retries",
+                            extra={"container": self._id, "error": exc.message},
                         )
                     except FnAgentError as exc:
                         # Already gone is what we wanted; anything else is logged, since the
@@ -239,6 +260,8 @@ class DockerWaitResult(WaitResult):
         cid = self._cookie._require_id()
         waited = await self._cookie._client.call("wait for container", "wait", cid)
         code = int(waited.get("StatusCode", -1))
+        if self._cookie.lost_reason is not None:
+            return lost(self._cookie.lost_reason, code)
         if code == 0:
             return exit_result(0)
         state = (await self._cookie.inspect()).get("State", {})

@@ -16,7 +16,7 @@ from drivers.docker.client import DEFAULT_MAX_CONCURRENT_CALLS, DockerClient
 from drivers.docker.config import DockerConfig, container_options
 from drivers.docker.cookie import DockerCookie
 from drivers.docker.pull import ImagePuller, PullProgress
-from drivers.errors import ClosedError, PoolEmpty
+from drivers.errors import ClosedError, DockerUnavailableError, FnAgentError, PoolEmpty
 
 if TYPE_CHECKING:
     from drivers.docker.pool import PreforkPool
@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BRIDGE = "default"
+PING_TIMEOUT_S = 2.0
+SWEEP_RETRY_BASE_S = 0.1
+SWEEP_RETRY_MAX_S = 2.0
+SLOT_DIED = (
+    "the prefork slot whose network namespace the container joined died, taking the "
+    "container's network with it"
+)
 
 
 class DockerDriver(Driver):
@@ -61,9 +68,13 @@ class DockerDriver(Driver):
             from drivers.docker.pool import PreforkPool
 
             self.pool = PreforkPool(self.client, self.puller, config, config.pool)
+            self.pool.on_lent_slot_died = self._slot_died
         self._cookies: set[DockerCookie] = set()
         self._slots: dict[DockerCookie, str] = {}
         self._network_use: Counter[str] = Counter({name: 0 for name in config.networks})
+        self._left_behind: set[str] = set()
+        """Containers whose removal failed because the daemon was down; retried."""
+        self._left_behind_added = anyio.Event()
         self._closed = False
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
@@ -75,12 +86,15 @@ class DockerDriver(Driver):
     async def __aenter__(self) -> Self:
         if self._closed:
             raise ClosedError("the Docker driver is closed")
-        if self.pool is not None and self._stack is None:
+        if self._stack is None:
             stack = AsyncExitStack()
             tg = await stack.enter_async_context(anyio.create_task_group())
             try:
-                await tg.start(self.pool.run)
+                tg.start_soon(self._remove_left_behind)
+                if self.pool is not None:
+                    await tg.start(self.pool.run)
             except BaseException:
+                tg.cancel_scope.cancel()  # the sweeper would keep the task group open
                 await stack.aclose()
                 self.client.close()
                 raise
@@ -137,7 +151,22 @@ class DockerDriver(Driver):
             self._network_use[network] += 1
         return network
 
+    def _slot_died(self, slot_id: str) -> None:
+        """A lent slot died: Docker tore its network down, so the containers that joined it
+        cannot use theirs. They are killed (their calls fail with ``SLOT_DIED``) and
+        replaced by whoever runs them; the pool replaces the slot."""
+        for cookie, joined in list(self._slots.items()):
+            if joined == slot_id and self._tg is not None:
+                logger.warning(
+                    "prefork slot died under a container; killing it",
+                    extra={"task": cookie.task.id, "slot": slot_id},
+                )
+                self._tg.start_soon(cookie.lose, SLOT_DIED)
+
     def _forget(self, cookie: DockerCookie) -> None:
+        if cookie.left_behind is not None:
+            self._left_behind.add(cookie.left_behind)
+            self._left_behind_added.set()
         self._cookies.discard(cookie)
         slot = self._slots.pop(cookie, None)
         if slot is not None and self.pool is not None:
@@ -154,6 +183,48 @@ class DockerDriver(Driver):
 
     async def ensure_image(self, image: str) -> None:
         await self.puller.ensure(image)
+
+    async def ping(self) -> None:
+        with anyio.move_on_after(PING_TIMEOUT_S):
+            await self.client.call("ping the Docker daemon", "ping")
+            return
+        raise DockerUnavailableError(
+            f"the Docker daemon did not answer a ping within {PING_TIMEOUT_S:g} s"
+        )
+
+    async def _remove_left_behind(self) -> None:
+        """Remove the containers ``aclose`` could not, once the daemon answers again (after a
+        restart they are stopped, not gone), backing off while it does not."""
+        failures = 0
+        while True:
+            if not self._left_behind:
+                await self._left_behind_added.wait()
+                self._left_behind_added = anyio.Event()
+                continue
+            try:
+                for container_id in list(self._left_behind):
+                    await self._remove(container_id)
+                    self._left_behind.discard(container_id)
+                failures = 0
+            except DockerUnavailableError:
+                failures += 1
+                await anyio.sleep(min(SWEEP_RETRY_MAX_S, SWEEP_RETRY_BASE_S * 2**failures))
+
+    async def _remove(self, container_id: str) -> None:
+        try:
+            await self.client.call(
+                "remove container", "remove_container", container_id, force=True, v=True
+            )
+        except DockerUnavailableError:
+            raise
+        except FnAgentError as exc:
+            if "No such container" not in exc.message:
+                logger.warning(
+                    "could not remove a container left behind",
+                    extra={"container": container_id, "error": exc.message},
+                )
+        else:
+            logger.info("removed a container left behind", extra={"container": container_id})
 
     async def aclose(self) -> None:
         await self._shutdown(None, None, None)
@@ -172,6 +243,10 @@ class DockerDriver(Driver):
                 await cookie.aclose()
             if self.pool is not None:
                 await self.pool.aclose()  # bounded by the pool's close_timeout_s
+            if self._left_behind:
+                with anyio.move_on_after(PING_TIMEOUT_S, shield=True):
+                    for container_id in list(self._left_behind):
+                        await self._remove(container_id)
         finally:
             if self._stack is not None and self._tg is not None:
                 self._tg.cancel_scope.cancel()

@@ -45,13 +45,29 @@ def translate(exc: Exception, what: str) -> FnAgentError:
     if isinstance(exc, requests.exceptions.Timeout):
         return DockerUnavailableError(f"{what}: the Docker daemon did not answer in time")
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return DockerUnavailableError(f"{what}: cannot connect to the Docker daemon ({exc})")
+        return DockerUnavailableError(
+            f"{what}: cannot connect to the Docker daemon ({_os_reason(exc)}); is it running?"
+        )
     if isinstance(exc, docker.errors.DockerException):
         # docker-py's own start-up failures (no socket, bad DOCKER_HOST, version probe).
         return DockerUnavailableError(f"{what}: {exc}")
     if isinstance(exc, requests.exceptions.RequestException):
         return DockerAPIError(f"{what}: {exc}")
     raise TypeError(f"no translation for {type(exc).__name__}") from exc
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The system error under requests' and urllib3's wrappers ("Connection refused"), or the
+    whole text when there is none."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        current = seen.pop()
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        seen.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        if current.__cause__ is not None:
+            seen.append(current.__cause__)
+    return str(exc)
 
 
 # The exception classes ``translate`` handles; a unit test proves each one maps.

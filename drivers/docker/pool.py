@@ -19,6 +19,7 @@ import itertools
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -55,7 +56,7 @@ SLOT_LABEL = "fnagent.prefork.slot"
 BRIDGE = "default"
 
 RETRY_BASE_S = 0.1
-RETRY_MAX_S = 5.0
+RETRY_MAX_S = 2.0
 HEALTHY_AFTER_S = 1.0
 """A slot that exits sooner than this on its own counts as a failure (backoff applies)."""
 CALL_GRACE_S = 60.0
@@ -238,6 +239,9 @@ class PoolState:
         slot.phase = SlotPhase.STARTING
         return container_id
 
+    def is_lent(self, container_id: str) -> bool:
+        return container_id in self._lent
+
     def exited(self, slot: Slot, container_id: str) -> bool:
         """The slot's container ended. Returns whether that was expected (we removed it)."""
         if slot.container_id != container_id:
@@ -317,6 +321,9 @@ def slot_options(
         "AttachStderr": False,
         "OpenStdin": False,
         "Tty": False,
+        # Nothing in a slot needs a graceful stop, and its PID 1 ignores SIGTERM: without this a
+        # daemon stopping (or `docker stop`) waits 10 s per slot.
+        "StopSignal": "SIGKILL",
         "HostConfig": {
             "NetworkMode": slot.network,
             "LogConfig": {"Type": "none", "Config": {}},
@@ -369,6 +376,9 @@ class PreforkPool:
         self._attempts = itertools.count()
         self.creations = 0
         """Slot containers created so far (every attempt the daemon accepted)."""
+        self.on_lent_slot_died: Callable[[str], None] | None = None
+        """Told the container id of a lent slot that died unexpectedly (killed, daemon
+        stopped): whoever joined its network namespace has lost its network."""
 
     def __repr__(self) -> str:
         in_use, free, starting = self._state.usage()
@@ -525,7 +535,10 @@ class PreforkPool:
                 break
             self._notify()
             await self._wait_exit(container_id)
+            lent = self._state.is_lent(container_id)
             expected = self._state.exited(slot, container_id)
+            if lent and not expected and self.on_lent_slot_died is not None:
+                self.on_lent_slot_died(container_id)
             self._notify()
             await self._remove(container_id)
             lived = anyio.current_time() - born
@@ -570,35 +583,54 @@ class PreforkPool:
     async def _wait_exit(self, container_id: str) -> None:
         """Until the container is no longer running (or gone). Errors (daemon down) retry with
         backoff: the slot stays registered, since it may well be alive."""
+        await self._until_answered("wait for prefork slot", FnAgentError, "wait", container_id)
+
+    async def _remove(self, container_id: str) -> None:
+        """Remove a slot's container. While the daemon is down, retry with backoff: after a
+        restart the container is stopped, not gone (a closing pool's deadline bounds this)."""
+        try:
+            await self._until_answered(
+                "remove prefork slot",
+                DockerUnavailableError,
+                "remove_container",
+                container_id,
+                force=True,
+                v=True,
+            )
+        except FnAgentError as exc:
+            message = exc.message
+            if "No such container" not in message and "already in progress" not in message:
+                logger.warning(
+                    "prefork pool: could not remove a slot",
+                    extra={"container": container_id, "error": message},
+                )
+
+    async def _until_answered(
+        self,
+        what: str,
+        retry_on: type[FnAgentError],
+        method: str,
+        container_id: str,
+        **kwargs: Any,
+    ) -> None:
+        """Call ``method`` on the container until it answers (gone counts as an answer);
+        ``retry_on`` errors retry with backoff, the first one logged."""
         failures = 0
         while True:
             try:
-                await self._client.call("wait for prefork slot", "wait", container_id)
+                await self._client.call(what, method, container_id, **kwargs)
                 return
             except ContainerGoneError:
                 return
-            except FnAgentError as exc:
+            except retry_on as exc:
                 failures += 1
                 if failures == 1:
                     logger.warning(
-                        "prefork pool: cannot wait for a slot; retrying",
+                        "prefork pool: %s failed; retrying",
+                        what,
                         extra={"container": container_id, "error": exc.message},
                     )
                 await anyio.sleep(retry_delay_s(failures))
-
-    async def _remove(self, container_id: str) -> None:
-        try:
-            await self._client.call(
-                "remove prefork slot", "remove_container", container_id, force=True, v=True
-            )
-        except ContainerGoneError:
-            pass
-        except FnAgentError as exc:
-            if "No such container" not in exc.message and "already in progress" not in exc.message:
-                logger.warning(
-                    "prefork pool: could not remove a slot",
-                    extra={"container": container_id, "error": exc.message},
-                )
 
     async def _shrink_loop(self) -> None:
         """Retire free slots idle for ``idle_shrink_s``, down to ``min_size``."""

@@ -1,5 +1,5 @@
 """The ASGI app of ``fnagent serve``: Fn's v2 API, invoke, HTTP triggers, ping, version,
-metrics and the OpenAPI document of what is implemented.
+health, metrics and the OpenAPI document of what is implemented.
 
 Errors are JSON ``{"message": ...}`` everywhere; every ``FnAgentError`` carries its status, so
 one handler maps them all.
@@ -82,6 +82,17 @@ def create_app(state: ServerState) -> Starlette:
     async def version(request: Request) -> Response:
         return JSONResponse({"version": state.version})
 
+    async def health(request: Request) -> Response:
+        """200 while the Docker daemon answers, else 503 with its error; both carry the
+        containers and pool slots by state. Like ping, it needs no token."""
+        report: dict[str, Any] = {"status": "ok", "docker": "up", **state.metrics.state()}
+        try:
+            await state.agent.driver.ping()
+        except FnAgentError as exc:
+            report.update(status="unavailable", docker="down", message=exc.message)
+            return JSONResponse(report, status_code=503, headers={"Retry-After": "15"})
+        return JSONResponse(report)
+
     async def metrics(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -96,6 +107,7 @@ def create_app(state: ServerState) -> Starlette:
         *invoke.routes(state),
         Route("/", ping, methods=["GET"]),
         Route("/version", version, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", spec, methods=["GET"]),
         *api.routes(state),

@@ -57,6 +57,7 @@ class Metrics:
     """The server's registry. ``state`` returns {"containers": {...}, "pool": {...}}."""
 
     def __init__(self, state: Callable[[], dict[str, Any]]) -> None:
+        self.state = state
         self.registry = CollectorRegistry()
         self.calls = Counter(
             "fnagent_calls",

@@ -1,7 +1,7 @@
 """The OpenAPI 3.0 document of what ``fnagent serve`` implements (served at /openapi.json).
 
 It follows Fn's v2 swagger (shared/reference/fn_swagger_v2.yml) for apps, fns and triggers, and
-adds what is ours: invoke, triggers' gateway, scale, ping, version and metrics.
+adds what is ours: invoke, triggers' gateway, scale, ping, version, health and metrics.
 """
 
 from __future__ import annotations
@@ -168,6 +168,16 @@ def document() -> dict[str, Any]:
                     "operationId": "Version",
                     "security": [],
                     "responses": {"200": _json({"type": "object"}, "Version")},
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "Health",
+                    "security": [],
+                    "responses": {
+                        "200": _json({"type": "object"}, "The Docker daemon answers"),
+                        "503": _json({"type": "object"}, "The Docker daemon is down"),
+                    },
                 }
             },
             "/v2/apps": _collection("App", []),

@@ -186,6 +186,29 @@ async def test_minimum_hot_count_keeps_frozen_containers() -> None:
         await poll(lambda: driver.live() == [], "scaled to zero: both idle past idle_timeout")
 
 
+async def test_minimum_hot_count_backs_off_while_the_daemon_is_down_then_recovers() -> None:
+    clock = ManualClock()
+    async with running({"fn/echo": http_function()}, clock=clock) as (agent, driver):
+        fn = make_fn()
+        driver.available = False
+        agent.scale(fn, 1)
+        await poll(lambda: clock.sleepers == 1, "a delayed relaunch after the failure")
+        await anyio.sleep(0.05)
+        assert driver.prepare_attempts == 1, "no relaunch before the backoff passes"
+        clock.advance(0.1)
+        await poll(lambda: driver.prepare_attempts == 2, "one relaunch after 0.1 s")
+        await poll(lambda: clock.sleepers == 1, "the next relaunch is delayed too")
+        clock.advance(0.1)
+        await anyio.sleep(0.05)
+        assert driver.prepare_attempts == 2, "the delay doubles"
+        result = await agent.submit(make_call(fn))
+        assert result.status == 503 and "cannot connect to the Docker daemon" in message(result)
+        driver.available = True
+        clock.advance(2)
+        await poll(lambda: agent.containers("fn1")["running"] == 1, "warm again")
+        assert (await agent.submit(make_call(fn))).status == 200
+
+
 # -- the status table -------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from drivers.docker.config import DockerConfig, PoolConfig
 from drivers.docker.pool import (
     POOL_LABEL,
+    RETRY_MAX_S,
     PoolState,
     PoolUsage,
     PreforkPool,
@@ -267,7 +268,7 @@ def test_retry_delay_grows_and_is_capped() -> None:
     delays = [retry_delay_s(n) for n in range(12)]
     assert delays[0] == 0.0 and delays[1] == 0.1
     assert delays == sorted(delays)
-    assert max(delays) == 5.0
+    assert max(delays) == RETRY_MAX_S
 
 
 @pytest.mark.parametrize(
