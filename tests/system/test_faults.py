@@ -32,6 +32,8 @@ from tests.system.conftest import FN_HELLO, FN_TEST, require_image, wait_for
 from tests.system.server import Answer, Server, make_server
 from tests.system.test_serve import deploy, instance_containers
 
+pytestmark = pytest.mark.faults
+
 MIB = 1024 * 1024
 
 

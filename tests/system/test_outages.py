@@ -19,6 +19,8 @@ from tests.system.dockerd import PrivateDockerd
 from tests.system.server import Answer, Server, make_server
 from tests.system.test_serve import deploy, instance_containers
 
+pytestmark = pytest.mark.faults
+
 POOL_SIZE = 2
 RECOVERY_S = 10
 STOPPED = ("exited", "dead")
