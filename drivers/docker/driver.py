@@ -251,9 +251,13 @@ class DockerDriver(Driver):
             if self._stack is not None and self._tg is not None:
                 self._tg.cancel_scope.cancel()
                 stack, self._stack, self._tg = self._stack, None, None
-                # The task group sees the body's exception, so a crash of the pool's tasks and
-                # the cancellation it caused come out as one error.
-                await stack.__aexit__(exc_type, exc, tb)
+                # The task group sees a cancellation of the body, which may be its own (a crash
+                # of the pool's tasks): they then come out as one error. Any other error of the
+                # body propagates as it is, not wrapped in an exception group.
+                if isinstance(exc, anyio.get_cancelled_exc_class()):
+                    await stack.__aexit__(exc_type, exc, tb)
+                else:
+                    await stack.aclose()
             self.client.close()
 
     async def containers(self, **filters: Any) -> list[dict[str, Any]]:

@@ -306,6 +306,17 @@ async def test_two_pools_on_one_daemon_stay_apart(
     assert left == []
 
 
+async def test_an_error_inside_the_drivers_context_comes_out_unwrapped(instance_id: str) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with pooled(instance_id) as driver:
+            assert driver.pool is not None
+            await eventually(driver.pool.free_ids, "a free slot")
+            raise Boom()
+
+
 async def test_a_missing_pool_image_fails_start_naming_make_images(instance_id: str) -> None:
     with pytest.raises(ImageNotFoundError, match="make images"):
         async with pooled(instance_id, image="fnagent/no-such-pool-image"):
