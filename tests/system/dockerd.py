@@ -1,6 +1,7 @@
 """A private Docker daemon for tests that stop and start it: its own data root, exec root
-(with its own containerd), socket and pid file, no bridge and no iptables rules, so it neither
-touches the host's daemon nor its networks. Needs root and the `dockerd` binary."""
+(with its own containerd), socket and pid file, in a network namespace of its own (a dockerd
+without a bridge deletes `docker0`, which would break the host daemon's bridge), no bridge and no
+iptables rules. Needs root, `unshare` and the `dockerd` binary."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class PrivateDockerd:
             return "a private dockerd needs root"
         if shutil.which("dockerd") is None:
             return "dockerd is not installed (run `make docker`)"
+        if shutil.which("unshare") is None:
+            return "unshare (util-linux) is not installed"
         return None
 
     def start(self) -> None:
@@ -45,6 +48,8 @@ class PrivateDockerd:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [
+                    "unshare",
+                    "--net",
                     "dockerd",
                     f"--data-root={self.root / 'data'}",
                     f"--exec-root={self.root / 'exec'}",

@@ -4,6 +4,7 @@ under a function that joined its network namespace."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -48,6 +49,7 @@ def private_dockerd(docker_api: docker.APIClient) -> Iterator[PrivateDockerd]:
         pytest.skip(why_not)
     for image in (BUSYBOX, FN_HELLO):
         require_image(docker_api, image)
+    host_links = set(os.listdir("/sys/class/net"))
     daemon = PrivateDockerd()
     try:
         daemon.start()
@@ -55,6 +57,8 @@ def private_dockerd(docker_api: docker.APIClient) -> Iterator[PrivateDockerd]:
         yield daemon
     finally:
         daemon.destroy()
+    gone = host_links - set(os.listdir("/sys/class/net"))
+    assert "docker0" not in gone, "the private dockerd deleted the host's docker0"
 
 
 @pytest.mark.timeout(300)
