@@ -26,8 +26,7 @@ from drivers.docker import DockerDriver
 from drivers.docker.pull import PullProgress
 from drivers.errors import ContainerGoneError, FnAgentError, FunctionTimeoutError
 from drivers.results import timed_out
-from fnagent.httpclient import ProtocolError, UnixHTTPConnection
-from fnagent.readiness import LISTENER, wait_until_listening
+from fnagent.readiness import LISTENER
 
 MAX_STAT_SAMPLES = 240
 
@@ -161,6 +160,10 @@ async def _call_hot(
     stdout: LogSink,
 ) -> tuple[RunResult, int | None]:
     """Wait for the listener, make the one call, and report how it went."""
+    # Imported here: the cold format, whose start-up latency matters most, needs neither.
+    from fnagent.httpclient import ProtocolError, UnixHTTPConnection
+    from fnagent.readiness import wait_until_listening
+
     body = b"".join([chunk async for chunk in stdin])
     exited = anyio.Event()
     ended: list[RunResult] = []

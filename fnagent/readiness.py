@@ -7,13 +7,15 @@ readiness is seen the moment the link appears; where inotify is not available it
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import stat
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
+
+if TYPE_CHECKING:
+    import ctypes
 
 LISTENER = "lsnr.sock"
 POLL_S = 0.005
@@ -29,11 +31,18 @@ _libc: ctypes.CDLL | None = None
 def _load_libc() -> ctypes.CDLL | None:
     global _libc
     if _libc is None:
-        name = ctypes.util.find_library("c")
+        # Imported on first use: ctypes costs a few ms that `fnagent run`'s cold format skips.
+        import ctypes
+        import ctypes.util
+
         try:
-            _libc = ctypes.CDLL(name or "libc.so.6", use_errno=True)
+            # glibc's soname first: find_library runs ldconfig in a subprocess.
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
         except OSError:
-            return None
+            try:
+                _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            except OSError:
+                return None
     return _libc
 
 

@@ -23,6 +23,27 @@ DEFAULT_MAX_CONCURRENT_CALLS = 32
 DEFAULT_HTTP_TIMEOUT_S = 120.0
 
 
+class _APIClient(docker.APIClient):  # type: ignore[misc]  # docker-py is untyped
+    """docker-py's client, negotiating the API version the way the docker CLI does."""
+
+    def _retrieve_server_version(self) -> str:
+        # /_ping names the daemon's API version in a header; /version, which docker-py asks,
+        # answers in ~6 ms instead of ~0.3 ms (it gathers kernel and component versions), and
+        # every `fnagent run` pays it before its first container.
+        try:
+            response = self._get(self._url("/_ping", versioned_api=False))
+            self._raise_for_status(response)
+            return str(response.headers["Api-Version"])
+        except KeyError as exc:
+            raise docker.errors.DockerException(
+                "Invalid response from docker daemon: no Api-Version header on /_ping"
+            ) from exc
+        except Exception as exc:
+            raise docker.errors.DockerException(
+                f"Error while fetching server API version: {exc}"
+            ) from exc
+
+
 class DockerClient:
     """A docker-py ``APIClient`` plus the limiter its calls share."""
 
@@ -54,7 +75,7 @@ class DockerClient:
         else:
             params = {"base_url": self._base_url}
         params.setdefault("base_url", docker.constants.DEFAULT_UNIX_SOCKET)
-        return docker.APIClient(
+        return _APIClient(
             version="auto",
             timeout=self._http_timeout_s,
             max_pool_size=self._max,

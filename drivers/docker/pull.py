@@ -118,6 +118,11 @@ class ImagePuller:
     def __repr__(self) -> str:
         return f"<ImagePuller policy={self._policy} in_flight={len(self._inflight)}>"
 
+    @property
+    def policy(self) -> PullPolicy:
+        """The default policy of ``ensure``."""
+        return self._policy
+
     async def ensure(
         self,
         image: str,

@@ -4,11 +4,13 @@ import time."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import docker
 
@@ -19,11 +21,12 @@ API_RUNS = 10
 LABELS = {"fnagent.managed": "1", "fnagent.instance": f"bench-{uuid.uuid4().hex[:8]}"}
 FN_SHELL = "fnagent/fn-shell"
 BUSYBOX = "fnagent/busybox"
+RAWRUN = str(Path(__file__).with_name("rawrun.py"))
 
 
-def _timed(command: list[str], stdin: bytes) -> float:
+def _timed(command: list[str], stdin: bytes, env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
-    done = subprocess.run(command, input=stdin, capture_output=True, check=False)
+    done = subprocess.run(command, input=stdin, capture_output=True, check=False, env=env)
     elapsed = time.perf_counter() - started
     if done.returncode != 0 or done.stdout != b"Hello, bench!\n":
         raise RuntimeError(f"{command[0]} failed: {done.returncode} {done.stderr[-300:]!r}")
@@ -31,19 +34,34 @@ def _timed(command: list[str], stdin: bytes) -> float:
 
 
 def bench_run_vs_docker(report: Report) -> None:
+    """``fnagent run`` against ``docker run --rm -i``, and two references that say where the
+    gap comes from: the docker CLI's API sequence in Python with the standard library only, and
+    the same with docker-py imported first (unused)."""
     label_args = [a for k, v in LABELS.items() for a in ("--label", f"{k}={v}")]
     docker_cmd = ["docker", "run", "--rm", "-i", *label_args, FN_SHELL]
     fnagent_cmd = [sys.executable, "-m", "fnagent", "run", FN_SHELL]
+    raw_cmd = [sys.executable, RAWRUN, FN_SHELL, *(f"{k}={v}" for k, v in LABELS.items())]
+    with_docker_py = {**os.environ, "FNAGENT_RAWRUN_IMPORT": "docker"}
     ours: list[float] = []
     theirs: list[float] = []
-    _timed(docker_cmd, b"bench")  # warm both paths once
+    raw: list[float] = []
+    raw_docker_py: list[float] = []
+    _timed(docker_cmd, b"bench")  # warm every path once
     _timed(fnagent_cmd, b"bench")
-    for _ in range(RUNS):  # interleaved, so drift hits both alike
+    _timed(raw_cmd, b"bench", with_docker_py)
+    for _ in range(RUNS):  # interleaved, so drift hits all alike
         theirs.append(_timed(docker_cmd, b"bench"))
         ours.append(_timed(fnagent_cmd, b"bench"))
+        raw.append(_timed(raw_cmd, b"bench"))
+        raw_docker_py.append(_timed(raw_cmd, b"bench", with_docker_py))
     report.add(
         Row("docker run --rm -i fn-shell (whole process)", median_ms(theirs), "ms", samples=RUNS)
     )
+    for name, samples in (
+        ("stdlib Engine API client, the CLI's calls (floor)", raw),
+        ("same + `import docker` (docker-py's import alone)", raw_docker_py),
+    ):
+        report.add(Row(name, median_ms(samples), "ms", "docker run", median_ms(theirs), "", RUNS))
     report.add(
         Row(
             "fnagent run fn-shell (whole process)",

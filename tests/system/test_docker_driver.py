@@ -140,6 +140,22 @@ async def test_missing_image_with_pull_never_is_not_found(instance_id: str) -> N
         await cookie.aclose()
 
 
+async def test_present_image_is_created_without_an_inspect(
+    driver: DockerDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps: list[str] = []
+    call_sync = driver.client.call_sync
+
+    async def spy(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        steps.append(what)
+        return await call_sync(what, fn, *args, **kwargs)
+
+    monkeypatch.setattr(driver.client, "call_sync", spy)
+    result, out, _ = await run_task(driver, task(["echo", "hi"]))
+    assert result.ok and out == b"hi\n"
+    assert not [step for step in steps if step.startswith("inspect image")], steps
+
+
 # Security defaults (DESIGN.md §2), seen from Docker and from inside the container.
 
 

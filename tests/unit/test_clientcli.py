@@ -343,13 +343,25 @@ def test_help_lists_the_client_commands() -> None:
         assert f"  {name} " in result.output
 
 
-def test_importing_the_cli_does_not_load_the_http_client() -> None:
+def test_importing_the_cli_does_not_load_the_client_commands() -> None:
     code = (
-        "import sys, fnagent.cli; "
-        "print(sorted(m for m in ('fnagent.apiclient', 'http.client') if m in sys.modules))"
+        "import sys, fnagent.cli; print(sorted(m for m in "
+        "('fnagent.apiclient', 'fnagent.clientcli', 'http.client') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert done.stdout.strip() == b"[]"
+
+
+def test_a_client_command_loads_on_demand() -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from fnagent.cli import main\n"
+        "r = CliRunner().invoke(main, ['fns', '--help'])\n"
+        "print(r.exit_code, 'fnagent.clientcli' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert done.stdout.strip() == b"0 True"
 
 
 def test_help_names_the_client_default_url() -> None:
