@@ -4,6 +4,7 @@ the socket + first call."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -24,7 +25,7 @@ from tests.bench.report import Report, Row, median_ms, percentile_ms
 FN_HELLO = "fnagent/fn-hello"
 HOT_CALLS = 400
 THAW_RUNS = 15
-COLD_RUNS = 8
+COLD_RUNS = 12
 BODY = b'{"name": "bench"}'
 
 
@@ -151,23 +152,6 @@ async def bench_thaw(report: Report) -> None:
     )
 
 
-async def _cold_agent(config: AgentConfig, runs: int) -> list[float]:
-    samples: list[float] = []
-    async with DockerDriver(config.docker_config()) as driver, Agent(driver, config) as agent:
-        await agent.submit(Call(fn=hello("warmup"), request=CallRequest(body=BODY)))
-        for i in range(runs):
-            started = time.perf_counter()
-            result = await agent.submit(Call(fn=hello(f"cold-{i}"), request=CallRequest(body=BODY)))
-            samples.append(time.perf_counter() - started)
-            assert result.start == "cold" and result.status == 200, result
-            agent.forget(f"cold-{i}")
-            # As the docker path does: the removal finishes before the next start is timed.
-            with anyio.fail_after(30):
-                while sum(agent.containers(f"cold-{i}").values()) or driver_busy(driver):
-                    await anyio.sleep(0.01)
-    return samples
-
-
 def driver_busy(driver: DockerDriver) -> bool:
     """True while the driver still has a function container open (being removed)."""
     return len(driver._cookies) > 1  # the warm-up container stays
@@ -191,16 +175,25 @@ def _docker_path(labels: dict[str, str]) -> float:
 
 
 async def bench_cold(report: Report) -> None:
+    """The three cold paths interleaved round by round, so the machine's drift hits each alike."""
     labels = {"fnagent.managed": "1", "fnagent.instance": f"bench-{uuid.uuid4().hex[:8]}"}
-    docker_runs = [await anyio.to_thread.run_sync(_docker_path, labels) for _ in range(COLD_RUNS)]
-    bridge = await _cold_agent(_config(), COLD_RUNS)
+    pooled_config = _pooled(_config())
+    docker_runs: list[float] = []
+    bridge: list[float] = []
+    pooled: list[float] = []
+    async with contextlib.AsyncExitStack() as stack:
+        bridge_agent = await stack.enter_async_context(ColdAgent(_config()))
+        pool_agent = None
+        if pooled_config is not None:
+            pool_agent = await stack.enter_async_context(ColdAgent(pooled_config))
+        for _ in range(COLD_RUNS):
+            docker_runs.append(await anyio.to_thread.run_sync(_docker_path, labels))
+            bridge.append(await bridge_agent.cold_call())
+            if pool_agent is not None:
+                pooled.append(await pool_agent.cold_call())
+    docker_ms = median_ms(docker_runs)
     report.add(
-        Row(
-            "cold call: docker run -d + socket + first call",
-            median_ms(docker_runs),
-            "ms",
-            samples=COLD_RUNS,
-        )
+        Row("cold call: docker run -d + socket + first call", docker_ms, "ms", samples=COLD_RUNS)
     )
     report.add(
         Row(
@@ -208,25 +201,60 @@ async def bench_cold(report: Report) -> None:
             median_ms(bridge),
             "ms",
             "docker path",
-            median_ms(docker_runs),
+            docker_ms,
             "",
             COLD_RUNS,
         )
     )
-    pooled_config = _pooled(_config())
-    if pooled_config is not None:
-        pooled = await _cold_agent(pooled_config, COLD_RUNS)
+    if pooled:
         report.add(
             Row(
                 "cold call through the agent, prefork pool",
                 median_ms(pooled),
                 "ms",
                 "docker path",
-                median_ms(docker_runs),
+                docker_ms,
                 "<= 0.6x",
                 COLD_RUNS,
             )
         )
+
+
+class ColdAgent:
+    """An agent (and its driver) that times cold calls: each to a function never seen before,
+    whose container is removed before the next is timed, as the docker path's is."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.runs = 0
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> ColdAgent:
+        self.driver = await self._stack.enter_async_context(
+            DockerDriver(self.config.docker_config())
+        )
+        self.agent = await self._stack.enter_async_context(Agent(self.driver, self.config))
+        await self.agent.submit(Call(fn=hello("warmup"), request=CallRequest(body=BODY)))
+        if self.driver.pool is not None:
+            with anyio.fail_after(30):
+                await self.driver.pool.wait_free(2)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def cold_call(self) -> float:
+        name = f"cold-{self.runs}"
+        self.runs += 1
+        started = time.perf_counter()
+        result = await self.agent.submit(Call(fn=hello(name), request=CallRequest(body=BODY)))
+        elapsed = time.perf_counter() - started
+        assert result.start == "cold" and result.status == 200, result
+        self.agent.forget(name)
+        with anyio.fail_after(30):
+            while sum(self.agent.containers(name).values()) or driver_busy(self.driver):
+                await anyio.sleep(0.01)
+        return elapsed
 
 
 def _pooled(config: AgentConfig) -> AgentConfig | None:
