@@ -7,6 +7,7 @@ import os
 import subprocess
 import tempfile
 import time
+import uuid
 
 from fnagent.readiness import is_listening
 
@@ -20,11 +21,14 @@ def docker_run_hello(labels: dict[str, str]) -> tuple[str, str]:
     socket_dir = tempfile.mkdtemp(prefix="fnagent-bench-docker-")
     os.chmod(socket_dir, 0o777)
     label_args = [arg for name, value in labels.items() for arg in ("--label", f"{name}={value}")]
-    container = subprocess.run(
+    name = f"fnagent-bench-{uuid.uuid4().hex[:12]}"
+    started = subprocess.run(
         [
             "docker",
             "run",
             "-d",
+            "--name",
+            name,
             *label_args,
             "--user",
             "1000:1000",
@@ -41,8 +45,13 @@ def docker_run_hello(labels: dict[str, str]) -> tuple[str, str]:
         ],
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout.strip()
+        check=False,
+    )
+    if started.returncode != 0:
+        # A start that fails leaves the created container behind.
+        docker_rm(name)
+        raise RuntimeError(f"docker run fn-hello failed: {started.stderr.strip()}")
+    container = started.stdout.strip()
     deadline = time.monotonic() + LISTEN_DEADLINE_S
     while not is_listening(socket_dir):
         if time.monotonic() > deadline:
