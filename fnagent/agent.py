@@ -175,8 +175,9 @@ class Agent:
         tb: TracebackType | None,
     ) -> bool | None:
         self._closing = True
+        # Calls can no longer start: once none is in flight (the event is set then), none will be.
         with anyio.move_on_after(self.stop_grace_s, shield=True):
-            while self._inflight:
+            if self._inflight:
                 await self._idle_calls.wait()
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
@@ -196,9 +197,8 @@ class Agent:
             result = error_result(call.id, exc)
         finally:
             self._inflight -= 1
-            if not self._inflight:
-                event, self._idle_calls = self._idle_calls, anyio.Event()
-                event.set()
+            if self._closing and not self._inflight:
+                self._idle_calls.set()
         result.duration_s = time.monotonic() - started
         return result
 
@@ -250,6 +250,7 @@ class Agent:
                         await container.cookie.unfreeze()
                         container.frozen = False
                         start = "thawed"
+                        container.notify()  # its life task waits on the removal timer: re-time
                 if not container.doomed:
                     return container, start
                 # The freeze we waited for failed and doomed it: find another.
@@ -537,15 +538,25 @@ class Agent:
         queue's minimum keeps it); return when the container is to be removed."""
         freeze_after = self.config.freeze_idle_ms / 1000
         remove_after = float(container.fn.idle_timeout_s)
+        sampled_at = 0.0
         while not container.doomed:
             changed = container.changed
             if container.state is not State.IDLE:
-                # Busy: a call longer than the interval gets resource samples; a shorter one
-                # costs the daemon nothing.
-                with anyio.move_on_after(STATS_INTERVAL_S):
-                    await changed.wait()
-                    continue
-                await self._sample(container)
+                # Busy: going idle wakes this task (watching_busy). A call that has run for the
+                # interval gets a resource sample, then one per interval; a shorter one costs
+                # the daemon nothing.
+                due = max(container.busy_since, sampled_at) + STATS_INTERVAL_S
+                container.watching_busy = True
+                try:
+                    with anyio.move_on_after(due - time.monotonic()):
+                        await changed.wait()
+                        continue
+                finally:
+                    container.watching_busy = False
+                now = time.monotonic()
+                if container.state is State.BUSY and now - container.busy_since >= STATS_INTERVAL_S:
+                    await self._sample(container)
+                    sampled_at = now
                 continue
             idle_for = self.clock.now() - container.idle_since
             if not container.frozen and not container.freeze_failed:
