@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -273,8 +274,9 @@ class Agent:
                     await waiter.ready.wait()
                 if not waiter.ready.is_set() and not queue.starting and queue.needs_launch():
                     self._spawn(queue, call.extensions)
-            with anyio.fail_after(call.remaining_s()):
-                await waiter.ready.wait()
+            if not waiter.ready.is_set():
+                with anyio.fail_after(call.remaining_s()):
+                    await waiter.ready.wait()
         except BaseException as exc:
             if waiter.container is not None:
                 # Handed a container just as we gave up (timeout or cancellation): give it back.
@@ -304,10 +306,11 @@ class Agent:
         CPUs better than one container per concurrent call.
         """
         patience = self.config.hot_launch_patience_ms / 1000
-        if not queue.containers or queue.call_time_s is None or patience <= 0:
+        serving = queue.serving
+        if not serving or queue.call_time_s is None or patience <= 0:
             return 0.0
         launch = queue.launch_time_s or DEFAULT_LAUNCH_ESTIMATE_S
-        expected_wait = queue.call_time_s * len(queue.waiters) / len(queue.containers)
+        expected_wait = queue.call_time_s * len(queue.waiters) / serving
         return 0.0 if expected_wait >= launch else patience
 
     async def _dispatch(
@@ -402,10 +405,25 @@ class Agent:
 
     # -- containers ---------------------------------------------------------------------------
 
-    def _launch_for(self, queue: SlotQueue, extensions: dict[str, str] | None = None) -> None:
+    def _launch_for(
+        self,
+        queue: SlotQueue,
+        extensions: dict[str, str] | None = None,
+        *,
+        use_history: bool = True,
+    ) -> None:
         """Start as many launches as waiters outnumber starting containers. ``extensions`` (the
-        launching call's) reach the driver, which may change the container from them."""
-        while queue.needs_launch():
+        launching call's) reach the driver, which may change the container from them.
+
+        Scaling from zero with the version's calls known to be short next to a launch
+        (``use_history``), only as many start as can serve the waiters within one launch
+        time: one container then answers them all sooner than many starting at once would
+        (each launch costs CPU the others wait for), and the waiters' patience adds more."""
+        limit = len(queue.waiters)
+        if use_history and not queue.serving and queue.call_time_s is not None:
+            launch = queue.launch_time_s or DEFAULT_LAUNCH_ESTIMATE_S
+            limit = max(1, math.ceil(len(queue.waiters) * queue.call_time_s / launch))
+        while queue.needs_launch() and queue.starting < limit:
             self._spawn(queue, extensions)
 
     def _spawn(self, queue: SlotQueue, extensions: dict[str, str] | None = None) -> None:
@@ -476,7 +494,7 @@ class Agent:
                 if failure is not None:
                     raise failure
         except FnAgentError as exc:
-            if starting and not queue.containers:
+            if starting and not queue.serving:
                 # Scaling from zero failed: a waiter learns why. While other containers run,
                 # the waiters keep waiting for them instead.
                 queue.fail_one(exc)
@@ -500,10 +518,12 @@ class Agent:
         if queue.draining and queue.empty:
             self._queues.pop(queue.key, None)
             return
-        # After a failed launch, relaunch only to scale from zero; with containers running,
-        # waiters are served by them (or launch anew after their patience), never in a loop.
-        if launched or not queue.containers:
-            self._launch_for(queue)
+        # With none left serving, scale from zero (after a failed launch, a launch per waiter:
+        # each failure answers one). With containers serving, they serve the waiters, whose
+        # patience decides on more: replacing every container removed would start a burst
+        # of launches, e.g. after callers went away mid-call under load and doomed them all.
+        if not queue.serving:
+            self._launch_for(queue, use_history=launched)
         self._keep_minimum(queue)
 
     async def _watch_exit(self, container: HotContainer, waiter: WaitResult) -> None:

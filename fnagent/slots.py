@@ -127,6 +127,12 @@ class SlotQueue:
             return container
         return None
 
+    @property
+    def serving(self) -> int:
+        """Containers that can take calls: launched, not doomed (a doomed one is on its way
+        out, e.g. after its caller went away mid-call)."""
+        return sum(1 for c in self.containers if not c.doomed)
+
     def needs_launch(self) -> bool:
         return len(self.waiters) > self.starting and not self.draining
 
