@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -45,6 +46,7 @@ from fnagent.admission import Admission, Budget, detect_budget
 from fnagent.calllogs import CappedLog, OutputRouter, log_call
 from fnagent.clock import Clock
 from fnagent.config import AgentConfig
+from fnagent.hostcpu import HostCpu
 from fnagent.httpclient import (
     BodyTooLarge,
     ConnectFailed,
@@ -72,6 +74,8 @@ UPDATE_RETRY_S = 10.0
 # How long a failed call waits to learn how its container ended (to name an OOM kill).
 EXIT_REPORT_WAIT_S = 2.0
 MAX_ATTEMPTS = 3
+# Below this idle CPU share, waiting short calls launch no more containers (_cpus_have_room).
+LAUNCH_MIN_IDLE_CPU = 0.15
 FN_LABEL = "fnagent.fn_id"
 APP_LABEL = "fnagent.app_id"
 _OWN_HEADERS = frozenset({"fn-call-id", "fn-deadline"})
@@ -138,10 +142,13 @@ class Agent:
         *,
         budget: Budget | None = None,
         clock: Clock | None = None,
+        host_idle: Callable[[], float | None] | None = None,
         stop_grace_s: float = DEFAULT_STOP_GRACE_S,
     ) -> None:
         self.driver = driver
         self.config = config
+        self.host_idle = host_idle or HostCpu().idle_share
+        """The host's idle CPU share lately (None: unknown); see _cpus_have_room."""
         self.admission = Admission(
             budget or detect_budget(config.max_total_memory_bytes, config.max_total_cpu_mcpus)
         )
@@ -272,7 +279,12 @@ class Agent:
             if patience > 0:
                 with anyio.move_on_after(min(patience, call.remaining_s())):
                     await waiter.ready.wait()
-                if not waiter.ready.is_set() and not queue.starting and queue.needs_launch():
+                if (
+                    not waiter.ready.is_set()
+                    and not queue.starting
+                    and queue.needs_launch()
+                    and self._cpus_have_room()
+                ):
                     self._spawn(queue, call.extensions)
             if not waiter.ready.is_set():
                 with anyio.fail_after(call.remaining_s()):
@@ -312,6 +324,16 @@ class Agent:
         launch = queue.launch_time_s or DEFAULT_LAUNCH_ESTIMATE_S
         expected_wait = queue.call_time_s * len(queue.waiters) / serving
         return 0.0 if expected_wait >= launch else patience
+
+    def _cpus_have_room(self) -> bool:
+        """Whether a short-call waiter whose patience ran out may launch one more container.
+
+        Not while the host's CPUs are (nearly) full: the wait then comes from the CPUs, not
+        from too few containers, and another container adds contention, not throughput.
+        Measured with the FDK hello at concurrency 16 on 2 cores: FDK CPU per call 0.31 ms
+        with 2 containers, 0.40 with 4, 0.53 with 8; 2,150 vs 1,490 calls/s."""
+        idle = self.host_idle()
+        return idle is None or idle >= LAUNCH_MIN_IDLE_CPU
 
     async def _dispatch(
         self, queue: SlotQueue, container: HotContainer, call: Call, start: str
