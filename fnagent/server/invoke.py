@@ -38,6 +38,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 INVOKE_PREFIX = "/invoke/"
 TRIGGER_PREFIX = "/t/"
 INVOKE_METHODS = ("POST",)
+# When run_call starts watching for the caller going away.
+WATCH_AFTER_S = 0.05
 TRIGGER_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -196,7 +198,13 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 async def run_call(state: ServerState, receive: Receive, call: Call) -> CallResult | None:
-    """Submit ``call``; cancel it when the caller goes away (then None)."""
+    """Submit ``call``; cancel it when the caller goes away (then None).
+
+    The caller is watched from WATCH_AFTER_S into the call: most calls are over by then,
+    and a watcher task per call costs more than the rest of this function. A caller that
+    leaves earlier is noticed then (or its answer is dropped)."""
+    loop = asyncio.get_running_loop()
+    watcher: asyncio.Task[None] | None = None
     with anyio.CancelScope() as scope:
 
         async def watch_disconnect() -> None:
@@ -204,13 +212,19 @@ async def run_call(state: ServerState, receive: Receive, call: Call) -> CallResu
                 pass
             scope.cancel()
 
-        # A bare asyncio task, not a task group: this runs for every invoke, and the watcher
-        # only ever waits; it is cancelled below whatever happens.
-        watcher = asyncio.get_running_loop().create_task(watch_disconnect())
+        def start_watching() -> None:
+            nonlocal watcher
+            # A bare asyncio task, not a task group: the watcher only ever waits, and it is
+            # cancelled below whatever happens.
+            watcher = loop.create_task(watch_disconnect())
+
+        timer = loop.call_later(WATCH_AFTER_S, start_watching)
         try:
             return await state.agent.submit(call)
         finally:
-            watcher.cancel()
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
     return None
 
 
