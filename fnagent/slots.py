@@ -11,6 +11,7 @@ oldest waiter.
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -47,6 +48,8 @@ class HotContainer:
     doomed: bool = False
     """Marked for removal: its life task removes it as soon as it notices."""
     idle_since: float = 0.0
+    busy_since: float = 0.0
+    """time.monotonic() when its current call took it (resource samples are timed from it)."""
     calls: int = 0
     cookie: Cookie | None = None
     exit_result: RunResult | None = None
@@ -54,11 +57,17 @@ class HotContainer:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     """Held across freeze and thaw, so a call never meets a half-frozen container."""
     changed: anyio.Event = field(default_factory=anyio.Event)
+    watching_busy: bool = False
+    """The life task waits for this busy container to go idle (to time its freeze)."""
     stats: list[Stat] | None = None
     """Where resource samples go while a call runs; None between calls."""
 
     def notify(self) -> None:
-        """Wake the container's life task: its state, or doom, changed."""
+        """Wake the container's life task: it was doomed, or what keeps it changed.
+
+        Taking an idle container and handing a busy one on do not wake it (that would cost
+        a wake-up per call): it re-reads the state when its timer ends. Going idle wakes it
+        only while it waits for that (``watching_busy``)."""
         event, self.changed = self.changed, anyio.Event()
         event.set()
 
@@ -118,9 +127,15 @@ class SlotQueue:
             if container.doomed:
                 continue
             container.state = State.BUSY
-            container.notify()
+            container.busy_since = time.monotonic()
             return container
         return None
+
+    @property
+    def serving(self) -> int:
+        """Containers that can take calls: launched, not doomed (a doomed one is on its way
+        out, e.g. after its caller went away mid-call)."""
+        return sum(1 for c in self.containers if not c.doomed)
 
     def needs_launch(self) -> bool:
         return len(self.waiters) > self.starting and not self.draining
@@ -136,9 +151,9 @@ class SlotQueue:
             if waiter.ready.is_set():
                 continue
             container.state = State.BUSY
+            container.busy_since = time.monotonic()
             waiter.container = container
             waiter.ready.set()
-            container.notify()
             return
         if self.draining:
             container.doomed = True
@@ -147,7 +162,8 @@ class SlotQueue:
         container.state = State.IDLE
         container.idle_since = now
         self.idle.append(container)
-        container.notify()
+        if container.watching_busy:
+            container.notify()
 
     def fail_one(self, error: FnAgentError) -> None:
         """A launch failed: the oldest waiter gets the error."""

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,6 +23,9 @@ from starlette.routing import Route
 from drivers.errors import FnAgentError
 from fnagent.agent import Agent
 from fnagent.server.metrics import Metrics
+
+if TYPE_CHECKING:
+    from fnagent.server.invoke import InvokeApp
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +76,8 @@ def check_token(state: ServerState, request: Request) -> None:
         raise UnauthorizedError()
 
 
-def create_app(state: ServerState) -> Starlette:
+def create_app(state: ServerState) -> InvokeApp:
+    """Invoke and triggers served as raw ASGI (the hot path), the rest by Starlette."""
     from fnagent.server import api, invoke, openapi
 
     async def ping(request: Request) -> Response:
@@ -103,8 +107,6 @@ def create_app(state: ServerState) -> Starlette:
         return JSONResponse(openapi.document())
 
     routes = [
-        # Starlette tries routes in order: the hot path goes first.
-        *invoke.routes(state),
         Route("/", ping, methods=["GET"]),
         Route("/version", version, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
@@ -130,7 +132,7 @@ def create_app(state: ServerState) -> Starlette:
         logger.exception("unexpected error", extra={"path": request.url.path})
         return error_response(500, "internal server error")
 
-    return Starlette(
+    starlette = Starlette(
         routes=routes,
         exception_handlers={
             FnAgentError: fn_error,
@@ -138,6 +140,7 @@ def create_app(state: ServerState) -> Starlette:
             Exception: unexpected,
         },
     )
+    return invoke.InvokeApp(state, starlette)
 
 
 async def read_json(request: Request) -> dict[str, Any]:

@@ -5,26 +5,60 @@ Both read the body up to the request-size limit (413 beyond), run the call on th
 answer with the function's response and ``Fn-Call-Id``. A caller that disconnects cancels its
 call. Function definitions are cached in memory and dropped on every store write (this server
 owns its store), so a hot invoke costs no database read.
+
+These two routes are the hot path, so they are served as raw ASGI in front of Starlette
+(``InvokeApp``): no middleware stack, router, Request or Response objects per call. Everything
+else, and any path these routes would not match, goes to the Starlette app.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 import anyio
+from starlette.datastructures import URL
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from drivers.errors import FnAgentError
 from fnagent.agent import CallResult
 from fnagent.models import Call, CallRequest, Fn
 from fnagent.server.app import ServerState, check_token, error_response
 
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+INVOKE_PREFIX = "/invoke/"
+TRIGGER_PREFIX = "/t/"
+INVOKE_METHODS = ("POST",)
+# When run_call starts watching for the caller going away.
+WATCH_AFTER_S = 0.05
+TRIGGER_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
 
 class RequestTooLargeError(FnAgentError):
     status = 413
     default_message = "Request body too large"
+
+
+class MethodNotAllowedError(FnAgentError):
+    status = 405
+    default_message = "Method not allowed"
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        super().__init__()
+        self.allowed = allowed
+
+
+class ClientGone(Exception):
+    """The caller disconnected before its request body arrived."""
 
 
 def agent_fn(app: object, record: object) -> Fn:
@@ -65,92 +99,146 @@ async def fn_by_trigger(state: ServerState, app_name: str, source: str) -> Fn:
     return cached
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, or RequestTooLargeError as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if limit and declared and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLargeError(f"Request body too large: over {limit} bytes")
+class InvokeApp:
+    """The server's ASGI app: invoke and triggers served here, the rest by ``fallback``.
+
+    Matches the paths Starlette's routes ``/invoke/{fn_id}`` and ``/t/{app_name}/{source:path}``
+    would; a method a route does not take answers 405 with ``Allow``. Errors answer JSON
+    ``{"message": ...}`` as the fallback's handlers do.
+    """
+
+    def __init__(self, state: ServerState, fallback: ASGIApp) -> None:
+        self.state = state
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith(INVOKE_PREFIX):
+                fn_id = path[len(INVOKE_PREFIX) :]
+                if fn_id and "/" not in fn_id:
+                    await self._serve(scope, receive, send, fn_id, None)
+                    return
+            elif path.startswith(TRIGGER_PREFIX):
+                app_name, slash, source = path[len(TRIGGER_PREFIX) :].partition("/")
+                if app_name and slash:
+                    await self._serve(scope, receive, send, app_name, "/" + source)
+                    return
+        await self.fallback(scope, receive, send)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, name: str, source: str | None
+    ) -> None:
+        """``name`` is the fn id for invoke, the app name for a trigger (``source`` set)."""
+        state = self.state
+        trigger = source is not None
+        try:
+            allowed = TRIGGER_METHODS if trigger else INVOKE_METHODS
+            if scope["method"] not in allowed:
+                raise MethodNotAllowedError(allowed)
+            if state.config.token_on_invoke:
+                check_token(state, Request(scope))
+            if source is None:
+                fn = await fn_by_id(state, name)
+            else:
+                fn = await fn_by_trigger(state, name, source)
+            body = await read_body(scope, receive, state.config.max_request_bytes)
+            raw_headers = scope["headers"]
+            call = Call(
+                fn=fn,
+                trigger=trigger,
+                request=CallRequest(
+                    method=scope["method"],
+                    url=str(URL(scope=scope)),
+                    headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers],
+                    body=body,
+                ),
+            )
+            result = await run_call(state, receive, call)
+        except ClientGone:
+            return
+        except FnAgentError as exc:
+            headers = {"Retry-After": "15"} if exc.status == 503 else None
+            if isinstance(exc, MethodNotAllowedError):
+                headers = {"Allow": ", ".join(exc.allowed)}
+            await error_response(exc.status, exc.message, headers)(scope, receive, send)
+            return
+        except Exception:
+            logger.exception("unexpected error", extra={"path": scope["path"]})
+            await error_response(500, "internal server error")(scope, receive, send)
+            return
+        if result is None:  # the caller disconnected; nobody reads an answer
+            return
+        state.metrics.observe(fn.id, result.status, result.start, result.duration_s)
+        await send_result(send, result, call.id)
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole body, or RequestTooLargeError as soon as it passes ``limit`` bytes (0 = no
+    limit); ClientGone when the caller disconnects first."""
+    if limit:
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                if value.isdigit() and int(value) > limit:
+                    raise RequestTooLargeError(f"Request body too large: over {limit} bytes")
+                break
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone()
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if limit and size > limit:
             raise RequestTooLargeError(f"Request body too large: over {limit} bytes")
         parts.append(chunk)
-    return b"".join(parts)
+        if not message.get("more_body", False):
+            return b"".join(parts)
 
 
-async def run_call(state: ServerState, request: Request, call: Call) -> Response:
-    """Submit ``call``; cancel it when the caller goes away; answer with its result."""
-    result: CallResult | None = None
+async def run_call(state: ServerState, receive: Receive, call: Call) -> CallResult | None:
+    """Submit ``call``; cancel it when the caller goes away (then None).
+
+    The caller is watched from WATCH_AFTER_S into the call: most calls are over by then,
+    and a watcher task per call costs more than the rest of this function. A caller that
+    leaves earlier is noticed then (or its answer is dropped)."""
+    loop = asyncio.get_running_loop()
+    watcher: asyncio.Task[None] | None = None
     with anyio.CancelScope() as scope:
 
         async def watch_disconnect() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
+            while (await receive())["type"] != "http.disconnect":
                 pass
             scope.cancel()
 
-        # A bare asyncio task, not a task group: this runs for every invoke, and the watcher
-        # only ever waits; it is cancelled below whatever happens.
-        watcher = asyncio.get_running_loop().create_task(watch_disconnect())
+        def start_watching() -> None:
+            nonlocal watcher
+            # A bare asyncio task, not a task group: the watcher only ever waits, and it is
+            # cancelled below whatever happens.
+            watcher = loop.create_task(watch_disconnect())
+
+        timer = loop.call_later(WATCH_AFTER_S, start_watching)
         try:
-            result = await state.agent.submit(call)
+            return await state.agent.submit(call)
         finally:
-            watcher.cancel()
-    if result is None:  # the caller disconnected; nobody reads this
-        return Response(status_code=499)
-    state.metrics.observe(call.fn.id, result.status, result.start, result.duration_s)
-    response = Response(content=result.body, status_code=result.status)
-    response.raw_headers.extend(
-        (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in result.headers
-        if name.lower() != "content-length"
-    )
-    response.raw_headers.append((b"fn-call-id", call.id.encode()))
-    return response
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
+    return None
 
 
-def _headers(request: Request) -> list[tuple[str, str]]:
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-
-
-def routes(state: ServerState) -> list[Route]:
-    limit = state.config.max_request_bytes
-
-    async def invoke(request: Request) -> Response:
-        if state.config.token_on_invoke:
-            check_token(state, request)
-        fn = await fn_by_id(state, request.path_params["fn_id"])
-        body = await read_body(request, limit)
-        call = Call(
-            fn=fn,
-            request=CallRequest(
-                method=request.method, url=str(request.url), headers=_headers(request), body=body
-            ),
-        )
-        return await run_call(state, request, call)
-
-    async def trigger(request: Request) -> Response:
-        if state.config.token_on_invoke:
-            check_token(state, request)
-        source = "/" + request.path_params["source"]
-        fn = await fn_by_trigger(state, request.path_params["app_name"], source)
-        body = await read_body(request, limit)
-        call = Call(
-            fn=fn,
-            trigger=True,
-            request=CallRequest(
-                method=request.method, url=str(request.url), headers=_headers(request), body=body
-            ),
-        )
-        return await run_call(state, request, call)
-
-    async def wrong_method(request: Request) -> Response:
-        return error_response(405, "Method not allowed", {"Allow": "POST"})
-
-    any_method = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    return [
-        Route("/invoke/{fn_id}", invoke, methods=["POST"]),
-        Route("/invoke/{fn_id}", wrong_method, methods=[m for m in any_method if m != "POST"]),
-        Route("/t/{app_name}/{source:path}", trigger, methods=any_method),
-    ]
+async def send_result(send: Send, result: CallResult, call_id: str) -> None:
+    """The function's answer with ``Fn-Call-Id`` (headers as Starlette's Response sets them:
+    Content-Length computed, except for statuses that have no body)."""
+    status = result.status
+    headers: list[tuple[bytes, bytes]] = []
+    if not (status < 200 or status in (204, 304)):
+        headers.append((b"content-length", str(len(result.body)).encode()))
+    for name, value in result.headers:
+        lowered = name.lower()
+        if lowered != "content-length":
+            headers.append((lowered.encode("latin-1"), value.encode("latin-1")))
+    headers.append((b"fn-call-id", call_id.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": result.body})

@@ -79,9 +79,20 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_StateCollector(state))
+        self._children: dict[tuple[str, int, str | None], tuple[Any, Any, Any]] = {}
 
     def observe(self, fn_id: str, status: int, start: str | None, duration_s: float) -> None:
-        self.calls.labels(fn_id, str(status)).inc()
-        if start is not None:
-            self.starts.labels(start).inc()
-        self.duration.labels(fn_id).observe(duration_s)
+        key = (fn_id, status, start)
+        children = self._children.get(key)
+        if children is None:
+            # labels() validates and looks up under a lock every time: once per key is enough.
+            children = self._children[key] = (
+                self.calls.labels(fn_id, str(status)),
+                self.starts.labels(start) if start is not None else None,
+                self.duration.labels(fn_id),
+            )
+        calls, starts, duration = children
+        calls.inc()
+        if starts is not None:
+            starts.inc()
+        duration.observe(duration_s)

@@ -50,6 +50,7 @@ async def running(
     *,
     budget: Budget = ROOMY,
     clock: ManualClock | None = None,
+    host_idle: float | None = None,
     **config: Any,
 ) -> AsyncIterator[tuple[Agent, FakeDriver]]:
     settings = dict(
@@ -60,7 +61,12 @@ async def running(
     settings = {k: v for k, v in settings.items() if k not in driver_options}
     async with FakeDriver(images=images, **driver_options) as driver:
         async with Agent(
-            driver, AgentConfig(**settings), budget=budget, clock=clock, stop_grace_s=5
+            driver,
+            AgentConfig(**settings),
+            budget=budget,
+            clock=clock,
+            host_idle=lambda: host_idle,  # the host's real load must not change what tests see
+            stop_grace_s=5,
         ) as agent:
             yield agent, driver
         assert driver.live() == [], "the agent left containers behind"
@@ -144,6 +150,49 @@ async def test_parallel_calls_launch_only_while_waiters_outnumber_containers() -
             for _ in range(3):
                 tg.start_soon(agent.submit, make_call(fn))
         assert len(driver.containers) == 3
+
+
+@pytest.mark.parametrize(("host_idle", "containers"), [(0.5, 2), (0.05, 1)])
+async def test_a_short_call_launches_after_its_patience_only_while_the_cpus_have_room(
+    host_idle: float, containers: int
+) -> None:
+    gate = anyio.Event()
+
+    async def held(request: Request, ctx: ProgramContext) -> Answer:
+        if request.body == b"hold":
+            await gate.wait()
+        return Answer()
+
+    handler = handler_of(held)
+    async with running({"fn/echo": handler}, host_idle=host_idle, hot_launch_patience_ms=20) as (
+        agent,
+        driver,
+    ):
+        fn = make_fn()
+        assert (await agent.submit(make_call(fn, b""))).status == 200  # a short call is known
+        (queue,) = agent._queues.values()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(agent.submit, make_call(fn, b"hold"))
+            await poll(lambda: not queue.idle, "the container busy")
+            tg.start_soon(agent.submit, make_call(fn, b""))
+            await poll(lambda: len(queue.waiters) == 1, "a waiter")
+            await anyio.sleep(0.2)  # well past its patience
+            assert len(driver.containers) == containers
+            gate.set()
+        assert len(driver.containers) == containers
+
+
+async def test_scaling_from_zero_with_short_calls_known_starts_one_container() -> None:
+    async with running({"fn/echo": http_function()}) as (agent, driver):
+        fn = make_fn()
+        assert (await agent.submit(make_call(fn, b""))).status == 200
+        (queue,) = agent._queues.values()
+        queue.launch_time_s = 0.5  # a real launch: far longer than a call
+        agent._doom(queue.idle[-1])  # as if its caller had gone away mid-call
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(agent.submit, make_call(fn, b""))
+        assert len(driver.containers) == 2, "one new container served all five"
 
 
 # -- idle policy (controllable clock) ---------------------------------------------------------

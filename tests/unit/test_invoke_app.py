@@ -1,0 +1,150 @@
+"""InvokeApp, the raw-ASGI hot path of ``fnagent serve``: routing, errors, the answer, and a
+caller that goes away cancelling its call; the agent is a stub."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import pytest
+
+from fnagent.agent import CallResult
+from fnagent.models import Call, Fn
+from fnagent.server import invoke
+from fnagent.server.app import ServerConfig, ServerState, create_app
+from fnagent.server.metrics import Metrics
+
+pytestmark = pytest.mark.anyio
+
+
+class StubAgent:
+    def __init__(self, hang: bool = False) -> None:
+        self.hang = hang
+        self.calls: list[Call] = []
+        self.cancelled = False
+
+    async def submit(self, call: Call) -> CallResult:
+        self.calls.append(call)
+        if self.hang:
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                self.cancelled = True
+                raise
+        return CallResult(
+            call_id=call.id,
+            status=200,
+            headers=[("Content-Type", "text/plain"), ("Content-Length", "999")],
+            body=b"hello " + call.request.body,
+        )
+
+
+def make_state(agent: StubAgent, **config: Any) -> ServerState:
+    state = ServerState(
+        config=ServerConfig(**config),
+        store=None,
+        agent=agent,
+        metrics=Metrics(lambda: {}),
+    )
+    state.cache["fn:f1"] = Fn(id="f1", name="hello", app_id="a1", app_name="app", image="img")
+    state.cache["t:app:/hook"] = state.cache["fn:f1"]
+    return state
+
+
+async def request(
+    state: ServerState,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    disconnect: bool = False,
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("127.0.0.1", 8080),
+        "client": ("127.0.0.1", 5555),
+        "root_path": "",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8080"), *(headers or [])],
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    gone = anyio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        if disconnect:
+            await anyio.sleep(invoke.WATCH_AFTER_S * 2)
+            gone.set()
+            return {"type": "http.disconnect"}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(5):
+        await create_app(state)(scope, receive, send)
+    if not sent:
+        return 0, {}, b""
+    return (
+        sent[0]["status"],
+        dict(sent[0]["headers"]),
+        b"".join(m.get("body", b"") for m in sent[1:]),
+    )
+
+
+async def test_invoke_answers_with_the_functions_response_and_a_call_id() -> None:
+    agent = StubAgent()
+    status, headers, body = await request(make_state(agent), "POST", "/invoke/f1", b"you")
+    assert (status, body) == (200, b"hello you")
+    assert headers[b"content-length"] == b"9" and headers[b"content-type"] == b"text/plain"
+    assert headers[b"fn-call-id"].decode() == agent.calls[0].id
+    assert agent.calls[0].request.url == "http://127.0.0.1:8080/invoke/f1"
+
+
+async def test_trigger_calls_carry_the_gateway_flag_and_take_any_method() -> None:
+    agent = StubAgent()
+    status, _, _ = await request(make_state(agent), "PUT", "/t/app/hook")
+    assert status == 200 and agent.calls[0].trigger and agent.calls[0].request.method == "PUT"
+
+
+async def test_wrong_method_unknown_fn_and_other_paths() -> None:
+    state = make_state(StubAgent())
+    status, headers, body = await request(state, "GET", "/invoke/f1")
+    assert (status, headers[b"allow"]) == (405, b"POST")
+    assert json.loads(body) == {"message": "Method not allowed"}
+    status, _, body = await request(state, "POST", "/invoke/f1/more")
+    assert (status, json.loads(body)) == (404, {"message": "Path not found"})
+
+
+async def test_body_over_the_limit_is_413_before_and_while_reading() -> None:
+    state = make_state(StubAgent(), max_request_bytes=4)
+    declared = [(b"content-length", b"5")]
+    status, _, _ = await request(state, "POST", "/invoke/f1", b"12345", declared)
+    assert status == 413
+    status, _, body = await request(state, "POST", "/invoke/f1", b"12345")
+    assert status == 413 and json.loads(body)["message"].startswith("Request body too large")
+
+
+async def test_token_guards_invoke_when_asked() -> None:
+    state = make_state(StubAgent(), token="s3cret", token_on_invoke=True)
+    assert (await request(state, "POST", "/invoke/f1"))[0] == 401
+    good = [(b"authorization", b"Bearer s3cret")]
+    assert (await request(state, "POST", "/invoke/f1", headers=good))[0] == 200
+
+
+async def test_a_caller_that_goes_away_cancels_its_call() -> None:
+    agent = StubAgent(hang=True)
+    status, _, _ = await request(make_state(agent), "POST", "/invoke/f1", disconnect=True)
+    assert status == 0, "nobody to answer"
+    assert agent.cancelled
