@@ -35,10 +35,13 @@ class _APIClient(docker.APIClient):  # type: ignore[misc]  # docker-py is untype
             self._raise_for_status(response)
             return str(response.headers["Api-Version"])
         except KeyError as exc:
+            self.close()
             raise docker.errors.DockerException(
                 "Invalid response from docker daemon: no Api-Version header on /_ping"
             ) from exc
         except Exception as exc:
+            # The constructor fails with this, so nobody else can close the session's socket.
+            self.close()
             raise docker.errors.DockerException(
                 f"Error while fetching server API version: {exc}"
             ) from exc
@@ -58,6 +61,9 @@ class DockerClient:
         self._http_timeout_s = http_timeout_s
         self._max = max_concurrent_calls
         self.limiter = anyio.CapacityLimiter(max_concurrent_calls)
+        # Health checks get threads of their own: they must see the daemon, not our own queue
+        # of calls, and checks of a hung daemon must not pile up.
+        self._ping_limiter = anyio.CapacityLimiter(2)
         self._api: docker.APIClient | None = None
         self._connect_lock = anyio.Lock()
 
@@ -97,6 +103,17 @@ class DockerClient:
         """Call the docker-py ``APIClient`` method named ``method``."""
         api = await self.api()
         return await self.call_sync(what, getattr(api, method), *args, **kwargs)
+
+    async def ping(self, timeout_s: float) -> None:
+        """One ``GET /_ping`` that gives up after ``timeout_s``, outside the calls' limiter."""
+        api = await self.api()
+
+        def ping() -> None:
+            response = api.get(f"{api.base_url}/_ping", timeout=timeout_s)
+            response.raise_for_status()
+
+        with map_docker_errors("ping the Docker daemon"):
+            await anyio.to_thread.run_sync(ping, limiter=self._ping_limiter, abandon_on_cancel=True)
 
     def close(self) -> None:
         if self._api is not None:

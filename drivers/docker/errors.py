@@ -44,6 +44,10 @@ def translate(exc: Exception, what: str) -> FnAgentError:
         return DockerAPIError(f"{what}: {api_error_text(exc)}")
     if isinstance(exc, requests.exceptions.Timeout):
         return DockerUnavailableError(f"{what}: the Docker daemon did not answer in time")
+    if isinstance(exc, docker.errors.DockerException) and isinstance(
+        exc.__cause__, requests.exceptions.ConnectionError
+    ):
+        exc = exc.__cause__  # docker-py's version probe wraps the connection error
     if isinstance(exc, requests.exceptions.ConnectionError):
         return DockerUnavailableError(
             f"{what}: cannot connect to the Docker daemon ({_os_reason(exc)}); is it running?"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import time
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +15,12 @@ import pytest
 
 from drivers import ContainerTask, RunStatus, TaskLogger
 from drivers.docker import DockerConfig, DockerCookie, DockerDriver
-from drivers.errors import ClosedError, ImageNotFoundError, OutOfMemoryError
+from drivers.errors import (
+    ClosedError,
+    DockerUnavailableError,
+    ImageNotFoundError,
+    OutOfMemoryError,
+)
 from tests.system.conftest import BUSYBOX
 
 pytestmark = pytest.mark.anyio
@@ -35,6 +42,31 @@ async def run_task(driver: DockerDriver, made: ContainerTask) -> tuple[Any, byte
         await driver.prepare_cookie(cookie)
         result = await (await cookie.run()).wait()
     return result, out.getvalue(), err.getvalue()
+
+
+async def test_ping_answers_while_every_call_thread_is_taken(driver: DockerDriver) -> None:
+    await driver.ping()  # connected
+    limiter = driver.client.limiter
+    borrowers = [object() for _ in range(int(limiter.total_tokens))]
+    for borrower in borrowers:
+        await limiter.acquire_on_behalf_of(borrower)
+    try:
+        with anyio.fail_after(5):
+            await driver.ping()
+    finally:
+        for borrower in borrowers:
+            limiter.release_on_behalf_of(borrower)
+
+
+async def test_ping_of_a_daemon_that_is_not_there_is_a_clear_503(instance_id: str) -> None:
+    config = DockerConfig(instance_id=instance_id, docker_host="unix:///nonexistent/docker.sock")
+    async with DockerDriver(config) as absent:
+        with pytest.raises(DockerUnavailableError, match="cannot connect to the Docker daemon"):
+            await absent.ping()
+    # docker-py leaves the socket of a failed connect to the garbage collector.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 async def test_stdin_round_trip_is_byte_exact(driver: DockerDriver) -> None:
