@@ -73,6 +73,8 @@ DEFAULT_LAUNCH_ESTIMATE_S = 0.5
 UPDATE_RETRY_S = 10.0
 # How long a failed call waits to learn how its container ended (to name an OOM kill).
 EXIT_REPORT_WAIT_S = 2.0
+# The same when its listener still accepts connections (the function hung up and lives on).
+ALIVE_EXIT_REPORT_WAIT_S = 0.5
 RELAUNCH_BASE_S = 0.1
 RELAUNCH_MAX_S = 2.0
 """Backoff of the minimum hot count's relaunches after failed launches (daemon down, image
@@ -162,6 +164,10 @@ class Agent:
         """fn id -> why its newest version could not be prepared (the old one still serves)."""
         self._queues: dict[str, SlotQueue] = {}
         self._current: dict[str, str] = {}
+        """fn id -> the version key its calls go to."""
+        self._wanted: dict[str, str] = {}
+        """fn id -> the newest version key asked for (a pre-pull finishing late must not
+        switch back to an older one)."""
         self._preparing: set[str] = set()
         self._tg: anyio.abc.TaskGroup | None = None
         self._closing = False
@@ -233,10 +239,15 @@ class Agent:
     def _route(self, fn: Fn) -> SlotQueue:
         """The queue of the version that serves ``fn`` now; starts preparing a new version."""
         key = fn.version_key
+        self._wanted[fn.id] = key
         current = self._current.get(fn.id)
         if current is None or current not in self._queues:
             self._current[fn.id] = key
             return self._queues.setdefault(key, SlotQueue(fn))
+        if current != key and self._queues[current].fn.image == fn.image:
+            # Nothing to pull (the old version's containers run this image): the very next
+            # call sees the new configuration.
+            return self._switch(fn)
         if current != key and key not in self._preparing:
             self._preparing.add(key)
             assert self._tg is not None
@@ -400,7 +411,12 @@ class Agent:
 
     async def _receive_error(self, container: HotContainer) -> FnAgentError:
         """The error for a connection that broke mid-call: OOM when the container says so."""
-        with anyio.move_on_after(EXIT_REPORT_WAIT_S):
+        wait_s = EXIT_REPORT_WAIT_S
+        if not container.exited.is_set() and await container.connection.accepts():
+            # Still listening: most likely alive, so no exit report is coming; but a process
+            # being killed may still accept for a moment.
+            wait_s = ALIVE_EXIT_REPORT_WAIT_S
+        with anyio.move_on_after(wait_s):
             await container.exited.wait()
         ended = container.exit_result
         if ended is not None and isinstance(ended.error, OutOfMemoryError):
@@ -709,6 +725,13 @@ class Agent:
             self._preparing.discard(key)
             return
         self._preparing.discard(key)
+        if self._wanted.get(fn.id) == key:  # else a newer version was asked for meanwhile
+            self._switch(fn)
+
+    def _switch(self, fn: Fn) -> SlotQueue:
+        """Route ``fn``'s calls to its version from now on; the old version's containers finish
+        their calls and drain."""
+        key = fn.version_key
         self.update_errors.pop(fn.id, None)
         old = self._queues.get(self._current.get(fn.id, ""))
         new = self._queues.setdefault(key, SlotQueue(fn))
@@ -717,6 +740,7 @@ class Agent:
             new.min_hot = old.min_hot
             self._drain(old)
             self._keep_minimum(new)
+        return new
 
     def _drain(self, queue: SlotQueue) -> None:
         queue.draining = True
@@ -773,6 +797,7 @@ class Agent:
                 for container in list(queue.containers):
                     self._doom(container)
         self._current.pop(fn_id, None)
+        self._wanted.pop(fn_id, None)
 
 
 def socket_root(config: AgentConfig) -> str:

@@ -111,6 +111,15 @@ class UnixHTTPConnection:
             self.close()
         return response
 
+    async def accepts(self) -> bool:
+        """Whether ``path`` accepts a new connection now: its process is alive and listening."""
+        try:
+            _, writer = await _open(self.path)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

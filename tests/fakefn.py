@@ -30,6 +30,8 @@ class Answer:
     body: bytes = b"ok"
     exit_code: int | None = None
     """End the process with this code instead of answering (a crash mid-call)."""
+    hang_up: bool = False
+    """Close the connection instead of answering, and live on."""
 
 
 Handler = Callable[[Request, ProgramContext], Awaitable[Answer]]
@@ -63,6 +65,8 @@ def http_function(
                     await ctx.checkpoint()
                     answer = await handler(request, ctx)
                     await ctx.checkpoint()
+                    if answer.hang_up:
+                        return
                     if answer.exit_code is not None:
                         if not ended.done():
                             ended.set_result(answer.exit_code)

@@ -148,7 +148,10 @@ def test_a_pool_slot_killed_under_a_running_function(
         def joined_slot() -> str | None:
             for container in instance_containers(docker_api, instance):
                 if container["Labels"].get("fnagent.fn_id") == fn["id"]:
-                    mode = docker_api.inspect_container(container["Id"])["HostConfig"]
+                    try:
+                        mode = docker_api.inspect_container(container["Id"])["HostConfig"]
+                    except docker.errors.NotFound:
+                        continue  # a launch re-created on another network: look again
                     return str(mode["NetworkMode"]).removeprefix("container:")
             return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from drivers.fake import FakeDriver, Program, ProgramContext
 from fnagent.admission import Budget
-from fnagent.agent import Agent, CallResult
+from fnagent.agent import EXIT_REPORT_WAIT_S, Agent, CallResult
 from fnagent.clock import ManualClock
 from fnagent.config import AgentConfig
 from fnagent.models import Call, CallRequest, Fn
@@ -298,6 +299,19 @@ async def test_crash_mid_call_is_502_and_the_next_call_gets_a_new_container() ->
         assert len(driver.containers) == 2
 
 
+async def test_a_function_hanging_up_mid_call_is_502_at_once() -> None:
+    async def answer(request: Request, ctx: ProgramContext) -> Answer:
+        return Answer(hang_up=request.body == b"hang up")
+
+    async with running({"fn/echo": handler_of(answer)}) as (agent, _):
+        fn = make_fn()
+        started = time.monotonic()
+        dropped = await agent.submit(make_call(fn, b"hang up"))
+        assert (dropped.status, message(dropped)) == (502, "error receiving function response")
+        assert time.monotonic() - started < EXIT_REPORT_WAIT_S / 2, "it waited for an exit report"
+        assert (await agent.submit(make_call(fn, b"ok"))).status == 200
+
+
 async def test_call_timeout_is_504_and_removes_the_container() -> None:
     async def answer(request: Request, ctx: ProgramContext) -> Answer:
         await ctx.sleep(10)
@@ -468,6 +482,37 @@ async def test_update_pre_pulls_while_the_old_version_serves_then_drains() -> No
         after = await agent.submit(make_call(new))
         assert (after.status, after.body) == (200, b"v2")
         await poll(lambda: len(driver.live()) == 1, "the old container drained")
+
+
+async def test_a_config_change_serves_the_very_next_call() -> None:
+    async def config(request: Request, ctx: ProgramContext) -> Answer:
+        return Answer(body=ctx.task.env_vars.get("K", "-").encode())
+
+    async with running({"fn/echo": handler_of(config)}, pull_delay_s=0.3) as (agent, driver):
+        assert (await agent.submit(make_call(make_fn(config={"K": "v1"})))).body == b"v1"
+        # Same image: nothing to pull, so no call is left to the old configuration.
+        assert (await agent.submit(make_call(make_fn(config={"K": "v2"})))).body == b"v2"
+        await poll(lambda: len(driver.live()) == 1, "the old container drained")
+
+
+async def test_a_late_pre_pull_does_not_switch_back_to_an_older_version() -> None:
+    images = {f"fn/app:{n}": handler_of(_answering(f"v{n}".encode())) for n in (1, 2)}
+    async with running(images, pull_delay_s=0.3) as (agent, driver):
+        first, pulled = make_fn("fn/app:1"), make_fn("fn/app:2")
+        assert (await agent.submit(make_call(first))).body == b"v1"
+        await agent.update(pulled)  # starts pulling fn/app:2
+        newest = make_fn("fn/app:1", config={"K": "v3"})
+        await agent.update(newest)  # same image as serving: switches now
+        await poll(lambda: "fn/app:2" in driver.pulls, "the pre-pull")
+        await anyio.sleep(0.05)
+        assert agent._current["fn1"] == newest.version_key
+
+
+def _answering(body: bytes) -> Callable[[Request, ProgramContext], Any]:
+    async def answer(request: Request, ctx: ProgramContext) -> Answer:
+        return Answer(body=body)
+
+    return answer
 
 
 async def test_failed_update_keeps_the_old_version_and_reports_why() -> None:
