@@ -574,8 +574,9 @@ class Agent:
         elif not queue.relaunch_pending and self._tg is not None:
             # Relaunching at once after a failed launch would spin while the daemon is down.
             queue.relaunch_pending = True
-            delay = min(RELAUNCH_MAX_S, RELAUNCH_BASE_S * 2 ** (queue.launch_failures - 1))
-            self._tg.start_soon(self._keep_minimum_later, queue, delay)
+            self._tg.start_soon(
+                self._keep_minimum_later, queue, relaunch_delay_s(queue.launch_failures)
+            )
 
     async def _keep_minimum_later(self, queue: SlotQueue, delay_s: float) -> None:
         await self.clock.wait(anyio.Event(), delay_s)
@@ -798,6 +799,12 @@ class Agent:
                     self._doom(container)
         self._current.pop(fn_id, None)
         self._wanted.pop(fn_id, None)
+
+
+def relaunch_delay_s(failures: int) -> float:
+    """The backoff after ``failures`` failed launches in a row (>= 1)."""
+    # The exponent is capped: 2 ** 1100 no longer converts to a float (a daemon down for long).
+    return float(min(RELAUNCH_MAX_S, RELAUNCH_BASE_S * 2 ** min(failures - 1, 30)))
 
 
 def socket_root(config: AgentConfig) -> str:

@@ -228,6 +228,7 @@ class DockerDriver(Driver):
                 failures = 0
             except DockerUnavailableError:
                 failures += 1
+                failures = min(failures, 30)  # 2 ** 1100 would not convert to a float
                 await anyio.sleep(min(SWEEP_RETRY_MAX_S, SWEEP_RETRY_BASE_S * 2**failures))
 
     async def _remove(self, container_id: str) -> None:

@@ -69,7 +69,8 @@ def retry_delay_s(failures: int) -> float:
     """Exponential backoff after ``failures`` consecutive failures (0 -> none)."""
     if failures <= 0:
         return 0.0
-    return float(min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (failures - 1)))
+    # The exponent is capped: 2 ** 1100 no longer converts to a float (a daemon down for long).
+    return float(min(RETRY_MAX_S, RETRY_BASE_S * 2 ** min(failures - 1, 30)))
 
 
 class SlotPhase(enum.Enum):

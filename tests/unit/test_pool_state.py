@@ -269,6 +269,7 @@ def test_retry_delay_grows_and_is_capped() -> None:
     assert delays[0] == 0.0 and delays[1] == 0.1
     assert delays == sorted(delays)
     assert max(delays) == RETRY_MAX_S
+    assert retry_delay_s(100_000) == RETRY_MAX_S  # a daemon down for days: still a delay
 
 
 @pytest.mark.parametrize(
