@@ -78,15 +78,11 @@ FN_ACCOUNT = {
 # whatever Python runs this script.
 PIP_TARGET_FLAGS = (
     "--only-binary=:all:",
-    "--implementation",
-    "cp",
-    "--python-version",
-    "3.11",
-    "--abi",
-    "cp311",
+    "--implementation", "cp",
+    "--python-version", "3.11",
+    "--abi", "cp311",
     *[arg for minor in range(36, 4, -1) for arg in ("--platform", f"manylinux_2_{minor}_x86_64")],
-    "--platform",
-    "manylinux2014_x86_64",
+    "--platform", "manylinux2014_x86_64",
 )
 IMAGE_PYTHON = "/usr/bin/python3"
 
@@ -110,7 +106,6 @@ class Image:
 
 # --- small helpers -------------------------------------------------------------------
 
-
 def say(msg: str) -> None:
     print(msg, flush=True)
 
@@ -126,34 +121,22 @@ def rel(path: Path) -> str:
         return str(path)
 
 
-def run(
-    cmd: list[str],
-    *,
-    env: dict[str, str] | None = None,
-    capture: bool = False,
-    stdin: int | None = None,
-) -> str:
+def run(cmd: list[str], *, env: dict[str, str] | None = None, capture: bool = False,
+        stdin: int | None = None) -> str:
     """Run a command, its output shown unless captured; raise BuildError when it fails."""
     full_env = {**os.environ, **(env or {})}
     try:
-        proc = subprocess.run(
-            cmd,
-            env=full_env,
-            text=True,
-            stdin=stdin,
-            stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.PIPE if capture else None,
-        )
+        proc = subprocess.run(cmd, env=full_env, text=True, stdin=stdin,
+                              stdout=subprocess.PIPE if capture else None,
+                              stderr=subprocess.PIPE if capture else None)
     except FileNotFoundError as exc:
         raise BuildError(f"{cmd[0]} not found") from exc
     if proc.returncode != 0:
         detail = ""
         if capture and proc.stderr.strip():
             detail = ": " + proc.stderr.strip().splitlines()[-1]
-        raise BuildError(
-            f"exit status {proc.returncode} from {shlex.join(cmd[:4])}"
-            f"{' ...' if len(cmd) > 4 else ''}{detail}"
-        )
+        raise BuildError(f"exit status {proc.returncode} from {shlex.join(cmd[:4])}"
+                         f"{' ...' if len(cmd) > 4 else ''}{detail}")
     return proc.stdout if capture else ""
 
 
@@ -217,7 +200,6 @@ def apt_install(package: str, why: str) -> None:
 
 # --- docker ----------------------------------------------------------------------------
 
-
 def docker(*args: str, capture: bool = True, env: dict[str, str] | None = None) -> str:
     return run([DOCKER, *args], capture=capture, env=env)
 
@@ -269,19 +251,8 @@ def docker_import(image: Image, tarball: Path, inputs: str, changes: list[str]) 
 
 def docker_build(image: Image, context: Path, inputs: str) -> None:
     step(image, f"docker build (legacy builder, no network) {rel(context)}")
-    docker(
-        "build",
-        "--network",
-        "none",
-        "--force-rm",
-        "--label",
-        f"{LABEL}={inputs}",
-        "-t",
-        image.ref,
-        str(context),
-        capture=False,
-        env={"DOCKER_BUILDKIT": "0"},
-    )
+    docker("build", "--network", "none", "--force-rm", "--label", f"{LABEL}={inputs}",
+           "-t", image.ref, str(context), capture=False, env={"DOCKER_BUILDKIT": "0"})
 
 
 def stage_context(image: Image) -> Path:
@@ -293,24 +264,20 @@ def stage_context(image: Image) -> Path:
 
 # --- fnagent/busybox ------------------------------------------------------------------
 
-
 def busybox_binary() -> Path:
     try:
-        status = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Status}", "busybox-static"], capture_output=True, text=True
-        )
+        status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "busybox-static"],
+                                capture_output=True, text=True)
     except FileNotFoundError as exc:
-        raise BuildError(
-            "dpkg-query not found: the images need a Debian host (busybox-static, debootstrap)"
-        ) from exc
+        raise BuildError("dpkg-query not found: the images need a Debian host "
+                         "(busybox-static, debootstrap)") from exc
     if status.returncode != 0 or status.stdout.strip() != "install ok installed":
         apt_install("busybox-static", "busybox-static is not installed")
     for line in run(["dpkg", "-L", "busybox-static"], capture=True).splitlines():
         if line.endswith("/bin/busybox") and Path(line).is_file():
             return Path(line)
-    raise BuildError(
-        "busybox-static has no bin/busybox: apt-get install --reinstall busybox-static"
-    )
+    raise BuildError("busybox-static has no bin/busybox: "
+                     "apt-get install --reinstall busybox-static")
 
 
 def busybox_rootfs() -> bytes:
@@ -320,7 +287,6 @@ def busybox_rootfs() -> bytes:
     mtime = int(binary.stat().st_mtime)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-
         def add(name: str, kind: bytes, mode: int, data: bytes = b"", target: str = "") -> None:
             info = tarfile.TarInfo(name)
             info.type, info.mode, info.mtime, info.linkname = kind, mode, mtime, target
@@ -362,7 +328,6 @@ def build_busybox(image: Image, inputs: str) -> None:
 
 # --- fnagent/python:bookworm ----------------------------------------------------------
 
-
 def apt_mirror() -> str:
     """The Debian archive URI this host's apt uses for the suite, or deb.debian.org."""
     if os.environ.get("FNAGENT_DEBIAN_MIRROR"):
@@ -377,14 +342,10 @@ def apt_mirror() -> str:
                 if m:
                     fields[m.group(1).lower()] = m.group(2)
             if "deb" in fields.get("types", "").split():
-                candidates += [
-                    (uri, fields.get("suites", "").split())
-                    for uri in fields.get("uris", "").split()
-                ]
-    for path in [
-        Path("/etc/apt/sources.list"),
-        *(sorted(sources.glob("*.list")) if sources.is_dir() else []),
-    ]:
+                candidates += [(uri, fields.get("suites", "").split())
+                               for uri in fields.get("uris", "").split()]
+    for path in [Path("/etc/apt/sources.list"),
+                 *(sorted(sources.glob("*.list")) if sources.is_dir() else [])]:
         if path.is_file():
             for line in path.read_text(errors="replace").splitlines():
                 m = re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", line.strip())
@@ -398,13 +359,8 @@ def apt_mirror() -> str:
 
 def debootstrap_params() -> dict[str, str]:
     arch = run(["dpkg", "--print-architecture"], capture=True).strip()
-    return {
-        "suite": DEBIAN_SUITE,
-        "variant": DEBOOTSTRAP_VARIANT,
-        "include": ",".join(DEBOOTSTRAP_INCLUDE),
-        "mirror": apt_mirror(),
-        "arch": arch,
-    }
+    return {"suite": DEBIAN_SUITE, "variant": DEBOOTSTRAP_VARIANT,
+            "include": ",".join(DEBOOTSTRAP_INCLUDE), "mirror": apt_mirror(), "arch": arch}
 
 
 def debootstrap_tarball(params: dict[str, str]) -> Path:
@@ -417,41 +373,25 @@ PYTHON_CHANGES = [f"ENV PATH={STANDARD_PATH}", "ENV LANG=C.UTF-8", 'CMD ["python
 
 def python_inputs() -> list[tuple[str, bytes]]:
     params = debootstrap_params()
-    return [
-        ("debootstrap", json.dumps(params, sort_keys=True).encode()),
-        ("changes", json.dumps(PYTHON_CHANGES).encode()),
-    ]
+    return [("debootstrap", json.dumps(params, sort_keys=True).encode()),
+            ("changes", json.dumps(PYTHON_CHANGES).encode())]
 
 
 def run_debootstrap(image: Image, params: dict[str, str], tarball: Path) -> None:
     if not is_root():
-        raise BuildError(
-            f"debootstrap needs root and {rel(tarball)} is not cached yet: "
-            "run `sudo make images` once"
-        )
+        raise BuildError(f"debootstrap needs root and {rel(tarball)} is not cached yet: "
+                         "run `sudo make images` once")
     if not (shutil.which("debootstrap") or Path("/usr/sbin/debootstrap").exists()):
         apt_install("debootstrap", "debootstrap is not installed")
     debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
     target = BUILD / "debootstrap-rootfs.tmp"
     safe_rmtree(target)
-    step(
-        image,
-        f"debootstrap --variant={params['variant']} --include={params['include']} "
-        f"{params['suite']} from {params['mirror']} (a few minutes)",
-    )
+    step(image, f"debootstrap --variant={params['variant']} --include={params['include']} "
+                f"{params['suite']} from {params['mirror']} (a few minutes)")
     started = time.monotonic()
-    run(
-        [
-            debootstrap,
-            f"--variant={params['variant']}",
-            f"--include={params['include']}",
-            f"--arch={params['arch']}",
-            "--components=main",
-            params["suite"],
-            str(target),
-            params["mirror"],
-        ]
-    )
+    run([debootstrap, f"--variant={params['variant']}", f"--include={params['include']}",
+         f"--arch={params['arch']}", "--components=main",
+         params["suite"], str(target), params["mirror"]])
     step(image, f"debootstrap done in {time.monotonic() - started:.0f}s; caching {rel(tarball)}")
     partial = tarball.with_suffix(".tar.part")
     run(["tar", "--numeric-owner", "--sort=name", "-C", str(target), "-cf", str(partial), "."])
@@ -488,8 +428,7 @@ def customise_rootfs(source: Path, dest: Path) -> tuple[int, int]:
         for member in src:
             path = member.name.removeprefix("./").rstrip("/")
             if (not member.isdir() and dropped(path, rules)) or (
-                member.islnk() and member.linkname in gone
-            ):
+                    member.islnk() and member.linkname in gone):
                 gone.add(member.name)
                 continue
             kept += 1
@@ -524,7 +463,6 @@ def build_python(image: Image, inputs: str) -> None:
 
 # --- function images ------------------------------------------------------------------
 
-
 def build_plain(image: Image, inputs: str) -> None:
     docker_build(image, stage_context(image), inputs)
 
@@ -535,44 +473,20 @@ def fdk_install() -> Path:
     requirements = HERE / "fn-hello" / "requirements.txt"
     target = BUILD / "fdk"
     stamp_path = target / ".fnagent-inputs"
-    stamp = sha256_parts(
-        [
-            ("requirements", requirements.read_bytes()),
-            ("flags", json.dumps(PIP_TARGET_FLAGS).encode()),
-        ]
-    )
+    stamp = sha256_parts([("requirements", requirements.read_bytes()),
+                          ("flags", json.dumps(PIP_TARGET_FLAGS).encode())])
     if stamp_path.is_file() and stamp_path.read_text() == stamp:
         return target
-    if (
-        subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode
-        != 0
-    ):
-        raise BuildError(
-            f"pip is missing for {sys.executable}: "
-            "apt-get install python3-pip (or python3 -m ensurepip)"
-        )
+    if subprocess.run([sys.executable, "-m", "pip", "--version"],
+                      capture_output=True).returncode != 0:
+        raise BuildError(f"pip is missing for {sys.executable}: "
+                         "apt-get install python3-pip (or python3 -m ensurepip)")
     safe_rmtree(target)
-    say(
-        f"  [fn-hello] pip install --target {rel(target)} -r {rel(requirements)} "
-        "(cp311 manylinux wheels)"
-    )
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--progress-bar",
-            "off",
-            "--no-compile",
-            "--target",
-            str(target),
-            *PIP_TARGET_FLAGS,
-            "-r",
-            str(requirements),
-        ]
-    )
+    say(f"  [fn-hello] pip install --target {rel(target)} -r {rel(requirements)} "
+        "(cp311 manylinux wheels)")
+    run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
+         "--progress-bar", "off", "--no-compile", "--target", str(target),
+         *PIP_TARGET_FLAGS, "-r", str(requirements)])
     stamp_path.write_text(stamp)
     return target
 
@@ -580,55 +494,29 @@ def fdk_install() -> Path:
 def build_fn_hello(image: Image, inputs: str) -> None:
     fdk = fdk_install()
     ctx = stage_context(image)
-    shutil.copytree(
-        fdk, ctx / "python", ignore=shutil.ignore_patterns("__pycache__", ".fnagent-inputs")
-    )
+    shutil.copytree(fdk, ctx / "python",
+                    ignore=shutil.ignore_patterns("__pycache__", ".fnagent-inputs"))
     # pip wrote the host interpreter into the console scripts' shebangs.
     for script in (ctx / "python" / "bin").iterdir():
         data = script.read_bytes()
         if data.startswith(b"#!") and b"python" in data.split(b"\n", 1)[0]:
-            script.write_bytes(f"#!{IMAGE_PYTHON}".encode() + data[data.index(b"\n") :])
+            script.write_bytes(f"#!{IMAGE_PYTHON}".encode() + data[data.index(b"\n"):])
     docker_build(image, ctx, inputs)
 
 
 # --- the image list -------------------------------------------------------------------
 
 IMAGES = [
-    Image(
-        key="busybox",
-        ref="fnagent/busybox:latest",
-        parent=None,
-        extra_inputs=busybox_inputs,
-        build=build_busybox,
-    ),
-    Image(
-        key="python",
-        ref="fnagent/python:bookworm",
-        parent=None,
-        extra_inputs=python_inputs,
-        build=build_python,
-    ),
-    Image(
-        key="fn-shell",
-        ref="fnagent/fn-shell:latest",
-        parent="busybox",
-        extra_inputs=list,
-        build=build_plain,
-    ),
-    Image(
-        key="fn-hello",
-        ref="fnagent/fn-hello:latest",
-        parent="python",
-        extra_inputs=list,
-        build=build_fn_hello,
-    ),
-    Image(
-        key="fn-test",
-        ref="fnagent/fn-test:latest",
-        parent="python",
-        extra_inputs=list,
-        build=build_plain,
-    ),
+    Image(key="busybox", ref="fnagent/busybox:latest", parent=None,
+          extra_inputs=busybox_inputs, build=build_busybox),
+    Image(key="python", ref="fnagent/python:bookworm", parent=None,
+          extra_inputs=python_inputs, build=build_python),
+    Image(key="fn-shell", ref="fnagent/fn-shell:latest", parent="busybox",
+          extra_inputs=list, build=build_plain),
+    Image(key="fn-hello", ref="fnagent/fn-hello:latest", parent="python",
+          extra_inputs=list, build=build_fn_hello),
+    Image(key="fn-test", ref="fnagent/fn-test:latest", parent="python",
+          extra_inputs=list, build=build_plain),
 ]
 BY_KEY = {image.key: image for image in IMAGES}
 
@@ -640,8 +528,7 @@ def resolve(names: list[str]) -> tuple[list[Image], set[str]]:
     for name in names or [image.key for image in IMAGES]:
         bare = name.removeprefix("fnagent/")
         match = BY_KEY.get(bare) or next(
-            (i for i in IMAGES if name in (i.ref, i.ref.removesuffix(":latest"))), None
-        )
+            (i for i in IMAGES if name in (i.ref, i.ref.removesuffix(":latest"))), None)
         if match is None:
             raise BuildError(f"unknown image {name!r}: choose from {', '.join(BY_KEY)}")
         named.add(match.key)
@@ -672,13 +559,8 @@ def build_all(images: list[Image], forced: set[str]) -> None:
         if image_label(current) == inputs and not force:
             say(f"{image.ref}: up to date ({inputs[:12]})")
             continue
-        why = (
-            "forced"
-            if force and current is not None
-            else "missing"
-            if current is None
-            else "inputs changed"
-        )
+        why = ("forced" if force and current is not None else
+               "missing" if current is None else "inputs changed")
         say(f"{image.ref}: building ({why}; inputs {inputs[:12]})")
         started = time.monotonic()
         image.build(image, inputs)
@@ -686,10 +568,8 @@ def build_all(images: list[Image], forced: set[str]) -> None:
         if image_label(built) != inputs:
             raise BuildError(f"{image.ref} was built but does not carry {LABEL}={inputs[:12]}...")
         assert built is not None
-        say(
-            f"{image.ref}: built {built['Id'][7:19]}, {built['Size'] / 1e6:.1f} MB, "
-            f"in {time.monotonic() - started:.1f}s"
-        )
+        say(f"{image.ref}: built {built['Id'][7:19]}, {built['Size'] / 1e6:.1f} MB, "
+            f"in {time.monotonic() - started:.1f}s")
         if current is not None and current["Id"] != built["Id"]:
             drop_previous(image.ref, current)
 
@@ -697,11 +577,8 @@ def build_all(images: list[Image], forced: set[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"images to build ({', '.join(BY_KEY)})")
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="rebuild the named images (not their parents) even when up to date",
-    )
+    parser.add_argument("--force", action="store_true",
+                        help="rebuild the named images (not their parents) even when up to date")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:

@@ -84,17 +84,8 @@ from typing import Any
 
 MIB = 1 << 20
 PAGE = 4096
-INT_KEYS = (
-    "sleep_ms",
-    "exit",
-    "signal",
-    "alloc_mb",
-    "status",
-    "header_bytes",
-    "body_bytes",
-    "fork",
-    "write_mb",
-)
+INT_KEYS = ("sleep_ms", "exit", "signal", "alloc_mb", "status", "header_bytes", "body_bytes",
+            "fork", "write_mb")
 STR_KEYS = ("stderr", "stdout", "echo", "write_path", "list_dir", "read_file", "connect")
 FRAMING_HEADERS = {"content-length", "transfer-encoding"}
 
@@ -223,15 +214,8 @@ def allocate(mib: int) -> bytearray | None:
     return buf
 
 
-def call(
-    req: dict[str, Any],
-    *,
-    fmt: str,
-    calls: int,
-    body: bytes,
-    http: dict[str, Any] | None,
-    kill: Any,
-) -> Answer:
+def call(req: dict[str, Any], *, fmt: str, calls: int, body: bytes,
+         http: dict[str, Any] | None, kill: Any) -> Answer:
     """Carry out one request; returns the answer, or does not return (exit, signal)."""
     if "stderr" in req:
         sys.stderr.write(req["stderr"] + "\n")
@@ -254,13 +238,8 @@ def call(
         content_type, payload = "application/octet-stream", b"b" * req["body_bytes"]
     else:
         answer: dict[str, Any] = {
-            "ok": True,
-            "format": fmt,
-            "pid": os.getpid(),
-            "uid": os.getuid(),
-            "gid": os.getgid(),
-            "calls": calls,
-            "input_bytes": len(body),
+            "ok": True, "format": fmt, "pid": os.getpid(), "uid": os.getuid(),
+            "gid": os.getgid(), "calls": calls, "input_bytes": len(body),
             "env": dict(os.environ),
             "method": http["method"] if http else None,
             "path": http["path"] if http else None,
@@ -284,16 +263,8 @@ def call(
 
 
 # Signals whose default action does not end the process.
-SURVIVABLE = {
-    signal.SIGCHLD,
-    signal.SIGURG,
-    signal.SIGWINCH,
-    signal.SIGCONT,
-    signal.SIGSTOP,
-    signal.SIGTSTP,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-}
+SURVIVABLE = {signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT,
+              signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 
 
 def kill_self(signum: int) -> None:
@@ -330,7 +301,6 @@ def startup_controls() -> None:
 
 # --- cold ------------------------------------------------------------------------------
 
-
 def serve_cold() -> None:
     body = sys.stdin.buffer.read()
     try:
@@ -344,7 +314,6 @@ def serve_cold() -> None:
 
 
 # --- http-stream -----------------------------------------------------------------------
-
 
 @dataclass
 class KillOrder:
@@ -409,14 +378,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             http = {"method": self.command, "path": self.path, "headers": dict(self.headers)}
             try:
                 req = parse_request(body)
-                answer = call(
-                    req,
-                    fmt="http-stream",
-                    calls=SERVICE.calls,
-                    body=body,
-                    http=http,
-                    kill=SERVICE.kill,
-                )
+                answer = call(req, fmt="http-stream", calls=SERVICE.calls, body=body,
+                              http=http, kill=SERVICE.kill)
             except BadRequest as exc:
                 error = json.dumps({"ok": False, "error": str(exc)}).encode() + b"\n"
                 answer = Answer(400, [("Content-Type", "application/json")], error)
@@ -447,9 +410,9 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 def serve_http_stream() -> None:
     listener = os.environ.get("FN_LISTENER", "")
-    if not listener.startswith("unix:") or not listener[len("unix:") :].strip("/"):
+    if not listener.startswith("unix:") or not listener[len("unix:"):].strip("/"):
         sys.exit(f"fn-test: FN_LISTENER must be unix:<path>, not {listener!r}")
-    path = os.path.normpath(listener[len("unix:") :])
+    path = os.path.normpath(listener[len("unix:"):])
     directory, name = os.path.split(path)
     stem, dot, ext = name.partition(".")
     token = secrets.token_hex(6)
