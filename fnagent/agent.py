@@ -32,6 +32,7 @@ from typing import Self
 import anyio
 import anyio.abc
 
+from drivers.backoff import backoff_s
 from drivers.base import ContainerTask, Driver, RunStatus, TaskLogger, WaitResult
 from drivers.errors import (
     ContainerGoneError,
@@ -75,10 +76,6 @@ UPDATE_RETRY_S = 10.0
 EXIT_REPORT_WAIT_S = 2.0
 # The same when its listener still accepts connections (the function hung up and lives on).
 ALIVE_EXIT_REPORT_WAIT_S = 0.5
-RELAUNCH_BASE_S = 0.1
-RELAUNCH_MAX_S = 2.0
-"""Backoff of the minimum hot count's relaunches after failed launches (daemon down, image
-gone): short, so the function is warm again soon after the cause goes away."""
 MAX_ATTEMPTS = 3
 # Below this idle CPU share, waiting short calls launch no more containers (_cpus_have_room).
 LAUNCH_MIN_IDLE_CPU = 0.15
@@ -574,9 +571,7 @@ class Agent:
         elif not queue.relaunch_pending and self._tg is not None:
             # Relaunching at once after a failed launch would spin while the daemon is down.
             queue.relaunch_pending = True
-            self._tg.start_soon(
-                self._keep_minimum_later, queue, relaunch_delay_s(queue.launch_failures)
-            )
+            self._tg.start_soon(self._keep_minimum_later, queue, backoff_s(queue.launch_failures))
 
     async def _keep_minimum_later(self, queue: SlotQueue, delay_s: float) -> None:
         await self.clock.wait(anyio.Event(), delay_s)
@@ -799,12 +794,6 @@ class Agent:
                     self._doom(container)
         self._current.pop(fn_id, None)
         self._wanted.pop(fn_id, None)
-
-
-def relaunch_delay_s(failures: int) -> float:
-    """The backoff after ``failures`` failed launches in a row (>= 1)."""
-    # The exponent is capped: 2 ** 1100 no longer converts to a float (a daemon down for long).
-    return float(min(RELAUNCH_MAX_S, RELAUNCH_BASE_S * 2 ** min(failures - 1, 30)))
 
 
 def socket_root(config: AgentConfig) -> str:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 from anyio.abc import TaskGroup
 
+from drivers.backoff import backoff_s
 from drivers.base import ContainerTask, Cookie, Driver
 from drivers.docker.client import DEFAULT_MAX_CONCURRENT_CALLS, DockerClient
 from drivers.docker.config import DockerConfig, PullPolicy, container_options
@@ -31,8 +32,6 @@ logger = logging.getLogger(__name__)
 
 BRIDGE = "default"
 PING_TIMEOUT_S = 2.0
-SWEEP_RETRY_BASE_S = 0.1
-SWEEP_RETRY_MAX_S = 2.0
 SLOT_DIED = (
     "the prefork slot whose network namespace the container joined died, taking the "
     "container's network with it"
@@ -228,8 +227,7 @@ class DockerDriver(Driver):
                 failures = 0
             except DockerUnavailableError:
                 failures += 1
-                failures = min(failures, 30)  # 2 ** 1100 would not convert to a float
-                await anyio.sleep(min(SWEEP_RETRY_MAX_S, SWEEP_RETRY_BASE_S * 2**failures))
+                await anyio.sleep(backoff_s(failures))
 
     async def _remove(self, container_id: str) -> None:
         try:

@@ -27,6 +27,7 @@ import anyio
 from aiolimiter import AsyncLimiter
 from anyio.abc import TaskGroup, TaskStatus
 
+from drivers.backoff import backoff_s
 from drivers.docker.config import (
     INSTANCE_LABEL,
     ROLE_LABEL,
@@ -55,22 +56,12 @@ POOL_LABEL = "fnagent.prefork.pool"
 SLOT_LABEL = "fnagent.prefork.slot"
 BRIDGE = "default"
 
-RETRY_BASE_S = 0.1
-RETRY_MAX_S = 2.0
 HEALTHY_AFTER_S = 1.0
 """A slot that exits sooner than this on its own counts as a failure (backoff applies)."""
 CALL_GRACE_S = 60.0
 """How long a shielded slot creation may take before it is given up (lowered at close)."""
 SLOT_PIDS_LIMIT = 8
 SLOT_USER = "65534:65534"
-
-
-def retry_delay_s(failures: int) -> float:
-    """Exponential backoff after ``failures`` consecutive failures (0 -> none)."""
-    if failures <= 0:
-        return 0.0
-    # The exponent is capped: 2 ** 1100 no longer converts to a float (a daemon down for long).
-    return float(min(RETRY_MAX_S, RETRY_BASE_S * 2 ** min(failures - 1, 30)))
 
 
 class SlotPhase(enum.Enum):
@@ -528,7 +519,7 @@ class PreforkPool:
                 half_made = self._state.failed(slot)
                 if half_made is not None:
                     await self._remove(half_made)
-                await anyio.sleep(retry_delay_s(failures))
+                await anyio.sleep(backoff_s(failures))
                 continue
             if not self._state.ready(slot, anyio.current_time()):
                 await self._remove(container_id)
@@ -548,7 +539,7 @@ class PreforkPool:
             elif lived < HEALTHY_AFTER_S:
                 failures += 1
                 self._log_failure(slot, f"the slot exited after {lived:.2f} s", None, failures)
-                await anyio.sleep(retry_delay_s(failures))
+                await anyio.sleep(backoff_s(failures))
             else:
                 failures = 0
                 logger.info("prefork slot exited; replacing it", extra=self._fields(slot))
@@ -631,7 +622,7 @@ class PreforkPool:
                         what,
                         extra={"container": container_id, "error": exc.message},
                     )
-                await anyio.sleep(retry_delay_s(failures))
+                await anyio.sleep(backoff_s(failures))
 
     async def _shrink_loop(self) -> None:
         """Retire free slots idle for ``idle_shrink_s``, down to ``min_size``."""
@@ -682,7 +673,7 @@ class PreforkPool:
         return {"pool": self.pool_id, "slot": slot.number, "network": slot.network}
 
     def _log_failure(self, slot: Slot, what: str, exc: FnAgentError | None, failures: int) -> None:
-        extra = {**self._fields(slot), "failures": failures, "retry_in_s": retry_delay_s(failures)}
+        extra = {**self._fields(slot), "failures": failures, "retry_in_s": backoff_s(failures)}
         if exc is not None:
             extra["error"] = exc.message
         if isinstance(exc, ImageNotFoundError):

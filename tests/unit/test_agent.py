@@ -17,11 +17,8 @@ from drivers.fake import FakeDriver, Program, ProgramContext
 from fnagent.admission import Budget
 from fnagent.agent import (
     EXIT_REPORT_WAIT_S,
-    RELAUNCH_BASE_S,
-    RELAUNCH_MAX_S,
     Agent,
     CallResult,
-    relaunch_delay_s,
 )
 from fnagent.clock import ManualClock
 from fnagent.config import AgentConfig
@@ -264,12 +261,6 @@ async def test_minimum_hot_count_backs_off_while_the_daemon_is_down_then_recover
         clock.advance(2)
         await poll(lambda: agent.containers("fn1")["running"] == 1, "warm again")
         assert (await agent.submit(make_call(fn))).status == 200
-
-
-def test_relaunch_delay_doubles_and_is_capped() -> None:
-    delays = [relaunch_delay_s(n) for n in range(1, 12)]
-    assert delays[0] == RELAUNCH_BASE_S and delays == sorted(delays)
-    assert delays[-1] == relaunch_delay_s(100_000) == RELAUNCH_MAX_S
 
 
 # -- the status table -------------------------------------------------------------------------

@@ -19,12 +19,10 @@ from hypothesis import strategies as st
 from drivers.docker.config import DockerConfig, PoolConfig
 from drivers.docker.pool import (
     POOL_LABEL,
-    RETRY_MAX_S,
     PoolState,
     PoolUsage,
     PreforkPool,
     SlotPhase,
-    retry_delay_s,
 )
 from drivers.errors import (
     ContainerGoneError,
@@ -262,14 +260,6 @@ def test_invariants_hold_under_any_sequence(
         in_use = [s for s in pool.slots() if s.phase is SlotPhase.IN_USE]
         assert len(in_use) == usage.in_use
         assert not {s.container_id for s in in_use} & set(free)
-
-
-def test_retry_delay_grows_and_is_capped() -> None:
-    delays = [retry_delay_s(n) for n in range(12)]
-    assert delays[0] == 0.0 and delays[1] == 0.1
-    assert delays == sorted(delays)
-    assert max(delays) == RETRY_MAX_S
-    assert retry_delay_s(100_000) == RETRY_MAX_S  # a daemon down for days: still a delay
 
 
 @pytest.mark.parametrize(
