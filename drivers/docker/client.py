@@ -14,6 +14,7 @@ import anyio
 import docker
 
 from drivers.docker.errors import map_docker_errors
+from drivers.errors import ContainerGoneError, DockerAPIError
 
 T = TypeVar("T")
 
@@ -103,6 +104,17 @@ class DockerClient:
         """Call the docker-py ``APIClient`` method named ``method``."""
         api = await self.api()
         return await self.call_sync(what, getattr(api, method), *args, **kwargs)
+
+    async def remove_container(self, container_id: str, what: str = "remove container") -> None:
+        """Force-remove the container and its anonymous volumes. One already gone, or being
+        removed by someone else, counts as removed; other errors are raised (mapped)."""
+        try:
+            await self.call(what, "remove_container", container_id, force=True, v=True)
+        except ContainerGoneError:
+            pass
+        except DockerAPIError as exc:
+            if "already in progress" not in exc.message:
+                raise
 
     async def ping(self, timeout_s: float) -> None:
         """One ``GET /_ping`` that gives up after ``timeout_s``, outside the calls' limiter."""

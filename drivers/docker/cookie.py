@@ -114,9 +114,7 @@ class DockerCookie(Cookie):
             self._stream = None
         if self._id is not None:
             container, self._id = self._id, None
-            await self._client.call(
-                "remove container", "remove_container", container, force=True, v=True
-            )
+            await self._client.remove_container(container)
 
     async def _attach_and_start(self) -> WaitResult:
         cid = self._require_id()
@@ -175,9 +173,7 @@ class DockerCookie(Cookie):
                     await self._stream.aclose()
                 if self._id is not None:
                     try:
-                        await self._client.call(
-                            "remove container", "remove_container", self._id, force=True, v=True
-                        )
+                        await self._client.remove_container(self._id)
                     except DockerUnavailableError as exc:
                         self.left_behind = self._id
                         logger.warning(
@@ -185,13 +181,11 @@ class DockerCookie(Cookie):
                             extra={"container": self._id, "error": exc.message},
                         )
                     except FnAgentError as exc:
-                        # Already gone is what we wanted; anything else is logged, since the
-                        # labels let a later sweep find it.
-                        if "No such container" not in exc.message:
-                            logger.warning(
-                                "could not remove container",
-                                extra={"container": self._id, "error": exc.message},
-                            )
+                        # Logged: the labels let a later sweep find it.
+                        logger.warning(
+                            "could not remove container",
+                            extra={"container": self._id, "error": exc.message},
+                        )
         finally:
             self._on_close(self)
             self.task.close()

@@ -231,17 +231,14 @@ class DockerDriver(Driver):
 
     async def _remove(self, container_id: str) -> None:
         try:
-            await self.client.call(
-                "remove container", "remove_container", container_id, force=True, v=True
-            )
+            await self.client.remove_container(container_id)
         except DockerUnavailableError:
             raise
         except FnAgentError as exc:
-            if "No such container" not in exc.message:
-                logger.warning(
-                    "could not remove a container left behind",
-                    extra={"container": container_id, "error": exc.message},
-                )
+            logger.warning(
+                "could not remove a container left behind",
+                extra={"container": container_id, "error": exc.message},
+            )
         else:
             logger.info("removed a container left behind", extra={"container": container_id})
 

@@ -19,7 +19,7 @@ import itertools
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -575,42 +575,42 @@ class PreforkPool:
     async def _wait_exit(self, container_id: str) -> None:
         """Until the container is no longer running (or gone). Errors (daemon down) retry with
         backoff: the slot stays registered, since it may well be alive."""
-        await self._until_answered("wait for prefork slot", FnAgentError, "wait", container_id)
+
+        async def wait() -> None:
+            await self._client.call("wait for prefork slot", "wait", container_id)
+
+        await self._until_answered("wait for prefork slot", FnAgentError, wait, container_id)
 
     async def _remove(self, container_id: str) -> None:
         """Remove a slot's container. While the daemon is down, retry with backoff: after a
         restart the container is stopped, not gone (a closing pool's deadline bounds this)."""
+
+        async def remove() -> None:
+            await self._client.remove_container(container_id, "remove prefork slot")
+
         try:
             await self._until_answered(
-                "remove prefork slot",
-                DockerUnavailableError,
-                "remove_container",
-                container_id,
-                force=True,
-                v=True,
+                "remove prefork slot", DockerUnavailableError, remove, container_id
             )
         except FnAgentError as exc:
-            message = exc.message
-            if "No such container" not in message and "already in progress" not in message:
-                logger.warning(
-                    "prefork pool: could not remove a slot",
-                    extra={"container": container_id, "error": message},
-                )
+            logger.warning(
+                "prefork pool: could not remove a slot",
+                extra={"container": container_id, "error": exc.message},
+            )
 
     async def _until_answered(
         self,
         what: str,
         retry_on: type[FnAgentError],
-        method: str,
+        attempt: Callable[[], Awaitable[None]],
         container_id: str,
-        **kwargs: Any,
     ) -> None:
-        """Call ``method`` on the container until it answers (gone counts as an answer);
+        """Run ``attempt`` until the daemon answers (the container gone counts as an answer);
         ``retry_on`` errors retry with backoff, the first one logged."""
         failures = 0
         while True:
             try:
-                await self._client.call(what, method, container_id, **kwargs)
+                await attempt()
                 return
             except ContainerGoneError:
                 return

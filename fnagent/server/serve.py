@@ -93,13 +93,7 @@ async def remove_leftovers(driver: Any) -> int:
     removed = 0
     for container in await driver.containers():
         try:
-            await driver.client.call(
-                "remove a leftover container",
-                "remove_container",
-                container["Id"],
-                force=True,
-                v=True,
-            )
+            await driver.client.remove_container(container["Id"], "remove a leftover container")
             removed += 1
         except FnAgentError as exc:
             logger.warning(

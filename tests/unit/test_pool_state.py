@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from drivers.docker.client import DockerClient
 from drivers.docker.config import DockerConfig, PoolConfig
 from drivers.docker.pool import (
     POOL_LABEL,
@@ -305,6 +306,9 @@ class FakeDocker:
         self.slots_exit_at_once = slots_exit_at_once
         self.containers: dict[str, FakeContainer] = {}
         self.calls: Counter[str] = Counter()
+
+    # The real helper, over this fake's ``call``.
+    remove_container = DockerClient.remove_container
 
     async def call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
         self.calls[method] += 1
