@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from drivers.errors import FnAgentError
-from fnagent.agent import Agent
+from fnagent.agent import RETRY_AFTER_S, Agent
 from fnagent.server.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_REQUEST_BYTES = 6 * 1024 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
+RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_S)}
+"""On every 503 the server answers itself, as the agent's call results carry it."""
 
 
 class UnauthorizedError(FnAgentError):
@@ -94,7 +96,7 @@ def create_app(state: ServerState) -> InvokeApp:
             await state.agent.driver.ping()
         except FnAgentError as exc:
             report.update(status="unavailable", docker="down", message=exc.message)
-            return JSONResponse(report, status_code=503, headers={"Retry-After": "15"})
+            return JSONResponse(report, status_code=503, headers=RETRY_AFTER)
         return JSONResponse(report)
 
     async def metrics(request: Request) -> Response:
@@ -117,7 +119,7 @@ def create_app(state: ServerState) -> InvokeApp:
 
     async def fn_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FnAgentError)
-        headers = {"Retry-After": "15"} if exc.status == 503 else None
+        headers = RETRY_AFTER if exc.status == 503 else None
         return error_response(exc.status, exc.message, headers)
 
     async def http_error(request: Request, exc: Exception) -> Response:

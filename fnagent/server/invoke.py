@@ -25,7 +25,7 @@ from starlette.requests import Request
 from drivers.errors import FnAgentError
 from fnagent.agent import CallResult
 from fnagent.models import Call, CallRequest, Fn
-from fnagent.server.app import ServerState, check_token, error_response
+from fnagent.server.app import RETRY_AFTER, ServerState, check_token, error_response
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class InvokeApp:
         except ClientGone:
             return
         except FnAgentError as exc:
-            headers = {"Retry-After": "15"} if exc.status == 503 else None
+            headers = RETRY_AFTER if exc.status == 503 else None
             if isinstance(exc, MethodNotAllowedError):
                 headers = {"Allow": ", ".join(exc.allowed)}
             await error_response(exc.status, exc.message, headers)(scope, receive, send)

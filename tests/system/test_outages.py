@@ -18,6 +18,7 @@ from drivers.docker.pool import PREFORK_ROLE
 from tests.system.conftest import BUSYBOX, FN_HELLO, FN_TEST, require_image, wait_for
 from tests.system.dockerd import PrivateDockerd
 from tests.system.server import Answer, Server, make_server
+from tests.system.test_faults import invoke
 from tests.system.test_serve import deploy, instance_containers
 
 pytestmark = pytest.mark.faults
@@ -25,10 +26,6 @@ pytestmark = pytest.mark.faults
 POOL_SIZE = 2
 RECOVERY_S = 10
 STOPPED = ("exited", "dead")
-
-
-def invoke(server: Server, fn: dict[str, Any], body: dict[str, Any], timeout: float = 60) -> Answer:
-    return server.request("POST", f"/invoke/{fn['id']}", body, timeout=timeout)
 
 
 def slots(containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
