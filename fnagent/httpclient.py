@@ -9,6 +9,7 @@ overhead well under a millisecond, where general clients cost one to two millise
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -118,6 +119,8 @@ class UnixHTTPConnection:
         except OSError:
             return False
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()  # closed now, not when the loop next gets to it
         return True
 
     def close(self) -> None:

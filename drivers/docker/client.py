@@ -6,6 +6,7 @@ under one ``CapacityLimiter`` and translates errors at the boundary.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ import anyio
 import docker
 
 from drivers.docker.errors import map_docker_errors
-from drivers.errors import ContainerGoneError, DockerAPIError
+from drivers.errors import ContainerGoneError, DockerAPIError, DockerUnavailableError
 
 T = TypeVar("T")
 
@@ -82,6 +83,12 @@ class DockerClient:
         else:
             params = {"base_url": self._base_url}
         params.setdefault("base_url", docker.constants.DEFAULT_UNIX_SOCKET)
+        scheme, _, path = str(params["base_url"]).partition("://")
+        if scheme in ("unix", "http+unix") and not os.path.exists(path):
+            # Said here: docker-py's failed connect would leave its socket to the collector.
+            raise DockerUnavailableError(
+                f"cannot connect to the Docker daemon (no socket at {path}); is it running?"
+            )
         return _APIClient(
             version="auto",
             timeout=self._http_timeout_s,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import io
 import time
-import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -63,10 +61,6 @@ async def test_ping_of_a_daemon_that_is_not_there_is_a_clear_503(instance_id: st
     async with DockerDriver(config) as absent:
         with pytest.raises(DockerUnavailableError, match="cannot connect to the Docker daemon"):
             await absent.ping()
-    # docker-py leaves the socket of a failed connect to the garbage collector.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
 
 
 async def test_stdin_round_trip_is_byte_exact(driver: DockerDriver) -> None:
