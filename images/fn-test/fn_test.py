@@ -42,6 +42,21 @@ input that is empty, not JSON or not an object counts as ``{}``. Handled in this
     body_bytes    int     the body is that many "b" bytes (application/octet-stream)
     echo          string  copied into the answer as "echo"
 
+Hostile keys (http-stream only; for the confinement tests):
+
+    relink        string  after the answer is built, atomically replace the listener
+                          (FN_LISTENER's path) with a symlink to this target, e.g. an
+                          absolute host path; "relinked" in the answer is the target or
+                          the error
+    header_count  int     add that many headers X-Flood-<i>: <i>
+    body_stream_mb int    the body is that many MiB of "s", sent chunked as it is made
+                          (never held whole: a huge value is a body without end); the
+                          function stops quietly when the peer goes away
+    spew_after_mb int     once the answer is sent, a background thread writes that many
+                          MiB of 1 KiB lines to stdout (between calls)
+    raw           string  the whole response is exactly these characters (each below
+                          U+0100, written as one byte: Latin-1), the connection is kept
+
 A key of the wrong type (or write_mb without write_path, or connect not host:port) is
 answered 400 with {"ok": false, "error": ...} (cold: the error on stderr, exit status 2).
 
@@ -85,8 +100,9 @@ from typing import Any
 MIB = 1 << 20
 PAGE = 4096
 INT_KEYS = ("sleep_ms", "exit", "signal", "alloc_mb", "status", "header_bytes", "body_bytes",
-            "fork", "write_mb")
-STR_KEYS = ("stderr", "stdout", "echo", "write_path", "list_dir", "read_file", "connect")
+            "fork", "write_mb", "header_count", "body_stream_mb", "spew_after_mb")
+STR_KEYS = ("stderr", "stdout", "echo", "write_path", "list_dir", "read_file", "connect",
+            "relink", "raw")
 FRAMING_HEADERS = {"content-length", "transfer-encoding"}
 
 
@@ -120,14 +136,44 @@ def parse_request(body: bytes) -> dict[str, Any]:
         raise BadRequest("headers must be an object")
     if not 100 <= req.get("status", 200) <= 999:
         raise BadRequest("status must be within 100..999")
-    for key in ("alloc_mb", "sleep_ms", "header_bytes", "body_bytes", "fork", "write_mb"):
+    for key in ("alloc_mb", "sleep_ms", "header_bytes", "body_bytes", "fork", "write_mb",
+                "header_count", "body_stream_mb", "spew_after_mb"):
         if req.get(key, 0) < 0:
             raise BadRequest(f"{key} must not be negative")
     if ("write_mb" in req) != ("write_path" in req):
         raise BadRequest("write_mb and write_path go together")
     if "connect" in req and not req["connect"].rpartition(":")[2].isdigit():
         raise BadRequest("connect must be host:port")
+    if "raw" in req and any(ord(c) > 0xFF for c in req["raw"]):
+        raise BadRequest("raw must hold characters below U+0100 only")
     return req
+
+
+def relink(target: str) -> str:
+    """Atomically make the listener path a symlink to ``target``; returns what was done."""
+    path = os.path.normpath(os.environ.get("FN_LISTENER", "")[len("unix:"):])
+    temporary = f"{path}.{secrets.token_hex(4)}.relink"
+    try:
+        os.symlink(target, temporary)
+        os.replace(temporary, path)
+    except OSError as exc:
+        return failure(exc)
+    return target
+
+
+def spew(mib: int) -> None:
+    """Write ``mib`` MiB of 1 KiB lines to stdout, from a background thread."""
+    line = ("x" * 1023 + "\n").encode()
+
+    def run() -> None:
+        try:
+            for _ in range(mib * 1024):
+                sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+
+    threading.Thread(target=run, name="spew", daemon=True).start()
 
 
 def failure(exc: BaseException) -> str:
@@ -234,6 +280,8 @@ def call(req: dict[str, Any], *, fmt: str, calls: int, body: bytes,
     if "signal" in req:
         kill(req["signal"])
 
+    if "relink" in req:
+        probes["relinked"] = relink(req["relink"])
     if "body_bytes" in req:
         content_type, payload = "application/octet-stream", b"b" * req["body_bytes"]
     else:
@@ -253,6 +301,7 @@ def call(req: dict[str, Any], *, fmt: str, calls: int, body: bytes,
     headers = [("Content-Type", content_type)]
     if req.get("header_bytes", 0) > 0:
         headers.append(("X-Big", "h" * req["header_bytes"]))
+    headers.extend((f"X-Flood-{i}", str(i)) for i in range(req.get("header_count", 0)))
     for name, value in req.get("headers", {}).items():
         if name.lower() in FRAMING_HEADERS:
             continue
@@ -383,17 +432,45 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except BadRequest as exc:
                 error = json.dumps({"ok": False, "error": str(exc)}).encode() + b"\n"
                 answer = Answer(400, [("Content-Type", "application/json")], error)
-            self.send_response_only(answer.status)
-            names = {name.lower() for name, _ in answer.headers}
-            if "date" not in names:
-                self.send_header("Date", self.date_time_string())
-            for name, value in answer.headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(answer.body)))
-            self.end_headers()
-            self.wfile.write(answer.body)
-            self.wfile.flush()
+                req = {}
+            if "raw" in req:
+                self.wfile.write(req["raw"].encode("latin-1"))
+                self.wfile.flush()
+                return
+            if req.get("body_stream_mb"):
+                self.stream(answer, req["body_stream_mb"])
+            else:
+                self.send_answer(answer)
             del answer
+            if req.get("spew_after_mb"):
+                spew(req["spew_after_mb"])
+
+    def send_answer(self, answer: Answer) -> None:
+        self.send_response_only(answer.status)
+        names = {name.lower() for name, _ in answer.headers}
+        if "date" not in names:
+            self.send_header("Date", self.date_time_string())
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
+        self.wfile.flush()
+
+    def stream(self, answer: Answer, mib: int) -> None:
+        """Send ``mib`` MiB of "s" chunked, as it is made; stop when the peer goes away."""
+        self.send_response_only(answer.status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = b"%x\r\n%s\r\n" % (MIB, b"s" * MIB)
+        try:
+            for _ in range(mib):
+                self.wfile.write(chunk)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
 
     do_POST = do_GET = do_PUT = do_PATCH = do_DELETE = handle_call
 
