@@ -29,6 +29,8 @@ from drivers.results import timed_out
 from fnagent.readiness import LISTENER
 
 MAX_STAT_SAMPLES = 240
+# How long a broken call waits for Docker to report the container's end.
+EXIT_REPORT_GRACE_S = 5.0
 
 
 class Format(enum.StrEnum):
@@ -204,6 +206,10 @@ async def _call_hot(
             tg.cancel_scope.cancel()
             return timed_out(request.timeout_s), None
         except (OSError, ProtocolError, asyncio.IncompleteReadError) as exc:
+            # A broken call usually means the container died (the OOM killer, an exit): its
+            # own result says how, once Docker reports it, which may come a moment later.
+            with anyio.move_on_after(EXIT_REPORT_GRACE_S):
+                await exited.wait()
             tg.cancel_scope.cancel()
             if exited.is_set():
                 return ended[0], None
