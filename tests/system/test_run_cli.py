@@ -131,7 +131,10 @@ def test_daemon_unreachable_exits_125(cli_env: dict[str, str]) -> None:
 
 
 def test_a_bare_memory_number_is_mib(cli_env: dict[str, str]) -> None:
-    read = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+    read = (
+        "cat /sys/fs/cgroup/memory.max 2>/dev/null"
+        " || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+    )
     done = run_cli(["run", "-m", "64", BUSYBOX, "sh", "-c", read], cli_env)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) == 64 * 1024 * 1024
