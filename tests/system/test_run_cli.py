@@ -96,6 +96,7 @@ def test_http_stream_exit_before_listening_is_an_agent_failure(
     done = run_cli(args, cli_env)
     assert done.returncode == 125
     assert b"exited before it listened" in done.stderr
+    assert b"http-stream contract" in done.stderr
 
 
 @pytest.mark.parametrize(

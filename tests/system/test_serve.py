@@ -355,3 +355,12 @@ def test_second_serve_on_the_same_store_is_refused(
     assert len(lines) == 1, done.stderr
     assert str(server.db_path) in lines[0] and "another fnagent serve" in lines[0]
     _assert_first_untouched(server, fn, before, docker_api)
+
+
+def test_an_image_that_does_not_speak_http_stream_gets_a_502_that_says_so(
+    server: Server,
+) -> None:
+    fn = deploy(server, image="fnagent/busybox")
+    answer = server.request("POST", f"/invoke/{fn['id']}", {})
+    assert answer.status == 502, answer.body
+    assert "http-stream" in answer.message and "FDK" in answer.message
