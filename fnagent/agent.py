@@ -58,7 +58,7 @@ from fnagent.httpclient import (
 )
 from fnagent.ids import new_id
 from fnagent.models import FORMAT_HTTP_STREAM, Call, Fn
-from fnagent.readiness import LISTENER, wait_until_listening
+from fnagent.readiness import CONTRACT_HINT, LISTENER, wait_until_listening
 from fnagent.slots import HotContainer, SlotQueue, State, Waiter
 
 logger = logging.getLogger(__name__)
@@ -593,7 +593,7 @@ class Agent:
         except TimeoutError:
             raise StartTimeoutError(
                 f"Container initialization timed out after {timeout_s:g} s, please ensure you "
-                "are using the latest fdk and check the logs"
+                f"are using the latest fdk and check the logs: {CONTRACT_HINT}"
             ) from None
         if not ready:
             ended = container.exit_result
@@ -603,7 +603,7 @@ class Agent:
                 "container exited before it was ready",
                 extra={"container": container.name, "fn_id": container.fn.id, "last_output": last},
             )
-            raise ContainerGoneError(f"container failed to initialize: {how}")
+            raise ContainerGoneError(f"container failed to initialize: {how}; {CONTRACT_HINT}")
 
     async def _idle_policy(self, queue: SlotQueue, container: HotContainer) -> None:
         """Freeze after freeze_idle_ms idle; remove after the fn's idle_timeout (unless the

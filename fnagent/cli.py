@@ -45,7 +45,11 @@ def main() -> None:
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option(
-    "--memory", "-m", default="128m", show_default=True, help="Memory limit (no swap): 64m, 1g, ..."
+    "--memory",
+    "-m",
+    default="128m",
+    show_default=True,
+    help="Memory limit, no swap: MiB (128) or with a unit k, m, g (64m, 1g); at least 6m.",
 )
 @click.option("--cpus", default=None, help="CPU limit: 0.5, 2, or milli-CPUs like 500m.")
 @click.option(
@@ -111,9 +115,14 @@ def run(
 ) -> None:
     """Run IMAGE once as a function: stdin in, stdout out, like `docker run --rm -i`.
 
-    Exit code: the function's exit code; 124 when it timed out; 125 when fnagent itself
-    failed (bad flag, image not found, Docker unreachable); 1 when an http-stream function
-    answered with a non-2xx status.
+    \b
+    Exit code:
+      the function's own exit code;
+      124  it timed out (the container is killed);
+      125  fnagent itself failed (bad flag, image not found, Docker unreachable);
+      137  it ran out of memory (the message names the limit);
+      130  interrupted (the container is removed first);
+      1    an http-stream function answered with a non-2xx status.
     """
     from fnagent.runcmd import run_command
 

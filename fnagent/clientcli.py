@@ -199,15 +199,27 @@ def _annotation_option(f: _F) -> _F:
     )(f)
 
 
+def _parse_memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    from drivers.errors import InvalidInputError
+    from fnagent.units import parse_memory_mb
+
+    if value is None:
+        return None
+    try:
+        return parse_memory_mb(value)
+    except InvalidInputError as exc:
+        raise click.BadParameter(exc.message) from None
+
+
 def _fn_limit_options(f: _F) -> _F:
     for option in reversed(
         [
             click.option(
                 "--memory",
                 "-m",
-                type=click.IntRange(min=0),
-                metavar="MB",
-                help="Memory limit in MiB.",
+                callback=_parse_memory,
+                metavar="SIZE",
+                help="Memory limit: MiB (128) or with a unit k, m, g (128m, 1g); at least 6m.",
             ),
             click.option(
                 "--timeout",

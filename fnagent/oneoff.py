@@ -26,9 +26,11 @@ from drivers.docker import DockerDriver
 from drivers.docker.pull import PullProgress
 from drivers.errors import ContainerGoneError, FnAgentError, FunctionTimeoutError
 from drivers.results import timed_out
-from fnagent.readiness import LISTENER
+from fnagent.readiness import CONTRACT_HINT, LISTENER
 
 MAX_STAT_SAMPLES = 240
+# How long a broken call waits for Docker to report the container's end.
+EXIT_REPORT_GRACE_S = 5.0
 
 
 class Format(enum.StrEnum):
@@ -183,11 +185,12 @@ async def _call_hot(
         except TimeoutError:
             raise FunctionTimeoutError(
                 f"the function did not listen on {LISTENER} within "
-                f"{request.hot_start_timeout_s:g} s"
+                f"{request.hot_start_timeout_s:g} s: {CONTRACT_HINT}"
             ) from None
         if not listening:
             raise ContainerGoneError(
-                f"the function exited before it listened on {LISTENER} ({_describe(ended[0])})"
+                f"the function exited before it listened on {LISTENER} "
+                f"({_describe(ended[0])}): {CONTRACT_HINT}"
             )
         headers = {
             "Content-Type": "application/octet-stream",
@@ -204,6 +207,10 @@ async def _call_hot(
             tg.cancel_scope.cancel()
             return timed_out(request.timeout_s), None
         except (OSError, ProtocolError, asyncio.IncompleteReadError) as exc:
+            # A broken call usually means the container died (the OOM killer, an exit): its
+            # own result says how, once Docker reports it, which may come a moment later.
+            with anyio.move_on_after(EXIT_REPORT_GRACE_S):
+                await exited.wait()
             tg.cancel_scope.cancel()
             if exited.is_set():
                 return ended[0], None

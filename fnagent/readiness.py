@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     import ctypes
 
 LISTENER = "lsnr.sock"
+# Appended to every "never listened" failure: the usual cause is an image that is not an
+# http-stream function at all.
+CONTRACT_HINT = (
+    "the image must speak Fn's http-stream contract (listen on FN_LISTENER, "
+    "e.g. with an FDK such as PyPI's fdk)"
+)
 POLL_S = 0.005
 _IN_CREATE = 0x100
 _IN_MOVED_TO = 0x80

@@ -57,6 +57,7 @@ def run_command(
     timeout) for one, so the function joins a prefork namespace; None keeps the environment's
     FN_EXPERIMENTAL_PREFORK_* settings.
     """
+    _claim_closed_stdin()
     try:
         from drivers.docker import PullPolicy
         from drivers.images import parse_image
@@ -90,10 +91,39 @@ def run_command(
     except Exception as exc:  # the promise is one line, never a traceback
         cause = first_error(exc)
         if isinstance(cause, FnAgentError):
-            print(f"fnagent: {cause.message}", file=sys.stderr)
+            message = cause.message
         else:
-            print(f"fnagent: unexpected error: {type(cause).__name__}: {cause}", file=sys.stderr)
+            message = f"unexpected error: {type(cause).__name__}: {cause}"
+        print(f"fnagent: {message}", file=sys.stderr)
+        if as_json:
+            print(json.dumps(_failure_json(message), indent=2))
         return EXIT_AGENT_FAILURE
+
+
+def _claim_closed_stdin() -> None:
+    """A closed stdin (``<&-``) is an empty input. Left closed, fd 0 would be the lowest free
+    descriptor and the event loop's own (its epoll or wake-up socket) would take it, to be read
+    as the function's input until the timeout."""
+    try:
+        os.fstat(0)
+    except OSError:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        if fd != 0:
+            os.dup2(fd, 0)
+            os.close(fd)
+
+
+def _failure_json(message: str) -> dict[str, Any]:
+    """``--json``'s document when fnagent itself failed and no function ran."""
+    return {
+        "status": "error",
+        "exit_code": None,
+        "error": message,
+        "http_status": None,
+        "timings_ms": {},
+        "stats": [],
+        "stdout": "",
+    }
 
 
 def first_error(exc: BaseException) -> BaseException:

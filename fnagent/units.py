@@ -9,22 +9,41 @@ import re
 
 from drivers.errors import InvalidInputError
 
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?\s*$", re.IGNORECASE)
-_MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+MIB = 1024 * 1024
+# Docker refuses a memory limit below 6 MiB; saying so ourselves names the flag and the rule.
+MIN_MEMORY_BYTES = 6 * MIB
+
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmg])(?:i?b)?)?\s*$", re.IGNORECASE)
+_MEMORY_UNITS = {"k": 1024, "m": MIB, "g": 1024 * MIB}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def parse_memory(text: str) -> int:
-    """Bytes from Docker's memory syntax: ``64m``, ``1g``, ``512k``, ``1.5GiB``, ``1048576``."""
+    """Bytes from the one memory syntax of every command: a bare number is MiB (as in Fn),
+    or a number with a unit ``k``, ``m`` or ``g`` (``KiB``, ``MB``, ... too; all are powers of
+    1024): ``64``, ``64m``, ``8192k``, ``1.5g``. A limit is always set, at least 6 MiB
+    (Docker's floor)."""
     match = _MEMORY.match(text)
     if not match:
         raise InvalidInputError(
-            f"invalid memory {text!r}: use a number with an optional unit b, k, m or g (e.g. 128m)"
+            f"invalid memory {text!r}: use MiB (128) or a number with a unit k, m or g "
+            "(e.g. 128m, 1g)"
         )
     number, unit = match.groups()
-    return int(float(number) * _MEMORY_UNITS[unit.lower()])
+    value = int(float(number) * _MEMORY_UNITS[(unit or "m").lower()])
+    if value < MIN_MEMORY_BYTES:
+        raise InvalidInputError(f"invalid memory {text!r}: must be at least 6m (Docker's floor)")
+    return value
+
+
+def parse_memory_mb(text: str) -> int:
+    """``parse_memory`` for Fn's API, which counts whole MiB."""
+    value = parse_memory(text)
+    if value % MIB:
+        raise InvalidInputError(f"invalid memory {text!r}: Fn's API takes a whole number of MiB")
+    return value // MIB
 
 
 def parse_cpus(text: str) -> int:

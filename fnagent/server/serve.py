@@ -1,9 +1,11 @@
 """``fnagent serve``: the store, the Docker driver, the agent and the HTTP server, in one
 process, started in that order and stopped in reverse.
 
-On start, containers an earlier run of this server left behind (same instance label, derived
-from the store's location) are removed. SIGTERM or SIGINT: the server stops accepting, calls in
-flight finish, every container is removed, and the process exits 0.
+On start, the store's lock and the listening address are taken (a second server for either ends
+with one line, touching nothing); then containers an earlier run of this server left behind
+(same instance label, derived from the store's location) are removed. SIGTERM or SIGINT: the
+server stops accepting, calls in flight finish, every container is removed, and the process
+exits 0; a second signal only hurries the drain.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -67,10 +70,12 @@ def read_token_file(path: str) -> str:
     return token
 
 
-def instance_for(db_url: str, port: int) -> str:
-    """A stable instance label for this server: the same store and port, the same label, so a
-    restart finds what a killed run left; another server on the daemon has its own."""
-    return "serve-" + hashlib.sha256(f"{db_url}|{port}".encode()).hexdigest()[:12]
+def instance_for(store_path: str | None) -> str:
+    """A stable instance label for this server: the same store, the same label, so a restart
+    (on any port) finds what a killed run left. The store's lock makes it one server's own;
+    an in-memory store is this process's own."""
+    identity = os.path.abspath(store_path) if store_path else f"memory|{os.getpid()}"
+    return "serve-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
 def configure_json_logging(level: str = "INFO") -> None:
@@ -104,38 +109,66 @@ async def remove_leftovers(driver: Any) -> int:
 
 
 async def serve(server_config: ServerConfig, agent_config: AgentConfig, db_url: str) -> None:
-    """Run until SIGTERM / SIGINT; raises FnAgentError for a start-up failure."""
+    """Run until SIGTERM / SIGINT; raises FnAgentError for a start-up failure.
+
+    The store's lock and the listening socket are taken first: a second server for the same
+    store or address ends here, before anything of the first one's is swept. Signals are
+    watched from the start to the very end, so a signal during start-up or shutdown never
+    interrupts the drain: the first one stops the server, later ones only hurry it (open
+    connections are dropped; calls in flight and container removal still finish)."""
+    from fnagent.server.claim import claim
+    from fnagent.store import SQLiteStore
+
+    store = SQLiteStore.from_url(db_url)
+    held = claim(store_lock_target(store.path), server_config.host, server_config.port)
+    stop = _Stop()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, stop)
+            async with store:
+                await _serve(server_config, agent_config, db_url, store, held.sock, stop)
+            tg.cancel_scope.cancel()
+    finally:
+        held.release()
+
+
+async def _serve(
+    server_config: ServerConfig,
+    agent_config: AgentConfig,
+    db_url: str,
+    store: Any,
+    sock: Any,
+    stop: _Stop,
+) -> None:
     from drivers.docker import DockerDriver
     from fnagent.agent import Agent
     from fnagent.server.app import ServerState, create_app
     from fnagent.server.metrics import Metrics
-    from fnagent.store import SQLiteStore
 
-    async with SQLiteStore.from_url(db_url) as store:
-        async with DockerDriver(agent_config.docker_config()) as driver:
-            leftovers = await remove_leftovers(driver)
-            shutil.rmtree(socket_root(agent_config), ignore_errors=True)
-            if leftovers:
-                logger.info("removed containers left by an earlier run", extra={"count": leftovers})
-            async with Agent(driver, agent_config) as agent:
-                state = ServerState(
-                    config=server_config,
-                    store=store,
-                    agent=agent,
-                    metrics=Metrics(lambda: _gauges(agent, driver)),
-                    version=_version(),
-                )
-                app = create_app(state)
-                uv_config = uvicorn.Config(
-                    app,
-                    host=server_config.host,
-                    port=server_config.port,
-                    lifespan="off",
-                    log_config=None,
-                    access_log=False,
-                    timeout_graceful_shutdown=30,
-                )
-                server = _Server(uv_config)
+    async with DockerDriver(agent_config.docker_config()) as driver:
+        leftovers = await remove_leftovers(driver)
+        shutil.rmtree(socket_root(agent_config), ignore_errors=True)
+        if leftovers:
+            logger.info("removed containers left by an earlier run", extra={"count": leftovers})
+        async with Agent(driver, agent_config) as agent:
+            state = ServerState(
+                config=server_config,
+                store=store,
+                agent=agent,
+                metrics=Metrics(lambda: _gauges(agent, driver)),
+                version=_version(),
+            )
+            uv_config = uvicorn.Config(
+                create_app(state),
+                host=server_config.host,
+                port=server_config.port,
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=30,
+            )
+            server = _Server(uv_config)
+            if stop.attach(server):
                 logger.info(
                     "serving",
                     extra={
@@ -145,15 +178,22 @@ async def serve(server_config: ServerConfig, agent_config: AgentConfig, db_url: 
                         "instance": agent_config.instance_id,
                     },
                 )
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(_stop_on_signal, server)
-                    await server.serve()
-                    tg.cancel_scope.cancel()
+                await server.serve(sockets=[sock])
                 if not server.started:
                     raise FnAgentError(
-                        f"could not listen on {server_config.host}:{server_config.port}"
+                        f"could not serve on {server_config.host}:{server_config.port}"
                     )
-                logger.info("stopping: calls in flight finish, containers are removed")
+            logger.info("stopping: calls in flight finish, containers are removed")
+
+
+def store_lock_target(path: str) -> str | None:
+    """The file whose lock stands for the store: its own path (a ``file:`` URI's path part);
+    None for a private in-memory store, which no other process can share."""
+    if path == ":memory:":
+        return None
+    if path.startswith("file:"):
+        return path[len("file:") :].split("?", 1)[0]
+    return path
 
 
 class _Server(uvicorn.Server):
@@ -165,12 +205,34 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def _stop_on_signal(server: Any) -> None:
+class _Stop:
+    """The stop requests signals make, for a server that may not exist yet."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self._server: Any = None
+
+    def attach(self, server: Any) -> bool:
+        """Whether to serve at all: not when a stop came during start-up."""
+        self._server = server
+        return self.requests == 0
+
+    def request(self) -> None:
+        self.requests += 1
+        if self._server is not None:
+            self._server.should_exit = True
+            if self.requests > 1:
+                self._server.force_exit = True
+
+
+async def _watch_signals(stop: _Stop) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for received in signals:
-            logger.info("signal received, shutting down", extra={"signal": received.name})
-            server.should_exit = True
-            return
+            logger.info(
+                "signal received, shutting down" if not stop.requests else "signal received again",
+                extra={"signal": received.name},
+            )
+            stop.request()
 
 
 def _gauges(agent: Any, driver: Any) -> dict[str, Any]:
@@ -211,7 +273,10 @@ def run_serve(
         url = db_url or environ.get("FN_DB_URL") or default_db_url()
         agent_config = AgentConfig.from_env(environ)
         if not environ.get("FNAGENT_INSTANCE_ID"):
-            agent_config = replace(agent_config, instance_id=instance_for(url, server_config.port))
+            from fnagent.store import SQLiteStore
+
+            store_path = store_lock_target(SQLiteStore.from_url(url).path)
+            agent_config = replace(agent_config, instance_id=instance_for(store_path))
         configure_json_logging(environ.get("FNAGENT_LOG_LEVEL", "INFO"))
         anyio.run(serve, server_config, agent_config, url, backend_options={"use_uvloop": True})
     except KeyboardInterrupt:

@@ -96,6 +96,7 @@ def test_http_stream_exit_before_listening_is_an_agent_failure(
     done = run_cli(args, cli_env)
     assert done.returncode == 125
     assert b"exited before it listened" in done.stderr
+    assert b"http-stream contract" in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -128,3 +129,60 @@ def test_daemon_unreachable_exits_125(cli_env: dict[str, str]) -> None:
     assert done.returncode == 125
     assert b"Docker daemon" in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+def test_a_bare_memory_number_is_mib(cli_env: dict[str, str]) -> None:
+    read = (
+        "cat /sys/fs/cgroup/memory.max 2>/dev/null"
+        " || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+    )
+    done = run_cli(["run", "-m", "64", BUSYBOX, "sh", "-c", read], cli_env)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize("value", ["512k", "0", "1k"])
+def test_memory_below_dockers_floor_gets_our_message(cli_env: dict[str, str], value: str) -> None:
+    done = run_cli(["run", "-m", value, BUSYBOX, "true"], cli_env)
+    assert done.returncode == 125
+    assert (
+        done.stderr.decode().strip()
+        == f"fnagent: invalid memory {value!r}: must be at least 6m (Docker's floor)"
+    )
+
+
+def test_http_stream_out_of_memory_exits_137_naming_the_limit(
+    cli_env: dict[str, str], docker_api: docker.APIClient
+) -> None:
+    require_image(docker_api, FN_TEST)
+    args = ["run", "--format", "http-stream", "-m", "32m", FN_TEST]
+    done = run_cli(args, cli_env, input=b'{"alloc_mb": 256}')
+    assert done.returncode == 137, done.stderr
+    assert b"ran out of memory" in done.stderr and b"32 MiB" in done.stderr
+
+
+def test_json_reports_agent_side_failures_too(cli_env: dict[str, str]) -> None:
+    done = run_cli(["run", "--json", "--pull", "never", "fnagent/not-here:1"], cli_env)
+    assert done.returncode == 125
+    document = json.loads(done.stdout)
+    assert document["status"] == "error"
+    assert "not present locally" in document["error"]
+    assert b"Traceback" not in done.stderr
+
+
+def test_run_help_lists_every_exit_code(cli_env: dict[str, str]) -> None:
+    done = run_cli(["run", "--help"], cli_env)
+    for code in (b"124", b"125", b"137", b"130", b"1 "):
+        assert code in done.stdout
+
+
+def test_closed_stdin_is_an_empty_input(cli_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    script = 'exec "$0" -m fnagent run --timeout 20s fnagent/busybox sh -c "wc -c; echo done" <&-'
+    done = subprocess.run(
+        ["bash", "-c", script, sys.executable], capture_output=True, env=cli_env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [b"0", b"done"]

@@ -290,3 +290,77 @@ def test_orphans_are_removed_after_sigkill_and_restart(
     wait_for(lambda: not instance_containers(docker_api, instance), 20, "orphans removed")
     assert server.request("GET", f"/v2/fns/{fn['id']}").status == 200
     assert server.request("POST", f"/invoke/{fn['id']}", {}).status == 200
+
+
+# -- one server per store and port ------------------------------------------------------------
+
+
+def _second_serve(server: Server, port: int, db_path: Path) -> Any:
+    from tests.system.conftest import run_cli
+
+    args = ["serve", "--port", str(port), "--db-url", f"sqlite3://{db_path}"]
+    return run_cli(args, server.env, timeout=30)
+
+
+def _assert_first_untouched(server: Server, fn: dict[str, Any], before: set[str], api: Any) -> None:
+    instance = server.env["FNAGENT_INSTANCE_ID"]
+    assert {c["Id"] for c in instance_containers(api, instance)} == before
+    again = server.request("POST", f"/invoke/{fn['id']}", {})
+    assert again.status == 200, again.body
+    assert {c["Id"] for c in instance_containers(api, instance)} == before, "no new container"
+
+
+def test_second_serve_on_the_same_port_and_store_ends_at_once_touching_nothing(
+    server: Server, docker_api: docker.APIClient
+) -> None:
+    fn = deploy(server)
+    assert server.request("POST", f"/invoke/{fn['id']}", {}).status == 200
+    before = {c["Id"] for c in instance_containers(docker_api, server.env["FNAGENT_INSTANCE_ID"])}
+    assert before
+    done = _second_serve(server, server.port, server.db_path)
+    assert done.returncode != 0
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "another fnagent serve" in lines[0]
+    _assert_first_untouched(server, fn, before, docker_api)
+
+
+def test_second_serve_on_a_taken_port_says_so_in_one_line(
+    server: Server, docker_api: docker.APIClient, tmp_path: Path
+) -> None:
+    fn = deploy(server)
+    assert server.request("POST", f"/invoke/{fn['id']}", {}).status == 200
+    before = {c["Id"] for c in instance_containers(docker_api, server.env["FNAGENT_INSTANCE_ID"])}
+    done = _second_serve(server, server.port, tmp_path / "other" / "fnagent.db")
+    assert done.returncode != 0
+    lines = done.stderr.decode().strip().splitlines()
+    assert lines == [
+        f"fnagent serve: 127.0.0.1:{server.port} is already in use (another fnagent serve?); "
+        "pass --port or FN_PORT"
+    ], done.stderr
+    _assert_first_untouched(server, fn, before, docker_api)
+
+
+def test_second_serve_on_the_same_store_is_refused(
+    server: Server, docker_api: docker.APIClient
+) -> None:
+    from tests.system.conftest import free_port
+
+    fn = deploy(server)
+    assert server.request("POST", f"/invoke/{fn['id']}", {}).status == 200
+    before = {c["Id"] for c in instance_containers(docker_api, server.env["FNAGENT_INSTANCE_ID"])}
+    done = _second_serve(server, free_port(), server.db_path)
+    assert done.returncode != 0
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert str(server.db_path) in lines[0] and "another fnagent serve" in lines[0]
+    _assert_first_untouched(server, fn, before, docker_api)
+
+
+def test_an_image_that_does_not_speak_http_stream_gets_a_502_that_says_so(
+    server: Server,
+) -> None:
+    fn = deploy(server, image="fnagent/busybox")
+    answer = server.request("POST", f"/invoke/{fn['id']}", {})
+    assert answer.status == 502, answer.body
+    assert "http-stream" in answer.message and "FDK" in answer.message

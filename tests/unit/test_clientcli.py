@@ -925,3 +925,19 @@ def test_format_table_pads_columns() -> None:
 def test_bad_option_value_is_a_click_usage_error() -> None:
     with pytest.raises(click.BadParameter):
         main.main(["apps", "create", "x", "-c", "bad"], standalone_mode=False)
+
+
+@pytest.mark.parametrize(("value", "mib"), [("64", 64), ("64m", 64), ("1g", 1024), ("8192k", 8)])
+def test_deploy_memory_takes_the_run_syntax(api: FakeFn, value: str, mib: int) -> None:
+    done = cli(api.url, "deploy", "shop", "hello", "--image", "fnproject/hello:1", "-m", value)
+    assert done.exit_code == 0, done.stderr
+    (fn,) = api.fns.values()
+    assert fn["memory"] == mib
+
+
+@pytest.mark.parametrize("value", ["512k", "0", "5m"])
+def test_deploy_memory_below_the_floor_is_refused(api: FakeFn, value: str) -> None:
+    done = cli(api.url, "deploy", "shop", "hello", "--image", "fnproject/hello:1", "-m", value)
+    assert done.exit_code != 0
+    assert "at least 6m" in done.stderr
+    assert not api.writes()
