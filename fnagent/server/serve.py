@@ -146,6 +146,7 @@ async def serve(server_config: ServerConfig, agent_config: AgentConfig, db_url: 
     from fnagent.agent import Agent
     from fnagent.server.app import ServerState, create_app
     from fnagent.server.metrics import Metrics
+    from fnagent.server.protocol import protocol_class
     from fnagent.store import SQLiteStore
 
     async with SQLiteStore.from_url(db_url) as store:
@@ -165,6 +166,11 @@ async def serve(server_config: ServerConfig, agent_config: AgentConfig, db_url: 
                 app = create_app(state)
                 uv_config = uvicorn.Config(
                     app,
+                    http=protocol_class(
+                        max_header_bytes=server_config.max_header_bytes,
+                        max_headers=server_config.max_headers,
+                        header_timeout_s=server_config.header_timeout_s,
+                    ),
                     host=server_config.host,
                     port=server_config.port,
                     lifespan="off",
