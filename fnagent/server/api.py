@@ -9,6 +9,7 @@ cache honest, and tells the agent when functions change or go.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -93,7 +94,8 @@ def routes(state: ServerState) -> list[Route]:
             app_name = (await store.get_app(trigger.app_id)).name
         document["annotations"] = {
             **(document.get("annotations") or {}),
-            TRIGGER_ANNOTATION: f"{_base_url(request)}/t/{app_name}{trigger.source}",
+            # A URL: names and sources in any script are percent-encoded (UTF-8).
+            TRIGGER_ANNOTATION: f"{_base_url(request)}/t/{quote(app_name + trigger.source)}",
         }
         return document
 
@@ -109,7 +111,7 @@ def routes(state: ServerState) -> list[Route]:
 
     async def create_app(request: Request) -> Response:
         check_token(state, request)
-        body = await read_json(request)
+        body = await read_json(request, state.config.max_api_body_bytes)
         app = await store.create_app(
             name=_typed(body, "name", str) or "",
             config=_string_map(body, "config"),
@@ -126,7 +128,7 @@ def routes(state: ServerState) -> list[Route]:
 
     async def update_app(request: Request) -> Response:
         check_token(state, request)
-        body = await read_json(request)
+        body = await read_json(request, state.config.max_api_body_bytes)
         _string_map(body, "config")
         _typed(body, "annotations", dict)
         app = await store.update_app(request.path_params["app_id"], body)
@@ -179,7 +181,7 @@ def routes(state: ServerState) -> list[Route]:
 
     async def create_fn(request: Request) -> Response:
         check_token(state, request)
-        body = await read_json(request)
+        body = await read_json(request, state.config.max_api_body_bytes)
         record = await store.create_fn(
             app_id=_typed(body, "app_id", str) or "",
             name=_typed(body, "name", str) or "",
@@ -201,7 +203,7 @@ def routes(state: ServerState) -> list[Route]:
 
     async def update_fn(request: Request) -> Response:
         check_token(state, request)
-        body = await read_json(request)
+        body = await read_json(request, state.config.max_api_body_bytes)
         for name in ("memory", "timeout", "idle_timeout"):
             _typed(body, name, int)
         for name in ("image", "name", "app_id"):
@@ -230,7 +232,7 @@ def routes(state: ServerState) -> list[Route]:
 
     async def set_scale(request: Request) -> Response:
         check_token(state, request)
-        body = await read_json(request)
+        body = await read_json(request, state.config.max_api_body_bytes)
         min_hot = _typed(body, "min_hot", int)
         if min_hot is None or min_hot < 0:
             raise InvalidInputError("min_hot must be an integer >= 0")
@@ -261,7 +263,7 @@ def routes(state: ServerState) -> list[Route]:
 
     async def create_trigger(request: Request) -> Response:
         check_token(state, request)
-        body = await read_json(request)
+        body = await read_json(request, state.config.max_api_body_bytes)
         trigger = await store.create_trigger(
             app_id=_typed(body, "app_id", str) or "",
             fn_id=_typed(body, "fn_id", str) or "",
@@ -280,7 +282,7 @@ def routes(state: ServerState) -> list[Route]:
 
     async def update_trigger(request: Request) -> Response:
         check_token(state, request)
-        body = await read_json(request)
+        body = await read_json(request, state.config.max_api_body_bytes)
         for name in ("name", "type", "source", "app_id", "fn_id"):
             _typed(body, name, str)
         _typed(body, "annotations", dict)

@@ -19,13 +19,18 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import anyio
-from starlette.datastructures import URL
-from starlette.requests import Request
 
 from drivers.errors import FnAgentError
 from fnagent.agent import CallResult
 from fnagent.models import Call, CallRequest, Fn
-from fnagent.server.app import RETRY_AFTER, ServerState, check_token, error_response
+from fnagent.server.app import (
+    RETRY_AFTER,
+    RequestTooLargeError,
+    ServerState,
+    UnauthorizedError,
+    bearer_matches,
+    error_response,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +46,6 @@ INVOKE_METHODS = ("POST",)
 # When run_call starts watching for the caller going away.
 WATCH_AFTER_S = 0.05
 TRIGGER_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-
-class RequestTooLargeError(FnAgentError):
-    status = 413
-    default_message = "Request body too large"
 
 
 class MethodNotAllowedError(FnAgentError):
@@ -110,6 +110,7 @@ class InvokeApp:
     def __init__(self, state: ServerState, fallback: ASGIApp) -> None:
         self.state = state
         self.fallback = fallback
+        self.tokens = state.config.invoke_tokens()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -136,20 +137,23 @@ class InvokeApp:
             allowed = TRIGGER_METHODS if trigger else INVOKE_METHODS
             if scope["method"] not in allowed:
                 raise MethodNotAllowedError(allowed)
-            if state.config.token_on_invoke:
-                check_token(state, Request(scope))
+            raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+            if self.tokens:
+                if not bearer_matches(raw_headers, self.tokens):
+                    raise UnauthorizedError()
+                # The token was ours to check; the function never sees it.
+                raw_headers = [h for h in raw_headers if h[0] != b"authorization"]
             if source is None:
                 fn = await fn_by_id(state, name)
             else:
                 fn = await fn_by_trigger(state, name, source)
             body = await read_body(scope, receive, state.config.max_request_bytes)
-            raw_headers = scope["headers"]
             call = Call(
                 fn=fn,
                 trigger=trigger,
                 request=CallRequest(
                     method=scope["method"],
-                    url=str(URL(scope=scope)),
+                    url=request_url(scope, raw_headers),
                     headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers],
                     body=body,
                 ),
@@ -171,6 +175,23 @@ class InvokeApp:
             return
         state.metrics.observe(fn.id, result.status, result.start, result.duration_s)
         await send_result(send, result, call.id)
+
+
+def request_url(scope: Scope, headers: list[tuple[bytes, bytes]]) -> str:
+    """The URL as the caller sent it: its path still percent-encoded (the decoded path may
+    hold characters no header can carry), the host from ``Host`` or the server's address."""
+    host = ""
+    for name, value in headers:
+        if name == b"host":
+            host = value.decode("latin-1")
+            break
+    if not host:
+        server_host, port = scope["server"]
+        host = f"{server_host}:{port}"
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope["query_string"]
+    url = f"{scope['scheme']}://{host}{raw_path.decode('latin-1')}"
+    return f"{url}?{query.decode('latin-1')}" if query else url
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

@@ -1,7 +1,8 @@
 """The OpenAPI 3.0 document of what ``fnagent serve`` implements (served at /openapi.json).
 
 It follows Fn's v2 swagger (shared/reference/fn_swagger_v2.yml) for apps, fns and triggers, and
-adds what is ours: invoke, triggers' gateway, scale, ping, version, health and metrics.
+adds what is ours: invoke, triggers' gateway (``/t/{app_name}/{trigger_source}``, every method),
+scale, ping, version, health, metrics and this document.
 """
 
 from __future__ import annotations
@@ -100,6 +101,24 @@ def document() -> dict[str, Any]:
         },
     }
     any_body = {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
+    trigger_params = [
+        {"name": "app_name", "in": "path", "required": True, "schema": {"type": "string"}},
+        # The rest of the path, slashes included (the trigger's source without its first '/').
+        {"name": "trigger_source", "in": "path", "required": True, "schema": {"type": "string"}},
+    ]
+    function_answer = {
+        "200": {"description": "The function's answer (its Fn-Http-Status sets the status)"},
+        **_errors(400, 401, 404, 413, 502, 503, 504),
+    }
+    trigger_call = {
+        method: {
+            "operationId": f"Trigger{method.capitalize()}",
+            "parameters": trigger_params,
+            **({"requestBody": any_body} if method in ("post", "put", "patch") else {}),
+            "responses": function_answer,
+        }
+        for method in ("get", "head", "post", "put", "patch", "delete", "options")
+    }
     return {
         "openapi": "3.0.3",
         "info": {
@@ -180,6 +199,25 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/metrics": {
+                "get": {
+                    "operationId": "Metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus metrics",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(401),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "OpenAPI",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"}, "This document")},
+                }
+            },
             "/v2/apps": _collection("App", []),
             "/v2/apps/{app_id}": _entity("App", "app_id"),
             "/v2/fns": _collection("Fn", [app_id]),
@@ -207,11 +245,9 @@ def document() -> dict[str, Any]:
                     "operationId": "Invoke",
                     "parameters": fn_id,
                     "requestBody": any_body,
-                    "responses": {
-                        "200": {"description": "The function's answer"},
-                        **_errors(400, 404, 413, 502, 503, 504),
-                    },
+                    "responses": function_answer,
                 }
             },
+            "/t/{app_name}/{trigger_source}": trigger_call,
         },
     }

@@ -28,7 +28,14 @@ import uvicorn
 from drivers.errors import FnAgentError, InvalidInputError
 from fnagent.agent import socket_root
 from fnagent.config import AgentConfig
-from fnagent.server.app import DEFAULT_MAX_REQUEST_BYTES, ServerConfig
+from fnagent.server.app import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_API_BODY_BYTES,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADERS,
+    DEFAULT_MAX_REQUEST_BYTES,
+    ServerConfig,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,24 +47,54 @@ def default_db_url() -> str:
     return f"sqlite3://{Path.cwd() / 'data' / 'fnagent.db'}"
 
 
+def _count(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    text = environ.get(name, "").strip() or str(default)
+    if not text.isdigit() or int(text) < minimum:
+        raise InvalidInputError(f"{name}={text!r} is not a whole number >= {minimum}")
+    return int(text)
+
+
 def server_config_from_env(environ: Mapping[str, str]) -> ServerConfig:
-    """FN_PORT, FN_MAX_REQUEST_SIZE, FN_TOKEN (or FN_TOKEN_FILE), FN_INVOKE_REQUIRES_TOKEN."""
+    """FN_PORT, FN_MAX_REQUEST_SIZE, FN_TOKEN (or FN_TOKEN_FILE), FN_INVOKE_REQUIRES_TOKEN,
+    FN_INVOKE_TOKEN, and the input bounds FN_MAX_API_BODY_SIZE, FN_MAX_HEADER_SIZE,
+    FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS."""
     port_text = environ.get("FN_PORT", "").strip() or str(DEFAULT_PORT)
-    size_text = environ.get("FN_MAX_REQUEST_SIZE", "").strip() or str(DEFAULT_MAX_REQUEST_BYTES)
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise InvalidInputError(f"FN_PORT={port_text!r} is not a port number")
-    if not size_text.isdigit():
-        raise InvalidInputError(f"FN_MAX_REQUEST_SIZE={size_text!r} is not a number of bytes")
     token = environ.get("FN_TOKEN") or None
     token_file = environ.get("FN_TOKEN_FILE")
     if token is None and token_file:
         token = read_token_file(token_file)
+    header_timeout_ms = _count(
+        environ, "FN_HEADER_TIMEOUT_MSECS", int(DEFAULT_HEADER_TIMEOUT_S * 1000), minimum=1
+    )
     return ServerConfig(
         port=int(port_text),
-        max_request_bytes=int(size_text),
-        token=token,
+        max_request_bytes=_count(environ, "FN_MAX_REQUEST_SIZE", DEFAULT_MAX_REQUEST_BYTES),
+        max_api_body_bytes=_count(
+            environ, "FN_MAX_API_BODY_SIZE", DEFAULT_MAX_API_BODY_BYTES, minimum=1
+        ),
+        max_header_bytes=_count(
+            environ, "FN_MAX_HEADER_SIZE", DEFAULT_MAX_HEADER_BYTES, minimum=1024
+        ),
+        max_headers=_count(environ, "FN_MAX_HEADER_COUNT", DEFAULT_MAX_HEADERS, minimum=1),
+        header_timeout_s=header_timeout_ms / 1000,
+        token=check_token_text("FN_TOKEN", token),
         token_on_invoke=environ.get("FN_INVOKE_REQUIRES_TOKEN", "").lower() in ("1", "true"),
+        invoke_token=check_token_text("FN_INVOKE_TOKEN", environ.get("FN_INVOKE_TOKEN") or None),
     )
+
+
+def check_token_text(name: str, token: str | None) -> str | None:
+    """A token must be sendable as ``Authorization: Bearer <token>``: no spaces or control
+    characters (a non-ASCII token is compared as UTF-8 bytes)."""
+    if token is not None and any(
+        char.isspace() or ord(char) < 32 or ord(char) == 127 for char in token
+    ):
+        raise InvalidInputError(
+            f"{name} holds a space or control character: no client could send it in a header"
+        )
+    return token
 
 
 def read_token_file(path: str) -> str:
@@ -144,6 +181,7 @@ async def _serve(
     from fnagent.agent import Agent
     from fnagent.server.app import ServerState, create_app
     from fnagent.server.metrics import Metrics
+    from fnagent.server.protocol import protocol_class
 
     async with DockerDriver(agent_config.docker_config()) as driver:
         leftovers = await remove_leftovers(driver)
@@ -160,6 +198,11 @@ async def _serve(
             )
             uv_config = uvicorn.Config(
                 create_app(state),
+                http=protocol_class(
+                    max_header_bytes=server_config.max_header_bytes,
+                    max_headers=server_config.max_headers,
+                    header_timeout_s=server_config.header_timeout_s,
+                ),
                 host=server_config.host,
                 port=server_config.port,
                 lifespan="off",
@@ -267,7 +310,7 @@ def run_serve(
             server_config,
             host=host or server_config.host,
             port=port or server_config.port,
-            token=token or server_config.token,
+            token=check_token_text("--token", token) or server_config.token,
             token_on_invoke=invoke_token or server_config.token_on_invoke,
         )
         url = db_url or environ.get("FN_DB_URL") or default_db_url()

@@ -15,7 +15,13 @@ Where this store differs from Fn, on purpose:
 - ``image`` must also parse as an image reference (Fn only requires it non-empty).
 - ``config`` keys become environment variables, so they must be non-empty and hold no ``=`` or
   NUL (Fn checks nothing); a value of the wrong JSON type gives "Invalid JSON: ..." (Fn's
-  ``ErrInvalidJSON`` text, with the field named).
+  ``ErrInvalidJSON`` text, with the field named). Keys are at most 256 bytes, values 64 KiB,
+  one record's config 256 KiB in all (Fn has no limit; beyond Linux's, a container cannot
+  start).
+- A trigger ``source`` is a path (Fn only wants a leading ``/``): segments of letters, digits
+  and RFC 3986's other path characters (``-._~!$&'()*+,;=:@``), no ``.``/``..`` segment, no
+  ``%``, ``?``, ``#``, spaces or control characters, since it is matched against the decoded
+  request path and travels in the function's request headers.
 - A fn's ``name``/``app_id`` that differs in a PUT body is refused with Fn's
   ``ErrFnsInvalidFieldChange`` (Fn's SQL store silently ignores them).
 - A trigger's ``app_id``, ``fn_id`` and ``type`` cannot change ("Trigger app_id, fn_id and type
@@ -58,6 +64,13 @@ MAX_NAME_BYTES = 255
 MAX_ANNOTATION_KEY_BYTES = 128
 MAX_ANNOTATION_VALUE_BYTES = 512
 MAX_ANNOTATION_KEYS = 100
+# Ours (Fn bounds no config): each entry becomes one "KEY=value" environment string, which
+# Linux caps at 128 KiB (MAX_ARG_STRLEN), and all of them share the exec's argument space
+# (a quarter of the stack limit, 2 MiB by default) with the app's config, so the app's and
+# the fn's config together stay well inside it.
+MAX_CONFIG_KEY_BYTES = 256
+MAX_CONFIG_VALUE_BYTES = 64 * 1024
+MAX_CONFIG_BYTES = 256 * 1024
 
 TRIGGER_TYPE_HTTP = "http"
 TRIGGER_TYPES = (TRIGGER_TYPE_HTTP,)
@@ -106,6 +119,10 @@ MSG_TRIGGER_FN_NOT_IN_APP = "Invalid Fn ID - not owned by specified app"
 MSG_TRIGGER_TYPE_UNKNOWN = "Trigger Type Not Supported"
 MSG_TRIGGER_MISSING_SOURCE = "Missing Trigger Source"
 MSG_TRIGGER_SOURCE_PREFIX = "Missing Trigger Source Prefix '/'"
+MSG_TRIGGER_INVALID_SOURCE = (  # ours
+    "Invalid Trigger Source: a path of letters, digits and -._~!$&'()*+,;=:@ between '/', "
+    "without '.' or '..' segments"
+)
 MSG_TRIGGER_NOT_FOUND = "Trigger not found"  # 404
 MSG_TRIGGER_EXISTS = "Trigger already exists"  # 409
 MSG_TRIGGER_SOURCE_EXISTS = "Trigger with the same type and source exists on this app"  # 409
@@ -135,6 +152,7 @@ MSG_INVALID_JSON = "Invalid JSON"
 
 # annotations.go's validKeyRegex: printable ASCII without the space.
 _ANNOTATION_KEY = re.compile(r"[!-~]+")
+_SOURCE_ASCII = frozenset("-._~!$&'()*+,;=:@/")
 
 
 def utcnow() -> datetime:
@@ -317,16 +335,43 @@ def validate_fn_resources(*, memory: object, timeout: object, idle_timeout: obje
         raise InvalidInputError(MSG_FN_INVALID_MEMORY)
 
 
+def _utf8_size(text: str, what: str) -> int:
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"{MSG_INVALID_JSON}: {what} is not valid Unicode") from None
+
+
 def validate_config(config: Mapping[str, str]) -> dict[str, str]:
-    """Ours (Fn checks nothing): keys become env var names for the container."""
+    """Ours (Fn checks nothing): keys become env var names for the container, and every entry
+    must fit in the environment a container is started with (the MAX_CONFIG_* bounds)."""
+    total = 0
     for key, value in config.items():
         if not key or "=" in key or "\x00" in key:
             raise InvalidInputError(
                 f"Invalid config key {key!r}: config keys become environment variable names "
                 "and must be non-empty, without '=' or NUL"
             )
+        key_size = _utf8_size(key, "a config key")
+        if key_size > MAX_CONFIG_KEY_BYTES:
+            raise InvalidInputError(
+                f"Invalid config key {key[:32]!r}...: config keys may not be larger than "
+                f"{MAX_CONFIG_KEY_BYTES} bytes"
+            )
         if "\x00" in value:
             raise InvalidInputError(f"Invalid config value for {key!r}: NUL is not allowed")
+        value_size = _utf8_size(value, f"the config value of {key!r}")
+        if value_size > MAX_CONFIG_VALUE_BYTES:
+            raise InvalidInputError(
+                f"Invalid config value for {key!r}: config values may not be larger than "
+                f"{MAX_CONFIG_VALUE_BYTES} bytes"
+            )
+        total += key_size + value_size
+    if total > MAX_CONFIG_BYTES:
+        raise InvalidInputError(
+            f"Invalid config: keys and values together may not be larger than "
+            f"{MAX_CONFIG_BYTES} bytes"
+        )
     return dict(config)
 
 
@@ -437,6 +482,15 @@ def validate_trigger_source(source: object) -> str:
         raise InvalidInputError(f"{MSG_INVALID_JSON}: source must be a string")
     if not source.startswith("/"):
         raise InvalidInputError(MSG_TRIGGER_SOURCE_PREFIX)
+    for char in source:
+        if char.isascii():
+            if not (char.isalnum() or char in _SOURCE_ASCII):
+                raise InvalidInputError(MSG_TRIGGER_INVALID_SOURCE)
+        # Other letters and digits (any script) are fine: no space, mark, symbol or control.
+        elif unicodedata.category(char)[0] not in "LN":
+            raise InvalidInputError(MSG_TRIGGER_INVALID_SOURCE)
+    if any(segment in (".", "..") for segment in source.split("/")):
+        raise InvalidInputError(MSG_TRIGGER_INVALID_SOURCE)
     return source
 
 

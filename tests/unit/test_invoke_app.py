@@ -59,6 +59,8 @@ async def request(
     body: bytes = b"",
     headers: list[tuple[bytes, bytes]] | None = None,
     disconnect: bool = False,
+    raw_path: bytes | None = None,
+    query: bytes = b"",
 ) -> tuple[int, dict[bytes, bytes], bytes]:
     scope = {
         "type": "http",
@@ -70,8 +72,8 @@ async def request(
         "root_path": "",
         "method": method,
         "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
+        "raw_path": path.encode() if raw_path is None else raw_path,
+        "query_string": query,
         "headers": [(b"host", b"127.0.0.1:8080"), *(headers or [])],
     }
     messages = [{"type": "http.request", "body": body, "more_body": False}]
@@ -148,3 +150,58 @@ async def test_a_caller_that_goes_away_cancels_its_call() -> None:
     status, _, _ = await request(make_state(agent), "POST", "/invoke/f1", disconnect=True)
     assert status == 0, "nobody to answer"
     assert agent.cancelled
+
+
+async def test_a_checked_token_never_reaches_the_function() -> None:
+    agent = StubAgent()
+    state = make_state(agent, token="s3cret", token_on_invoke=True)
+    good = [(b"authorization", b"Bearer s3cret"), (b"x-other", b"1")]
+    assert (await request(state, "POST", "/invoke/f1", headers=good))[0] == 200
+    assert (await request(state, "GET", "/t/app/hook", headers=good))[0] == 200
+    for call in agent.calls:
+        names = [name.lower() for name, _ in call.request.headers]
+        assert "authorization" not in names and "x-other" in names
+
+
+async def test_an_unchecked_authorization_header_is_the_functions() -> None:
+    agent = StubAgent()
+    state = make_state(agent, token="s3cret")  # management only: invoke checks nothing
+    mine = [(b"authorization", b"Basic dXNlcjpwdw==")]
+    assert (await request(state, "POST", "/invoke/f1", headers=mine))[0] == 200
+    assert ("authorization", "Basic dXNlcjpwdw==") in agent.calls[0].request.headers
+
+
+async def test_an_invoke_token_lets_callers_invoke_without_the_management_token() -> None:
+    agent = StubAgent()
+    state = make_state(agent, token="admin", invoke_token="caller")
+    assert (await request(state, "POST", "/invoke/f1"))[0] == 401
+    for token in (b"caller", b"admin"):
+        given = [(b"authorization", b"Bearer " + token)]
+        assert (await request(state, "POST", "/invoke/f1", headers=given))[0] == 200
+    assert all("authorization" not in dict(c.request.headers) for c in agent.calls)
+    # The invoke token manages nothing.
+    caller = [(b"authorization", b"Bearer caller")]
+    assert (await request(state, "GET", "/metrics", headers=caller))[0] == 401
+
+
+async def test_a_non_ascii_token_matches_its_utf8_bytes() -> None:
+    state = make_state(StubAgent(), token="pässwörd", token_on_invoke=True)
+    utf8 = [(b"authorization", "Bearer pässwörd".encode())]
+    assert (await request(state, "POST", "/invoke/f1", headers=utf8))[0] == 200
+    assert (await request(state, "GET", "/metrics", headers=utf8))[0] == 200
+    latin1 = [(b"authorization", "Bearer pässwörd".encode("latin-1"))]
+    assert (await request(state, "POST", "/invoke/f1", headers=latin1))[0] == 401
+
+
+async def test_the_request_url_a_function_gets_is_the_one_sent() -> None:
+    agent = StubAgent()
+    state = make_state(agent)
+    fn = state.cache["fn:f1"]
+    state.cache["t:приложение:/путь"] = fn
+    raw = "/t/%D0%BF%D1%80%D0%B8%D0%BB%D0%BE%D0%B6%D0%B5%D0%BD%D0%B8%D0%B5/%D0%BF%D1%83%D1%82%D1%8C"
+    status, _, _ = await request(
+        state, "GET", "/t/приложение/путь", raw_path=raw.encode(), query=b"q=1"
+    )
+    assert status == 200
+    assert agent.calls[0].request.url == f"http://127.0.0.1:8080{raw}?q=1"
+    agent.calls[0].request.url.encode("ascii")
