@@ -277,6 +277,18 @@ def test_scale_keeps_frozen_containers_and_back_to_zero(server: Server) -> None:
     assert server.request("PUT", f"/v2/fns/{fn['id']}/scale", {"min_hot": -1}).status == 400
 
 
+def test_huge_min_hot_is_refused_and_the_server_stays_responsive(server: Server) -> None:
+    fn = deploy(server)
+    for huge in (4611686018427387904, 20000):
+        answer = server.request("PUT", f"/v2/fns/{fn['id']}/scale", {"min_hot": huge})
+        assert answer.status == 400, answer.body
+        assert "at most" in answer.message, answer.message
+    assert server.request("GET", "/").status == 200
+    counts = server.request("GET", f"/v2/fns/{fn['id']}/scale").json()
+    assert counts == {"running": 0, "frozen": 0, "starting": 0, "min_hot": 0}
+    assert server.request("POST", f"/invoke/{fn['id']}", {}).status == 200
+
+
 def test_orphans_are_removed_after_sigkill_and_restart(
     server: Server, docker_api: docker.APIClient, cli_env: dict[str, str]
 ) -> None:
