@@ -15,6 +15,7 @@ caller gets (DESIGN.md §4's table) and, for errors, a JSON ``{"message": ...}``
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -170,6 +171,8 @@ class Agent:
         """fn id -> the newest version key asked for (a pre-pull finishing late must not
         switch back to an older one)."""
         self._preparing: set[str] = set()
+        self.output_dropped_bytes: dict[str, int] = {}
+        """fn id -> bytes of output between calls dropped over FN_MAX_IDLE_LOG_BYTES_PER_SEC."""
         self._tg: anyio.abc.TaskGroup | None = None
         self._closing = False
         self._inflight = 0
@@ -481,7 +484,12 @@ class Agent:
             name=name,
             fn=queue.fn,
             socket_dir=socket_dir,
-            router=OutputRouter(name, fields),
+            router=OutputRouter(
+                name,
+                fields,
+                rate_bytes_per_s=self.config.max_idle_log_bytes_per_s,
+                on_drop=functools.partial(self._output_dropped, queue.fn.id),
+            ),
             connection=UnixHTTPConnection(os.path.join(socket_dir, LISTENER)),
         )
         self._tg.start_soon(
@@ -491,6 +499,9 @@ class Agent:
             dict(extensions or {}),
             name=f"container {name}",
         )
+
+    def _output_dropped(self, fn_id: str, size: int) -> None:
+        self.output_dropped_bytes[fn_id] = self.output_dropped_bytes.get(fn_id, 0) + size
 
     async def _container_life(
         self, queue: SlotQueue, container: HotContainer, extensions: dict[str, str]
