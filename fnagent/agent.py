@@ -15,6 +15,7 @@ caller gets (DESIGN.md §4's table) and, for errors, a JSON ``{"message": ...}``
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -77,6 +78,10 @@ EXIT_REPORT_WAIT_S = 2.0
 # The same when its listener still accepts connections (the function hung up and lives on).
 ALIVE_EXIT_REPORT_WAIT_S = 0.5
 MAX_ATTEMPTS = 3
+# Launches the minimum hot count keeps under way at once: each one ready starts the next, so
+# a large minimum is reached step by step, never by one loop, and lowering it cancels the
+# launches not yet started.
+MIN_HOT_LAUNCHES_AT_ONCE = 2
 # Below this idle CPU share, waiting short calls launch no more containers (_cpus_have_room).
 LAUNCH_MIN_IDLE_CPU = 0.15
 FN_LABEL = "fnagent.fn_id"
@@ -166,6 +171,8 @@ class Agent:
         """fn id -> the newest version key asked for (a pre-pull finishing late must not
         switch back to an older one)."""
         self._preparing: set[str] = set()
+        self.output_dropped_bytes: dict[str, int] = {}
+        """fn id -> bytes of output between calls dropped over FN_MAX_IDLE_LOG_BYTES_PER_SEC."""
         self._tg: anyio.abc.TaskGroup | None = None
         self._closing = False
         self._inflight = 0
@@ -477,7 +484,12 @@ class Agent:
             name=name,
             fn=queue.fn,
             socket_dir=socket_dir,
-            router=OutputRouter(name, fields),
+            router=OutputRouter(
+                name,
+                fields,
+                rate_bytes_per_s=self.config.max_idle_log_bytes_per_s,
+                on_drop=functools.partial(self._output_dropped, queue.fn.id),
+            ),
             connection=UnixHTTPConnection(os.path.join(socket_dir, LISTENER)),
         )
         self._tg.start_soon(
@@ -487,6 +499,9 @@ class Agent:
             dict(extensions or {}),
             name=f"container {name}",
         )
+
+    def _output_dropped(self, fn_id: str, size: int) -> None:
+        self.output_dropped_bytes[fn_id] = self.output_dropped_bytes.get(fn_id, 0) + size
 
     async def _container_life(
         self, queue: SlotQueue, container: HotContainer, extensions: dict[str, str]
@@ -529,6 +544,7 @@ class Agent:
                         queue.starting -= 1
                         queue.containers.add(container)
                         queue.release(container, self.clock.now())
+                        self._keep_minimum(queue)
                         await self._idle_policy(queue, container)
                     tg.cancel_scope.cancel()
                 if failure is not None:
@@ -733,7 +749,8 @@ class Agent:
         new = self._queues.setdefault(key, SlotQueue(fn))
         self._current[fn.id] = key
         if old is not None and old is not new:
-            new.min_hot = old.min_hot
+            # A new memory or CPU size may fit fewer: keep the minimum within what can fit.
+            new.min_hot = min(old.min_hot, self.min_hot_bound(fn)[0])
             self._drain(old)
             self._keep_minimum(new)
         return new
@@ -753,19 +770,49 @@ class Agent:
 
     def scale(self, fn: Fn, min_hot: int) -> None:
         """Keep at least ``min_hot`` containers of ``fn`` launched (idle ones frozen); 0 lets
-        it scale to zero."""
+        it scale to zero. Returns at once: launches start a few at a time
+        (MIN_HOT_LAUNCHES_AT_ONCE), each ready one starting the next. Raises
+        InvalidInputError (400) beyond ``min_hot_bound``."""
         if min_hot < 0:
             raise InvalidInputError("the minimum hot count cannot be negative")
+        bound, why = self.min_hot_bound(fn)
+        if min_hot > bound:
+            raise InvalidInputError(f"min_hot {min_hot} is too large: at most {bound} ({why})")
         queue = self._route(fn)
         queue.min_hot = min_hot
         for container in queue.containers:
             container.notify()  # idle ones re-check whether the minimum still keeps them
         self._keep_minimum(queue)
 
+    def min_hot_bound(self, fn: Fn) -> tuple[int, str]:
+        """The largest minimum hot count ``fn`` may have, and what sets it: FN_MAX_MIN_HOT, or
+        fewer when that many of the fn's containers could never fit the memory or CPU budget
+        together."""
+        budget = self.admission.budget
+        bound = self.config.max_min_hot
+        why = f"FN_MAX_MIN_HOT={bound}"
+        memory = fn.memory_mb * MIB
+        if memory and budget.memory_bytes // memory < bound:
+            bound = budget.memory_bytes // memory
+            why = (
+                f"{fn.memory_mb} MiB each within the {budget.memory_bytes // MIB} MiB memory "
+                "budget for functions"
+            )
+        if fn.cpus_mcpus and budget.cpu_mcpus // fn.cpus_mcpus < bound:
+            bound = budget.cpu_mcpus // fn.cpus_mcpus
+            why = (
+                f"{fn.cpus_mcpus} milli-CPUs each within the {budget.cpu_mcpus} milli-CPU "
+                "budget for functions"
+            )
+        return bound, why
+
     def _keep_minimum(self, queue: SlotQueue) -> None:
+        """Start launches towards the minimum, at most MIN_HOT_LAUNCHES_AT_ONCE under way."""
         if self._closing or queue.draining:
             return
-        while len(queue.containers) + queue.starting < queue.min_hot:
+        missing = queue.min_hot - len(queue.containers) - queue.starting
+        room = MIN_HOT_LAUNCHES_AT_ONCE - queue.starting
+        for _ in range(min(missing, room)):
             self._spawn(queue)
 
     def containers(self, fn_id: str | None = None) -> dict[str, int]:

@@ -48,6 +48,8 @@ DEFAULT_HOT_START_TIMEOUT_MS = 5000
 DEFAULT_HOT_LAUNCH_PATIENCE_MS = 10
 DEFAULT_HOT_PULL_TIMEOUT_MS = int(DEFAULT_PULL_TIMEOUT_S * 1000)
 DEFAULT_MAX_LOG_SIZE_BYTES = 1024 * 1024
+DEFAULT_MAX_MIN_HOT = 64
+DEFAULT_MAX_IDLE_LOG_BYTES_PER_S = 64 * 1024
 DEFAULT_MEMORY_MB = 128
 MAX_MEMORY_MB = 8192
 DEFAULT_TIMEOUT_S = 30
@@ -110,6 +112,12 @@ class AgentConfig:
     hot_pull_timeout_ms: int = DEFAULT_HOT_PULL_TIMEOUT_MS
     max_response_size_bytes: int = 0
     max_log_size_bytes: int = DEFAULT_MAX_LOG_SIZE_BYTES
+    max_idle_log_bytes_per_s: int = DEFAULT_MAX_IDLE_LOG_BYTES_PER_S
+    """Ours: what a container's output between calls may put in the agent's log, per second
+    (FN_MAX_IDLE_LOG_BYTES_PER_SEC; bursts of 4 s worth); the rest is dropped and counted."""
+    max_min_hot: int = DEFAULT_MAX_MIN_HOT
+    """Ours: the largest minimum hot count a fn may ask for (FN_MAX_MIN_HOT); admission's
+    memory and CPU budget may bound it lower (Agent.min_hot_bound)."""
     max_total_cpu_mcpus: int = 0
     max_total_memory_bytes: int = 0
     max_pids: int = DEFAULT_PIDS_LIMIT
@@ -152,6 +160,10 @@ class AgentConfig:
             ),
             max_response_size_bytes=_int(environ, "FN_MAX_RESPONSE_SIZE", 0),
             max_log_size_bytes=_int(environ, "FN_MAX_LOG_SIZE_BYTES", DEFAULT_MAX_LOG_SIZE_BYTES),
+            max_idle_log_bytes_per_s=_int(
+                environ, "FN_MAX_IDLE_LOG_BYTES_PER_SEC", DEFAULT_MAX_IDLE_LOG_BYTES_PER_S
+            ),
+            max_min_hot=_int(environ, "FN_MAX_MIN_HOT", DEFAULT_MAX_MIN_HOT),
             max_total_cpu_mcpus=_int(environ, "FN_MAX_TOTAL_CPU_MCPUS", 0),
             max_total_memory_bytes=_int(environ, "FN_MAX_TOTAL_MEMORY_BYTES", 0),
             max_pids=_int(environ, "FN_MAX_PIDS", DEFAULT_PIDS_LIMIT),

@@ -1,7 +1,8 @@
 """Prometheus metrics of the server: calls, container starts, durations, pool and containers.
 
 Counters and the histogram are updated on the call path (a few microseconds each); gauges of
-hot containers and the prefork pool are read from the agent at scrape time.
+hot containers and the prefork pool, and the counter of dropped output, are read from the agent
+at scrape time.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 DURATION_BUCKETS = (
@@ -37,7 +38,7 @@ class _StateCollector(Collector):
     def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
         self._read = read
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         state = self._read()
         hot = GaugeMetricFamily(
             "fnagent_hot_containers", "Function containers by state", labels=["state"]
@@ -51,10 +52,19 @@ class _StateCollector(Collector):
         for name, count in state.get("pool", {}).items():
             pool.add_metric([name], count)
         yield pool
+        dropped = CounterMetricFamily(
+            "fnagent_output_dropped_bytes",
+            "Bytes of container output between calls dropped over the log rate limit",
+            labels=["fn_id"],
+        )
+        for fn_id, size in state.get("output_dropped_bytes", {}).items():
+            dropped.add_metric([fn_id], size)
+        yield dropped
 
 
 class Metrics:
-    """The server's registry. ``state`` returns {"containers": {...}, "pool": {...}}."""
+    """The server's registry. ``state`` returns {"containers": {...}, "pool": {...},
+    "output_dropped_bytes": {fn_id: bytes}}."""
 
     def __init__(self, state: Callable[[], dict[str, Any]]) -> None:
         self.state = state

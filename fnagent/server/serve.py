@@ -279,10 +279,15 @@ async def _watch_signals(stop: _Stop) -> None:
 
 
 def _gauges(agent: Any, driver: Any) -> dict[str, Any]:
-    """Hot containers by state (all fns, each container once) and pool slots by state."""
+    """Hot containers by state (all fns, each container once), pool slots by state, and
+    bytes of output between calls dropped, by fn."""
     pool = getattr(driver, "pool", None)
     usage = pool.usage()._asdict() if pool is not None else {}
-    return {"containers": agent.containers(), "pool": usage}
+    return {
+        "containers": agent.containers(),
+        "pool": usage,
+        "output_dropped_bytes": dict(agent.output_dropped_bytes),
+    }
 
 
 def _version() -> str:

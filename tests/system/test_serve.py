@@ -264,6 +264,43 @@ def test_metrics_counters_move(server: Server) -> None:
     assert "fnagent_hot_containers" in text
 
 
+def _dropped_bytes(server: Server, fn_id: str) -> float:
+    text = server.request("GET", "/metrics").body.decode()
+    for row in text.splitlines():
+        if row.startswith("fnagent_output_dropped_bytes_total") and fn_id in row:
+            return float(row.split()[-1])
+    return 0.0
+
+
+def test_output_between_calls_is_rate_limited_and_counted(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    # Not frozen after the call (a freeze would pause the spew): as when a freeze fails.
+    server = make_server(tmp_path, {**cli_env, "FN_FREEZE_IDLE_MSECS": "600000"}).start()
+    try:
+        _spew_is_dropped(server)
+    finally:
+        assert server.stop() == 0
+
+
+def _spew_is_dropped(server: Server) -> None:
+    fn = deploy(server)
+    answer = server.request("POST", f"/invoke/{fn['id']}", {"spew_after_mb": 64})
+    assert answer.status == 200, answer.body
+    mib = 1024 * 1024
+    wait_for(
+        lambda: (
+            _dropped_bytes(server, fn["id"]) >= 48 * mib
+            or server.log_path.stat().st_size > 16 * mib
+        ),
+        60,
+        "the spew dropped (or flooding the log)",
+    )
+    assert server.log_path.stat().st_size < 8 * mib, "between-call output flooded the log"
+    assert "container output dropped" in server.log_path.read_text()
+    assert server.request("POST", f"/invoke/{fn['id']}", {}).status == 200
+
+
 def test_scale_keeps_frozen_containers_and_back_to_zero(server: Server) -> None:
     fn = deploy(server)
     answer = server.request("PUT", f"/v2/fns/{fn['id']}/scale", {"min_hot": 2})
@@ -275,6 +312,18 @@ def test_scale_keeps_frozen_containers_and_back_to_zero(server: Server) -> None:
     )
     server.request("PUT", f"/v2/fns/{fn['id']}/scale", {"min_hot": 0})
     assert server.request("PUT", f"/v2/fns/{fn['id']}/scale", {"min_hot": -1}).status == 400
+
+
+def test_huge_min_hot_is_refused_and_the_server_stays_responsive(server: Server) -> None:
+    fn = deploy(server)
+    for huge in (4611686018427387904, 20000):
+        answer = server.request("PUT", f"/v2/fns/{fn['id']}/scale", {"min_hot": huge})
+        assert answer.status == 400, answer.body
+        assert "at most" in answer.message, answer.message
+    assert server.request("GET", "/").status == 200
+    counts = server.request("GET", f"/v2/fns/{fn['id']}/scale").json()
+    assert counts == {"running": 0, "frozen": 0, "starting": 0, "min_hot": 0}
+    assert server.request("POST", f"/invoke/{fn['id']}", {}).status == 200
 
 
 def test_orphans_are_removed_after_sigkill_and_restart(

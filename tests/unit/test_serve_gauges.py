@@ -7,10 +7,14 @@ from fnagent.server.serve import _gauges
 
 
 def test_gauges_count_every_container_once_and_report_the_pool() -> None:
-    agent = SimpleNamespace(containers=lambda: {"running": 2, "frozen": 1, "starting": 0})
+    agent = SimpleNamespace(
+        containers=lambda: {"running": 2, "frozen": 1, "starting": 0},
+        output_dropped_bytes={"f1": 4096},
+    )
     pool = SimpleNamespace(usage=lambda: PoolUsage(in_use=1, free=3, starting=2))
     assert _gauges(agent, SimpleNamespace(pool=pool)) == {
         "containers": {"running": 2, "frozen": 1, "starting": 0},
         "pool": {"in_use": 1, "free": 3, "starting": 2},
+        "output_dropped_bytes": {"f1": 4096},
     }
     assert _gauges(agent, SimpleNamespace(pool=None))["pool"] == {}
