@@ -48,6 +48,7 @@ DEFAULT_HOT_START_TIMEOUT_MS = 5000
 DEFAULT_HOT_LAUNCH_PATIENCE_MS = 10
 DEFAULT_HOT_PULL_TIMEOUT_MS = int(DEFAULT_PULL_TIMEOUT_S * 1000)
 DEFAULT_MAX_LOG_SIZE_BYTES = 1024 * 1024
+DEFAULT_MAX_RESPONSE_SIZE_BYTES = 6 * 1024 * 1024
 DEFAULT_MEMORY_MB = 128
 MAX_MEMORY_MB = 8192
 DEFAULT_TIMEOUT_S = 30
@@ -66,6 +67,13 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise InvalidInputError(f"{name}={text!r} is not an integer") from None
     if value < 0:
         raise InvalidInputError(f"{name}={text!r} must not be negative")
+    return value
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(environ, name, default)
+    if value == 0:
+        raise InvalidInputError(f"{name}=0: must be positive (there is no unlimited)")
     return value
 
 
@@ -108,7 +116,9 @@ class AgentConfig:
     before one more is launched (FN_HOT_LAUNCH_PATIENCE_MSECS; 0 = launch at once, as Fn
     does). See Agent._launch_patience."""
     hot_pull_timeout_ms: int = DEFAULT_HOT_PULL_TIMEOUT_MS
-    max_response_size_bytes: int = 0
+    max_response_size_bytes: int = DEFAULT_MAX_RESPONSE_SIZE_BYTES
+    """FN_MAX_RESPONSE_SIZE: a response body is held in memory, so it is always bounded (a
+    positive number of bytes; Fn's 0 = unlimited is refused)."""
     max_log_size_bytes: int = DEFAULT_MAX_LOG_SIZE_BYTES
     max_total_cpu_mcpus: int = 0
     max_total_memory_bytes: int = 0
@@ -150,7 +160,9 @@ class AgentConfig:
             hot_pull_timeout_ms=_int(
                 environ, "FN_HOT_PULL_TIMEOUT_MSECS", DEFAULT_HOT_PULL_TIMEOUT_MS
             ),
-            max_response_size_bytes=_int(environ, "FN_MAX_RESPONSE_SIZE", 0),
+            max_response_size_bytes=_positive_int(
+                environ, "FN_MAX_RESPONSE_SIZE", DEFAULT_MAX_RESPONSE_SIZE_BYTES
+            ),
             max_log_size_bytes=_int(environ, "FN_MAX_LOG_SIZE_BYTES", DEFAULT_MAX_LOG_SIZE_BYTES),
             max_total_cpu_mcpus=_int(environ, "FN_MAX_TOTAL_CPU_MCPUS", 0),
             max_total_memory_bytes=_int(environ, "FN_MAX_TOTAL_MEMORY_BYTES", 0),
