@@ -87,6 +87,9 @@ LAUNCH_MIN_IDLE_CPU = 0.15
 FN_LABEL = "fnagent.fn_id"
 APP_LABEL = "fnagent.app_id"
 _OWN_HEADERS = frozenset({"fn-call-id", "fn-deadline"})
+# Response headers the caller gets from the agent or its server only, never from a function.
+_SERVER_HEADERS = frozenset({"fn-call-id", "server", "date"})
+_TRIGGER_PREFIX = "fn-http-h-"
 
 
 class FunctionFailedError(FnAgentError):
@@ -442,8 +445,14 @@ class Agent:
                     f"invalid function response: the container answered {response.status}"
                 ),
             )
-        status, headers = response_headers(response, trigger=call.trigger)
-        return CallResult(call_id=call.id, status=status, headers=headers, body=response.body)
+        try:
+            status, headers = response_headers(response, trigger=call.trigger)
+        except InvalidResponseError as exc:
+            self._doom(container)
+            return error_result(call.id, exc)
+        # 204 and 304 have no body (RFC 9110 §15.3.5, §15.4.5): one a function sends is dropped.
+        body = b"" if status in (204, 304) else response.body
+        return CallResult(call_id=call.id, status=status, headers=headers, body=body)
 
     def _doom(self, container: HotContainer) -> None:
         container.doomed = True
@@ -874,22 +883,31 @@ def request_headers(call: Call) -> list[tuple[str, str]]:
 
 
 def response_headers(response: Response, *, trigger: bool) -> tuple[int, list[tuple[str, str]]]:
-    """The status and headers the caller gets: Fn-Http-Status sets the status; through a
-    trigger, Fn-Http-H-* headers are unwrapped."""
+    """The status and headers the caller gets: Fn-Http-Status sets the status (200-599, else
+    InvalidResponseError); through a trigger, Fn-Http-H-* headers are unwrapped. Headers that
+    frame the body or describe the connection, and those the server sets itself (Fn-Call-Id,
+    Server, Date), are dropped, wrapped or not. Names and values were checked by the client."""
     status = 200
     headers: list[tuple[str, str]] = []
     for name, value in response.headers:
         lowered = name.lower()
-        if is_hop_by_hop(name):
-            continue
         if lowered == "fn-http-status":
-            if value.isdigit() and 100 <= int(value) <= 599:
-                status = int(value)
+            if not (len(value) == 3 and value.isascii() and value.isdigit()) or not (
+                200 <= int(value) <= 599
+            ):
+                raise InvalidResponseError(
+                    f"invalid function response: Fn-Http-Status {value[:20]!r} is not 200-599"
+                )
+            status = int(value)
             continue
-        if trigger and lowered.startswith("fn-http-h-"):
-            headers.append((name[len("fn-http-h-") :], value))
-        else:
-            headers.append((name, value))
+        if trigger and lowered.startswith(_TRIGGER_PREFIX):
+            name = name[len(_TRIGGER_PREFIX) :]
+            if not name:
+                raise InvalidResponseError("invalid function response: empty header name")
+            lowered = lowered[len(_TRIGGER_PREFIX) :]
+        if is_hop_by_hop(lowered) or lowered in _SERVER_HEADERS:
+            continue
+        headers.append((name, value))
     return status, headers
 
 

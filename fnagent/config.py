@@ -50,6 +50,7 @@ DEFAULT_HOT_PULL_TIMEOUT_MS = int(DEFAULT_PULL_TIMEOUT_S * 1000)
 DEFAULT_MAX_LOG_SIZE_BYTES = 1024 * 1024
 DEFAULT_MAX_MIN_HOT = 64
 DEFAULT_MAX_IDLE_LOG_BYTES_PER_S = 64 * 1024
+DEFAULT_MAX_RESPONSE_SIZE_BYTES = 6 * 1024 * 1024
 DEFAULT_MEMORY_MB = 128
 MAX_MEMORY_MB = 8192
 DEFAULT_TIMEOUT_S = 30
@@ -68,6 +69,13 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise InvalidInputError(f"{name}={text!r} is not an integer") from None
     if value < 0:
         raise InvalidInputError(f"{name}={text!r} must not be negative")
+    return value
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(environ, name, default)
+    if value == 0:
+        raise InvalidInputError(f"{name}=0: must be positive (there is no unlimited)")
     return value
 
 
@@ -110,7 +118,9 @@ class AgentConfig:
     before one more is launched (FN_HOT_LAUNCH_PATIENCE_MSECS; 0 = launch at once, as Fn
     does). See Agent._launch_patience."""
     hot_pull_timeout_ms: int = DEFAULT_HOT_PULL_TIMEOUT_MS
-    max_response_size_bytes: int = 0
+    max_response_size_bytes: int = DEFAULT_MAX_RESPONSE_SIZE_BYTES
+    """FN_MAX_RESPONSE_SIZE: a response body is held in memory, so it is always bounded (a
+    positive number of bytes; Fn's 0 = unlimited is refused)."""
     max_log_size_bytes: int = DEFAULT_MAX_LOG_SIZE_BYTES
     max_idle_log_bytes_per_s: int = DEFAULT_MAX_IDLE_LOG_BYTES_PER_S
     """Ours: what a container's output between calls may put in the agent's log, per second
@@ -158,7 +168,9 @@ class AgentConfig:
             hot_pull_timeout_ms=_int(
                 environ, "FN_HOT_PULL_TIMEOUT_MSECS", DEFAULT_HOT_PULL_TIMEOUT_MS
             ),
-            max_response_size_bytes=_int(environ, "FN_MAX_RESPONSE_SIZE", 0),
+            max_response_size_bytes=_positive_int(
+                environ, "FN_MAX_RESPONSE_SIZE", DEFAULT_MAX_RESPONSE_SIZE_BYTES
+            ),
             max_log_size_bytes=_int(environ, "FN_MAX_LOG_SIZE_BYTES", DEFAULT_MAX_LOG_SIZE_BYTES),
             max_idle_log_bytes_per_s=_int(
                 environ, "FN_MAX_IDLE_LOG_BYTES_PER_SEC", DEFAULT_MAX_IDLE_LOG_BYTES_PER_S

@@ -4,6 +4,12 @@ Deliberately small: requests have a known body (Content-Length); responses may u
 Content-Length, chunked encoding, or run to the end of the connection. asyncio streams with a
 plain-Python parser: measured (DESIGN.md §8), this is the client shape that keeps the agent's
 overhead well under a millisecond, where general clients cost one to two milliseconds a call.
+
+The other end is untrusted code, so every response is bounded and checked before anyone sees
+it: the body never past ``max_body_bytes`` whatever its framing (nothing more is read), at
+most MAX_RESPONSE_HEADERS headers in MAX_HEADER_BYTES, names RFC 9110 tokens, values without
+control characters (Latin-1 otherwise), a three-digit status; interim 1xx responses are skipped
+(at most MAX_INTERIM_RESPONSES), a 101 is refused.
 """
 
 from __future__ import annotations
@@ -11,9 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 
+from fnagent.config import DEFAULT_MAX_RESPONSE_SIZE_BYTES
+
 MAX_HEADER_BYTES = 64 * 1024
+MAX_RESPONSE_HEADERS = 100
+MAX_INTERIM_RESPONSES = 10
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -27,8 +38,16 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
         "content-length",
         "host",
+        # The caller's Expect is answered by the server; forwarded, the function answers it
+        # with a 100 of its own.
+        "expect",
     }
 )
+# Header lines, each ending CRLF: RFC 9110 §5.1 names are tokens; §5.5 values are visible
+# characters, SP, HTAB and obs-text (0x80-0xFF), so no other control character (bare CR or LF,
+# NUL, DEL included). One match over the whole block keeps the check in C, O(head size).
+_FIELD_LINES = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
+_HEX = re.compile(r"[0-9A-Fa-f]{1,16}")
 
 
 class ProtocolError(Exception):
@@ -85,14 +104,18 @@ class UnixHTTPConnection:
         headers: list[tuple[str, str]],
         body: bytes,
         *,
-        max_body_bytes: int = 0,
+        max_body_bytes: int = DEFAULT_MAX_RESPONSE_SIZE_BYTES,
     ) -> Response:
-        """Send one request and read the whole response. ``max_body_bytes`` 0 = no limit.
+        """Send one request and read the whole (final) response, its body at most
+        ``max_body_bytes`` (> 0: a response is always held in memory, so always bounded).
 
         Raises OSError / asyncio.IncompleteReadError when the connection fails, ProtocolError
-        for a malformed answer, BodyTooLarge over the limit; after any of them the connection
-        is closed and the next request reconnects.
+        for a malformed answer, BodyTooLarge as soon as the body passes the limit (the rest is
+        never read); after any of them the connection is closed and the next request
+        reconnects.
         """
+        if max_body_bytes <= 0:
+            raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
         if not self.connected:
             try:
                 self._reader, self._writer = await _open(self.path)
@@ -145,73 +168,112 @@ async def _open(path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
 
 
 async def _read_response(reader: asyncio.StreamReader, max_body: int) -> tuple[Response, bool]:
-    try:
-        block = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.LimitOverrunError:
-        raise ProtocolError("response headers too large") from None
-    if len(block) > MAX_HEADER_BYTES:
-        raise ProtocolError("response headers too large")
-    lines = block[:-4].decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    code, _, _ = rest.partition(" ")
-    if not version.startswith("HTTP/1.") or not code.isdigit():
-        raise ProtocolError(f"bad status line {lines[0][:100]!r}")
-    headers: list[tuple[str, str]] = []
-    length: int | None = None
-    chunked = False
+    for _ in range(MAX_INTERIM_RESPONSES + 1):
+        try:
+            block = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise ProtocolError("response headers too large") from None
+        version, status, headers, fields = _parse_head(block)
+        if status >= 200:
+            break
+        if status == 101:
+            raise ProtocolError("101 Switching Protocols: no protocol switch on this connection")
+    else:
+        raise ProtocolError(f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses")
     keep_alive = version == "HTTP/1.1"
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            raise ProtocolError(f"bad header line {line[:100]!r}")
-        value = value.strip()
-        lowered = name.lower()
-        if lowered == "content-length":
-            if not value.isdigit():
-                raise ProtocolError(f"bad Content-Length {value[:40]!r}")
-            length = int(value)
-        elif lowered == "transfer-encoding":
-            chunked = "chunked" in value.lower()
-        elif lowered == "connection":
-            keep_alive = "close" not in value.lower() and (
-                keep_alive or "keep-alive" in value.lower()
-            )
-        headers.append((name, value))
-    status = int(code)
-    if chunked:
+    connection = fields.get("connection", "").lower()
+    if "close" in connection:
+        keep_alive = False
+    elif "keep-alive" in connection:
+        keep_alive = True
+    length = fields.get("content-length")
+    if status in (204, 304):
+        # No body, whatever the head announces (RFC 9110 §6.4.1); one announced anyway means
+        # its framing cannot be trusted.
+        body = b""
+        if (length is not None and length != "0") or "transfer-encoding" in fields:
+            keep_alive = False
+    elif "chunked" in fields.get("transfer-encoding", "").lower():
         body = await _read_chunked(reader, max_body)
     elif length is not None:
-        if max_body and length > max_body:
-            raise BodyTooLarge(length)
-        body = await reader.readexactly(length)
-    elif status in (204, 304) or 100 <= status < 200:
-        body = b""
+        size = int(length)
+        if size > max_body:
+            raise BodyTooLarge(size)
+        body = await reader.readexactly(size)
     else:
         body = await _read_to_end(reader, max_body)
         keep_alive = False
     return Response(status, headers, body), keep_alive
 
 
+def _parse_head(block: bytes) -> tuple[str, int, list[tuple[str, str]], dict[str, str]]:
+    """One response head: version, status, the headers, and the framing fields by lowered
+    name (content-length, transfer-encoding, connection), each checked."""
+    if len(block) > MAX_HEADER_BYTES:
+        raise ProtocolError("response headers too large")
+    status_line, _, text = block[:-2].decode("latin-1").partition("\r\n")
+    if not _FIELD_LINES.fullmatch(text):
+        bad = next(line for line in text.split("\r\n") if not _FIELD_LINES.fullmatch(line + "\r\n"))
+        raise ProtocolError(f"bad header line {bad[:100]!r}")
+    lines = text.split("\r\n")
+    lines.pop()  # what follows the last CRLF: nothing
+    if len(lines) > MAX_RESPONSE_HEADERS:
+        raise ProtocolError(f"more than {MAX_RESPONSE_HEADERS} response headers")
+    version, _, rest = status_line.partition(" ")
+    code = rest[:3]
+    if (
+        not version.startswith("HTTP/1.")
+        or len(code) != 3
+        or not code.isascii()
+        or not code.isdigit()
+        or rest[3:4] not in ("", " ")
+    ):
+        raise ProtocolError(f"bad status line {status_line[:100]!r}")
+    headers: list[tuple[str, str]] = []
+    fields: dict[str, str] = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        value = value.strip(" \t")
+        lowered = name.lower()
+        if lowered == "content-length":
+            if not (value.isascii() and value.isdigit()):
+                raise ProtocolError(f"bad Content-Length {value[:40]!r}")
+            if fields.setdefault(lowered, value) != value:
+                raise ProtocolError("conflicting Content-Length headers")
+        elif lowered in ("transfer-encoding", "connection"):
+            fields[lowered] = f"{fields[lowered]}, {value}" if lowered in fields else value
+        headers.append((name, value))
+    return version, int(code), headers, fields
+
+
 async def _read_chunked(reader: asyncio.StreamReader, max_body: int) -> bytes:
     parts: list[bytes] = []
     total = 0
     while True:
-        size_line = await reader.readuntil(b"\r\n")
-        size_text = size_line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise ProtocolError(f"bad chunk size {size_text[:20]!r}") from None
+        size_text = (await _read_line(reader))[:-2].split(b";", 1)[0].strip(b" \t")
+        if not _HEX.fullmatch(size_text.decode("latin-1")):
+            raise ProtocolError(f"bad chunk size {size_text[:20]!r}")
+        size = int(size_text, 16)
         if size == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":
-                pass  # trailers, ignored
+            trailers = 0
+            while (line := await _read_line(reader)) != b"\r\n":
+                trailers += len(line)  # ignored, but bounded like a head
+                if trailers > MAX_HEADER_BYTES:
+                    raise ProtocolError("response trailers too large")
             return b"".join(parts)
         total += size
-        if max_body and total > max_body:
+        if total > max_body:
             raise BodyTooLarge(total)
         parts.append(await reader.readexactly(size))
         if await reader.readexactly(2) != b"\r\n":
             raise ProtocolError("bad chunk terminator")
+
+
+async def _read_line(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await reader.readuntil(b"\r\n")
+    except asyncio.LimitOverrunError:
+        raise ProtocolError("chunk line too long") from None
 
 
 async def _read_to_end(reader: asyncio.StreamReader, max_body: int) -> bytes:
@@ -219,7 +281,7 @@ async def _read_to_end(reader: asyncio.StreamReader, max_body: int) -> bytes:
     total = 0
     while chunk := await reader.read(65536):
         total += len(chunk)
-        if max_body and total > max_body:
+        if total > max_body:
             raise BodyTooLarge(total)
         parts.append(chunk)
     return b"".join(parts)

@@ -26,6 +26,7 @@ from drivers.docker import DockerDriver
 from drivers.docker.pull import PullProgress
 from drivers.errors import ContainerGoneError, FnAgentError, FunctionTimeoutError
 from drivers.results import timed_out
+from fnagent.config import DEFAULT_MAX_RESPONSE_SIZE_BYTES
 from fnagent.readiness import CONTRACT_HINT, LISTENER
 
 MAX_STAT_SAMPLES = 240
@@ -51,6 +52,8 @@ class RunRequest:
     format: Format = Format.COLD
     user: str | None = "1000:1000"
     hot_start_timeout_s: float = 5.0
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_SIZE_BYTES
+    """http-stream: the most response body held (FN_MAX_RESPONSE_SIZE), as for serve."""
     headers: dict[str, str] = field(default_factory=dict)
     collect_stats: bool = False
 
@@ -163,7 +166,7 @@ async def _call_hot(
 ) -> tuple[RunResult, int | None]:
     """Wait for the listener, make the one call, and report how it went."""
     # Imported here: the cold format, whose start-up latency matters most, needs neither.
-    from fnagent.httpclient import ProtocolError, UnixHTTPConnection
+    from fnagent.httpclient import BodyTooLarge, ProtocolError, UnixHTTPConnection
     from fnagent.readiness import wait_until_listening
 
     body = b"".join([chunk async for chunk in stdin])
@@ -201,11 +204,24 @@ async def _call_hot(
         connection = UnixHTTPConnection(socket_path)
         try:
             with anyio.fail_after(request.timeout_s):
-                response = await connection.request("POST", "/call", list(headers.items()), body)
+                response = await connection.request(
+                    "POST",
+                    "/call",
+                    list(headers.items()),
+                    body,
+                    max_body_bytes=request.max_response_bytes,
+                )
             status, reply = response.status, response.body
         except TimeoutError:
             tg.cancel_scope.cancel()
             return timed_out(request.timeout_s), None
+        except BodyTooLarge:
+            tg.cancel_scope.cancel()
+            limit = request.max_response_bytes
+            too_large = FnAgentError(
+                f"function response body too large: over {limit} bytes (FN_MAX_RESPONSE_SIZE)"
+            )
+            return RunResult(status=RunStatus.ERROR, error=too_large), None
         except (OSError, ProtocolError, asyncio.IncompleteReadError) as exc:
             # A broken call usually means the container died (the OOM killer, an exit): its
             # own result says how, once Docker reports it, which may come a moment later.
