@@ -90,6 +90,10 @@ def handler_of(fn: Callable[[Request, ProgramContext], Any]) -> Program:
     return http_function(handler)
 
 
+async def submit_into(agent: Agent, call: Call, results: list[CallResult]) -> None:
+    results.append(await agent.submit(call))
+
+
 def message(result: CallResult) -> str:
     return str(json.loads(result.body)["message"])
 
@@ -540,12 +544,8 @@ async def test_a_config_round_trip_during_a_call_serves_the_next_calls() -> None
     async with running({"fn/echo": handler_of(config)}) as (agent, driver):
         a, b = make_fn(config={"K": "a"}, timeout_s=2), make_fn(config={"K": "b"}, timeout_s=2)
         slow: list[CallResult] = []
-
-        async def call_slow() -> None:
-            slow.append(await agent.submit(make_call(a, b"slow")))
-
         async with anyio.create_task_group() as tg:
-            tg.start_soon(call_slow)
+            tg.start_soon(submit_into, agent, make_call(a, b"slow"), slow)
             await poll(lambda: agent.containers("fn1")["running"] == 1, "the slow call running")
             await agent.update(b)
             await agent.update(a)  # back to a while the slow call still runs on a
@@ -576,14 +576,10 @@ async def test_a_drained_version_whose_containers_died_sends_its_waiters_on_and_
         (old,) = agent._queues.values()
         old.launch_time_s = 0.5  # a real launch: far longer than a call, so the next call waits
         waited: list[CallResult] = []
-
-        async def wait_on_a() -> None:
-            waited.append(await agent.submit(make_call(a, b"wait")))
-
         async with anyio.create_task_group() as tg:
             tg.start_soon(agent.submit, make_call(a, b"crash"))
             await poll(lambda: not old.idle, "the container busy")
-            tg.start_soon(wait_on_a)
+            tg.start_soon(submit_into, agent, make_call(a, b"wait"), waited)
             await poll(lambda: len(old.waiters) == 1, "a waiter on a")
             await agent.update(b)  # a drains: its one container serves the waiter next
             gate.set()  # ... but dies instead
@@ -602,14 +598,10 @@ async def test_forgetting_a_fn_lets_its_calls_finish_then_removes_its_containers
     async with running({"fn/echo": handler_of(held)}) as (agent, driver):
         fn = make_fn()
         results: list[CallResult] = []
-
-        async def hold() -> None:
-            results.append(await agent.submit(make_call(fn, b"hold")))
-
         async with anyio.create_task_group() as tg:
-            tg.start_soon(hold)
+            tg.start_soon(submit_into, agent, make_call(fn, b"hold"), results)
             await poll(lambda: agent.containers("fn1")["running"] == 1, "the call running")
-            tg.start_soon(hold)  # a second container, busy as well
+            tg.start_soon(submit_into, agent, make_call(fn, b"hold"), results)  # one more busy
             await poll(lambda: agent.containers("fn1")["running"] == 2, "two calls running")
             agent.forget(fn.id)  # its fn or app was deleted
             await anyio.sleep(0.1)  # time for a wrong removal of the busy containers
