@@ -558,7 +558,16 @@ async def test_a_config_round_trip_during_a_call_serves_the_next_calls() -> None
             assert (after.status, after.body) == (200, b"a"), after.body
 
 
-async def test_a_drained_version_whose_containers_died_sends_its_waiters_on_and_goes() -> None:
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("update", (200, "b")),
+        ("forget", (404, "the function was deleted while the call waited for a container")),
+    ],
+)
+async def test_a_drained_version_whose_containers_died_sends_its_waiters_on_and_goes(
+    change: str, expected: tuple[int, str]
+) -> None:
     gate = anyio.Event()
 
     async def config(request: Request, ctx: ProgramContext) -> Answer:
@@ -581,9 +590,14 @@ async def test_a_drained_version_whose_containers_died_sends_its_waiters_on_and_
             await poll(lambda: not old.idle, "the container busy")
             tg.start_soon(submit_into, agent, make_call(a, b"wait"), waited)
             await poll(lambda: len(old.waiters) == 1, "a waiter on a")
-            await agent.update(b)  # a drains: its one container serves the waiter next
+            # a drains (b serves the fn, or it was deleted): its container serves the waiter
+            if change == "update":
+                await agent.update(b)
+            else:
+                agent.forget(a.id)
             gate.set()  # ... but dies instead
-        assert (waited[0].status, waited[0].body) == (200, b"b"), waited[0].body
+        got = waited[0]
+        assert (got.status, got.body.decode() if got.status == 200 else message(got)) == expected
         await poll(lambda: old.key not in agent._queues, "the drained queue dropped")
 
 
