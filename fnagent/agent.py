@@ -112,6 +112,11 @@ class ReceiveError(FnAgentError):
     default_message = "error receiving function response"
 
 
+class FnDeletedError(FnAgentError):
+    status = 404
+    default_message = "the function was deleted while the call waited for a container"
+
+
 class StartTimeoutError(FunctionTimeoutError):
     default_message = (
         "Container initialization timed out, please ensure you are using the latest fdk and "
@@ -234,13 +239,15 @@ class Agent:
                 f"format {fn.format!r} cannot be served hot; use `fnagent run` for cold functions"
             )
         self.admission.check_fits_ever(fn.memory_mb * MIB, fn.cpus_mcpus)
+        queue = self._route(fn)
         for _ in range(MAX_ATTEMPTS):
-            queue = self._route(fn)
-            container, start = await self._acquire(queue, call)
             try:
+                container, start = await self._acquire(queue, call)
                 return await self._dispatch(queue, container, call, start)
             except _Retry:
-                continue
+                # Again on the version serving the fn now, which may be newer than this
+                # call's: routing the call's own version would switch the fn back to it.
+                queue = self._queues.get(self._current.get(fn.id, "")) or self._route(fn)
         raise ContainerGoneError("error receiving function response: containers kept failing")
 
     def _route(self, fn: Fn) -> SlotQueue:
@@ -250,7 +257,7 @@ class Agent:
         current = self._current.get(fn.id)
         if current is None or current not in self._queues:
             self._current[fn.id] = key
-            return self._queues.setdefault(key, SlotQueue(fn))
+            return self._queue_for(fn)
         if current != key and self._queues[current].fn.image == fn.image:
             # Nothing to pull (the old version's containers run this image): the very next
             # call sees the new configuration.
@@ -260,6 +267,14 @@ class Agent:
             assert self._tg is not None
             self._tg.start_soon(self._prepare_version, fn)
         return self._queues[current]
+
+    def _queue_for(self, fn: Fn) -> SlotQueue:
+        """The queue of ``fn``'s version, made when missing. A version routed to again while
+        it drains (a config changed and changed back during a call) serves again: left
+        draining, it would never launch and its calls would wait until they time out."""
+        queue = self._queues.setdefault(fn.version_key, SlotQueue(fn))
+        queue.draining = False
+        return queue
 
     async def _acquire(self, queue: SlotQueue, call: Call) -> tuple[HotContainer, str]:
         """A container for ``call``, busy and thawed, and how it was found."""
@@ -319,6 +334,7 @@ class Agent:
                 waiter.ready.set()  # abandoned: release() and fail_one() skip it
                 if waiter in queue.waiters:
                     queue.waiters.remove(waiter)
+                self._settle(queue)
             if isinstance(exc, TimeoutError):
                 if queue.admission_blocked:
                     raise ServerBusyError() from None
@@ -326,7 +342,8 @@ class Agent:
             raise
         if waiter.error is not None:
             raise waiter.error
-        assert waiter.container is not None
+        if waiter.container is None:  # its version drained away: route the call again
+            raise _Retry()
         return waiter.container
 
     def _launch_patience(self, queue: SlotQueue) -> float:
@@ -582,8 +599,8 @@ class Agent:
     def _after_container_gone(self, queue: SlotQueue, *, launched: bool) -> None:
         if self._closing:
             return
-        if queue.draining and queue.empty:
-            self._queues.pop(queue.key, None)
+        if queue.draining:
+            self._settle(queue)
             return
         # With none left serving, scale from zero (after a failed launch, a launch per waiter:
         # each failure answers one). With containers serving, they serve the waiters, whose
@@ -755,7 +772,7 @@ class Agent:
         key = fn.version_key
         self.update_errors.pop(fn.id, None)
         old = self._queues.get(self._current.get(fn.id, ""))
-        new = self._queues.setdefault(key, SlotQueue(fn))
+        new = self._queue_for(fn)
         self._current[fn.id] = key
         if old is not None and old is not new:
             # A new memory or CPU size may fit fewer: keep the minimum within what can fit.
@@ -765,12 +782,23 @@ class Agent:
         return new
 
     def _drain(self, queue: SlotQueue) -> None:
+        """No new calls for ``queue``: its idle containers go now, busy ones after their call."""
         queue.draining = True
         for container in list(queue.idle):
             queue.idle.remove(container)
             self._doom(container)
-        if queue.empty:
-            self._queues.pop(queue.key, None)
+        self._settle(queue)
+
+    def _settle(self, queue: SlotQueue) -> None:
+        """A draining queue's end: waiters that nothing left here can serve go on to the
+        fn's current version (or learn that the fn was deleted); an empty queue is dropped."""
+        if not queue.draining:
+            return
+        if queue.stranded():
+            deleted = queue.fn.id not in self._current
+            queue.send_away(FnDeletedError() if deleted else None)
+        if queue.empty and self._queues.get(queue.key) is queue:
+            del self._queues[queue.key]
 
     async def update(self, fn: Fn) -> None:
         """Prepare ``fn``'s new version now (a server calls this when a fn is changed)."""
@@ -841,15 +869,15 @@ class Agent:
         return queue.min_hot if queue is not None else 0
 
     def forget(self, fn_id: str) -> None:
-        """Remove every container of ``fn_id`` (its fn or app was deleted)."""
+        """Drain every container of ``fn_id`` (its fn or app was deleted): idle ones are
+        removed now; calls in flight finish, as after an update, then their containers go."""
+        self._current.pop(fn_id, None)
+        self._wanted.pop(fn_id, None)
+        self.update_errors.pop(fn_id, None)
         for queue in list(self._queues.values()):
             if queue.fn.id == fn_id:
                 queue.min_hot = 0
                 self._drain(queue)
-                for container in list(queue.containers):
-                    self._doom(container)
-        self._current.pop(fn_id, None)
-        self._wanted.pop(fn_id, None)
 
 
 def socket_root(config: AgentConfig) -> str:

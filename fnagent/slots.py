@@ -73,7 +73,8 @@ class HotContainer:
 
 
 class Waiter:
-    """A call waiting for a container: it gets one, or a launch error."""
+    """A call waiting for a container: it gets one, or an error; neither means its queue
+    drained away and the call is to be routed again."""
 
     def __init__(self) -> None:
         self.ready = anyio.Event()
@@ -164,6 +165,19 @@ class SlotQueue:
         self.idle.append(container)
         if container.watching_busy:
             container.notify()
+
+    def stranded(self) -> bool:
+        """Draining, with calls waiting that nothing here can serve any more: no container
+        serving, none starting (e.g. the last one died mid-call)."""
+        return self.draining and bool(self.waiters) and not self.serving and not self.starting
+
+    def send_away(self, error: FnAgentError | None) -> None:
+        """Answer every waiter: with ``error``, or (None) with nothing, to route it again."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.ready.is_set():
+                waiter.error = error
+                waiter.ready.set()
 
     def fail_one(self, error: FnAgentError) -> None:
         """A launch failed: the oldest waiter gets the error."""

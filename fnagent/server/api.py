@@ -75,9 +75,7 @@ def _string_map(document: dict[str, Any], name: str) -> dict[str, str] | None:
 
 def routes(state: ServerState) -> list[Route]:
     store = state.store
-
-    def changed() -> None:
-        state.cache.clear()
+    changed = state.changed
 
     async def fn_json(request: Request, record: Any) -> dict[str, Any]:
         document: dict[str, Any] = record.to_json()

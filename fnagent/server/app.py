@@ -89,6 +89,14 @@ class ServerState:
     metrics: Metrics
     version: str = "0"
     cache: dict[str, Any] = field(default_factory=dict)
+    """Function definitions for invoke and triggers (fnagent/server/invoke.py)."""
+    writes: int = 0
+    """Store writes so far: a lookup caches what it read only when none came in between."""
+
+    def changed(self) -> None:
+        """Call after every store write (once it committed): the cache is dropped."""
+        self.writes += 1
+        self.cache.clear()
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:

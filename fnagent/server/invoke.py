@@ -4,7 +4,9 @@
 Both read the body up to the request-size limit (413 beyond), run the call on the agent, and
 answer with the function's response and ``Fn-Call-Id``. A caller that disconnects cancels its
 call. Function definitions are cached in memory and dropped on every store write (this server
-owns its store), so a hot invoke costs no database read.
+owns its store), so a hot invoke costs no database read. A lookup caches what it read only when
+no write came while it read; otherwise it reads again, so a fn deleted or updated meanwhile is
+answered 404 or with its new definition, never kept stale in the cache.
 
 These two routes are the hot path, so they are served as raw ASGI in front of Starlette
 (``InvokeApp``): no middleware stack, router, Request or Response objects per call. Everything
@@ -46,6 +48,8 @@ INVOKE_METHODS = ("POST",)
 # When run_call starts watching for the caller going away.
 WATCH_AFTER_S = 0.05
 TRIGGER_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# Reads of one lookup while writes keep coming; the last read is then served, not cached.
+MAX_LOOKUP_READS = 3
 
 
 class MethodNotAllowedError(FnAgentError):
@@ -79,24 +83,42 @@ def agent_fn(app: object, record: object) -> Fn:
 
 
 async def fn_by_id(state: ServerState, fn_id: str) -> Fn:
-    key = f"fn:{fn_id}"
-    cached = state.cache.get(key)
-    if cached is None:
+    cached = state.cache.get(f"fn:{fn_id}")
+    if cached is not None:
+        assert isinstance(cached, Fn)
+        return cached
+
+    async def read() -> Fn:
         record = await state.store.get_fn(fn_id)
-        app = await state.store.get_app(record.app_id)
-        cached = state.cache[key] = agent_fn(app, record)
-    assert isinstance(cached, Fn)
-    return cached
+        return agent_fn(await state.store.get_app(record.app_id), record)
+
+    return await _read_through(state, f"fn:{fn_id}", read)
 
 
 async def fn_by_trigger(state: ServerState, app_name: str, source: str) -> Fn:
-    key = f"t:{app_name}:{source}"
-    cached = state.cache.get(key)
-    if cached is None:
+    cached = state.cache.get(f"t:{app_name}:{source}")
+    if cached is not None:
+        assert isinstance(cached, Fn)
+        return cached
+
+    async def read() -> Fn:
         app, record, _ = await state.store.find_http_trigger(app_name, source)
-        cached = state.cache[key] = agent_fn(app, record)
-    assert isinstance(cached, Fn)
-    return cached
+        return agent_fn(app, record)
+
+    return await _read_through(state, f"t:{app_name}:{source}", read)
+
+
+async def _read_through(state: ServerState, key: str, read: Callable[[], Awaitable[Fn]]) -> Fn:
+    """``read()``, cached under ``key`` unless a store write came while it read (what it
+    read may predate the write, whose cache drop came too early to remove it): then read
+    again. NotFoundError when the fn (or its app or trigger) is gone."""
+    for _ in range(MAX_LOOKUP_READS):
+        writes = state.writes
+        fn = await read()
+        if state.writes == writes:
+            state.cache[key] = fn
+            return fn
+    return fn
 
 
 class InvokeApp:

@@ -90,6 +90,10 @@ def handler_of(fn: Callable[[Request, ProgramContext], Any]) -> Program:
     return http_function(handler)
 
 
+async def submit_into(agent: Agent, call: Call, results: list[CallResult]) -> None:
+    results.append(await agent.submit(call))
+
+
 def message(result: CallResult) -> str:
     return str(json.loads(result.body)["message"])
 
@@ -527,6 +531,98 @@ async def test_failed_update_keeps_the_old_version_and_reports_why() -> None:
         await poll(lambda: "fn1" in agent.update_errors, "the failure recorded")
         assert "pull access denied" in agent.update_errors["fn1"]
         assert (await agent.submit(make_call(new))).status == 200
+
+
+async def test_a_config_round_trip_during_a_call_serves_the_next_calls() -> None:
+    gate = anyio.Event()
+
+    async def config(request: Request, ctx: ProgramContext) -> Answer:
+        if request.body == b"slow":
+            await gate.wait()
+        return Answer(body=ctx.task.env_vars.get("K", "-").encode())
+
+    async with running({"fn/echo": handler_of(config)}) as (agent, driver):
+        a, b = make_fn(config={"K": "a"}, timeout_s=2), make_fn(config={"K": "b"}, timeout_s=2)
+        slow: list[CallResult] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(submit_into, agent, make_call(a, b"slow"), slow)
+            await poll(lambda: agent.containers("fn1")["running"] == 1, "the slow call running")
+            await agent.update(b)
+            await agent.update(a)  # back to a while the slow call still runs on a
+            during = await agent.submit(make_call(a, b"quick"))
+            gate.set()
+        assert (during.status, during.body) == (200, b"a"), during.body
+        assert (slow[0].status, slow[0].body) == (200, b"a")
+        for _ in range(3):
+            after = await agent.submit(make_call(a))
+            assert (after.status, after.body) == (200, b"a"), after.body
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("update", (200, "b")),
+        ("forget", (404, "the function was deleted while the call waited for a container")),
+    ],
+)
+async def test_a_drained_version_whose_containers_died_sends_its_waiters_on_and_goes(
+    change: str, expected: tuple[int, str]
+) -> None:
+    gate = anyio.Event()
+
+    async def config(request: Request, ctx: ProgramContext) -> Answer:
+        if request.body == b"crash":
+            await gate.wait()
+            return Answer(exit_code=1)
+        return Answer(body=ctx.task.env_vars.get("K", "-").encode())
+
+    async with running({"fn/echo": handler_of(config)}, hot_launch_patience_ms=60_000) as (
+        agent,
+        driver,
+    ):
+        a, b = make_fn(config={"K": "a"}, timeout_s=2), make_fn(config={"K": "b"}, timeout_s=2)
+        assert (await agent.submit(make_call(a))).status == 200  # a short call is known
+        (old,) = agent._queues.values()
+        old.launch_time_s = 0.5  # a real launch: far longer than a call, so the next call waits
+        waited: list[CallResult] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(agent.submit, make_call(a, b"crash"))
+            await poll(lambda: not old.idle, "the container busy")
+            tg.start_soon(submit_into, agent, make_call(a, b"wait"), waited)
+            await poll(lambda: len(old.waiters) == 1, "a waiter on a")
+            # a drains (b serves the fn, or it was deleted): its container serves the waiter
+            if change == "update":
+                await agent.update(b)
+            else:
+                agent.forget(a.id)
+            gate.set()  # ... but dies instead
+        got = waited[0]
+        assert (got.status, got.body.decode() if got.status == 200 else message(got)) == expected
+        await poll(lambda: old.key not in agent._queues, "the drained queue dropped")
+
+
+async def test_forgetting_a_fn_lets_its_calls_finish_then_removes_its_containers() -> None:
+    gate = anyio.Event()
+
+    async def held(request: Request, ctx: ProgramContext) -> Answer:
+        if request.body == b"hold":
+            await gate.wait()
+        return Answer(body=b"done")
+
+    async with running({"fn/echo": handler_of(held)}) as (agent, driver):
+        fn = make_fn()
+        results: list[CallResult] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(submit_into, agent, make_call(fn, b"hold"), results)
+            await poll(lambda: agent.containers("fn1")["running"] == 1, "the call running")
+            tg.start_soon(submit_into, agent, make_call(fn, b"hold"), results)  # one more busy
+            await poll(lambda: agent.containers("fn1")["running"] == 2, "two calls running")
+            agent.forget(fn.id)  # its fn or app was deleted
+            await anyio.sleep(0.1)  # time for a wrong removal of the busy containers
+            gate.set()
+        assert [(r.status, r.body) for r in results] == [(200, b"done")] * 2
+        await poll(lambda: driver.live() == [], "the containers removed after their calls")
+        assert agent._queues == {}
 
 
 # -- shutdown ---------------------------------------------------------------------------------
