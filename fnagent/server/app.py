@@ -23,6 +23,7 @@ from starlette.routing import Route
 from drivers.errors import FnAgentError
 from fnagent.agent import RETRY_AFTER_S, Agent
 from fnagent.server.metrics import Metrics
+from fnagent.store.base import Store
 
 if TYPE_CHECKING:
     from fnagent.server.invoke import InvokeApp
@@ -84,7 +85,7 @@ class ServerConfig:
 @dataclass(kw_only=True)
 class ServerState:
     config: ServerConfig
-    store: Any
+    store: Store
     agent: Agent
     metrics: Metrics
     version: str = "0"

@@ -33,6 +33,7 @@ from fnagent.server.app import (
     bearer_matches,
     error_response,
 )
+from fnagent.store.models import App, FnRecord
 
 logger = logging.getLogger(__name__)
 
@@ -65,20 +66,20 @@ class ClientGone(Exception):
     """The caller disconnected before its request body arrived."""
 
 
-def agent_fn(app: object, record: object) -> Fn:
+def agent_fn(app: App, record: FnRecord) -> Fn:
     """The agent's view of a stored fn and its app (app config folded in)."""
     return Fn(
-        id=record.id,  # type: ignore[attr-defined]
-        name=record.name,  # type: ignore[attr-defined]
-        app_id=app.id,  # type: ignore[attr-defined]
-        app_name=app.name,  # type: ignore[attr-defined]
-        image=record.image,  # type: ignore[attr-defined]
-        memory_mb=record.memory,  # type: ignore[attr-defined]
-        timeout_s=record.timeout,  # type: ignore[attr-defined]
-        idle_timeout_s=record.idle_timeout,  # type: ignore[attr-defined]
-        app_config=dict(app.config),  # type: ignore[attr-defined]
-        config=dict(record.config),  # type: ignore[attr-defined]
-        annotations=dict(record.annotations),  # type: ignore[attr-defined]
+        id=record.id,
+        name=record.name,
+        app_id=app.id,
+        app_name=app.name,
+        image=record.image,
+        memory_mb=record.memory,
+        timeout_s=record.timeout,
+        idle_timeout_s=record.idle_timeout,
+        app_config=dict(app.config),
+        config=dict(record.config),
+        annotations=dict(record.annotations),
     )
 
 

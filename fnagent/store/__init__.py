@@ -1,27 +1,25 @@
-"""The registry behind ``fnagent serve``: apps, fns and triggers with Fn's rules, in SQLite."""
+"""The registry behind ``fnagent serve``: apps, fns and triggers with Fn's rules, behind the
+``Store`` protocol; ``SQLiteStore`` keeps them in SQLite."""
 
+from fnagent.store.base import Store
 from fnagent.store.errors import ConflictError, NotFoundError, StorageError
 from fnagent.store.models import (
+    DEFAULT_PER_PAGE,
+    MAX_PER_PAGE,
     App,
     FnRecord,
     Trigger,
     apply_app_patch,
     apply_fn_patch,
     apply_trigger_patch,
+    clamp_per_page,
     format_timestamp,
     validate_annotations,
     validate_app_name,
     validate_fn_name,
     validate_trigger_name,
 )
-from fnagent.store.sqlite import (
-    DEFAULT_PER_PAGE,
-    MAX_PER_PAGE,
-    MIGRATIONS,
-    Migration,
-    SQLiteStore,
-    clamp_per_page,
-)
+from fnagent.store.sqlite import MIGRATIONS, Migration, SQLiteStore
 
 __all__ = [
     "DEFAULT_PER_PAGE",
@@ -34,6 +32,7 @@ __all__ = [
     "NotFoundError",
     "SQLiteStore",
     "StorageError",
+    "Store",
     "Trigger",
     "apply_app_patch",
     "apply_fn_patch",

@@ -1,9 +1,14 @@
 """The registry's records (apps, fns, triggers) and Fn's rules for them, without I/O.
 
-Records are frozen dataclasses; ``to_json()`` gives Fn's v2 JSON. ``new_*`` validate and build a
-record; ``apply_*_patch`` merge a PUT body into one the way Fn's ``Update`` methods do: a field
-absent, null or zero in the body is left as is, ``config`` and ``annotations`` merge key by key,
-and ``updated_at`` moves only when something changed.
+Records are frozen dataclasses; ``to_json()`` gives Fn's v2 JSON. ``*_from_body`` read a POST
+body (JSON as sent: any value of any type) into a validated new record, refusing an ``id`` as
+Fn does; ``new_*`` are the same rules over fields. ``apply_*_patch`` merge a PUT body into a
+record the way Fn's ``Update`` methods do: a field absent, null or zero in the body is left as
+is, ``config`` and ``annotations`` merge key by key, and ``updated_at`` moves only when
+something changed. ``clamp_per_page`` and the cursors are the paging rules every list follows.
+
+These are the only checks a body gets: the server passes bodies through and renders the
+errors, so every backend of the store (``fnagent.store.base.Store``) answers the same.
 
 Fn's messages and statuses are matched, from fnproject/fn ``api/models`` (app.go, fn.go,
 trigger.go, annotations.go, error.go), ``api/datastore/sql/sql.go`` and ``api/server/*_test.go``.
@@ -38,6 +43,8 @@ As in Fn, an app rename is 409 (``ErrAppsNameImmutable``), not 400.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import unicodedata
@@ -90,7 +97,8 @@ MSG_APP_NOT_FOUND = "App not found"  # 404
 MSG_APP_NAME_IMMUTABLE = "Could not update - name is immutable"  # 409 in Fn
 MSG_APP_ID_MISMATCH = "App ID in path does not match ID in body"
 MSG_APP_INVALID_SHAPE = "Invalid app shape"
-# A create body that carries an id: the server checks these, the create methods take none.
+# A create body that carries an id (Fn's ErrAppIDProvided, ErrFnsIDProvided,
+# ErrTriggerIDProvided): ids are the store's to assign.
 MSG_APP_ID_PROVIDED = "App ID cannot be supplied on create"
 MSG_FN_ID_PROVIDED = "ID cannot be provided for Fn creation"
 MSG_TRIGGER_ID_PROVIDED = "ID cannot be provided for Trigger creation"
@@ -259,6 +267,35 @@ class Trigger:
         out["created_at"] = format_timestamp(self.created_at)
         out["updated_at"] = format_timestamp(self.updated_at)
         return out
+
+
+# --- paging ---------------------------------------------------------------------------------
+
+DEFAULT_PER_PAGE = 30
+MAX_PER_PAGE = 100
+
+
+def clamp_per_page(per_page: int | None) -> int:
+    """Fn's pageParamsV2: above 100 is 100; zero, negative or missing is 30."""
+    if per_page is None or per_page <= 0:
+        return DEFAULT_PER_PAGE
+    return min(per_page, MAX_PER_PAGE)
+
+
+def encode_cursor(name: str) -> str:
+    """Fn's cursor: the last name on the page, base64 URL-safe without padding."""
+    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The name a cursor stands for; InvalidInputError for anything we did not hand out
+    (Fn answers 500 there)."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True)
+        return raw.decode()
+    except (binascii.Error, ValueError):
+        raise InvalidInputError(f"invalid cursor {cursor!r}") from None
 
 
 # --- field validation ---------------------------------------------------------------------
@@ -630,6 +667,77 @@ def new_trigger(
         annotations=checked_annotations,
         created_at=now,
         updated_at=now,
+    )
+
+
+# --- reading POST bodies ------------------------------------------------------------------
+
+
+def _create_body(body: object, id_provided: str) -> Mapping[str, Any]:
+    """The body as an object without an ``id`` (Fn checks the id first; "" is no id, as
+    Go's zero value)."""
+    checked = _check_patch(body)
+    if checked.get("id") not in (None, ""):
+        raise InvalidInputError(id_provided)
+    return checked
+
+
+def _optional_id(body: Mapping[str, Any], key: str) -> str:
+    """An id field that is checked for presence later: "" when absent or null."""
+    return _optional_str(body, key) or ""
+
+
+def _given(body: Mapping[str, Any], key: str, absent: Any) -> Any:
+    """``body[key]`` as sent, whatever its type (the rules check it); ``absent`` when absent
+    or null."""
+    value = body.get(key)
+    return absent if value is None else value
+
+
+def app_from_body(body: Mapping[str, Any], *, id: str, now: datetime) -> App:
+    """A POST /v2/apps body as a new app (see new_app); an ``id`` in it: 400."""
+    body = _create_body(body, MSG_APP_ID_PROVIDED)
+    return new_app(
+        id=id,
+        name=_given(body, "name", ""),
+        config=body.get("config"),
+        annotations=body.get("annotations"),
+        syslog_url=body.get("syslog_url"),
+        shape=body.get("shape"),
+        now=now,
+    )
+
+
+def fn_from_body(body: Mapping[str, Any], *, id: str, now: datetime) -> FnRecord:
+    """A POST /v2/fns body as a new fn (see new_fn); an ``id`` in it: 400."""
+    body = _create_body(body, MSG_FN_ID_PROVIDED)
+    return new_fn(
+        id=id,
+        app_id=_optional_id(body, "app_id"),
+        name=_given(body, "name", ""),
+        image=_given(body, "image", ""),
+        memory=_given(body, "memory", 0),
+        timeout=_given(body, "timeout", 0),
+        idle_timeout=_given(body, "idle_timeout", 0),
+        config=body.get("config"),
+        annotations=body.get("annotations"),
+        shape=body.get("shape"),
+        now=now,
+    )
+
+
+def trigger_from_body(body: Mapping[str, Any], *, id: str, now: datetime) -> Trigger:
+    """A POST /v2/triggers body as a new trigger (see new_trigger); an ``id`` in it: 400."""
+    body = _create_body(body, MSG_TRIGGER_ID_PROVIDED)
+    return new_trigger(
+        id=id,
+        app_id=_optional_id(body, "app_id"),
+        fn_id=_optional_id(body, "fn_id"),
+        name=_given(body, "name", ""),
+        type=_given(body, "type", ""),
+        source=_given(body, "source", ""),
+        annotations=body.get("annotations"),
+        now=now,
     )
 
 

@@ -20,8 +20,6 @@ comment at ``MIGRATIONS``); never edit a released one.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import os
@@ -38,6 +36,7 @@ import anyio.to_thread
 
 from drivers.errors import ClosedError, InvalidInputError
 from fnagent.ids import new_id
+from fnagent.store.base import Store
 from fnagent.store.errors import ConflictError, NotFoundError, StorageError
 from fnagent.store.models import (
     MSG_APP_EXISTS,
@@ -54,12 +53,15 @@ from fnagent.store.models import (
     App,
     FnRecord,
     Trigger,
+    app_from_body,
     apply_app_patch,
     apply_fn_patch,
     apply_trigger_patch,
-    new_app,
-    new_fn,
-    new_trigger,
+    clamp_per_page,
+    decode_cursor,
+    encode_cursor,
+    fn_from_body,
+    trigger_from_body,
     utcnow,
 )
 
@@ -67,8 +69,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_PER_PAGE = 30
-MAX_PER_PAGE = 100
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 SUPPORTED_URLS = "sqlite3:///absolute/path.db, sqlite3://relative/path.db or sqlite3://:memory:"
 
@@ -211,29 +211,6 @@ def _trigger_from_row(row: sqlite3.Row) -> Trigger:
         created_at=_parse_ts(row["created_at"]),
         updated_at=_parse_ts(row["updated_at"]),
     )
-
-
-def clamp_per_page(per_page: int | None) -> int:
-    """Fn's pageParamsV2: above 100 is 100; zero, negative or missing is 30."""
-    if per_page is None or per_page <= 0:
-        return DEFAULT_PER_PAGE
-    return min(per_page, MAX_PER_PAGE)
-
-
-def encode_cursor(name: str) -> str:
-    """Fn's cursor: the last name on the page, base64 URL-safe without padding."""
-    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    """The name a cursor stands for; InvalidInputError for anything we did not hand out
-    (Fn answers 500 there)."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        raw = base64.b64decode(padded, altchars=b"-_", validate=True)
-        return raw.decode()
-    except (binascii.Error, ValueError):
-        raise InvalidInputError(f"invalid cursor {cursor!r}") from None
 
 
 def _page(
@@ -436,24 +413,10 @@ class SQLiteStore:
 
     # --- apps -----------------------------------------------------------------------------
 
-    async def create_app(
-        self,
-        name: str,
-        config: Mapping[str, str] | None = None,
-        annotations: Mapping[str, Any] | None = None,
-        syslog_url: str | None = None,
-        shape: str | None = None,
-    ) -> App:
-        """A new app (id and timestamps assigned). 409 "App already exists" for a taken name."""
-        app = new_app(
-            id=new_id(),
-            name=name,
-            config=config,
-            annotations=annotations,
-            syslog_url=syslog_url,
-            shape=shape,
-            now=self._now(),
-        )
+    async def create_app(self, body: Mapping[str, Any]) -> App:
+        """A new app from a POST body (id and timestamps assigned; see
+        models.app_from_body). 409 "App already exists" for a taken name."""
+        app = app_from_body(body, id=new_id(), now=self._now())
 
         def insert(conn: sqlite3.Connection) -> App:
             conn.execute(
@@ -518,7 +481,7 @@ class SQLiteStore:
         self,
         *,
         cursor: str | None = None,
-        per_page: int = DEFAULT_PER_PAGE,
+        per_page: int | None = None,
         name: str | None = None,
     ) -> tuple[list[App], str | None]:
         """Apps ordered by name, from after ``cursor``; ``name`` filters exactly. Returns the
@@ -536,35 +499,13 @@ class SQLiteStore:
 
     # --- fns ------------------------------------------------------------------------------
 
-    async def create_fn(
-        self,
-        app_id: str,
-        name: str,
-        image: str,
-        memory: int = 0,
-        # Fn's field: the function's call timeout to store, not a deadline for this call.
-        timeout: int = 0,  # noqa: ASYNC109
-        idle_timeout: int = 0,
-        config: Mapping[str, str] | None = None,
-        annotations: Mapping[str, Any] | None = None,
-        shape: str | None = None,
-    ) -> FnRecord:
-        """A new fn in an existing app; 0 means Fn's default (128 MiB, 30 s, 30 s). Invalid
-        fields: 400 (checked first, as Fn does); no such app: 404 "App not found"; a taken
-        name: 409 "Fn with specified name already exists"."""
-        fn = new_fn(
-            id=new_id(),
-            app_id=app_id,
-            name=name,
-            image=image,
-            memory=memory,
-            timeout=timeout,
-            idle_timeout=idle_timeout,
-            config=config,
-            annotations=annotations,
-            shape=shape,
-            now=self._now(),
-        )
+    async def create_fn(self, body: Mapping[str, Any]) -> FnRecord:
+        """A new fn in an existing app from a POST body (see models.fn_from_body); 0 or
+        absent means Fn's default (128 MiB, 30 s, 30 s). Invalid fields: 400 (checked first,
+        as Fn does); no such app: 404 "App not found"; a taken name: 409 "Fn with specified
+        name already exists"."""
+        fn = fn_from_body(body, id=new_id(), now=self._now())
+        app_id = fn.app_id
 
         def insert(conn: sqlite3.Connection) -> FnRecord:
             app = _get_app(conn, app_id)
@@ -635,7 +576,7 @@ class SQLiteStore:
         *,
         app_id: str,
         cursor: str | None = None,
-        per_page: int = DEFAULT_PER_PAGE,
+        per_page: int | None = None,
         name: str | None = None,
     ) -> tuple[list[FnRecord], str | None]:
         """The app's fns ordered by name (see list_apps). 400 "Missing AppID on Fn" without
@@ -656,28 +597,13 @@ class SQLiteStore:
 
     # --- triggers -------------------------------------------------------------------------
 
-    async def create_trigger(
-        self,
-        app_id: str,
-        fn_id: str,
-        name: str,
-        type: str,
-        source: str,
-        annotations: Mapping[str, Any] | None = None,
-    ) -> Trigger:
-        """A new trigger. Invalid fields: 400; no app: 404 "App not found"; no fn: 404 "Fn not
-        found"; fn of another app: 400 "Invalid Fn ID - not owned by specified app"; a taken
-        type+source or name in the app: 409."""
-        trigger = new_trigger(
-            id=new_id(),
-            app_id=app_id,
-            fn_id=fn_id,
-            name=name,
-            type=type,
-            source=source,
-            annotations=annotations,
-            now=self._now(),
-        )
+    async def create_trigger(self, body: Mapping[str, Any]) -> Trigger:
+        """A new trigger from a POST body (see models.trigger_from_body). Invalid fields:
+        400; no app: 404 "App not found"; no fn: 404 "Fn not found"; fn of another app: 400
+        "Invalid Fn ID - not owned by specified app"; a taken type+source or name in the app:
+        409."""
+        trigger = trigger_from_body(body, id=new_id(), now=self._now())
+        app_id, fn_id = trigger.app_id, trigger.fn_id
 
         def insert(conn: sqlite3.Connection) -> Trigger:
             _get_app(conn, app_id)
@@ -748,7 +674,7 @@ class SQLiteStore:
         app_id: str,
         fn_id: str | None = None,
         cursor: str | None = None,
-        per_page: int = DEFAULT_PER_PAGE,
+        per_page: int | None = None,
         name: str | None = None,
     ) -> tuple[list[Trigger], str | None]:
         """The app's triggers (optionally one fn's) ordered by name (see list_apps). 400
@@ -893,3 +819,7 @@ def _check_source_free(conn: sqlite3.Connection, trigger: Trigger) -> None:
     )
     if row is not None:
         raise ConflictError(MSG_TRIGGER_SOURCE_EXISTS)
+
+
+# mypy checks here that SQLiteStore keeps the Store protocol.
+_conforms: type[Store] = SQLiteStore

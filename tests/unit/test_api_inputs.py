@@ -6,95 +6,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import quote
 
-import anyio
 import pytest
 
-from fnagent.server.app import ServerConfig, ServerState, create_app
-from fnagent.server.metrics import Metrics
 from fnagent.store import SQLiteStore
 from fnagent.store import models as m
+from tests.apitest import Client, make_state
 
 pytestmark = pytest.mark.anyio
-
-
-class StubAgent:
-    async def update(self, fn: Any) -> None:
-        pass
-
-    def forget(self, fn_id: str) -> None:
-        pass
-
-
-Answer = tuple[int, Any]
-
-
-class Client:
-    def __init__(self, state: ServerState) -> None:
-        self.app = create_app(state)
-
-    async def send(
-        self,
-        method: str,
-        path: str,
-        body: bytes = b"",
-        *,
-        chunks: list[bytes] | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> Answer:
-        parts = chunks if chunks is not None else [body]
-        messages = [
-            {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
-            for i, part in enumerate(parts)
-        ]
-        path, _, query = path.partition("?")
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "scheme": "http",
-            "server": ("127.0.0.1", 8080),
-            "client": ("127.0.0.1", 5555),
-            "root_path": "",
-            "method": method,
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": query.encode(),
-            "headers": [(b"host", b"127.0.0.1:8080"), *(headers or [])],
-        }
-
-        async def receive() -> dict[str, Any]:
-            if messages:
-                return messages.pop(0)
-            await anyio.sleep_forever()
-            raise AssertionError("unreachable")
-
-        sent: list[dict[str, Any]] = []
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        with anyio.fail_after(5):
-            await self.app(scope, receive, send)
-        raw = b"".join(m.get("body", b"") for m in sent[1:])
-        return sent[0]["status"], json.loads(raw) if raw else None
-
-    async def json(self, method: str, path: str, document: Any) -> Answer:
-        return await self.send(method, path, json.dumps(document).encode())
 
 
 @pytest.fixture
 async def client(anyio_backend: str) -> AsyncIterator[Client]:
     async with SQLiteStore(":memory:") as store:
-        state = ServerState(
-            config=ServerConfig(max_api_body_bytes=4096),
-            store=store,
-            agent=StubAgent(),  # type: ignore[arg-type]
-            metrics=Metrics(lambda: {}),
-        )
-        yield Client(state)
+        yield Client(make_state(store, max_api_body_bytes=4096))
 
 
 async def test_management_bodies_over_the_limit_are_413(client: Client) -> None:
@@ -122,13 +48,7 @@ async def test_management_bodies_over_the_limit_are_413(client: Client) -> None:
 )
 async def test_json_the_parser_cannot_take_is_400(raw: bytes) -> None:
     async with SQLiteStore(":memory:") as store:
-        state = ServerState(
-            config=ServerConfig(),
-            store=store,
-            agent=StubAgent(),  # type: ignore[arg-type]
-            metrics=Metrics(lambda: {}),
-        )
-        status, body = await Client(state).send("POST", "/v2/apps", raw)
+        status, body = await Client(make_state(store)).send("POST", "/v2/apps", raw)
     assert status == 400 and body["message"].startswith("Invalid JSON")
 
 

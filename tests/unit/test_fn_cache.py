@@ -82,12 +82,12 @@ async def state(anyio_backend: str) -> AsyncIterator[ServerState]:
 
 async def deployed(state: ServerState) -> FnRecord:
     store = state.store.store
-    app = await store.create_app(name="app")
+    app = await store.create_app({"name": "app"})
     record: FnRecord = await store.create_fn(
-        app_id=app.id, name="fn", image="img", config={"K": "old"}
+        {"app_id": app.id, "name": "fn", "image": "img", "config": {"K": "old"}}
     )
     await store.create_trigger(
-        app_id=app.id, fn_id=record.id, name="t", type="http", source="/hook"
+        {"app_id": app.id, "fn_id": record.id, "name": "t", "type": "http", "source": "/hook"}
     )
     return record
 

@@ -14,6 +14,7 @@ from fnagent.models import Call, Fn
 from fnagent.server import invoke
 from fnagent.server.app import ServerConfig, ServerState, create_app
 from fnagent.server.metrics import Metrics
+from tests.apitest import http_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -62,20 +63,7 @@ async def request(
     raw_path: bytes | None = None,
     query: bytes = b"",
 ) -> tuple[int, dict[bytes, bytes], bytes]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "scheme": "http",
-        "server": ("127.0.0.1", 8080),
-        "client": ("127.0.0.1", 5555),
-        "root_path": "",
-        "method": method,
-        "path": path,
-        "raw_path": path.encode() if raw_path is None else raw_path,
-        "query_string": query,
-        "headers": [(b"host", b"127.0.0.1:8080"), *(headers or [])],
-    }
+    scope = http_scope(method, path, raw_path=raw_path, query=query, headers=headers)
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     gone = anyio.Event()
 

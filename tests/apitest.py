@@ -1,0 +1,120 @@
+"""The management API in process: an ASGI client for the server's app and a stub agent that
+records what the API told it. Unit tests build a ``ServerState`` on an in-memory store with
+these; nothing listens on a socket and no container runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import MutableMapping
+from typing import Any
+
+import anyio
+
+from fnagent.models import Fn
+from fnagent.server.app import ServerConfig, ServerState, create_app
+from fnagent.server.metrics import Metrics
+from fnagent.store.base import Store
+
+Answer = tuple[int, Any]
+
+
+class StubAgent:
+    """What the API calls on the agent, recorded: fns updated, forgotten and scaled."""
+
+    def __init__(self) -> None:
+        self.updated: list[Fn] = []
+        self.forgotten: list[str] = []
+        self.scaled: dict[str, int] = {}
+
+    async def update(self, fn: Fn) -> None:
+        self.updated.append(fn)
+
+    def forget(self, fn_id: str) -> None:
+        self.forgotten.append(fn_id)
+
+    def scale(self, fn: Fn, min_hot: int) -> None:
+        self.scaled[fn.id] = min_hot
+
+    def min_hot(self, fn_id: str) -> int:
+        return self.scaled.get(fn_id, 0)
+
+    def containers(self, fn_id: str | None = None) -> dict[str, int]:
+        return {"running": 0, "frozen": 0, "starting": 0}
+
+
+def make_state(store: Store, agent: StubAgent | None = None, **config: Any) -> ServerState:
+    return ServerState(
+        config=ServerConfig(**config),
+        store=store,
+        agent=agent or StubAgent(),  # type: ignore[arg-type]  # a stub, not an Agent
+        metrics=Metrics(lambda: {}),
+    )
+
+
+def http_scope(
+    method: str,
+    path: str,
+    *,
+    raw_path: bytes | None = None,
+    query: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> dict[str, Any]:
+    """An ASGI http scope as uvicorn gives it for a request to 127.0.0.1:8080."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("127.0.0.1", 8080),
+        "client": ("127.0.0.1", 5555),
+        "root_path": "",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode() if raw_path is None else raw_path,
+        "query_string": query,
+        "headers": [(b"host", b"127.0.0.1:8080"), *(headers or [])],
+    }
+
+
+class Client:
+    """Sends one request through the server's ASGI app; answers (status, JSON body)."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.app = create_app(state)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        *,
+        chunks: list[bytes] | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> Answer:
+        parts = chunks if chunks is not None else [body]
+        messages = [
+            {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+            for i, part in enumerate(parts)
+        ]
+        path, _, query = path.partition("?")
+        scope = http_scope(method, path, query=query.encode(), headers=headers)
+
+        async def receive() -> MutableMapping[str, Any]:
+            if messages:
+                return messages.pop(0)
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        with anyio.fail_after(5):
+            await self.app(scope, receive, send)
+        raw = b"".join(m.get("body", b"") for m in sent[1:])
+        return sent[0]["status"], json.loads(raw) if raw else None
+
+    async def json(self, method: str, path: str, document: Any) -> Answer:
+        return await self.send(method, path, json.dumps(document).encode())
