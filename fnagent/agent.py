@@ -15,13 +15,12 @@ caller gets (DESIGN.md §4's table) and, for errors, a JSON ``{"message": ...}``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from fnagent.ids import new_id
 from fnagent.models import FORMAT_HTTP_STREAM, Call, Fn
 from fnagent.readiness import LISTENER, wait_until_listening
 from fnagent.slots import HotContainer, SlotQueue, State, Waiter
+from fnagent.sockdir import SocketDir, remove_root
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,13 @@ class Agent:
                 await self._idle_calls.wait()
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
-        return await self._tg.__aexit__(exc_type, exc, tb)
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            # Every container (and its socket dir) is gone: so goes this instance's share.
+            remove_root(self.socket_root)
+            with contextlib.suppress(OSError):
+                os.rmdir(self.config.iofs_path)  # only when no other instance uses it
 
     # -- calls --------------------------------------------------------------------------------
 
@@ -469,16 +475,14 @@ class Agent:
         assert self._tg is not None
         queue.starting += 1
         name = f"{queue.fn.name}-{new_id().lower()}"
-        socket_dir = tempfile.mkdtemp(prefix="c-", dir=self.socket_root)
-        # The function runs as an unprivileged user and must create its socket here.
-        os.chmod(socket_dir, 0o777)
+        socket_dir = SocketDir.under(self.socket_root)
         fields = {"fn_id": queue.fn.id, "app_id": queue.fn.app_id}
         container = HotContainer(
             name=name,
             fn=queue.fn,
             socket_dir=socket_dir,
             router=OutputRouter(name, fields),
-            connection=UnixHTTPConnection(os.path.join(socket_dir, LISTENER)),
+            connection=UnixHTTPConnection(socket_dir.listener),
         )
         self._tg.start_soon(
             self._container_life,
@@ -498,6 +502,7 @@ class Agent:
         try:
             await self._admit(queue, memory, cpus)
             reserved = True
+            container.socket_dir.make(self.config.iofs_size_bytes)
             task = ContainerTask(
                 id=container.name,
                 image=fn.image,
@@ -505,7 +510,7 @@ class Agent:
                 logger=TaskLogger(stdout=container.router, stderr=container.router),
                 memory_bytes=memory,
                 cpus_mcpus=cpus,
-                uds_path=container.socket_dir,
+                uds_path=container.socket_dir.shared,
                 labels={FN_LABEL: fn.id, APP_LABEL: fn.app_id},
                 extensions=extensions,
             )
@@ -551,7 +556,7 @@ class Agent:
             container.connection.close()
             if reserved:
                 self.admission.release(memory, cpus)
-            shutil.rmtree(container.socket_dir, ignore_errors=True)
+            container.socket_dir.remove()
             self._after_container_gone(queue, launched=not starting)
 
     def _after_container_gone(self, queue: SlotQueue, *, launched: bool) -> None:
@@ -587,8 +592,9 @@ class Agent:
         timeout_s = self.config.hot_start_timeout_ms / 1000
         try:
             with anyio.fail_after(timeout_s):
+                socket_dir = container.socket_dir
                 ready = await wait_until_listening(
-                    container.socket_dir, gave_up=container.exited.is_set
+                    socket_dir.shared, socket_dir.pin, gave_up=container.exited.is_set
                 )
         except TimeoutError:
             raise StartTimeoutError(

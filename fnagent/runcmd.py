@@ -80,6 +80,7 @@ def run_command(
             format=Format(fmt),
             user=None if user == "image" else user,
             hot_start_timeout_s=config.hot_start_timeout_ms / 1000,
+            iofs_size_bytes=config.iofs_size_bytes,
             headers=_headers(headers),
             collect_stats=as_json,
         )

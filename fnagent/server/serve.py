@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import shutil
 import signal
 import sys
 from collections.abc import Iterator, Mapping
@@ -26,6 +25,7 @@ from drivers.errors import FnAgentError, InvalidInputError
 from fnagent.agent import socket_root
 from fnagent.config import AgentConfig
 from fnagent.server.app import DEFAULT_MAX_REQUEST_BYTES, ServerConfig
+from fnagent.sockdir import remove_root
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ async def serve(server_config: ServerConfig, agent_config: AgentConfig, db_url: 
     async with SQLiteStore.from_url(db_url) as store:
         async with DockerDriver(agent_config.docker_config()) as driver:
             leftovers = await remove_leftovers(driver)
-            shutil.rmtree(socket_root(agent_config), ignore_errors=True)
+            remove_root(socket_root(agent_config))
             if leftovers:
                 logger.info("removed containers left by an earlier run", extra={"count": leftovers})
             async with Agent(driver, agent_config) as agent:

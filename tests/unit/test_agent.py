@@ -58,8 +58,12 @@ async def running(
     host_idle: float | None = None,
     **config: Any,
 ) -> AsyncIterator[tuple[Agent, FakeDriver]]:
+    # iofs_size_bytes 0: plain socket dirs, no tmpfs mounts (those need root).
     settings = dict(
-        instance_id="unit", iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"), freeze_idle_ms=50
+        instance_id="unit",
+        iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"),
+        iofs_size_bytes=0,
+        freeze_idle_ms=50,
     )
     settings.update(config)
     driver_options = {k: config.pop(k) for k in ("pull_delay_s", "missing_images") if k in config}
@@ -538,7 +542,9 @@ async def test_leaving_lets_calls_in_flight_finish_and_refuses_new_ones() -> Non
         return Answer(body=b"done")
 
     results: list[CallResult] = []
-    config = AgentConfig(instance_id="unit", iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"))
+    config = AgentConfig(
+        instance_id="unit", iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"), iofs_size_bytes=0
+    )
     async with FakeDriver(images={"fn/echo": handler_of(slow)}) as driver:
         agent = Agent(driver, config, budget=ROOMY, stop_grace_s=5)
         fn = make_fn()
