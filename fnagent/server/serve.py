@@ -25,7 +25,7 @@ from drivers.errors import FnAgentError, InvalidInputError
 from fnagent.agent import socket_root
 from fnagent.config import AgentConfig
 from fnagent.server.app import DEFAULT_MAX_REQUEST_BYTES, ServerConfig
-from fnagent.sockdir import remove_root
+from fnagent.sockdir import SocketDir, remove_root
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,17 @@ async def remove_leftovers(driver: Any) -> int:
     return removed
 
 
+def check_socket_dirs(config: AgentConfig) -> None:
+    """Fail the start, not every launch, when no socket dir can be made (a tmpfs needs root)."""
+    probe = SocketDir.under(socket_root(config))
+    try:
+        probe.make(config.iofs_size_bytes)
+    except FnAgentError:
+        remove_root(socket_root(config))
+        raise
+    probe.remove()
+
+
 async def serve(server_config: ServerConfig, agent_config: AgentConfig, db_url: str) -> None:
     """Run until SIGTERM / SIGINT; raises FnAgentError for a start-up failure."""
     from drivers.docker import DockerDriver
@@ -115,6 +126,7 @@ async def serve(server_config: ServerConfig, agent_config: AgentConfig, db_url: 
         async with DockerDriver(agent_config.docker_config()) as driver:
             leftovers = await remove_leftovers(driver)
             remove_root(socket_root(agent_config))
+            check_socket_dirs(agent_config)
             if leftovers:
                 logger.info("removed containers left by an earlier run", extra={"count": leftovers})
             async with Agent(driver, agent_config) as agent:
