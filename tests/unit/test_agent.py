@@ -4,6 +4,8 @@ admission and eviction, updates, scale, shutdown."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -604,3 +606,24 @@ async def test_a_call_arriving_during_a_freeze_waits_for_it_and_thaws() -> None:
                 hot.lock.release()
         assert (results[0].start, results[0].body) == ("thawed", b"during")
         assert container.state == "running"
+
+
+# -- the socket root ------------------------------------------------------------------------
+
+
+async def test_a_removed_socket_root_is_made_again_and_a_failed_one_leaks_no_start() -> None:
+    async with running({"fn/echo": http_function()}) as (agent, _):
+        shutil.rmtree(agent.socket_root)
+        cold = await agent.submit(make_call(make_fn(id="fn1")))
+        assert (cold.status, cold.start) == (200, "cold")
+        # A root that cannot be made (a file stands there): that launch fails cleanly...
+        shutil.rmtree(agent.socket_root)
+        await anyio.Path(agent.socket_root).write_text("not a directory")
+        failed = await agent.submit(make_call(make_fn(id="fn2", name="other")))
+        assert failed.status == 500 and "cannot make the socket dir" in message(failed)
+        await poll(lambda: agent.containers("fn2")["starting"] == 0, "no start left counted")
+        # ...and once the root can be made again, the same fn serves.
+        os.unlink(agent.socket_root)
+        again = await agent.submit(make_call(make_fn(id="fn2", name="other")))
+        assert again.status == 200, again.body
+    assert not await anyio.Path(agent.socket_root).exists(), "a clean exit removes the socket root"
