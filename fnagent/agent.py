@@ -15,14 +15,13 @@ caller gets (DESIGN.md §4's table) and, for errors, a JSON ``{"message": ...}``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ from fnagent.ids import new_id
 from fnagent.models import FORMAT_HTTP_STREAM, Call, Fn
 from fnagent.readiness import CONTRACT_HINT, LISTENER, wait_until_listening
 from fnagent.slots import HotContainer, SlotQueue, State, Waiter
+from fnagent.sockdir import SocketDir, remove_root
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,13 @@ class Agent:
                 await self._idle_calls.wait()
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
-        return await self._tg.__aexit__(exc_type, exc, tb)
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            # Every container (and its socket dir) is gone: so goes this instance's share.
+            remove_root(self.socket_root)
+            with contextlib.suppress(OSError):
+                os.rmdir(self.config.iofs_path)  # only when no other instance uses it
 
     # -- calls --------------------------------------------------------------------------------
 
@@ -502,9 +508,7 @@ class Agent:
         assert self._tg is not None
         queue.starting += 1
         name = f"{queue.fn.name}-{new_id().lower()}"
-        socket_dir = tempfile.mkdtemp(prefix="c-", dir=self.socket_root)
-        # The function runs as an unprivileged user and must create its socket here.
-        os.chmod(socket_dir, 0o777)
+        socket_dir = SocketDir.under(self.socket_root)
         fields = {"fn_id": queue.fn.id, "app_id": queue.fn.app_id}
         container = HotContainer(
             name=name,
@@ -516,7 +520,7 @@ class Agent:
                 rate_bytes_per_s=self.config.max_idle_log_bytes_per_s,
                 on_drop=functools.partial(self._output_dropped, queue.fn.id),
             ),
-            connection=UnixHTTPConnection(os.path.join(socket_dir, LISTENER)),
+            connection=UnixHTTPConnection(socket_dir.listener),
         )
         self._tg.start_soon(
             self._container_life,
@@ -539,6 +543,7 @@ class Agent:
         try:
             await self._admit(queue, memory, cpus)
             reserved = True
+            container.socket_dir.make(self.config.iofs_size_bytes)
             task = ContainerTask(
                 id=container.name,
                 image=fn.image,
@@ -546,7 +551,7 @@ class Agent:
                 logger=TaskLogger(stdout=container.router, stderr=container.router),
                 memory_bytes=memory,
                 cpus_mcpus=cpus,
-                uds_path=container.socket_dir,
+                uds_path=container.socket_dir.shared,
                 labels={FN_LABEL: fn.id, APP_LABEL: fn.app_id},
                 extensions=extensions,
             )
@@ -593,7 +598,7 @@ class Agent:
             container.connection.close()
             if reserved:
                 self.admission.release(memory, cpus)
-            shutil.rmtree(container.socket_dir, ignore_errors=True)
+            container.socket_dir.remove()
             self._after_container_gone(queue, launched=not starting)
 
     def _after_container_gone(self, queue: SlotQueue, *, launched: bool) -> None:
@@ -629,8 +634,9 @@ class Agent:
         timeout_s = self.config.hot_start_timeout_ms / 1000
         try:
             with anyio.fail_after(timeout_s):
+                socket_dir = container.socket_dir
                 ready = await wait_until_listening(
-                    container.socket_dir, gave_up=container.exited.is_set
+                    socket_dir.shared, socket_dir.pin, gave_up=container.exited.is_set
                 )
         except TimeoutError:
             raise StartTimeoutError(

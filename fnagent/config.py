@@ -51,6 +51,9 @@ DEFAULT_MAX_LOG_SIZE_BYTES = 1024 * 1024
 DEFAULT_MAX_MIN_HOT = 64
 DEFAULT_MAX_IDLE_LOG_BYTES_PER_S = 64 * 1024
 DEFAULT_MAX_RESPONSE_SIZE_BYTES = 6 * 1024 * 1024
+# A listener socket and a symlink need no room at all: a small bound, so that a function cannot
+# use its socket dir as storage, leaves room for what FDKs might put there.
+DEFAULT_IOFS_SIZE_BYTES = 1024 * 1024
 DEFAULT_MEMORY_MB = 128
 MAX_MEMORY_MB = 8192
 DEFAULT_TIMEOUT_S = 30
@@ -147,6 +150,9 @@ class AgentConfig:
     prefork_close_timeout_ms: int = int(DEFAULT_PREFORK_CLOSE_TIMEOUT_S * 1000)
     docker_networks: tuple[str, ...] = ()
     iofs_path: str = field(default_factory=default_iofs_dir)
+    iofs_size_bytes: int = DEFAULT_IOFS_SIZE_BYTES
+    """Ours: the size of each container's socket dir tmpfs (FN_IOFS_SIZE_BYTES; 0 = a plain
+    directory without a limit). See fnagent.sockdir."""
     disable_readonly_rootfs: bool = False
     docker_auth: str | None = None
     pull_policy: PullPolicy = PullPolicy.MISSING
@@ -203,6 +209,7 @@ class AgentConfig:
             ),
             docker_networks=_words(environ, "FN_DOCKER_NETWORKS"),
             iofs_path=environ.get("FN_IOFS_PATH") or defaults.iofs_path,
+            iofs_size_bytes=_int(environ, "FN_IOFS_SIZE_BYTES", DEFAULT_IOFS_SIZE_BYTES),
             disable_readonly_rootfs=_bool(environ, "FN_DISABLE_READONLY_ROOTFS"),
             docker_auth=environ.get("FN_DOCKER_AUTH") or None,
         )

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import os
-import shutil
 import tempfile
 import time
 import uuid
@@ -26,8 +24,9 @@ from drivers.docker import DockerDriver
 from drivers.docker.pull import PullProgress
 from drivers.errors import ContainerGoneError, FnAgentError, FunctionTimeoutError
 from drivers.results import timed_out
-from fnagent.config import DEFAULT_MAX_RESPONSE_SIZE_BYTES
+from fnagent.config import DEFAULT_IOFS_SIZE_BYTES, DEFAULT_MAX_RESPONSE_SIZE_BYTES
 from fnagent.readiness import CONTRACT_HINT, LISTENER
+from fnagent.sockdir import SocketDir
 
 MAX_STAT_SAMPLES = 240
 # How long a broken call waits for Docker to report the container's end.
@@ -56,6 +55,8 @@ class RunRequest:
     """http-stream: the most response body held (FN_MAX_RESPONSE_SIZE), as for serve."""
     headers: dict[str, str] = field(default_factory=dict)
     collect_stats: bool = False
+    iofs_size_bytes: int = DEFAULT_IOFS_SIZE_BYTES
+    """http-stream: the socket dir's tmpfs size (0: a plain directory)."""
 
 
 @dataclass(kw_only=True)
@@ -100,7 +101,7 @@ async def run_once(
     samples: list[Stat] = []
     call_id = uuid.uuid4().hex
     cold = request.format is Format.COLD
-    uds_dir = None if cold else _make_socket_dir()
+    socket_dir = None if cold else SocketDir.under(tempfile.gettempdir(), prefix="fnagent-run-")
     env = dict(request.env)
     if not cold:
         env |= {
@@ -122,11 +123,13 @@ async def run_once(
         memory_bytes=request.memory_bytes,
         cpus_mcpus=request.cpus_mcpus,
         user=request.user,
-        uds_path=uds_dir,
-        on_close=(lambda: shutil.rmtree(uds_dir, ignore_errors=True)) if uds_dir else None,
+        uds_path=socket_dir.shared if socket_dir else None,
+        on_close=socket_dir.remove if socket_dir else None,
     )
     outcome = RunOutcome(result=RunResult(status=RunStatus.SUCCESS))
     try:
+        if socket_dir is not None:
+            socket_dir.make(request.iofs_size_bytes)
         async with await driver.create_cookie(task) as cookie:
             await driver.prepare_cookie(cookie, progress=progress)
             clock.lap("prepare")
@@ -135,30 +138,23 @@ async def run_once(
             if cold:
                 outcome.result = await waiter.wait()
             else:
-                assert uds_dir is not None
+                assert socket_dir is not None
                 outcome.result, outcome.http_status = await _call_hot(
-                    waiter.wait, uds_dir, request, call_id, stdin, stdout
+                    waiter.wait, socket_dir, request, call_id, stdin, stdout
                 )
             clock.lap("run")
     finally:
-        if uds_dir is not None:
-            shutil.rmtree(uds_dir, ignore_errors=True)
+        if socket_dir is not None:
+            socket_dir.remove()
     clock.lap("remove")
     outcome.timings_ms = clock.total()
     outcome.stats = decimate(MAX_STAT_SAMPLES, samples)
     return outcome
 
 
-def _make_socket_dir() -> str:
-    path = tempfile.mkdtemp(prefix="fnagent-run-")
-    # The function runs as an unprivileged user and must create its socket here.
-    os.chmod(path, 0o777)
-    return path
-
-
 async def _call_hot(
     wait: Callable[[], object],
-    uds_dir: str,
+    socket_dir: SocketDir,
     request: RunRequest,
     call_id: str,
     stdin: AsyncIterable[bytes],
@@ -178,13 +174,14 @@ async def _call_hot(
         ended.append(result)
         exited.set()
 
-    socket_path = os.path.join(uds_dir, LISTENER)
     deadline = datetime.now(UTC) + timedelta(seconds=request.timeout_s)
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_exit)
         try:
             with anyio.fail_after(request.hot_start_timeout_s):
-                listening = await wait_until_listening(uds_dir, gave_up=exited.is_set)
+                listening = await wait_until_listening(
+                    socket_dir.shared, socket_dir.pin, gave_up=exited.is_set
+                )
         except TimeoutError:
             raise FunctionTimeoutError(
                 f"the function did not listen on {LISTENER} within "
@@ -201,7 +198,8 @@ async def _call_hot(
             "Fn-Call-Id": call_id,
             "Fn-Deadline": deadline.isoformat().replace("+00:00", "Z"),
         }
-        connection = UnixHTTPConnection(socket_path)
+        # The pinned listener, never lsnr.sock itself (fnagent.sockdir).
+        connection = UnixHTTPConnection(socket_dir.listener)
         try:
             with anyio.fail_after(request.timeout_s):
                 response = await connection.request(

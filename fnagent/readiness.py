@@ -1,14 +1,14 @@
 """Waiting for an http-stream container's listener: ``lsnr.sock`` in its socket dir.
 
-Ready means ``lsnr.sock`` is a socket, or a symlink to a socket in the same directory (Fn's
-FDKs bind ``phonylsnr.sock``, chmod it, then symlink). The directory is watched with inotify, so
-readiness is seen the moment the link appears; where inotify is not available it is polled.
+What counts as ready is the socket dir's (``fnagent.sockdir``: ``lsnr.sock`` is a socket, or a
+symlink to a socket in the same directory, as Fn's FDKs bind ``phonylsnr.sock``, chmod it, then
+symlink). The directory is watched with inotify, so readiness is seen the moment the link
+appears; where inotify is not available it is polled.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -34,7 +34,7 @@ _IN_CLOEXEC = 0o2000000
 _libc: ctypes.CDLL | None = None
 
 
-def _load_libc() -> ctypes.CDLL | None:
+def load_libc() -> ctypes.CDLL | None:
     global _libc
     if _libc is None:
         # Imported on first use: ctypes costs a few ms that `fnagent run`'s cold format skips.
@@ -52,31 +52,16 @@ def _load_libc() -> ctypes.CDLL | None:
     return _libc
 
 
-def is_listening(socket_dir: str) -> bool:
-    """True when ``socket_dir/lsnr.sock`` is a socket or links to one inside ``socket_dir``."""
-    path = os.path.join(socket_dir, LISTENER)
-    try:
-        if os.path.islink(path):
-            target = os.readlink(path)
-            # Only a link inside the same directory: an absolute target is a path inside the
-            # container and would be resolved against the host here.
-            if os.path.isabs(target) or os.path.dirname(os.path.normpath(target)):
-                return False
-            path = os.path.join(socket_dir, target)
-        return stat.S_ISSOCK(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
 async def wait_until_listening(
-    socket_dir: str, *, gave_up: Callable[[], bool] = lambda: False
+    directory: str, ready: Callable[[], bool], *, gave_up: Callable[[], bool] = lambda: False
 ) -> bool:
-    """Return True once the listener is ready, False as soon as ``gave_up()`` is true (checked
-    on every directory change and every poll interval). The caller bounds it with a timeout."""
-    watch = _Inotify.open(socket_dir)
+    """Return True once ``ready()`` is true (checked at once, then on every change in
+    ``directory`` and every poll interval), False as soon as ``gave_up()`` is true. The caller
+    bounds it with a timeout."""
+    watch = _Inotify.open(directory)
     try:
         while True:
-            if is_listening(socket_dir):
+            if ready():
                 return True
             if gave_up():
                 return False
@@ -96,7 +81,7 @@ class _Inotify:
 
     @classmethod
     def open(cls, directory: str) -> _Inotify | None:
-        libc = _load_libc()
+        libc = load_libc()
         if libc is None:
             return None
         fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)

@@ -82,6 +82,7 @@ def run_command(
             user=None if user == "image" else user,
             hot_start_timeout_s=config.hot_start_timeout_ms / 1000,
             max_response_bytes=config.max_response_size_bytes,
+            iofs_size_bytes=config.iofs_size_bytes,
             headers=_headers(headers),
             collect_stats=as_json,
         )

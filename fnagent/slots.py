@@ -23,6 +23,7 @@ from drivers.stats import Stat
 from fnagent.calllogs import OutputRouter
 from fnagent.httpclient import UnixHTTPConnection
 from fnagent.models import Fn
+from fnagent.sockdir import SocketDir
 
 
 class State(enum.Enum):
@@ -38,7 +39,7 @@ class HotContainer:
 
     name: str
     fn: Fn
-    socket_dir: str
+    socket_dir: SocketDir
     router: OutputRouter
     connection: UnixHTTPConnection
     state: State = State.STARTING

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Iterator, Mapping
@@ -36,6 +35,7 @@ from fnagent.server.app import (
     DEFAULT_MAX_REQUEST_BYTES,
     ServerConfig,
 )
+from fnagent.sockdir import SocketDir, remove_root
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +145,17 @@ async def remove_leftovers(driver: Any) -> int:
     return removed
 
 
+def check_socket_dirs(config: AgentConfig) -> None:
+    """Fail the start, not every launch, when no socket dir can be made (a tmpfs needs root)."""
+    probe = SocketDir.under(socket_root(config))
+    try:
+        probe.make(config.iofs_size_bytes)
+    except FnAgentError:
+        remove_root(socket_root(config))
+        raise
+    probe.remove()
+
+
 async def serve(server_config: ServerConfig, agent_config: AgentConfig, db_url: str) -> None:
     """Run until SIGTERM / SIGINT; raises FnAgentError for a start-up failure.
 
@@ -185,7 +196,8 @@ async def _serve(
 
     async with DockerDriver(agent_config.docker_config()) as driver:
         leftovers = await remove_leftovers(driver)
-        shutil.rmtree(socket_root(agent_config), ignore_errors=True)
+        remove_root(socket_root(agent_config))
+        check_socket_dirs(agent_config)
         if leftovers:
             logger.info("removed containers left by an earlier run", extra={"count": leftovers})
         async with Agent(driver, agent_config) as agent:

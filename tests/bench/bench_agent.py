@@ -48,8 +48,7 @@ async def bench_hot(report: Report) -> None:
         for _ in range(20):
             assert (await agent.submit(Call(fn=fn, request=CallRequest(body=BODY)))).status == 200
         (queue,) = agent._queues.values()
-        socket_dir = queue.idle[-1].socket_dir
-        raw = UnixHTTPConnection(os.path.join(socket_dir, "lsnr.sock"))
+        raw = UnixHTTPConnection(queue.idle[-1].socket_dir.listener)
         headers = [
             ("Content-Type", "application/json"),
             ("Fn-Call-Id", "x"),

@@ -175,12 +175,13 @@ def test_hot_function_sees_only_its_own_socket_directory(
         assert "lsnr.sock" in inside[fn["name"]]
     assert sources["one"] != sources["two"]
     assert set(inside["one"]) & set(inside["two"]) == {"lsnr.sock"}
-    for fn, other in ((one, "two"), (two, "one")):
+    for fn in (one, two):
         assert probe(server, fn, list_dir="/tmp")["listing"] == ["iofs"]
         mountinfo = probe(server, fn, read_file="/proc/self/mountinfo")["file"]
-        assert sources[fn["name"]].name in mountinfo
-        assert sources[other].name not in mountinfo
-        assert str(sources[other].parent) not in mountinfo.replace(str(sources[fn["name"]]), "")
+        # The socket dir is a tmpfs of its own: no host path, neither its own nor another's,
+        # shows in the container's mount table.
+        for source in sources.values():
+            assert source.parent.name not in mountinfo, mountinfo
 
 
 # -- config ------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ admission and eviction, updates, scale, shutdown."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -58,8 +60,12 @@ async def running(
     host_idle: float | None = None,
     **config: Any,
 ) -> AsyncIterator[tuple[Agent, FakeDriver]]:
+    # iofs_size_bytes 0: plain socket dirs, no tmpfs mounts (those need root).
     settings = dict(
-        instance_id="unit", iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"), freeze_idle_ms=50
+        instance_id="unit",
+        iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"),
+        iofs_size_bytes=0,
+        freeze_idle_ms=50,
     )
     settings.update(config)
     driver_options = {k: config.pop(k) for k in ("pull_delay_s", "missing_images") if k in config}
@@ -634,7 +640,9 @@ async def test_leaving_lets_calls_in_flight_finish_and_refuses_new_ones() -> Non
         return Answer(body=b"done")
 
     results: list[CallResult] = []
-    config = AgentConfig(instance_id="unit", iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"))
+    config = AgentConfig(
+        instance_id="unit", iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"), iofs_size_bytes=0
+    )
     async with FakeDriver(images={"fn/echo": handler_of(slow)}) as driver:
         agent = Agent(driver, config, budget=ROOMY, stop_grace_s=5)
         fn = make_fn()
@@ -694,3 +702,24 @@ async def test_a_call_arriving_during_a_freeze_waits_for_it_and_thaws() -> None:
                 hot.lock.release()
         assert (results[0].start, results[0].body) == ("thawed", b"during")
         assert container.state == "running"
+
+
+# -- the socket root ------------------------------------------------------------------------
+
+
+async def test_a_removed_socket_root_is_made_again_and_a_failed_one_leaks_no_start() -> None:
+    async with running({"fn/echo": http_function()}) as (agent, _):
+        shutil.rmtree(agent.socket_root)
+        cold = await agent.submit(make_call(make_fn(id="fn1")))
+        assert (cold.status, cold.start) == (200, "cold")
+        # A root that cannot be made (a file stands there): that launch fails cleanly...
+        shutil.rmtree(agent.socket_root)
+        await anyio.Path(agent.socket_root).write_text("not a directory")
+        failed = await agent.submit(make_call(make_fn(id="fn2", name="other")))
+        assert failed.status == 500 and "cannot make the socket dir" in message(failed)
+        await poll(lambda: agent.containers("fn2")["starting"] == 0, "no start left counted")
+        # ...and once the root can be made again, the same fn serves.
+        os.unlink(agent.socket_root)
+        again = await agent.submit(make_call(make_fn(id="fn2", name="other")))
+        assert again.status == 200, again.body
+    assert not await anyio.Path(agent.socket_root).exists(), "a clean exit removes the socket root"

@@ -75,4 +75,6 @@ async def test_lowering_min_hot_cancels_launches_that_have_not_started() -> None
         await poll(lambda: agent.containers("fn1")["starting"] == 0, "the started launches end")
         await anyio.sleep(0.05)
         assert len(driver.containers) <= MIN_HOT_LAUNCHES_AT_ONCE
-        assert agent.containers("fn1")["running"] >= 1
+        counts = agent.containers("fn1")
+        # Idle for FN_FREEZE_IDLE_MSECS, the kept container may be frozen by now.
+        assert counts["running"] + counts["frozen"] >= 1
