@@ -137,7 +137,7 @@ async def _run(request: RunRequest, config: AgentConfig, as_json: bool) -> int:
     from drivers.docker import DockerDriver
     from fnagent.oneoff import run_once
     from fnagent.progress import PullProgressBar
-    from fnagent.stdio import FlushingSink, read_fd
+    from fnagent.stdio import FlushingSink, read_fd, regular_file_bytes
 
     bar = PullProgressBar(request.image, sys.stderr) if sys.stderr.isatty() else None
     captured = io.BytesIO()
@@ -157,6 +157,7 @@ async def _run(request: RunRequest, config: AgentConfig, as_json: bool) -> int:
                         driver,
                         request,
                         stdin=read_fd(0),
+                        stdin_bytes=regular_file_bytes(0),
                         stdout=stdout,
                         stderr=stderr,
                         progress=bar,
