@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 
 from drivers import ContainerTask, LogSink, RunResult, RunStatus, Stat, TaskLogger, decimate
-from drivers.docker import DockerDriver
+from drivers.docker import TASK_LABEL, DockerDriver, OrphanReaper
 from drivers.docker.pull import PullProgress
 from drivers.errors import (
     ContainerGoneError,
@@ -94,11 +94,14 @@ async def run_once(
     stderr: LogSink,
     progress: PullProgress | None = None,
     stdin_bytes: int | None = None,
+    reaper: OrphanReaper | None = None,
 ) -> RunOutcome:
     """Run ``request`` once on ``driver``; the container is gone when this returns or raises.
 
     ``stdin_bytes``, when known (a regular file), is how much ``stdin`` yields: the
-    http-stream call then sends it with a Content-Length instead of chunked.
+    http-stream call then sends it with a Content-Length instead of chunked. ``reaper`` is
+    told about the container and the socket dir before they exist, so that they are removed
+    even if this process is killed before it can.
 
     Agent-side failures (bad image, daemon down, function never became ready) raise
     ``FnAgentError``; how the function itself ended is in the outcome's ``result``.
@@ -108,6 +111,10 @@ async def run_once(
     call_id = uuid.uuid4().hex
     cold = request.format is Format.COLD
     uds_dir = None if cold else _make_socket_dir()
+    if reaper is not None:
+        reaper.remove_labelled(f"{TASK_LABEL}={call_id}")
+        if uds_dir is not None:
+            reaper.remove_dir(uds_dir)
     env = dict(request.env)
     if not cold:
         env |= {
