@@ -1,6 +1,7 @@
 """HTTP/1.1 over a unix socket: the agent's one kept-alive connection to a hot container.
 
-Deliberately small: requests have a known body (Content-Length); responses may use
+Deliberately small: a request body is bytes (sent with Content-Length) or an async stream of
+bytes (sent chunked, or with a Content-Length the caller vouches for); responses may use
 Content-Length, chunked encoding, or run to the end of the connection. asyncio streams with a
 plain-Python parser: measured (DESIGN.md §8), this is the client shape that keeps the agent's
 overhead well under a millisecond, where general clients cost one to two milliseconds a call.
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import re
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 
 from fnagent.config import DEFAULT_MAX_RESPONSE_SIZE_BYTES
@@ -56,6 +58,11 @@ class ProtocolError(Exception):
 
 class ConnectFailed(OSError):
     """Could not connect: nothing was sent, so the request may safely go elsewhere."""
+
+
+class BodySizeMismatch(ValueError):
+    """A streamed request body ended short of, or ran past, the Content-Length given for it
+    (the connection is no longer usable)."""
 
 
 class BodyTooLarge(Exception):
@@ -102,12 +109,17 @@ class UnixHTTPConnection:
         method: str,
         target: str,
         headers: list[tuple[str, str]],
-        body: bytes,
+        body: bytes | AsyncIterable[bytes],
         *,
         max_body_bytes: int = DEFAULT_MAX_RESPONSE_SIZE_BYTES,
+        content_length: int | None = None,
     ) -> Response:
         """Send one request and read the whole (final) response, its body at most
         ``max_body_bytes`` (> 0: a response is always held in memory, so always bounded).
+
+        A streamed ``body`` is sent as it is produced, waiting for the peer to take each
+        chunk, so it is never held whole: chunked, or with ``content_length`` when the caller
+        knows its size (a stream that then ends short or runs long raises BodySizeMismatch).
 
         Raises OSError / asyncio.IncompleteReadError when the connection fails, ProtocolError
         for a malformed answer, BodyTooLarge as soon as the body passes the limit (the rest is
@@ -124,9 +136,18 @@ class UnixHTTPConnection:
         assert self._reader is not None and self._writer is not None
         head = [f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n"]
         head.extend(f"{name}: {value}\r\n" for name, value in headers)
-        head.append(f"Content-Length: {len(body)}\r\n\r\n")
+        if isinstance(body, bytes):
+            head.append(f"Content-Length: {len(body)}\r\n\r\n")
+        elif content_length is not None:
+            head.append(f"Content-Length: {content_length}\r\n\r\n")
+        else:
+            head.append("Transfer-Encoding: chunked\r\n\r\n")
         try:
-            self._writer.write("".join(head).encode("latin-1") + body)
+            if isinstance(body, bytes):
+                self._writer.write("".join(head).encode("latin-1") + body)
+            else:
+                self._writer.write("".join(head).encode("latin-1"))
+                await _send_stream(self._writer, body, content_length)
             response, keep_alive = await _read_response(self._reader, max_body_bytes)
         except BaseException:
             self.close()
@@ -150,6 +171,28 @@ class UnixHTTPConnection:
         if self._writer is not None:
             self._writer.close()
         self._reader = self._writer = None
+
+
+async def _send_stream(
+    writer: asyncio.StreamWriter, body: AsyncIterable[bytes], content_length: int | None
+) -> None:
+    """Write ``body`` as it comes: raw up to ``content_length``, else chunked."""
+    sent = 0
+    async for chunk in body:
+        if not chunk:
+            continue  # an empty chunk would end a chunked body
+        sent += len(chunk)
+        if content_length is None:
+            writer.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+        elif sent > content_length:
+            raise BodySizeMismatch(f"the body runs past its Content-Length {content_length}")
+        else:
+            writer.write(chunk)
+        await writer.drain()
+    if content_length is None:
+        writer.write(b"0\r\n\r\n")
+    elif sent != content_length:
+        raise BodySizeMismatch(f"the body ended at {sent} of its Content-Length {content_length}")
 
 
 # sockaddr_un holds 108 bytes; a longer path is reached through its directory's descriptor.

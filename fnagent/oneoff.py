@@ -2,8 +2,9 @@
 
 Cold format: the caller's stdin is the container's stdin, its stdout the result.
 http-stream format: the container is started with a private socket dir, the call is one
-``POST /call`` with stdin as the body once ``lsnr.sock`` is ready, and the response body is the
-result. Either way the container is removed before returning.
+``POST /call`` with stdin streamed as the body once ``lsnr.sock`` is ready (chunked, or with
+Content-Length when its size is known), and the response body is the result. Either way the
+container is removed before returning.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ from datetime import UTC, datetime, timedelta
 import anyio
 
 from drivers import ContainerTask, LogSink, RunResult, RunStatus, Stat, TaskLogger, decimate
-from drivers.docker import DockerDriver
+from drivers.docker import TASK_LABEL, DockerDriver, OrphanReaper
 from drivers.docker.pull import PullProgress
-from drivers.errors import ContainerGoneError, FnAgentError, FunctionTimeoutError
+from drivers.errors import (
+    ContainerGoneError,
+    FnAgentError,
+    FunctionTimeoutError,
+    InvalidInputError,
+)
 from drivers.results import timed_out
 from fnagent.config import DEFAULT_IOFS_SIZE_BYTES, DEFAULT_MAX_RESPONSE_SIZE_BYTES
 from fnagent.readiness import CONTRACT_HINT, LISTENER
@@ -91,8 +97,15 @@ async def run_once(
     stdout: LogSink,
     stderr: LogSink,
     progress: PullProgress | None = None,
+    stdin_bytes: int | None = None,
+    reaper: OrphanReaper | None = None,
 ) -> RunOutcome:
     """Run ``request`` once on ``driver``; the container is gone when this returns or raises.
+
+    ``stdin_bytes``, when known (a regular file), is how much ``stdin`` yields: the
+    http-stream call then sends it with a Content-Length instead of chunked. ``reaper`` is
+    told about the container and the socket dir before they exist, so that they are removed
+    even if this process is killed before it can.
 
     Agent-side failures (bad image, daemon down, function never became ready) raise
     ``FnAgentError``; how the function itself ended is in the outcome's ``result``.
@@ -102,6 +115,10 @@ async def run_once(
     call_id = uuid.uuid4().hex
     cold = request.format is Format.COLD
     socket_dir = None if cold else SocketDir.under(tempfile.gettempdir(), prefix="fnagent-run-")
+    if reaper is not None:
+        reaper.remove_labelled(f"{TASK_LABEL}={call_id}")
+        if socket_dir is not None:
+            reaper.remove_dir(socket_dir.path)
     env = dict(request.env)
     if not cold:
         env |= {
@@ -140,7 +157,7 @@ async def run_once(
             else:
                 assert socket_dir is not None
                 outcome.result, outcome.http_status = await _call_hot(
-                    waiter.wait, socket_dir, request, call_id, stdin, stdout
+                    waiter.wait, socket_dir, request, call_id, stdin, stdin_bytes, stdout
                 )
             clock.lap("run")
     finally:
@@ -158,14 +175,20 @@ async def _call_hot(
     request: RunRequest,
     call_id: str,
     stdin: AsyncIterable[bytes],
+    stdin_bytes: int | None,
     stdout: LogSink,
 ) -> tuple[RunResult, int | None]:
-    """Wait for the listener, make the one call, and report how it went."""
+    """Wait for the listener, make the one call (stdin streamed as its body, never held
+    whole), and report how it went."""
     # Imported here: the cold format, whose start-up latency matters most, needs neither.
-    from fnagent.httpclient import BodyTooLarge, ProtocolError, UnixHTTPConnection
+    from fnagent.httpclient import (
+        BodySizeMismatch,
+        BodyTooLarge,
+        ProtocolError,
+        UnixHTTPConnection,
+    )
     from fnagent.readiness import wait_until_listening
 
-    body = b"".join([chunk async for chunk in stdin])
     exited = anyio.Event()
     ended: list[RunResult] = []
 
@@ -206,10 +229,14 @@ async def _call_hot(
                     "POST",
                     "/call",
                     list(headers.items()),
-                    body,
+                    stdin,
+                    content_length=stdin_bytes,
                     max_body_bytes=request.max_response_bytes,
                 )
             status, reply = response.status, response.body
+        except BodySizeMismatch as exc:  # the input file changed size while it was read
+            tg.cancel_scope.cancel()
+            raise InvalidInputError(f"reading the input: {exc}") from exc
         except TimeoutError:
             tg.cancel_scope.cancel()
             return timed_out(request.timeout_s), None

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import anyio
 
-if TYPE_CHECKING:
-    import ctypes
+from drivers.libc import load_libc
 
 LISTENER = "lsnr.sock"
 # Appended to every "never listened" failure: the usual cause is an image that is not an
@@ -30,26 +28,6 @@ _IN_MOVED_TO = 0x80
 _IN_ATTRIB = 0x4
 _IN_NONBLOCK = 0o4000
 _IN_CLOEXEC = 0o2000000
-
-_libc: ctypes.CDLL | None = None
-
-
-def load_libc() -> ctypes.CDLL | None:
-    global _libc
-    if _libc is None:
-        # Imported on first use: ctypes costs a few ms that `fnagent run`'s cold format skips.
-        import ctypes
-        import ctypes.util
-
-        try:
-            # glibc's soname first: find_library runs ldconfig in a subprocess.
-            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        except OSError:
-            try:
-                _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-            except OSError:
-                return None
-    return _libc
 
 
 async def wait_until_listening(

@@ -19,6 +19,7 @@ from fnagent.cli import EXIT_AGENT_FAILURE, EXIT_CANCELLED
 from fnagent.units import parse_cpus, parse_duration, parse_env, parse_memory
 
 if TYPE_CHECKING:
+    from drivers.docker import OrphanReaper
     from fnagent.config import AgentConfig
     from fnagent.oneoff import RunOutcome, RunRequest
 
@@ -58,8 +59,9 @@ def run_command(
     FN_EXPERIMENTAL_PREFORK_* settings.
     """
     _claim_closed_stdin()
+    reaper: OrphanReaper | None = None
     try:
-        from drivers.docker import PullPolicy
+        from drivers.docker import OrphanReaper, PullPolicy
         from drivers.images import parse_image
         from fnagent.config import AgentConfig
         from fnagent.oneoff import Format, RunRequest
@@ -86,7 +88,10 @@ def run_command(
             headers=_headers(headers),
             collect_stats=as_json,
         )
-        return anyio.run(_run, request, config, as_json)
+        # Forked before the event loop starts any thread; a SIGKILL of this process then
+        # still ends with the run's containers removed.
+        reaper = OrphanReaper.start(config.docker_config().docker_host)
+        return anyio.run(_run, request, config, as_json, reaper)
     except KeyboardInterrupt:
         print("fnagent: interrupted", file=sys.stderr)
         return EXIT_CANCELLED
@@ -100,6 +105,9 @@ def run_command(
         if as_json:
             print(json.dumps(_failure_json(message), indent=2))
         return EXIT_AGENT_FAILURE
+    finally:
+        if reaper is not None:
+            reaper.done()
 
 
 def _claim_closed_stdin() -> None:
@@ -135,17 +143,24 @@ def first_error(exc: BaseException) -> BaseException:
     return exc
 
 
-async def _run(request: RunRequest, config: AgentConfig, as_json: bool) -> int:
+async def _run(
+    request: RunRequest, config: AgentConfig, as_json: bool, reaper: OrphanReaper
+) -> int:
     from drivers.docker import DockerDriver
     from fnagent.oneoff import run_once
     from fnagent.progress import PullProgressBar
-    from fnagent.stdio import FlushingSink, read_fd
+    from fnagent.stdio import FlushingSink, read_fd, regular_file_bytes
 
     bar = PullProgressBar(request.image, sys.stderr) if sys.stderr.isatty() else None
     captured = io.BytesIO()
     stdout = captured if as_json else FlushingSink(sys.stdout.buffer)
     stderr = FlushingSink(sys.stderr.buffer)
-    async with DockerDriver(config.docker_config()) as driver:
+    driver = DockerDriver(config.docker_config())
+    if driver.pool is not None:
+        from drivers.docker.pool import POOL_LABEL
+
+        reaper.remove_labelled(f"{POOL_LABEL}={driver.pool.pool_id}")
+    async with driver:
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_cancel_on_signal, scope)
@@ -159,6 +174,8 @@ async def _run(request: RunRequest, config: AgentConfig, as_json: bool) -> int:
                         driver,
                         request,
                         stdin=read_fd(0),
+                        stdin_bytes=regular_file_bytes(0),
+                        reaper=reaper,
                         stdout=stdout,
                         stderr=stderr,
                         progress=bar,

@@ -29,23 +29,15 @@ import os
 import secrets
 import shutil
 import stat
-from typing import TYPE_CHECKING
 
 from drivers.errors import FnAgentError
-from fnagent.readiness import LISTENER, load_libc
-
-if TYPE_CHECKING:
-    import ctypes
+from drivers.libc import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount_tmpfs, remove_tree, unmount
+from fnagent.readiness import LISTENER
 
 SHARED = "iofs"
 OWN = "own"
 # Inodes cost kernel memory that the size option does not count: bound them too.
 IOFS_MAX_INODES = 1024
-
-_MS_NOSUID = 2
-_MS_NODEV = 4
-_MS_NOEXEC = 8
-_MNT_DETACH = 2
 
 
 class SocketDirError(FnAgentError):
@@ -53,28 +45,9 @@ class SocketDirError(FnAgentError):
     default_message = "cannot make the function's socket dir"
 
 
-def _c() -> ctypes.CDLL:
-    libc = load_libc()
-    if libc is None:
-        raise OSError(0, "the C library cannot be loaded to mount")
-    return libc
-
-
 def _mount_tmpfs(path: str, size_bytes: int) -> None:
-    options = f"size={size_bytes},nr_inodes={IOFS_MAX_INODES},mode=0711".encode()
-    flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
-    if _c().mount(b"tmpfs", os.fsencode(path), b"tmpfs", flags, options) != 0:
-        import ctypes  # loaded already by load_libc
-
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
-
-
-def _unmount(path: str) -> None:
-    """Lazily unmount ``path`` (a container may still hold its bind of it); quiet when it is
-    not a mount point."""
-    with contextlib.suppress(OSError):
-        _c().umount2(os.fsencode(path), _MNT_DETACH)
+    options = f"size={size_bytes},nr_inodes={IOFS_MAX_INODES},mode=0711"
+    mount_tmpfs(path, MS_NOSUID | MS_NODEV | MS_NOEXEC, options)
 
 
 class SocketDir:
@@ -170,7 +143,7 @@ class SocketDir:
     def remove(self) -> None:
         """Unmount and remove the socket dir; idempotent, never raises."""
         if self.mounted:
-            _unmount(self.path)
+            unmount(self.path)
             self.mounted = False
         shutil.rmtree(self.path, ignore_errors=True)
 
@@ -182,24 +155,4 @@ def _plain_name(name: str) -> bool:
 def remove_root(root: str) -> None:
     """Remove ``root`` and everything under it, unmounting the socket dirs' tmpfs first (a
     killed agent's leftovers, or this agent's on a clean exit). Never raises."""
-    prefix = os.path.realpath(root).rstrip("/") + "/"
-    for point in sorted(_mount_points(), reverse=True):
-        if point.startswith(prefix):
-            _unmount(point)
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def _mount_points() -> list[str]:
-    try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as mounts:
-            lines = mounts.read().splitlines()
-    except OSError:
-        return []
-    return [_unescape(line.split(" ")[1]) for line in lines if line.count(" ") >= 2]
-
-
-def _unescape(field: str) -> str:
-    """/proc/mounts writes space, tab, newline and backslash as octal escapes."""
-    for escaped, plain in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(escaped, plain)
-    return field
+    remove_tree(root)

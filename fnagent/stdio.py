@@ -45,6 +45,17 @@ async def read_fd(fd: int) -> AsyncIterator[bytes]:
         os.set_blocking(fd, was_blocking)
 
 
+def regular_file_bytes(fd: int) -> int | None:
+    """How many bytes are left to read in ``fd`` when it is a regular file, else None."""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return max(info.st_size - os.lseek(fd, 0, os.SEEK_CUR), 0)
+    except OSError:
+        return None
+
+
 class FlushingSink:
     """Writes through to a binary stream and flushes, so output shows as the function makes it."""
 

@@ -4,6 +4,7 @@ from drivers.docker.client import DockerClient
 from drivers.docker.config import (
     INSTANCE_LABEL,
     MANAGED_LABEL,
+    TASK_LABEL,
     DockerConfig,
     PullPolicy,
     container_options,
@@ -11,16 +12,19 @@ from drivers.docker.config import (
 from drivers.docker.cookie import DockerCookie, DockerWaitResult
 from drivers.docker.driver import DockerDriver
 from drivers.docker.pull import ImagePuller
+from drivers.docker.reaper import OrphanReaper
 
 __all__ = [
     "INSTANCE_LABEL",
     "MANAGED_LABEL",
+    "TASK_LABEL",
     "DockerClient",
     "DockerConfig",
     "DockerCookie",
     "DockerDriver",
     "DockerWaitResult",
     "ImagePuller",
+    "OrphanReaper",
     "PullPolicy",
     "container_options",
 ]
