@@ -183,7 +183,7 @@ async def _serve(
     from fnagent.server.metrics import Metrics
     from fnagent.server.protocol import protocol_class
 
-    async with DockerDriver(agent_config.docker_config()) as driver:
+    async with DockerDriver(agent_config.docker_config(function_network=True)) as driver:
         leftovers = await remove_leftovers(driver)
         shutil.rmtree(socket_root(agent_config), ignore_errors=True)
         if leftovers:
