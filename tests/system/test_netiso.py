@@ -282,3 +282,30 @@ def test_a_function_reaches_other_hosts(
     fn = deploy(server)
     answer = probe(server, fn, connect=f"{other_host}:{LISTENER_PORT}")["connect"]
     assert answer == "connected", f"a function cannot reach another host: {answer}"
+
+
+# -- no silent fallback ------------------------------------------------------------------------
+
+
+def test_serve_without_iptables_refuses_to_start(
+    tmp_path: Path, cli_env: dict[str, str], docker_api: docker.APIClient
+) -> None:
+    """Without iptables the host cannot be closed to functions: serve says so and exits 1
+    rather than serve unconfined."""
+    empty = tmp_path / "no-bin"
+    empty.mkdir()
+    settings = {**cli_env, "PATH": str(empty), "FN_EXPERIMENTAL_PREFORK_POOL_SIZE": "1"}
+    server = make_server(tmp_path, settings)
+    done = subprocess.run(
+        [sys.executable, "-m", "fnagent", "serve", "--port", str(server.port),
+         "--db-url", f"sqlite3://{server.db_path}"],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("fnagent serve: cannot close the host's addresses"), last
+    assert "iptables is not installed" in last and "FN_ALLOW_HOST_ACCESS=1" in last
