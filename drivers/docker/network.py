@@ -15,7 +15,8 @@ Both are IPv4 only (Docker then disables IPv6 inside the containers' namespaces,
 path, link-local or other, leads anywhere). Both are made on first use, labelled, by whichever
 agent comes first ("already exists" counts as success: agents start concurrently), and never
 removed by an agent: others on the host may be using them. The iptables rule stays too; it
-applies to ``fnagent0`` only and is added once (checked with ``iptables -C`` first).
+applies to ``fnagent0`` only and is added once (checked with ``iptables -C`` first; two agents
+starting at the same instant may both add it, which is harmless).
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ async def ensure_function_network(client: DockerClient, network: FunctionNetwork
     """Make ``network`` unless it exists, check it is ours, and close the host to it unless
     it allows host access. Raises NetworkSetupError (or the Docker error) when it cannot: an
     agent must not run functions unconfined by surprise."""
-    if await _inspect(client, network.name) is None:
+    inspected = await _inspect(client, network.name)
+    if inspected is None:
         try:
             await client.call(
                 f"create the network {network.name}",
@@ -112,7 +114,7 @@ async def ensure_function_network(client: DockerClient, network: FunctionNetwork
             # Another agent may have made it in the meantime; anything else is raised.
             if await _inspect(client, network.name) is None:
                 raise
-    inspected = await _inspect(client, network.name)
+        inspected = await _inspect(client, network.name)
     why = "it vanished" if inspected is None else mismatch(network, inspected)
     if why is not None:
         raise NetworkSetupError(
