@@ -19,6 +19,7 @@ and the CLI one ``except``::
     ├── OutOfMemoryError (502)              the function was killed for exceeding its memory
     ├── FunctionTimeoutError (504)          the call's timeout passed
     ├── ServerBusyError (503)               no capacity within the call's deadline
+    ├── NetworkSetupError (500)             the function network or its host rule cannot be made
     └── ClosedError (500)                   use of a cookie, pool or driver after aclose()
 
 ``PoolEmpty`` is not an error a caller sees: it tells the driver to fall back to other networking.
@@ -106,6 +107,10 @@ class FunctionTimeoutError(FnAgentError):
 class ServerBusyError(FnAgentError):
     status = 503
     default_message = "Timed out - server too busy"
+
+
+class NetworkSetupError(FnAgentError):
+    default_message = "the function network could not be set up"
 
 
 class ClosedError(FnAgentError):

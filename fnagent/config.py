@@ -17,13 +17,18 @@ The prefork pool (DESIGN.md §3) reads Fn's variables plus a few of its own for 
 - ``FN_EXPERIMENTAL_PREFORK_IDLE_SHRINK_MSECS`` (30000): a free slot idle this long is removed
   while the pool is above its minimum.
 - ``FN_EXPERIMENTAL_PREFORK_CLOSE_TIMEOUT_MSECS`` (10000): shutdown removes every slot within it.
+
+Networking (``docker_config(function_network=True)``, which ``fnagent serve`` asks for): function
+containers and pool slots go on fnagent's function network (drivers/docker/network.py) unless
+``FN_DOCKER_NETWORKS`` / ``FN_EXPERIMENTAL_PREFORK_NETWORKS`` name others. ``FN_ALLOW_HOST_ACCESS``
+(off) picks the function network whose functions may reach services on the host's addresses.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from drivers.docker.config import (
     DEFAULT_OPEN_FILES,
@@ -40,6 +45,7 @@ from drivers.docker.config import (
     PullPolicy,
     default_iofs_dir,
 )
+from drivers.docker.network import function_network as fn_network
 from drivers.errors import InvalidInputError
 
 DEFAULT_FREEZE_IDLE_MS = 50
@@ -149,6 +155,9 @@ class AgentConfig:
     prefork_idle_shrink_ms: int = int(DEFAULT_PREFORK_IDLE_SHRINK_S * 1000)
     prefork_close_timeout_ms: int = int(DEFAULT_PREFORK_CLOSE_TIMEOUT_S * 1000)
     docker_networks: tuple[str, ...] = ()
+    allow_host_access: bool = False
+    """Ours: functions on the function network may reach services on the host's addresses
+    (FN_ALLOW_HOST_ACCESS); off, the host's addresses refuse them."""
     iofs_path: str = field(default_factory=default_iofs_dir)
     iofs_size_bytes: int = DEFAULT_IOFS_SIZE_BYTES
     """Ours: the size of each container's socket dir tmpfs (FN_IOFS_SIZE_BYTES; 0 = a plain
@@ -208,6 +217,7 @@ class AgentConfig:
                 defaults.prefork_close_timeout_ms,
             ),
             docker_networks=_words(environ, "FN_DOCKER_NETWORKS"),
+            allow_host_access=_bool(environ, "FN_ALLOW_HOST_ACCESS"),
             iofs_path=environ.get("FN_IOFS_PATH") or defaults.iofs_path,
             iofs_size_bytes=_int(environ, "FN_IOFS_SIZE_BYTES", DEFAULT_IOFS_SIZE_BYTES),
             disable_readonly_rootfs=_bool(environ, "FN_DISABLE_READONLY_ROOTFS"),
@@ -235,16 +245,28 @@ class AgentConfig:
             close_timeout_s=self.prefork_close_timeout_ms / 1000,
         )
 
-    def docker_config(self) -> DockerConfig:
-        """The Docker driver's share of these settings."""
+    def docker_config(self, *, function_network: bool = False) -> DockerConfig:
+        """The Docker driver's share of these settings. ``function_network``: containers and
+        pool slots whose networks the settings leave open go on the function network (made on
+        entering the driver); otherwise they go on the default bridge, as ``docker run``'s do."""
+        pool = self.pool_config()
+        networks = self.docker_networks
+        network = fn_network(host_access=self.allow_host_access) if function_network else None
+        if network is not None:
+            networks = networks or (network.name,)
+            if pool is not None and not pool.networks:
+                pool = replace(pool, networks=(network.name,))
+            if network.name not in (*networks, *(pool.networks if pool else ())):
+                network = None  # the user chose every network: none of ours to make
         return DockerConfig(
             instance_id=self.instance_id,
-            networks=self.docker_networks,
+            networks=networks,
+            function_network=network,
             pids_limit=self.max_pids,
             open_files=self.max_open_files,
             readonly_rootfs=not self.disable_readonly_rootfs,
             pull_policy=self.pull_policy,
             pull_timeout_s=self.hot_pull_timeout_ms / 1000,
             docker_auth=self.docker_auth,
-            pool=self.pool_config(),
+            pool=pool,
         )

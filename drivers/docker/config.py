@@ -6,10 +6,13 @@ import enum
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.base import ContainerTask
 from drivers.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from drivers.docker.network import FunctionNetwork
 
 MANAGED_LABEL = "fnagent.managed"
 INSTANCE_LABEL = "fnagent.instance"
@@ -112,6 +115,10 @@ class DockerConfig:
     extra_labels: dict[str, str] = field(default_factory=dict)
     pool: PoolConfig | None = None
     """The prefork pool; None = none (every container sets up its own network)."""
+    function_network: FunctionNetwork | None = None
+    """Made (unless it exists) and checked on entering the driver, before the pool starts; the
+    host rule it implies is added then too (drivers/docker/network.py). Naming it in
+    ``networks`` and the pool's networks is the caller's job."""
 
 
 def base_labels(config: DockerConfig) -> dict[str, str]:

@@ -95,6 +95,10 @@ class DockerDriver(Driver):
             stack = AsyncExitStack()
             tg = await stack.enter_async_context(anyio.create_task_group())
             try:
+                if self.config.function_network is not None:
+                    from drivers.docker.network import ensure_function_network
+
+                    await ensure_function_network(self.client, self.config.function_network)
                 tg.start_soon(self._remove_left_behind)
                 if self.pool is not None:
                     await tg.start(self.pool.run)

@@ -194,7 +194,7 @@ async def _serve(
     from fnagent.server.metrics import Metrics
     from fnagent.server.protocol import protocol_class
 
-    async with DockerDriver(agent_config.docker_config()) as driver:
+    async with DockerDriver(agent_config.docker_config(function_network=True)) as driver:
         leftovers = await remove_leftovers(driver)
         remove_root(socket_root(agent_config))
         check_socket_dirs(agent_config)

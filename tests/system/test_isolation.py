@@ -131,9 +131,25 @@ def test_hot_function_is_uid_1000_without_capabilities_on_a_read_only_root(serve
 # -- the agent's API and the Docker socket -----------------------------------------------------
 
 
+@pytest.fixture
+def host_access_server(
+    tmp_path: Path, cli_env: dict[str, str], docker_api: docker.APIClient
+) -> Iterator[Server]:
+    """A server whose functions may reach services on the host's addresses
+    (FN_ALLOW_HOST_ACCESS=1): the agent's API must stay out of reach even then."""
+    require_image(docker_api, FN_TEST)
+    made = make_server(tmp_path, {**cli_env, "FN_ALLOW_HOST_ACCESS": "1"}).start()
+    yield made
+    if made.process is not None:
+        assert made.stop() == 0
+
+
 def test_hot_function_cannot_reach_the_agent_api(
-    server: Server, docker_api: docker.APIClient
+    host_access_server: Server, docker_api: docker.APIClient
 ) -> None:
+    # With host access off every host address refuses functions (tests/system/test_netiso.py);
+    # with it on, the control listener below is reachable and the API still is not.
+    server = host_access_server
     fn = deploy(server)
     gateway = bridge_gateway(docker_api)
     assert server.request("GET", "/").status == 200  # the API answers on the host
