@@ -1,8 +1,9 @@
-"""The project's one error tree.
+"""The root of the project's one error tree and the driver's part of it.
 
 Every error the driver layer or the agent raises on purpose is an ``FnAgentError``. Each class
 carries the HTTP status and the message a caller sees, so the server needs one exception handler
-and the CLI one ``except``::
+and the CLI one ``except``. ``drivers`` never imports ``fnagent``, so these are defined here;
+``fnagent/errors.py`` re-exports them beside the rest of the tree and draws it whole::
 
     FnAgentError (500)
     ├── InvalidInputError (400)             bad flag, option, image reference or task field

@@ -24,9 +24,9 @@ import anyio
 from drivers import ContainerTask, LogSink, RunResult, RunStatus, Stat, TaskLogger, decimate
 from drivers.docker import DockerDriver
 from drivers.docker.pull import PullProgress
-from drivers.errors import ContainerGoneError, FnAgentError, FunctionTimeoutError
 from drivers.results import timed_out
 from fnagent.config import DEFAULT_MAX_RESPONSE_SIZE_BYTES
+from fnagent.errors import ContainerGoneError, FnAgentError, FunctionTimeoutError
 from fnagent.readiness import CONTRACT_HINT, LISTENER
 
 MAX_STAT_SAMPLES = 240

@@ -1,6 +1,6 @@
 """The registry behind ``fnagent serve``: apps, fns and triggers with Fn's rules, in SQLite."""
 
-from fnagent.store.errors import ConflictError, NotFoundError, StorageError
+from fnagent.errors import ConflictError, NotFoundError, StorageError
 from fnagent.store.models import (
     App,
     FnRecord,

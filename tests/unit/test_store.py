@@ -26,7 +26,6 @@ from fnagent.store import (
     StorageError,
     Trigger,
 )
-from fnagent.store import errors as store_errors
 from fnagent.store import models as m
 from fnagent.store.sqlite import MIGRATIONS, decode_cursor, encode_cursor
 
@@ -526,12 +525,3 @@ async def test_unreadable_files_are_storage_errors(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a database at all" * 100)
     with pytest.raises(StorageError, match="file is not a database"):
         await SQLiteStore(garbage).open()
-
-
-def test_store_errors_are_in_the_tree() -> None:
-    assert (store_errors.NotFoundError.status, store_errors.ConflictError.status) == (404, 409)
-    assert store_errors.StorageError.status == 500
-    doc = store_errors.__doc__ or ""
-    for cls in (NotFoundError, ConflictError, StorageError):
-        assert issubclass(cls, FnAgentError)
-        assert f"{cls.__name__} ({cls.status})" in doc
