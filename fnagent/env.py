@@ -22,10 +22,15 @@ from fnagent.errors import InvalidInputError
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:([kmg])(?:i?b)?)?$", re.IGNORECASE)
-_SIZE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m)?$", re.IGNORECASE)
+_NUMBER_UNIT = re.compile(r"^(\d+(?:\.\d+)?)\s*([a-z]*)$", re.IGNORECASE)
+_SIZE_UNITS = {
+    unit + suffix: 1024.0**power
+    for power, unit in enumerate("kmg", start=1)
+    for suffix in ("", "b", "ib")
+}
 _DURATION_MS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0}
+_SIZE_FORM = "a size: use bytes (1048576) or a number with a unit k, m or g (1m)"
+_DURATION_FORM = "a duration: use milliseconds (5000) or a number with a unit ms, s or m (5s)"
 
 
 def _text(environ: Mapping[str, str], name: str) -> str:
@@ -92,6 +97,27 @@ def env_bool(environ: Mapping[str, str], name: str, default: bool = False) -> bo
     )
 
 
+def _scaled(
+    environ: Mapping[str, str],
+    name: str,
+    default: int,
+    units: Mapping[str, float],
+    form: str,
+    minimum: int,
+    maximum: int | None,
+) -> int:
+    """A whole number, or a number with one of ``units`` (name -> factor)."""
+    text = _text(environ, name)
+    if not text:
+        return default
+    match = _NUMBER_UNIT.match(text)
+    unit = match[2].lower() if match else ""
+    if not match or (unit and unit not in units) or (not unit and not match[1].isdigit()):
+        raise InvalidInputError(f"{name}={text!r} is not {form}")
+    value = round(float(match[1]) * units[unit]) if unit else int(match[1])
+    return _bounded(name, text, value, minimum, maximum)
+
+
 def env_size(
     environ: Mapping[str, str],
     name: str,
@@ -101,32 +127,12 @@ def env_size(
     maximum: int | None = None,
 ) -> int:
     """Bytes: a whole number, or a number with a unit k, m or g (powers of 1024)."""
-    text = _text(environ, name)
-    if not text:
-        return default
-    match = _SIZE.match(text)
-    if not match or (match[2] is None and not match[1].isdigit()):
-        raise InvalidInputError(
-            f"{name}={text!r} is not a size: use bytes (1048576) or a number with a unit k, m"
-            " or g (1m)"
-        )
-    value = int(float(match[1]) * _SIZE_UNITS[match[2].lower()]) if match[2] else int(match[1])
-    return _bounded(name, text, value, minimum, maximum)
+    return _scaled(environ, name, default, _SIZE_UNITS, _SIZE_FORM, minimum, maximum)
 
 
 def env_msecs(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
     """Milliseconds: a whole number, or a number with a unit ms, s or m."""
-    text = _text(environ, name)
-    if not text:
-        return default
-    match = _DURATION.match(text)
-    if not match or (match[2] is None and not match[1].isdigit()):
-        raise InvalidInputError(
-            f"{name}={text!r} is not a duration: use milliseconds (5000) or a number with a"
-            " unit ms, s or m (5s)"
-        )
-    value = round(float(match[1]) * _DURATION_MS[match[2].lower()]) if match[2] else int(match[1])
-    return _bounded(name, text, value, minimum, None)
+    return _scaled(environ, name, default, _DURATION_MS, _DURATION_FORM, minimum, None)
 
 
 def env_words(environ: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -158,6 +158,19 @@ def test_imports_point_down() -> None:
     assert not upward, "imports pointing up:\n" + "\n".join(upward)
 
 
+def test_fnagent_takes_its_errors_from_fnagent_errors() -> None:
+    """One place to look: drivers.errors is re-exported by fnagent.errors, the only fnagent
+    module that imports it."""
+    strays = [
+        f"{module}:{line}"
+        for module, imports in graph().items()
+        if module.startswith("fnagent") and module != "fnagent.errors"
+        for name, line, _ in imports
+        if name == "drivers.errors"
+    ]
+    assert not strays, f"import these errors from fnagent.errors: {strays}"
+
+
 def test_no_import_cycles() -> None:
     """Depth-first search over every import that runs (function-level ones included)."""
     edges = {
