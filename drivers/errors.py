@@ -1,26 +1,10 @@
-"""The project's one error tree.
+"""The root of the project's one error tree and the driver's part of it.
 
 Every error the driver layer or the agent raises on purpose is an ``FnAgentError``. Each class
 carries the HTTP status and the message a caller sees, so the server needs one exception handler
-and the CLI one ``except``::
-
-    FnAgentError (500)
-    ├── InvalidInputError (400)             bad flag, option, image reference or task field
-    │   └── MemoryNeverFitsError (400)      asks for more memory than the host can ever give
-    ├── ImageError
-    │   ├── ImageNotFoundError (404)        no such image or tag, or pull access denied
-    │   ├── RegistryAuthError (401 -> 404)  the registry refused our credentials
-    │   ├── RegistryUnreachableError (502)  DNS / connection / TLS failure talking to a registry
-    │   └── PullTimeoutError (504)          a pull did not finish in time
-    ├── DockerUnavailableError (503)        the Docker daemon does not answer
-    ├── DockerAPIError (500)                any other refusal of the Docker Engine API
-    ├── ContainerGoneError (502)            the container vanished or died under us
-    ├── FunctionExitError (502)             the function's process exited non-zero
-    ├── OutOfMemoryError (502)              the function was killed for exceeding its memory
-    ├── FunctionTimeoutError (504)          the call's timeout passed
-    ├── ServerBusyError (503)               no capacity within the call's deadline
-    ├── NetworkSetupError (500)             the function network or its host rule cannot be made
-    └── ClosedError (500)                   use of a cookie, pool or driver after aclose()
+and the CLI one ``except``. ``drivers`` never imports ``fnagent``, so the root and the driver's
+errors are defined here; ``fnagent/errors.py`` re-exports them beside the rest of the tree and
+draws the whole tree in its docstring, with each class's status.
 
 ``PoolEmpty`` is not an error a caller sees: it tells the driver to fall back to other networking.
 """

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import anyio
 
-from drivers.errors import MemoryNeverFitsError
+from fnagent.errors import MemoryNeverFitsError
 
 MEMORY_HEADROOM_FRACTION = 0.1
 MIN_MEMORY_HEADROOM_BYTES = 256 * 1024 * 1024

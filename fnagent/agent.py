@@ -34,19 +34,25 @@ import anyio.abc
 
 from drivers.backoff import backoff_s
 from drivers.base import ContainerTask, Driver, RunStatus, TaskLogger, WaitResult
-from drivers.errors import (
-    ContainerGoneError,
-    FnAgentError,
-    FunctionTimeoutError,
-    InvalidInputError,
-    OutOfMemoryError,
-    ServerBusyError,
-)
 from drivers.stats import Stat, decimate
 from fnagent.admission import Admission, Budget, detect_budget
 from fnagent.calllogs import CappedLog, OutputRouter, log_call
 from fnagent.clock import Clock
 from fnagent.config import AgentConfig
+from fnagent.errors import (
+    ContainerGoneError,
+    FnAgentError,
+    FnDeletedError,
+    FunctionFailedError,
+    FunctionTimeoutError,
+    InvalidInputError,
+    InvalidResponseError,
+    OutOfMemoryError,
+    ReceiveError,
+    ResponseTooLargeError,
+    ServerBusyError,
+    StartTimeoutError,
+)
 from fnagent.hostcpu import HostCpu
 from fnagent.httpclient import (
     BodyTooLarge,
@@ -90,38 +96,6 @@ _OWN_HEADERS = frozenset({"fn-call-id", "fn-deadline"})
 # Response headers the caller gets from the agent or its server only, never from a function.
 _SERVER_HEADERS = frozenset({"fn-call-id", "server", "date"})
 _TRIGGER_PREFIX = "fn-http-h-"
-
-
-class FunctionFailedError(FnAgentError):
-    status = 502
-    default_message = "function failed"
-
-
-class InvalidResponseError(FnAgentError):
-    status = 502
-    default_message = "invalid function response"
-
-
-class ResponseTooLargeError(FnAgentError):
-    status = 502
-    default_message = "function response body too large"
-
-
-class ReceiveError(FnAgentError):
-    status = 502
-    default_message = "error receiving function response"
-
-
-class FnDeletedError(FnAgentError):
-    status = 404
-    default_message = "the function was deleted while the call waited for a container"
-
-
-class StartTimeoutError(FunctionTimeoutError):
-    default_message = (
-        "Container initialization timed out, please ensure you are using the latest fdk and "
-        "check the logs"
-    )
 
 
 @dataclass(kw_only=True)

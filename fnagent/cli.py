@@ -8,8 +8,7 @@ import sys
 
 import click
 
-EXIT_AGENT_FAILURE = 125
-EXIT_CANCELLED = 130
+from fnagent.errors import EXIT_AGENT_FAILURE, EXIT_CANCELLED
 
 # The API client commands live in fnagent.clientcli, whose import costs about as much as
 # click's: it loads only when one of them (or the command list) is asked for, not for `run`.
@@ -186,15 +185,8 @@ def serve(
     prefork: int | None,
 ) -> None:
     """Serve Fn's v2 API: apps, fns, triggers, /invoke and /t, on hot containers."""
-    import os
-
     from fnagent.server.serve import run_serve
 
-    environ = dict(os.environ)
-    if prefork is not None:
-        for bound in ("FN_EXPERIMENTAL_PREFORK_POOL_MIN", "FN_EXPERIMENTAL_PREFORK_POOL_MAX"):
-            environ.pop(bound, None)
-        environ["FN_EXPERIMENTAL_PREFORK_POOL_SIZE"] = str(prefork)
     sys.exit(
         run_serve(
             host=host,
@@ -203,7 +195,8 @@ def serve(
             token=token,
             token_file=token_file,
             invoke_token=invoke_token,
-            environ=environ,
+            prefork=prefork,
+            environ=os.environ,
         )
     )
 

@@ -200,7 +200,7 @@ def _annotation_option(f: _F) -> _F:
 
 
 def _parse_memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    from drivers.errors import InvalidInputError
+    from fnagent.errors import InvalidInputError
     from fnagent.units import parse_memory_mb
 
     if value is None:

@@ -1,7 +1,9 @@
-"""The agent's configuration, read once from Fn's environment variables (DESIGN.md §5).
+"""The agent's and the server's configuration, read once from Fn's environment variables.
 
-Only ``AgentConfig.from_env`` reads the environment, and only the CLI calls it; flags override
-fields with ``dataclasses.replace``.
+Only ``AgentConfig.from_env`` and ``ServerConfig.from_env`` read the environment (with the
+parsers of ``fnagent.env``: one rule per kind of value), and only the command line calls them;
+its flags then override fields with ``dataclasses.replace``, the same way for ``run`` and
+``serve`` (``AgentConfig.with_prefork`` for ``--prefork``).
 
 The prefork pool (DESIGN.md §3) reads Fn's variables plus a few of its own for elasticity:
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from drivers.docker.config import (
     DEFAULT_OPEN_FILES,
@@ -46,10 +49,18 @@ from drivers.docker.config import (
     default_iofs_dir,
 )
 from drivers.docker.network import function_network as fn_network
-from drivers.errors import InvalidInputError
+from fnagent.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_msecs,
+    env_optional_int,
+    env_size,
+    env_words,
+)
+from fnagent.errors import InvalidInputError
 
 DEFAULT_FREEZE_IDLE_MS = 50
-DEFAULT_HOT_POLL_MS = 200
 DEFAULT_HOT_START_TIMEOUT_MS = 5000
 DEFAULT_HOT_LAUNCH_PATIENCE_MS = 10
 DEFAULT_HOT_PULL_TIMEOUT_MS = int(DEFAULT_PULL_TIMEOUT_S * 1000)
@@ -60,57 +71,12 @@ DEFAULT_MAX_RESPONSE_SIZE_BYTES = 6 * 1024 * 1024
 # A listener socket and a symlink need no room at all: a small bound, so that a function cannot
 # use its socket dir as storage, leaves room for what FDKs might put there.
 DEFAULT_IOFS_SIZE_BYTES = 1024 * 1024
-DEFAULT_MEMORY_MB = 128
-MAX_MEMORY_MB = 8192
-DEFAULT_TIMEOUT_S = 30
-MAX_TIMEOUT_S = 300
-DEFAULT_IDLE_TIMEOUT_S = 30
-MAX_IDLE_TIMEOUT_S = 3600
-
-
-def _int(environ: Mapping[str, str], name: str, default: int) -> int:
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise InvalidInputError(f"{name}={text!r} is not an integer") from None
-    if value < 0:
-        raise InvalidInputError(f"{name}={text!r} must not be negative")
-    return value
-
-
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
-    value = _int(environ, name, default)
-    if value == 0:
-        raise InvalidInputError(f"{name}=0: must be positive (there is no unlimited)")
-    return value
-
-
-def _optional_int(environ: Mapping[str, str], name: str) -> int | None:
-    return _int(environ, name, 0) if environ.get(name, "").strip() else None
-
-
-def _float(environ: Mapping[str, str], name: str, default: float) -> float:
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidInputError(f"{name}={text!r} is not a number") from None
-    if not value > 0:
-        raise InvalidInputError(f"{name}={text!r} must be positive")
-    return value
-
-
-def _bool(environ: Mapping[str, str], name: str) -> bool:
-    return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _words(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
-    return tuple(environ.get(name, "").split())
+DEFAULT_PORT = 8080
+DEFAULT_MAX_REQUEST_BYTES = 6 * 1024 * 1024
+DEFAULT_MAX_API_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_HEADERS = 100
+DEFAULT_HEADER_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,7 +86,6 @@ class AgentConfig:
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     """Labels this agent's containers (FNAGENT_INSTANCE_ID); random unless set."""
     freeze_idle_ms: int = DEFAULT_FREEZE_IDLE_MS
-    hot_poll_ms: int = DEFAULT_HOT_POLL_MS
     hot_start_timeout_ms: int = DEFAULT_HOT_START_TIMEOUT_MS
     hot_launch_patience_ms: int = DEFAULT_HOT_LAUNCH_PATIENCE_MS
     """Ours: how long a short call waits for a busy container of its function to free up
@@ -168,61 +133,70 @@ class AgentConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AgentConfig:
-        """Read Fn's FN_* variables; unset ones keep their defaults."""
+        """Read Fn's FN_* variables; unset ones keep their defaults. FN_HOT_POLL_MSECS is not
+        read: the agent learns a container is ready from inotify, it never polls."""
         defaults = cls()
         return cls(
             instance_id=environ.get("FNAGENT_INSTANCE_ID") or defaults.instance_id,
-            freeze_idle_ms=_int(environ, "FN_FREEZE_IDLE_MSECS", DEFAULT_FREEZE_IDLE_MS),
-            hot_poll_ms=_int(environ, "FN_HOT_POLL_MSECS", DEFAULT_HOT_POLL_MS),
-            hot_start_timeout_ms=_int(
+            freeze_idle_ms=env_msecs(environ, "FN_FREEZE_IDLE_MSECS", DEFAULT_FREEZE_IDLE_MS),
+            hot_start_timeout_ms=env_msecs(
                 environ, "FN_HOT_START_TIMEOUT_MSECS", DEFAULT_HOT_START_TIMEOUT_MS
             ),
-            hot_launch_patience_ms=_int(
+            hot_launch_patience_ms=env_msecs(
                 environ, "FN_HOT_LAUNCH_PATIENCE_MSECS", DEFAULT_HOT_LAUNCH_PATIENCE_MS
             ),
-            hot_pull_timeout_ms=_int(
+            hot_pull_timeout_ms=env_msecs(
                 environ, "FN_HOT_PULL_TIMEOUT_MSECS", DEFAULT_HOT_PULL_TIMEOUT_MS
             ),
-            max_response_size_bytes=_positive_int(
-                environ, "FN_MAX_RESPONSE_SIZE", DEFAULT_MAX_RESPONSE_SIZE_BYTES
+            max_response_size_bytes=env_size(
+                environ, "FN_MAX_RESPONSE_SIZE", DEFAULT_MAX_RESPONSE_SIZE_BYTES, minimum=1
             ),
-            max_log_size_bytes=_int(environ, "FN_MAX_LOG_SIZE_BYTES", DEFAULT_MAX_LOG_SIZE_BYTES),
-            max_idle_log_bytes_per_s=_int(
+            max_log_size_bytes=env_size(
+                environ, "FN_MAX_LOG_SIZE_BYTES", DEFAULT_MAX_LOG_SIZE_BYTES
+            ),
+            max_idle_log_bytes_per_s=env_size(
                 environ, "FN_MAX_IDLE_LOG_BYTES_PER_SEC", DEFAULT_MAX_IDLE_LOG_BYTES_PER_S
             ),
-            max_min_hot=_int(environ, "FN_MAX_MIN_HOT", DEFAULT_MAX_MIN_HOT),
-            max_total_cpu_mcpus=_int(environ, "FN_MAX_TOTAL_CPU_MCPUS", 0),
-            max_total_memory_bytes=_int(environ, "FN_MAX_TOTAL_MEMORY_BYTES", 0),
-            max_pids=_int(environ, "FN_MAX_PIDS", DEFAULT_PIDS_LIMIT),
-            max_open_files=_int(environ, "FN_MAX_OPEN_FILES", DEFAULT_OPEN_FILES),
-            prefork_pool_size=_int(environ, "FN_EXPERIMENTAL_PREFORK_POOL_SIZE", 0),
-            prefork_pool_min=_optional_int(environ, "FN_EXPERIMENTAL_PREFORK_POOL_MIN"),
-            prefork_pool_max=_optional_int(environ, "FN_EXPERIMENTAL_PREFORK_POOL_MAX"),
+            max_min_hot=env_int(environ, "FN_MAX_MIN_HOT", DEFAULT_MAX_MIN_HOT),
+            max_total_cpu_mcpus=env_int(environ, "FN_MAX_TOTAL_CPU_MCPUS", 0),
+            max_total_memory_bytes=env_size(environ, "FN_MAX_TOTAL_MEMORY_BYTES", 0),
+            max_pids=env_int(environ, "FN_MAX_PIDS", DEFAULT_PIDS_LIMIT),
+            max_open_files=env_int(environ, "FN_MAX_OPEN_FILES", DEFAULT_OPEN_FILES),
+            prefork_pool_size=env_int(environ, "FN_EXPERIMENTAL_PREFORK_POOL_SIZE", 0),
+            prefork_pool_min=env_optional_int(environ, "FN_EXPERIMENTAL_PREFORK_POOL_MIN"),
+            prefork_pool_max=env_optional_int(environ, "FN_EXPERIMENTAL_PREFORK_POOL_MAX"),
             prefork_image=environ.get("FN_EXPERIMENTAL_PREFORK_IMAGE") or defaults.prefork_image,
-            prefork_cmd=_words(environ, "FN_EXPERIMENTAL_PREFORK_CMD") or defaults.prefork_cmd,
-            prefork_use_once=_bool(environ, "FN_EXPERIMENTAL_PREFORK_USE_ONCE"),
-            prefork_networks=_words(environ, "FN_EXPERIMENTAL_PREFORK_NETWORKS"),
-            prefork_rate_per_s=_float(
+            prefork_cmd=env_words(environ, "FN_EXPERIMENTAL_PREFORK_CMD") or defaults.prefork_cmd,
+            prefork_use_once=env_bool(environ, "FN_EXPERIMENTAL_PREFORK_USE_ONCE"),
+            prefork_networks=env_words(environ, "FN_EXPERIMENTAL_PREFORK_NETWORKS"),
+            prefork_rate_per_s=env_float(
                 environ, "FN_EXPERIMENTAL_PREFORK_RATE", DEFAULT_PREFORK_RATE_PER_S
             ),
-            prefork_burst=_int(environ, "FN_EXPERIMENTAL_PREFORK_BURST", DEFAULT_PREFORK_BURST),
-            prefork_idle_shrink_ms=_int(
+            prefork_burst=env_int(environ, "FN_EXPERIMENTAL_PREFORK_BURST", DEFAULT_PREFORK_BURST),
+            prefork_idle_shrink_ms=env_msecs(
                 environ,
                 "FN_EXPERIMENTAL_PREFORK_IDLE_SHRINK_MSECS",
                 defaults.prefork_idle_shrink_ms,
             ),
-            prefork_close_timeout_ms=_int(
+            prefork_close_timeout_ms=env_msecs(
                 environ,
                 "FN_EXPERIMENTAL_PREFORK_CLOSE_TIMEOUT_MSECS",
                 defaults.prefork_close_timeout_ms,
             ),
-            docker_networks=_words(environ, "FN_DOCKER_NETWORKS"),
-            allow_host_access=_bool(environ, "FN_ALLOW_HOST_ACCESS"),
+            docker_networks=env_words(environ, "FN_DOCKER_NETWORKS"),
+            allow_host_access=env_bool(environ, "FN_ALLOW_HOST_ACCESS"),
             iofs_path=environ.get("FN_IOFS_PATH") or defaults.iofs_path,
-            iofs_size_bytes=_int(environ, "FN_IOFS_SIZE_BYTES", DEFAULT_IOFS_SIZE_BYTES),
-            disable_readonly_rootfs=_bool(environ, "FN_DISABLE_READONLY_ROOTFS"),
+            iofs_size_bytes=env_size(environ, "FN_IOFS_SIZE_BYTES", DEFAULT_IOFS_SIZE_BYTES),
+            disable_readonly_rootfs=env_bool(environ, "FN_DISABLE_READONLY_ROOTFS"),
             docker_auth=environ.get("FN_DOCKER_AUTH") or None,
         )
+
+    def with_prefork(self, size: int | None) -> AgentConfig:
+        """``--prefork N`` of ``run`` and ``serve``: a fixed pool of N slots (0 = no pool) in
+        place of every FN_EXPERIMENTAL_PREFORK_POOL_* setting; None keeps them."""
+        if size is None:
+            return self
+        return replace(self, prefork_pool_size=size, prefork_pool_min=None, prefork_pool_max=None)
 
     def pool_config(self) -> PoolConfig | None:
         """The prefork pool these settings describe, or None for no pool. Raises
@@ -270,3 +244,99 @@ class AgentConfig:
             docker_auth=self.docker_auth,
             pool=pool,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """How the server listens and guards itself (FN_PORT, FN_MAX_REQUEST_SIZE, FN_TOKEN,
+    FN_INVOKE_TOKEN and the bounds on what a client may send)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    """Bodies of /invoke and /t (0 = no limit)."""
+    max_api_body_bytes: int = DEFAULT_MAX_API_BODY_BYTES
+    """Bodies of every other route (the management API)."""
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    """The request line and headers of one request, together."""
+    max_headers: int = DEFAULT_MAX_HEADERS
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    """From a connection's first byte (or its opening) until a request's headers are in."""
+    token: str | None = None
+    """Required on management routes and /metrics (FN_TOKEN, or read from FN_TOKEN_FILE)."""
+    token_on_invoke: bool = False
+    """Require the token on /invoke and /t too (management routes always require it when set)."""
+    invoke_token: str | None = None
+    """A token that may call /invoke and /t (and nothing else); setting it guards them."""
+
+    db_url: str | None = None
+    """FN_DB_URL; None: the caller's default (a SQLite file under ./data)."""
+    log_level: str = "INFO"
+    """FNAGENT_LOG_LEVEL."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ServerConfig:
+        """FN_PORT, FN_DB_URL, FN_MAX_REQUEST_SIZE, FN_TOKEN (or FN_TOKEN_FILE),
+        FN_INVOKE_REQUIRES_TOKEN, FN_INVOKE_TOKEN, the input bounds FN_MAX_API_BODY_SIZE,
+        FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS, and
+        FNAGENT_LOG_LEVEL; unset ones keep their defaults."""
+        token = environ.get("FN_TOKEN") or None
+        token_file = environ.get("FN_TOKEN_FILE")
+        if token is None and token_file:
+            token = read_token_file(token_file)
+        return cls(
+            port=env_int(environ, "FN_PORT", DEFAULT_PORT, minimum=1, maximum=65535),
+            db_url=environ.get("FN_DB_URL") or None,
+            max_request_bytes=env_size(environ, "FN_MAX_REQUEST_SIZE", DEFAULT_MAX_REQUEST_BYTES),
+            max_api_body_bytes=env_size(
+                environ, "FN_MAX_API_BODY_SIZE", DEFAULT_MAX_API_BODY_BYTES, minimum=1
+            ),
+            max_header_bytes=env_size(
+                environ, "FN_MAX_HEADER_SIZE", DEFAULT_MAX_HEADER_BYTES, minimum=1024
+            ),
+            max_headers=env_int(environ, "FN_MAX_HEADER_COUNT", DEFAULT_MAX_HEADERS, minimum=1),
+            header_timeout_s=env_msecs(
+                environ,
+                "FN_HEADER_TIMEOUT_MSECS",
+                int(DEFAULT_HEADER_TIMEOUT_S * 1000),
+                minimum=1,
+            )
+            / 1000,
+            token=check_token_text("FN_TOKEN", token),
+            token_on_invoke=env_bool(environ, "FN_INVOKE_REQUIRES_TOKEN"),
+            invoke_token=check_token_text(
+                "FN_INVOKE_TOKEN", environ.get("FN_INVOKE_TOKEN") or None
+            ),
+            log_level=environ.get("FNAGENT_LOG_LEVEL", "").strip() or "INFO",
+        )
+
+    def invoke_tokens(self) -> tuple[bytes, ...]:
+        """The tokens /invoke and /t accept, as bytes; empty when they are not guarded."""
+        tokens: list[str] = []
+        if self.invoke_token:
+            tokens.append(self.invoke_token)
+        if self.token and (self.token_on_invoke or self.invoke_token):
+            tokens.append(self.token)
+        return tuple(token.encode() for token in tokens)
+
+
+def check_token_text(name: str, token: str | None) -> str | None:
+    """A token must be sendable as ``Authorization: Bearer <token>``: no spaces or control
+    characters (a non-ASCII token is compared as UTF-8 bytes)."""
+    if token is not None and any(
+        char.isspace() or ord(char) < 32 or ord(char) == 127 for char in token
+    ):
+        raise InvalidInputError(
+            f"{name} holds a space or control character: no client could send it in a header"
+        )
+    return token
+
+
+def read_token_file(path: str) -> str:
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the token file {path}: {exc.strerror}") from None
+    if not token:
+        raise InvalidInputError(f"the token file {path} is empty")
+    return token

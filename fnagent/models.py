@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.errors import InvalidInputError
-from fnagent.config import (
+from fnagent.bounds import (
     DEFAULT_IDLE_TIMEOUT_S,
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
@@ -19,6 +18,7 @@ from fnagent.config import (
     MAX_MEMORY_MB,
     MAX_TIMEOUT_S,
 )
+from fnagent.errors import InvalidInputError
 from fnagent.ids import new_id
 
 FORMAT_HTTP_STREAM = "http-stream"

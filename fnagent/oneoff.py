@@ -23,14 +23,14 @@ import anyio
 from drivers import ContainerTask, LogSink, RunResult, RunStatus, Stat, TaskLogger, decimate
 from drivers.docker import TASK_LABEL, DockerDriver, OrphanReaper
 from drivers.docker.pull import PullProgress
-from drivers.errors import (
+from drivers.results import timed_out
+from fnagent.config import DEFAULT_IOFS_SIZE_BYTES, DEFAULT_MAX_RESPONSE_SIZE_BYTES
+from fnagent.errors import (
     ContainerGoneError,
     FnAgentError,
     FunctionTimeoutError,
     InvalidInputError,
 )
-from drivers.results import timed_out
-from fnagent.config import DEFAULT_IOFS_SIZE_BYTES, DEFAULT_MAX_RESPONSE_SIZE_BYTES
 from fnagent.readiness import CONTRACT_HINT, LISTENER
 from fnagent.sockdir import SocketDir
 

@@ -14,8 +14,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from drivers import RunStatus
-from drivers.errors import FnAgentError, FunctionTimeoutError
-from fnagent.cli import EXIT_AGENT_FAILURE, EXIT_CANCELLED
+from fnagent.errors import (
+    EXIT_AGENT_FAILURE,
+    EXIT_CANCELLED,
+    FnAgentError,
+    FunctionTimeoutError,
+    first_error,
+)
 from fnagent.units import parse_cpus, parse_duration, parse_env, parse_memory
 
 if TYPE_CHECKING:
@@ -68,11 +73,7 @@ def run_command(
 
         parse_image(image)
         config = AgentConfig.from_env(os.environ)
-        config = replace(config, pull_policy=PullPolicy(pull))
-        if prefork is not None:
-            config = replace(
-                config, prefork_pool_size=prefork, prefork_pool_min=None, prefork_pool_max=None
-            )
+        config = replace(config, pull_policy=PullPolicy(pull)).with_prefork(prefork)
         request = RunRequest(
             image=image,
             command=command,
@@ -134,13 +135,6 @@ def _failure_json(message: str) -> dict[str, Any]:
         "stats": [],
         "stdout": "",
     }
-
-
-def first_error(exc: BaseException) -> BaseException:
-    """The first leaf of a (nested) exception group, which task groups wrap errors in."""
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
 
 
 async def _run(

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import anyio
 
 from drivers.base import Cookie, RunResult
-from drivers.errors import FnAgentError
 from drivers.stats import Stat
 from fnagent.calllogs import OutputRouter
+from fnagent.errors import FnAgentError
 from fnagent.httpclient import UnixHTTPConnection
 from fnagent.models import Fn
 from fnagent.sockdir import SocketDir

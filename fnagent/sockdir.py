@@ -30,19 +30,14 @@ import secrets
 import shutil
 import stat
 
-from drivers.errors import FnAgentError
 from drivers.libc import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount_tmpfs, remove_tree, unmount
+from fnagent.errors import SocketDirError
 from fnagent.readiness import LISTENER
 
 SHARED = "iofs"
 OWN = "own"
 # Inodes cost kernel memory that the size option does not count: bound them too.
 IOFS_MAX_INODES = 1024
-
-
-class SocketDirError(FnAgentError):
-    status = 500
-    default_message = "cannot make the function's socket dir"
 
 
 def _mount_tmpfs(path: str, size_bytes: int) -> None:

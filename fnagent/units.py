@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from drivers.errors import InvalidInputError
+from fnagent.errors import InvalidInputError
 
 MIB = 1024 * 1024
 # Docker refuses a memory limit below 6 MiB; saying so ourselves names the flag and the rule.

@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from drivers.errors import InvalidInputError
-from fnagent.server.app import ServerState, check_token, read_json
+from fnagent.errors import InvalidInputError
 from fnagent.server.invoke import agent_fn
+from fnagent.server.state import ServerState, check_token, read_json
 from fnagent.store.models import MAX_PER_PAGE, App, FnRecord, Trigger
 
 INVOKE_ANNOTATION = "fnproject.io/fn/invokeEndpoint"

@@ -16,11 +16,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.errors import InvalidInputError
-
-
-class InstanceInUseError(InvalidInputError):
-    """Another server holds this store or this address."""
+from fnagent.errors import InstanceInUseError, InvalidInputError
 
 
 @dataclass

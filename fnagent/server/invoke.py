@@ -22,17 +22,15 @@ from typing import Any
 
 import anyio
 
-from drivers.errors import FnAgentError
 from fnagent.agent import CallResult
-from fnagent.models import Call, CallRequest, Fn
-from fnagent.server.app import (
-    RETRY_AFTER,
+from fnagent.errors import (
+    FnAgentError,
+    MethodNotAllowedError,
     RequestTooLargeError,
-    ServerState,
     UnauthorizedError,
-    bearer_matches,
-    error_response,
 )
+from fnagent.models import Call, CallRequest, Fn
+from fnagent.server.state import RETRY_AFTER, ServerState, bearer_matches, error_response
 from fnagent.store.models import App, FnRecord
 
 logger = logging.getLogger(__name__)
@@ -51,15 +49,6 @@ WATCH_AFTER_S = 0.05
 TRIGGER_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Reads of one lookup while writes keep coming; the last read is then served, not cached.
 MAX_LOOKUP_READS = 3
-
-
-class MethodNotAllowedError(FnAgentError):
-    status = 405
-    default_message = "Method not allowed"
-
-    def __init__(self, allowed: tuple[str, ...]) -> None:
-        super().__init__()
-        self.allowed = allowed
 
 
 class ClientGone(Exception):
@@ -159,7 +148,7 @@ class InvokeApp:
         try:
             allowed = TRIGGER_METHODS if trigger else INVOKE_METHODS
             if scope["method"] not in allowed:
-                raise MethodNotAllowedError(allowed)
+                raise MethodNotAllowedError(allowed=allowed)
             raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
             if self.tokens:
                 if not bearer_matches(raw_headers, self.tokens):

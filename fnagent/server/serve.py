@@ -24,87 +24,17 @@ from typing import Any
 import anyio
 import uvicorn
 
-from drivers.errors import FnAgentError, InvalidInputError
 from fnagent.agent import socket_root
-from fnagent.config import AgentConfig
-from fnagent.server.app import (
-    DEFAULT_HEADER_TIMEOUT_S,
-    DEFAULT_MAX_API_BODY_BYTES,
-    DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_MAX_HEADERS,
-    DEFAULT_MAX_REQUEST_BYTES,
-    ServerConfig,
-)
+from fnagent.config import AgentConfig, ServerConfig, check_token_text, read_token_file
+from fnagent.errors import FnAgentError, first_error
 from fnagent.sockdir import SocketDir, remove_root
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_PORT = 8080
 
 
 def default_db_url() -> str:
     """Fn's default: a SQLite file under ./data."""
     return f"sqlite3://{Path.cwd() / 'data' / 'fnagent.db'}"
-
-
-def _count(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    text = environ.get(name, "").strip() or str(default)
-    if not text.isdigit() or int(text) < minimum:
-        raise InvalidInputError(f"{name}={text!r} is not a whole number >= {minimum}")
-    return int(text)
-
-
-def server_config_from_env(environ: Mapping[str, str]) -> ServerConfig:
-    """FN_PORT, FN_MAX_REQUEST_SIZE, FN_TOKEN (or FN_TOKEN_FILE), FN_INVOKE_REQUIRES_TOKEN,
-    FN_INVOKE_TOKEN, and the input bounds FN_MAX_API_BODY_SIZE, FN_MAX_HEADER_SIZE,
-    FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS."""
-    port_text = environ.get("FN_PORT", "").strip() or str(DEFAULT_PORT)
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise InvalidInputError(f"FN_PORT={port_text!r} is not a port number")
-    token = environ.get("FN_TOKEN") or None
-    token_file = environ.get("FN_TOKEN_FILE")
-    if token is None and token_file:
-        token = read_token_file(token_file)
-    header_timeout_ms = _count(
-        environ, "FN_HEADER_TIMEOUT_MSECS", int(DEFAULT_HEADER_TIMEOUT_S * 1000), minimum=1
-    )
-    return ServerConfig(
-        port=int(port_text),
-        max_request_bytes=_count(environ, "FN_MAX_REQUEST_SIZE", DEFAULT_MAX_REQUEST_BYTES),
-        max_api_body_bytes=_count(
-            environ, "FN_MAX_API_BODY_SIZE", DEFAULT_MAX_API_BODY_BYTES, minimum=1
-        ),
-        max_header_bytes=_count(
-            environ, "FN_MAX_HEADER_SIZE", DEFAULT_MAX_HEADER_BYTES, minimum=1024
-        ),
-        max_headers=_count(environ, "FN_MAX_HEADER_COUNT", DEFAULT_MAX_HEADERS, minimum=1),
-        header_timeout_s=header_timeout_ms / 1000,
-        token=check_token_text("FN_TOKEN", token),
-        token_on_invoke=environ.get("FN_INVOKE_REQUIRES_TOKEN", "").lower() in ("1", "true"),
-        invoke_token=check_token_text("FN_INVOKE_TOKEN", environ.get("FN_INVOKE_TOKEN") or None),
-    )
-
-
-def check_token_text(name: str, token: str | None) -> str | None:
-    """A token must be sendable as ``Authorization: Bearer <token>``: no spaces or control
-    characters (a non-ASCII token is compared as UTF-8 bytes)."""
-    if token is not None and any(
-        char.isspace() or ord(char) < 32 or ord(char) == 127 for char in token
-    ):
-        raise InvalidInputError(
-            f"{name} holds a space or control character: no client could send it in a header"
-        )
-    return token
-
-
-def read_token_file(path: str) -> str:
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read the token file {path}: {exc.strerror}") from None
-    if not token:
-        raise InvalidInputError(f"the token file {path} is empty")
-    return token
 
 
 def instance_for(store_path: str | None) -> str:
@@ -316,34 +246,35 @@ def run_serve(
     token: str | None,
     token_file: str | None,
     invoke_token: bool,
+    prefork: int | None,
     environ: Mapping[str, str],
 ) -> int:
-    """The CLI's body: configuration, then ``serve``; one line and exit 1 on failure."""
+    """The CLI's body: configuration (the environment, then the flags over it), then
+    ``serve``; one line and exit 1 on failure."""
     try:
-        server_config = server_config_from_env(environ)
+        server_config = ServerConfig.from_env(environ)
         if token_file:
             token = read_token_file(token_file)
         server_config = replace(
             server_config,
             host=host or server_config.host,
             port=port or server_config.port,
+            db_url=db_url or server_config.db_url,
             token=check_token_text("--token", token) or server_config.token,
             token_on_invoke=invoke_token or server_config.token_on_invoke,
         )
-        url = db_url or environ.get("FN_DB_URL") or default_db_url()
-        agent_config = AgentConfig.from_env(environ)
+        url = server_config.db_url or default_db_url()
+        agent_config = AgentConfig.from_env(environ).with_prefork(prefork)
         if not environ.get("FNAGENT_INSTANCE_ID"):
             from fnagent.store import SQLiteStore
 
             store_path = store_lock_target(SQLiteStore.from_url(url).path)
             agent_config = replace(agent_config, instance_id=instance_for(store_path))
-        configure_json_logging(environ.get("FNAGENT_LOG_LEVEL", "INFO"))
+        configure_json_logging(server_config.log_level)
         anyio.run(serve, server_config, agent_config, url, backend_options={"use_uvloop": True})
     except KeyboardInterrupt:
         return 0
     except Exception as exc:
-        from fnagent.runcmd import first_error
-
         cause = first_error(exc)
         message = cause.message if isinstance(cause, FnAgentError) else f"{cause}"
         print(f"fnagent serve: {message}", file=sys.stderr)

@@ -1,8 +1,8 @@
 """The registry behind ``fnagent serve``: apps, fns and triggers with Fn's rules, behind the
 ``Store`` protocol; ``SQLiteStore`` keeps them in SQLite."""
 
+from fnagent.errors import ConflictError, NotFoundError, StorageError
 from fnagent.store.base import Store
-from fnagent.store.errors import ConflictError, NotFoundError, StorageError
 from fnagent.store.models import (
     DEFAULT_PER_PAGE,
     MAX_PER_PAGE,

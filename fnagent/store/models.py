@@ -54,9 +54,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from drivers.errors import InvalidInputError
 from drivers.images import parse_image
-from fnagent.config import (
+from fnagent.bounds import (
     DEFAULT_IDLE_TIMEOUT_S,
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
@@ -64,7 +63,7 @@ from fnagent.config import (
     MAX_MEMORY_MB,
     MAX_TIMEOUT_S,
 )
-from fnagent.store.errors import ConflictError
+from fnagent.errors import ConflictError, InvalidInputError
 
 # Fn's error.go: MaxLengthAppName / MaxLengthFnName / MaxLengthTriggerName.
 MAX_NAME_BYTES = 255

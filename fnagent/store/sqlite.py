@@ -34,10 +34,15 @@ from typing import Any, Self, TypeVar
 import anyio
 import anyio.to_thread
 
-from drivers.errors import ClosedError, InvalidInputError
+from fnagent.errors import (
+    ClosedError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    StorageError,
+)
 from fnagent.ids import new_id
 from fnagent.store.base import Store
-from fnagent.store.errors import ConflictError, NotFoundError, StorageError
 from fnagent.store.models import (
     MSG_APP_EXISTS,
     MSG_APP_NOT_FOUND,

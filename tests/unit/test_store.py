@@ -11,16 +11,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from drivers.errors import ClosedError, FnAgentError, InvalidInputError
+from drivers.errors import ClosedError, InvalidInputError
 from fnagent.store import (
     App,
-    ConflictError,
     Migration,
-    NotFoundError,
     SQLiteStore,
     StorageError,
 )
-from fnagent.store import errors as store_errors
 from fnagent.store.sqlite import MIGRATIONS
 from tests.storetest import FakeClock, app_body, app_fn_trigger
 
@@ -151,12 +148,3 @@ async def test_unreadable_files_are_storage_errors(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a database at all" * 100)
     with pytest.raises(StorageError, match="file is not a database"):
         await SQLiteStore(garbage).open()
-
-
-def test_store_errors_are_in_the_tree() -> None:
-    assert (store_errors.NotFoundError.status, store_errors.ConflictError.status) == (404, 409)
-    assert store_errors.StorageError.status == 500
-    doc = store_errors.__doc__ or ""
-    for cls in (NotFoundError, ConflictError, StorageError):
-        assert issubclass(cls, FnAgentError)
-        assert f"{cls.__name__} ({cls.status})" in doc

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.errors import InvalidInputError
+from fnagent.errors import ConflictError
 from fnagent.store import models as m
-from fnagent.store.errors import ConflictError
 
 T0 = datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=1)

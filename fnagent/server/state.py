@@ -1,0 +1,106 @@
+"""What every route of ``fnagent serve`` shares: the server's state, its token checks, bounded
+body readers and JSON error responses. The routes (``api``, ``invoke``) and the app that
+assembles them (``app``) import this module; it imports none of them."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from fnagent.agent import RETRY_AFTER_S, Agent
+from fnagent.config import ServerConfig
+from fnagent.errors import InvalidInputError, RequestTooLargeError, UnauthorizedError
+from fnagent.server.metrics import Metrics
+from fnagent.store.base import Store
+
+RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_S)}
+"""On every 503 the server answers itself, as the agent's call results carry it."""
+
+
+@dataclass(kw_only=True)
+class ServerState:
+    config: ServerConfig
+    store: Store
+    agent: Agent
+    metrics: Metrics
+    version: str = "0"
+    cache: dict[str, Any] = field(default_factory=dict)
+    """Function definitions for invoke and triggers (fnagent/server/invoke.py)."""
+    writes: int = 0
+    """Store writes so far: a lookup caches what it read only when none came in between."""
+
+    def changed(self) -> None:
+        """Call after every store write (once it committed): the cache is dropped."""
+        self.writes += 1
+        self.cache.clear()
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"message": message}, status_code=status, headers=headers)
+
+
+def bearer_matches(headers: list[tuple[bytes, bytes]], tokens: tuple[bytes, ...]) -> bool:
+    """Whether the first ``Authorization`` header is ``Bearer <one of tokens>``.
+
+    Bytes against bytes: the header as it came on the wire against each token's UTF-8 bytes,
+    so a non-ASCII token matches a client that sends it in UTF-8."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, given = value.partition(b" ")
+            matched = False
+            for token in tokens:
+                # compare_digest: the time taken must not tell how much of a token was right;
+                # every token is compared, so neither does which one matched.
+                matched |= hmac.compare_digest(given, token)
+            return matched and scheme.lower() == b"bearer"
+    return False
+
+
+def check_token(state: ServerState, request: Request) -> None:
+    """Raise UnauthorizedError unless the request carries the management token (when one is
+    configured)."""
+    expected = state.config.token
+    if expected and not bearer_matches(request.scope["headers"], (expected.encode(),)):
+        raise UnauthorizedError()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, or RequestTooLargeError as soon as it passes ``limit`` bytes (by its
+    Content-Length, before reading, or while reading)."""
+    too_large = RequestTooLargeError(f"Request body too large: over {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request body (at most ``limit`` bytes, else 413) as a JSON object of valid
+    Unicode; 400 with Fn's message otherwise, also for JSON Python's parser refuses (nesting
+    past its recursion limit, integers of more than 4,300 digits) and lone surrogates."""
+    raw = await read_body(request, limit)
+    try:
+        document = json.loads(raw) if raw else None
+        # A "\ud800" escape parses into a str no encoder, store or header takes.
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeError:
+        raise InvalidInputError("Invalid JSON: the body holds text that is not Unicode") from None
+    except RecursionError:
+        raise InvalidInputError("Invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
+        raise InvalidInputError(f"Invalid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise InvalidInputError("Invalid JSON: the body must be a JSON object")
+    return document

@@ -1,0 +1,150 @@
+"""Configuration is parsed once, with one rule per kind of value (fnagent/env.py), and the
+flags of ``run`` and ``serve`` are applied the same way."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from fnagent.config import AgentConfig, ServerConfig
+from fnagent.errors import InvalidInputError
+from fnagent.server import serve
+
+BOOLEANS = {
+    "FN_INVOKE_REQUIRES_TOKEN": lambda env: ServerConfig.from_env(env).token_on_invoke,
+    "FN_DISABLE_READONLY_ROOTFS": lambda env: AgentConfig.from_env(env).disable_readonly_rootfs,
+    "FN_EXPERIMENTAL_PREFORK_USE_ONCE": lambda env: AgentConfig.from_env(env).prefork_use_once,
+}
+
+
+@pytest.mark.parametrize("name", BOOLEANS)
+@pytest.mark.parametrize("text", ["1", "true", "yes", "on", "TRUE", "Yes", " on "])
+def test_every_boolean_setting_takes_every_true_spelling(name: str, text: str) -> None:
+    assert BOOLEANS[name]({name: text}) is True
+
+
+@pytest.mark.parametrize("name", BOOLEANS)
+@pytest.mark.parametrize("text", ["0", "false", "no", "off", "", "OFF"])
+def test_every_boolean_setting_takes_every_false_spelling(name: str, text: str) -> None:
+    assert BOOLEANS[name]({name: text}) is False
+
+
+@pytest.mark.parametrize("name", BOOLEANS)
+@pytest.mark.parametrize("text", ["maybe", "2", "y", "enabled"])
+def test_a_boolean_that_is_neither_is_refused_by_name(name: str, text: str) -> None:
+    with pytest.raises(InvalidInputError, match=f"{name}='{text}' is not a boolean"):
+        BOOLEANS[name]({name: text})
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("FN_MAX_PIDS", "many", "FN_MAX_PIDS='many' is not a whole number"),
+        ("FN_MAX_PIDS", "-1", "FN_MAX_PIDS='-1' is not a whole number"),
+        ("FN_MAX_RESPONSE_SIZE", "0", "FN_MAX_RESPONSE_SIZE=0: must be positive"),
+        ("FN_MAX_RESPONSE_SIZE", "6x", "FN_MAX_RESPONSE_SIZE='6x' is not a size"),
+        ("FN_MAX_RESPONSE_SIZE", "1.5", "FN_MAX_RESPONSE_SIZE='1.5' is not a size"),
+        ("FN_FREEZE_IDLE_MSECS", "soon", "FN_FREEZE_IDLE_MSECS='soon' is not a duration"),
+        ("FN_EXPERIMENTAL_PREFORK_RATE", "0", "FN_EXPERIMENTAL_PREFORK_RATE=0: must be positive"),
+    ],
+)
+def test_agent_settings_refuse_bad_values_by_name(name: str, text: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        AgentConfig.from_env({name: text})
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("FN_PORT", "0", "FN_PORT=0: must be positive"),
+        ("FN_PORT", "65536", "FN_PORT=65536: must be at most 65535"),
+        ("FN_PORT", "http", "FN_PORT='http' is not a whole number"),
+        ("FN_MAX_HEADER_SIZE", "512", "FN_MAX_HEADER_SIZE=512: must be at least 1024"),
+        ("FN_MAX_HEADER_COUNT", "0", "FN_MAX_HEADER_COUNT=0: must be positive"),
+        ("FN_HEADER_TIMEOUT_MSECS", "0", "FN_HEADER_TIMEOUT_MSECS=0: must be positive"),
+    ],
+)
+def test_server_settings_refuse_bad_values_by_name(name: str, text: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        ServerConfig.from_env({name: text})
+
+
+def test_sizes_and_durations_take_units() -> None:
+    agent = AgentConfig.from_env(
+        {
+            "FN_MAX_RESPONSE_SIZE": "1m",
+            "FN_MAX_LOG_SIZE_BYTES": "64KiB",
+            "FN_MAX_TOTAL_MEMORY_BYTES": "2g",
+            "FN_FREEZE_IDLE_MSECS": "2s",
+            "FN_HOT_START_TIMEOUT_MSECS": "250ms",
+            "FN_HOT_PULL_TIMEOUT_MSECS": "1.5m",
+        }
+    )
+    assert agent.max_response_size_bytes == 1024 * 1024
+    assert agent.max_log_size_bytes == 64 * 1024
+    assert agent.max_total_memory_bytes == 2 * 1024**3
+    assert (agent.freeze_idle_ms, agent.hot_start_timeout_ms) == (2000, 250)
+    assert agent.hot_pull_timeout_ms == 90_000
+    server = ServerConfig.from_env(
+        {"FN_MAX_REQUEST_SIZE": "1048576", "FN_HEADER_TIMEOUT_MSECS": "3s"}
+    )
+    assert (server.max_request_bytes, server.header_timeout_s) == (1024 * 1024, 3.0)
+
+
+def test_unset_and_empty_settings_keep_their_defaults() -> None:
+    blank = {field.name: "" for field in dataclasses.fields(AgentConfig)}
+    defaults = AgentConfig(instance_id="x")
+    assert dataclasses.replace(AgentConfig.from_env(blank), instance_id="x") == defaults
+    assert ServerConfig.from_env({"FN_PORT": " ", "FN_TOKEN": ""}) == ServerConfig()
+
+
+def test_hot_poll_is_gone() -> None:
+    """FN_HOT_POLL_MSECS was read and never used: readiness comes from inotify."""
+    assert not [f for f in dataclasses.fields(AgentConfig) if "poll" in f.name]
+    AgentConfig.from_env({"FN_HOT_POLL_MSECS": "not read"})
+
+
+def test_prefork_flag_replaces_every_pool_setting() -> None:
+    env = {
+        "FN_EXPERIMENTAL_PREFORK_POOL_SIZE": "1",
+        "FN_EXPERIMENTAL_PREFORK_POOL_MIN": "2",
+        "FN_EXPERIMENTAL_PREFORK_POOL_MAX": "8",
+    }
+    config = AgentConfig.from_env(env)
+    assert config.with_prefork(None) == config
+    pool = config.with_prefork(3).pool_config()
+    assert pool is not None and (pool.min_size, pool.max_size) == (3, 3)
+    assert config.with_prefork(0).pool_config() is None
+
+
+def test_serve_applies_the_prefork_flag_as_run_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_run(func: Any, server_config: Any, agent_config: Any, url: str, **_: Any) -> None:
+        seen.update(server=server_config, agent=agent_config, url=url)
+
+    monkeypatch.setattr(serve.anyio, "run", fake_run)
+    monkeypatch.setattr(serve, "configure_json_logging", lambda level: None)
+    env = {
+        "FN_EXPERIMENTAL_PREFORK_POOL_MIN": "2",
+        "FN_EXPERIMENTAL_PREFORK_POOL_MAX": "8",
+        "FN_INVOKE_REQUIRES_TOKEN": "yes",
+        "FN_DB_URL": "sqlite3:///nonexistent/fn.db",
+        "FNAGENT_INSTANCE_ID": "test",
+    }
+    code = serve.run_serve(
+        host=None,
+        port=None,
+        db_url=None,
+        token=None,
+        token_file=None,
+        invoke_token=False,
+        prefork=4,
+        environ=env,
+    )
+    assert code == 0
+    assert seen["agent"] == AgentConfig.from_env(env).with_prefork(4)
+    assert seen["server"].token_on_invoke is True
+    assert seen["url"] == "sqlite3:///nonexistent/fn.db"
