@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from fnagent.agent import RETRY_AFTER_S, Agent
+from fnagent.agent.agent import RETRY_AFTER_S, Agent
 from fnagent.config import ServerConfig
 from fnagent.errors import InvalidInputError, RequestTooLargeError, UnauthorizedError
 from fnagent.server.metrics import Metrics

@@ -16,8 +16,8 @@ import anyio
 
 from drivers.docker import DockerDriver
 from fnagent.agent import Agent
+from fnagent.agent.httpclient import UnixHTTPConnection
 from fnagent.config import AgentConfig
-from fnagent.httpclient import UnixHTTPConnection
 from fnagent.models import Call, CallRequest, Fn
 from tests.bench.hello import docker_rm, docker_run_hello
 from tests.bench.report import Report, Row, median_ms, percentile_ms

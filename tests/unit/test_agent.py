@@ -16,12 +16,9 @@ import anyio
 import pytest
 
 from drivers.fake import FakeDriver, Program, ProgramContext
-from fnagent.admission import Budget
-from fnagent.agent import (
-    EXIT_REPORT_WAIT_S,
-    Agent,
-    CallResult,
-)
+from fnagent.agent import Agent, CallResult
+from fnagent.agent.admission import Budget
+from fnagent.agent.agent import EXIT_REPORT_WAIT_S
 from fnagent.clock import ManualClock
 from fnagent.config import AgentConfig
 from fnagent.models import Call, CallRequest, Fn

@@ -35,8 +35,20 @@ import anyio.abc
 from drivers.backoff import backoff_s
 from drivers.base import ContainerTask, Driver, RunStatus, TaskLogger, WaitResult
 from drivers.stats import Stat, decimate
-from fnagent.admission import Admission, Budget, detect_budget
-from fnagent.calllogs import CappedLog, OutputRouter, log_call
+from fnagent.agent.admission import Admission, Budget, detect_budget
+from fnagent.agent.calllogs import CappedLog, OutputRouter, log_call
+from fnagent.agent.hostcpu import HostCpu
+from fnagent.agent.httpclient import (
+    BodyTooLarge,
+    ConnectFailed,
+    ProtocolError,
+    Response,
+    UnixHTTPConnection,
+    is_hop_by_hop,
+)
+from fnagent.agent.readiness import CONTRACT_HINT, LISTENER, wait_until_listening
+from fnagent.agent.slots import HotContainer, SlotQueue, State, Waiter
+from fnagent.agent.sockdir import SocketDir, remove_root
 from fnagent.clock import Clock
 from fnagent.config import AgentConfig
 from fnagent.errors import (
@@ -53,20 +65,8 @@ from fnagent.errors import (
     ServerBusyError,
     StartTimeoutError,
 )
-from fnagent.hostcpu import HostCpu
-from fnagent.httpclient import (
-    BodyTooLarge,
-    ConnectFailed,
-    ProtocolError,
-    Response,
-    UnixHTTPConnection,
-    is_hop_by_hop,
-)
 from fnagent.ids import new_id
 from fnagent.models import FORMAT_HTTP_STREAM, Call, Fn
-from fnagent.readiness import CONTRACT_HINT, LISTENER, wait_until_listening
-from fnagent.slots import HotContainer, SlotQueue, State, Waiter
-from fnagent.sockdir import SocketDir, remove_root
 
 logger = logging.getLogger(__name__)
 

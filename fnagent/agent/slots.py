@@ -19,11 +19,11 @@ import anyio
 
 from drivers.base import Cookie, RunResult
 from drivers.stats import Stat
-from fnagent.calllogs import OutputRouter
+from fnagent.agent.calllogs import OutputRouter
+from fnagent.agent.httpclient import UnixHTTPConnection
+from fnagent.agent.sockdir import SocketDir
 from fnagent.errors import FnAgentError
-from fnagent.httpclient import UnixHTTPConnection
 from fnagent.models import Fn
-from fnagent.sockdir import SocketDir
 
 
 class State(enum.Enum):

@@ -24,6 +24,8 @@ from drivers import ContainerTask, LogSink, RunResult, RunStatus, Stat, TaskLogg
 from drivers.docker import TASK_LABEL, DockerDriver, OrphanReaper
 from drivers.docker.pull import PullProgress
 from drivers.results import timed_out
+from fnagent.agent.readiness import CONTRACT_HINT, LISTENER
+from fnagent.agent.sockdir import SocketDir
 from fnagent.config import DEFAULT_IOFS_SIZE_BYTES, DEFAULT_MAX_RESPONSE_SIZE_BYTES
 from fnagent.errors import (
     ContainerGoneError,
@@ -31,8 +33,6 @@ from fnagent.errors import (
     FunctionTimeoutError,
     InvalidInputError,
 )
-from fnagent.readiness import CONTRACT_HINT, LISTENER
-from fnagent.sockdir import SocketDir
 
 MAX_STAT_SAMPLES = 240
 # How long a broken call waits for Docker to report the container's end.
@@ -181,13 +181,13 @@ async def _call_hot(
     """Wait for the listener, make the one call (stdin streamed as its body, never held
     whole), and report how it went."""
     # Imported here: the cold format, whose start-up latency matters most, needs neither.
-    from fnagent.httpclient import (
+    from fnagent.agent.httpclient import (
         BodySizeMismatch,
         BodyTooLarge,
         ProtocolError,
         UnixHTTPConnection,
     )
-    from fnagent.readiness import wait_until_listening
+    from fnagent.agent.readiness import wait_until_listening
 
     exited = anyio.Event()
     ended: list[RunResult] = []
@@ -221,7 +221,7 @@ async def _call_hot(
             "Fn-Call-Id": call_id,
             "Fn-Deadline": deadline.isoformat().replace("+00:00", "Z"),
         }
-        # The pinned listener, never lsnr.sock itself (fnagent.sockdir).
+        # The pinned listener, never lsnr.sock itself (fnagent.agent.sockdir).
         connection = UnixHTTPConnection(socket_dir.listener)
         try:
             with anyio.fail_after(request.timeout_s):
