@@ -25,7 +25,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
@@ -44,9 +43,15 @@ from fnagent.agent.httpclient import (
     ProtocolError,
     Response,
     UnixHTTPConnection,
-    is_hop_by_hop,
 )
-from fnagent.agent.readiness import CONTRACT_HINT, LISTENER, wait_until_listening
+from fnagent.agent.protocol import (
+    fn_environment,
+    listener_address,
+    request_headers,
+    response_headers,
+    status_error,
+)
+from fnagent.agent.readiness import CONTRACT_HINT, wait_until_listening
 from fnagent.agent.slots import HotContainer, SlotQueue, State, Waiter
 from fnagent.agent.sockdir import SocketDir, remove_root
 from fnagent.clock import Clock
@@ -55,7 +60,6 @@ from fnagent.errors import (
     ContainerGoneError,
     FnAgentError,
     FnDeletedError,
-    FunctionFailedError,
     FunctionTimeoutError,
     InvalidInputError,
     InvalidResponseError,
@@ -92,10 +96,6 @@ MIN_HOT_LAUNCHES_AT_ONCE = 2
 LAUNCH_MIN_IDLE_CPU = 0.15
 FN_LABEL = "fnagent.fn_id"
 APP_LABEL = "fnagent.app_id"
-_OWN_HEADERS = frozenset({"fn-call-id", "fn-deadline"})
-# Response headers the caller gets from the agent or its server only, never from a function.
-_SERVER_HEADERS = frozenset({"fn-call-id", "server", "date"})
-_TRIGGER_PREFIX = "fn-http-h-"
 
 
 @dataclass(kw_only=True)
@@ -430,18 +430,11 @@ class Agent:
         return ReceiveError()
 
     def _result_from(self, container: HotContainer, call: Call, response: Response) -> CallResult:
-        if response.status == 502:
-            return error_result(call.id, FunctionFailedError())
-        if response.status == 504:
-            return error_result(call.id, FunctionTimeoutError("Timed out"))
-        if response.status != 200:
-            self._doom(container)
-            return error_result(
-                call.id,
-                InvalidResponseError(
-                    f"invalid function response: the container answered {response.status}"
-                ),
-            )
+        error = status_error(response.status)
+        if error is not None:
+            if response.status not in (502, 504):  # the container broke the contract
+                self._doom(container)
+            return error_result(call.id, error)
         try:
             status, headers = response_headers(response, trigger=call.trigger)
         except InvalidResponseError as exc:
@@ -521,7 +514,7 @@ class Agent:
             task = ContainerTask(
                 id=container.name,
                 image=fn.image,
-                env_vars=fn.environment(f"unix:/tmp/iofs/{LISTENER}"),
+                env_vars=fn_environment(fn, listener_address(self.driver.iofs_mount)),
                 logger=TaskLogger(stdout=container.router, stderr=container.router),
                 memory_bytes=memory,
                 cpus_mcpus=cpus,
@@ -866,57 +859,6 @@ def socket_root(config: AgentConfig) -> str:
     # A short digest, not the id itself: a unix socket's path must stay under 108 bytes.
     digest = hashlib.sha256(config.instance_id.encode()).hexdigest()[:8]
     return os.path.join(config.iofs_path, digest)
-
-
-def request_headers(call: Call) -> list[tuple[str, str]]:
-    """The headers sent to the container (DESIGN.md §4): hop-by-hop ones dropped; through a
-    trigger, every caller header but Content-Type wrapped as Fn-Http-H-<name>."""
-    out: list[tuple[str, str]] = []
-    for name, value in call.request.headers:
-        lowered = name.lower()
-        if is_hop_by_hop(name) or lowered in _OWN_HEADERS or "\r" in value or "\n" in value:
-            continue
-        if call.trigger and lowered != "content-type":
-            out.append((f"Fn-Http-H-{name}", value))
-        else:
-            out.append((name, value))
-    if call.trigger:
-        out.append(("Fn-Intent", "httprequest"))
-        out.append(("Fn-Http-Method", call.request.method))
-        out.append(("Fn-Http-Request-Url", call.request.url))
-    deadline = datetime.now(UTC) + timedelta(seconds=call.remaining_s())
-    out.append(("Fn-Call-Id", call.id))
-    out.append(("Fn-Deadline", deadline.isoformat(timespec="milliseconds").replace("+00:00", "Z")))
-    return out
-
-
-def response_headers(response: Response, *, trigger: bool) -> tuple[int, list[tuple[str, str]]]:
-    """The status and headers the caller gets: Fn-Http-Status sets the status (200-599, else
-    InvalidResponseError); through a trigger, Fn-Http-H-* headers are unwrapped. Headers that
-    frame the body or describe the connection, and those the server sets itself (Fn-Call-Id,
-    Server, Date), are dropped, wrapped or not. Names and values were checked by the client."""
-    status = 200
-    headers: list[tuple[str, str]] = []
-    for name, value in response.headers:
-        lowered = name.lower()
-        if lowered == "fn-http-status":
-            if not (len(value) == 3 and value.isascii() and value.isdigit()) or not (
-                200 <= int(value) <= 599
-            ):
-                raise InvalidResponseError(
-                    f"invalid function response: Fn-Http-Status {value[:20]!r} is not 200-599"
-                )
-            status = int(value)
-            continue
-        if trigger and lowered.startswith(_TRIGGER_PREFIX):
-            name = name[len(_TRIGGER_PREFIX) :]
-            if not name:
-                raise InvalidResponseError("invalid function response: empty header name")
-            lowered = lowered[len(_TRIGGER_PREFIX) :]
-        if is_hop_by_hop(lowered) or lowered in _SERVER_HEADERS:
-            continue
-        headers.append((name, value))
-    return status, headers
 
 
 def error_result(call_id: str, error: FnAgentError) -> CallResult:

@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import anyio
 
@@ -24,6 +23,7 @@ from drivers import ContainerTask, LogSink, RunResult, RunStatus, Stat, TaskLogg
 from drivers.docker import TASK_LABEL, DockerDriver, OrphanReaper
 from drivers.docker.pull import PullProgress
 from drivers.results import timed_out
+from fnagent.agent import protocol
 from fnagent.agent.readiness import CONTRACT_HINT, LISTENER
 from fnagent.agent.sockdir import SocketDir
 from fnagent.config import DEFAULT_IOFS_SIZE_BYTES, DEFAULT_MAX_RESPONSE_SIZE_BYTES
@@ -121,12 +121,7 @@ async def run_once(
             reaper.remove_dir(socket_dir.path)
     env = dict(request.env)
     if not cold:
-        env |= {
-            "FN_FORMAT": "http-stream",
-            "FN_LISTENER": f"unix:{driver.config.iofs_mount}/{LISTENER}",
-            "FN_TYPE": "sync",
-            "FN_MEMORY": str(request.memory_bytes // (1024 * 1024)),
-        }
+        env = run_environment(request, driver.iofs_mount)
     task = ContainerTask(
         id=call_id,
         image=request.image,
@@ -197,7 +192,7 @@ async def _call_hot(
         ended.append(result)
         exited.set()
 
-    deadline = datetime.now(UTC) + timedelta(seconds=request.timeout_s)
+    deadline = time.monotonic() + request.timeout_s
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_exit)
         try:
@@ -215,12 +210,7 @@ async def _call_hot(
                 f"the function exited before it listened on {LISTENER} "
                 f"({_describe(ended[0])}): {CONTRACT_HINT}"
             )
-        headers = {
-            "Content-Type": "application/octet-stream",
-            **request.headers,
-            "Fn-Call-Id": call_id,
-            "Fn-Deadline": deadline.isoformat().replace("+00:00", "Z"),
-        }
+        headers = run_headers(request, call_id, remaining_s=deadline - time.monotonic())
         # The pinned listener, never lsnr.sock itself (fnagent.agent.sockdir).
         connection = UnixHTTPConnection(socket_dir.listener)
         try:
@@ -228,7 +218,7 @@ async def _call_hot(
                 response = await connection.request(
                     "POST",
                     "/call",
-                    list(headers.items()),
+                    headers,
                     stdin,
                     content_length=stdin_bytes,
                     max_body_bytes=request.max_response_bytes,
@@ -265,6 +255,22 @@ async def _call_hot(
     return RunResult(
         status=RunStatus.ERROR, error=FnAgentError(f"the function answered HTTP {status}")
     ), status
+
+
+def run_environment(request: RunRequest, iofs_mount: str) -> dict[str, str]:
+    """The http-stream container's env: ``--env``, then the contract's (as ``serve`` sets)."""
+    return protocol.environment(
+        listener=protocol.listener_address(iofs_mount),
+        memory_mb=request.memory_bytes // protocol.MIB,
+        config=request.env,
+    )
+
+
+def run_headers(request: RunRequest, call_id: str, *, remaining_s: float) -> list[tuple[str, str]]:
+    """The call's headers: Content-Type (octet-stream unless ``--header`` sets it), the user's
+    ``--header``s, then Fn-Call-Id and Fn-Deadline as ``serve`` sends them."""
+    given = {"Content-Type": "application/octet-stream", **request.headers}
+    return protocol.call_headers(given.items(), call_id, remaining_s)
 
 
 def _describe(result: RunResult) -> str:
