@@ -9,7 +9,8 @@ when the budget is full. A changed function is pre-pulled while the old version 
 then do new calls go to the new version, and the old containers drain.
 
 ``submit`` never raises for what happens to a call: the ``CallResult`` carries the status the
-caller gets (DESIGN.md §4's table) and, for errors, a JSON ``{"message": ...}`` body.
+caller gets and, for a failed call, the error (the server renders it as HTTP), with what was
+learned either way (how the container was found, its logs, resource samples).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import math
 import os
@@ -78,7 +78,6 @@ MIB = 1024 * 1024
 MAX_STAT_SAMPLES = 240
 STATS_INTERVAL_S = 1.0
 DEFAULT_STOP_GRACE_S = 30.0
-RETRY_AFTER_S = 15
 # What a launch is assumed to cost before one was seen (a cold start with the bridge).
 DEFAULT_LAUNCH_ESTIMATE_S = 0.5
 # After a failed update, the new version is retried no sooner than this.
@@ -107,6 +106,8 @@ class CallResult:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     error: FnAgentError | None = None
+    """Set when the call failed: ``status`` is its status; ``headers`` and ``body`` are empty
+    (the caller's answer is the server's to make)."""
     start: str | None = None
     """How the container was found: "cold" (launched for it), "warm" or "thawed"."""
     logs: bytes = b""
@@ -862,14 +863,6 @@ def socket_root(config: AgentConfig) -> str:
 
 
 def error_result(call_id: str, error: FnAgentError) -> CallResult:
-    """A JSON error answer; 503 carries Retry-After."""
-    headers = [("Content-Type", "application/json")]
-    if error.status == 503:
-        headers.append(("Retry-After", str(RETRY_AFTER_S)))
-    return CallResult(
-        call_id=call_id,
-        status=error.status,
-        headers=headers,
-        body=json.dumps({"message": error.message}).encode(),
-        error=error,
-    )
+    """A failed call's result: the error's status and the error itself (the server renders
+    it: fnagent/server/invoke.py)."""
+    return CallResult(call_id=call_id, status=error.status, error=error)
