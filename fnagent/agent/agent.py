@@ -22,7 +22,6 @@ import hashlib
 import logging
 import math
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -198,7 +197,7 @@ class Agent:
 
     async def submit(self, call: Call) -> CallResult:
         """Run ``call``; the result says what the caller gets (never raises for the call)."""
-        started = time.monotonic()
+        started = self.clock.now()
         self._inflight += 1
         try:
             if self._closing or self._tg is None:
@@ -210,7 +209,7 @@ class Agent:
             self._inflight -= 1
             if self._closing and not self._inflight:
                 self._idle_calls.set()
-        result.duration_s = time.monotonic() - started
+        result.duration_s = self.clock.now() - started
         return result
 
     async def _submit(self, call: Call) -> CallResult:
@@ -260,7 +259,7 @@ class Agent:
     async def _acquire(self, queue: SlotQueue, call: Call) -> tuple[HotContainer, str]:
         """A container for ``call``, busy and thawed, and how it was found."""
         while True:
-            container = queue.take_idle()
+            container = queue.take_idle(self.clock.now())
             start = "warm"
             if container is None:
                 container = await self._wait_for_container(queue, call)
@@ -359,7 +358,7 @@ class Agent:
         self, queue: SlotQueue, container: HotContainer, call: Call, start: str
     ) -> CallResult:
         """One call on one busy container; afterwards the container is released or doomed."""
-        started = time.monotonic()
+        started = self.clock.now()
         log = CappedLog(self.config.max_log_size_bytes)
         stats: list[Stat] = []
         container.router.current = log
@@ -381,7 +380,7 @@ class Agent:
             container.router.current = None
             container.stats = None
             queue.release(container, self.clock.now())
-        queue.observe_call(time.monotonic() - started)
+        queue.observe_call(self.clock.now() - started)
         result.start = start
         result.logs = log.getvalue()
         result.stats = decimate(MAX_STAT_SAMPLES, stats)
@@ -421,8 +420,7 @@ class Agent:
             # Still listening: most likely alive, so no exit report is coming; but a process
             # being killed may still accept for a moment.
             wait_s = ALIVE_EXIT_REPORT_WAIT_S
-        with anyio.move_on_after(wait_s):
-            await container.exited.wait()
+        await self.clock.wait(container.exited, wait_s)
         ended = container.exit_result
         if ended is not None and isinstance(ended.error, OutOfMemoryError):
             return OutOfMemoryError(ended.error.message)
@@ -523,7 +521,7 @@ class Agent:
                 labels={FN_LABEL: fn.id, APP_LABEL: fn.app_id},
                 extensions=extensions,
             )
-            launched_at = time.monotonic()
+            launched_at = self.clock.now()
             async with await self.driver.create_cookie(task) as cookie:
                 container.cookie = cookie
                 await self.driver.prepare_cookie(cookie)
@@ -537,7 +535,7 @@ class Agent:
                         # Raised outside the task group, which would wrap it in a group.
                         failure = exc
                     else:
-                        queue.observe_launch(time.monotonic() - launched_at)
+                        queue.observe_launch(self.clock.now() - launched_at)
                         queue.launch_failures = 0
                         starting = False
                         queue.starting -= 1
@@ -589,7 +587,7 @@ class Agent:
             self._tg.start_soon(self._keep_minimum_later, queue, backoff_s(queue.launch_failures))
 
     async def _keep_minimum_later(self, queue: SlotQueue, delay_s: float) -> None:
-        await self.clock.wait(anyio.Event(), delay_s)
+        await self.clock.sleep(delay_s)
         queue.relaunch_pending = False
         self._keep_minimum(queue)
 
@@ -636,12 +634,11 @@ class Agent:
                 due = max(container.busy_since, sampled_at) + STATS_INTERVAL_S
                 container.watching_busy = True
                 try:
-                    with anyio.move_on_after(due - time.monotonic()):
-                        await changed.wait()
+                    if await self.clock.wait(changed, due - self.clock.now()):
                         continue
                 finally:
                     container.watching_busy = False
-                now = time.monotonic()
+                now = self.clock.now()
                 if container.state is State.BUSY and now - container.busy_since >= STATS_INTERVAL_S:
                     await self._sample(container)
                     sampled_at = now
@@ -700,8 +697,7 @@ class Agent:
                 if not queue.waiters and queue.min_hot <= len(queue.containers):
                     raise ServerBusyError()
                 continue_waiting = 0.5
-            with anyio.move_on_after(continue_waiting):
-                await self.admission.wait_for_release()
+            await self.clock.wait(self.admission.released, continue_waiting)
         queue.admission_blocked = False
 
     def _evict_one(self, keep: SlotQueue) -> bool:
@@ -733,7 +729,7 @@ class Agent:
                 "update failed; the previous version keeps serving",
                 extra={"fn_id": fn.id, "image": fn.image, "error": message},
             )
-            await anyio.sleep(UPDATE_RETRY_S)
+            await self.clock.sleep(UPDATE_RETRY_S)
             self._preparing.discard(key)
             return
         self._preparing.discard(key)

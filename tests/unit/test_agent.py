@@ -18,7 +18,7 @@ import pytest
 from drivers.fake import FakeDriver, Program, ProgramContext
 from fnagent.agent import Agent, CallResult
 from fnagent.agent.admission import Budget
-from fnagent.agent.agent import EXIT_REPORT_WAIT_S
+from fnagent.agent.agent import EXIT_REPORT_WAIT_S, UPDATE_RETRY_S
 from fnagent.clock import ManualClock
 from fnagent.config import AgentConfig
 from fnagent.models import Call, CallRequest, Fn
@@ -539,6 +539,45 @@ async def test_failed_update_keeps_the_old_version_and_reports_why() -> None:
         await poll(lambda: "fn1" in agent.update_errors, "the failure recorded")
         assert "pull access denied" in agent.update_errors["fn1"]
         assert (await agent.submit(make_call(new))).status == 200
+
+
+async def test_the_update_retry_waits_on_the_agent_clock() -> None:
+    clock = ManualClock()
+    images = {"fn/app:1": http_function()}
+    async with running(images, missing_images=["fn/app:2"], clock=clock) as (agent, driver):
+        tried: list[str] = []
+        ensure_image = driver.ensure_image
+
+        async def counting(image: str) -> None:
+            if image == "fn/app:2":
+                tried.append(image)
+            await ensure_image(image)
+
+        driver.ensure_image = counting  # type: ignore[method-assign]
+        old, new = make_fn("fn/app:1"), make_fn("fn/app:2")
+        assert (await agent.submit(make_call(old))).status == 200
+        assert (await agent.submit(make_call(new))).status == 200
+        await poll(lambda: "fn1" in agent.update_errors, "the failure recorded")
+        assert (await agent.submit(make_call(new))).status == 200
+        assert tried == ["fn/app:2"], "no retry before UPDATE_RETRY_S"
+        clock.advance(UPDATE_RETRY_S)
+        with anyio.fail_after(5):  # retried in no real time
+            while len(tried) < 2:
+                await agent.update(new)
+                await anyio.sleep(0.005)
+        assert tried == ["fn/app:2"] * 2
+
+
+async def test_call_and_launch_durations_are_on_the_agent_clock() -> None:
+    clock = ManualClock()
+
+    async def slow(request: Request, ctx: ProgramContext) -> Answer:
+        clock.advance(2.5)
+        return Answer()
+
+    async with running({"fn/echo": handler_of(slow)}, clock=clock) as (agent, _):
+        result = await agent.submit(make_call(make_fn()))
+        assert result.status == 200 and result.duration_s == 2.5
 
 
 async def test_a_config_round_trip_during_a_call_serves_the_next_calls() -> None:
