@@ -6,8 +6,7 @@ One module per concept:
 - ``protocol``: Fn's http-stream contract (container environment, request and response
   headers, the status table's errors), shared with the one-off run;
 - ``slots``: hot containers and the per-version queues that hold them (bookkeeping);
-- ``versions``, ``launch``, ``admission`` (with eviction beside it): decisions as bookkeeping
-  that say what to do, carried out by the Agent;
+- ``admission``: the memory and CPU budget launches reserve from;
 - ``sockdir``, ``readiness``, ``httpclient``: one container's socket dir, its listener, the
   client that calls it; ``calllogs``: its output; ``hostcpu``: the host's idle CPU share;
 - ``oneoff``: ``fnagent run``, one container and one call.

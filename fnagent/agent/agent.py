@@ -165,6 +165,15 @@ class Agent:
     def __repr__(self) -> str:
         return f"<Agent queues={len(self._queues)} in_flight={self._inflight} {self.admission!r}>"
 
+    @property
+    def queues(self) -> list[SlotQueue]:
+        """The per-version queues now (a copy: adding or dropping one goes through the agent)."""
+        return list(self._queues.values())
+
+    def serving_version(self, fn_id: str) -> str | None:
+        """The version key ``fn_id``'s calls go to now; None when it has none."""
+        return self._current.get(fn_id)
+
     # -- life ---------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:

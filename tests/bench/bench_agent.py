@@ -47,7 +47,7 @@ async def bench_hot(report: Report) -> None:
         fn = hello("hot")
         for _ in range(20):
             assert (await agent.submit(Call(fn=fn, request=CallRequest(body=BODY)))).status == 200
-        (queue,) = agent._queues.values()
+        (queue,) = agent.queues
         raw = UnixHTTPConnection(queue.idle[-1].socket_dir.listener)
         headers = [
             ("Content-Type", "application/json"),

@@ -186,7 +186,7 @@ async def test_a_short_call_launches_after_its_patience_only_while_the_cpus_have
     ):
         fn = make_fn()
         assert (await agent.submit(make_call(fn, b""))).status == 200  # a short call is known
-        (queue,) = agent._queues.values()
+        (queue,) = agent.queues
         async with anyio.create_task_group() as tg:
             tg.start_soon(agent.submit, make_call(fn, b"hold"))
             await poll(lambda: not queue.idle, "the container busy")
@@ -202,7 +202,7 @@ async def test_scaling_from_zero_with_short_calls_known_starts_one_container() -
     async with running({"fn/echo": http_function()}) as (agent, driver):
         fn = make_fn()
         assert (await agent.submit(make_call(fn, b""))).status == 200
-        (queue,) = agent._queues.values()
+        (queue,) = agent.queues
         queue.launch_time_s = 0.5  # a real launch: far longer than a call
         agent._doom(queue.idle[-1])  # as if its caller had gone away mid-call
         async with anyio.create_task_group() as tg:
@@ -494,7 +494,7 @@ async def test_update_pre_pulls_while_the_old_version_serves_then_drains() -> No
         during = await agent.submit(make_call(new))
         assert (during.status, during.body) == (200, b"v1")
         await poll(lambda: "fn/app:2" in driver.pulls, "the pre-pull")
-        await poll(lambda: agent._current["fn1"] == new.version_key, "the switch")
+        await poll(lambda: agent.serving_version("fn1") == new.version_key, "the switch")
         after = await agent.submit(make_call(new))
         assert (after.status, after.body) == (200, b"v2")
         await poll(lambda: len(driver.live()) == 1, "the old container drained")
@@ -521,7 +521,7 @@ async def test_a_late_pre_pull_does_not_switch_back_to_an_older_version() -> Non
         await agent.update(newest)  # same image as serving: switches now
         await poll(lambda: "fn/app:2" in driver.pulls, "the pre-pull")
         await anyio.sleep(0.05)
-        assert agent._current["fn1"] == newest.version_key
+        assert agent.serving_version("fn1") == newest.version_key
 
 
 def _answering(body: bytes) -> Callable[[Request, ProgramContext], Any]:
@@ -629,7 +629,7 @@ async def test_a_drained_version_whose_containers_died_sends_its_waiters_on_and_
     ):
         a, b = make_fn(config={"K": "a"}, timeout_s=2), make_fn(config={"K": "b"}, timeout_s=2)
         assert (await agent.submit(make_call(a))).status == 200  # a short call is known
-        (old,) = agent._queues.values()
+        (old,) = agent.queues
         old.launch_time_s = 0.5  # a real launch: far longer than a call, so the next call waits
         waited: list[CallResult] = []
         async with anyio.create_task_group() as tg:
@@ -645,7 +645,8 @@ async def test_a_drained_version_whose_containers_died_sends_its_waiters_on_and_
             gate.set()  # ... but dies instead
         got = waited[0]
         assert (got.status, got.body.decode() if got.status == 200 else message(got)) == expected
-        await poll(lambda: old.key not in agent._queues, "the drained queue dropped")
+        keys = lambda: {q.key for q in agent.queues}  # noqa: E731
+        await poll(lambda: old.key not in keys(), "the drained queue dropped")
 
 
 async def test_forgetting_a_fn_lets_its_calls_finish_then_removes_its_containers() -> None:
@@ -669,7 +670,7 @@ async def test_forgetting_a_fn_lets_its_calls_finish_then_removes_its_containers
             gate.set()
         assert [(r.status, r.body) for r in results] == [(200, b"done")] * 2
         await poll(lambda: driver.live() == [], "the containers removed after their calls")
-        assert agent._queues == {}
+        assert agent.queues == []
 
 
 # -- shutdown ---------------------------------------------------------------------------------
@@ -722,7 +723,7 @@ async def test_a_call_arriving_during_a_freeze_waits_for_it_and_thaws() -> None:
         fn = make_fn()
         await agent.submit(make_call(fn))
         (container,) = driver.containers.values()
-        (queue,) = agent._queues.values()
+        (queue,) = agent.queues
         hot = queue.idle[-1]
         assert hot.cookie is not None
         # The idle policy mid-freeze: it holds the lock and Docker paused the container, but
