@@ -18,6 +18,9 @@ from typing import Any, Protocol, Self
 from drivers.errors import FnAgentError
 from drivers.stats import Stat
 
+IOFS_MOUNT = "/tmp/iofs"
+"""Where a task's ``uds_path`` appears inside its container (Fn's socket dir), by default."""
+
 
 class LogSink(Protocol):
     """Where a container's output goes: anything with a bytes ``write`` (a file, BytesIO...)."""
@@ -159,6 +162,12 @@ class Cookie(ABC):
 class Driver(ABC):
     """Makes cookies. Use as an async context manager: entering starts background work (the
     prefork pool), leaving stops it and removes what the driver made."""
+
+    @property
+    def iofs_mount(self) -> str:
+        """Where a task's ``uds_path`` is mounted inside its container: the directory the
+        function's ``FN_LISTENER`` names."""
+        return IOFS_MOUNT
 
     @abstractmethod
     async def create_cookie(self, task: ContainerTask) -> Cookie:

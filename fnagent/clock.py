@@ -1,4 +1,7 @@
-"""The agent's idle timers' sense of time, replaceable in tests (``ManualClock``)."""
+"""The agent's sense of time, replaceable in tests (``ManualClock``): every agent timer
+(idle, freeze and removal timers, resource-sample intervals, call and launch durations, the
+update retry, relaunch backoff, exit-report waits) reads ``now`` and waits with ``wait`` or
+``sleep``."""
 
 from __future__ import annotations
 
@@ -19,6 +22,10 @@ class Clock:
             await event.wait()
             return True
         return False
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (no event ends it early)."""
+        await self.wait(anyio.Event(), seconds)
 
 
 class ManualClock(Clock):

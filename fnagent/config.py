@@ -126,7 +126,7 @@ class AgentConfig:
     iofs_path: str = field(default_factory=default_iofs_dir)
     iofs_size_bytes: int = DEFAULT_IOFS_SIZE_BYTES
     """Ours: the size of each container's socket dir tmpfs (FN_IOFS_SIZE_BYTES; 0 = a plain
-    directory without a limit). See fnagent.sockdir."""
+    directory without a limit). See fnagent.agent.sockdir."""
     disable_readonly_rootfs: bool = False
     docker_auth: str | None = None
     pull_policy: PullPolicy = PullPolicy.MISSING

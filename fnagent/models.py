@@ -77,22 +77,6 @@ class Fn:
         )
         return hashlib.sha256(material.encode()).hexdigest()[:24]
 
-    def environment(self, listener: str) -> dict[str, str]:
-        """The container's env: app config, fn config over it, then Fn's FN_* variables."""
-        return {
-            **self.app_config,
-            **self.config,
-            "FN_FN_ID": self.id,
-            "FN_APP_ID": self.app_id,
-            "FN_FN_NAME": self.name,
-            "FN_APP_NAME": self.app_name,
-            "FN_MEMORY": str(self.memory_mb),
-            "FN_TMPSIZE": "0",
-            "FN_TYPE": "sync",
-            "FN_FORMAT": self.format,
-            "FN_LISTENER": listener,
-        }
-
 
 def validate_bounds(*, memory_mb: int, timeout_s: int, idle_timeout_s: int) -> None:
     """Fn's bounds, with messages in Fn's words."""

@@ -25,8 +25,8 @@ from fnagent.units import parse_cpus, parse_duration, parse_env, parse_memory
 
 if TYPE_CHECKING:
     from drivers.docker import OrphanReaper
+    from fnagent.agent.oneoff import RunOutcome, RunRequest
     from fnagent.config import AgentConfig
-    from fnagent.oneoff import RunOutcome, RunRequest
 
 EXIT_TIMEOUT = 124
 EXIT_HTTP_ERROR = 1
@@ -68,8 +68,8 @@ def run_command(
     try:
         from drivers.docker import OrphanReaper, PullPolicy
         from drivers.images import parse_image
+        from fnagent.agent.oneoff import Format, RunRequest
         from fnagent.config import AgentConfig
-        from fnagent.oneoff import Format, RunRequest
 
         parse_image(image)
         config = AgentConfig.from_env(os.environ)
@@ -141,7 +141,7 @@ async def _run(
     request: RunRequest, config: AgentConfig, as_json: bool, reaper: OrphanReaper
 ) -> int:
     from drivers.docker import DockerDriver
-    from fnagent.oneoff import run_once
+    from fnagent.agent.oneoff import run_once
     from fnagent.progress import PullProgressBar
     from fnagent.stdio import FlushingSink, read_fd, regular_file_bytes
 

@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from drivers.base import ContainerTask
+from drivers.base import IOFS_MOUNT, ContainerTask
 from drivers.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ DEFAULT_OPEN_FILES = 350
 DEFAULT_MEMLOCK_BYTES = 64 * 1024
 DEFAULT_SIGPENDING = 5000
 DEFAULT_MSGQUEUE_BYTES = 819200
-DEFAULT_IOFS_MOUNT = "/tmp/iofs"
+DEFAULT_IOFS_MOUNT = IOFS_MOUNT
 DEFAULT_PULL_TIMEOUT_S = 600.0
 DEFAULT_STATS_INTERVAL_S = 1.0
 CPU_PERIOD_US = 100_000

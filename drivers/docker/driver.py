@@ -51,6 +51,10 @@ class DockerDriver(Driver):
     ``cookie.container_options`` from ``task.extensions`` before ``prepare_cookie`` creates it.
     """
 
+    @property
+    def iofs_mount(self) -> str:
+        return self.config.iofs_mount
+
     def __init__(self, config: DockerConfig, *, client: DockerClient | None = None) -> None:
         self.config = config
         if client is None:

@@ -16,6 +16,7 @@ else, and any path these routes would not match, goes to the Starlette app.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -30,7 +31,13 @@ from fnagent.errors import (
     UnauthorizedError,
 )
 from fnagent.models import Call, CallRequest, Fn
-from fnagent.server.state import RETRY_AFTER, ServerState, bearer_matches, error_response
+from fnagent.server.state import (
+    RETRY_AFTER,
+    RETRY_AFTER_S,
+    ServerState,
+    bearer_matches,
+    error_response,
+)
 from fnagent.store.models import App, FnRecord
 
 logger = logging.getLogger(__name__)
@@ -49,6 +56,8 @@ WATCH_AFTER_S = 0.05
 TRIGGER_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Reads of one lookup while writes keep coming; the last read is then served, not cached.
 MAX_LOOKUP_READS = 3
+JSON = b"application/json"
+RETRY_AFTER_BYTES = str(RETRY_AFTER_S).encode()
 
 
 class ClientGone(Exception):
@@ -261,10 +270,26 @@ async def run_call(state: ServerState, receive: Receive, call: Call) -> CallResu
     return None
 
 
+def error_answer(error: FnAgentError) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """A failed call's headers and JSON ``{"message": ...}`` body; a 503 carries Retry-After."""
+    body = json.dumps({"message": error.message}).encode()
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", JSON)]
+    if error.status == 503:
+        headers.append((b"retry-after", RETRY_AFTER_BYTES))
+    return headers, body
+
+
 async def send_result(send: Send, result: CallResult, call_id: str) -> None:
     """The function's answer with ``Fn-Call-Id`` (headers as Starlette's Response sets them:
-    Content-Length computed, except for statuses that have no body)."""
+    Content-Length computed, except for statuses that have no body); for a failed call, the
+    error's JSON body (``error_answer``)."""
     status = result.status
+    if result.error is not None:
+        error_headers, body = error_answer(result.error)
+        error_headers.append((b"fn-call-id", call_id.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": error_headers})
+        await send({"type": "http.response.body", "body": body})
+        return
     headers: list[tuple[bytes, bytes]] = []
     if not (status < 200 or status in (204, 304)):
         headers.append((b"content-length", str(len(result.body)).encode()))

@@ -24,10 +24,10 @@ from typing import Any
 import anyio
 import uvicorn
 
-from fnagent.agent import socket_root
+from fnagent.agent.agent import socket_root
+from fnagent.agent.sockdir import SocketDir, remove_root
 from fnagent.config import AgentConfig, ServerConfig, check_token_text, read_token_file
 from fnagent.errors import FnAgentError, first_error
-from fnagent.sockdir import SocketDir, remove_root
 
 logger = logging.getLogger(__name__)
 

@@ -12,14 +12,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from fnagent.agent import RETRY_AFTER_S, Agent
+from fnagent.agent import Agent
 from fnagent.config import ServerConfig
 from fnagent.errors import InvalidInputError, RequestTooLargeError, UnauthorizedError
 from fnagent.server.metrics import Metrics
 from fnagent.store.base import Store
 
+RETRY_AFTER_S = 15
 RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_S)}
-"""On every 503 the server answers itself, as the agent's call results carry it."""
+"""On every 503 the server answers, its own and a failed call's (fnagent/server/invoke.py)."""
 
 
 @dataclass(kw_only=True)

@@ -16,8 +16,8 @@ import anyio
 
 from drivers.docker import DockerDriver
 from fnagent.agent import Agent
+from fnagent.agent.httpclient import UnixHTTPConnection
 from fnagent.config import AgentConfig
-from fnagent.httpclient import UnixHTTPConnection
 from fnagent.models import Call, CallRequest, Fn
 from tests.bench.hello import docker_rm, docker_run_hello
 from tests.bench.report import Report, Row, median_ms, percentile_ms
@@ -47,7 +47,7 @@ async def bench_hot(report: Report) -> None:
         fn = hello("hot")
         for _ in range(20):
             assert (await agent.submit(Call(fn=fn, request=CallRequest(body=BODY)))).status == 200
-        (queue,) = agent._queues.values()
+        (queue,) = agent.queues
         raw = UnixHTTPConnection(queue.idle[-1].socket_dir.listener)
         headers = [
             ("Content-Type", "application/json"),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import anyio
 
-from fnagent.httpclient import UnixHTTPConnection
+from fnagent.agent.httpclient import UnixHTTPConnection
 from tests.bench.hello import docker_rm, docker_run_hello
 from tests.bench.report import Report, Row, median_ms
 

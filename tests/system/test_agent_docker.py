@@ -18,6 +18,7 @@ from drivers.docker import DockerCookie, DockerDriver
 from fnagent.agent import Agent, CallResult
 from fnagent.config import AgentConfig
 from fnagent.models import Call, CallRequest, Fn
+from fnagent.server.invoke import error_answer
 from tests.system.conftest import FN_HELLO, FN_TEST, eventually, require_image
 
 pytestmark = pytest.mark.anyio
@@ -137,7 +138,10 @@ async def test_eight_concurrent_calls_get_their_own_answers(agent: Agent) -> Non
 
 
 def message(result: CallResult) -> str:
-    return str(json.loads(result.body)["message"])
+    """The failed call's message, from the JSON body the server answers it with."""
+    assert result.error is not None, result
+    _, body = error_answer(result.error)
+    return str(json.loads(body)["message"])
 
 
 async def test_container_502_and_504_answers_keep_the_container(agent: Agent) -> None:

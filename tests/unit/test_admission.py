@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from drivers.errors import MemoryNeverFitsError
-from fnagent.admission import (
+from fnagent.agent.admission import (
     Admission,
     Budget,
     cgroup_cpu_limit_mcpus,

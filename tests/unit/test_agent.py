@@ -16,15 +16,13 @@ import anyio
 import pytest
 
 from drivers.fake import FakeDriver, Program, ProgramContext
-from fnagent.admission import Budget
-from fnagent.agent import (
-    EXIT_REPORT_WAIT_S,
-    Agent,
-    CallResult,
-)
+from fnagent.agent import Agent, CallResult
+from fnagent.agent.admission import Budget
+from fnagent.agent.agent import EXIT_REPORT_WAIT_S, UPDATE_RETRY_S
 from fnagent.clock import ManualClock
 from fnagent.config import AgentConfig
 from fnagent.models import Call, CallRequest, Fn
+from fnagent.server.invoke import error_answer
 from tests.fakefn import Answer, Request, http_function
 
 pytestmark = pytest.mark.anyio
@@ -101,7 +99,10 @@ async def submit_into(agent: Agent, call: Call, results: list[CallResult]) -> No
 
 
 def message(result: CallResult) -> str:
-    return str(json.loads(result.body)["message"])
+    """The failed call's message, from the JSON body the server answers it with."""
+    assert result.error is not None, result
+    _, body = error_answer(result.error)
+    return str(json.loads(body)["message"])
 
 
 # -- slots and launches -----------------------------------------------------------------------
@@ -185,7 +186,7 @@ async def test_a_short_call_launches_after_its_patience_only_while_the_cpus_have
     ):
         fn = make_fn()
         assert (await agent.submit(make_call(fn, b""))).status == 200  # a short call is known
-        (queue,) = agent._queues.values()
+        (queue,) = agent.queues
         async with anyio.create_task_group() as tg:
             tg.start_soon(agent.submit, make_call(fn, b"hold"))
             await poll(lambda: not queue.idle, "the container busy")
@@ -201,7 +202,7 @@ async def test_scaling_from_zero_with_short_calls_known_starts_one_container() -
     async with running({"fn/echo": http_function()}) as (agent, driver):
         fn = make_fn()
         assert (await agent.submit(make_call(fn, b""))).status == 200
-        (queue,) = agent._queues.values()
+        (queue,) = agent.queues
         queue.launch_time_s = 0.5  # a real launch: far longer than a call
         agent._doom(queue.idle[-1])  # as if its caller had gone away mid-call
         async with anyio.create_task_group() as tg:
@@ -471,7 +472,8 @@ async def test_no_room_until_the_deadline_is_503_with_retry_after() -> None:
             gate.set()
         assert result.status == 503
         assert message(result) == "Timed out - server too busy"
-        assert ("Retry-After", "15") in result.headers
+        assert result.error is not None
+        assert (b"retry-after", b"15") in error_answer(result.error)[0]
 
 
 # -- updates ----------------------------------------------------------------------------------
@@ -492,7 +494,7 @@ async def test_update_pre_pulls_while_the_old_version_serves_then_drains() -> No
         during = await agent.submit(make_call(new))
         assert (during.status, during.body) == (200, b"v1")
         await poll(lambda: "fn/app:2" in driver.pulls, "the pre-pull")
-        await poll(lambda: agent._current["fn1"] == new.version_key, "the switch")
+        await poll(lambda: agent.serving_version("fn1") == new.version_key, "the switch")
         after = await agent.submit(make_call(new))
         assert (after.status, after.body) == (200, b"v2")
         await poll(lambda: len(driver.live()) == 1, "the old container drained")
@@ -519,7 +521,7 @@ async def test_a_late_pre_pull_does_not_switch_back_to_an_older_version() -> Non
         await agent.update(newest)  # same image as serving: switches now
         await poll(lambda: "fn/app:2" in driver.pulls, "the pre-pull")
         await anyio.sleep(0.05)
-        assert agent._current["fn1"] == newest.version_key
+        assert agent.serving_version("fn1") == newest.version_key
 
 
 def _answering(body: bytes) -> Callable[[Request, ProgramContext], Any]:
@@ -537,6 +539,45 @@ async def test_failed_update_keeps_the_old_version_and_reports_why() -> None:
         await poll(lambda: "fn1" in agent.update_errors, "the failure recorded")
         assert "pull access denied" in agent.update_errors["fn1"]
         assert (await agent.submit(make_call(new))).status == 200
+
+
+async def test_the_update_retry_waits_on_the_agent_clock() -> None:
+    clock = ManualClock()
+    images = {"fn/app:1": http_function()}
+    async with running(images, missing_images=["fn/app:2"], clock=clock) as (agent, driver):
+        tried: list[str] = []
+        ensure_image = driver.ensure_image
+
+        async def counting(image: str) -> None:
+            if image == "fn/app:2":
+                tried.append(image)
+            await ensure_image(image)
+
+        driver.ensure_image = counting  # type: ignore[method-assign]
+        old, new = make_fn("fn/app:1"), make_fn("fn/app:2")
+        assert (await agent.submit(make_call(old))).status == 200
+        assert (await agent.submit(make_call(new))).status == 200
+        await poll(lambda: "fn1" in agent.update_errors, "the failure recorded")
+        assert (await agent.submit(make_call(new))).status == 200
+        assert tried == ["fn/app:2"], "no retry before UPDATE_RETRY_S"
+        clock.advance(UPDATE_RETRY_S)
+        with anyio.fail_after(5):  # retried in no real time
+            while len(tried) < 2:
+                await agent.update(new)
+                await anyio.sleep(0.005)
+        assert tried == ["fn/app:2"] * 2
+
+
+async def test_call_and_launch_durations_are_on_the_agent_clock() -> None:
+    clock = ManualClock()
+
+    async def slow(request: Request, ctx: ProgramContext) -> Answer:
+        clock.advance(2.5)
+        return Answer()
+
+    async with running({"fn/echo": handler_of(slow)}, clock=clock) as (agent, _):
+        result = await agent.submit(make_call(make_fn()))
+        assert result.status == 200 and result.duration_s == 2.5
 
 
 async def test_a_config_round_trip_during_a_call_serves_the_next_calls() -> None:
@@ -588,7 +629,7 @@ async def test_a_drained_version_whose_containers_died_sends_its_waiters_on_and_
     ):
         a, b = make_fn(config={"K": "a"}, timeout_s=2), make_fn(config={"K": "b"}, timeout_s=2)
         assert (await agent.submit(make_call(a))).status == 200  # a short call is known
-        (old,) = agent._queues.values()
+        (old,) = agent.queues
         old.launch_time_s = 0.5  # a real launch: far longer than a call, so the next call waits
         waited: list[CallResult] = []
         async with anyio.create_task_group() as tg:
@@ -604,7 +645,8 @@ async def test_a_drained_version_whose_containers_died_sends_its_waiters_on_and_
             gate.set()  # ... but dies instead
         got = waited[0]
         assert (got.status, got.body.decode() if got.status == 200 else message(got)) == expected
-        await poll(lambda: old.key not in agent._queues, "the drained queue dropped")
+        keys = lambda: {q.key for q in agent.queues}  # noqa: E731
+        await poll(lambda: old.key not in keys(), "the drained queue dropped")
 
 
 async def test_forgetting_a_fn_lets_its_calls_finish_then_removes_its_containers() -> None:
@@ -628,7 +670,7 @@ async def test_forgetting_a_fn_lets_its_calls_finish_then_removes_its_containers
             gate.set()
         assert [(r.status, r.body) for r in results] == [(200, b"done")] * 2
         await poll(lambda: driver.live() == [], "the containers removed after their calls")
-        assert agent._queues == {}
+        assert agent.queues == []
 
 
 # -- shutdown ---------------------------------------------------------------------------------
@@ -681,7 +723,7 @@ async def test_a_call_arriving_during_a_freeze_waits_for_it_and_thaws() -> None:
         fn = make_fn()
         await agent.submit(make_call(fn))
         (container,) = driver.containers.values()
-        (queue,) = agent._queues.values()
+        (queue,) = agent.queues
         hot = queue.idle[-1]
         assert hot.cookie is not None
         # The idle policy mid-freeze: it holds the lock and Docker paused the container, but

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from fnagent.calllogs import CappedLog, OutputRouter
+from fnagent.agent.calllogs import CappedLog, OutputRouter
 
 LINE = b"x" * 1023 + b"\n"
 MIB = 1024 * 1024

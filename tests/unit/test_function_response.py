@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from drivers.fake import ProgramContext
-from fnagent.agent import request_headers, response_headers
+from fnagent.agent.httpclient import Response
+from fnagent.agent.protocol import request_headers, response_headers
 from fnagent.errors import InvalidResponseError
-from fnagent.httpclient import Response
 from tests.fakefn import Answer, Request
 from tests.unit.test_agent import handler_of, make_call, make_fn, message, poll, running
 

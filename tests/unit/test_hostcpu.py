@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fnagent.hostcpu import HostCpu
+from fnagent.agent.hostcpu import HostCpu
 
 
 def write_stat(path: Path, user: int, idle: int, iowait: int) -> None:

@@ -12,14 +12,14 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from fnagent.config import DEFAULT_MAX_RESPONSE_SIZE_BYTES
-from fnagent.httpclient import (
+from fnagent.agent.httpclient import (
     MAX_RESPONSE_HEADERS,
     BodyTooLarge,
     ProtocolError,
     UnixHTTPConnection,
     is_hop_by_hop,
 )
+from fnagent.config import DEFAULT_MAX_RESPONSE_SIZE_BYTES
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from fnagent.httpclient import BodySizeMismatch, UnixHTTPConnection
+from fnagent.agent.httpclient import BodySizeMismatch, UnixHTTPConnection
 
 pytestmark = pytest.mark.anyio
 

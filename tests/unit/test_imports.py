@@ -6,7 +6,7 @@ Layers, bottom to top (a module may import its own layer or any layer below it, 
    importer of docker-py (and of requests, which comes with it). Never imports ``fnagent``.
 1. fnagent leaves: errors, bounds, env parsing, config, models, ids, units, clock, ... (no I/O)
 2. ``fnagent.store``
-3. the agent: the modules that turn calls into containers (agent, slots, admission, ...)
+3. ``fnagent.agent``: the package that turns calls into containers (and the one-off run)
 4. ``fnagent.server``
 5. the command line: ``fnagent.cli`` and the commands' bodies (top)
 
@@ -42,20 +42,12 @@ LAYERS: dict[str, int] = {
     "fnagent.ids": 1,
     "fnagent.units": 1,
     "fnagent.clock": 1,
-    "fnagent.hostcpu": 1,
     "fnagent.stdio": 1,
     "fnagent.progress": 1,
     # the store
     "fnagent.store": 2,
     # the agent
     "fnagent.agent": 3,
-    "fnagent.slots": 3,
-    "fnagent.admission": 3,
-    "fnagent.calllogs": 3,
-    "fnagent.readiness": 3,
-    "fnagent.sockdir": 3,
-    "fnagent.httpclient": 3,
-    "fnagent.oneoff": 3,
     # the server
     "fnagent.server": 4,
     # the command line

@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from fnagent.agent import CallResult
+from fnagent.errors import FnAgentError, FunctionTimeoutError, ServerBusyError
 from fnagent.models import Call, Fn
 from fnagent.server import invoke
 from fnagent.server.app import ServerConfig, ServerState, create_app
@@ -20,8 +21,9 @@ pytestmark = pytest.mark.anyio
 
 
 class StubAgent:
-    def __init__(self, hang: bool = False) -> None:
+    def __init__(self, hang: bool = False, error: FnAgentError | None = None) -> None:
         self.hang = hang
+        self.error = error
         self.calls: list[Call] = []
         self.cancelled = False
 
@@ -33,6 +35,8 @@ class StubAgent:
             except anyio.get_cancelled_exc_class():
                 self.cancelled = True
                 raise
+        if self.error is not None:  # what the agent returns for a failed call
+            return CallResult(call_id=call.id, status=self.error.status, error=self.error)
         return CallResult(
             call_id=call.id,
             status=200,
@@ -100,6 +104,19 @@ async def test_invoke_answers_with_the_functions_response_and_a_call_id() -> Non
     assert headers[b"content-length"] == b"9" and headers[b"content-type"] == b"text/plain"
     assert headers[b"fn-call-id"].decode() == agent.calls[0].id
     assert agent.calls[0].request.url == "http://127.0.0.1:8080/invoke/f1"
+
+
+async def test_the_server_renders_a_failed_call_as_json_with_retry_after_on_503() -> None:
+    agent = StubAgent(error=ServerBusyError())
+    status, headers, body = await request(make_state(agent), "POST", "/invoke/f1")
+    assert (status, json.loads(body)) == (503, {"message": "Timed out - server too busy"})
+    assert headers[b"retry-after"] == b"15" and headers[b"content-type"] == b"application/json"
+    assert headers[b"content-length"] == str(len(body)).encode()
+    assert headers[b"fn-call-id"].decode() == agent.calls[0].id
+    agent = StubAgent(error=FunctionTimeoutError("Timed out"))
+    status, headers, body = await request(make_state(agent), "PUT", "/t/app/hook")
+    assert (status, json.loads(body)) == (504, {"message": "Timed out"})
+    assert b"retry-after" not in headers
 
 
 async def test_trigger_calls_carry_the_gateway_flag_and_take_any_method() -> None:

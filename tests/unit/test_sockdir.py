@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fnagent.sockdir import SocketDir, SocketDirError, remove_root
+from fnagent.agent.sockdir import SocketDir, SocketDirError, remove_root
 
 MIB = 1024 * 1024
 

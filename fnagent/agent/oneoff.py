@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import anyio
 
@@ -24,6 +23,9 @@ from drivers import ContainerTask, LogSink, RunResult, RunStatus, Stat, TaskLogg
 from drivers.docker import TASK_LABEL, DockerDriver, OrphanReaper
 from drivers.docker.pull import PullProgress
 from drivers.results import timed_out
+from fnagent.agent import protocol
+from fnagent.agent.readiness import CONTRACT_HINT, LISTENER
+from fnagent.agent.sockdir import SocketDir
 from fnagent.config import DEFAULT_IOFS_SIZE_BYTES, DEFAULT_MAX_RESPONSE_SIZE_BYTES
 from fnagent.errors import (
     ContainerGoneError,
@@ -31,8 +33,6 @@ from fnagent.errors import (
     FunctionTimeoutError,
     InvalidInputError,
 )
-from fnagent.readiness import CONTRACT_HINT, LISTENER
-from fnagent.sockdir import SocketDir
 
 MAX_STAT_SAMPLES = 240
 # How long a broken call waits for Docker to report the container's end.
@@ -121,12 +121,7 @@ async def run_once(
             reaper.remove_dir(socket_dir.path)
     env = dict(request.env)
     if not cold:
-        env |= {
-            "FN_FORMAT": "http-stream",
-            "FN_LISTENER": f"unix:{driver.config.iofs_mount}/{LISTENER}",
-            "FN_TYPE": "sync",
-            "FN_MEMORY": str(request.memory_bytes // (1024 * 1024)),
-        }
+        env = run_environment(request, driver.iofs_mount)
     task = ContainerTask(
         id=call_id,
         image=request.image,
@@ -181,13 +176,13 @@ async def _call_hot(
     """Wait for the listener, make the one call (stdin streamed as its body, never held
     whole), and report how it went."""
     # Imported here: the cold format, whose start-up latency matters most, needs neither.
-    from fnagent.httpclient import (
+    from fnagent.agent.httpclient import (
         BodySizeMismatch,
         BodyTooLarge,
         ProtocolError,
         UnixHTTPConnection,
     )
-    from fnagent.readiness import wait_until_listening
+    from fnagent.agent.readiness import wait_until_listening
 
     exited = anyio.Event()
     ended: list[RunResult] = []
@@ -197,7 +192,7 @@ async def _call_hot(
         ended.append(result)
         exited.set()
 
-    deadline = datetime.now(UTC) + timedelta(seconds=request.timeout_s)
+    deadline = time.monotonic() + request.timeout_s
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_exit)
         try:
@@ -215,20 +210,15 @@ async def _call_hot(
                 f"the function exited before it listened on {LISTENER} "
                 f"({_describe(ended[0])}): {CONTRACT_HINT}"
             )
-        headers = {
-            "Content-Type": "application/octet-stream",
-            **request.headers,
-            "Fn-Call-Id": call_id,
-            "Fn-Deadline": deadline.isoformat().replace("+00:00", "Z"),
-        }
-        # The pinned listener, never lsnr.sock itself (fnagent.sockdir).
+        headers = run_headers(request, call_id, remaining_s=deadline - time.monotonic())
+        # The pinned listener, never lsnr.sock itself (fnagent.agent.sockdir).
         connection = UnixHTTPConnection(socket_dir.listener)
         try:
             with anyio.fail_after(request.timeout_s):
                 response = await connection.request(
                     "POST",
                     "/call",
-                    list(headers.items()),
+                    headers,
                     stdin,
                     content_length=stdin_bytes,
                     max_body_bytes=request.max_response_bytes,
@@ -265,6 +255,22 @@ async def _call_hot(
     return RunResult(
         status=RunStatus.ERROR, error=FnAgentError(f"the function answered HTTP {status}")
     ), status
+
+
+def run_environment(request: RunRequest, iofs_mount: str) -> dict[str, str]:
+    """The http-stream container's env: ``--env``, then the contract's (as ``serve`` sets)."""
+    return protocol.environment(
+        listener=protocol.listener_address(iofs_mount),
+        memory_mb=request.memory_bytes // protocol.MIB,
+        config=request.env,
+    )
+
+
+def run_headers(request: RunRequest, call_id: str, *, remaining_s: float) -> list[tuple[str, str]]:
+    """The call's headers: Content-Type (octet-stream unless ``--header`` sets it), the user's
+    ``--header``s, then Fn-Call-Id and Fn-Deadline as ``serve`` sends them."""
+    given = {"Content-Type": "application/octet-stream", **request.headers}
+    return protocol.call_headers(given.items(), call_id, remaining_s)
 
 
 def _describe(result: RunResult) -> str:

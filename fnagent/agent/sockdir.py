@@ -31,8 +31,8 @@ import shutil
 import stat
 
 from drivers.libc import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount_tmpfs, remove_tree, unmount
+from fnagent.agent.readiness import LISTENER
 from fnagent.errors import SocketDirError
-from fnagent.readiness import LISTENER
 
 SHARED = "iofs"
 OWN = "own"

@@ -9,7 +9,8 @@ when the budget is full. A changed function is pre-pulled while the old version 
 then do new calls go to the new version, and the old containers drain.
 
 ``submit`` never raises for what happens to a call: the ``CallResult`` carries the status the
-caller gets (DESIGN.md §4's table) and, for errors, a JSON ``{"message": ...}`` body.
+caller gets and, for a failed call, the error (the server renders it as HTTP), with what was
+learned either way (how the container was found, its logs, resource samples).
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import math
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
@@ -35,15 +33,32 @@ import anyio.abc
 from drivers.backoff import backoff_s
 from drivers.base import ContainerTask, Driver, RunStatus, TaskLogger, WaitResult
 from drivers.stats import Stat, decimate
-from fnagent.admission import Admission, Budget, detect_budget
-from fnagent.calllogs import CappedLog, OutputRouter, log_call
+from fnagent.agent.admission import Admission, Budget, detect_budget
+from fnagent.agent.calllogs import CappedLog, OutputRouter, log_call
+from fnagent.agent.hostcpu import HostCpu
+from fnagent.agent.httpclient import (
+    BodyTooLarge,
+    ConnectFailed,
+    ProtocolError,
+    Response,
+    UnixHTTPConnection,
+)
+from fnagent.agent.protocol import (
+    fn_environment,
+    listener_address,
+    request_headers,
+    response_headers,
+    status_error,
+)
+from fnagent.agent.readiness import CONTRACT_HINT, wait_until_listening
+from fnagent.agent.slots import HotContainer, SlotQueue, State, Waiter
+from fnagent.agent.sockdir import SocketDir, remove_root
 from fnagent.clock import Clock
 from fnagent.config import AgentConfig
 from fnagent.errors import (
     ContainerGoneError,
     FnAgentError,
     FnDeletedError,
-    FunctionFailedError,
     FunctionTimeoutError,
     InvalidInputError,
     InvalidResponseError,
@@ -53,20 +68,8 @@ from fnagent.errors import (
     ServerBusyError,
     StartTimeoutError,
 )
-from fnagent.hostcpu import HostCpu
-from fnagent.httpclient import (
-    BodyTooLarge,
-    ConnectFailed,
-    ProtocolError,
-    Response,
-    UnixHTTPConnection,
-    is_hop_by_hop,
-)
 from fnagent.ids import new_id
 from fnagent.models import FORMAT_HTTP_STREAM, Call, Fn
-from fnagent.readiness import CONTRACT_HINT, LISTENER, wait_until_listening
-from fnagent.slots import HotContainer, SlotQueue, State, Waiter
-from fnagent.sockdir import SocketDir, remove_root
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +77,6 @@ MIB = 1024 * 1024
 MAX_STAT_SAMPLES = 240
 STATS_INTERVAL_S = 1.0
 DEFAULT_STOP_GRACE_S = 30.0
-RETRY_AFTER_S = 15
 # What a launch is assumed to cost before one was seen (a cold start with the bridge).
 DEFAULT_LAUNCH_ESTIMATE_S = 0.5
 # After a failed update, the new version is retried no sooner than this.
@@ -92,10 +94,6 @@ MIN_HOT_LAUNCHES_AT_ONCE = 2
 LAUNCH_MIN_IDLE_CPU = 0.15
 FN_LABEL = "fnagent.fn_id"
 APP_LABEL = "fnagent.app_id"
-_OWN_HEADERS = frozenset({"fn-call-id", "fn-deadline"})
-# Response headers the caller gets from the agent or its server only, never from a function.
-_SERVER_HEADERS = frozenset({"fn-call-id", "server", "date"})
-_TRIGGER_PREFIX = "fn-http-h-"
 
 
 @dataclass(kw_only=True)
@@ -107,6 +105,8 @@ class CallResult:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     error: FnAgentError | None = None
+    """Set when the call failed: ``status`` is its status; ``headers`` and ``body`` are empty
+    (the caller's answer is the server's to make)."""
     start: str | None = None
     """How the container was found: "cold" (launched for it), "warm" or "thawed"."""
     logs: bytes = b""
@@ -165,6 +165,15 @@ class Agent:
     def __repr__(self) -> str:
         return f"<Agent queues={len(self._queues)} in_flight={self._inflight} {self.admission!r}>"
 
+    @property
+    def queues(self) -> list[SlotQueue]:
+        """The per-version queues now (a copy: adding or dropping one goes through the agent)."""
+        return list(self._queues.values())
+
+    def serving_version(self, fn_id: str) -> str | None:
+        """The version key ``fn_id``'s calls go to now; None when it has none."""
+        return self._current.get(fn_id)
+
     # -- life ---------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -197,7 +206,7 @@ class Agent:
 
     async def submit(self, call: Call) -> CallResult:
         """Run ``call``; the result says what the caller gets (never raises for the call)."""
-        started = time.monotonic()
+        started = self.clock.now()
         self._inflight += 1
         try:
             if self._closing or self._tg is None:
@@ -209,7 +218,7 @@ class Agent:
             self._inflight -= 1
             if self._closing and not self._inflight:
                 self._idle_calls.set()
-        result.duration_s = time.monotonic() - started
+        result.duration_s = self.clock.now() - started
         return result
 
     async def _submit(self, call: Call) -> CallResult:
@@ -259,7 +268,7 @@ class Agent:
     async def _acquire(self, queue: SlotQueue, call: Call) -> tuple[HotContainer, str]:
         """A container for ``call``, busy and thawed, and how it was found."""
         while True:
-            container = queue.take_idle()
+            container = queue.take_idle(self.clock.now())
             start = "warm"
             if container is None:
                 container = await self._wait_for_container(queue, call)
@@ -358,7 +367,7 @@ class Agent:
         self, queue: SlotQueue, container: HotContainer, call: Call, start: str
     ) -> CallResult:
         """One call on one busy container; afterwards the container is released or doomed."""
-        started = time.monotonic()
+        started = self.clock.now()
         log = CappedLog(self.config.max_log_size_bytes)
         stats: list[Stat] = []
         container.router.current = log
@@ -380,7 +389,7 @@ class Agent:
             container.router.current = None
             container.stats = None
             queue.release(container, self.clock.now())
-        queue.observe_call(time.monotonic() - started)
+        queue.observe_call(self.clock.now() - started)
         result.start = start
         result.logs = log.getvalue()
         result.stats = decimate(MAX_STAT_SAMPLES, stats)
@@ -420,8 +429,7 @@ class Agent:
             # Still listening: most likely alive, so no exit report is coming; but a process
             # being killed may still accept for a moment.
             wait_s = ALIVE_EXIT_REPORT_WAIT_S
-        with anyio.move_on_after(wait_s):
-            await container.exited.wait()
+        await self.clock.wait(container.exited, wait_s)
         ended = container.exit_result
         if ended is not None and isinstance(ended.error, OutOfMemoryError):
             return OutOfMemoryError(ended.error.message)
@@ -430,18 +438,11 @@ class Agent:
         return ReceiveError()
 
     def _result_from(self, container: HotContainer, call: Call, response: Response) -> CallResult:
-        if response.status == 502:
-            return error_result(call.id, FunctionFailedError())
-        if response.status == 504:
-            return error_result(call.id, FunctionTimeoutError("Timed out"))
-        if response.status != 200:
-            self._doom(container)
-            return error_result(
-                call.id,
-                InvalidResponseError(
-                    f"invalid function response: the container answered {response.status}"
-                ),
-            )
+        error = status_error(response.status)
+        if error is not None:
+            if response.status not in (502, 504):  # the container broke the contract
+                self._doom(container)
+            return error_result(call.id, error)
         try:
             status, headers = response_headers(response, trigger=call.trigger)
         except InvalidResponseError as exc:
@@ -521,7 +522,7 @@ class Agent:
             task = ContainerTask(
                 id=container.name,
                 image=fn.image,
-                env_vars=fn.environment(f"unix:/tmp/iofs/{LISTENER}"),
+                env_vars=fn_environment(fn, listener_address(self.driver.iofs_mount)),
                 logger=TaskLogger(stdout=container.router, stderr=container.router),
                 memory_bytes=memory,
                 cpus_mcpus=cpus,
@@ -529,7 +530,7 @@ class Agent:
                 labels={FN_LABEL: fn.id, APP_LABEL: fn.app_id},
                 extensions=extensions,
             )
-            launched_at = time.monotonic()
+            launched_at = self.clock.now()
             async with await self.driver.create_cookie(task) as cookie:
                 container.cookie = cookie
                 await self.driver.prepare_cookie(cookie)
@@ -543,7 +544,7 @@ class Agent:
                         # Raised outside the task group, which would wrap it in a group.
                         failure = exc
                     else:
-                        queue.observe_launch(time.monotonic() - launched_at)
+                        queue.observe_launch(self.clock.now() - launched_at)
                         queue.launch_failures = 0
                         starting = False
                         queue.starting -= 1
@@ -595,7 +596,7 @@ class Agent:
             self._tg.start_soon(self._keep_minimum_later, queue, backoff_s(queue.launch_failures))
 
     async def _keep_minimum_later(self, queue: SlotQueue, delay_s: float) -> None:
-        await self.clock.wait(anyio.Event(), delay_s)
+        await self.clock.sleep(delay_s)
         queue.relaunch_pending = False
         self._keep_minimum(queue)
 
@@ -642,12 +643,11 @@ class Agent:
                 due = max(container.busy_since, sampled_at) + STATS_INTERVAL_S
                 container.watching_busy = True
                 try:
-                    with anyio.move_on_after(due - time.monotonic()):
-                        await changed.wait()
+                    if await self.clock.wait(changed, due - self.clock.now()):
                         continue
                 finally:
                     container.watching_busy = False
-                now = time.monotonic()
+                now = self.clock.now()
                 if container.state is State.BUSY and now - container.busy_since >= STATS_INTERVAL_S:
                     await self._sample(container)
                     sampled_at = now
@@ -706,8 +706,7 @@ class Agent:
                 if not queue.waiters and queue.min_hot <= len(queue.containers):
                     raise ServerBusyError()
                 continue_waiting = 0.5
-            with anyio.move_on_after(continue_waiting):
-                await self.admission.wait_for_release()
+            await self.clock.wait(self.admission.released, continue_waiting)
         queue.admission_blocked = False
 
     def _evict_one(self, keep: SlotQueue) -> bool:
@@ -739,7 +738,7 @@ class Agent:
                 "update failed; the previous version keeps serving",
                 extra={"fn_id": fn.id, "image": fn.image, "error": message},
             )
-            await anyio.sleep(UPDATE_RETRY_S)
+            await self.clock.sleep(UPDATE_RETRY_S)
             self._preparing.discard(key)
             return
         self._preparing.discard(key)
@@ -868,66 +867,7 @@ def socket_root(config: AgentConfig) -> str:
     return os.path.join(config.iofs_path, digest)
 
 
-def request_headers(call: Call) -> list[tuple[str, str]]:
-    """The headers sent to the container (DESIGN.md §4): hop-by-hop ones dropped; through a
-    trigger, every caller header but Content-Type wrapped as Fn-Http-H-<name>."""
-    out: list[tuple[str, str]] = []
-    for name, value in call.request.headers:
-        lowered = name.lower()
-        if is_hop_by_hop(name) or lowered in _OWN_HEADERS or "\r" in value or "\n" in value:
-            continue
-        if call.trigger and lowered != "content-type":
-            out.append((f"Fn-Http-H-{name}", value))
-        else:
-            out.append((name, value))
-    if call.trigger:
-        out.append(("Fn-Intent", "httprequest"))
-        out.append(("Fn-Http-Method", call.request.method))
-        out.append(("Fn-Http-Request-Url", call.request.url))
-    deadline = datetime.now(UTC) + timedelta(seconds=call.remaining_s())
-    out.append(("Fn-Call-Id", call.id))
-    out.append(("Fn-Deadline", deadline.isoformat(timespec="milliseconds").replace("+00:00", "Z")))
-    return out
-
-
-def response_headers(response: Response, *, trigger: bool) -> tuple[int, list[tuple[str, str]]]:
-    """The status and headers the caller gets: Fn-Http-Status sets the status (200-599, else
-    InvalidResponseError); through a trigger, Fn-Http-H-* headers are unwrapped. Headers that
-    frame the body or describe the connection, and those the server sets itself (Fn-Call-Id,
-    Server, Date), are dropped, wrapped or not. Names and values were checked by the client."""
-    status = 200
-    headers: list[tuple[str, str]] = []
-    for name, value in response.headers:
-        lowered = name.lower()
-        if lowered == "fn-http-status":
-            if not (len(value) == 3 and value.isascii() and value.isdigit()) or not (
-                200 <= int(value) <= 599
-            ):
-                raise InvalidResponseError(
-                    f"invalid function response: Fn-Http-Status {value[:20]!r} is not 200-599"
-                )
-            status = int(value)
-            continue
-        if trigger and lowered.startswith(_TRIGGER_PREFIX):
-            name = name[len(_TRIGGER_PREFIX) :]
-            if not name:
-                raise InvalidResponseError("invalid function response: empty header name")
-            lowered = lowered[len(_TRIGGER_PREFIX) :]
-        if is_hop_by_hop(lowered) or lowered in _SERVER_HEADERS:
-            continue
-        headers.append((name, value))
-    return status, headers
-
-
 def error_result(call_id: str, error: FnAgentError) -> CallResult:
-    """A JSON error answer; 503 carries Retry-After."""
-    headers = [("Content-Type", "application/json")]
-    if error.status == 503:
-        headers.append(("Retry-After", str(RETRY_AFTER_S)))
-    return CallResult(
-        call_id=call_id,
-        status=error.status,
-        headers=headers,
-        body=json.dumps({"message": error.message}).encode(),
-        error=error,
-    )
+    """A failed call's result: the error's status and the error itself (the server renders
+    it: fnagent/server/invoke.py)."""
+    return CallResult(call_id=call_id, status=error.status, error=error)

@@ -11,7 +11,6 @@ oldest waiter.
 from __future__ import annotations
 
 import enum
-import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -19,11 +18,11 @@ import anyio
 
 from drivers.base import Cookie, RunResult
 from drivers.stats import Stat
-from fnagent.calllogs import OutputRouter
+from fnagent.agent.calllogs import OutputRouter
+from fnagent.agent.httpclient import UnixHTTPConnection
+from fnagent.agent.sockdir import SocketDir
 from fnagent.errors import FnAgentError
-from fnagent.httpclient import UnixHTTPConnection
 from fnagent.models import Fn
-from fnagent.sockdir import SocketDir
 
 
 class State(enum.Enum):
@@ -50,7 +49,8 @@ class HotContainer:
     """Marked for removal: its life task removes it as soon as it notices."""
     idle_since: float = 0.0
     busy_since: float = 0.0
-    """time.monotonic() when its current call took it (resource samples are timed from it)."""
+    """The agent clock's time when its current call took it (resource samples are timed from
+    it)."""
     calls: int = 0
     cookie: Cookie | None = None
     exit_result: RunResult | None = None
@@ -122,14 +122,15 @@ class SlotQueue:
     def observe_launch(self, seconds: float) -> None:
         self.launch_time_s = _average(self.launch_time_s, seconds)
 
-    def take_idle(self) -> HotContainer | None:
-        """The most recently used idle container, now busy; None when there is none."""
+    def take_idle(self, now: float) -> HotContainer | None:
+        """The most recently used idle container, now busy (since ``now``); None when there is
+        none."""
         while self.idle:
             container = self.idle.pop()
             if container.doomed:
                 continue
             container.state = State.BUSY
-            container.busy_since = time.monotonic()
+            container.busy_since = now
             return container
         return None
 
@@ -144,7 +145,8 @@ class SlotQueue:
 
     def release(self, container: HotContainer, now: float) -> None:
         """A container finished a call or became ready: hand it to the oldest waiter, else
-        make it idle. A doomed container is only woken, so its life task removes it."""
+        make it idle (both since ``now``). A doomed container is only woken, so its life task
+        removes it."""
         if container.doomed or container.state is State.GONE:
             container.notify()
             return
@@ -153,7 +155,7 @@ class SlotQueue:
             if waiter.ready.is_set():
                 continue
             container.state = State.BUSY
-            container.busy_since = time.monotonic()
+            container.busy_since = now
             waiter.container = container
             waiter.ready.set()
             return

@@ -132,5 +132,7 @@ class Admission:
         self._released.set()
         self._released = anyio.Event()
 
-    async def wait_for_release(self) -> None:
-        await self._released.wait()
+    @property
+    def released(self) -> anyio.Event:
+        """Set at the next release (a fresh event after each)."""
+        return self._released

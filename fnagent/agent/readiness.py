@@ -1,6 +1,6 @@
 """Waiting for an http-stream container's listener: ``lsnr.sock`` in its socket dir.
 
-What counts as ready is the socket dir's (``fnagent.sockdir``: ``lsnr.sock`` is a socket, or a
+What counts as ready is the socket dir's (``fnagent.agent.sockdir``: ``lsnr.sock`` is a socket, or a
 symlink to a socket in the same directory, as Fn's FDKs bind ``phonylsnr.sock``, chmod it, then
 symlink). The directory is watched with inotify, so readiness is seen the moment the link
 appears; where inotify is not available it is polled.

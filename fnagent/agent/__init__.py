@@ -1,0 +1,17 @@
+"""The agent: calls become container tasks on hot http-stream containers.
+
+One module per concept:
+
+- ``agent``: the ``Agent`` class, which ties the others together and does the I/O;
+- ``protocol``: Fn's http-stream contract (container environment, request and response
+  headers, the status table's errors), shared with the one-off run;
+- ``slots``: hot containers and the per-version queues that hold them (bookkeeping);
+- ``admission``: the memory and CPU budget launches reserve from;
+- ``sockdir``, ``readiness``, ``httpclient``: one container's socket dir, its listener, the
+  client that calls it; ``calllogs``: its output; ``hostcpu``: the host's idle CPU share;
+- ``oneoff``: ``fnagent run``, one container and one call.
+"""
+
+from fnagent.agent.agent import Agent, CallResult
+
+__all__ = ["Agent", "CallResult"]
