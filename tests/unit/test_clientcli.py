@@ -23,10 +23,9 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from fnagent import apiclient
-from fnagent.apiclient import ApiClient, ApiError
 from fnagent.cli import main
-from fnagent.clientcli import format_table
+from fnagent.cli.commands import format_table
+from fnagent.client import DEFAULT_API_URL, ApiClient, ApiError
 
 JSONObject = dict[str, Any]
 NOT_UTF8 = bytes(range(256)) + b"\xff\xfe\x80 not utf-8 \xc3\x28"
@@ -343,10 +342,11 @@ def test_help_lists_the_client_commands() -> None:
         assert f"  {name} " in result.output
 
 
-def test_importing_the_cli_does_not_load_the_client_commands() -> None:
+def test_importing_the_cli_loads_neither_the_client_commands_nor_the_run_body() -> None:
     code = (
         "import sys, fnagent.cli; print(sorted(m for m in "
-        "('fnagent.apiclient', 'fnagent.clientcli', 'http.client') if m in sys.modules))"
+        "('fnagent.client', 'fnagent.cli.commands', 'fnagent.cli.run', 'http.client')"
+        " if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert done.stdout.strip() == b"[]"
@@ -358,7 +358,7 @@ def test_a_client_command_loads_on_demand() -> None:
         "from click.testing import CliRunner\n"
         "from fnagent.cli import main\n"
         "r = CliRunner().invoke(main, ['fns', '--help'])\n"
-        "print(r.exit_code, 'fnagent.clientcli' in sys.modules)"
+        "print(r.exit_code, 'fnagent.cli.commands' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert done.stdout.strip() == b"0 True"
@@ -366,7 +366,7 @@ def test_a_client_command_loads_on_demand() -> None:
 
 def test_help_names_the_client_default_url() -> None:
     result = CliRunner().invoke(main, ["apps", "list", "--help"])
-    assert apiclient.DEFAULT_API_URL in result.output.replace("\n", " ").replace("  ", "")
+    assert DEFAULT_API_URL in result.output.replace("\n", " ").replace("  ", "")
 
 
 # -- apps ------------------------------------------------------------------------------------

@@ -4,11 +4,12 @@ Layers, bottom to top (a module may import its own layer or any layer below it, 
 
 0. ``drivers``: the driver interfaces, the fake driver, and ``drivers.docker``, the only
    importer of docker-py (and of requests, which comes with it). Never imports ``fnagent``.
-1. fnagent leaves: errors, bounds, env parsing, config, models, ids, units, clock, ... (no I/O)
+1. fnagent leaves: errors, bounds, env parsing, config, models, ids, units, clock, ... (no I/O),
+   and ``fnagent.client``, the API's HTTP client (standard library only)
 2. ``fnagent.store``
 3. the agent: the modules that turn calls into containers (agent, slots, admission, ...)
 4. ``fnagent.server``
-5. the command line: ``fnagent.cli`` and the commands' bodies (top)
+5. the command line: the ``fnagent.cli`` package, the commands and their bodies (top)
 
 Every import counts, including those inside functions (which hide cycles from Python) and
 under ``if TYPE_CHECKING:``, which never run: they are excluded from the cycle check only, since
@@ -43,8 +44,8 @@ LAYERS: dict[str, int] = {
     "fnagent.units": 1,
     "fnagent.clock": 1,
     "fnagent.hostcpu": 1,
-    "fnagent.stdio": 1,
-    "fnagent.progress": 1,
+    # the HTTP client of the API: standard library only, usable without the CLI
+    "fnagent.client": 1,
     # the store
     "fnagent.store": 2,
     # the agent
@@ -61,9 +62,6 @@ LAYERS: dict[str, int] = {
     # the command line
     "fnagent.cli": 5,
     "fnagent.__main__": 5,
-    "fnagent.runcmd": 5,
-    "fnagent.clientcli": 5,
-    "fnagent.apiclient": 5,
 }
 LAYER_NAMES = ["drivers", "fnagent leaves", "store", "agent", "server", "cli"]
 # Third-party packages only one place may import.

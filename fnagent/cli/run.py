@@ -141,9 +141,9 @@ async def _run(
     request: RunRequest, config: AgentConfig, as_json: bool, reaper: OrphanReaper
 ) -> int:
     from drivers.docker import DockerDriver
+    from fnagent.cli.progress import PullProgressBar
+    from fnagent.cli.stdio import FlushingSink, read_fd, regular_file_bytes
     from fnagent.oneoff import run_once
-    from fnagent.progress import PullProgressBar
-    from fnagent.stdio import FlushingSink, read_fd, regular_file_bytes
 
     bar = PullProgressBar(request.image, sys.stderr) if sys.stderr.isatty() else None
     captured = io.BytesIO()
