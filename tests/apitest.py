@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from fnagent.models import Fn
+from fnagent.server import invoke
 from fnagent.server.app import ServerConfig, ServerState, create_app
 from fnagent.server.metrics import Metrics
 from fnagent.store.base import Store
@@ -118,3 +119,45 @@ class Client:
 
     async def json(self, method: str, path: str, document: Any) -> Answer:
         return await self.send(method, path, json.dumps(document).encode())
+
+
+async def request(
+    state: ServerState,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    disconnect: bool = False,
+    raw_path: bytes | None = None,
+    query: bytes = b"",
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One raw ASGI request to the whole app (the invoke path included): status, headers and
+    body. ``disconnect`` makes the caller go away after the invoke path starts watching."""
+    scope = http_scope(method, path, raw_path=raw_path, query=query, headers=headers)
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    gone = anyio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        if disconnect:
+            await anyio.sleep(invoke.WATCH_AFTER_S * 2)
+            gone.set()
+            return {"type": "http.disconnect"}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(5):
+        await create_app(state)(scope, receive, send)
+    if not sent:
+        return 0, {}, b""
+    return (
+        sent[0]["status"],
+        dict(sent[0]["headers"]),
+        b"".join(m.get("body", b"") for m in sent[1:]),
+    )

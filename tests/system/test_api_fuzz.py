@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from fnagent.server.openapi import document
-from tests.system.conftest import new_instance_id
+from tests.system.helpers import new_instance_id
 from tests.system.server import Server, make_server
 
 SCHEMA = schemathesis.openapi.from_dict(document())

@@ -4,7 +4,7 @@ import pytest
 
 from drivers.docker import DockerConfig, DockerDriver
 from tests.conformance import CASES, Case, Images
-from tests.system.conftest import BUSYBOX
+from tests.system.helpers import BUSYBOX
 
 IMAGES = Images(busybox=BUSYBOX)
 

@@ -19,7 +19,7 @@ from drivers.errors import (
     ImageNotFoundError,
     OutOfMemoryError,
 )
-from tests.system.conftest import BUSYBOX
+from tests.system.helpers import BUSYBOX
 
 pytestmark = pytest.mark.anyio
 

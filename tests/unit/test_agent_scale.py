@@ -11,7 +11,8 @@ from fnagent.admission import Budget
 from fnagent.agent import MIN_HOT_LAUNCHES_AT_ONCE
 from fnagent.clock import ManualClock
 from tests.fakefn import http_function
-from tests.unit.test_agent import MIB, make_fn, poll, running
+from tests.helpers import poll
+from tests.unit.helpers import MIB, make_fn, running
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,7 @@ from fnagent.models import Call, Fn
 from fnagent.server import invoke
 from fnagent.server.app import ServerConfig, ServerState
 from fnagent.store import App, FnRecord, NotFoundError, SQLiteStore, Trigger
-from tests.unit.test_invoke_app import request
+from tests.apitest import request
 
 pytestmark = pytest.mark.anyio
 

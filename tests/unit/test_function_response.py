@@ -10,7 +10,8 @@ from fnagent.agent import request_headers, response_headers
 from fnagent.errors import InvalidResponseError
 from fnagent.httpclient import Response
 from tests.fakefn import Answer, Request
-from tests.unit.test_agent import handler_of, make_call, make_fn, message, poll, running
+from tests.helpers import poll
+from tests.unit.helpers import handler_of, make_call, make_fn, message, running
 
 pytestmark = pytest.mark.anyio
 
