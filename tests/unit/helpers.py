@@ -12,10 +12,10 @@ from typing import Any
 from drivers.fake import FakeDriver, Program, ProgramContext
 from fnagent.admission import Budget
 from fnagent.agent import Agent, CallResult
-from fnagent.clock import ManualClock
 from fnagent.config import AgentConfig
 from fnagent.models import Call, CallRequest, Fn
-from tests.fakefn import Answer, Request, http_function
+from fnagent.testing.clock import ManualClock
+from fnagent.testing.fakefn import Answer, Request, http_function
 
 MIB = 1024 * 1024
 ROOMY = Budget(memory_bytes=4096 * MIB, cpu_mcpus=4000)

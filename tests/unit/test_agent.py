@@ -20,10 +20,10 @@ from fnagent.agent import (
     Agent,
     CallResult,
 )
-from fnagent.clock import ManualClock
 from fnagent.config import AgentConfig
 from fnagent.models import Call
-from tests.fakefn import Answer, Request, http_function
+from fnagent.testing.clock import ManualClock
+from fnagent.testing.fakefn import Answer, Request, http_function
 from tests.helpers import poll
 from tests.unit.helpers import MIB, ROOMY, handler_of, make_call, make_fn, message, running
 

@@ -9,8 +9,8 @@ import pytest
 from drivers.errors import InvalidInputError
 from fnagent.admission import Budget
 from fnagent.agent import MIN_HOT_LAUNCHES_AT_ONCE
-from fnagent.clock import ManualClock
-from tests.fakefn import http_function
+from fnagent.testing.clock import ManualClock
+from fnagent.testing.fakefn import http_function
 from tests.helpers import poll
 from tests.unit.helpers import MIB, make_fn, running
 

@@ -9,7 +9,7 @@ from drivers.fake import ProgramContext
 from fnagent.agent import request_headers, response_headers
 from fnagent.errors import InvalidResponseError
 from fnagent.httpclient import Response
-from tests.fakefn import Answer, Request
+from fnagent.testing.fakefn import Answer, Request
 from tests.helpers import poll
 from tests.unit.helpers import handler_of, make_call, make_fn, message, running
 

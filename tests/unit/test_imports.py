@@ -6,7 +6,8 @@ Layers, bottom to top (a module may import its own layer or any layer below it, 
    importer of docker-py (and of requests, which comes with it). Never imports ``fnagent``.
 1. fnagent leaves: errors, bounds, env parsing, config, models, ids, units, clock, ... (no I/O),
    and ``fnagent.client``, the API's HTTP client (standard library only)
-2. ``fnagent.store``
+2. ``fnagent.store``, and ``fnagent.testing`` (test doubles and conformance cases: only tests
+   import it)
 3. the agent: the modules that turn calls into containers (agent, slots, admission, ...)
 4. ``fnagent.server``
 5. the command line: the ``fnagent.cli`` package, the commands and their bodies (top)
@@ -48,6 +49,9 @@ LAYERS: dict[str, int] = {
     "fnagent.client": 1,
     # the store
     "fnagent.store": 2,
+    # test doubles and conformance cases (on the store's floor: they use drivers and the
+    # store; nothing but tests imports them, checked below)
+    "fnagent.testing": 2,
     # the agent
     "fnagent.agent": 3,
     "fnagent.slots": 3,
@@ -65,7 +69,12 @@ LAYERS: dict[str, int] = {
 }
 LAYER_NAMES = ["drivers", "fnagent leaves", "store", "agent", "server", "cli"]
 # Third-party packages only one place may import.
-CONFINED = {"docker": "drivers.docker", "requests": "drivers.docker"}
+CONFINED = {
+    "docker": "drivers.docker",
+    "requests": "drivers.docker",
+    "pytest": "fnagent.testing",
+    "fnagent.testing": "fnagent.testing",
+}
 
 
 def module_files() -> dict[str, Path]:
@@ -143,8 +152,11 @@ def test_imports_point_down() -> None:
     for module, imports in graph().items():
         for name, line, _ in imports:
             top = name.split(".")[0]
-            if top in CONFINED and not module.startswith(CONFINED[top]):
-                upward.append(f"{module}:{line} imports {name} (only {CONFINED[top]} may)")
+            for confined, owner in CONFINED.items():
+                if (name == confined or name.startswith(confined + ".")) and not module.startswith(
+                    owner
+                ):
+                    upward.append(f"{module}:{line} imports {name} (only {owner} may)")
             if top not in PACKAGES:
                 continue
             if module.startswith("drivers") and top == "fnagent":
