@@ -9,7 +9,7 @@ when the budget is full. A changed function is pre-pulled while the old version 
 then do new calls go to the new version, and the old containers drain.
 
 ``submit`` never raises for what happens to a call: the ``CallResult`` carries the status the
-caller gets (DESIGN.md §4's table) and, for errors, a JSON ``{"message": ...}`` body.
+caller gets (the status table in docs/design.md) and, for errors, a JSON ``{"message": ...}`` body.
 """
 
 from __future__ import annotations
@@ -869,7 +869,7 @@ def socket_root(config: AgentConfig) -> str:
 
 
 def request_headers(call: Call) -> list[tuple[str, str]]:
-    """The headers sent to the container (DESIGN.md §4): hop-by-hop ones dropped; through a
+    """The headers sent to the container (docs/design.md): hop-by-hop ones dropped; through a
     trigger, every caller header but Content-Type wrapped as Fn-Http-H-<name>."""
     out: list[tuple[str, str]] = []
     for name, value in call.request.headers:

@@ -182,7 +182,7 @@ async def test_present_image_is_created_without_an_inspect(
     assert not [step for step in steps if step.startswith("inspect image")], steps
 
 
-# Security defaults (DESIGN.md §2), seen from Docker and from inside the container.
+# Security defaults (docs/design.md), seen from Docker and from inside the container.
 
 
 async def test_security_defaults_in_docker_inspect(
