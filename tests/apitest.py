@@ -147,9 +147,9 @@ async def request(
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
 
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     with anyio.fail_after(5):

@@ -99,7 +99,11 @@ async def test_paused_after_idle_as_docker_reports_it_and_thawed(
     fn = make_fn()
     first = await agent.submit(call(fn))
     (container,) = fn_containers(docker_api, instance_id)
-    state = lambda: docker_api.inspect_container(container["Id"])["State"]  # noqa: E731
+
+    def state() -> dict[str, Any]:
+        found: dict[str, Any] = docker_api.inspect_container(container["Id"])["State"]
+        return found
+
     await poll(lambda: state()["Paused"], "Docker to report the container paused", timeout_s=5)
     second = await agent.submit(call(fn))
     assert second.start == "thawed"

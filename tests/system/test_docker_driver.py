@@ -118,7 +118,11 @@ async def test_freeze_and_unfreeze_show_in_docker_state(
     async with await driver.create_cookie(task(["sleep", "60"])) as cookie:
         await driver.prepare_cookie(cookie)
         await cookie.run()
-        state = lambda: docker_api.inspect_container(cookie.container_id)["State"]  # noqa: E731
+
+        def state() -> dict[str, Any]:
+            found: dict[str, Any] = docker_api.inspect_container(cookie.container_id)["State"]
+            return found
+
         assert state()["Running"] and not state()["Paused"]
         await cookie.freeze()
         assert state()["Paused"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -49,7 +49,7 @@ async def running(
     **config: Any,
 ) -> AsyncIterator[tuple[Agent, FakeDriver]]:
     # iofs_size_bytes 0: plain socket dirs, no tmpfs mounts (those need root).
-    settings = dict(
+    settings: dict[str, Any] = dict(
         instance_id="unit",
         iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"),
         iofs_size_bytes=0,
@@ -71,7 +71,7 @@ async def running(
         assert driver.live() == [], "the agent left containers behind"
 
 
-def handler_of(fn: Callable[[Request, ProgramContext], Any]) -> Program:
+def handler_of(fn: Callable[[Request, ProgramContext], Awaitable[Answer]]) -> Program:
     async def handler(request: Request, ctx: ProgramContext) -> Answer:
         return await fn(request, ctx)
 

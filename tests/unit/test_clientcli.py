@@ -28,6 +28,8 @@ from fnagent.cli.commands import format_table
 from fnagent.client import DEFAULT_API_URL, ApiClient, ApiError
 
 JSONObject = dict[str, Any]
+# status, headers, body (FakeFn has a method named list, so the alias lives out here)
+Reply = tuple[int, list[tuple[str, str]], bytes]
 NOT_UTF8 = bytes(range(256)) + b"\xff\xfe\x80 not utf-8 \xc3\x28"
 
 
@@ -56,7 +58,7 @@ class FakeFn:
     scale: dict[str, JSONObject] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     # (status, headers, body) for the next POST /invoke, else an echo of the request.
-    invoke_answer: tuple[int, list[tuple[str, str]], bytes] | None = None
+    invoke_answer: Reply | None = None
     counter: int = 0
 
     # -- seeding helpers, no HTTP --------------------------------------------------------------
@@ -120,7 +122,7 @@ class FakeFn:
 
     # -- the API ------------------------------------------------------------------------------
 
-    def handle(self, request: Recorded) -> tuple[int, list[tuple[str, str]], bytes]:
+    def handle(self, request: Recorded) -> Reply:
         self.requests.append(request)
         parts = [p for p in request.path.split("/") if p]
         if parts[:1] == ["invoke"] and request.method == "POST":
@@ -168,9 +170,7 @@ class FakeFn:
             return answer(200, self.shown(kind, obj))
         return error(405, "Method not allowed")
 
-    def list(
-        self, kind: str, store: dict[str, JSONObject], query: dict[str, str]
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
+    def list(self, kind: str, store: dict[str, JSONObject], query: dict[str, str]) -> Reply:
         if kind == "fns" and "app_id" not in query:
             return error(400, "Missing app ID")
         items = sorted(store.values(), key=lambda o: o["name"])
@@ -189,7 +189,7 @@ class FakeFn:
 
     def create(
         self, kind: str, store: dict[str, JSONObject], label: str, body: JSONObject
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
+    ) -> Reply:
         if not body.get("name"):
             return error(400, f"Missing {label.lower()} name")
         scope = "fn_id" if kind == "triggers" else "app_id" if kind == "fns" else None
@@ -221,7 +221,7 @@ class FakeFn:
             )
         return obj
 
-    def invoke(self, fn_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    def invoke(self, fn_id: str) -> Reply:
         if fn_id not in self.fns:
             return error(404, "Fn not found")
         call_id = [("Fn-Call-Id", f"01CALL{len(self.requests):06d}")]
@@ -233,15 +233,15 @@ class FakeFn:
         return 200, [("Content-Type", content_type), *call_id], request.body
 
 
-def answer(status: int, document: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+def answer(status: int, document: Any) -> Reply:
     return status, [("Content-Type", "application/json")], json.dumps(document).encode()
 
 
-def error(status: int, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
+def error(status: int, message: str) -> Reply:
     return answer(status, {"message": message})
 
 
-def serve(handle: Callable[[Recorded], tuple[int, list[tuple[str, str]], bytes]]) -> Iterator[str]:
+def serve(handle: Callable[[Recorded], Reply]) -> Iterator[str]:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):

@@ -43,8 +43,8 @@ class StubAgent:
 def make_state(agent: StubAgent, **config: Any) -> ServerState:
     state = ServerState(
         config=ServerConfig(**config),
-        store=None,
-        agent=agent,
+        store=None,  # type: ignore[arg-type]  # InvokeApp reads the cache, never the store
+        agent=agent,  # type: ignore[arg-type]  # a stub, not an Agent
         metrics=Metrics(lambda: {}),
     )
     state.cache["fn:f1"] = Fn(id="f1", name="hello", app_id="a1", app_name="app", image="img")

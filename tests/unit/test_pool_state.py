@@ -479,7 +479,7 @@ async def test_empty_alloc_grows_and_idle_slots_shrink_back() -> None:
 async def test_a_missing_image_fails_start_with_make_images_advice() -> None:
     config = PoolConfig(min_size=1, max_size=1)
     pool = PreforkPool(
-        FakeDocker(),
+        FakeDocker(),  # type: ignore[arg-type]  # fakes of the Docker client and the puller
         FakePuller(missing=True),  # type: ignore[arg-type]
         DockerConfig(instance_id="unit", pool=config),
         config,

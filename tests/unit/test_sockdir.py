@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from fnagent.sockdir import SocketDir, SocketDirError, remove_root
+from fnagent.errors import SocketDirError
+from fnagent.sockdir import SocketDir, remove_root
 
 MIB = 1024 * 1024
 
