@@ -17,8 +17,14 @@ import anyio
 T = TypeVar("T")
 
 
-def _timed_out(what: str, timeout_s: float) -> AssertionError:
-    return AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+class _Deadline:
+    def __init__(self, what: str, timeout_s: float) -> None:
+        self.what, self.timeout_s = what, timeout_s
+        self.at = time.monotonic() + timeout_s
+
+    def check(self) -> None:
+        if time.monotonic() >= self.at:
+            raise AssertionError(f"timed out after {self.timeout_s} s waiting for {self.what}")
 
 
 def wait_for(
@@ -26,25 +32,19 @@ def wait_for(
 ) -> T:
     """Call ``predicate`` until it returns something truthy and return that; after
     ``timeout_s`` fail with an AssertionError naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise _timed_out(what, timeout_s)
+    deadline = _Deadline(what, timeout_s)
+    while not (value := predicate()):
+        deadline.check()
         time.sleep(interval_s)
+    return value
 
 
 async def poll(
     predicate: Callable[[], T], what: str, *, timeout_s: float = 5.0, interval_s: float = 0.005
 ) -> T:
     """``wait_for`` for async tests: sleeps on the event loop between calls."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise _timed_out(what, timeout_s)
+    deadline = _Deadline(what, timeout_s)
+    while not (value := predicate()):
+        deadline.check()
         await anyio.sleep(interval_s)
+    return value
