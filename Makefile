@@ -34,7 +34,7 @@ bench: install docker images bench-tools  ## benchmarks: prints a table, writes 
 lint: install
 	$(VENV)/bin/ruff check fnagent drivers tests images
 	$(VENV)/bin/ruff format --check fnagent drivers tests
-	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy  # strict, over fnagent, drivers and tests ([tool.mypy] in pyproject.toml)
 
 clean:
 	rm -rf $(VENV) images/build bench-results

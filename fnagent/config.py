@@ -5,7 +5,7 @@ parsers of ``fnagent.env``: one rule per kind of value), and only the command li
 its flags then override fields with ``dataclasses.replace``, the same way for ``run`` and
 ``serve`` (``AgentConfig.with_prefork`` for ``--prefork``).
 
-The prefork pool (DESIGN.md §3) reads Fn's variables plus a few of its own for elasticity:
+The prefork pool (docs/design.md) reads Fn's variables plus a few of its own for elasticity:
 
 - ``FN_EXPERIMENTAL_PREFORK_POOL_SIZE``: N slots (0 = no pool); a fixed pool (min = max = N)
   unless the next two say otherwise.

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from fnagent.models import Fn
+from fnagent.server import invoke
 from fnagent.server.app import ServerConfig, ServerState, create_app
 from fnagent.server.metrics import Metrics
 from fnagent.store.base import Store
@@ -92,29 +93,64 @@ class Client:
         chunks: list[bytes] | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> Answer:
-        parts = chunks if chunks is not None else [body]
-        messages = [
-            {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
-            for i, part in enumerate(parts)
-        ]
         path, _, query = path.partition("?")
         scope = http_scope(method, path, query=query.encode(), headers=headers)
-
-        async def receive() -> MutableMapping[str, Any]:
-            if messages:
-                return messages.pop(0)
-            await anyio.sleep_forever()
-            raise AssertionError("unreachable")
-
-        sent: list[MutableMapping[str, Any]] = []
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            sent.append(message)
-
-        with anyio.fail_after(5):
-            await self.app(scope, receive, send)
+        sent = await exchange(self.app, scope, chunks if chunks is not None else [body])
         raw = b"".join(m.get("body", b"") for m in sent[1:])
         return sent[0]["status"], json.loads(raw) if raw else None
 
     async def json(self, method: str, path: str, document: Any) -> Answer:
         return await self.send(method, path, json.dumps(document).encode())
+
+
+async def exchange(
+    app: Any, scope: dict[str, Any], parts: list[bytes], *, disconnect_after_s: float | None = None
+) -> list[MutableMapping[str, Any]]:
+    """Run one request through an ASGI ``app``: the body in ``parts``, then the caller waits
+    (or, after ``disconnect_after_s``, goes away); answers what the app sent, within 5 s."""
+    messages: list[MutableMapping[str, Any]] = [
+        {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+        for i, part in enumerate(parts)
+    ]
+
+    async def receive() -> MutableMapping[str, Any]:
+        if messages:
+            return messages.pop(0)
+        if disconnect_after_s is not None:
+            await anyio.sleep(disconnect_after_s)
+            return {"type": "http.disconnect"}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(5):
+        await app(scope, receive, send)
+    return sent
+
+
+async def request(
+    state: ServerState,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    disconnect: bool = False,
+    raw_path: bytes | None = None,
+    query: bytes = b"",
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One raw ASGI request to the whole app (the invoke path included): status, headers and
+    body. ``disconnect`` makes the caller go away once the invoke path watches for that."""
+    scope = http_scope(method, path, raw_path=raw_path, query=query, headers=headers)
+    after = invoke.WATCH_AFTER_S * 2 if disconnect else None
+    sent = await exchange(create_app(state), scope, [body], disconnect_after_s=after)
+    if not sent:
+        return 0, {}, b""
+    return (
+        sent[0]["status"],
+        dict(sent[0]["headers"]),
+        b"".join(m.get("body", b"") for m in sent[1:]),
+    )

@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 DEFAULT_MAX_CONCURRENT_CALLS = 32
 # docker-py's HTTP timeout must exceed any stop grace we ask the daemon for, since a cancelled
-# thread call still waits for its thread (CONVENTIONS §5).
+# thread call still waits for its thread (docs/design.md, Conventions).
 DEFAULT_HTTP_TIMEOUT_S = 120.0
 
 

@@ -50,7 +50,7 @@ def default_iofs_dir() -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class PoolConfig:
-    """The prefork pool (DESIGN.md §3): between ``min_size`` and ``max_size`` busybox slots whose
+    """The prefork pool (docs/design.md): between ``min_size`` and ``max_size`` busybox slots whose
     network namespaces function containers join. ``min_size == max_size`` is Fn's fixed pool."""
 
     min_size: int
@@ -139,7 +139,8 @@ def container_options(
     task: ContainerTask, config: DockerConfig, network_mode: str
 ) -> dict[str, Any]:
     """The Engine API create body for ``task`` (POST /containers/create), with every default of
-    DESIGN.md §2. Returned as plain data so a custom driver can edit it before creation."""
+    docs/design.md (Container defaults). Returned as plain data so a custom driver can edit it
+    before creation."""
     host: dict[str, Any] = {
         "CapDrop": ["ALL"],
         "SecurityOpt": ["no-new-privileges"],

@@ -1,11 +1,11 @@
-"""The prefork pool (DESIGN.md §3, after Fn's ``docker_pool.go``), made elastic.
+"""The prefork pool (docs/design.md, after Fn's ``docker_pool.go``), made elastic.
 
 Each slot is a container (busybox ``tail -f /dev/null``) whose network namespace a new function
 container joins with ``network_mode=container:<slot>``, so a cold start skips network set-up.
 One nanny task per slot loops: create (rate-limited) -> start -> register free -> wait for the
 container's exit -> remove it -> create again, until the slot retires or the pool closes.
 
-``PoolState`` is the bookkeeping, with no I/O (CONVENTIONS §7): its methods change state at once
+``PoolState`` is the bookkeeping, with no I/O (docs/design.md): its methods change state at once
 and return what must be removed; ``PreforkPool`` does the Docker calls afterwards.
 
 Beyond Fn: the pool grows toward ``max_size`` when ``alloc`` finds it empty, shrinks back to

@@ -9,8 +9,9 @@ when the budget is full. A changed function is pre-pulled while the old version 
 then do new calls go to the new version, and the old containers drain.
 
 ``submit`` never raises for what happens to a call: the ``CallResult`` carries the status the
-caller gets and, for a failed call, the error (the server renders it as HTTP), with what was
-learned either way (how the container was found, its logs, resource samples).
+caller gets (the status table in docs/design.md) and, for a failed call, the error (the server
+renders it as HTTP), with what was learned either way (how the container was found, its logs,
+resource samples).
 """
 
 from __future__ import annotations

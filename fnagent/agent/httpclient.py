@@ -3,7 +3,7 @@
 Deliberately small: a request body is bytes (sent with Content-Length) or an async stream of
 bytes (sent chunked, or with a Content-Length the caller vouches for); responses may use
 Content-Length, chunked encoding, or run to the end of the connection. asyncio streams with a
-plain-Python parser: measured (DESIGN.md §8), this is the client shape that keeps the agent's
+plain-Python parser: measured (docs/design.md), this is the client shape that keeps the agent's
 overhead well under a millisecond, where general clients cost one to two milliseconds a call.
 
 The other end is untrusted code, so every response is bounded and checked before anyone sees

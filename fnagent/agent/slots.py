@@ -1,4 +1,4 @@
-"""Hot containers and the queues that hold them: bookkeeping only, no I/O (CONVENTIONS §7).
+"""Hot containers and the queues that hold them: bookkeeping only, no I/O (docs/design.md).
 
 A ``SlotQueue`` holds the containers of one function version (keyed by ``Fn.version_key``): a
 LIFO stack of idle ones, the busy ones, how many are starting, and the calls waiting. A call

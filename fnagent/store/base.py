@@ -1,7 +1,8 @@
 """The ``Store`` protocol: what ``fnagent serve`` needs from a registry of apps, fns and
 triggers, whatever keeps them (SQLite today; PostgreSQL when several agents share one).
 
-Contracts every backend keeps (``tests/storetest.py`` holds the cases each one must pass):
+Contracts every backend keeps (``fnagent/testing/store_conformance.py`` holds the cases each
+one must pass):
 
 - Bodies are JSON as a client sent it. Create methods take the POST body, update methods the
   PUT body; the rules in ``fnagent.store.models`` are the only validation either gets, so every

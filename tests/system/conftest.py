@@ -11,9 +11,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
-import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,12 +19,16 @@ import docker
 import pytest
 
 from drivers.docker import INSTANCE_LABEL, MANAGED_LABEL, DockerConfig, DockerDriver
-
-SESSION_PREFIX = f"test-{uuid.uuid4().hex[:8]}"
-BUSYBOX = "fnagent/busybox"
-FN_SHELL = "fnagent/fn-shell"
-FN_HELLO = "fnagent/fn-hello"
-FN_TEST = "fnagent/fn-test"
+from tests.helpers import wait_for
+from tests.system.helpers import (
+    FN_TEST,
+    REGISTRY_PASSWORD,
+    REGISTRY_USER,
+    SESSION_PREFIX,
+    free_port,
+    new_instance_id,
+    require_image,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,10 +36,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.docker)
-
-
-def new_instance_id(name: str = "") -> str:
-    return f"{SESSION_PREFIX}-{name or uuid.uuid4().hex[:6]}"
 
 
 def session_containers(api: docker.APIClient) -> list[dict[str, Any]]:
@@ -58,13 +55,6 @@ def docker_api() -> Iterator[docker.APIClient]:
         api.remove_container(container["Id"], force=True, v=True)
     api.close()
     assert not leaked, f"tests leaked containers: {[c['Names'] for c in leaked]}"
-
-
-def require_image(api: docker.APIClient, image: str) -> None:
-    try:
-        api.inspect_image(image)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"image {image} is missing; run `make images` first")
 
 
 @pytest.fixture
@@ -104,39 +94,6 @@ def cli_env(instance_id: str) -> dict[str, str]:
     return {**os.environ, "FNAGENT_INSTANCE_ID": instance_id}
 
 
-def run_cli(
-    args: list[str], env: dict[str, str], *, input: bytes = b"", timeout: float = 60
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "fnagent", *args],
-        input=input,
-        capture_output=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-REGISTRY_USER, REGISTRY_PASSWORD = "fnagent", "s3cret-pass"
-
-
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Debian's docker-registry on 127.0.0.1 with htpasswd auth; yields its host:port."""
@@ -166,7 +123,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
     address = f"127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(port), 20, "the registry to listen")
+        wait_for(lambda: _answers(port), "the registry to listen", timeout_s=20)
         yield address
     finally:
         process.terminate()
@@ -180,16 +137,3 @@ def _answers(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-async def eventually(predicate: Any, timeout: float, what: str) -> Any:
-    """``wait_for`` for async tests: polls without blocking the event loop."""
-    import anyio
-
-    with anyio.move_on_after(timeout):
-        while True:
-            value = predicate()
-            if value:
-                return value
-            await anyio.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

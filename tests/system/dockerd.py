@@ -15,7 +15,7 @@ from pathlib import Path
 
 import docker
 
-from tests.system.conftest import wait_for
+from tests.helpers import wait_for
 
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 60
@@ -64,7 +64,9 @@ class PrivateDockerd:
                 stderr=log,
                 start_new_session=True,
             )
-        wait_for(self._answers, START_TIMEOUT_S, f"the private dockerd (log: {self.log_path})")
+        wait_for(
+            self._answers, f"the private dockerd (log: {self.log_path})", timeout_s=START_TIMEOUT_S
+        )
 
     def _answers(self) -> bool:
         assert self.process is not None

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.system.conftest import free_port, wait_for
+from tests.helpers import wait_for
+from tests.system.helpers import free_port
 
 
 @dataclass
@@ -63,7 +64,9 @@ class Server:
                 stdout=log,
                 stderr=log,
             )
-        wait_for(self._ready, 30, f"fnagent serve on port {self.port} (log: {self.log_path})")
+        wait_for(
+            self._ready, f"fnagent serve on port {self.port} (log: {self.log_path})", timeout_s=30
+        )
         return self
 
     def _ready(self) -> bool:

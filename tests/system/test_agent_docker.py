@@ -19,7 +19,8 @@ from fnagent.agent import Agent, CallResult
 from fnagent.config import AgentConfig
 from fnagent.models import Call, CallRequest, Fn
 from fnagent.server.invoke import error_answer
-from tests.system.conftest import FN_HELLO, FN_TEST, eventually, require_image
+from tests.helpers import poll
+from tests.system.helpers import FN_HELLO, FN_TEST, require_image
 
 pytestmark = pytest.mark.anyio
 
@@ -99,8 +100,12 @@ async def test_paused_after_idle_as_docker_reports_it_and_thawed(
     fn = make_fn()
     first = await agent.submit(call(fn))
     (container,) = fn_containers(docker_api, instance_id)
-    state = lambda: docker_api.inspect_container(container["Id"])["State"]  # noqa: E731
-    await eventually(lambda: state()["Paused"], 5, "Docker to report the container paused")
+
+    def state() -> dict[str, Any]:
+        found: dict[str, Any] = docker_api.inspect_container(container["Id"])["State"]
+        return found
+
+    await poll(lambda: state()["Paused"], "Docker to report the container paused", timeout_s=5)
     second = await agent.submit(call(fn))
     assert second.start == "thawed"
     assert answer(second)["pid"] == answer(first)["pid"]
@@ -201,8 +206,8 @@ async def test_start_timeout_is_504_and_the_container_removed(
     result = await agent.submit(call(fn))
     assert result.status == 504
     assert "initialization timed out" in message(result)
-    await eventually(
-        lambda: not fn_containers(docker_api, instance_id), 10, "the container removed"
+    await poll(
+        lambda: not fn_containers(docker_api, instance_id), "the container removed", timeout_s=10
     )
 
 
@@ -219,8 +224,8 @@ async def test_call_timeout_is_504_and_the_container_gone(
     assert (await agent.submit(call(fn))).status == 200  # started: the timeout is the call's
     result = await agent.submit(call(fn, {"sleep_ms": 10_000}))
     assert (result.status, message(result)) == (504, "Timed out")
-    await eventually(
-        lambda: not fn_containers(docker_api, instance_id), 10, "the container removed"
+    await poll(
+        lambda: not fn_containers(docker_api, instance_id), "the container removed", timeout_s=10
     )
 
 

@@ -1,10 +1,10 @@
-"""The driver conformance suite (tests/conformance.py) run against the Docker driver."""
+"""The driver conformance suite (fnagent.testing.driver_conformance) on the Docker driver."""
 
 import pytest
 
 from drivers.docker import DockerConfig, DockerDriver
-from tests.conformance import CASES, Case, Images
-from tests.system.conftest import BUSYBOX
+from fnagent.testing.driver_conformance import CASES, Case, Images
+from tests.system.helpers import BUSYBOX
 
 IMAGES = Images(busybox=BUSYBOX)
 

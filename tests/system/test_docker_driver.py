@@ -19,7 +19,7 @@ from drivers.errors import (
     ImageNotFoundError,
     OutOfMemoryError,
 )
-from tests.system.conftest import BUSYBOX
+from tests.system.helpers import BUSYBOX
 
 pytestmark = pytest.mark.anyio
 
@@ -118,7 +118,11 @@ async def test_freeze_and_unfreeze_show_in_docker_state(
     async with await driver.create_cookie(task(["sleep", "60"])) as cookie:
         await driver.prepare_cookie(cookie)
         await cookie.run()
-        state = lambda: docker_api.inspect_container(cookie.container_id)["State"]  # noqa: E731
+
+        def state() -> dict[str, Any]:
+            found: dict[str, Any] = docker_api.inspect_container(cookie.container_id)["State"]
+            return found
+
         assert state()["Running"] and not state()["Paused"]
         await cookie.freeze()
         assert state()["Paused"]
@@ -182,7 +186,7 @@ async def test_present_image_is_created_without_an_inspect(
     assert not [step for step in steps if step.startswith("inspect image")], steps
 
 
-# Security defaults (DESIGN.md §2), seen from Docker and from inside the container.
+# Security defaults (docs/design.md), seen from Docker and from inside the container.
 
 
 async def test_security_defaults_in_docker_inspect(

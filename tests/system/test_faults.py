@@ -28,17 +28,20 @@ from typing import Any
 import docker
 import pytest
 
-from tests.system.conftest import FN_HELLO, FN_TEST, require_image, wait_for
+from tests.helpers import wait_for
+from tests.system.helpers import (
+    FN_HELLO,
+    FN_TEST,
+    deploy,
+    instance_containers,
+    invoke,
+    require_image,
+)
 from tests.system.server import Answer, Server, make_server
-from tests.system.test_serve import deploy, instance_containers
 
 pytestmark = pytest.mark.faults
 
 MIB = 1024 * 1024
-
-
-def invoke(server: Server, fn: dict[str, Any], body: dict[str, Any], timeout: float = 60) -> Answer:
-    return server.request("POST", f"/invoke/{fn['id']}", body, timeout=timeout)
 
 
 def fn_containers(api: docker.APIClient, instance: str, fn_id: str) -> list[dict[str, Any]]:
@@ -84,8 +87,8 @@ def test_hot_container_killed_mid_call_is_502_and_the_next_call_gets_a_new_one(
     caller.start()
     wait_for(
         lambda: memory_usage(docker_api, victim["Id"]) > baseline + 60 * MIB,
-        20,
         "the call to be running inside the hot container",
+        timeout_s=20,
     )
     docker_api.kill(victim["Id"])
     caller.join(15)
@@ -101,7 +104,7 @@ def test_hot_container_killed_mid_call_is_502_and_the_next_call_gets_a_new_one(
     def ids() -> list[str]:
         return [c["Id"] for c in fn_containers(docker_api, instance, fn["id"])]
 
-    wait_for(lambda: victim["Id"] not in ids(), 10, "the killed container removed")
+    wait_for(lambda: victim["Id"] not in ids(), "the killed container removed", timeout_s=10)
     assert len(ids()) == 1
 
 
@@ -268,7 +271,7 @@ def test_a_call_that_waited_for_a_failed_freeze_is_answered(
             fn = deploy(server)
             first = invoke(server, fn, {})
             assert first.status == 200, first.body
-            wait_for(proxy.pausing.is_set, 10, "the agent to freeze the idle container")
+            wait_for(proxy.pausing.is_set, "the agent to freeze the idle container", timeout_s=10)
             # The call takes the container while its freeze is under way and waits for it;
             # the freeze then fails (the container was never paused, it is fine).
             answer = invoke(server, fn, {"echo": "after a failed freeze", "sleep_ms": 1000})
@@ -300,8 +303,8 @@ def test_a_failed_launch_does_not_fail_a_call_a_running_container_can_serve(
                 busy = pool.submit(invoke, server, fn, {"sleep_ms": 4000})
                 wait_for(
                     lambda: scale(server, fn)["running"] == 1 and scale(server, fn)["frozen"] == 0,
-                    10,
                     "the container busy",
+                    timeout_s=10,
                 )
                 # All busy: this call launches a second container, whose start stalls past
                 # FN_HOT_START_TIMEOUT_MSECS, while the first frees up within the call's
@@ -369,7 +372,7 @@ def test_sigkill_with_hot_and_frozen_containers_then_restart_cleans_up_and_keeps
             if c["State"] == "paused"
         ]
 
-    wait_for(lambda: len(paused()) == 3, 10, "three containers paused")
+    wait_for(lambda: len(paused()) == 3, "three containers paused", timeout_s=10)
     # And one busy in a call that the SIGKILL interrupts.
     outcome: list[object] = []
 
@@ -381,7 +384,7 @@ def test_sigkill_with_hot_and_frozen_containers_then_restart_cleans_up_and_keeps
 
     caller = threading.Thread(target=interrupted)
     caller.start()
-    wait_for(lambda: scale(server, busy)["running"] == 1, 20, "the busy call running")
+    wait_for(lambda: scale(server, busy)["running"] == 1, "the busy call running", timeout_s=20)
     before = registry_snapshot(server)
 
     server.stop(signal.SIGKILL)
@@ -394,8 +397,8 @@ def test_sigkill_with_hot_and_frozen_containers_then_restart_cleans_up_and_keeps
     server.start()
     wait_for(
         lambda: not instance_containers(docker_api, instance),
-        30,
         "the running and paused containers of the killed server removed",
+        timeout_s=30,
     )
     assert registry_snapshot(server) == before
     for fn, source in ((sleepy, "/sleepy"), (busy, "/busy")):
@@ -418,9 +421,13 @@ def test_a_killed_servers_socket_directories_are_removed_on_restart(
     assert socket_dir.is_dir() and mount["Destination"] == "/tmp/iofs"
     server.stop(signal.SIGKILL)
     server.start()
-    wait_for(lambda: not instance_containers(docker_api, instance), 30, "the orphan removed")
     wait_for(
-        lambda: not socket_dir.exists(), 10, f"the orphan's socket directory {socket_dir} removed"
+        lambda: not instance_containers(docker_api, instance), "the orphan removed", timeout_s=30
+    )
+    wait_for(
+        lambda: not socket_dir.exists(),
+        f"the orphan's socket directory {socket_dir} removed",
+        timeout_s=10,
     )
 
 
@@ -580,7 +587,7 @@ def test_abusive_functions_are_confined_and_others_keep_answering(
 
     def a_few_more(watch: Bystander) -> None:
         seen = watch.count()
-        wait_for(lambda: watch.count() >= seen + 3, 20, "the bystander to keep answering")
+        wait_for(lambda: watch.count() >= seen + 3, "the bystander to keep answering", timeout_s=20)
 
     with Bystander(server, bystander) as watch:
         # Fork until the pids limit (50, with tini, python and its threads counted).
@@ -894,7 +901,9 @@ def test_memory_budget_full_is_503_with_retry_after_within_the_deadline(
         late = deploy(server, fn="late", memory=64, timeout=2)
         with ThreadPoolExecutor(3) as pool:
             held = [pool.submit(invoke, server, hog, {"sleep_ms": 8000}) for _ in range(3)]
-            wait_for(lambda: scale(server, hog)["running"] == 3, 30, "three busy containers")
+            wait_for(
+                lambda: scale(server, hog)["running"] == 3, "three busy containers", timeout_s=30
+            )
 
             most: list[int] = []
             watching = threading.Event()

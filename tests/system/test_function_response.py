@@ -11,9 +11,8 @@ from typing import Any
 
 import docker
 
-from tests.system.conftest import FN_TEST, require_image, run_cli
+from tests.system.helpers import FN_TEST, deploy, require_image, run_cli
 from tests.system.server import Server
-from tests.system.test_serve import deploy
 
 MIB = 1024 * 1024
 

@@ -6,7 +6,6 @@ its own socket directory, and only its own app's config. Hot containers of a liv
 from __future__ import annotations
 
 import http.server
-import ipaddress
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,18 @@ from typing import Any
 import docker
 import pytest
 
-from tests.system.conftest import BUSYBOX, FN_TEST, require_image, run_cli, wait_for
+from tests.helpers import wait_for
+from tests.system.helpers import (
+    BUSYBOX,
+    FN_TEST,
+    bridge_gateway,
+    deploy,
+    fn_container,
+    probe,
+    require_image,
+    run_cli,
+)
 from tests.system.server import Server, make_server
-from tests.system.test_serve import deploy
 
 HOST_ONLY = "FNAGENT_TEST_HOST_ONLY"
 
@@ -35,44 +43,8 @@ def server(
         assert made.stop() == 0
 
 
-PROBE_KEYS = {
-    "fork": "forked",
-    "write_mb": "written_mb",
-    "list_dir": "listing",
-    "read_file": "file",
-    "connect": "connect",
-}
-
-
-def probe(server: Server, fn: dict[str, Any], **request: Any) -> dict[str, Any]:
-    answer = server.request("POST", f"/invoke/{fn['id']}", request)
-    assert answer.status == 200, answer.body
-    document: dict[str, Any] = answer.json()
-    missing = [PROBE_KEYS[k] for k in request if k in PROBE_KEYS and PROBE_KEYS[k] not in document]
-    if missing:
-        pytest.fail(
-            f"{FN_TEST} answers no {missing}: it predates its probes; run "
-            "`python3 images/build.py fn-test`"
-        )
-    return document
-
-
-def fn_container(api: docker.APIClient, instance: str, fn_id: str) -> dict[str, Any]:
-    (container,) = api.containers(
-        all=True, filters={"label": [f"fnagent.instance={instance}", f"fnagent.fn_id={fn_id}"]}
-    )
-    inspected: dict[str, Any] = api.inspect_container(container["Id"])
-    return inspected
-
-
 def status_fields(text: str) -> dict[str, str]:
     return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
-
-
-def bridge_gateway(api: docker.APIClient) -> str:
-    """The host's address on the default bridge (Docker's default: the subnet's first)."""
-    (config,) = api.inspect_network("bridge")["IPAM"]["Config"]
-    return str(config.get("Gateway") or ipaddress.ip_network(config["Subnet"])[1])
 
 
 class Listener:
@@ -234,8 +206,8 @@ def test_an_apps_config_is_not_visible_to_another_apps_functions(server: Server)
     )
     wait_for(
         lambda: probe(server, one)["env"].get("APP_ONE_LATER") == "yes",
-        20,
         "the app's new config to reach its function",
+        timeout_s=20,
     )
     assert "APP_ONE_LATER" not in probe(server, two)["env"]
 

@@ -22,10 +22,17 @@ import docker
 import pytest
 
 from drivers.docker import INSTANCE_LABEL, MANAGED_LABEL
-from tests.system.conftest import BUSYBOX, FN_TEST, require_image, wait_for
+from tests.helpers import wait_for
+from tests.system.helpers import (
+    BUSYBOX,
+    FN_TEST,
+    bridge_gateway,
+    deploy,
+    fn_container,
+    probe,
+    require_image,
+)
 from tests.system.server import Server, make_server
-from tests.system.test_isolation import bridge_gateway, fn_container, probe
-from tests.system.test_serve import deploy
 
 LISTENER_PORT = 8000
 
@@ -146,7 +153,7 @@ def test_a_function_cannot_reach_another_apps_function(
         assert holder["Id"] != fn_container(docker_api, instance, victim["id"])["Id"]
     victim_listener(holder)
     # From the host the victim's listener answers: the door is there, at the victim's address.
-    wait_for(lambda: can_connect(victim_ip, LISTENER_PORT), 20, "the victim's listener")
+    wait_for(lambda: can_connect(victim_ip, LISTENER_PORT), "the victim's listener", timeout_s=20)
 
     answer = probe(server, attacker, connect=f"{victim_ip}:{LISTENER_PORT}")["connect"]
     assert refused(answer), f"app one's function reached app two's at {victim_ip}: {answer}"
@@ -208,7 +215,7 @@ def test_the_host_is_reachable_when_allowed(
     network, other_ip, _ = address_of(other)
     assert address_of(holder)[0] == network
     victim_listener(other)
-    wait_for(lambda: can_connect(other_ip, LISTENER_PORT), 20, "the other app's listener")
+    wait_for(lambda: can_connect(other_ip, LISTENER_PORT), "the other app's listener", timeout_s=20)
     answer = probe(server, one, connect=f"{other_ip}:{LISTENER_PORT}")["connect"]
     assert refused(answer), f"with host access on, apps reach each other: {answer}"
 

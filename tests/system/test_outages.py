@@ -15,11 +15,18 @@ import docker
 import pytest
 
 from drivers.docker.pool import PREFORK_ROLE
-from tests.system.conftest import BUSYBOX, FN_HELLO, FN_TEST, require_image, wait_for
+from tests.helpers import wait_for
 from tests.system.dockerd import PrivateDockerd
+from tests.system.helpers import (
+    BUSYBOX,
+    FN_HELLO,
+    FN_TEST,
+    deploy,
+    instance_containers,
+    invoke,
+    require_image,
+)
 from tests.system.server import Answer, Server, make_server
-from tests.system.test_faults import invoke
-from tests.system.test_serve import deploy, instance_containers
 
 pytestmark = pytest.mark.faults
 
@@ -78,7 +85,7 @@ def test_docker_daemon_stopped_and_started_under_serve(
     try:
         fn = deploy(server, image=FN_HELLO, memory=128, timeout=10)
         assert invoke(server, fn, {}).status == 200
-        wait_for(lambda: pool_refilled(listed(), server), 30, "the pool filled")
+        wait_for(lambda: pool_refilled(listed(), server), "the pool filled", timeout_s=30)
         up = server.request("GET", "/health").json()
         assert (up["status"], up["docker"]) == ("ok", "up"), up
 
@@ -98,15 +105,15 @@ def test_docker_daemon_stopped_and_started_under_serve(
         back = time.monotonic()
         wait_for(
             lambda: invoke(server, fn, {}, timeout=RECOVERY_S).status == 200,
-            RECOVERY_S,
             "a call answered after the daemon's return",
+            timeout_s=RECOVERY_S,
         )
-        wait_for(lambda: pool_refilled(listed(), server), RECOVERY_S, "the pool refilled")
+        wait_for(lambda: pool_refilled(listed(), server), "the pool refilled", timeout_s=RECOVERY_S)
         try:
             wait_for(
                 lambda: not [c for c in listed() if c["State"] in STOPPED],
-                RECOVERY_S,
                 "the containers the stop killed removed",
+                timeout_s=RECOVERY_S,
             )
         except AssertionError:
             states = [(c["Names"], c["State"]) for c in listed()]
@@ -133,8 +140,8 @@ def test_a_pool_slot_killed_under_a_running_function(
         fn = deploy(server, timeout=60)
         wait_for(
             lambda: pool_refilled(instance_containers(docker_api, instance), server),
-            30,
             "the pool filled",
+            timeout_s=30,
         )
         answers: list[Answer] = []
         caller = threading.Thread(
@@ -152,13 +159,13 @@ def test_a_pool_slot_killed_under_a_running_function(
                     return str(mode["NetworkMode"]).removeprefix("container:")
             return None
 
-        slot = wait_for(joined_slot, 20, "the function's container")
+        slot = wait_for(joined_slot, "the function's container", timeout_s=20)
         slot_ids = {c["Id"] for c in slots(instance_containers(docker_api, instance))}
         assert slot in slot_ids, "it joined no slot"
         wait_for(
             lambda: server.request("GET", f"/v2/fns/{fn['id']}/scale").json()["running"] == 1,
-            20,
             "the call running",
+            timeout_s=20,
         )
         docker_api.kill(slot)
         caller.join(15)
@@ -175,7 +182,7 @@ def test_a_pool_slot_killed_under_a_running_function(
                 c["Id"] for c in slots(containers)
             }
 
-        wait_for(replaced, RECOVERY_S, "the killed slot replaced")
+        wait_for(replaced, "the killed slot replaced", timeout_s=RECOVERY_S)
     finally:
         if server.process is not None:
             assert server.stop() == 0

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable
 from typing import Any
 
-import anyio
 import docker
 import pytest
 
@@ -17,7 +15,8 @@ from drivers.docker import DockerConfig, DockerDriver
 from drivers.docker.config import INSTANCE_LABEL, ROLE_LABEL, PoolConfig
 from drivers.docker.pool import PREFORK_ROLE
 from drivers.errors import ImageNotFoundError
-from tests.system.conftest import BUSYBOX, new_instance_id, run_cli
+from tests.helpers import poll
+from tests.system.helpers import BUSYBOX, new_instance_id, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -25,17 +24,6 @@ pytestmark = pytest.mark.anyio
 def pooled(instance_id: str, *, networks: tuple[str, ...] = (), **fields: Any) -> DockerDriver:
     pool = PoolConfig(**{"min_size": 2, "max_size": 2, **fields})
     return DockerDriver(DockerConfig(instance_id=instance_id, networks=networks, pool=pool))
-
-
-async def eventually(predicate: Callable[[], Any], what: str, timeout_s: float = 20.0) -> Any:
-    """Poll ``predicate`` (without blocking the event loop) until it is truthy."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await anyio.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def slot_containers(api: docker.APIClient, instance_id: str) -> list[dict[str, Any]]:
@@ -74,7 +62,9 @@ async def test_pool_fills_to_n_with_labelled_busybox_slots(
 ) -> None:
     async with pooled(instance_id, min_size=3, max_size=3) as driver:
         assert driver.pool is not None
-        await eventually(lambda: driver.pool and driver.pool.usage().free == 3, "3 free slots")
+        await poll(
+            lambda: driver.pool and driver.pool.usage().free == 3, "3 free slots", timeout_s=20.0
+        )
         assert "in_use=0 free=3 starting=0" in repr(driver.pool)
         listed = slot_containers(docker_api, instance_id)
         assert {c["Id"] for c in listed} == set(driver.pool.free_ids())
@@ -92,7 +82,7 @@ async def test_function_container_has_the_slots_network(
 ) -> None:
     async with pooled(instance_id, min_size=1, max_size=1) as driver:
         assert driver.pool is not None
-        (slot,) = await eventually(driver.pool.free_ids, "a free slot")
+        (slot,) = await poll(driver.pool.free_ids, "a free slot", timeout_s=20.0)
         slot_ip = docker_api.inspect_container(slot)["NetworkSettings"]["IPAddress"]
         slot_interfaces = exec_output(docker_api, slot, ["ls", "/sys/class/net"]).split()
         made = task(["sh", "-c", "ip -o -4 addr show eth0; echo ---; ls /sys/class/net"])
@@ -118,7 +108,7 @@ async def test_a_slot_killed_or_removed_from_outside_is_replaced(
     async with pooled(instance_id) as driver:
         pool = driver.pool
         assert pool is not None
-        await eventually(lambda: pool.usage().free == 2, "2 free slots")
+        await poll(lambda: pool.usage().free == 2, "2 free slots", timeout_s=20.0)
         killed, removed = pool.free_ids()
         docker_api.kill(killed)
         docker_api.remove_container(removed, force=True)
@@ -127,11 +117,13 @@ async def test_a_slot_killed_or_removed_from_outside_is_replaced(
             free = set(pool.free_ids())
             return len(free) == 2 and not free & {killed, removed}
 
-        await eventually(replaced, "both slots replaced")
+        await poll(replaced, "both slots replaced", timeout_s=20.0)
         assert running_slot_ids(docker_api, instance_id) == set(pool.free_ids())
         # the nanny removed its dead container: nothing stopped is left behind
-        await eventually(
-            lambda: len(slot_containers(docker_api, instance_id)) == 2, "the dead slot removed"
+        await poll(
+            lambda: len(slot_containers(docker_api, instance_id)) == 2,
+            "the dead slot removed",
+            timeout_s=20.0,
         )
 
 
@@ -140,15 +132,17 @@ async def test_a_slot_dying_after_it_was_lent_falls_back_at_start(
 ) -> None:
     async with pooled(instance_id, min_size=1, max_size=1) as driver:
         assert driver.pool is not None
-        (slot,) = await eventually(driver.pool.free_ids, "a free slot")
+        (slot,) = await poll(driver.pool.free_ids, "a free slot", timeout_s=20.0)
         made = task(["echo", "ran"])
         made.logger = TaskLogger(stdout=(out := io.BytesIO()))
         async with await driver.create_cookie(made) as cookie:
             await driver.prepare_cookie(cookie)
             assert cookie.container_options["HostConfig"]["NetworkMode"] == f"container:{slot}"
             docker_api.kill(slot)
-            await eventually(
-                lambda: not docker_api.inspect_container(slot)["State"]["Running"], "slot dead"
+            await poll(
+                lambda: not docker_api.inspect_container(slot)["State"]["Running"],
+                "slot dead",
+                timeout_s=20.0,
             )
             result = await (await cookie.run()).wait()
             network = cookie.container_options["HostConfig"]["NetworkMode"]
@@ -165,18 +159,19 @@ async def test_use_once_gives_a_different_slot_every_time(
         assert pool is not None
         used = []
         for _ in range(4):
-            await eventually(lambda: pool.usage().free >= 1, "a fresh slot")
+            await poll(lambda: pool.usage().free >= 1, "a fresh slot", timeout_s=20.0)
             result, _, network = await run_task(driver, task(["true"]))
             assert result.ok, result
             assert network.startswith("container:")
             used.append(network.removeprefix("container:"))
             # killed once freed: its namespace never serves a second function
-            await eventually(
+            await poll(
                 lambda: used[-1] not in running_slot_ids(docker_api, instance_id),
                 "the used slot to be killed",
+                timeout_s=20.0,
             )
         assert len(set(used)) == 4
-        await eventually(lambda: pool.usage().free == 2, "the pool to refill")
+        await poll(lambda: pool.usage().free == 2, "the pool to refill", timeout_s=20.0)
 
 
 async def test_slot_creation_rate_never_exceeds_the_limiter(
@@ -188,8 +183,10 @@ async def test_slot_creation_rate_never_exceeds_the_limiter(
         instance_id, min_size=size, max_size=size, rate_per_s=rate, burst=burst
     ) as driver:
         assert driver.pool is not None
-        await eventually(
-            lambda: driver.pool and driver.pool.usage().free == size, f"{size} free slots"
+        await poll(
+            lambda: driver.pool and driver.pool.usage().free == size,
+            f"{size} free slots",
+            timeout_s=20.0,
         )
     until = time.time() + 0.5
     events = docker_api.events(
@@ -219,7 +216,7 @@ async def test_an_empty_pool_falls_back_and_the_call_still_runs(
     async with pooled(instance_id, min_size=1, max_size=1) as driver:
         pool = driver.pool
         assert pool is not None
-        (slot,) = await eventually(pool.free_ids, "a free slot")
+        (slot,) = await poll(pool.free_ids, "a free slot", timeout_s=20.0)
         async with await driver.create_cookie(task(["sleep", "30"])) as holder:
             assert holder.container_options["HostConfig"]["NetworkMode"] == f"container:{slot}"
             result, out, network = await run_task(driver, task(["echo", "fell back"]))
@@ -238,20 +235,24 @@ async def test_pool_grows_on_demand_and_shrinks_when_idle(
     async with pooled(instance_id, min_size=1, max_size=3, idle_shrink_s=1.0) as driver:
         pool = driver.pool
         assert pool is not None
-        await eventually(lambda: pool.usage().free == 1, "the minimum")
+        await poll(lambda: pool.usage().free == 1, "the minimum", timeout_s=20.0)
         cookies = [await driver.create_cookie(task(["true"])) for _ in range(3)]
         modes = [c.container_options["HostConfig"]["NetworkMode"] for c in cookies]
         assert modes[0].startswith("container:") and modes[1:] == ["default", "default"]
         assert pool.size == 3  # one more slot per miss
-        await eventually(lambda: pool.usage() == (1, 2, 0), "the pool to grow to 3")
+        await poll(lambda: pool.usage() == (1, 2, 0), "the pool to grow to 3", timeout_s=20.0)
         cookies += [await driver.create_cookie(task(["true"])) for _ in range(3)]
         assert pool.size == 3 and pool.usage() == (3, 0, 0)  # never beyond max
         assert len(running_slot_ids(docker_api, instance_id)) == 3
         for cookie in cookies:
             await cookie.aclose()
-        await eventually(lambda: pool.size == 1 and pool.usage() == (0, 1, 0), "the shrink")
-        await eventually(
-            lambda: len(slot_containers(docker_api, instance_id)) == 1, "the idle slots removed"
+        await poll(
+            lambda: pool.size == 1 and pool.usage() == (0, 1, 0), "the shrink", timeout_s=20.0
+        )
+        await poll(
+            lambda: len(slot_containers(docker_api, instance_id)) == 1,
+            "the idle slots removed",
+            timeout_s=20.0,
         )
 
 
@@ -267,7 +268,9 @@ async def test_close_leaves_nothing_even_while_filling(
     # Closed full, with a function container in a slot.
     async with pooled(instance_id, min_size=4, max_size=4) as driver:
         assert driver.pool is not None
-        await eventually(lambda: driver.pool and driver.pool.usage().free == 4, "4 free slots")
+        await poll(
+            lambda: driver.pool and driver.pool.usage().free == 4, "4 free slots", timeout_s=20.0
+        )
         cookie = await driver.create_cookie(task(["sleep", "30"]))
         await driver.prepare_cookie(cookie)
         await cookie.run()
@@ -286,11 +289,15 @@ async def test_two_pools_on_one_daemon_stay_apart(
     try:
         async with pooled(other_id) as theirs:
             assert theirs.pool is not None
-            await eventually(lambda: theirs.pool and theirs.pool.usage().free == 2, "theirs full")
+            await poll(
+                lambda: theirs.pool and theirs.pool.usage().free == 2, "theirs full", timeout_s=20.0
+            )
             their_slots = set(theirs.pool.free_ids())
             async with pooled(instance_id) as ours:
                 assert ours.pool is not None
-                await eventually(lambda: ours.pool and ours.pool.usage().free == 2, "ours full")
+                await poll(
+                    lambda: ours.pool and ours.pool.usage().free == 2, "ours full", timeout_s=20.0
+                )
                 our_slots = set(ours.pool.free_ids())
                 assert not our_slots & their_slots
                 assert running_slot_ids(docker_api, instance_id) == our_slots
@@ -313,7 +320,7 @@ async def test_an_error_inside_the_drivers_context_comes_out_unwrapped(instance_
     with pytest.raises(Boom):
         async with pooled(instance_id) as driver:
             assert driver.pool is not None
-            await eventually(driver.pool.free_ids, "a free slot")
+            await poll(driver.pool.free_ids, "a free slot", timeout_s=20.0)
             raise Boom()
 
 

@@ -14,13 +14,7 @@ import pytest
 from drivers import ContainerTask
 from drivers.docker import DockerConfig, DockerDriver, PullPolicy
 from drivers.errors import ImageNotFoundError, RegistryAuthError, RegistryUnreachableError
-from tests.system.conftest import (
-    BUSYBOX,
-    REGISTRY_PASSWORD,
-    REGISTRY_USER,
-    free_port,
-    run_cli,
-)
+from tests.system.helpers import BUSYBOX, REGISTRY_PASSWORD, REGISTRY_USER, free_port, run_cli
 
 pytestmark = pytest.mark.anyio
 

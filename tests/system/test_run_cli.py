@@ -8,7 +8,7 @@ import time
 import docker
 import pytest
 
-from tests.system.conftest import BUSYBOX, FN_HELLO, FN_SHELL, FN_TEST, require_image, run_cli
+from tests.system.helpers import BUSYBOX, FN_HELLO, FN_SHELL, FN_TEST, require_image, run_cli
 
 
 def test_stdin_round_trip_of_one_mib_is_byte_exact(cli_env: dict[str, str]) -> None:

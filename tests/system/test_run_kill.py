@@ -11,7 +11,8 @@ import docker
 import pytest
 
 from drivers.docker import INSTANCE_LABEL
-from tests.system.conftest import BUSYBOX, FN_TEST, require_image, wait_for
+from tests.helpers import wait_for
+from tests.system.helpers import BUSYBOX, FN_TEST, require_image
 
 
 def _containers(api: docker.APIClient, instance_id: str, **filters: str) -> list[dict[str, Any]]:
@@ -56,8 +57,8 @@ def test_a_sigkilled_run_leaves_no_container(
         running = 2 if "--prefork" in args else 1
         wait_for(
             lambda: len(_containers(docker_api, instance_id, status="running")) == running,
-            30,
             "the run's containers to be running",
+            timeout_s=30,
         )
         socket_dirs = [
             bind.split(":")[0]
@@ -71,11 +72,11 @@ def test_a_sigkilled_run_leaves_no_container(
     assert process.returncode == -9
     wait_for(
         lambda: not _containers(docker_api, instance_id),
-        30,
         "the killed run's container to be removed",
+        timeout_s=30,
     )
     wait_for(
         lambda: not any(Path(path).exists() for path in socket_dirs),
-        30,
         "the killed run's socket dir to be removed",
+        timeout_s=30,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import docker
 
-from tests.system.conftest import FN_TEST, require_image
+from tests.system.helpers import FN_TEST, require_image
 
 MIB = 1024 * 1024
 INPUT_MIB = 300

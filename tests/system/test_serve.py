@@ -10,27 +10,9 @@ from typing import Any
 
 import docker
 
-from tests.system.conftest import FN_TEST, wait_for
+from tests.helpers import wait_for
+from tests.system.helpers import FN_TEST, deploy, free_port, instance_containers, run_cli
 from tests.system.server import Server, make_server
-
-
-def deploy(server: Server, app: str = "app", fn: str = "fn", **fields: Any) -> dict[str, Any]:
-    created = server.request("POST", "/v2/apps", {"name": app})
-    assert created.status in (200, 409), created.body
-    app_id = server.request("GET", f"/v2/apps?name={app}").json()["items"][0]["id"]
-    body = {"app_id": app_id, "name": fn, "image": FN_TEST, "memory": 64, "timeout": 5, **fields}
-    answer = server.request("POST", "/v2/fns", body)
-    assert answer.status == 200, answer.body
-    document: dict[str, Any] = answer.json()
-    return document
-
-
-def instance_containers(api: docker.APIClient, instance: str) -> list[dict[str, Any]]:
-    listed: list[dict[str, Any]] = api.containers(
-        all=True, filters={"label": f"fnagent.instance={instance}"}
-    )
-    return listed
-
 
 # -- ping, version, spec ----------------------------------------------------------------------
 
@@ -217,7 +199,7 @@ def test_sigterm_with_twenty_calls_in_flight_completes_them_all(
     threads = [threading.Thread(target=one) for _ in range(20)]
     for thread in threads:
         thread.start()
-    wait_for(lambda: _busy(server, fn["id"]) >= 4, 30, "calls in flight")
+    wait_for(lambda: _busy(server, fn["id"]) >= 4, "calls in flight", timeout_s=30)
     assert server.stop(signal.SIGTERM) == 0
     for thread in threads:
         thread.join(60)
@@ -293,8 +275,8 @@ def _spew_is_dropped(server: Server) -> None:
             _dropped_bytes(server, fn["id"]) >= 48 * mib
             or server.log_path.stat().st_size > 16 * mib
         ),
-        60,
         "the spew dropped (or flooding the log)",
+        timeout_s=60,
     )
     assert server.log_path.stat().st_size < 8 * mib, "between-call output flooded the log"
     assert "container output dropped" in server.log_path.read_text()
@@ -307,8 +289,8 @@ def test_scale_keeps_frozen_containers_and_back_to_zero(server: Server) -> None:
     assert answer.status == 200 and answer.json()["min_hot"] == 2
     wait_for(
         lambda: server.request("GET", f"/v2/fns/{fn['id']}/scale").json()["frozen"] == 2,
-        30,
         "two frozen containers",
+        timeout_s=30,
     )
     server.request("PUT", f"/v2/fns/{fn['id']}/scale", {"min_hot": 0})
     assert server.request("PUT", f"/v2/fns/{fn['id']}/scale", {"min_hot": -1}).status == 400
@@ -336,7 +318,7 @@ def test_orphans_are_removed_after_sigkill_and_restart(
     server.stop(signal.SIGKILL)
     assert instance_containers(docker_api, instance), "SIGKILL leaves the containers"
     server.start()
-    wait_for(lambda: not instance_containers(docker_api, instance), 20, "orphans removed")
+    wait_for(lambda: not instance_containers(docker_api, instance), "orphans removed", timeout_s=20)
     assert server.request("GET", f"/v2/fns/{fn['id']}").status == 200
     assert server.request("POST", f"/invoke/{fn['id']}", {}).status == 200
 
@@ -345,7 +327,6 @@ def test_orphans_are_removed_after_sigkill_and_restart(
 
 
 def _second_serve(server: Server, port: int, db_path: Path) -> Any:
-    from tests.system.conftest import run_cli
 
     args = ["serve", "--port", str(port), "--db-url", f"sqlite3://{db_path}"]
     return run_cli(args, server.env, timeout=30)
@@ -393,7 +374,6 @@ def test_second_serve_on_a_taken_port_says_so_in_one_line(
 def test_second_serve_on_the_same_store_is_refused(
     server: Server, docker_api: docker.APIClient
 ) -> None:
-    from tests.system.conftest import free_port
 
     fn = deploy(server)
     assert server.request("POST", f"/invoke/{fn['id']}", {}).status == 200

@@ -18,7 +18,8 @@ from typing import Any
 import docker
 import pytest
 
-from tests.system.conftest import FN_HELLO, free_port, require_image, wait_for
+from tests.helpers import wait_for
+from tests.system.helpers import FN_HELLO, free_port, require_image
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "serve-demo.sh"
@@ -88,8 +89,8 @@ def test_one_ctrl_c_to_the_group_always_drains_cleanly(
     try:
         wait_for(
             lambda: b"Ctrl-C stops" in out.read_bytes() or process.poll() is not None,
-            60,
             "the demo to be ready",
+            timeout_s=60,
         )
         assert process.poll() is None, err.read_text()
         assert _invoke_trigger(port) == 200
@@ -111,7 +112,7 @@ def test_a_second_ctrl_c_hurries_but_never_leaks(
     port = int(demo_env["FN_PORT"])
     process, out, err = _start(demo_env, tmp_path)
     try:
-        wait_for(lambda: b"Ctrl-C stops" in out.read_bytes(), 60, "the demo to be ready")
+        wait_for(lambda: b"Ctrl-C stops" in out.read_bytes(), "the demo to be ready", timeout_s=60)
         assert _invoke_trigger(port) == 200
         os.killpg(process.pid, signal.SIGINT)
         os.killpg(process.pid, signal.SIGINT)

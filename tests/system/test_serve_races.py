@@ -8,9 +8,9 @@ import threading
 import time
 from typing import Any
 
-from tests.system.conftest import wait_for
+from tests.helpers import wait_for
+from tests.system.helpers import deploy
 from tests.system.server import Answer, Server
-from tests.system.test_serve import deploy
 
 
 def running_calls(server: Server, fn_id: str) -> int:
@@ -32,7 +32,7 @@ def in_background(
 def test_a_config_changed_and_back_during_a_call_keeps_serving(server: Server) -> None:
     fn = deploy(server, config={"K": "a"})
     thread, slow = in_background(server, fn["id"], {"sleep_ms": 2000})
-    wait_for(lambda: running_calls(server, fn["id"]) >= 1, 30, "the slow call running")
+    wait_for(lambda: running_calls(server, fn["id"]) >= 1, "the slow call running", timeout_s=30)
     for value in ("b", "a"):
         changed = server.request("PUT", f"/v2/fns/{fn['id']}", {"config": {"K": value}})
         assert changed.status == 200, changed.body
@@ -49,7 +49,7 @@ def test_deleting_an_app_lets_its_call_in_flight_finish_then_answers_404(
 ) -> None:
     fn = deploy(server)
     thread, slow = in_background(server, fn["id"], {"sleep_ms": 2000, "echo": "finished"})
-    wait_for(lambda: running_calls(server, fn["id"]) >= 1, 30, "the slow call running")
+    wait_for(lambda: running_calls(server, fn["id"]) >= 1, "the slow call running", timeout_s=30)
     assert server.request("DELETE", f"/v2/apps/{fn['app_id']}").status == 204
     after = server.request("POST", f"/invoke/{fn['id']}", {})
     assert (after.status, after.message) == (404, "Fn not found")

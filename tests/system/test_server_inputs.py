@@ -13,9 +13,8 @@ from urllib.parse import quote
 
 import docker
 
-from tests.system.conftest import FN_TEST, require_image
+from tests.system.helpers import FN_TEST, deploy, require_image
 from tests.system.server import Server, make_server
-from tests.system.test_serve import deploy
 
 
 def exchange(server: Server, head: bytes, *, then: bytes = b"", half_close: bool = False) -> bytes:

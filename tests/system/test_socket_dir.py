@@ -17,10 +17,8 @@ from typing import Any
 import docker
 import pytest
 
-from tests.system.conftest import FN_TEST, require_image, run_cli
+from tests.system.helpers import FN_TEST, deploy, fn_container, require_image, run_cli
 from tests.system.server import Server, make_server
-from tests.system.test_isolation import fn_container
-from tests.system.test_serve import deploy
 
 MIB = 1024 * 1024
 

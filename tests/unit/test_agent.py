@@ -3,106 +3,33 @@ admission and eviction, updates, scale, shutdown."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import pytest
 
-from drivers.fake import FakeDriver, Program, ProgramContext
+from drivers.fake import FakeDriver, ProgramContext
 from fnagent.agent import Agent, CallResult
 from fnagent.agent.admission import Budget
 from fnagent.agent.agent import EXIT_REPORT_WAIT_S, UPDATE_RETRY_S
-from fnagent.clock import ManualClock
 from fnagent.config import AgentConfig
-from fnagent.models import Call, CallRequest, Fn
+from fnagent.models import Call
 from fnagent.server.invoke import error_answer
-from tests.fakefn import Answer, Request, http_function
+from fnagent.testing.clock import ManualClock
+from fnagent.testing.fakefn import Answer, Request, http_function
+from tests.helpers import poll
+from tests.unit.helpers import MIB, ROOMY, handler_of, make_call, make_fn, message, running
 
 pytestmark = pytest.mark.anyio
-
-MIB = 1024 * 1024
-ROOMY = Budget(memory_bytes=4096 * MIB, cpu_mcpus=4000)
-
-
-def make_fn(image: str = "fn/echo", **fields: Any) -> Fn:
-    values: dict[str, Any] = dict(
-        id="fn1",
-        name="echo",
-        app_id="app1",
-        app_name="app",
-        image=image,
-        timeout_s=10,
-        idle_timeout_s=30,
-    )
-    values.update(fields)
-    return Fn(**values)
-
-
-def make_call(fn: Fn, body: bytes = b"hi", **fields: Any) -> Call:
-    return Call(fn=fn, request=CallRequest(body=body, **fields))
-
-
-@asynccontextmanager
-async def running(
-    images: dict[str, Program],
-    *,
-    budget: Budget = ROOMY,
-    clock: ManualClock | None = None,
-    host_idle: float | None = None,
-    **config: Any,
-) -> AsyncIterator[tuple[Agent, FakeDriver]]:
-    # iofs_size_bytes 0: plain socket dirs, no tmpfs mounts (those need root).
-    settings = dict(
-        instance_id="unit",
-        iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"),
-        iofs_size_bytes=0,
-        freeze_idle_ms=50,
-    )
-    settings.update(config)
-    driver_options = {k: config.pop(k) for k in ("pull_delay_s", "missing_images") if k in config}
-    settings = {k: v for k, v in settings.items() if k not in driver_options}
-    async with FakeDriver(images=images, **driver_options) as driver:
-        async with Agent(
-            driver,
-            AgentConfig(**settings),
-            budget=budget,
-            clock=clock,
-            host_idle=lambda: host_idle,  # the host's real load must not change what tests see
-            stop_grace_s=5,
-        ) as agent:
-            yield agent, driver
-        assert driver.live() == [], "the agent left containers behind"
-
-
-async def poll(predicate: Callable[[], bool], what: str, timeout_s: float = 5.0) -> None:
-    with anyio.fail_after(timeout_s):
-        while not predicate():
-            await anyio.sleep(0.005)
-
-
-def handler_of(fn: Callable[[Request, ProgramContext], Any]) -> Program:
-    async def handler(request: Request, ctx: ProgramContext) -> Answer:
-        return await fn(request, ctx)
-
-    return http_function(handler)
 
 
 async def submit_into(agent: Agent, call: Call, results: list[CallResult]) -> None:
     results.append(await agent.submit(call))
-
-
-def message(result: CallResult) -> str:
-    """The failed call's message, from the JSON body the server answers it with."""
-    assert result.error is not None, result
-    _, body = error_answer(result.error)
-    return str(json.loads(body)["message"])
 
 
 # -- slots and launches -----------------------------------------------------------------------
@@ -645,8 +572,9 @@ async def test_a_drained_version_whose_containers_died_sends_its_waiters_on_and_
             gate.set()  # ... but dies instead
         got = waited[0]
         assert (got.status, got.body.decode() if got.status == 200 else message(got)) == expected
-        keys = lambda: {q.key for q in agent.queues}  # noqa: E731
-        await poll(lambda: old.key not in keys(), "the drained queue dropped")
+        await poll(
+            lambda: old.key not in {q.key for q in agent.queues}, "the drained queue dropped"
+        )
 
 
 async def test_forgetting_a_fn_lets_its_calls_finish_then_removes_its_containers() -> None:

@@ -9,9 +9,10 @@ import pytest
 from drivers.errors import InvalidInputError
 from fnagent.agent.admission import Budget
 from fnagent.agent.agent import MIN_HOT_LAUNCHES_AT_ONCE
-from fnagent.clock import ManualClock
-from tests.fakefn import http_function
-from tests.unit.test_agent import MIB, make_fn, poll, running
+from fnagent.testing.clock import ManualClock
+from fnagent.testing.fakefn import http_function
+from tests.helpers import poll
+from tests.unit.helpers import MIB, make_fn, running
 
 pytestmark = pytest.mark.anyio
 

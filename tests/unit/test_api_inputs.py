@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
+from fnagent.errors import InvalidInputError
 from fnagent.store import SQLiteStore
 from fnagent.store import models as m
 from tests.apitest import Client, make_state
@@ -62,10 +63,10 @@ async def test_config_sizes_are_bounded(client: Client) -> None:
 
 def test_config_limits_in_the_model() -> None:
     value = "v" * (m.MAX_CONFIG_VALUE_BYTES + 1)
-    with pytest.raises(m.InvalidInputError, match="config value"):
+    with pytest.raises(InvalidInputError, match="config value"):
         m.validate_config({"K": value})
     many = {f"K{i}": "v" * (m.MAX_CONFIG_VALUE_BYTES - 10) for i in range(10)}
-    with pytest.raises(m.InvalidInputError, match="config"):
+    with pytest.raises(InvalidInputError, match="config"):
         m.validate_config(many)
     m.validate_config({"K" * m.MAX_CONFIG_KEY_BYTES: "v" * m.MAX_CONFIG_VALUE_BYTES})
 
@@ -75,7 +76,7 @@ def test_config_limits_in_the_model() -> None:
     ["/a\r\nX-Inj: 1", "/a?b", "/a#b", "/a\x00", "/a b", "/a/../b", "/a%2Fb", "/a\tb", "/\u2028"],
 )
 def test_trigger_sources_outside_the_path_grammar_are_400(source: str) -> None:
-    with pytest.raises(m.InvalidInputError, match="Invalid Trigger Source"):
+    with pytest.raises(InvalidInputError, match="Invalid Trigger Source"):
         m.validate_trigger_source(source)
 
 

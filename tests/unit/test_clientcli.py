@@ -23,12 +23,13 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from fnagent import apiclient
-from fnagent.apiclient import ApiClient, ApiError
 from fnagent.cli import main
-from fnagent.clientcli import format_table
+from fnagent.cli.commands import format_table
+from fnagent.client import DEFAULT_API_URL, ApiClient, ApiError
 
 JSONObject = dict[str, Any]
+# status, headers, body (FakeFn has a method named list, so the alias lives out here)
+Reply = tuple[int, list[tuple[str, str]], bytes]
 NOT_UTF8 = bytes(range(256)) + b"\xff\xfe\x80 not utf-8 \xc3\x28"
 
 
@@ -57,7 +58,7 @@ class FakeFn:
     scale: dict[str, JSONObject] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     # (status, headers, body) for the next POST /invoke, else an echo of the request.
-    invoke_answer: tuple[int, list[tuple[str, str]], bytes] | None = None
+    invoke_answer: Reply | None = None
     counter: int = 0
 
     # -- seeding helpers, no HTTP --------------------------------------------------------------
@@ -121,7 +122,7 @@ class FakeFn:
 
     # -- the API ------------------------------------------------------------------------------
 
-    def handle(self, request: Recorded) -> tuple[int, list[tuple[str, str]], bytes]:
+    def handle(self, request: Recorded) -> Reply:
         self.requests.append(request)
         parts = [p for p in request.path.split("/") if p]
         if parts[:1] == ["invoke"] and request.method == "POST":
@@ -169,9 +170,7 @@ class FakeFn:
             return answer(200, self.shown(kind, obj))
         return error(405, "Method not allowed")
 
-    def list(
-        self, kind: str, store: dict[str, JSONObject], query: dict[str, str]
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
+    def list(self, kind: str, store: dict[str, JSONObject], query: dict[str, str]) -> Reply:
         if kind == "fns" and "app_id" not in query:
             return error(400, "Missing app ID")
         items = sorted(store.values(), key=lambda o: o["name"])
@@ -190,7 +189,7 @@ class FakeFn:
 
     def create(
         self, kind: str, store: dict[str, JSONObject], label: str, body: JSONObject
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
+    ) -> Reply:
         if not body.get("name"):
             return error(400, f"Missing {label.lower()} name")
         scope = "fn_id" if kind == "triggers" else "app_id" if kind == "fns" else None
@@ -222,7 +221,7 @@ class FakeFn:
             )
         return obj
 
-    def invoke(self, fn_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    def invoke(self, fn_id: str) -> Reply:
         if fn_id not in self.fns:
             return error(404, "Fn not found")
         call_id = [("Fn-Call-Id", f"01CALL{len(self.requests):06d}")]
@@ -234,15 +233,15 @@ class FakeFn:
         return 200, [("Content-Type", content_type), *call_id], request.body
 
 
-def answer(status: int, document: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+def answer(status: int, document: Any) -> Reply:
     return status, [("Content-Type", "application/json")], json.dumps(document).encode()
 
 
-def error(status: int, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
+def error(status: int, message: str) -> Reply:
     return answer(status, {"message": message})
 
 
-def serve(handle: Callable[[Recorded], tuple[int, list[tuple[str, str]], bytes]]) -> Iterator[str]:
+def serve(handle: Callable[[Recorded], Reply]) -> Iterator[str]:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -343,10 +342,11 @@ def test_help_lists_the_client_commands() -> None:
         assert f"  {name} " in result.output
 
 
-def test_importing_the_cli_does_not_load_the_client_commands() -> None:
+def test_importing_the_cli_loads_neither_the_client_commands_nor_the_run_body() -> None:
     code = (
         "import sys, fnagent.cli; print(sorted(m for m in "
-        "('fnagent.apiclient', 'fnagent.clientcli', 'http.client') if m in sys.modules))"
+        "('fnagent.client', 'fnagent.cli.commands', 'fnagent.cli.run', 'http.client')"
+        " if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert done.stdout.strip() == b"[]"
@@ -358,7 +358,7 @@ def test_a_client_command_loads_on_demand() -> None:
         "from click.testing import CliRunner\n"
         "from fnagent.cli import main\n"
         "r = CliRunner().invoke(main, ['fns', '--help'])\n"
-        "print(r.exit_code, 'fnagent.clientcli' in sys.modules)"
+        "print(r.exit_code, 'fnagent.cli.commands' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert done.stdout.strip() == b"0 True"
@@ -366,7 +366,7 @@ def test_a_client_command_loads_on_demand() -> None:
 
 def test_help_names_the_client_default_url() -> None:
     result = CliRunner().invoke(main, ["apps", "list", "--help"])
-    assert apiclient.DEFAULT_API_URL in result.output.replace("\n", " ").replace("  ", "")
+    assert DEFAULT_API_URL in result.output.replace("\n", " ").replace("  ", "")
 
 
 # -- apps ------------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ def test_serve_applies_the_prefork_flag_as_run_does(monkeypatch: pytest.MonkeyPa
     def fake_run(func: Any, server_config: Any, agent_config: Any, url: str, **_: Any) -> None:
         seen.update(server=server_config, agent=agent_config, url=url)
 
-    monkeypatch.setattr(serve.anyio, "run", fake_run)
+    monkeypatch.setattr("fnagent.server.serve.anyio.run", fake_run)
     monkeypatch.setattr(serve, "configure_json_logging", lambda level: None)
     env = {
         "FN_EXPERIMENTAL_PREFORK_POOL_MIN": "2",

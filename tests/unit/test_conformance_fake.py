@@ -1,9 +1,9 @@
-"""The driver conformance suite (tests/conformance.py) run against the fake driver."""
+"""The driver conformance suite (fnagent.testing.driver_conformance) on the fake driver."""
 
 import pytest
 
 from drivers.fake import FakeDriver
-from tests.conformance import CASES, Case, Images
+from fnagent.testing.driver_conformance import CASES, Case, Images
 
 IMAGES = Images(busybox="fnagent/busybox")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import anyio
 import anyio.lowlevel
@@ -21,20 +21,13 @@ from drivers.errors import (
     OutOfMemoryError,
 )
 from drivers.fake import FakeCookie, FakeDriver, FakeOOM, ProgramContext
+from tests.helpers import poll
 
 pytestmark = pytest.mark.anyio
 
 BUSYBOX = "fnagent/busybox"
 MIB = 1024 * 1024
 _task_ids = itertools.count()
-
-
-async def poll_until(predicate: Callable[[], bool], *, deadline_s: float = 5.0) -> None:
-    """Wait for ``predicate`` to hold, failing after ``deadline_s``."""
-    with anyio.fail_after(deadline_s):
-        # A plain predicate has no event to wait on, so poll (ASYNC110 wants an Event).
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.001)
 
 
 def make_task(command: list[str] | None = None, **fields: object) -> ContainerTask:
@@ -112,7 +105,7 @@ async def test_timeout_cancels_the_program() -> None:
         assert isinstance(result.error, FunctionTimeoutError)
         assert "Timed out" in result.error.message
         assert cookie.state == "exited"
-        await poll_until(lambda: flags.cancelled)
+        await poll(lambda: flags.cancelled, "the program cancelled")
 
 
 async def test_cancelled_wait_cancels_the_program_and_propagates() -> None:
@@ -128,7 +121,7 @@ async def test_cancelled_wait_cancels_the_program_and_propagates() -> None:
         assert cookie.container is not None and cookie.container.result is not None
         assert cookie.container.result.status is RunStatus.CANCELLED
         assert await waiter.wait() is cookie.container.result
-        await poll_until(lambda: flags.cancelled)
+        await poll(lambda: flags.cancelled, "the program cancelled")
         assert cookie.state == "exited"
 
 
@@ -151,7 +144,7 @@ async def test_freeze_blocks_progress_until_unfreeze() -> None:
     async with FakeDriver(programs={"tick": flags.ticker}) as driver:
         cookie = await started(driver, make_task(["tick"]))
         waiter = await cookie.run()
-        await poll_until(lambda: flags.steps > 0)
+        await poll(lambda: flags.steps > 0, "the program stepping")
         await cookie.freeze()
         states = [cookie.state]
         frozen_at = flags.steps
@@ -162,7 +155,7 @@ async def test_freeze_blocks_progress_until_unfreeze() -> None:
         await cookie.unfreeze()
         states.append(cookie.state)
         assert states == ["paused", "running"]
-        await poll_until(lambda: flags.steps > frozen_at)
+        await poll(lambda: flags.steps > frozen_at, "a step after the thaw")
         flags.stop = True
         assert (await waiter.wait()).ok
 
@@ -180,7 +173,7 @@ async def test_frozen_output_is_held_back() -> None:
         task = make_task(["cat"], input=chunks(), logger=TaskLogger(stdout=out))
         cookie = await started(driver, task)
         waiter = await cookie.run()
-        await poll_until(lambda: out.getvalue() == b"first ")
+        await poll(lambda: out.getvalue() == b"first ", "the first output")
         await cookie.freeze()
         release.set()
         for _ in range(200):

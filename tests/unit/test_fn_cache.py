@@ -16,7 +16,7 @@ from fnagent.models import Call, Fn
 from fnagent.server import invoke
 from fnagent.server.app import ServerConfig, ServerState
 from fnagent.store import App, FnRecord, NotFoundError, SQLiteStore, Trigger
-from tests.unit.test_invoke_app import request
+from tests.apitest import request
 
 pytestmark = pytest.mark.anyio
 
@@ -80,8 +80,13 @@ async def state(anyio_backend: str) -> AsyncIterator[ServerState]:
         )
 
 
+def pausing(state: ServerState) -> PausingStore:
+    assert isinstance(state.store, PausingStore)
+    return state.store
+
+
 async def deployed(state: ServerState) -> FnRecord:
-    store = state.store.store
+    store = pausing(state).store
     app = await store.create_app({"name": "app"})
     record: FnRecord = await store.create_fn(
         {"app_id": app.id, "name": "fn", "image": "img", "config": {"K": "old"}}
@@ -105,15 +110,15 @@ async def race(
         except NotFoundError as exc:
             outcome.append(exc)
 
-    state.store.armed = True
+    pausing(state).armed = True
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(look)
-            await state.store.paused.wait()
+            await pausing(state).paused.wait()
             method, path, body = write
             status, _, answer = await request(state, method, path, body)
             assert status in (200, 204), answer
-            state.store.resume.set()
+            pausing(state).resume.set()
     return outcome[0]
 
 
@@ -157,5 +162,5 @@ async def test_a_trigger_lookup_racing_an_update_serves_the_new_config(
 async def test_a_cache_hit_reads_nothing(state: ServerState) -> None:
     record = await deployed(state)
     await invoke.fn_by_id(state, record.id)
-    state.store.store = None  # any read now fails
+    pausing(state).store = None  # type: ignore[assignment]  # any read now fails
     assert (await invoke.fn_by_id(state, record.id)).id == record.id

@@ -9,8 +9,9 @@ from drivers.fake import ProgramContext
 from fnagent.agent.httpclient import Response
 from fnagent.agent.protocol import request_headers, response_headers
 from fnagent.errors import InvalidResponseError
-from tests.fakefn import Answer, Request
-from tests.unit.test_agent import handler_of, make_call, make_fn, message, poll, running
+from fnagent.testing.fakefn import Answer, Request
+from tests.helpers import poll
+from tests.unit.helpers import handler_of, make_call, make_fn, message, running
 
 pytestmark = pytest.mark.anyio
 

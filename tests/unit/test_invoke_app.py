@@ -12,10 +12,9 @@ import pytest
 from fnagent.agent import CallResult
 from fnagent.errors import FnAgentError, FunctionTimeoutError, ServerBusyError
 from fnagent.models import Call, Fn
-from fnagent.server import invoke
-from fnagent.server.app import ServerConfig, ServerState, create_app
+from fnagent.server.app import ServerConfig, ServerState
 from fnagent.server.metrics import Metrics
-from tests.apitest import http_scope
+from tests.apitest import request
 
 pytestmark = pytest.mark.anyio
 
@@ -48,53 +47,13 @@ class StubAgent:
 def make_state(agent: StubAgent, **config: Any) -> ServerState:
     state = ServerState(
         config=ServerConfig(**config),
-        store=None,
-        agent=agent,
+        store=None,  # type: ignore[arg-type]  # InvokeApp reads the cache, never the store
+        agent=agent,  # type: ignore[arg-type]  # a stub, not an Agent
         metrics=Metrics(lambda: {}),
     )
     state.cache["fn:f1"] = Fn(id="f1", name="hello", app_id="a1", app_name="app", image="img")
     state.cache["t:app:/hook"] = state.cache["fn:f1"]
     return state
-
-
-async def request(
-    state: ServerState,
-    method: str,
-    path: str,
-    body: bytes = b"",
-    headers: list[tuple[bytes, bytes]] | None = None,
-    disconnect: bool = False,
-    raw_path: bytes | None = None,
-    query: bytes = b"",
-) -> tuple[int, dict[bytes, bytes], bytes]:
-    scope = http_scope(method, path, raw_path=raw_path, query=query, headers=headers)
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-    gone = anyio.Event()
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
-        if disconnect:
-            await anyio.sleep(invoke.WATCH_AFTER_S * 2)
-            gone.set()
-            return {"type": "http.disconnect"}
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    with anyio.fail_after(5):
-        await create_app(state)(scope, receive, send)
-    if not sent:
-        return 0, {}, b""
-    return (
-        sent[0]["status"],
-        dict(sent[0]["headers"]),
-        b"".join(m.get("body", b"") for m in sent[1:]),
-    )
 
 
 async def test_invoke_answers_with_the_functions_response_and_a_call_id() -> None:

@@ -32,6 +32,7 @@ from drivers.errors import (
     InvalidInputError,
     PoolEmpty,
 )
+from tests.helpers import poll
 
 _ids = itertools.count()
 
@@ -366,19 +367,13 @@ def fake_pool(docker: FakeDocker, **fields: Any) -> PreforkPool:
     return PreforkPool(docker, FakePuller(), docker_config, config)  # type: ignore[arg-type]
 
 
-async def until(predicate: Callable[[], object], what: str, timeout_s: float = 5.0) -> None:
-    with anyio.fail_after(timeout_s):
-        while not predicate():  # noqa: ASYNC110 - a plain predicate has no event to wait on
-            await anyio.sleep(0.005)
-
-
 @pytest.mark.anyio
 async def test_pool_fills_lends_and_closes_leaving_nothing() -> None:
     docker = FakeDocker()
     pool = fake_pool(docker, min_size=3, max_size=3)
     async with anyio.create_task_group() as tg:
         await tg.start(pool.run)
-        await until(lambda: pool.usage().free == 3, "the pool to fill")
+        await poll(lambda: pool.usage().free == 3, "the pool to fill")
         slot = pool.alloc()
         assert docker.containers[slot].labels[POOL_LABEL] == pool.pool_id
         pool.free(slot)
@@ -393,7 +388,7 @@ async def test_close_is_bounded_when_docker_is_slow() -> None:
     pool = fake_pool(docker, close_timeout_s=0.3)
     async with anyio.create_task_group() as tg:
         await tg.start(pool.run)
-        await until(lambda: pool.usage().free == 2, "the pool to fill")
+        await poll(lambda: pool.usage().free == 2, "the pool to fill")
         with anyio.fail_after(1.5):
             await pool.aclose()
         tg.cancel_scope.cancel()
@@ -423,7 +418,7 @@ async def test_daemon_down_is_retried_with_backoff_not_a_hot_loop(
             await anyio.sleep(1.5)
             attempts = docker.calls["create_container_from_config"]
             docker.down = False  # the daemon is back: the pool recovers on its own
-            await until(lambda: pool.usage().free == 3, "the pool to recover", timeout_s=8)
+            await poll(lambda: pool.usage().free == 3, "the pool to recover", timeout_s=8)
             await pool.aclose()
     # backoff 0.1, 0.2, 0.4, 0.8 s: about 4-5 attempts per slot in 1.5 s, not 10/s per slot
     assert 3 <= attempts <= 3 * 6
@@ -452,10 +447,10 @@ async def test_use_once_replaces_the_slot_after_free() -> None:
         await tg.start(pool.run)
         seen = []
         for _ in range(3):
-            await until(lambda: pool.usage().free == 1, "a fresh slot")
+            await poll(lambda: pool.usage().free == 1, "a fresh slot")
             seen.append(pool.alloc())
             pool.free(seen[-1])
-        await until(lambda: seen[-1] not in docker.containers, "the used slot to go")
+        await poll(lambda: seen[-1] not in docker.containers, "the used slot to go")
         await pool.aclose()
     assert len(set(seen)) == 3
     assert docker.containers == {}
@@ -467,15 +462,15 @@ async def test_empty_alloc_grows_and_idle_slots_shrink_back() -> None:
     pool = fake_pool(docker, min_size=1, max_size=3, idle_shrink_s=0.3)
     async with anyio.create_task_group() as tg:
         await tg.start(pool.run)
-        await until(lambda: pool.usage().free == 1, "the minimum")
+        await poll(lambda: pool.usage().free == 1, "the minimum")
         lent = [pool.alloc()]
         for _ in range(4):
             with pytest.raises(PoolEmpty):
                 pool.alloc()
         assert pool.size == 3  # grew by one per miss, up to max
-        await until(lambda: pool.usage().free == 2, "the pool to grow")
+        await poll(lambda: pool.usage().free == 2, "the pool to grow")
         pool.free(lent[0])
-        await until(lambda: pool.size == 1 and len(docker.containers) == 1, "the shrink")
+        await poll(lambda: pool.size == 1 and len(docker.containers) == 1, "the shrink")
         await pool.aclose()
     assert docker.containers == {}
 
@@ -484,7 +479,7 @@ async def test_empty_alloc_grows_and_idle_slots_shrink_back() -> None:
 async def test_a_missing_image_fails_start_with_make_images_advice() -> None:
     config = PoolConfig(min_size=1, max_size=1)
     pool = PreforkPool(
-        FakeDocker(),
+        FakeDocker(),  # type: ignore[arg-type]  # fakes of the Docker client and the puller
         FakePuller(missing=True),  # type: ignore[arg-type]
         DockerConfig(instance_id="unit", pool=config),
         config,

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from fnagent.agent.sockdir import SocketDir, SocketDirError, remove_root
+from fnagent.agent.sockdir import SocketDir, remove_root
+from fnagent.errors import SocketDirError
 
 MIB = 1024 * 1024
 

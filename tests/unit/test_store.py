@@ -1,6 +1,7 @@
 """What is SQLite's own in the registry (fnagent/store/sqlite.py): files, restarts,
 migrations, FN_DB_URL, closing, cancellation and storage failures. What every backend must do
-is the conformance suite's (tests/storetest.py, run by test_store_conformance.py)."""
+is the conformance suite's (fnagent.testing.store_conformance, run by
+test_store_conformance.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from fnagent.store import (
     StorageError,
 )
 from fnagent.store.sqlite import MIGRATIONS
-from tests.storetest import FakeClock, app_body, app_fn_trigger
+from fnagent.testing.store_conformance import FakeClock, app_body, app_fn_trigger
 
 pytestmark = pytest.mark.anyio
 

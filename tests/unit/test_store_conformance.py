@@ -1,5 +1,5 @@
-"""The store conformance suite (tests/storetest.py) run against every backend: SQLite in
-memory and SQLite on a file."""
+"""The store conformance suite (fnagent.testing.store_conformance) run against every backend:
+SQLite in memory and SQLite on a file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fnagent.store import SQLiteStore, Store
-from tests.storetest import CASES, Case, FakeClock
+from fnagent.testing.store_conformance import CASES, Case, FakeClock
 
 Backend = Callable[[Path], Store]
 

@@ -142,8 +142,8 @@ async def _run(
 ) -> int:
     from drivers.docker import DockerDriver
     from fnagent.agent.oneoff import run_once
-    from fnagent.progress import PullProgressBar
-    from fnagent.stdio import FlushingSink, read_fd, regular_file_bytes
+    from fnagent.cli.progress import PullProgressBar
+    from fnagent.cli.stdio import FlushingSink, read_fd, regular_file_bytes
 
     bar = PullProgressBar(request.image, sys.stderr) if sys.stderr.isatty() else None
     captured = io.BytesIO()

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
-from drivers.errors import FnAgentError, InvalidInputError
+from fnagent.errors import FnAgentError, InvalidInputError
 from fnagent.store import App, ConflictError, FnRecord, NotFoundError, Store, Trigger
 from fnagent.store import models as m
 from fnagent.store.models import decode_cursor, encode_cursor

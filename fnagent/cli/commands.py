@@ -1,6 +1,6 @@
 """The API client commands of ``fnagent``: apps, fns, triggers, invoke and deploy.
 
-They talk to ``fnagent serve`` (or any Fn v2 server) through :mod:`fnagent.apiclient`, which
+They talk to ``fnagent serve`` (or any Fn v2 server) through :mod:`fnagent.client`, which
 loads inside the commands so ``fnagent --help`` stays fast. ``--json`` prints the server's JSON;
 otherwise lists are aligned tables and one object is ``key: value`` lines. An API failure is one
 ``fnagent: <message>`` line on stderr and exit status 1; a usage mistake is a click usage error,
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from fnagent.apiclient import ApiClient, JSONObject
+    from fnagent.client import ApiClient, JSONObject
 
 EXIT_API_ERROR = 1
 
 # ctx.meta is shared by a group's context and its command's, so an option given on either
 # lands here; the command's own, parsed later, wins.
-_SETTINGS = "fnagent.client"
+_SETTINGS = "fnagent.cli.commands"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -60,7 +60,7 @@ class _ApiCommand(click.Command):
     Exit's code is returned and lost."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from fnagent.apiclient import ApiError
+        from fnagent.client import ApiError
 
         try:
             return super().invoke(ctx)
@@ -263,7 +263,7 @@ def _page_options(f: _F) -> _F:
 
 
 def _client() -> ApiClient:
-    from fnagent.apiclient import ApiClient
+    from fnagent.client import ApiClient
 
     ctx = click.get_current_context()
     settings = ctx.meta.get(_SETTINGS, {})
@@ -743,7 +743,7 @@ def invoke_command(
     Exit status 0 on a 2xx answer; otherwise the server's message goes to stderr and the exit
     status is 1.
     """
-    from fnagent.apiclient import error_message
+    from fnagent.client import error_message
 
     client = _client()
     found = client.find_fn(client.find_app(app), fn)
@@ -794,7 +794,7 @@ def deploy_command(
 
     Prints the fn's invoke URL (and the trigger's URL) as the server reports them.
     """
-    from fnagent.apiclient import ApiError
+    from fnagent.client import ApiError
 
     client = _client()
     actions: dict[str, str] = {}

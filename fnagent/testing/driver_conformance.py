@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 
 from drivers.base import ContainerTask, Cookie, Driver, RunResult, RunStatus, TaskLogger
-from drivers.errors import ClosedError, FunctionTimeoutError
+from fnagent.errors import ClosedError, FunctionTimeoutError
 
 CONFORMANCE_LABEL = "fnagent.test.conformance"
 # Upper bound for any single wait in a case, so a broken driver fails the case instead of

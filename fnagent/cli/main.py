@@ -10,7 +10,7 @@ import click
 
 from fnagent.errors import EXIT_AGENT_FAILURE, EXIT_CANCELLED
 
-# The API client commands live in fnagent.clientcli, whose import costs about as much as
+# The API client commands live in fnagent.cli.commands, whose import costs about as much as
 # click's: it loads only when one of them (or the command list) is asked for, not for `run`.
 CLIENT_COMMANDS = ("apps", "deploy", "fns", "invoke", "triggers")
 
@@ -19,7 +19,7 @@ class _Main(click.Group):
     """The top-level group: its own commands, plus the client commands loaded on demand."""
 
     def _load_client_commands(self) -> None:
-        from fnagent.clientcli import register
+        from fnagent.cli.commands import register
 
         if CLIENT_COMMANDS[0] not in self.commands:
             register(self)
@@ -123,7 +123,7 @@ def run(
       130  interrupted (the container is removed first);
       1    an http-stream function answered with a non-2xx status.
     """
-    from fnagent.runcmd import run_command
+    from fnagent.cli.run import run_command
 
     _exit(
         run_command(

@@ -1,0 +1,86 @@
+"""Helpers the unit tests of the agent share: a function, a call, and an agent running on the
+fake driver (``running``) with roomy budgets and a host that never looks busy."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from drivers.fake import FakeDriver, Program, ProgramContext
+from fnagent.agent import Agent, CallResult
+from fnagent.agent.admission import Budget
+from fnagent.config import AgentConfig
+from fnagent.models import Call, CallRequest, Fn
+from fnagent.server.invoke import error_answer
+from fnagent.testing.clock import ManualClock
+from fnagent.testing.fakefn import Answer, Request, http_function
+
+MIB = 1024 * 1024
+ROOMY = Budget(memory_bytes=4096 * MIB, cpu_mcpus=4000)
+
+
+def make_fn(image: str = "fn/echo", **fields: Any) -> Fn:
+    values: dict[str, Any] = dict(
+        id="fn1",
+        name="echo",
+        app_id="app1",
+        app_name="app",
+        image=image,
+        timeout_s=10,
+        idle_timeout_s=30,
+    )
+    values.update(fields)
+    return Fn(**values)
+
+
+def make_call(fn: Fn, body: bytes = b"hi", **fields: Any) -> Call:
+    return Call(fn=fn, request=CallRequest(body=body, **fields))
+
+
+@asynccontextmanager
+async def running(
+    images: dict[str, Program],
+    *,
+    budget: Budget = ROOMY,
+    clock: ManualClock | None = None,
+    host_idle: float | None = None,
+    **config: Any,
+) -> AsyncIterator[tuple[Agent, FakeDriver]]:
+    # iofs_size_bytes 0: plain socket dirs, no tmpfs mounts (those need root).
+    settings: dict[str, Any] = dict(
+        instance_id="unit",
+        iofs_path=tempfile.mkdtemp(prefix="fnagent-unit-"),
+        iofs_size_bytes=0,
+        freeze_idle_ms=50,
+    )
+    settings.update(config)
+    driver_options = {k: config.pop(k) for k in ("pull_delay_s", "missing_images") if k in config}
+    settings = {k: v for k, v in settings.items() if k not in driver_options}
+    async with FakeDriver(images=images, **driver_options) as driver:
+        async with Agent(
+            driver,
+            AgentConfig(**settings),
+            budget=budget,
+            clock=clock,
+            host_idle=lambda: host_idle,  # the host's real load must not change what tests see
+            stop_grace_s=5,
+        ) as agent:
+            yield agent, driver
+        assert driver.live() == [], "the agent left containers behind"
+
+
+def handler_of(fn: Callable[[Request, ProgramContext], Awaitable[Answer]]) -> Program:
+    async def handler(request: Request, ctx: ProgramContext) -> Answer:
+        return await fn(request, ctx)
+
+    return http_function(handler)
+
+
+def message(result: CallResult) -> str:
+    """The failed call's message, from the JSON body the server answers it with."""
+    assert result.error is not None, result
+    _, body = error_answer(result.error)
+    return str(json.loads(body)["message"])
