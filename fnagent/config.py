@@ -24,6 +24,11 @@ Networking (``docker_config(function_network=True)``, which ``fnagent serve`` as
 containers and pool slots go on fnagent's function network (drivers/docker/network.py) unless
 ``FN_DOCKER_NETWORKS`` / ``FN_EXPERIMENTAL_PREFORK_NETWORKS`` name others. ``FN_ALLOW_HOST_ACCESS``
 (off) picks the function network whose functions may reach services on the host's addresses.
+
+Keep-alive (``KeepAliveConfig``, the policy of fnagent.keepalive): ``FN_KEEPALIVE_POLICY``
+(``adaptive`` or ``fixed``) and the tuning knobs ``FN_KEEPALIVE_RANGE_MSECS``,
+``FN_KEEPALIVE_HEAD_PERCENTILE``, ``FN_KEEPALIVE_TAIL_PERCENTILE``, ``FN_KEEPALIVE_MARGIN_PERCENT``,
+``FN_KEEPALIVE_CV_THRESHOLD`` and ``FN_KEEPALIVE_MIN_SAMPLES``.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from drivers.docker.config import (
 from drivers.docker.network import function_network as fn_network
 from fnagent.env import (
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_msecs,
@@ -77,6 +83,68 @@ DEFAULT_MAX_API_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_HEADER_TIMEOUT_S = 10.0
+KEEPALIVE_POLICIES = ("adaptive", "fixed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeepAliveConfig:
+    """How long an idle container is kept, and when one is started before a predicted call
+    (fnagent.keepalive). Defaults are those of Shahrad et al., "Serverless in the Wild" (USENIX
+    ATC'20): a 4-hour histogram, the 5th and 99th percentiles, a 10% margin, a coefficient of
+    variation of 2; ``min_samples`` is ours."""
+
+    policy: str = "adaptive"
+    """``adaptive`` (the hybrid histogram policy) or ``fixed`` (every fn keeps an idle
+    container for its idle_timeout, as Fn does)."""
+    range_s: float = 4 * 3600.0
+    """Idle times the histogram holds; longer ones are counted as out of range."""
+    head_percentile: float = 5.0
+    """Its lower edge, less the margin, is when a pre-warmed container is started."""
+    tail_percentile: float = 99.0
+    """Its upper edge, plus the margin, is when an idle container is removed."""
+    margin_percent: float = 10.0
+    cv_threshold: float = 2.0
+    """Below this coefficient of variation of the bin counts the idle times are too spread
+    out to predict, and the fixed keep-alive applies."""
+    min_samples: int = 5
+    """Fewer idle times than this: the fixed keep-alive applies."""
+
+    def __post_init__(self) -> None:
+        if self.policy not in KEEPALIVE_POLICIES:
+            raise InvalidInputError(f"keep-alive policy {self.policy!r}: use adaptive or fixed")
+        if not 0 <= self.head_percentile <= self.tail_percentile <= 100:
+            raise InvalidInputError(
+                "keep-alive percentiles: need 0 <= head <= tail <= 100, got"
+                f" {self.head_percentile} and {self.tail_percentile}"
+            )
+        if not 0 <= self.margin_percent < 100:
+            raise InvalidInputError(f"keep-alive margin {self.margin_percent}%: need 0 to 99")
+        if self.range_s < 60:
+            raise InvalidInputError(f"keep-alive histogram range {self.range_s} s: need >= 60 s")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> KeepAliveConfig:
+        defaults = cls()
+        return cls(
+            policy=env_choice(environ, "FN_KEEPALIVE_POLICY", defaults.policy, KEEPALIVE_POLICIES),
+            range_s=env_msecs(
+                environ, "FN_KEEPALIVE_RANGE_MSECS", int(defaults.range_s * 1000), minimum=60_000
+            )
+            / 1000,
+            head_percentile=env_float(
+                environ, "FN_KEEPALIVE_HEAD_PERCENTILE", defaults.head_percentile
+            ),
+            tail_percentile=env_float(
+                environ, "FN_KEEPALIVE_TAIL_PERCENTILE", defaults.tail_percentile
+            ),
+            margin_percent=env_int(
+                environ, "FN_KEEPALIVE_MARGIN_PERCENT", int(defaults.margin_percent), maximum=99
+            ),
+            cv_threshold=env_float(environ, "FN_KEEPALIVE_CV_THRESHOLD", defaults.cv_threshold),
+            min_samples=env_int(
+                environ, "FN_KEEPALIVE_MIN_SAMPLES", defaults.min_samples, minimum=1
+            ),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,6 +198,8 @@ class AgentConfig:
     disable_readonly_rootfs: bool = False
     docker_auth: str | None = None
     pull_policy: PullPolicy = PullPolicy.MISSING
+    keepalive: KeepAliveConfig = field(default_factory=KeepAliveConfig)
+    """FN_KEEPALIVE_*: see KeepAliveConfig."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AgentConfig:
@@ -189,6 +259,7 @@ class AgentConfig:
             iofs_size_bytes=env_size(environ, "FN_IOFS_SIZE_BYTES", DEFAULT_IOFS_SIZE_BYTES),
             disable_readonly_rootfs=env_bool(environ, "FN_DISABLE_READONLY_ROOTFS"),
             docker_auth=environ.get("FN_DOCKER_AUTH") or None,
+            keepalive=KeepAliveConfig.from_env(environ),
         )
 
     def with_prefork(self, size: int | None) -> AgentConfig:

@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     "fnagent.hostcpu": 1,
     "fnagent.stdio": 1,
     "fnagent.progress": 1,
+    "fnagent.keepalive": 1,
     # the store
     "fnagent.store": 2,
     # the agent
