@@ -1,0 +1,312 @@
+"""Keep-alive that learns (fnagent.keepalive): the idle-time histogram, the hybrid histogram
+policy's plans (fallback, pre-warm timing, idle_timeout as a bound, concurrency levels), the
+Greedy-Dual eviction order, and the FN_KEEPALIVE_* settings."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fnagent.config import AgentConfig, KeepAliveConfig
+from fnagent.errors import InvalidInputError
+from fnagent.keepalive import GreedyDual, IdleHistogram, KeepAlivePolicy, Plan
+
+CONFIG = KeepAliveConfig()
+
+
+def periodic(policy: KeepAlivePolicy, *, period_s: float, duration_s: float, calls: int) -> Plan:
+    """Calls every ``period_s`` lasting ``duration_s``; the plan after the last one."""
+    now, plan = 1000.0, None
+    for _ in range(calls):
+        policy.before_call(now)
+        plan = policy.after_call(now + duration_s)
+        now += period_s
+    assert plan is not None
+    return plan
+
+
+# The histogram
+
+
+def test_bins_are_one_second_under_a_minute_then_one_minute_up_to_the_range() -> None:
+    histogram = IdleHistogram(4 * 3600)
+    assert histogram.bins == 60 + 239
+    assert IdleHistogram.bin_edges(IdleHistogram.bin_index(2.5)) == (2.0, 3.0)
+    assert IdleHistogram.bin_edges(IdleHistogram.bin_index(59.99)) == (59.0, 60.0)
+    assert IdleHistogram.bin_edges(IdleHistogram.bin_index(60.0)) == (60.0, 120.0)
+    assert IdleHistogram.bin_edges(IdleHistogram.bin_index(3599.0)) == (3540.0, 3600.0)
+    assert IdleHistogram.bin_edges(histogram.bins - 1)[1] == 4 * 3600
+
+
+@given(st.floats(min_value=0, max_value=5 * 3600, allow_nan=False))
+def test_every_idle_time_falls_in_its_bin_or_out_of_range(idle_s: float) -> None:
+    histogram = IdleHistogram(4 * 3600)
+    histogram.add(idle_s)
+    index = IdleHistogram.bin_index(idle_s)
+    if idle_s >= 4 * 3600:
+        assert histogram.out_of_range == 1 and histogram.in_range == 0
+    else:
+        lower, upper = IdleHistogram.bin_edges(index)
+        assert lower <= idle_s < upper
+        assert histogram.count(index) == 1
+    assert histogram.samples == 1
+
+
+@given(st.lists(st.floats(min_value=0, max_value=4 * 3600 - 1, allow_nan=False), min_size=1))
+def test_percentile_bins_hold_the_sample_percentiles(idle_times: list[float]) -> None:
+    histogram = IdleHistogram()
+    for idle_s in idle_times:
+        histogram.add(idle_s)
+    ordered = sorted(idle_times)
+    for percentile in (5.0, 50.0, 99.0):
+        index = histogram.percentile_bin(percentile)
+        assert index is not None
+        lower, upper = IdleHistogram.bin_edges(index)
+        rank = max(1, math.ceil(percentile / 100 * len(ordered)))
+        assert lower <= ordered[rank - 1] < upper
+
+
+@given(st.lists(st.integers(min_value=0, max_value=400), min_size=1, max_size=200))
+def test_the_running_cv_equals_the_cv_of_the_bin_counts(idle_times: list[int]) -> None:
+    histogram = IdleHistogram()
+    for idle_s in idle_times:
+        histogram.add(idle_s)
+    counts = [histogram.count(index) for index in range(histogram.bins)]
+    expected = statistics.pstdev(counts) / statistics.fmean(counts)
+    assert histogram.cv() == pytest.approx(expected)
+
+
+def test_an_empty_histogram_has_no_percentile_and_no_cv() -> None:
+    histogram = IdleHistogram()
+    assert histogram.percentile_bin(99) is None
+    assert histogram.cv() == 0.0
+
+
+def test_negative_idle_times_count_as_zero() -> None:
+    histogram = IdleHistogram()
+    histogram.add(-3.0)
+    assert histogram.count(0) == 1
+
+
+# The policy
+
+
+def test_the_fixed_keepalive_applies_until_enough_idle_times_are_seen() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    plan = periodic(policy, period_s=3.0, duration_s=0.1, calls=CONFIG.min_samples)
+    assert policy.histogram.samples == CONFIG.min_samples - 1
+    assert plan == Plan(unload_at=plan.unload_at, learned=False)
+    assert plan.unload_at == pytest.approx(1000.0 + 3.0 * (CONFIG.min_samples - 1) + 0.1 + 30.0)
+
+
+def test_a_learned_period_unloads_at_once_and_prewarms_before_the_next_call() -> None:
+    """Calls every 3 s lasting 0.1 s: idle 2.9 s, in the bin [2, 3); pre-warm at 2 s less 10%,
+    keep the pre-warmed container until 3 s plus 10%: the next call (2.9 s) finds it."""
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    plan = periodic(policy, period_s=3.0, duration_s=0.1, calls=CONFIG.min_samples + 1)
+    end = plan.unload_at
+    assert plan.learned
+    assert plan.prewarm_at == pytest.approx(end + 1.8)
+    assert plan.prewarm_unload_at == pytest.approx(end + 3.3)
+    assert plan.prewarm_at < end + 2.9 < plan.prewarm_unload_at
+
+
+def test_calls_that_come_back_within_a_second_keep_the_container_until_the_tail() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    plan = periodic(policy, period_s=0.6, duration_s=0.1, calls=20)
+    assert plan.learned and plan.prewarm_at is None
+    end = 1000.0 + 0.6 * 19 + 0.1
+    assert plan.unload_at == pytest.approx(end + 1.0 * 1.1)
+
+
+def test_hourly_calls_learn_a_prewarm_minutes_before_the_hour() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    plan = periodic(policy, period_s=3600.0, duration_s=2.0, calls=10)
+    end = plan.unload_at
+    assert plan.prewarm_at == pytest.approx(end + 3540 * 0.9)
+    assert plan.prewarm_unload_at == pytest.approx(end + 3600 * 1.1)
+
+
+def test_spread_out_idle_times_fall_back_to_the_fixed_keepalive() -> None:
+    """Idle times spread evenly over the whole range: a low CV, not representative."""
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    for index in range(policy.histogram.bins):
+        low, high = policy.histogram.bin_edges(index)
+        policy.observe_idle((low + high) / 2)
+    assert policy.histogram.cv() < CONFIG.cv_threshold
+    assert policy.plan(5000.0) == Plan(unload_at=5030.0)
+
+
+def test_idle_times_mostly_beyond_the_range_fall_back_to_the_fixed_keepalive() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    for _ in range(6):
+        policy.observe_idle(5 * 3600)
+    for _ in range(4):
+        policy.observe_idle(10.0)
+    assert policy.plan(0.0) == Plan(unload_at=30.0)
+
+
+def test_the_fixed_policy_never_learns() -> None:
+    policy = KeepAlivePolicy(KeepAliveConfig(policy="fixed"), fallback_s=600.0)
+    plan = periodic(policy, period_s=3.0, duration_s=0.1, calls=50)
+    assert plan == Plan(unload_at=plan.unload_at) and not plan.learned
+    assert policy.windows() is None
+
+
+def test_idle_timeout_bounds_the_keepalive_of_a_kept_container() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0, bound_s=5.0)
+    for _ in range(20):
+        policy.observe_idle(30.0)  # a 99th percentile of 31 s, 34.1 s with the margin...
+    for _ in range(20):
+        policy.observe_idle(0.2)  # ... and a 5th of 0 s: keep, no pre-warm
+    plan = policy.plan(100.0)
+    assert plan.learned and plan.prewarm_at is None
+    assert plan.unload_at == 105.0
+
+
+def test_idle_timeout_bounds_a_prewarmed_container_but_not_the_prewarm() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=2.0, bound_s=2.0)
+    for idle_s in [100.0] * 10 + [200.0] * 10:
+        policy.observe_idle(idle_s)  # bins [60, 120) and [180, 240)
+    plan = policy.plan(0.0)
+    assert plan.unload_at == 0.0
+    assert plan.prewarm_at == pytest.approx(60 * 0.9)
+    assert plan.prewarm_unload_at == pytest.approx(60 * 0.9 + 2.0)
+
+
+def test_idle_timeout_caps_the_fallback() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0, bound_s=2.0)
+    assert policy.plan(10.0) == Plan(unload_at=12.0)
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=20_000, allow_nan=False), max_size=60),
+    st.floats(min_value=1, max_value=3600),
+)
+def test_no_plan_keeps_a_container_idle_longer_than_the_bound(
+    idle_times: list[float], bound_s: float
+) -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0, bound_s=bound_s)
+    for idle_s in idle_times:
+        policy.observe_idle(idle_s)
+    plan = policy.plan(0.0)
+    assert 0.0 <= plan.unload_at <= bound_s
+    if plan.prewarm_at is not None:
+        assert plan.unload_at == 0.0
+        assert plan.prewarm_unload_at is not None
+        assert plan.prewarm_at <= plan.prewarm_unload_at <= plan.prewarm_at + bound_s
+
+
+def test_concurrent_calls_learn_per_concurrency_level() -> None:
+    """Every 10 s two calls overlap: the fn goes idle for 6 s (level 1), while the second
+    container is idle 9.6 s, from its call's end to the next overlap (level 2): each level
+    plans with its own histogram."""
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    now = 0.0
+    for _ in range(12):
+        policy.before_call(now)
+        policy.before_call(now + 0.1)
+        second = policy.after_call(now + 0.5)  # the fn goes down from 2 calls
+        first = policy.after_call(now + 4.0)  # ... and from 1
+        now += 10.0
+    assert len(policy.histograms) == 2
+    assert policy.histograms[0].samples == 11 and policy.histograms[1].samples == 11
+    assert policy.windows(1) == pytest.approx((6 * 0.9, 7 * 1.1))
+    assert policy.windows(2) == pytest.approx((9 * 0.9, 10 * 1.1))
+    assert first.prewarm_at == pytest.approx(now - 10 + 4.0 + 5.4)
+    assert second.prewarm_at == pytest.approx(now - 10 + 0.5 + 8.1)
+
+
+# Greedy-Dual
+
+
+def test_greedy_dual_evicts_the_rarely_used_cheap_and_large_first() -> None:
+    gd: GreedyDual[str] = GreedyDual()
+    gd.used("busy", fn="a", cost_s=1.0, memory_mb=128)
+    gd.used("busy", fn="a", cost_s=1.0, memory_mb=128)
+    gd.used("large", fn="b", cost_s=1.0, memory_mb=1024)
+    gd.used("cheap", fn="c", cost_s=0.1, memory_mb=128)
+    gd.used("slow", fn="d", cost_s=5.0, memory_mb=128)
+    assert gd.order(["slow", "busy", "cheap", "large"]) == ["cheap", "large", "busy", "slow"]
+
+
+def test_greedy_dual_clock_advances_to_the_evicted_priority_so_new_uses_age_the_old() -> None:
+    gd: GreedyDual[str] = GreedyDual()
+    for _ in range(3):
+        gd.used("old", fn="a", cost_s=1.0, memory_mb=100)  # priority 0.03
+    gd.used("victim", fn="b", cost_s=2.0, memory_mb=100)  # 0.02
+    assert gd.order(["old", "victim"]) == ["victim", "old"]
+    gd.evicted("victim")
+    assert gd.clock == pytest.approx(0.02)
+    gd.used("new", fn="c", cost_s=1.0, memory_mb=100)  # 0.02 + 0.01
+    gd.used("new", fn="c", cost_s=1.0, memory_mb=100)  # 0.02 + 0.02
+    assert gd.order(["new", "old"]) == ["old", "new"]
+
+
+def test_greedy_dual_frequency_is_per_fn_and_resets_when_its_last_container_goes() -> None:
+    gd: GreedyDual[str] = GreedyDual()
+    gd.used("a1", fn="a", cost_s=1.0, memory_mb=1)
+    assert gd.used("a2", fn="a", cost_s=1.0, memory_mb=1) == 2.0
+    gd.removed("a1")
+    gd.removed("a2")
+    assert gd.clock == 0.0
+    assert gd.used("a3", fn="a", cost_s=1.0, memory_mb=1) == 1.0
+
+
+def test_greedy_dual_puts_never_used_containers_first() -> None:
+    gd: GreedyDual[str] = GreedyDual()
+    gd.used("used", fn="a", cost_s=1.0, memory_mb=1)
+    assert gd.order(["used", "fresh"]) == ["fresh", "used"]
+
+
+# Settings
+
+
+def test_keepalive_defaults_are_the_papers() -> None:
+    config = AgentConfig.from_env({}).keepalive
+    assert config == KeepAliveConfig()
+    assert (config.policy, config.range_s, config.head_percentile) == ("adaptive", 14400.0, 5.0)
+    assert (config.tail_percentile, config.margin_percent, config.cv_threshold) == (99, 10, 2)
+
+
+def test_keepalive_settings_are_read_from_the_environment() -> None:
+    config = AgentConfig.from_env(
+        {
+            "FN_KEEPALIVE_POLICY": "Fixed",
+            "FN_KEEPALIVE_RANGE_MSECS": "120m",
+            "FN_KEEPALIVE_HEAD_PERCENTILE": "1",
+            "FN_KEEPALIVE_TAIL_PERCENTILE": "99.9",
+            "FN_KEEPALIVE_MARGIN_PERCENT": "0",
+            "FN_KEEPALIVE_CV_THRESHOLD": "1.5",
+            "FN_KEEPALIVE_MIN_SAMPLES": "20",
+        }
+    ).keepalive
+    assert config == KeepAliveConfig(
+        policy="fixed",
+        range_s=7200.0,
+        head_percentile=1.0,
+        tail_percentile=99.9,
+        margin_percent=0,
+        cv_threshold=1.5,
+        min_samples=20,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("FN_KEEPALIVE_POLICY", "lru", "FN_KEEPALIVE_POLICY='lru' is not one of: adaptive, fixed"),
+        ("FN_KEEPALIVE_TAIL_PERCENTILE", "101", "percentiles"),
+        ("FN_KEEPALIVE_HEAD_PERCENTILE", "-1", "FN_KEEPALIVE_HEAD_PERCENTILE"),
+        ("FN_KEEPALIVE_MARGIN_PERCENT", "100", "FN_KEEPALIVE_MARGIN_PERCENT=100"),
+        ("FN_KEEPALIVE_RANGE_MSECS", "30s", "FN_KEEPALIVE_RANGE_MSECS=30s"),
+        ("FN_KEEPALIVE_MIN_SAMPLES", "0", "FN_KEEPALIVE_MIN_SAMPLES=0"),
+    ],
+)
+def test_bad_keepalive_settings_are_refused(name: str, value: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        AgentConfig.from_env({name: value})
