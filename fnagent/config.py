@@ -25,10 +25,8 @@ containers and pool slots go on fnagent's function network (drivers/docker/netwo
 ``FN_DOCKER_NETWORKS`` / ``FN_EXPERIMENTAL_PREFORK_NETWORKS`` name others. ``FN_ALLOW_HOST_ACCESS``
 (off) picks the function network whose functions may reach services on the host's addresses.
 
-Keep-alive (``KeepAliveConfig``, the policy of fnagent.keepalive): ``FN_KEEPALIVE_POLICY``
-(``adaptive`` or ``fixed``) and the tuning knobs ``FN_KEEPALIVE_RANGE_MSECS``,
-``FN_KEEPALIVE_HEAD_PERCENTILE``, ``FN_KEEPALIVE_TAIL_PERCENTILE``, ``FN_KEEPALIVE_MARGIN_PERCENT``,
-``FN_KEEPALIVE_CV_THRESHOLD`` and ``FN_KEEPALIVE_MIN_SAMPLES``.
+Keep-alive (``KeepAliveConfig``, the policy of fnagent.keepalive): its defaults only; no
+``FN_KEEPALIVE_*`` setting is read until the agent uses the policy.
 """
 
 from __future__ import annotations
@@ -56,7 +54,6 @@ from drivers.docker.config import (
 from drivers.docker.network import function_network as fn_network
 from fnagent.env import (
     env_bool,
-    env_choice,
     env_float,
     env_int,
     env_msecs,
@@ -122,30 +119,6 @@ class KeepAliveConfig:
         if self.range_s < 60:
             raise InvalidInputError(f"keep-alive histogram range {self.range_s} s: need >= 60 s")
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> KeepAliveConfig:
-        defaults = cls()
-        return cls(
-            policy=env_choice(environ, "FN_KEEPALIVE_POLICY", defaults.policy, KEEPALIVE_POLICIES),
-            range_s=env_msecs(
-                environ, "FN_KEEPALIVE_RANGE_MSECS", int(defaults.range_s * 1000), minimum=60_000
-            )
-            / 1000,
-            head_percentile=env_float(
-                environ, "FN_KEEPALIVE_HEAD_PERCENTILE", defaults.head_percentile
-            ),
-            tail_percentile=env_float(
-                environ, "FN_KEEPALIVE_TAIL_PERCENTILE", defaults.tail_percentile
-            ),
-            margin_percent=env_int(
-                environ, "FN_KEEPALIVE_MARGIN_PERCENT", int(defaults.margin_percent), maximum=99
-            ),
-            cv_threshold=env_float(environ, "FN_KEEPALIVE_CV_THRESHOLD", defaults.cv_threshold),
-            min_samples=env_int(
-                environ, "FN_KEEPALIVE_MIN_SAMPLES", defaults.min_samples, minimum=1
-            ),
-        )
-
 
 @dataclass(frozen=True, kw_only=True)
 class AgentConfig:
@@ -198,8 +171,6 @@ class AgentConfig:
     disable_readonly_rootfs: bool = False
     docker_auth: str | None = None
     pull_policy: PullPolicy = PullPolicy.MISSING
-    keepalive: KeepAliveConfig = field(default_factory=KeepAliveConfig)
-    """FN_KEEPALIVE_*: see KeepAliveConfig."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AgentConfig:
@@ -259,7 +230,6 @@ class AgentConfig:
             iofs_size_bytes=env_size(environ, "FN_IOFS_SIZE_BYTES", DEFAULT_IOFS_SIZE_BYTES),
             disable_readonly_rootfs=env_bool(environ, "FN_DISABLE_READONLY_ROOTFS"),
             docker_auth=environ.get("FN_DOCKER_AUTH") or None,
-            keepalive=KeepAliveConfig.from_env(environ),
         )
 
     def with_prefork(self, size: int | None) -> AgentConfig:

@@ -10,8 +10,7 @@ setting is never silently ignored:
   ``g`` (powers of 1024; ``KiB``, ``MB``... too): ``1048576``, ``1m``, ``64KiB``;
 - durations in milliseconds (the ``*_MSECS`` settings): a whole number of milliseconds (Fn's
   form) or a number with a unit ``ms``, ``s``, ``m``: ``5000``, ``5s``, ``1.5m``;
-- lists: words separated by spaces;
-- choices: one of a few words, any case.
+- lists: words separated by spaces.
 """
 
 from __future__ import annotations
@@ -134,18 +133,6 @@ def env_size(
 def env_msecs(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
     """Milliseconds: a whole number, or a number with a unit ms, s or m."""
     return _scaled(environ, name, default, _DURATION_MS, _DURATION_FORM, minimum, None)
-
-
-def env_choice(
-    environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]
-) -> str:
-    """One of ``choices`` (lower case), any case."""
-    text = _text(environ, name)
-    if not text:
-        return default
-    if text.lower() not in choices:
-        raise InvalidInputError(f"{name}={text!r} is not one of: {', '.join(choices)}")
-    return text.lower()
 
 
 def env_words(environ: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -1,11 +1,13 @@
 """Keep-alive that learns (fnagent.keepalive): the idle-time histogram, the hybrid histogram
 policy's plans (fallback, pre-warm timing, idle_timeout as a bound, concurrency levels), the
-Greedy-Dual eviction order, and the FN_KEEPALIVE_* settings."""
+Greedy-Dual eviction order, and the config (not read from the environment yet)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -267,46 +269,29 @@ def test_greedy_dual_puts_never_used_containers_first() -> None:
 
 
 def test_keepalive_defaults_are_the_papers() -> None:
-    config = AgentConfig.from_env({}).keepalive
-    assert config == KeepAliveConfig()
+    config = KeepAliveConfig()
     assert (config.policy, config.range_s, config.head_percentile) == ("adaptive", 14400.0, 5.0)
     assert (config.tail_percentile, config.margin_percent, config.cv_threshold) == (99, 10, 2)
 
 
-def test_keepalive_settings_are_read_from_the_environment() -> None:
-    config = AgentConfig.from_env(
-        {
-            "FN_KEEPALIVE_POLICY": "Fixed",
-            "FN_KEEPALIVE_RANGE_MSECS": "120m",
-            "FN_KEEPALIVE_HEAD_PERCENTILE": "1",
-            "FN_KEEPALIVE_TAIL_PERCENTILE": "99.9",
-            "FN_KEEPALIVE_MARGIN_PERCENT": "0",
-            "FN_KEEPALIVE_CV_THRESHOLD": "1.5",
-            "FN_KEEPALIVE_MIN_SAMPLES": "20",
-        }
-    ).keepalive
-    assert config == KeepAliveConfig(
-        policy="fixed",
-        range_s=7200.0,
-        head_percentile=1.0,
-        tail_percentile=99.9,
-        margin_percent=0,
-        cv_threshold=1.5,
-        min_samples=20,
-    )
+def test_keepalive_settings_are_not_read_until_the_agent_uses_them() -> None:
+    """A setting read and never used is a defect (FN_HOT_POLL_MSECS was one): the FN_KEEPALIVE_*
+    settings come with the agent's wiring, not before."""
+    assert not hasattr(KeepAliveConfig, "from_env")
+    assert "keepalive" not in {f.name for f in dataclasses.fields(AgentConfig)}
+    AgentConfig.from_env({"FN_KEEPALIVE_POLICY": "not read"})
 
 
 @pytest.mark.parametrize(
-    ("name", "value", "message"),
+    ("fields", "message"),
     [
-        ("FN_KEEPALIVE_POLICY", "lru", "FN_KEEPALIVE_POLICY='lru' is not one of: adaptive, fixed"),
-        ("FN_KEEPALIVE_TAIL_PERCENTILE", "101", "percentiles"),
-        ("FN_KEEPALIVE_HEAD_PERCENTILE", "-1", "FN_KEEPALIVE_HEAD_PERCENTILE"),
-        ("FN_KEEPALIVE_MARGIN_PERCENT", "100", "FN_KEEPALIVE_MARGIN_PERCENT=100"),
-        ("FN_KEEPALIVE_RANGE_MSECS", "30s", "FN_KEEPALIVE_RANGE_MSECS=30s"),
-        ("FN_KEEPALIVE_MIN_SAMPLES", "0", "FN_KEEPALIVE_MIN_SAMPLES=0"),
+        ({"policy": "lru"}, "keep-alive policy 'lru'"),
+        ({"tail_percentile": 101.0}, "percentiles"),
+        ({"head_percentile": -1.0}, "percentiles"),
+        ({"margin_percent": 100.0}, "margin"),
+        ({"range_s": 30.0}, "range"),
     ],
 )
-def test_bad_keepalive_settings_are_refused(name: str, value: str, message: str) -> None:
+def test_bad_keepalive_configs_are_refused(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
-        AgentConfig.from_env({name: value})
+        KeepAliveConfig(**fields)
