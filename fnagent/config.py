@@ -31,6 +31,7 @@ Keep-alive (``KeepAliveConfig``, the policy of fnagent.keepalive): its defaults 
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -105,6 +106,12 @@ class KeepAliveConfig:
     out to predict, and the fixed keep-alive applies."""
     min_samples: int = 5
     """Fewer idle times than this: the fixed keep-alive applies."""
+    cold_start_weight: float = math.inf
+    """Ours: the memory-time, in GB x seconds, that saving one second of cold start is worth.
+    An idle container is kept (or pre-warmed) through a stretch of idle time only where the
+    chance of a call there, times the fn's cold-start seconds times this weight, outweighs the
+    memory-time the container costs there (see fnagent.keepalive). ``inf`` (the default): every
+    stretch between the head and the tail is worth it, which is the paper's policy."""
 
     def __post_init__(self) -> None:
         if self.policy not in KEEPALIVE_POLICIES:
@@ -118,6 +125,10 @@ class KeepAliveConfig:
             raise InvalidInputError(f"keep-alive margin {self.margin_percent}%: need 0 to 99")
         if self.range_s < 60:
             raise InvalidInputError(f"keep-alive histogram range {self.range_s} s: need >= 60 s")
+        if not self.cold_start_weight > 0:
+            raise InvalidInputError(
+                f"keep-alive cold-start weight {self.cold_start_weight}: need > 0"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

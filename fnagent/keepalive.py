@@ -160,28 +160,52 @@ class Plan:
 
 
 class KeepAlivePolicy:
-    """The hybrid histogram policy of Shahrad et al. (ATC'20) for one fn version.
+    """The hybrid histogram policy of Shahrad et al. (ATC'20) for one fn version, generalised
+    to histograms with more than one mode and weighed against memory.
 
     When the histogram is representative (at least ``min_samples`` idle times, at most half of
     them beyond the range, and a coefficient of variation of the bin counts of at least
-    ``cv_threshold``), with head = the lower edge of the ``head_percentile`` bin less the margin
-    and tail = the upper edge of the ``tail_percentile`` bin plus the margin:
+    ``cv_threshold``), the bins from the ``head_percentile`` bin to the ``tail_percentile`` bin
+    are candidates, and a bin is *warm* when keeping a container through it is worth its
+    memory: the bin's hazard (the share of the idle times that reached the bin which end in it,
+    per second) times ``cold_start_s`` times ``cold_start_weight`` is at least the container's
+    memory in GB. (Keeping a container through the instant t costs memory x P(idle > t) and
+    saves a cold start with probability density f(t), so keeping it is worth it exactly where
+    f(t) / P(idle > t) x cold-start seconds x weight >= GB.) With the default weight (``inf``)
+    every candidate is warm: the paper's policy. The warm bins form runs (modes); with the
+    margin taken off a run's start and added to its end:
 
-    - head > 0: remove the container at once, pre-warm one at ``now + head`` and keep it until
-      ``now + tail``;
-    - head = 0 (calls often come back within a second): keep the container until ``now + tail``.
+    - a first run starting at 0 (calls often come back within a second) is kept: the container
+      stays until its end;
+    - the remaining runs are covered by one pre-warmed container, started ``cold_start_s``
+      before the next run's start (so that it is ready then) and kept until the last run's
+      end; when that start falls before the kept run's end, the container is simply kept
+      until the last run's end;
+    - extra containers (concurrency level 2 and up) are only kept through their own level's
+      first run, never pre-warmed: a burst's extra containers are not worth holding through
+      the gap between bursts;
+    - no warm bin: the container is removed at once.
 
     Otherwise keep it for the fixed keep-alive ``fallback_s`` (the fn's idle_timeout), without
     pre-warm. ``bound_s`` (an idle_timeout the user set) caps how long any container stays idle:
-    a pre-warm may still bring one back before a predicted call.
+    a pre-warm may still bring one back before a predicted call. ``memory_mb`` and
+    ``cold_start_s`` are the fn version's memory and cold-start time (the caller's estimate).
     """
 
     def __init__(
-        self, config: KeepAliveConfig, *, fallback_s: float, bound_s: float | None = None
+        self,
+        config: KeepAliveConfig,
+        *,
+        fallback_s: float,
+        bound_s: float | None = None,
+        memory_mb: float = 128.0,
+        cold_start_s: float = 0.0,
     ) -> None:
         self.config = config
         self.fallback_s = fallback_s if bound_s is None else min(fallback_s, bound_s)
         self.bound_s = bound_s
+        self.memory_mb = memory_mb
+        self.cold_start_s = cold_start_s
         self.histograms = [IdleHistogram(config.range_s)]
         """One per concurrency level (the first: the paper's), up to MAX_LEVELS."""
         self._in_flight = 0
@@ -227,37 +251,69 @@ class KeepAlivePolicy:
             config.policy == "adaptive"
             and histogram.samples >= config.min_samples
             and histogram.out_of_range <= MAX_OUT_OF_RANGE_FRACTION * histogram.samples
-            and histogram.cv() >= config.cv_threshold
+            and (histogram.cv() >= config.cv_threshold or math.isfinite(config.cold_start_weight))
         )
 
-    def windows(self, level: int = 1) -> tuple[float, float] | None:
-        """(head, tail) in seconds after a call's end when the level's histogram decides, else
-        None: pre-warm at head (0: no pre-warm), unload at tail, before the bound is applied."""
+    def hazard_threshold(self) -> float:
+        """The hazard (per second) from which a bin is warm: GB / (cold-start s x weight)."""
+        if math.isinf(self.config.cold_start_weight):
+            return 0.0
+        worth = self.cold_start_s * self.config.cold_start_weight
+        return math.inf if worth <= 0 else self.memory_mb / 1024 / worth
+
+    def warm_runs(self, level: int = 1) -> list[tuple[float, float]] | None:
+        """The runs of warm bins, as (start, end) seconds after a call's end, before margins
+        and the bound, when the level's histogram decides; else None."""
         if not self.representative(level):
             return None
-        histogram, margin = self._level(level), self.config.margin_percent / 100
+        histogram, threshold = self._level(level), self.hazard_threshold()
         head_bin = histogram.percentile_bin(self.config.head_percentile)
         tail_bin = histogram.percentile_bin(self.config.tail_percentile)
         assert head_bin is not None and tail_bin is not None  # representative: samples in range
-        head = histogram.bin_edges(head_bin)[0] * (1 - margin)
-        tail = histogram.bin_edges(tail_bin)[1] * (1 + margin)
-        return head, tail
+        survivors = histogram.samples - sum(histogram.count(i) for i in range(head_bin))
+        runs: list[tuple[float, float]] = []
+        for index in range(head_bin, tail_bin + 1):
+            lower, upper = histogram.bin_edges(index)
+            count = histogram.count(index)
+            if count >= threshold * (upper - lower) * survivors:
+                if runs and runs[-1][1] == lower:
+                    runs[-1] = (runs[-1][0], upper)
+                else:
+                    runs.append((lower, upper))
+            survivors -= count
+        return runs
+
+    def windows(self, level: int = 1) -> tuple[float, float] | None:
+        """(head, tail) in seconds after a call's end when the level's histogram decides, else
+        None: the warm runs' first start less the margin and last end plus the margin (with
+        the default weight, the paper's head and tail)."""
+        runs = self.warm_runs(level)
+        if not runs:
+            return None
+        margin = self.config.margin_percent / 100
+        return runs[0][0] * (1 - margin), runs[-1][1] * (1 + margin)
 
     def plan(self, now: float, *, level: int = 1) -> Plan:
         """The plan for a container that became idle at ``now`` as the fn went down from
         ``level`` calls in flight (see the module's contract)."""
-        windows = self.windows(level)
-        if windows is None:
+        runs = self.warm_runs(level)
+        if runs is None:
             return Plan(unload_at=now + self.fallback_s)
-        head, tail = windows
+        margin = self.config.margin_percent / 100
         bound = math.inf if self.bound_s is None else self.bound_s
-        if head <= 0:
+        keep = 0.0
+        if runs and runs[0][0] <= 0:
+            keep = runs.pop(0)[1] * (1 + margin)
+        if level > 1 or not runs:
+            return Plan(unload_at=now + min(keep, bound), learned=True)
+        head = max(runs[0][0] * (1 - margin) - self.cold_start_s, 0.0)
+        tail = runs[-1][1] * (1 + margin)
+        if head <= keep:
             return Plan(unload_at=now + min(tail, bound), learned=True)
-        prewarm_at = now + head
         return Plan(
-            unload_at=now,
-            prewarm_at=prewarm_at,
-            prewarm_unload_at=prewarm_at + min(tail - head, bound),
+            unload_at=now + min(keep, bound),
+            prewarm_at=now + head,
+            prewarm_unload_at=now + head + min(tail - head, bound),
             learned=True,
         )
 

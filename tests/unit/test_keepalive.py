@@ -220,7 +220,66 @@ def test_concurrent_calls_learn_per_concurrency_level() -> None:
     assert policy.windows(1) == pytest.approx((6 * 0.9, 7 * 1.1))
     assert policy.windows(2) == pytest.approx((9 * 0.9, 10 * 1.1))
     assert first.prewarm_at == pytest.approx(now - 10 + 4.0 + 5.4)
-    assert second.prewarm_at == pytest.approx(now - 10 + 0.5 + 8.1)
+    assert second == Plan(unload_at=now - 10 + 0.5, learned=True)  # extra: never pre-warmed
+
+
+def bimodal(config: KeepAliveConfig, **kwargs: float) -> KeepAlivePolicy:
+    """40 idle times of 0.5 s inside bursts, 10 gaps of 10 minutes between them."""
+    policy = KeepAlivePolicy(config, fallback_s=30.0, **kwargs)
+    for _ in range(40):
+        policy.observe_idle(0.5)
+    for _ in range(10):
+        policy.observe_idle(600.5)
+    return policy
+
+
+def test_a_bimodal_histogram_keeps_through_the_first_mode_and_prewarms_for_the_second() -> None:
+    policy = bimodal(KeepAliveConfig(cold_start_weight=1e6), memory_mb=128, cold_start_s=2.0)
+    assert policy.warm_runs() == [(0.0, 1.0), (600.0, 660.0)]
+    plan = policy.plan(0.0)
+    assert plan.unload_at == pytest.approx(1.1)
+    assert plan.prewarm_at == pytest.approx(600 * 0.9 - 2.0)  # ready by the second mode's head
+    assert plan.prewarm_unload_at == pytest.approx(660 * 1.1)
+
+
+def test_the_papers_weight_keeps_through_the_gap_between_modes() -> None:
+    plan = bimodal(CONFIG, cold_start_s=2.0).plan(0.0)
+    assert plan == Plan(unload_at=pytest.approx(660 * 1.1), learned=True)
+
+
+def test_a_mode_not_worth_its_memory_is_neither_kept_nor_prewarmed() -> None:
+    """The second mode's hazard is 10 calls / (60 s x 10 left) = 1/60 per s; at 1 GB, 1 s of
+    cold start and a weight of 10 GB-s per cold-start second a bin needs 1/10 per s."""
+    policy = bimodal(KeepAliveConfig(cold_start_weight=10.0), memory_mb=1024, cold_start_s=1.0)
+    assert policy.hazard_threshold() == pytest.approx(0.1)
+    assert policy.warm_runs() == [(0.0, 1.0)]
+    assert policy.plan(0.0) == Plan(unload_at=pytest.approx(1.1), learned=True)
+    weightier = bimodal(KeepAliveConfig(cold_start_weight=100.0), memory_mb=1024, cold_start_s=1.0)
+    assert weightier.warm_runs() == [(0.0, 1.0), (600.0, 660.0)]  # needs 1/100 per s
+
+
+def test_nothing_worth_keeping_removes_the_container_at_once() -> None:
+    policy = bimodal(KeepAliveConfig(cold_start_weight=0.01), memory_mb=1024, cold_start_s=1.0)
+    assert policy.warm_runs() == []
+    assert policy.plan(5.0) == Plan(unload_at=5.0, learned=True)
+
+
+def test_an_unknown_cold_start_makes_nothing_worth_keeping_under_a_finite_weight() -> None:
+    policy = bimodal(KeepAliveConfig(cold_start_weight=10.0))
+    assert policy.hazard_threshold() == math.inf and policy.warm_runs() == []
+
+
+def test_a_finite_weight_learns_spread_out_idle_times_the_cv_test_refuses() -> None:
+    """The CV test guards the percentiles; the cost rule weighs every bin, so it applies."""
+    paper = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    costed = KeepAlivePolicy(
+        KeepAliveConfig(cold_start_weight=1e6), fallback_s=30.0, cold_start_s=1.0
+    )
+    for policy in (paper, costed):
+        for idle in range(0, 14400, 60):
+            policy.observe_idle(idle + 30.0)
+    assert not paper.representative() and paper.plan(0.0) == Plan(unload_at=30.0)
+    assert costed.representative() and costed.plan(0.0).learned
 
 
 # Greedy-Dual
@@ -290,6 +349,7 @@ def test_keepalive_settings_are_not_read_until_the_agent_uses_them() -> None:
         ({"head_percentile": -1.0}, "percentiles"),
         ({"margin_percent": 100.0}, "margin"),
         ({"range_s": 30.0}, "range"),
+        ({"cold_start_weight": 0.0}, "cold-start weight"),
     ],
 )
 def test_bad_keepalive_configs_are_refused(fields: dict[str, Any], message: str) -> None:
