@@ -28,7 +28,11 @@ test: install docker images test-tools  ## the whole suite on a real dockerd
 unit: install  ## the tests that need no Docker
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-bench: install docker images bench-tools  ## benchmarks: prints a table, writes bench-results/*.json
+# BENCH=keepalive alone is a simulation: no Docker, no images.
+BENCH_NEEDS := $(if $(filter-out keepalive,$(BENCH)),docker images bench-tools,$(if $(BENCH),,docker images bench-tools))
+
+bench: install $(BENCH_NEEDS)  ## benchmarks: prints a table, writes bench-results/*.json
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m tests.bench $(BENCH)
 
 lint: install

@@ -24,10 +24,14 @@ Networking (``docker_config(function_network=True)``, which ``fnagent serve`` as
 containers and pool slots go on fnagent's function network (drivers/docker/network.py) unless
 ``FN_DOCKER_NETWORKS`` / ``FN_EXPERIMENTAL_PREFORK_NETWORKS`` name others. ``FN_ALLOW_HOST_ACCESS``
 (off) picks the function network whose functions may reach services on the host's addresses.
+
+Keep-alive (``KeepAliveConfig``, the policy of fnagent.keepalive): its defaults only; no
+``FN_KEEPALIVE_*`` setting is read until the agent uses the policy.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -77,6 +81,54 @@ DEFAULT_MAX_API_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_HEADER_TIMEOUT_S = 10.0
+KEEPALIVE_POLICIES = ("adaptive", "fixed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeepAliveConfig:
+    """How long an idle container is kept, and when one is started before a predicted call
+    (fnagent.keepalive). Defaults are those of Shahrad et al., "Serverless in the Wild" (USENIX
+    ATC'20): a 4-hour histogram, the 5th and 99th percentiles, a 10% margin, a coefficient of
+    variation of 2; ``min_samples`` is ours."""
+
+    policy: str = "adaptive"
+    """``adaptive`` (the hybrid histogram policy) or ``fixed`` (every fn keeps an idle
+    container for its idle_timeout, as Fn does)."""
+    range_s: float = 4 * 3600.0
+    """Idle times the histogram holds; longer ones are counted as out of range."""
+    head_percentile: float = 5.0
+    """Its lower edge, less the margin, is when a pre-warmed container is started."""
+    tail_percentile: float = 99.0
+    """Its upper edge, plus the margin, is when an idle container is removed."""
+    margin_percent: float = 10.0
+    cv_threshold: float = 2.0
+    """Below this coefficient of variation of the bin counts the idle times are too spread
+    out to predict, and the fixed keep-alive applies."""
+    min_samples: int = 5
+    """Fewer idle times than this: the fixed keep-alive applies."""
+    cold_start_weight: float = math.inf
+    """Ours: the memory-time, in GB x seconds, that saving one second of cold start is worth.
+    An idle container is kept (or pre-warmed) through a stretch of idle time only where the
+    chance of a call there, times the fn's cold-start seconds times this weight, outweighs the
+    memory-time the container costs there (see fnagent.keepalive). ``inf`` (the default): every
+    stretch between the head and the tail is worth it, which is the paper's policy."""
+
+    def __post_init__(self) -> None:
+        if self.policy not in KEEPALIVE_POLICIES:
+            raise InvalidInputError(f"keep-alive policy {self.policy!r}: use adaptive or fixed")
+        if not 0 <= self.head_percentile <= self.tail_percentile <= 100:
+            raise InvalidInputError(
+                "keep-alive percentiles: need 0 <= head <= tail <= 100, got"
+                f" {self.head_percentile} and {self.tail_percentile}"
+            )
+        if not 0 <= self.margin_percent < 100:
+            raise InvalidInputError(f"keep-alive margin {self.margin_percent}%: need 0 to 99")
+        if self.range_s < 60:
+            raise InvalidInputError(f"keep-alive histogram range {self.range_s} s: need >= 60 s")
+        if not self.cold_start_weight > 0:
+            raise InvalidInputError(
+                f"keep-alive cold-start weight {self.cold_start_weight}: need > 0"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

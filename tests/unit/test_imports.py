@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     "fnagent.clock": 1,
     # the HTTP client of the API: standard library only, usable without the CLI
     "fnagent.client": 1,
+    "fnagent.keepalive": 1,
     # the store
     "fnagent.store": 2,
     # test doubles and conformance cases (on the store's floor: they use drivers and the

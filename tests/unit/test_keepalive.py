@@ -1,0 +1,361 @@
+"""Keep-alive that learns (fnagent.keepalive): the idle-time histogram, the hybrid histogram
+policy's plans (fallback, pre-warm timing, idle_timeout as a bound, concurrency levels), the
+Greedy-Dual eviction order, and the config (not read from the environment yet)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fnagent.config import AgentConfig, KeepAliveConfig
+from fnagent.errors import InvalidInputError
+from fnagent.keepalive import GreedyDual, IdleHistogram, KeepAlivePolicy, Plan
+
+CONFIG = KeepAliveConfig()
+
+
+def periodic(policy: KeepAlivePolicy, *, period_s: float, duration_s: float, calls: int) -> Plan:
+    """Calls every ``period_s`` lasting ``duration_s``; the plan after the last one."""
+    now, plan = 1000.0, None
+    for _ in range(calls):
+        policy.before_call(now)
+        plan = policy.after_call(now + duration_s)
+        now += period_s
+    assert plan is not None
+    return plan
+
+
+# The histogram
+
+
+def test_bins_are_one_second_under_a_minute_then_one_minute_up_to_the_range() -> None:
+    histogram = IdleHistogram(4 * 3600)
+    assert histogram.bins == 60 + 239
+    assert IdleHistogram.bin_edges(IdleHistogram.bin_index(2.5)) == (2.0, 3.0)
+    assert IdleHistogram.bin_edges(IdleHistogram.bin_index(59.99)) == (59.0, 60.0)
+    assert IdleHistogram.bin_edges(IdleHistogram.bin_index(60.0)) == (60.0, 120.0)
+    assert IdleHistogram.bin_edges(IdleHistogram.bin_index(3599.0)) == (3540.0, 3600.0)
+    assert IdleHistogram.bin_edges(histogram.bins - 1)[1] == 4 * 3600
+
+
+@given(st.floats(min_value=0, max_value=5 * 3600, allow_nan=False))
+def test_every_idle_time_falls_in_its_bin_or_out_of_range(idle_s: float) -> None:
+    histogram = IdleHistogram(4 * 3600)
+    histogram.add(idle_s)
+    index = IdleHistogram.bin_index(idle_s)
+    if idle_s >= 4 * 3600:
+        assert histogram.out_of_range == 1 and histogram.in_range == 0
+    else:
+        lower, upper = IdleHistogram.bin_edges(index)
+        assert lower <= idle_s < upper
+        assert histogram.count(index) == 1
+    assert histogram.samples == 1
+
+
+@given(st.lists(st.floats(min_value=0, max_value=4 * 3600 - 1, allow_nan=False), min_size=1))
+def test_percentile_bins_hold_the_sample_percentiles(idle_times: list[float]) -> None:
+    histogram = IdleHistogram()
+    for idle_s in idle_times:
+        histogram.add(idle_s)
+    ordered = sorted(idle_times)
+    for percentile in (5.0, 50.0, 99.0):
+        index = histogram.percentile_bin(percentile)
+        assert index is not None
+        lower, upper = IdleHistogram.bin_edges(index)
+        rank = max(1, math.ceil(percentile / 100 * len(ordered)))
+        assert lower <= ordered[rank - 1] < upper
+
+
+@given(st.lists(st.integers(min_value=0, max_value=400), min_size=1, max_size=200))
+def test_the_running_cv_equals_the_cv_of_the_bin_counts(idle_times: list[int]) -> None:
+    histogram = IdleHistogram()
+    for idle_s in idle_times:
+        histogram.add(idle_s)
+    counts = [histogram.count(index) for index in range(histogram.bins)]
+    expected = statistics.pstdev(counts) / statistics.fmean(counts)
+    assert histogram.cv() == pytest.approx(expected)
+
+
+def test_an_empty_histogram_has_no_percentile_and_no_cv() -> None:
+    histogram = IdleHistogram()
+    assert histogram.percentile_bin(99) is None
+    assert histogram.cv() == 0.0
+
+
+def test_negative_idle_times_count_as_zero() -> None:
+    histogram = IdleHistogram()
+    histogram.add(-3.0)
+    assert histogram.count(0) == 1
+
+
+# The policy
+
+
+def test_the_fixed_keepalive_applies_until_enough_idle_times_are_seen() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    plan = periodic(policy, period_s=3.0, duration_s=0.1, calls=CONFIG.min_samples)
+    assert policy.histogram.samples == CONFIG.min_samples - 1
+    assert plan == Plan(unload_at=plan.unload_at, learned=False)
+    assert plan.unload_at == pytest.approx(1000.0 + 3.0 * (CONFIG.min_samples - 1) + 0.1 + 30.0)
+
+
+def test_a_learned_period_unloads_at_once_and_prewarms_before_the_next_call() -> None:
+    """Calls every 3 s lasting 0.1 s: idle 2.9 s, in the bin [2, 3); pre-warm at 2 s less 10%,
+    keep the pre-warmed container until 3 s plus 10%: the next call (2.9 s) finds it."""
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    plan = periodic(policy, period_s=3.0, duration_s=0.1, calls=CONFIG.min_samples + 1)
+    end = plan.unload_at
+    assert plan.learned
+    assert plan.prewarm_at == pytest.approx(end + 1.8)
+    assert plan.prewarm_unload_at == pytest.approx(end + 3.3)
+    assert plan.prewarm_at is not None and plan.prewarm_unload_at is not None
+    assert plan.prewarm_at < end + 2.9 < plan.prewarm_unload_at
+
+
+def test_calls_that_come_back_within_a_second_keep_the_container_until_the_tail() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    plan = periodic(policy, period_s=0.6, duration_s=0.1, calls=20)
+    assert plan.learned and plan.prewarm_at is None
+    end = 1000.0 + 0.6 * 19 + 0.1
+    assert plan.unload_at == pytest.approx(end + 1.0 * 1.1)
+
+
+def test_hourly_calls_learn_a_prewarm_minutes_before_the_hour() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    plan = periodic(policy, period_s=3600.0, duration_s=2.0, calls=10)
+    end = plan.unload_at
+    assert plan.prewarm_at == pytest.approx(end + 3540 * 0.9)
+    assert plan.prewarm_unload_at == pytest.approx(end + 3600 * 1.1)
+
+
+def test_spread_out_idle_times_fall_back_to_the_fixed_keepalive() -> None:
+    """Idle times spread evenly over the whole range: a low CV, not representative."""
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    for index in range(policy.histogram.bins):
+        low, high = policy.histogram.bin_edges(index)
+        policy.observe_idle((low + high) / 2)
+    assert policy.histogram.cv() < CONFIG.cv_threshold
+    assert policy.plan(5000.0) == Plan(unload_at=5030.0)
+
+
+def test_idle_times_mostly_beyond_the_range_fall_back_to_the_fixed_keepalive() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    for _ in range(6):
+        policy.observe_idle(5 * 3600)
+    for _ in range(4):
+        policy.observe_idle(10.0)
+    assert policy.plan(0.0) == Plan(unload_at=30.0)
+
+
+def test_the_fixed_policy_never_learns() -> None:
+    policy = KeepAlivePolicy(KeepAliveConfig(policy="fixed"), fallback_s=600.0)
+    plan = periodic(policy, period_s=3.0, duration_s=0.1, calls=50)
+    assert plan == Plan(unload_at=plan.unload_at) and not plan.learned
+    assert policy.windows() is None
+
+
+def test_idle_timeout_bounds_the_keepalive_of_a_kept_container() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0, bound_s=5.0)
+    for _ in range(20):
+        policy.observe_idle(30.0)  # a 99th percentile of 31 s, 34.1 s with the margin...
+    for _ in range(20):
+        policy.observe_idle(0.2)  # ... and a 5th of 0 s: keep, no pre-warm
+    plan = policy.plan(100.0)
+    assert plan.learned and plan.prewarm_at is None
+    assert plan.unload_at == 105.0
+
+
+def test_idle_timeout_bounds_a_prewarmed_container_but_not_the_prewarm() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=2.0, bound_s=2.0)
+    for idle_s in [100.0] * 10 + [200.0] * 10:
+        policy.observe_idle(idle_s)  # bins [60, 120) and [180, 240)
+    plan = policy.plan(0.0)
+    assert plan.unload_at == 0.0
+    assert plan.prewarm_at == pytest.approx(60 * 0.9)
+    assert plan.prewarm_unload_at == pytest.approx(60 * 0.9 + 2.0)
+
+
+def test_idle_timeout_caps_the_fallback() -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0, bound_s=2.0)
+    assert policy.plan(10.0) == Plan(unload_at=12.0)
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=20_000, allow_nan=False), max_size=60),
+    st.floats(min_value=1, max_value=3600),
+)
+def test_no_plan_keeps_a_container_idle_longer_than_the_bound(
+    idle_times: list[float], bound_s: float
+) -> None:
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0, bound_s=bound_s)
+    for idle_s in idle_times:
+        policy.observe_idle(idle_s)
+    plan = policy.plan(0.0)
+    assert 0.0 <= plan.unload_at <= bound_s
+    if plan.prewarm_at is not None:
+        assert plan.unload_at == 0.0
+        assert plan.prewarm_unload_at is not None
+        assert plan.prewarm_at <= plan.prewarm_unload_at <= plan.prewarm_at + bound_s
+
+
+def test_concurrent_calls_learn_per_concurrency_level() -> None:
+    """Every 10 s two calls overlap: the fn goes idle for 6 s (level 1), while the second
+    container is idle 9.6 s, from its call's end to the next overlap (level 2): each level
+    plans with its own histogram."""
+    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    now = 0.0
+    for _ in range(12):
+        policy.before_call(now)
+        policy.before_call(now + 0.1)
+        second = policy.after_call(now + 0.5)  # the fn goes down from 2 calls
+        first = policy.after_call(now + 4.0)  # ... and from 1
+        now += 10.0
+    assert len(policy.histograms) == 2
+    assert policy.histograms[0].samples == 11 and policy.histograms[1].samples == 11
+    assert policy.windows(1) == pytest.approx((6 * 0.9, 7 * 1.1))
+    assert policy.windows(2) == pytest.approx((9 * 0.9, 10 * 1.1))
+    assert first.prewarm_at == pytest.approx(now - 10 + 4.0 + 5.4)
+    assert second == Plan(unload_at=now - 10 + 0.5, learned=True)  # extra: never pre-warmed
+
+
+def bimodal(config: KeepAliveConfig, **kwargs: float) -> KeepAlivePolicy:
+    """40 idle times of 0.5 s inside bursts, 10 gaps of 10 minutes between them."""
+    policy = KeepAlivePolicy(config, fallback_s=30.0, **kwargs)
+    for _ in range(40):
+        policy.observe_idle(0.5)
+    for _ in range(10):
+        policy.observe_idle(600.5)
+    return policy
+
+
+def test_a_bimodal_histogram_keeps_through_the_first_mode_and_prewarms_for_the_second() -> None:
+    policy = bimodal(KeepAliveConfig(cold_start_weight=1e6), memory_mb=128, cold_start_s=2.0)
+    assert policy.warm_runs() == [(0.0, 1.0), (600.0, 660.0)]
+    plan = policy.plan(0.0)
+    assert plan.unload_at == pytest.approx(1.1)
+    assert plan.prewarm_at == pytest.approx(600 * 0.9 - 2.0)  # ready by the second mode's head
+    assert plan.prewarm_unload_at == pytest.approx(660 * 1.1)
+
+
+def test_the_papers_weight_keeps_through_the_gap_between_modes() -> None:
+    plan = bimodal(CONFIG, cold_start_s=2.0).plan(0.0)
+    assert plan.unload_at == pytest.approx(660 * 1.1)
+    assert plan == Plan(unload_at=plan.unload_at, learned=True)
+
+
+def test_a_mode_not_worth_its_memory_is_neither_kept_nor_prewarmed() -> None:
+    """The second mode's hazard is 10 calls / (60 s x 10 left) = 1/60 per s; at 1 GB, 1 s of
+    cold start and a weight of 10 GB-s per cold-start second a bin needs 1/10 per s."""
+    policy = bimodal(KeepAliveConfig(cold_start_weight=10.0), memory_mb=1024, cold_start_s=1.0)
+    assert policy.hazard_threshold() == pytest.approx(0.1)
+    assert policy.warm_runs() == [(0.0, 1.0)]
+    plan = policy.plan(0.0)
+    assert plan.unload_at == pytest.approx(1.1)
+    assert plan == Plan(unload_at=plan.unload_at, learned=True)
+    weightier = bimodal(KeepAliveConfig(cold_start_weight=100.0), memory_mb=1024, cold_start_s=1.0)
+    assert weightier.warm_runs() == [(0.0, 1.0), (600.0, 660.0)]  # needs 1/100 per s
+
+
+def test_nothing_worth_keeping_removes_the_container_at_once() -> None:
+    policy = bimodal(KeepAliveConfig(cold_start_weight=0.01), memory_mb=1024, cold_start_s=1.0)
+    assert policy.warm_runs() == []
+    assert policy.plan(5.0) == Plan(unload_at=5.0, learned=True)
+
+
+def test_an_unknown_cold_start_makes_nothing_worth_keeping_under_a_finite_weight() -> None:
+    policy = bimodal(KeepAliveConfig(cold_start_weight=10.0))
+    assert policy.hazard_threshold() == math.inf and policy.warm_runs() == []
+
+
+def test_a_finite_weight_learns_spread_out_idle_times_the_cv_test_refuses() -> None:
+    """The CV test guards the percentiles; the cost rule weighs every bin, so it applies."""
+    paper = KeepAlivePolicy(CONFIG, fallback_s=30.0)
+    costed = KeepAlivePolicy(
+        KeepAliveConfig(cold_start_weight=1e6), fallback_s=30.0, cold_start_s=1.0
+    )
+    for policy in (paper, costed):
+        for idle in range(0, 14400, 60):
+            policy.observe_idle(idle + 30.0)
+    assert not paper.representative() and paper.plan(0.0) == Plan(unload_at=30.0)
+    assert costed.representative() and costed.plan(0.0).learned
+
+
+# Greedy-Dual
+
+
+def test_greedy_dual_evicts_the_rarely_used_cheap_and_large_first() -> None:
+    gd: GreedyDual[str] = GreedyDual()
+    gd.used("busy", fn="a", cost_s=1.0, memory_mb=128)
+    gd.used("busy", fn="a", cost_s=1.0, memory_mb=128)
+    gd.used("large", fn="b", cost_s=1.0, memory_mb=1024)
+    gd.used("cheap", fn="c", cost_s=0.1, memory_mb=128)
+    gd.used("slow", fn="d", cost_s=5.0, memory_mb=128)
+    assert gd.order(["slow", "busy", "cheap", "large"]) == ["cheap", "large", "busy", "slow"]
+
+
+def test_greedy_dual_clock_advances_to_the_evicted_priority_so_new_uses_age_the_old() -> None:
+    gd: GreedyDual[str] = GreedyDual()
+    for _ in range(3):
+        gd.used("old", fn="a", cost_s=1.0, memory_mb=100)  # priority 0.03
+    gd.used("victim", fn="b", cost_s=2.0, memory_mb=100)  # 0.02
+    assert gd.order(["old", "victim"]) == ["victim", "old"]
+    gd.evicted("victim")
+    assert gd.clock == pytest.approx(0.02)
+    gd.used("new", fn="c", cost_s=1.0, memory_mb=100)  # 0.02 + 0.01
+    gd.used("new", fn="c", cost_s=1.0, memory_mb=100)  # 0.02 + 0.02
+    assert gd.order(["new", "old"]) == ["old", "new"]
+
+
+def test_greedy_dual_frequency_is_per_fn_and_resets_when_its_last_container_goes() -> None:
+    gd: GreedyDual[str] = GreedyDual()
+    gd.used("a1", fn="a", cost_s=1.0, memory_mb=1)
+    assert gd.used("a2", fn="a", cost_s=1.0, memory_mb=1) == 2.0
+    gd.removed("a1")
+    gd.removed("a2")
+    assert gd.clock == 0.0
+    assert gd.used("a3", fn="a", cost_s=1.0, memory_mb=1) == 1.0
+
+
+def test_greedy_dual_puts_never_used_containers_first() -> None:
+    gd: GreedyDual[str] = GreedyDual()
+    gd.used("used", fn="a", cost_s=1.0, memory_mb=1)
+    assert gd.order(["used", "fresh"]) == ["fresh", "used"]
+
+
+# Settings
+
+
+def test_keepalive_defaults_are_the_papers() -> None:
+    config = KeepAliveConfig()
+    assert (config.policy, config.range_s, config.head_percentile) == ("adaptive", 14400.0, 5.0)
+    assert (config.tail_percentile, config.margin_percent, config.cv_threshold) == (99, 10, 2)
+
+
+def test_keepalive_settings_are_not_read_until_the_agent_uses_them() -> None:
+    """A setting read and never used is a defect (FN_HOT_POLL_MSECS was one): the FN_KEEPALIVE_*
+    settings come with the agent's wiring, not before."""
+    assert not hasattr(KeepAliveConfig, "from_env")
+    assert "keepalive" not in {f.name for f in dataclasses.fields(AgentConfig)}
+    AgentConfig.from_env({"FN_KEEPALIVE_POLICY": "not read"})
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"policy": "lru"}, "keep-alive policy 'lru'"),
+        ({"tail_percentile": 101.0}, "percentiles"),
+        ({"head_percentile": -1.0}, "percentiles"),
+        ({"margin_percent": 100.0}, "margin"),
+        ({"range_s": 30.0}, "range"),
+        ({"cold_start_weight": 0.0}, "cold-start weight"),
+    ],
+)
+def test_bad_keepalive_configs_are_refused(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        KeepAliveConfig(**fields)
