@@ -6,7 +6,11 @@ One module per concept:
 - ``protocol``: Fn's http-stream contract (container environment, request and response
   headers, the status table's errors), shared with the one-off run;
 - ``slots``: hot containers and the per-version queues that hold them (bookkeeping);
-- ``admission``: the memory and CPU budget launches reserve from;
+- ``versions``: version routing (which queue a fn's calls go to; prepare, switch, drain,
+  settle, forget), bookkeeping that returns what the agent is to do;
+- ``launch``: the launch policy (patience, how many to launch, the minimum hot count);
+- ``admission``: the memory and CPU budget launches reserve from; ``eviction`` beside it:
+  which idle container makes room (a policy one can swap);
 - ``sockdir``, ``readiness``, ``httpclient``: one container's socket dir, its listener, the
   client that calls it; ``calllogs``: its output; ``hostcpu``: the host's idle CPU share;
 - ``oneoff``: ``fnagent run``, one container and one call.

@@ -21,7 +21,6 @@ import contextlib
 import functools
 import hashlib
 import logging
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from drivers.base import ContainerTask, Driver, RunStatus, TaskLogger, WaitResul
 from drivers.stats import Stat, decimate
 from fnagent.agent.admission import Admission, Budget, detect_budget
 from fnagent.agent.calllogs import CappedLog, OutputRouter, log_call
+from fnagent.agent.eviction import EvictionPolicy, least_recently_used
 from fnagent.agent.hostcpu import HostCpu
 from fnagent.agent.httpclient import (
     BodyTooLarge,
@@ -44,6 +44,13 @@ from fnagent.agent.httpclient import (
     Response,
     UnixHTTPConnection,
 )
+from fnagent.agent.launch import (
+    cpus_have_room,
+    launch_patience,
+    launches_for_waiters,
+    launches_towards_minimum,
+)
+from fnagent.agent.launch import min_hot_bound as launch_min_hot_bound
 from fnagent.agent.protocol import (
     fn_environment,
     listener_address,
@@ -54,6 +61,7 @@ from fnagent.agent.protocol import (
 from fnagent.agent.readiness import CONTRACT_HINT, wait_until_listening
 from fnagent.agent.slots import HotContainer, SlotQueue, State, Waiter
 from fnagent.agent.sockdir import SocketDir, remove_root
+from fnagent.agent.versions import Moves, Versions
 from fnagent.clock import Clock
 from fnagent.config import AgentConfig
 from fnagent.errors import (
@@ -78,8 +86,6 @@ MIB = 1024 * 1024
 MAX_STAT_SAMPLES = 240
 STATS_INTERVAL_S = 1.0
 DEFAULT_STOP_GRACE_S = 30.0
-# What a launch is assumed to cost before one was seen (a cold start with the bridge).
-DEFAULT_LAUNCH_ESTIMATE_S = 0.5
 # After a failed update, the new version is retried no sooner than this.
 UPDATE_RETRY_S = 10.0
 # How long a failed call waits to learn how its container ended (to name an OOM kill).
@@ -87,12 +93,6 @@ EXIT_REPORT_WAIT_S = 2.0
 # The same when its listener still accepts connections (the function hung up and lives on).
 ALIVE_EXIT_REPORT_WAIT_S = 0.5
 MAX_ATTEMPTS = 3
-# Launches the minimum hot count keeps under way at once: each one ready starts the next, so
-# a large minimum is reached step by step, never by one loop, and lowering it cancels the
-# launches not yet started.
-MIN_HOT_LAUNCHES_AT_ONCE = 2
-# Below this idle CPU share, waiting short calls launch no more containers (_cpus_have_room).
-LAUNCH_MIN_IDLE_CPU = 0.15
 FN_LABEL = "fnagent.fn_id"
 APP_LABEL = "fnagent.app_id"
 
@@ -135,25 +135,22 @@ class Agent:
         clock: Clock | None = None,
         host_idle: Callable[[], float | None] | None = None,
         stop_grace_s: float = DEFAULT_STOP_GRACE_S,
+        evict: EvictionPolicy[HotContainer] = least_recently_used,
     ) -> None:
         self.driver = driver
         self.config = config
         self.host_idle = host_idle or HostCpu().idle_share
-        """The host's idle CPU share lately (None: unknown); see _cpus_have_room."""
+        """The host's idle CPU share lately (None: unknown); see launch.cpus_have_room."""
         self.admission = Admission(
             budget or detect_budget(config.max_total_memory_bytes, config.max_total_cpu_mcpus)
         )
         self.clock = clock or Clock()
         self.stop_grace_s = stop_grace_s
-        self.update_errors: dict[str, str] = {}
+        self.evict = evict
+        """Which idle container makes room for a launch that does not fit (eviction.py)."""
+        self.versions = Versions(min_hot_bound=lambda fn: self.min_hot_bound(fn)[0])
+        self.update_errors = self.versions.update_errors
         """fn id -> why its newest version could not be prepared (the old one still serves)."""
-        self._queues: dict[str, SlotQueue] = {}
-        self._current: dict[str, str] = {}
-        """fn id -> the version key its calls go to."""
-        self._wanted: dict[str, str] = {}
-        """fn id -> the newest version key asked for (a pre-pull finishing late must not
-        switch back to an older one)."""
-        self._preparing: set[str] = set()
         self.output_dropped_bytes: dict[str, int] = {}
         """fn id -> bytes of output between calls dropped over FN_MAX_IDLE_LOG_BYTES_PER_SEC."""
         self._tg: anyio.abc.TaskGroup | None = None
@@ -164,16 +161,16 @@ class Agent:
         os.makedirs(self.socket_root, exist_ok=True)
 
     def __repr__(self) -> str:
-        return f"<Agent queues={len(self._queues)} in_flight={self._inflight} {self.admission!r}>"
+        return f"<Agent queues={len(self.versions)} in_flight={self._inflight} {self.admission!r}>"
 
     @property
     def queues(self) -> list[SlotQueue]:
         """The per-version queues now (a copy: adding or dropping one goes through the agent)."""
-        return list(self._queues.values())
+        return list(self.versions.queues)
 
     def serving_version(self, fn_id: str) -> str | None:
         """The version key ``fn_id``'s calls go to now; None when it has none."""
-        return self._current.get(fn_id)
+        return self.versions.serving_version(fn_id)
 
     # -- life ---------------------------------------------------------------------------------
 
@@ -237,34 +234,33 @@ class Agent:
             except _Retry:
                 # Again on the version serving the fn now, which may be newer than this
                 # call's: routing the call's own version would switch the fn back to it.
-                queue = self._queues.get(self._current.get(fn.id, "")) or self._route(fn)
+                queue = self.versions.serving(fn.id) or self._route(fn)
         raise ContainerGoneError("error receiving function response: containers kept failing")
 
     def _route(self, fn: Fn) -> SlotQueue:
         """The queue of the version that serves ``fn`` now; starts preparing a new version."""
-        key = fn.version_key
-        self._wanted[fn.id] = key
-        current = self._current.get(fn.id)
-        if current is None or current not in self._queues:
-            self._current[fn.id] = key
-            return self._queue_for(fn)
-        if current != key and self._queues[current].fn.image == fn.image:
-            # Nothing to pull (the old version's containers run this image): the very next
-            # call sees the new configuration.
-            return self._switch(fn)
-        if current != key and key not in self._preparing:
-            self._preparing.add(key)
-            assert self._tg is not None
-            self._tg.start_soon(self._prepare_version, fn)
-        return self._queues[current]
+        routed = self.versions.route(fn)
+        if isinstance(routed, SlotQueue):
+            return routed
+        self._carry_out(routed)
+        assert routed.queue is not None
+        return routed.queue
 
-    def _queue_for(self, fn: Fn) -> SlotQueue:
-        """The queue of ``fn``'s version, made when missing. A version routed to again while
-        it drains (a config changed and changed back during a call) serves again: left
-        draining, it would never launch and its calls would wait until they time out."""
-        queue = self._queues.setdefault(fn.version_key, SlotQueue(fn))
-        queue.draining = False
-        return queue
+    def _carry_out(self, moves: Moves | None) -> None:
+        """Do what a routing decision left to do (versions.py has done the bookkeeping)."""
+        if moves is None:
+            return
+        for container in moves.doom:
+            self._doom(container)
+        for waiter in moves.retry:
+            waiter.answer(None)
+        for waiter in moves.deleted:
+            waiter.answer(FnDeletedError())
+        if moves.prepare is not None:
+            assert self._tg is not None
+            self._tg.start_soon(self._prepare_version, moves.prepare)
+        if moves.fill is not None:
+            self._keep_minimum(moves.fill)
 
     async def _acquire(self, queue: SlotQueue, call: Call) -> tuple[HotContainer, str]:
         """A container for ``call``, busy and thawed, and how it was found."""
@@ -299,7 +295,13 @@ class Agent:
     async def _wait_for_container(self, queue: SlotQueue, call: Call) -> HotContainer:
         waiter = Waiter()
         queue.waiters.append(waiter)
-        patience = self._launch_patience(queue)
+        patience = launch_patience(
+            patience_s=self.config.hot_launch_patience_ms / 1000,
+            waiters=len(queue.waiters),
+            serving=queue.serving,
+            call_time_s=queue.call_time_s,
+            launch_time_s=queue.launch_time_s,
+        )
         if patience <= 0:
             self._launch_for(queue, call.extensions)
         try:
@@ -310,7 +312,7 @@ class Agent:
                     not waiter.ready.is_set()
                     and not queue.starting
                     and queue.needs_launch()
-                    and self._cpus_have_room()
+                    and cpus_have_room(self.host_idle())
                 ):
                     self._spawn(queue, call.extensions)
             if not waiter.ready.is_set():
@@ -324,7 +326,7 @@ class Agent:
                 waiter.ready.set()  # abandoned: release() and fail_one() skip it
                 if waiter in queue.waiters:
                     queue.waiters.remove(waiter)
-                self._settle(queue)
+                self._carry_out(self.versions.settle(queue))
             if isinstance(exc, TimeoutError):
                 if queue.admission_blocked:
                     raise ServerBusyError() from None
@@ -335,34 +337,6 @@ class Agent:
         if waiter.container is None:  # its version drained away: route the call again
             raise _Retry()
         return waiter.container
-
-    def _launch_patience(self, queue: SlotQueue) -> float:
-        """How long a new waiter waits for a busy container before launching one (0 = now).
-
-        Every container of the version is busy. Launching pays a cold start; waiting pays the
-        queue ahead. When the queue is expected to take longer than a launch (slow calls), or
-        nothing is known yet (no ready container, no finished call), launch at once, as Fn
-        does. Otherwise (short calls) wait up to FN_HOT_LAUNCH_PATIENCE_MSECS; only a call
-        still waiting then launches, one launch at a time: fewer, busier containers share the
-        CPUs better than one container per concurrent call.
-        """
-        patience = self.config.hot_launch_patience_ms / 1000
-        serving = queue.serving
-        if not serving or queue.call_time_s is None or patience <= 0:
-            return 0.0
-        launch = queue.launch_time_s or DEFAULT_LAUNCH_ESTIMATE_S
-        expected_wait = queue.call_time_s * len(queue.waiters) / serving
-        return 0.0 if expected_wait >= launch else patience
-
-    def _cpus_have_room(self) -> bool:
-        """Whether a short-call waiter whose patience ran out may launch one more container.
-
-        Not while the host's CPUs are (nearly) full: the wait then comes from the CPUs, not
-        from too few containers, and another container adds contention, not throughput.
-        Measured with the FDK hello at concurrency 16 on 2 cores: FDK CPU per call 0.31 ms
-        with 2 containers, 0.40 with 4, 0.53 with 8; 2,150 vs 1,490 calls/s."""
-        idle = self.host_idle()
-        return idle is None or idle >= LAUNCH_MIN_IDLE_CPU
 
     async def _dispatch(
         self, queue: SlotQueue, container: HotContainer, call: Call, start: str
@@ -466,18 +440,18 @@ class Agent:
         *,
         use_history: bool = True,
     ) -> None:
-        """Start as many launches as waiters outnumber starting containers. ``extensions`` (the
-        launching call's) reach the driver, which may change the container from them.
-
-        Scaling from zero with the version's calls known to be short next to a launch
-        (``use_history``), only as many start as can serve the waiters within one launch
-        time: one container then answers them all sooner than many starting at once would
-        (each launch costs CPU the others wait for), and the waiters' patience adds more."""
-        limit = len(queue.waiters)
-        if use_history and not queue.serving and queue.call_time_s is not None:
-            launch = queue.launch_time_s or DEFAULT_LAUNCH_ESTIMATE_S
-            limit = max(1, math.ceil(len(queue.waiters) * queue.call_time_s / launch))
-        while queue.needs_launch() and queue.starting < limit:
+        """Start the launches the waiters need (launch.launches_for_waiters). ``extensions``
+        (the launching call's) reach the driver, which may change the container from them."""
+        count = launches_for_waiters(
+            waiters=len(queue.waiters),
+            starting=queue.starting,
+            serving=queue.serving,
+            draining=queue.draining,
+            call_time_s=queue.call_time_s,
+            launch_time_s=queue.launch_time_s,
+            use_history=use_history,
+        )
+        for _ in range(count):
             self._spawn(queue, extensions)
 
     def _spawn(self, queue: SlotQueue, extensions: dict[str, str] | None = None) -> None:
@@ -581,7 +555,7 @@ class Agent:
         if self._closing:
             return
         if queue.draining:
-            self._settle(queue)
+            self._carry_out(self.versions.settle(queue))
             return
         # With none left serving, scale from zero (after a failed launch, a launch per waiter:
         # each failure answers one). With containers serving, they serve the waiters, whose
@@ -711,14 +685,11 @@ class Agent:
         queue.admission_blocked = False
 
     def _evict_one(self, keep: SlotQueue) -> bool:
-        """Doom the least recently used idle container of another queue."""
-        candidates = [
-            c for q in self._queues.values() if q is not keep for c in q.idle if not c.doomed
-        ]
-        if not candidates:
+        """Doom the idle container of another queue that ``self.evict`` chooses."""
+        victim = self.evict(self.versions.queues, keep)
+        if victim is None:
             return False
-        victim = min(candidates, key=lambda c: c.idle_since)
-        for q in self._queues.values():
+        for q in self.versions.queues:
             if victim in q.idle:
                 q.idle.remove(victim)
         self._doom(victim)
@@ -728,61 +699,24 @@ class Agent:
 
     async def _prepare_version(self, fn: Fn) -> None:
         """Pull the new version's image while the old one serves, then switch and drain."""
-        key = fn.version_key
         try:
             with anyio.fail_after(self.config.hot_pull_timeout_ms / 1000):
                 await self.driver.ensure_image(fn.image)
         except (FnAgentError, TimeoutError) as exc:
             message = exc.message if isinstance(exc, FnAgentError) else "timed out pulling"
-            self.update_errors[fn.id] = message
+            self.versions.prepare_failed(fn, message)
             logger.warning(
                 "update failed; the previous version keeps serving",
                 extra={"fn_id": fn.id, "image": fn.image, "error": message},
             )
             await self.clock.sleep(UPDATE_RETRY_S)
-            self._preparing.discard(key)
+            self.versions.may_retry(fn)
             return
-        self._preparing.discard(key)
-        if self._wanted.get(fn.id) == key:  # else a newer version was asked for meanwhile
-            self._switch(fn)
-
-    def _switch(self, fn: Fn) -> SlotQueue:
-        """Route ``fn``'s calls to its version from now on; the old version's containers finish
-        their calls and drain."""
-        key = fn.version_key
-        self.update_errors.pop(fn.id, None)
-        old = self._queues.get(self._current.get(fn.id, ""))
-        new = self._queue_for(fn)
-        self._current[fn.id] = key
-        if old is not None and old is not new:
-            # A new memory or CPU size may fit fewer: keep the minimum within what can fit.
-            new.min_hot = min(old.min_hot, self.min_hot_bound(fn)[0])
-            self._drain(old)
-            self._keep_minimum(new)
-        return new
-
-    def _drain(self, queue: SlotQueue) -> None:
-        """No new calls for ``queue``: its idle containers go now, busy ones after their call."""
-        queue.draining = True
-        for container in list(queue.idle):
-            queue.idle.remove(container)
-            self._doom(container)
-        self._settle(queue)
-
-    def _settle(self, queue: SlotQueue) -> None:
-        """A draining queue's end: waiters that nothing left here can serve go on to the
-        fn's current version (or learn that the fn was deleted); an empty queue is dropped."""
-        if not queue.draining:
-            return
-        if queue.stranded():
-            deleted = queue.fn.id not in self._current
-            queue.send_away(FnDeletedError() if deleted else None)
-        if queue.empty and self._queues.get(queue.key) is queue:
-            del self._queues[queue.key]
+        self._carry_out(self.versions.prepared(fn))
 
     async def update(self, fn: Fn) -> None:
         """Prepare ``fn``'s new version now (a server calls this when a fn is changed)."""
-        if self._current.get(fn.id) not in (None, fn.version_key):
+        if self.versions.serving_version(fn.id) not in (None, fn.version_key):
             self._route(fn)
 
     def scale(self, fn: Fn, min_hot: int) -> None:
@@ -805,38 +739,28 @@ class Agent:
         """The largest minimum hot count ``fn`` may have, and what sets it: FN_MAX_MIN_HOT, or
         fewer when that many of the fn's containers could never fit the memory or CPU budget
         together."""
-        budget = self.admission.budget
-        bound = self.config.max_min_hot
-        why = f"FN_MAX_MIN_HOT={bound}"
-        memory = fn.memory_mb * MIB
-        if memory and budget.memory_bytes // memory < bound:
-            bound = budget.memory_bytes // memory
-            why = (
-                f"{fn.memory_mb} MiB each within the {budget.memory_bytes // MIB} MiB memory "
-                "budget for functions"
-            )
-        if fn.cpus_mcpus and budget.cpu_mcpus // fn.cpus_mcpus < bound:
-            bound = budget.cpu_mcpus // fn.cpus_mcpus
-            why = (
-                f"{fn.cpus_mcpus} milli-CPUs each within the {budget.cpu_mcpus} milli-CPU "
-                "budget for functions"
-            )
-        return bound, why
+        return launch_min_hot_bound(
+            memory_mb=fn.memory_mb,
+            cpus_mcpus=fn.cpus_mcpus,
+            budget=self.admission.budget,
+            max_min_hot=self.config.max_min_hot,
+        )
 
     def _keep_minimum(self, queue: SlotQueue) -> None:
-        """Start launches towards the minimum, at most MIN_HOT_LAUNCHES_AT_ONCE under way."""
+        """Start launches towards the minimum (launch.launches_towards_minimum)."""
         if self._closing or queue.draining:
             return
-        missing = queue.min_hot - len(queue.containers) - queue.starting
-        room = MIN_HOT_LAUNCHES_AT_ONCE - queue.starting
-        for _ in range(min(missing, room)):
+        count = launches_towards_minimum(
+            min_hot=queue.min_hot, launched=len(queue.containers), starting=queue.starting
+        )
+        for _ in range(count):
             self._spawn(queue)
 
     def containers(self, fn_id: str | None = None) -> dict[str, int]:
         """Counts of ``fn_id``'s containers (every fn's when None): running (busy or idle),
         frozen, starting."""
         counts = {"running": 0, "frozen": 0, "starting": 0}
-        for queue in self._queues.values():
+        for queue in self.versions.queues:
             if fn_id is not None and queue.fn.id != fn_id:
                 continue
             counts["starting"] += queue.starting
@@ -845,19 +769,13 @@ class Agent:
         return counts
 
     def min_hot(self, fn_id: str) -> int:
-        queue = self._queues.get(self._current.get(fn_id, ""))
+        queue = self.versions.serving(fn_id)
         return queue.min_hot if queue is not None else 0
 
     def forget(self, fn_id: str) -> None:
         """Drain every container of ``fn_id`` (its fn or app was deleted): idle ones are
         removed now; calls in flight finish, as after an update, then their containers go."""
-        self._current.pop(fn_id, None)
-        self._wanted.pop(fn_id, None)
-        self.update_errors.pop(fn_id, None)
-        for queue in list(self._queues.values()):
-            if queue.fn.id == fn_id:
-                queue.min_hot = 0
-                self._drain(queue)
+        self._carry_out(self.versions.forget(fn_id))
 
 
 def socket_root(config: AgentConfig) -> str:

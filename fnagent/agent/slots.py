@@ -82,6 +82,12 @@ class Waiter:
         self.container: HotContainer | None = None
         self.error: FnAgentError | None = None
 
+    def answer(self, error: FnAgentError | None) -> None:
+        """Wake the call without a container: with ``error``, or (None) to route it again."""
+        if not self.ready.is_set():
+            self.error = error
+            self.ready.set()
+
 
 class SlotQueue:
     """The containers of one function version."""
@@ -174,13 +180,11 @@ class SlotQueue:
         serving, none starting (e.g. the last one died mid-call)."""
         return self.draining and bool(self.waiters) and not self.serving and not self.starting
 
-    def send_away(self, error: FnAgentError | None) -> None:
-        """Answer every waiter: with ``error``, or (None) with nothing, to route it again."""
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.ready.is_set():
-                waiter.error = error
-                waiter.ready.set()
+    def take_waiters(self) -> list[Waiter]:
+        """Every waiter still waiting, taken off the queue (the caller answers them)."""
+        waiting = [w for w in self.waiters if not w.ready.is_set()]
+        self.waiters.clear()
+        return waiting
 
     def fail_one(self, error: FnAgentError) -> None:
         """A launch failed: the oldest waiter gets the error."""

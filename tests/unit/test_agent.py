@@ -126,12 +126,27 @@ async def test_a_short_call_launches_after_its_patience_only_while_the_cpus_have
 
 
 async def test_scaling_from_zero_with_short_calls_known_starts_one_container() -> None:
-    async with running({"fn/echo": http_function()}) as (agent, driver):
+    entered, gate = anyio.Event(), anyio.Event()
+
+    async def held(request: Request, ctx: ProgramContext) -> Answer:
+        if request.body == b"hold":
+            entered.set()
+            await gate.wait()
+        return Answer()
+
+    async with running({"fn/echo": handler_of(held)}) as (agent, driver):
         fn = make_fn()
         assert (await agent.submit(make_call(fn, b""))).status == 200
         (queue,) = agent.queues
         queue.launch_time_s = 0.5  # a real launch: far longer than a call
-        agent._doom(queue.idle[-1])  # as if its caller had gone away mid-call
+        # Its caller goes away mid-call: the container is doomed and serves no more.
+        with anyio.CancelScope() as gone:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(agent.submit, make_call(fn, b"hold"))
+                await entered.wait()
+                gone.cancel()
+        gate.set()
+        assert queue.serving == 0
         async with anyio.create_task_group() as tg:
             for _ in range(5):
                 tg.start_soon(agent.submit, make_call(fn, b""))

@@ -8,7 +8,7 @@ import pytest
 
 from drivers.errors import InvalidInputError
 from fnagent.agent.admission import Budget
-from fnagent.agent.agent import MIN_HOT_LAUNCHES_AT_ONCE
+from fnagent.agent.launch import MIN_HOT_LAUNCHES_AT_ONCE
 from fnagent.testing.clock import ManualClock
 from fnagent.testing.fakefn import http_function
 from tests.helpers import poll
