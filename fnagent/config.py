@@ -48,6 +48,7 @@ from drivers.docker.config import (
     PullPolicy,
     default_iofs_dir,
 )
+from drivers.docker.freezer import FreezerMode
 from drivers.docker.network import function_network as fn_network
 from fnagent.env import (
     env_bool,
@@ -130,6 +131,9 @@ class AgentConfig:
     disable_readonly_rootfs: bool = False
     docker_auth: str | None = None
     pull_policy: PullPolicy = PullPolicy.MISSING
+    freezer: FreezerMode = FreezerMode.CGROUP
+    """Ours (FN_FREEZER): ``cgroup`` freezes idle containers through their cgroup freezer (the
+    Engine API where it cannot be used); ``api`` only through the Engine API (docker pause)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AgentConfig:
@@ -189,6 +193,7 @@ class AgentConfig:
             iofs_size_bytes=env_size(environ, "FN_IOFS_SIZE_BYTES", DEFAULT_IOFS_SIZE_BYTES),
             disable_readonly_rootfs=env_bool(environ, "FN_DISABLE_READONLY_ROOTFS"),
             docker_auth=environ.get("FN_DOCKER_AUTH") or None,
+            freezer=_freezer_mode(environ),
         )
 
     def with_prefork(self, size: int | None) -> AgentConfig:
@@ -242,8 +247,20 @@ class AgentConfig:
             pull_policy=self.pull_policy,
             pull_timeout_s=self.hot_pull_timeout_ms / 1000,
             docker_auth=self.docker_auth,
+            freezer=self.freezer,
             pool=pool,
         )
+
+
+def _freezer_mode(environ: Mapping[str, str]) -> FreezerMode:
+    text = environ.get("FN_FREEZER", "").strip().lower()
+    if not text:
+        return FreezerMode.CGROUP
+    try:
+        return FreezerMode(text)
+    except ValueError:
+        choices = " or ".join(mode.value for mode in FreezerMode)
+        raise InvalidInputError(f"FN_FREEZER must be {choices}, got {text!r}") from None
 
 
 @dataclass(frozen=True, kw_only=True)

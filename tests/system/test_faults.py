@@ -28,6 +28,7 @@ from typing import Any
 import docker
 import pytest
 
+from drivers.docker.freezer import find_freezer
 from tests.system.conftest import FN_HELLO, FN_TEST, require_image, wait_for
 from tests.system.server import Answer, Server, make_server
 from tests.system.test_serve import deploy, instance_containers
@@ -51,6 +52,13 @@ def fn_containers(api: docker.APIClient, instance: str, fn_id: str) -> list[dict
 def memory_usage(api: docker.APIClient, container_id: str) -> int:
     stats = api.stats(container_id, stream=False, one_shot=True)
     return int(stats.get("memory_stats", {}).get("usage", 0))
+
+
+def freezer_state(api: docker.APIClient, container_id: str) -> str:
+    """What the container's cgroup freezer reads (THAWED when it has none)."""
+    pid = int(api.inspect_container(container_id)["State"].get("Pid") or 0)
+    freezer = find_freezer(pid, container_id)
+    return freezer.state() if freezer is not None else "THAWED"
 
 
 def scale(server: Server, fn: dict[str, Any]) -> dict[str, int]:
@@ -262,7 +270,9 @@ def test_a_call_that_waited_for_a_failed_freeze_is_answered(
 ) -> None:
     require_image(docker_api, FN_TEST)
     with FaultyDockerProxy(tmp_path / "docker.sock", fail_pause_after_s=1.0) as proxy:
-        server = make_server(tmp_path, {**cli_env, "DOCKER_HOST": f"unix://{proxy.path}"})
+        # The Engine API's pause is what the proxy fails: freeze through it.
+        env = {**cli_env, "DOCKER_HOST": f"unix://{proxy.path}", "FN_FREEZER": "api"}
+        server = make_server(tmp_path, env)
         server.start()
         try:
             fn = deploy(server)
@@ -353,7 +363,8 @@ def test_sigkill_with_hot_and_frozen_containers_then_restart_cleans_up_and_keeps
         )
         assert answer.status == 200, answer.body
 
-    # Two containers of `sleepy` and one of `hello`, idle until Docker reports them paused.
+    # Two containers of `sleepy` and one of `hello`, idle until their cgroups read frozen
+    # (Docker still says "running": the agent froze them through their cgroup freezers).
     with ThreadPoolExecutor(2) as pool:
         statuses = list(
             pool.map(lambda _: invoke(server, sleepy, {"sleep_ms": 500}).status, range(2))
@@ -361,15 +372,16 @@ def test_sigkill_with_hot_and_frozen_containers_then_restart_cleans_up_and_keeps
     assert statuses == [200, 200]
     assert invoke(server, other, {}).status == 200
 
-    def paused() -> list[str]:
+    def frozen() -> list[str]:
         return [
             c["Id"]
             for fn in (sleepy, other)
             for c in fn_containers(docker_api, instance, fn["id"])
-            if c["State"] == "paused"
+            if freezer_state(docker_api, c["Id"]) == "FROZEN"
         ]
 
-    wait_for(lambda: len(paused()) == 3, 10, "three containers paused")
+    wait_for(lambda: len(frozen()) == 3, 10, "three containers frozen")
+    frozen_ids = frozen()
     # And one busy in a call that the SIGKILL interrupts.
     outcome: list[object] = []
 
@@ -388,14 +400,15 @@ def test_sigkill_with_hot_and_frozen_containers_then_restart_cleans_up_and_keeps
     caller.join(10)
     assert outcome and not isinstance(outcome[0], int), outcome
     left = instance_containers(docker_api, instance)
-    assert {c["State"] for c in left} == {"paused", "running"}, [c["State"] for c in left]
+    assert {c["State"] for c in left} == {"running"}, [c["State"] for c in left]
     assert len(left) == 4
+    assert sorted(frozen()) == sorted(frozen_ids), "the killed server's frozen containers"
 
     server.start()
     wait_for(
         lambda: not instance_containers(docker_api, instance),
         30,
-        "the running and paused containers of the killed server removed",
+        "the running and frozen containers of the killed server removed",
     )
     assert registry_snapshot(server) == before
     for fn, source in ((sleepy, "/sleepy"), (busy, "/busy")):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from drivers.docker.freezer import FreezerMode
 from fnagent.config import AgentConfig, ServerConfig
 from fnagent.errors import InvalidInputError
 from fnagent.server import serve
@@ -48,6 +49,7 @@ def test_a_boolean_that_is_neither_is_refused_by_name(name: str, text: str) -> N
         ("FN_MAX_RESPONSE_SIZE", "1.5", "FN_MAX_RESPONSE_SIZE='1.5' is not a size"),
         ("FN_FREEZE_IDLE_MSECS", "soon", "FN_FREEZE_IDLE_MSECS='soon' is not a duration"),
         ("FN_EXPERIMENTAL_PREFORK_RATE", "0", "FN_EXPERIMENTAL_PREFORK_RATE=0: must be positive"),
+        ("FN_FREEZER", "runc", "FN_FREEZER must be cgroup or api, got 'runc'"),
     ],
 )
 def test_agent_settings_refuse_bad_values_by_name(name: str, text: str, message: str) -> None:
@@ -98,6 +100,11 @@ def test_unset_and_empty_settings_keep_their_defaults() -> None:
     defaults = AgentConfig(instance_id="x")
     assert dataclasses.replace(AgentConfig.from_env(blank), instance_id="x") == defaults
     assert ServerConfig.from_env({"FN_PORT": " ", "FN_TOKEN": ""}) == ServerConfig()
+
+
+def test_freezer_setting_picks_the_way_containers_are_frozen() -> None:
+    assert AgentConfig.from_env({}).docker_config().freezer is FreezerMode.CGROUP
+    assert AgentConfig.from_env({"FN_FREEZER": "API"}).docker_config().freezer is FreezerMode.API
 
 
 def test_hot_poll_is_gone() -> None:
