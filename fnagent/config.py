@@ -5,7 +5,9 @@ parsers of ``fnagent.env``: one rule per kind of value), and only the command li
 its flags then override fields with ``dataclasses.replace``, the same way for ``run`` and
 ``serve`` (``AgentConfig.with_prefork`` for ``--prefork``).
 
-The prefork pool (DESIGN.md §3) reads Fn's variables plus a few of its own for elasticity:
+The prefork pool (DESIGN.md §3) reads Fn's variables plus a few of its own for elasticity.
+``fnagent serve`` keeps an elastic pool (min 2, max 16) unless one of the first three says
+otherwise (``AgentConfig.with_serve_pool``); ``fnagent run`` has none unless they ask for one:
 
 - ``FN_EXPERIMENTAL_PREFORK_POOL_SIZE``: N slots (0 = no pool); a fixed pool (min = max = N)
   unless the next two say otherwise.
@@ -78,6 +80,15 @@ DEFAULT_MAX_API_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_HEADER_TIMEOUT_S = 10.0
+
+
+SERVE_POOL_MIN = 2
+SERVE_POOL_MAX = 16
+POOL_SIZE_SETTINGS = (
+    "FN_EXPERIMENTAL_PREFORK_POOL_SIZE",
+    "FN_EXPERIMENTAL_PREFORK_POOL_MIN",
+    "FN_EXPERIMENTAL_PREFORK_POOL_MAX",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,6 +213,19 @@ class AgentConfig:
         if size is None:
             return self
         return replace(self, prefork_pool_size=size, prefork_pool_min=None, prefork_pool_max=None)
+
+    def with_serve_pool(self, environ: Mapping[str, str]) -> AgentConfig:
+        """``fnagent serve``'s default pool: elastic, ``SERVE_POOL_MIN`` to ``SERVE_POOL_MAX``
+        slots, unless ``environ`` sets a pool size (FN_EXPERIMENTAL_PREFORK_POOL_SIZE=0: no
+        pool); apply before ``with_prefork``, whose flag wins."""
+        if any((environ.get(name) or "").strip() for name in POOL_SIZE_SETTINGS):
+            return self
+        return replace(
+            self,
+            prefork_pool_size=0,
+            prefork_pool_min=SERVE_POOL_MIN,
+            prefork_pool_max=SERVE_POOL_MAX,
+        )
 
     def pool_config(self) -> PoolConfig | None:
         """The prefork pool these settings describe, or None for no pool. Raises

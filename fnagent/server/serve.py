@@ -249,7 +249,7 @@ def run_serve(
             token_on_invoke=invoke_token or server_config.token_on_invoke,
         )
         url = server_config.db_url or default_db_url()
-        agent_config = AgentConfig.from_env(environ).with_prefork(prefork)
+        agent_config = AgentConfig.from_env(environ).with_serve_pool(environ).with_prefork(prefork)
         if not environ.get("FNAGENT_INSTANCE_ID"):
             from fnagent.store import SQLiteStore
 

@@ -155,3 +155,46 @@ def test_serve_applies_the_prefork_flag_as_run_does(monkeypatch: pytest.MonkeyPa
     assert seen["agent"] == AgentConfig.from_env(env).with_prefork(4)
     assert seen["server"].token_on_invoke is True
     assert seen["url"] == "sqlite3:///nonexistent/fn.db"
+
+
+def serve_agent_config(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> AgentConfig:
+    seen: dict[str, Any] = {}
+
+    def fake_run(func: Any, server_config: Any, agent_config: Any, url: str, **_: Any) -> None:
+        seen.update(agent=agent_config)
+
+    monkeypatch.setattr(serve.anyio, "run", fake_run)
+    monkeypatch.setattr(serve, "configure_json_logging", lambda level: None)
+    env = {"FN_DB_URL": "sqlite3:///nonexistent/fn.db", "FNAGENT_INSTANCE_ID": "t", **env}
+    assert (
+        serve.run_serve(
+            host=None,
+            port=None,
+            db_url=None,
+            token=None,
+            token_file=None,
+            invoke_token=False,
+            prefork=None,
+            environ=env,
+        )
+        == 0
+    )
+    config: AgentConfig = seen["agent"]
+    return config
+
+
+def test_serve_keeps_an_elastic_pool_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = serve_agent_config(monkeypatch, {}).pool_config()
+    assert pool is not None and (pool.min_size, pool.max_size) == (2, 16)
+
+
+def test_serve_pool_size_zero_turns_the_pool_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    off = {"FN_EXPERIMENTAL_PREFORK_POOL_SIZE": "0"}
+    assert serve_agent_config(monkeypatch, off).pool_config() is None
+    fixed = serve_agent_config(monkeypatch, {"FN_EXPERIMENTAL_PREFORK_POOL_SIZE": "3"})
+    pool = fixed.pool_config()
+    assert pool is not None and (pool.min_size, pool.max_size) == (3, 3)
+
+
+def test_run_keeps_no_pool_by_default() -> None:
+    assert AgentConfig.from_env({}).pool_config() is None
