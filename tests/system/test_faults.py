@@ -31,7 +31,7 @@ import pytest
 from drivers.docker.freezer import find_freezer
 from tests.system.conftest import FN_HELLO, FN_TEST, require_image, wait_for
 from tests.system.server import Answer, Server, make_server
-from tests.system.test_serve import deploy, instance_containers
+from tests.system.test_serve import deploy, function_containers, instance_containers
 
 pytestmark = pytest.mark.faults
 
@@ -401,12 +401,14 @@ def test_sigkill_with_hot_and_frozen_containers_then_restart_cleans_up_and_keeps
     assert outcome and not isinstance(outcome[0], int), outcome
     left = instance_containers(docker_api, instance)
     assert {c["State"] for c in left} == {"running"}, [c["State"] for c in left]
-    assert len(left) == 4
+    assert len(function_containers(docker_api, instance)) == 4  # and the pool's slots
     assert sorted(frozen()) == sorted(frozen_ids), "the killed server's frozen containers"
 
     server.start()
+    orphans = {c["Id"] for c in left}
+    # The restarted server's own pool slots carry the same label: only the orphans must go.
     wait_for(
-        lambda: not instance_containers(docker_api, instance),
+        lambda: not orphans & {c["Id"] for c in instance_containers(docker_api, instance)},
         30,
         "the running and frozen containers of the killed server removed",
     )
@@ -431,7 +433,7 @@ def test_a_killed_servers_socket_directories_are_removed_on_restart(
     assert socket_dir.is_dir() and mount["Destination"] == "/tmp/iofs"
     server.stop(signal.SIGKILL)
     server.start()
-    wait_for(lambda: not instance_containers(docker_api, instance), 30, "the orphan removed")
+    wait_for(lambda: not fn_containers(docker_api, instance, fn["id"]), 30, "the orphan removed")
     wait_for(
         lambda: not socket_dir.exists(), 10, f"the orphan's socket directory {socket_dir} removed"
     )
@@ -914,7 +916,7 @@ def test_memory_budget_full_is_503_with_retry_after_within_the_deadline(
 
             def watch() -> None:
                 while not watching.wait(0.02):
-                    most.append(len(instance_containers(docker_api, instance)))
+                    most.append(len(function_containers(docker_api, instance)))
 
             watcher = threading.Thread(target=watch)
             watcher.start()
