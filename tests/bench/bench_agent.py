@@ -176,9 +176,10 @@ async def bench_raw_api_thaw(report: Report, agent: Agent, fn: Fn) -> None:
     (queue,) = [q for q in agent._queues.values() if q.fn.id == fn.id]
     container = queue.take_idle()  # busy now: the agent leaves it alone until released
     assert container is not None and container.cookie is not None
-    if container.frozen:
-        await container.cookie.unfreeze()
-        container.frozen = False
+    async with container.lock:  # a freeze may be under way: wait for it, then undo it
+        if container.frozen:
+            await container.cookie.unfreeze()
+            container.frozen = False
     cid = container.cookie.container_id
     daemon = UnixHTTPConnection("/var/run/docker.sock")
     raw = UnixHTTPConnection(container.socket_dir.listener)
