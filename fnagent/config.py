@@ -5,7 +5,9 @@ parsers of ``fnagent.env``: one rule per kind of value), and only the command li
 its flags then override fields with ``dataclasses.replace``, the same way for ``run`` and
 ``serve`` (``AgentConfig.with_prefork`` for ``--prefork``).
 
-The prefork pool (docs/design.md) reads Fn's variables plus a few of its own for elasticity:
+The prefork pool (docs/design.md) reads Fn's variables plus a few of its own for elasticity.
+``fnagent serve`` keeps an elastic pool (min 2, max 16) unless one of the first three says
+otherwise (``AgentConfig.with_serve_pool``); ``fnagent run`` has none unless they ask for one:
 
 - ``FN_EXPERIMENTAL_PREFORK_POOL_SIZE``: N slots (0 = no pool); a fixed pool (min = max = N)
   unless the next two say otherwise.
@@ -52,6 +54,7 @@ from drivers.docker.config import (
     PullPolicy,
     default_iofs_dir,
 )
+from drivers.docker.freezer import FreezerMode
 from drivers.docker.network import function_network as fn_network
 from fnagent.env import (
     env_bool,
@@ -131,6 +134,15 @@ class KeepAliveConfig:
             )
 
 
+SERVE_POOL_MIN = 2
+SERVE_POOL_MAX = 16
+POOL_SIZE_SETTINGS = (
+    "FN_EXPERIMENTAL_PREFORK_POOL_SIZE",
+    "FN_EXPERIMENTAL_PREFORK_POOL_MIN",
+    "FN_EXPERIMENTAL_PREFORK_POOL_MAX",
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class AgentConfig:
     """Settings with Fn's names and defaults; units in the field names."""
@@ -182,6 +194,9 @@ class AgentConfig:
     disable_readonly_rootfs: bool = False
     docker_auth: str | None = None
     pull_policy: PullPolicy = PullPolicy.MISSING
+    freezer: FreezerMode = FreezerMode.CGROUP
+    """Ours (FN_FREEZER): ``cgroup`` freezes idle containers through their cgroup freezer (the
+    Engine API where it cannot be used); ``api`` only through the Engine API (docker pause)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AgentConfig:
@@ -241,6 +256,7 @@ class AgentConfig:
             iofs_size_bytes=env_size(environ, "FN_IOFS_SIZE_BYTES", DEFAULT_IOFS_SIZE_BYTES),
             disable_readonly_rootfs=env_bool(environ, "FN_DISABLE_READONLY_ROOTFS"),
             docker_auth=environ.get("FN_DOCKER_AUTH") or None,
+            freezer=_freezer_mode(environ),
         )
 
     def with_prefork(self, size: int | None) -> AgentConfig:
@@ -249,6 +265,19 @@ class AgentConfig:
         if size is None:
             return self
         return replace(self, prefork_pool_size=size, prefork_pool_min=None, prefork_pool_max=None)
+
+    def with_serve_pool(self, environ: Mapping[str, str]) -> AgentConfig:
+        """``fnagent serve``'s default pool: elastic, ``SERVE_POOL_MIN`` to ``SERVE_POOL_MAX``
+        slots, unless ``environ`` sets a pool size (FN_EXPERIMENTAL_PREFORK_POOL_SIZE=0: no
+        pool); apply before ``with_prefork``, whose flag wins."""
+        if any((environ.get(name) or "").strip() for name in POOL_SIZE_SETTINGS):
+            return self
+        return replace(
+            self,
+            prefork_pool_size=0,
+            prefork_pool_min=SERVE_POOL_MIN,
+            prefork_pool_max=SERVE_POOL_MAX,
+        )
 
     def pool_config(self) -> PoolConfig | None:
         """The prefork pool these settings describe, or None for no pool. Raises
@@ -294,8 +323,20 @@ class AgentConfig:
             pull_policy=self.pull_policy,
             pull_timeout_s=self.hot_pull_timeout_ms / 1000,
             docker_auth=self.docker_auth,
+            freezer=self.freezer,
             pool=pool,
         )
+
+
+def _freezer_mode(environ: Mapping[str, str]) -> FreezerMode:
+    text = environ.get("FN_FREEZER", "").strip().lower()
+    if not text:
+        return FreezerMode.CGROUP
+    try:
+        return FreezerMode(text)
+    except ValueError:
+        choices = " or ".join(mode.value for mode in FreezerMode)
+        raise InvalidInputError(f"FN_FREEZER must be {choices}, got {text!r}") from None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -72,6 +72,10 @@ fnagent is serving on $api (store: ${FN_DB_URL:-./data/fnagent.db}). Call the sa
   curl -X POST -d '{"name":"you"}' $api/invoke/$fn_id
   curl -d '{"name":"you"}' $api/t/demo/hello
 
+Idle containers are frozen through their cgroup freezer and thawed by the next call; a prefork
+pool (2 to 16 busybox slots; FN_EXPERIMENTAL_PREFORK_POOL_SIZE=0 turns it off) lends new
+function containers its network namespaces, so cold starts skip network set-up.
+
 Ctrl-C stops the server (calls in flight finish, containers are removed).
 MSG
 serving=1

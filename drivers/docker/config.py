@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from drivers.base import IOFS_MOUNT, ContainerTask
+from drivers.docker.freezer import FreezerMode
 from drivers.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -115,6 +116,9 @@ class DockerConfig:
     extra_labels: dict[str, str] = field(default_factory=dict)
     pool: PoolConfig | None = None
     """The prefork pool; None = none (every container sets up its own network)."""
+    freezer: FreezerMode = FreezerMode.CGROUP
+    """How idle containers are frozen: their cgroup freezer (Engine API where it cannot be
+    used), or the Engine API only."""
     function_network: FunctionNetwork | None = None
     """Made (unless it exists) and checked on entering the driver, before the pool starts; the
     host rule it implies is added then too (drivers/docker/network.py). Naming it in

@@ -1,4 +1,11 @@
-"""One Docker container's life: create, attach, start, wait, pause/unpause, remove."""
+"""One Docker container's life: create, attach, start, wait, freeze/thaw, remove.
+
+Freezing goes through the container's cgroup freezer (drivers/docker/freezer.py) unless the
+driver's ``freezer`` setting says ``api``, or the cgroup cannot be found or written: then through
+the Engine API (``docker pause``). A container frozen through its cgroup is one Docker believes
+running (``State.Paused`` false), so the cookie owns that state: ``kill`` and ``aclose`` thaw it
+first, and a closed cookie never leaves its container frozen.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +19,9 @@ import anyio
 from anyio.abc import SocketStream
 
 from drivers.base import ContainerTask, Cookie, RunResult, RunStatus, WaitResult
+from drivers.docker.freezer import CgroupFreezer, FreezerMode, locate
 from drivers.docker.streams import copy_output, feed_input, take_socket, wrap_socket
-from drivers.errors import ClosedError, DockerUnavailableError, FnAgentError
+from drivers.errors import ClosedError, ContainerGoneError, DockerUnavailableError, FnAgentError
 from drivers.results import cancelled, exit_result, lost, out_of_memory, timed_out
 from drivers.stats import Stat
 
@@ -39,12 +47,16 @@ class DockerCookie(Cookie):
         *,
         stats_interval_s: float,
         on_close: Callable[[DockerCookie], None],
+        freezer: FreezerMode = FreezerMode.CGROUP,
     ) -> None:
         self.task = task
         self.container_options = options
         self._client = client
         self._stats_interval_s = stats_interval_s
         self._on_close = on_close
+        self._freezer_mode = freezer
+        self._freezer: CgroupFreezer | None = None
+        self._frozen_by: FreezerMode | None = None
         self._id: str | None = None
         self._closed = False
         self.leave_namespace: Callable[[DockerCookie], str] | None = None
@@ -134,15 +146,66 @@ class DockerCookie(Cookie):
         self._started = True
         return DockerWaitResult(self, self._stream)
 
+    @property
+    def frozen_by(self) -> FreezerMode | None:
+        """How the container is frozen now (None: it is not)."""
+        return self._frozen_by
+
     async def freeze(self) -> None:
-        await self._client.call("pause container", "pause", self._require_id())
+        """Freeze through the cgroup freezer, or the Engine API when the setting says so or
+        the cgroup cannot be found or written (that container then stays on the API)."""
+        cid = self._require_id()
+        if self._freezer_mode is FreezerMode.CGROUP:
+            freezer = await self._cgroup_freezer(cid)
+            if freezer is not None:
+                try:
+                    await freezer.freeze()
+                    self._frozen_by = FreezerMode.CGROUP
+                    return
+                except OSError as exc:
+                    self._use_api(f"cannot write the cgroup freezer: {exc}")
+        await self._client.call("pause container", "pause", cid)
+        self._frozen_by = FreezerMode.API
 
     async def unfreeze(self) -> None:
-        await self._client.call("unpause container", "unpause", self._require_id())
+        """Thaw the way the container was frozen."""
+        cid = self._require_id()
+        if self._frozen_by is FreezerMode.CGROUP and self._freezer is not None:
+            try:
+                await self._freezer.thaw()
+            except OSError as exc:
+                raise ContainerGoneError(f"cannot thaw the container: {exc}") from exc
+        else:
+            await self._client.call("unpause container", "unpause", cid)
+        self._frozen_by = None
+
+    async def _cgroup_freezer(self, cid: str) -> CgroupFreezer | None:
+        if self._freezer is None:
+            self._freezer = await locate(self._client, cid)
+            if self._freezer is None:
+                self._use_api("no cgroup freezer found for the container")
+        return self._freezer
+
+    def _use_api(self, why: str) -> None:
+        logger.info("freezing through the Engine API", extra={"task": self.task.id, "reason": why})
+        self._freezer_mode, self._freezer = FreezerMode.API, None
+
+    async def _thaw_cgroup(self) -> None:
+        """Thaw a container frozen through its cgroup before it is killed or removed: Docker
+        does not know it is frozen, and a frozen v1 cgroup holds SIGKILLed tasks. Quiet: the
+        kill or removal that follows reports what is wrong."""
+        if self._frozen_by is not FreezerMode.CGROUP or self._freezer is None:
+            return
+        try:
+            await self._freezer.thaw()
+            self._frozen_by = None
+        except (OSError, FnAgentError) as exc:
+            logger.debug("thaw before removal failed", extra={"task": self.task.id, "error": exc})
 
     async def kill(self) -> None:
-        """SIGKILL the container; a container that is already gone is fine."""
+        """SIGKILL the container (thawed first); a container that is already gone is fine."""
         cid = self._require_id()
+        await self._thaw_cgroup()
         with anyio.move_on_after(KILL_GRACE_S, shield=True):
             try:
                 await self._client.call("kill container", "kill", cid)
@@ -172,6 +235,7 @@ class DockerCookie(Cookie):
                 if self._stream is not None:
                     await self._stream.aclose()
                 if self._id is not None:
+                    await self._thaw_cgroup()
                     try:
                         await self._client.remove_container(self._id)
                     except DockerUnavailableError as exc:

@@ -16,6 +16,7 @@ from drivers.base import ContainerTask, Cookie, Driver
 from drivers.docker.client import DEFAULT_MAX_CONCURRENT_CALLS, DockerClient
 from drivers.docker.config import DockerConfig, PullPolicy, container_options
 from drivers.docker.cookie import DockerCookie
+from drivers.docker.freezer import thaw_leftover
 from drivers.docker.pull import ImagePuller, PullProgress
 from drivers.errors import (
     ClosedError,
@@ -145,6 +146,7 @@ class DockerDriver(Driver):
             self.client,
             stats_interval_s=self.config.stats_interval_s,
             on_close=self._forget,
+            freezer=self.config.freezer,
         )
         if network in self._network_use:
             self._network_use[network] += 1
@@ -237,7 +239,24 @@ class DockerDriver(Driver):
                 failures += 1
                 await anyio.sleep(backoff_s(failures))
 
+    async def remove_leftovers(self) -> int:
+        """Remove the containers an earlier process with this instance label left behind
+        (thawing any it left frozen first); returns how many were removed."""
+        removed = 0
+        for container in await self.containers():
+            await thaw_leftover(self.client, container["Id"])
+            try:
+                await self.client.remove_container(container["Id"], "remove a leftover container")
+                removed += 1
+            except FnAgentError as exc:
+                logger.warning(
+                    "could not remove a leftover container",
+                    extra={"container": container["Id"], "error": exc.message},
+                )
+        return removed
+
     async def _remove(self, container_id: str) -> None:
+        await thaw_leftover(self.client, container_id)
         try:
             await self.client.remove_container(container_id)
         except DockerUnavailableError:

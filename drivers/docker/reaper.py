@@ -22,6 +22,7 @@ import time
 import docker
 
 from drivers.docker.client import DockerClient
+from drivers.docker.freezer import find_freezer
 from drivers.libc import remove_tree
 
 # A create that was in flight when the parent died may land a moment later.
@@ -111,7 +112,19 @@ def reap(said: str) -> None:
 def _remove_labelled(api: docker.APIClient, labels: list[str]) -> None:
     for label in labels:
         for container in api.containers(all=True, filters={"label": label}):
+            _thaw(api, container["Id"])
             try:
                 api.remove_container(container["Id"], force=True, v=True)
             except docker.errors.APIError:
                 pass  # already gone, or being removed
+
+
+def _thaw(api: docker.APIClient, container_id: str) -> None:
+    """Thaw a container left frozen through its cgroup (Docker does not know it is)."""
+    try:
+        pid = int(api.inspect_container(container_id)["State"].get("Pid") or 0)
+        freezer = find_freezer(pid, container_id)
+        if freezer is not None:
+            freezer.request(False)
+    except (OSError, docker.errors.APIError):
+        pass  # gone, or not ours to thaw: the removal says what is wrong

@@ -60,21 +60,6 @@ def configure_json_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
-async def remove_leftovers(driver: Any) -> int:
-    """Remove the containers an earlier run with this instance label left behind."""
-    removed = 0
-    for container in await driver.containers():
-        try:
-            await driver.client.remove_container(container["Id"], "remove a leftover container")
-            removed += 1
-        except FnAgentError as exc:
-            logger.warning(
-                "could not remove a leftover container",
-                extra={"container": container["Id"], "error": exc.message},
-            )
-    return removed
-
-
 def check_socket_dirs(config: AgentConfig) -> None:
     """Fail the start, not every launch, when no socket dir can be made (a tmpfs needs root)."""
     probe = SocketDir.under(socket_root(config))
@@ -125,7 +110,7 @@ async def _serve(
     from fnagent.server.protocol import protocol_class
 
     async with DockerDriver(agent_config.docker_config(function_network=True)) as driver:
-        leftovers = await remove_leftovers(driver)
+        leftovers = await driver.remove_leftovers()
         remove_root(socket_root(agent_config))
         check_socket_dirs(agent_config)
         if leftovers:
@@ -264,7 +249,7 @@ def run_serve(
             token_on_invoke=invoke_token or server_config.token_on_invoke,
         )
         url = server_config.db_url or default_db_url()
-        agent_config = AgentConfig.from_env(environ).with_prefork(prefork)
+        agent_config = AgentConfig.from_env(environ).with_serve_pool(environ).with_prefork(prefork)
         if not environ.get("FNAGENT_INSTANCE_ID"):
             from fnagent.store import SQLiteStore
 

@@ -77,6 +77,12 @@ def instance_containers(api: docker.APIClient, instance: str) -> list[dict[str, 
     return listed
 
 
+def function_containers(api: docker.APIClient, instance: str) -> list[dict[str, Any]]:
+    """The instance's containers less its prefork pool's slots (the pool is on by default)."""
+    listed = instance_containers(api, instance)
+    return [c for c in listed if c["Labels"].get("fnagent.role") != "prefork"]
+
+
 def invoke(server: Server, fn: dict[str, Any], body: dict[str, Any], timeout: float = 60) -> Answer:
     return server.request("POST", f"/invoke/{fn['id']}", body, timeout=timeout)
 

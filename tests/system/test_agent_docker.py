@@ -15,6 +15,7 @@ import pytest
 
 from drivers.base import ContainerTask
 from drivers.docker import DockerCookie, DockerDriver
+from drivers.docker.freezer import find_freezer
 from fnagent.agent import Agent, CallResult
 from fnagent.config import AgentConfig
 from fnagent.models import Call, CallRequest, Fn
@@ -94,22 +95,20 @@ async def test_environment_and_security_seen_by_the_function(agent: Agent) -> No
     assert "fn-call-id" in {k.lower() for k in seen["headers"]}
 
 
-async def test_paused_after_idle_as_docker_reports_it_and_thawed(
+async def test_frozen_after_idle_as_its_cgroup_freezer_reports_it_and_thawed(
     agent: Agent, docker_api: docker.APIClient, instance_id: str
 ) -> None:
     fn = make_fn()
     first = await agent.submit(call(fn))
     (container,) = fn_containers(docker_api, instance_id)
-
-    def state() -> dict[str, Any]:
-        found: dict[str, Any] = docker_api.inspect_container(container["Id"])["State"]
-        return found
-
-    await poll(lambda: state()["Paused"], "Docker to report the container paused", timeout_s=5)
+    pid = docker_api.inspect_container(container["Id"])["State"]["Pid"]
+    freezer = find_freezer(pid, container["Id"])
+    assert freezer is not None
+    await poll(lambda: freezer.state() == "FROZEN", "the container frozen", timeout_s=5)
     second = await agent.submit(call(fn))
     assert second.start == "thawed"
     assert answer(second)["pid"] == answer(first)["pid"]
-    assert not state()["Paused"] or second.status == 200
+    assert freezer.state() == "THAWED" or second.status == 200
 
 
 async def test_removed_after_idle_timeout(

@@ -13,6 +13,7 @@ import pytest
 
 from drivers import ContainerTask, RunStatus, TaskLogger
 from drivers.docker import DockerConfig, DockerCookie, DockerDriver
+from drivers.docker.freezer import FreezerMode
 from drivers.errors import (
     ClosedError,
     DockerUnavailableError,
@@ -112,10 +113,14 @@ async def test_cancelled_wait_kills_and_reports_cancelled(driver: DockerDriver) 
         assert waiter.result.status is RunStatus.CANCELLED  # type: ignore[attr-defined]
 
 
-async def test_freeze_and_unfreeze_show_in_docker_state(
-    driver: DockerDriver, docker_api: docker.APIClient
+async def test_freeze_and_unfreeze_through_the_api_show_in_docker_state(
+    instance_id: str, docker_api: docker.APIClient
 ) -> None:
-    async with await driver.create_cookie(task(["sleep", "60"])) as cookie:
+    config = DockerConfig(instance_id=instance_id, freezer=FreezerMode.API)
+    async with (
+        DockerDriver(config) as driver,
+        await driver.create_cookie(task(["sleep", "60"])) as cookie,
+    ):
         await driver.prepare_cookie(cookie)
         await cookie.run()
 

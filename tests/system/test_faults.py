@@ -28,11 +28,13 @@ from typing import Any
 import docker
 import pytest
 
+from drivers.docker.freezer import find_freezer
 from tests.helpers import wait_for
 from tests.system.helpers import (
     FN_HELLO,
     FN_TEST,
     deploy,
+    function_containers,
     instance_containers,
     invoke,
     require_image,
@@ -54,6 +56,13 @@ def fn_containers(api: docker.APIClient, instance: str, fn_id: str) -> list[dict
 def memory_usage(api: docker.APIClient, container_id: str) -> int:
     stats = api.stats(container_id, stream=False, one_shot=True)
     return int(stats.get("memory_stats", {}).get("usage", 0))
+
+
+def freezer_state(api: docker.APIClient, container_id: str) -> str:
+    """What the container's cgroup freezer reads (THAWED when it has none)."""
+    pid = int(api.inspect_container(container_id)["State"].get("Pid") or 0)
+    freezer = find_freezer(pid, container_id)
+    return freezer.state() if freezer is not None else "THAWED"
 
 
 def scale(server: Server, fn: dict[str, Any]) -> dict[str, int]:
@@ -265,7 +274,9 @@ def test_a_call_that_waited_for_a_failed_freeze_is_answered(
 ) -> None:
     require_image(docker_api, FN_TEST)
     with FaultyDockerProxy(tmp_path / "docker.sock", fail_pause_after_s=1.0) as proxy:
-        server = make_server(tmp_path, {**cli_env, "DOCKER_HOST": f"unix://{proxy.path}"})
+        # The Engine API's pause is what the proxy fails: freeze through it.
+        env = {**cli_env, "DOCKER_HOST": f"unix://{proxy.path}", "FN_FREEZER": "api"}
+        server = make_server(tmp_path, env)
         server.start()
         try:
             fn = deploy(server)
@@ -356,7 +367,8 @@ def test_sigkill_with_hot_and_frozen_containers_then_restart_cleans_up_and_keeps
         )
         assert answer.status == 200, answer.body
 
-    # Two containers of `sleepy` and one of `hello`, idle until Docker reports them paused.
+    # Two containers of `sleepy` and one of `hello`, idle until their cgroups read frozen
+    # (Docker still says "running": the agent froze them through their cgroup freezers).
     with ThreadPoolExecutor(2) as pool:
         statuses = list(
             pool.map(lambda _: invoke(server, sleepy, {"sleep_ms": 500}).status, range(2))
@@ -364,15 +376,16 @@ def test_sigkill_with_hot_and_frozen_containers_then_restart_cleans_up_and_keeps
     assert statuses == [200, 200]
     assert invoke(server, other, {}).status == 200
 
-    def paused() -> list[str]:
+    def frozen() -> list[str]:
         return [
             c["Id"]
             for fn in (sleepy, other)
             for c in fn_containers(docker_api, instance, fn["id"])
-            if c["State"] == "paused"
+            if freezer_state(docker_api, c["Id"]) == "FROZEN"
         ]
 
-    wait_for(lambda: len(paused()) == 3, "three containers paused", timeout_s=10)
+    wait_for(lambda: len(frozen()) == 3, "three containers frozen", timeout_s=10)
+    frozen_ids = frozen()
     # And one busy in a call that the SIGKILL interrupts.
     outcome: list[object] = []
 
@@ -391,13 +404,16 @@ def test_sigkill_with_hot_and_frozen_containers_then_restart_cleans_up_and_keeps
     caller.join(10)
     assert outcome and not isinstance(outcome[0], int), outcome
     left = instance_containers(docker_api, instance)
-    assert {c["State"] for c in left} == {"paused", "running"}, [c["State"] for c in left]
-    assert len(left) == 4
+    assert {c["State"] for c in left} == {"running"}, [c["State"] for c in left]
+    assert len(function_containers(docker_api, instance)) == 4  # and the pool's slots
+    assert sorted(frozen()) == sorted(frozen_ids), "the killed server's frozen containers"
 
     server.start()
+    orphans = {c["Id"] for c in left}
+    # The restarted server's own pool slots carry the same label: only the orphans must go.
     wait_for(
-        lambda: not instance_containers(docker_api, instance),
-        "the running and paused containers of the killed server removed",
+        lambda: not orphans & {c["Id"] for c in instance_containers(docker_api, instance)},
+        "the running and frozen containers of the killed server removed",
         timeout_s=30,
     )
     assert registry_snapshot(server) == before
@@ -421,6 +437,11 @@ def test_a_killed_servers_socket_directories_are_removed_on_restart(
     assert socket_dir.is_dir() and mount["Destination"] == "/tmp/iofs"
     server.stop(signal.SIGKILL)
     server.start()
+    wait_for(
+        lambda: not fn_containers(docker_api, instance, fn["id"]),
+        "the orphan removed",
+        timeout_s=30,
+    )
     wait_for(
         lambda: not instance_containers(docker_api, instance), "the orphan removed", timeout_s=30
     )
@@ -910,7 +931,7 @@ def test_memory_budget_full_is_503_with_retry_after_within_the_deadline(
 
             def watch() -> None:
                 while not watching.wait(0.02):
-                    most.append(len(instance_containers(docker_api, instance)))
+                    most.append(len(function_containers(docker_api, instance)))
 
             watcher = threading.Thread(target=watch)
             watcher.start()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from drivers.docker.freezer import FreezerMode
 from fnagent.config import AgentConfig, ServerConfig
 from fnagent.errors import InvalidInputError
 from fnagent.server import serve
@@ -48,6 +49,7 @@ def test_a_boolean_that_is_neither_is_refused_by_name(name: str, text: str) -> N
         ("FN_MAX_RESPONSE_SIZE", "1.5", "FN_MAX_RESPONSE_SIZE='1.5' is not a size"),
         ("FN_FREEZE_IDLE_MSECS", "soon", "FN_FREEZE_IDLE_MSECS='soon' is not a duration"),
         ("FN_EXPERIMENTAL_PREFORK_RATE", "0", "FN_EXPERIMENTAL_PREFORK_RATE=0: must be positive"),
+        ("FN_FREEZER", "runc", "FN_FREEZER must be cgroup or api, got 'runc'"),
     ],
 )
 def test_agent_settings_refuse_bad_values_by_name(name: str, text: str, message: str) -> None:
@@ -100,6 +102,11 @@ def test_unset_and_empty_settings_keep_their_defaults() -> None:
     assert ServerConfig.from_env({"FN_PORT": " ", "FN_TOKEN": ""}) == ServerConfig()
 
 
+def test_freezer_setting_picks_the_way_containers_are_frozen() -> None:
+    assert AgentConfig.from_env({}).docker_config().freezer is FreezerMode.CGROUP
+    assert AgentConfig.from_env({"FN_FREEZER": "API"}).docker_config().freezer is FreezerMode.API
+
+
 def test_hot_poll_is_gone() -> None:
     """FN_HOT_POLL_MSECS was read and never used: readiness comes from inotify."""
     assert not [f for f in dataclasses.fields(AgentConfig) if "poll" in f.name]
@@ -148,3 +155,46 @@ def test_serve_applies_the_prefork_flag_as_run_does(monkeypatch: pytest.MonkeyPa
     assert seen["agent"] == AgentConfig.from_env(env).with_prefork(4)
     assert seen["server"].token_on_invoke is True
     assert seen["url"] == "sqlite3:///nonexistent/fn.db"
+
+
+def serve_agent_config(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> AgentConfig:
+    seen: dict[str, Any] = {}
+
+    def fake_run(func: Any, server_config: Any, agent_config: Any, url: str, **_: Any) -> None:
+        seen.update(agent=agent_config)
+
+    monkeypatch.setattr("fnagent.server.serve.anyio.run", fake_run)
+    monkeypatch.setattr(serve, "configure_json_logging", lambda level: None)
+    env = {"FN_DB_URL": "sqlite3:///nonexistent/fn.db", "FNAGENT_INSTANCE_ID": "t", **env}
+    assert (
+        serve.run_serve(
+            host=None,
+            port=None,
+            db_url=None,
+            token=None,
+            token_file=None,
+            invoke_token=False,
+            prefork=None,
+            environ=env,
+        )
+        == 0
+    )
+    config: AgentConfig = seen["agent"]
+    return config
+
+
+def test_serve_keeps_an_elastic_pool_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = serve_agent_config(monkeypatch, {}).pool_config()
+    assert pool is not None and (pool.min_size, pool.max_size) == (2, 16)
+
+
+def test_serve_pool_size_zero_turns_the_pool_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    off = {"FN_EXPERIMENTAL_PREFORK_POOL_SIZE": "0"}
+    assert serve_agent_config(monkeypatch, off).pool_config() is None
+    fixed = serve_agent_config(monkeypatch, {"FN_EXPERIMENTAL_PREFORK_POOL_SIZE": "3"})
+    pool = fixed.pool_config()
+    assert pool is not None and (pool.min_size, pool.max_size) == (3, 3)
+
+
+def test_run_keeps_no_pool_by_default() -> None:
+    assert AgentConfig.from_env({}).pool_config() is None
