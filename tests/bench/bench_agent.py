@@ -174,7 +174,8 @@ async def bench_raw_api_thaw(report: Report, agent: Agent, fn: Fn) -> None:
     """The Engine API's unpause alone, sent from the event loop over the daemon's unix socket
     (no worker thread, no docker-py), on the fn's container taken from the agent meanwhile."""
     (queue,) = [q for q in agent.queues if q.fn.id == fn.id]
-    container = queue.take_idle(agent.clock.now())  # busy now: the agent leaves it alone until released
+    # Busy now: the agent leaves it alone until released.
+    container = queue.take_idle(agent.clock.now())
     assert container is not None and container.cookie is not None
     async with container.lock:  # a freeze may be under way: wait for it, then undo it
         if container.frozen:
