@@ -405,6 +405,8 @@ class FakeCookie(Cookie):
 
     async def unfreeze(self) -> None:
         container = self._require_container()
+        if self._driver.unfreeze_delay_s > 0:
+            await anyio.sleep(self._driver.unfreeze_delay_s)
         if container.state != "paused":
             raise DockerAPIError(f"Container {container.id} is not paused")
         container.state = "running"
@@ -449,8 +451,8 @@ class FakeDriver(Driver):
 
     ``programs`` adds to (or replaces) the built-ins by command name; ``images`` gives the program
     of an image run without a command; ``missing_images`` are images a pull would not find.
-    ``create_delay_s`` / ``start_delay_s`` make ``prepare_cookie`` / ``run`` slow, for tests of
-    cancellation during them.
+    ``create_delay_s`` / ``start_delay_s`` / ``unfreeze_delay_s`` make ``prepare_cookie`` /
+    ``run`` / ``unfreeze`` slow, for tests of cancellation during them.
     """
 
     def __init__(
@@ -462,6 +464,7 @@ class FakeDriver(Driver):
         create_delay_s: float = 0.0,
         start_delay_s: float = 0.0,
         pull_delay_s: float = 0.0,
+        unfreeze_delay_s: float = 0.0,
     ) -> None:
         self.programs: dict[str, Program] = {**BUILTINS, **(programs or {})}
         self._image_programs: dict[ImageRef, Program] = {
@@ -471,6 +474,7 @@ class FakeDriver(Driver):
         self.create_delay_s = create_delay_s
         self.start_delay_s = start_delay_s
         self.pull_delay_s = pull_delay_s
+        self.unfreeze_delay_s = unfreeze_delay_s
         self.pulls: list[str] = []
         """Images pulled so far (each once), in order."""
         self.containers: dict[str, FakeContainer] = {}

@@ -291,6 +291,11 @@ class Agent:
                     "thaw failed", extra={"container": container.name, "error": exc.message}
                 )
                 self._doom(container)
+            except BaseException:
+                # Cancelled (the caller went away) while waiting for the lock or the thaw: the
+                # container is taken and may be half-thawed, and nobody else will release it.
+                self._doom(container)
+                raise
 
     async def _wait_for_container(self, queue: SlotQueue, call: Call) -> HotContainer:
         waiter = Waiter()

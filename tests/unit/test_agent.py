@@ -708,3 +708,20 @@ async def test_a_removed_socket_root_is_made_again_and_a_failed_one_leaks_no_sta
         again = await agent.submit(make_call(make_fn(id="fn2", name="other")))
         assert again.status == 200, again.body
     assert not await anyio.Path(agent.socket_root).exists(), "a clean exit removes the socket root"
+
+
+async def test_a_call_cancelled_while_its_container_thaws_leaves_no_container_busy() -> None:
+    """A caller gone while its frozen container is being thawed: that container is doomed (it
+    may be half-thawed), never left taken with nobody to release it."""
+    async with running({"fn/echo": http_function()}, unfreeze_delay_s=0.5) as (agent, _):
+        fn = make_fn()
+        assert (await agent.submit(make_call(fn, b""))).status == 200
+        (queue,) = agent.queues
+        await poll(lambda: bool(queue.idle) and queue.idle[-1].frozen, "the container frozen")
+        with anyio.move_on_after(0.1):
+            await agent.submit(make_call(fn, b""))  # the caller goes away mid-thaw
+        await poll(
+            lambda: all(c in queue.idle or c.doomed for c in queue.containers),
+            "no container taken and left busy",
+        )
+        assert (await agent.submit(make_call(fn, b""))).status == 200
