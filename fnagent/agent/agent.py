@@ -448,7 +448,8 @@ class Agent:
         """Start the launches the waiters need (launch.launches_for_waiters). ``extensions``
         (the launching call's) reach the driver, which may change the container from them."""
         count = launches_for_waiters(
-            waiters=len(queue.waiters),
+            # A held error answers a waiter unless a starting launch serves it: none for it.
+            waiters=len(queue.waiters) - len(queue.held_failures),
             starting=queue.starting,
             serving=queue.serving,
             draining=queue.draining,
@@ -461,7 +462,6 @@ class Agent:
 
     def _spawn(self, queue: SlotQueue, extensions: dict[str, str] | None = None) -> None:
         assert self._tg is not None
-        queue.starting += 1
         name = f"{queue.fn.name}-{new_id().lower()}"
         socket_dir = SocketDir.under(self.socket_root)
         fields = {"fn_id": queue.fn.id, "app_id": queue.fn.app_id}
@@ -477,6 +477,7 @@ class Agent:
             ),
             connection=UnixHTTPConnection(socket_dir.listener),
         )
+        queue.launching.add(container)
         self._tg.start_soon(
             self._container_life,
             queue,
@@ -495,6 +496,7 @@ class Agent:
         fn = container.fn
         memory, cpus = fn.memory_mb * MIB, fn.cpus_mcpus
         starting, reserved = True, False
+        failure: FnAgentError | None = None
         try:
             await self._admit(queue, memory, cpus)
             reserved = True
@@ -515,7 +517,6 @@ class Agent:
                 container.cookie = cookie
                 await self.driver.prepare_cookie(cookie)
                 waiter = await cookie.run()
-                failure: FnAgentError | None = None
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._watch_exit, container, waiter)
                     try:
@@ -525,9 +526,8 @@ class Agent:
                         failure = exc
                     else:
                         queue.observe_launch(self.clock.now() - launched_at)
-                        queue.launch_failures = 0
                         starting = False
-                        queue.starting -= 1
+                        queue.launch_ready(container)
                         queue.containers.add(container)
                         queue.release(container, self.clock.now())
                         self._keep_minimum(queue)
@@ -536,19 +536,18 @@ class Agent:
                 if failure is not None:
                     raise failure
         except FnAgentError as exc:
+            failure = exc
             if starting:
                 queue.launch_failures += 1
-            if starting and not queue.serving:
-                # Scaling from zero failed: a waiter learns why. While other containers run,
-                # the waiters keep waiting for them instead.
-                queue.fail_one(exc)
             logger.warning(
                 "container failed",
                 extra={"container": container.name, "fn_id": fn.id, "error": exc.message},
             )
         finally:
             if starting:
-                queue.starting -= 1
+                # Scaling from zero failed: a waiter learns why (launch_ended), unless another
+                # container serves the waiters or may still start in time for them.
+                queue.launch_ended(container, failure)
             queue.discard(container)
             container.connection.close()
             if reserved:

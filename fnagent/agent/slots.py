@@ -97,7 +97,11 @@ class SlotQueue:
         self.key = fn.version_key
         self.idle: list[HotContainer] = []
         self.containers: set[HotContainer] = set()
-        self.starting = 0
+        self.launching: set[HotContainer] = set()
+        """Launches under way (admitted or not), not yet ready."""
+        self.held_failures: list[tuple[FnAgentError, set[HotContainer]]] = []
+        """Errors of failed launches not yet given to a waiter, each with the launches that were
+        starting when it failed and have not ended yet (``launch_ended``)."""
         self.waiters: deque[Waiter] = deque()
         self.min_hot = 0
         self.draining = False
@@ -118,8 +122,12 @@ class SlotQueue:
         frozen = sum(1 for c in self.idle if c.frozen)
         return (
             f"<SlotQueue {self.fn.name} idle={len(self.idle)} frozen={frozen} busy={busy} "
-            f"starting={self.starting} waiters={len(self.waiters)}>"
+            f"starting={self.starting} held={len(self.held_failures)} waiters={len(self.waiters)}>"
         )
+
+    @property
+    def starting(self) -> int:
+        return len(self.launching)
 
     def observe_call(self, seconds: float) -> None:
         self._call_average_s = _average(self._call_average_s, seconds)
@@ -186,8 +194,34 @@ class SlotQueue:
         self.waiters.clear()
         return waiting
 
-    def fail_one(self, error: FnAgentError) -> None:
-        """A launch failed: the oldest waiter gets the error."""
+    def launch_ready(self, container: HotContainer) -> None:
+        """A launch is ready: it serves the waiters, so no held error answers one any more."""
+        self.launching.discard(container)
+        self.launch_failures = 0
+        self.held_failures.clear()
+
+    def launch_ended(self, container: HotContainer, error: FnAgentError | None) -> None:
+        """A launch ended before it was ready: ``error`` says why (None: cancelled).
+
+        Each failed launch answers one waiter with its error, unless a container serves:
+        then the waiters wait for it. While other launches are starting, the error is held
+        until they have all ended without one becoming ready: a cold start can outlast the
+        start timeout on saturated CPUs, and a waiter that another launch serves a moment
+        later must not get an error no function caused. A launch that never listens still
+        answers its waiter, at most one start timeout later."""
+        self.launching.discard(container)
+        if error is not None and not self.serving:
+            self.held_failures.append((error, set(self.launching)))
+        held, self.held_failures = self.held_failures, []
+        for error_held, pending in held:
+            pending.discard(container)
+            if pending:
+                self.held_failures.append((error_held, pending))
+            else:
+                self._fail_one(error_held)
+
+    def _fail_one(self, error: FnAgentError) -> None:
+        """The oldest waiter gets ``error``."""
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.ready.is_set():

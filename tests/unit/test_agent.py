@@ -306,6 +306,50 @@ async def test_not_listening_in_time_is_504_and_the_container_removed() -> None:
         await poll(lambda: driver.live() == [], "the container removed")
 
 
+async def test_a_start_timeout_fails_no_call_another_starting_container_then_serves() -> None:
+    # Under load a cold start can outlast FN_HOT_START_TIMEOUT_MSECS while a second launch of
+    # the fn, started later, becomes ready: the waiting calls go to that one, no 504.
+    never_listens = http_function(listen_delay_s=60)
+    listens = http_function()
+    first_gone = anyio.Event()
+    started: list[str] = []
+
+    async def program(ctx: ProgramContext) -> int:
+        started.append(ctx.task.id)
+        if len(started) == 1:
+            try:
+                return await never_listens(ctx)
+            finally:
+                first_gone.set()  # removed after its start timeout
+        await first_gone.wait()
+        return await listens(ctx)
+
+    async with running({"fn/echo": program}, hot_start_timeout_ms=2000) as (agent, driver):
+        fn = make_fn()
+        results: list[CallResult] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(submit_into, agent, make_call(fn, b"one"), results)
+            await poll(lambda: len(started) == 1, "the first container started")
+            # The second call comes later, so its container's own start timeout ends later.
+            await anyio.sleep(0.5)
+            tg.start_soon(submit_into, agent, make_call(fn, b"two"), results)
+        assert sorted((r.status, r.body) for r in results) == [(200, b"one"), (200, b"two")]
+        assert len(started) == 2
+
+
+async def test_launches_that_never_listen_still_fail_every_waiting_call_with_the_hint() -> None:
+    slow_start = http_function(listen_delay_s=60)
+    async with running({"fn/echo": slow_start}, hot_start_timeout_ms=200) as (agent, driver):
+        fn = make_fn()
+        results: list[CallResult] = []
+        async with anyio.create_task_group() as tg:
+            for body in (b"one", b"two", b"three"):
+                tg.start_soon(submit_into, agent, make_call(fn, body), results)
+        assert [r.status for r in results] == [504, 504, 504]
+        assert all("Container initialization timed out" in message(r) for r in results)
+        await poll(lambda: driver.live() == [], "the containers removed")
+
+
 async def test_exit_before_listening_is_502() -> None:
     async with running({"fn/echo": http_function(exit_before=3)}) as (agent, driver):
         result = await agent.submit(make_call(make_fn()))
