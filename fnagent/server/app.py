@@ -19,7 +19,13 @@ from starlette.routing import Route
 from fnagent.config import ServerConfig
 from fnagent.errors import FnAgentError
 from fnagent.server import api, invoke, openapi
-from fnagent.server.state import RETRY_AFTER, ServerState, check_token, error_response
+from fnagent.server.state import (
+    RETRY_AFTER,
+    ServerState,
+    check_token,
+    error_response,
+    error_response_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +73,7 @@ def create_app(state: ServerState) -> invoke.InvokeApp:
 
     async def fn_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FnAgentError)
-        headers = RETRY_AFTER if exc.status == 503 else None
-        return error_response(exc.status, exc.message, headers)
+        return error_response_for(exc)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

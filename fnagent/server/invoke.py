@@ -32,11 +32,11 @@ from fnagent.errors import (
 )
 from fnagent.models import Call, CallRequest, Fn
 from fnagent.server.state import (
-    RETRY_AFTER,
     RETRY_AFTER_S,
     ServerState,
     bearer_matches,
     error_response,
+    error_response_for,
 )
 from fnagent.store.models import App, FnRecord
 
@@ -183,10 +183,12 @@ class InvokeApp:
         except ClientGone:
             return
         except FnAgentError as exc:
-            headers = RETRY_AFTER if exc.status == 503 else None
-            if isinstance(exc, MethodNotAllowedError):
-                headers = {"Allow": ", ".join(exc.allowed)}
-            await error_response(exc.status, exc.message, headers)(scope, receive, send)
+            allow = (
+                {"Allow": ", ".join(exc.allowed)}
+                if isinstance(exc, MethodNotAllowedError)
+                else None
+            )
+            await error_response_for(exc, allow)(scope, receive, send)
             return
         except Exception:
             logger.exception("unexpected error", extra={"path": scope["path"]})

@@ -14,7 +14,12 @@ from starlette.responses import JSONResponse, Response
 
 from fnagent.agent import Agent
 from fnagent.config import ServerConfig
-from fnagent.errors import InvalidInputError, RequestTooLargeError, UnauthorizedError
+from fnagent.errors import (
+    FnAgentError,
+    InvalidInputError,
+    RequestTooLargeError,
+    UnauthorizedError,
+)
 from fnagent.server.metrics import Metrics
 from fnagent.store.base import Store
 
@@ -43,6 +48,13 @@ class ServerState:
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse({"message": message}, status_code=status, headers=headers)
+
+
+def error_response_for(exc: FnAgentError, headers: dict[str, str] | None = None) -> Response:
+    """The JSON answer for a raised error; a 503 carries Retry-After."""
+    if exc.status == 503:
+        headers = {**RETRY_AFTER, **(headers or {})}
+    return error_response(exc.status, exc.message, headers)
 
 
 def bearer_matches(headers: list[tuple[bytes, bytes]], tokens: tuple[bytes, ...]) -> bool:
