@@ -29,6 +29,7 @@ import docker
 import pytest
 
 from drivers.docker.freezer import find_freezer
+from fnagent.agent.agent import FN_LABEL
 from tests.helpers import wait_for
 from tests.system.helpers import (
     FN_HELLO,
@@ -137,8 +138,10 @@ class FaultyDockerProxy:
     - ``fail_pause_after_s``: the first ``POST /containers/{id}/pause`` is held that long and
       then fails the way runc fails a freeze under load ("unable to freeze"); the container is
       never paused. ``pausing`` is set when it arrives.
-    - ``stall_start``: right after the n-th container start (1-based) the proxy pauses that
-      container through the daemon, as a start starved of CPU would stall. ``stalled`` is set.
+    - ``stall_start``: right after the n-th start (1-based) of a function container (the
+      prefork pool's containers do not count: the pool fills at its own pace) the proxy pauses
+      that container through the daemon, as a start starved of CPU would stall. ``stalled`` is
+      set.
     """
 
     REQUEST = re.compile(rb"POST /(?:v[0-9.]+/)?containers/([^/?]+)/(pause|start)[? ]")
@@ -176,6 +179,12 @@ class FaultyDockerProxy:
         self._thread.join(10)
         self._loop.close()
         self._api.close()
+
+    async def _is_function(self, container: str) -> bool:
+        labels = (await asyncio.to_thread(self._api.inspect_container, container))["Config"][
+            "Labels"
+        ]
+        return FN_LABEL in (labels or {})
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_unix_server(self._serve, str(self.path))
@@ -218,7 +227,7 @@ class FaultyDockerProxy:
                 daemon_w.write(head + body)
                 if not await _relay_response(daemon_r, client_w):
                     break
-                if action == b"start":
+                if action == b"start" and await self._is_function(container.decode()):
                     self.starts += 1
                     if self.starts == self.stall_start:
                         await asyncio.to_thread(self._api.pause, container.decode())
