@@ -13,6 +13,7 @@ from drivers.base import (
     RunStatus,
     TaskLogger,
     WaitResult,
+    deliver,
 )
 from drivers.images import ImageRef, parse_image
 from drivers.stats import Stat, decimate
@@ -30,5 +31,6 @@ __all__ = [
     "TaskLogger",
     "WaitResult",
     "decimate",
+    "deliver",
     "parse_image",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -26,6 +26,15 @@ class LogSink(Protocol):
     """Where a container's output goes: anything with a bytes ``write`` (a file, BytesIO...)."""
 
     def write(self, data: bytes, /) -> object: ...
+
+
+async def deliver(sink: LogSink, data: bytes) -> None:
+    """Write ``data`` to ``sink``. A sink whose ``write`` returns an awaitable is awaited, so a
+    slow reader (a client far away) slows the container instead of being buffered without
+    bound."""
+    written = sink.write(data)
+    if isinstance(written, Awaitable):
+        await written
 
 
 class _Discard:

@@ -105,6 +105,8 @@ __all__ = [
     "first_error",
 ]
 
+EXIT_HTTP_ERROR = 1
+EXIT_TIMEOUT = 124
 EXIT_AGENT_FAILURE = 125
 EXIT_CANCELLED = 130
 

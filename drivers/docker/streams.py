@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import SocketStream, UNIXSocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from drivers.base import TaskLogger
+from drivers.base import TaskLogger, deliver
 from drivers.errors import DockerAPIError
 
 STDOUT, STDERR = 1, 2
@@ -69,7 +69,7 @@ async def copy_output(stream: SocketStream, logger: TaskLogger) -> None:
             size = int.from_bytes(header[4:8], "big")
             payload = await reader.receive_exactly(size) if size else b""
             sink = logger.stderr if header[0] == STDERR else logger.stdout
-            sink.write(payload)
+            await deliver(sink, payload)
     except _GONE:
         return
 

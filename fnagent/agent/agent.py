@@ -22,7 +22,7 @@ import functools
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -688,7 +688,23 @@ class Agent:
             await self.clock.wait(self.admission.released, continue_waiting)
         queue.admission_blocked = False
 
-    def _evict_one(self, keep: SlotQueue) -> bool:
+    @contextlib.asynccontextmanager
+    async def reserved(self, memory_bytes: int, cpu_mcpus: int) -> AsyncIterator[None]:
+        """Hold room in the budget for a container that is not one of the agent's own (a
+        one-off run handed to this agent), evicting idle containers when needed.
+        ServerBusyError when nothing idle is left to evict; MemoryNeverFitsError when it
+        could never fit."""
+        self.admission.check_fits_ever(memory_bytes, cpu_mcpus)
+        while not self.admission.try_reserve(memory_bytes, cpu_mcpus):
+            if not self._evict_one(None):
+                raise ServerBusyError()
+            await self.clock.wait(self.admission.released, 1.0)
+        try:
+            yield
+        finally:
+            self.admission.release(memory_bytes, cpu_mcpus)
+
+    def _evict_one(self, keep: SlotQueue | None) -> bool:
         """Doom the idle container of another queue that ``self.evict`` chooses."""
         victim = self.evict(self.versions.queues, keep)
         if victim is None:

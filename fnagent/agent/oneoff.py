@@ -16,10 +16,20 @@ import time
 import uuid
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
-from drivers import ContainerTask, LogSink, RunResult, RunStatus, Stat, TaskLogger, decimate
+from drivers import (
+    ContainerTask,
+    LogSink,
+    RunResult,
+    RunStatus,
+    Stat,
+    TaskLogger,
+    decimate,
+    deliver,
+)
 from drivers.docker import TASK_LABEL, DockerDriver, OrphanReaper
 from drivers.docker.pull import PullProgress
 from drivers.results import timed_out
@@ -28,6 +38,10 @@ from fnagent.agent.readiness import CONTRACT_HINT, LISTENER
 from fnagent.agent.sockdir import SocketDir
 from fnagent.config import DEFAULT_IOFS_SIZE_BYTES, DEFAULT_MAX_RESPONSE_SIZE_BYTES
 from fnagent.errors import (
+    EXIT_AGENT_FAILURE,
+    EXIT_CANCELLED,
+    EXIT_HTTP_ERROR,
+    EXIT_TIMEOUT,
     ContainerGoneError,
     FnAgentError,
     FunctionTimeoutError,
@@ -248,7 +262,7 @@ async def _call_hot(
             raise ContainerGoneError(f"error receiving function response: {exc}") from exc
         finally:
             connection.close()
-        stdout.write(reply)
+        await deliver(stdout, reply)
         tg.cancel_scope.cancel()
     if 200 <= status < 300:
         return RunResult(status=RunStatus.SUCCESS, exit_code=0), status
@@ -275,3 +289,42 @@ def run_headers(request: RunRequest, call_id: str, *, remaining_s: float) -> lis
 
 def _describe(result: RunResult) -> str:
     return result.error.message if result.error else result.status.value
+
+
+def exit_code(outcome: RunOutcome) -> int:
+    """``fnagent run``'s exit code for ``outcome``: the function's own exit code; 124 timed out;
+    130 cancelled; 1 an http-stream answer that is not 2xx; 125 fnagent failed."""
+    result = outcome.result
+    if result.status is RunStatus.TIMEOUT or isinstance(result.error, FunctionTimeoutError):
+        return EXIT_TIMEOUT
+    if result.status is RunStatus.CANCELLED:
+        return EXIT_CANCELLED
+    if result.exit_code is not None:
+        return result.exit_code
+    if outcome.http_status is not None and not 200 <= outcome.http_status < 300:
+        return EXIT_HTTP_ERROR
+    return 0 if result.ok else EXIT_AGENT_FAILURE
+
+
+def failure_message(outcome: RunOutcome) -> str | None:
+    """The one line ``fnagent run`` prints for a run that did not succeed, if any."""
+    result = outcome.result
+    if result.error is not None and result.status is not RunStatus.SUCCESS:
+        return result.error.message
+    return None
+
+
+def outcome_document(outcome: RunOutcome) -> dict[str, Any]:
+    """``fnagent run --json``'s document but stdout (``with_stdout``): how the run ended,
+    timings and resource samples."""
+    result = outcome.result
+    return {
+        "status": result.status.value,
+        "exit_code": result.exit_code,
+        "error": result.error.message if result.error else None,
+        "http_status": outcome.http_status,
+        "timings_ms": outcome.timings_ms,
+        "stats": [
+            {"timestamp": s.timestamp.isoformat(), "metrics": s.metrics} for s in outcome.stats
+        ],
+    }

@@ -98,6 +98,12 @@ def main() -> None:
     help="Start a prefork pool of N network namespaces first and join one "
     "(overrides FN_EXPERIMENTAL_PREFORK_POOL_SIZE; 0 = no pool).",
 )
+@click.option(
+    "--standalone",
+    is_flag=True,
+    help="Run in this process even when an agent answers at FN_API_URL "
+    "(--prefork and --pull always/never imply it).",
+)
 def run(
     image: str,
     command: tuple[str, ...],
@@ -111,8 +117,13 @@ def run(
     user: str,
     as_json: bool,
     prefork: int | None,
+    standalone: bool,
 ) -> None:
     """Run IMAGE once as a function: stdin in, stdout out, like `docker run --rm -i`.
+
+    When `fnagent serve` answers at FN_API_URL (default http://127.0.0.1:8080), the run is
+    handed to it (its prefork pool and image cache, FN_TOKEN as for the client commands);
+    otherwise it runs in this process.
 
     \b
     Exit code:
@@ -139,6 +150,7 @@ def run(
             user=user,
             as_json=as_json,
             prefork=prefork,
+            standalone=standalone,
         )
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -13,23 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from drivers import RunStatus
+from fnagent.client.runframes import failure_document, with_stdout
 from fnagent.errors import (
     EXIT_AGENT_FAILURE,
     EXIT_CANCELLED,
     FnAgentError,
-    FunctionTimeoutError,
     first_error,
 )
 from fnagent.units import parse_cpus, parse_duration, parse_env, parse_memory
 
 if TYPE_CHECKING:
     from drivers.docker import OrphanReaper
-    from fnagent.agent.oneoff import RunOutcome, RunRequest
+    from fnagent.agent.oneoff import RunRequest
     from fnagent.config import AgentConfig
-
-EXIT_TIMEOUT = 124
-EXIT_HTTP_ERROR = 1
 
 
 def _headers(items: tuple[str, ...]) -> dict[str, str]:
@@ -56,38 +51,53 @@ def run_command(
     user: str,
     as_json: bool,
     prefork: int | None = None,
+    standalone: bool = False,
 ) -> int:
     """Run once and return the process exit code; every failure is one line on stderr.
 
-    ``prefork`` N starts a pool of N slots for this run and waits (up to the hot start
-    timeout) for one, so the function joins a prefork namespace; None keeps the environment's
-    FN_EXPERIMENTAL_PREFORK_* settings.
+    When an agent answers at FN_API_URL, the run is handed to it (``fnagent.cli.handoff``)
+    unless ``standalone`` is set or a flag configures this process's own driver (``prefork``,
+    ``pull`` other than "missing"). Otherwise the run happens here: ``prefork`` N starts a
+    pool of N slots for this run and waits (up to the hot start timeout) for one, so the
+    function joins a prefork namespace; None keeps the environment's FN_EXPERIMENTAL_PREFORK_*
+    settings.
     """
     _claim_closed_stdin()
     reaper: OrphanReaper | None = None
     try:
-        from drivers.docker import OrphanReaper, PullPolicy
         from drivers.images import parse_image
+
+        parse_image(image)
+        spec: dict[str, Any] = {
+            "image": image,
+            "command": command,
+            "env": parse_env(env, dict(os.environ)),
+            "memory_bytes": parse_memory(memory),
+            "cpus_mcpus": parse_cpus(cpus) if cpus else 0,
+            "timeout_s": parse_duration(timeout),
+            "format": fmt,
+            "user": None if user == "image" else user,
+            "headers": _headers(headers),
+            "collect_stats": as_json,
+        }
+        if not standalone and prefork is None and pull == "missing":
+            from fnagent.cli.handoff import run_on_agent
+
+            handed = run_on_agent(spec, as_json=as_json, environ=os.environ)
+            if handed is not None:
+                return handed
+
+        from drivers.docker import OrphanReaper, PullPolicy
         from fnagent.agent.oneoff import Format, RunRequest
         from fnagent.config import AgentConfig
 
-        parse_image(image)
         config = AgentConfig.from_env(os.environ)
         config = replace(config, pull_policy=PullPolicy(pull)).with_prefork(prefork)
         request = RunRequest(
-            image=image,
-            command=command,
-            env=parse_env(env, dict(os.environ)),
-            memory_bytes=parse_memory(memory),
-            cpus_mcpus=parse_cpus(cpus) if cpus else 0,
-            timeout_s=parse_duration(timeout),
-            format=Format(fmt),
-            user=None if user == "image" else user,
+            **{**spec, "format": Format(fmt)},
             hot_start_timeout_s=config.hot_start_timeout_ms / 1000,
             max_response_bytes=config.max_response_size_bytes,
             iofs_size_bytes=config.iofs_size_bytes,
-            headers=_headers(headers),
-            collect_stats=as_json,
         )
         # Forked before the event loop starts any thread; a SIGKILL of this process then
         # still ends with the run's containers removed.
@@ -104,7 +114,7 @@ def run_command(
             message = f"unexpected error: {type(cause).__name__}: {cause}"
         print(f"fnagent: {message}", file=sys.stderr)
         if as_json:
-            print(json.dumps(_failure_json(message), indent=2))
+            print(json.dumps(failure_document(message), indent=2))
         return EXIT_AGENT_FAILURE
     finally:
         if reaper is not None:
@@ -124,24 +134,11 @@ def _claim_closed_stdin() -> None:
             os.close(fd)
 
 
-def _failure_json(message: str) -> dict[str, Any]:
-    """``--json``'s document when fnagent itself failed and no function ran."""
-    return {
-        "status": "error",
-        "exit_code": None,
-        "error": message,
-        "http_status": None,
-        "timings_ms": {},
-        "stats": [],
-        "stdout": "",
-    }
-
-
 async def _run(
     request: RunRequest, config: AgentConfig, as_json: bool, reaper: OrphanReaper
 ) -> int:
     from drivers.docker import DockerDriver
-    from fnagent.agent.oneoff import run_once
+    from fnagent.agent.oneoff import exit_code, failure_message, outcome_document, run_once
     from fnagent.cli.progress import PullProgressBar
     from fnagent.cli.stdio import FlushingSink, read_fd, regular_file_bytes
 
@@ -181,25 +178,12 @@ async def _run(
         if scope.cancelled_caught:
             print("fnagent: interrupted; the container was removed", file=sys.stderr)
             return EXIT_CANCELLED
-    return _report(outcome, captured.getvalue(), as_json)
-
-
-def _report(outcome: RunOutcome, captured: bytes, as_json: bool) -> int:
-    """Print what the user needs to see and choose the exit code."""
-    result = outcome.result
     if as_json:
-        print(json.dumps(_as_json(outcome, captured), indent=2))
-    elif result.error is not None and result.status is not RunStatus.SUCCESS:
-        print(f"fnagent: {result.error.message}", file=sys.stderr)
-    if result.status is RunStatus.TIMEOUT or isinstance(result.error, FunctionTimeoutError):
-        return EXIT_TIMEOUT
-    if result.status is RunStatus.CANCELLED:
-        return EXIT_CANCELLED
-    if result.exit_code is not None:
-        return result.exit_code
-    if outcome.http_status is not None and not 200 <= outcome.http_status < 300:
-        return EXIT_HTTP_ERROR
-    return 0 if result.ok else EXIT_AGENT_FAILURE
+        document = with_stdout(outcome_document(outcome), captured.getvalue())
+        print(json.dumps(document, indent=2))
+    elif (message := failure_message(outcome)) is not None:
+        print(f"fnagent: {message}", file=sys.stderr)
+    return exit_code(outcome)
 
 
 async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
@@ -207,22 +191,3 @@ async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
         async for _ in signals:
             scope.cancel()
             return
-
-
-def _as_json(outcome: RunOutcome, output: bytes) -> dict[str, Any]:
-    result = outcome.result
-    document: dict[str, Any] = {
-        "status": result.status.value,
-        "exit_code": result.exit_code,
-        "error": result.error.message if result.error else None,
-        "http_status": outcome.http_status,
-        "timings_ms": outcome.timings_ms,
-        "stats": [
-            {"timestamp": s.timestamp.isoformat(), "metrics": s.metrics} for s in outcome.stats
-        ],
-    }
-    try:
-        document["stdout"] = output.decode("utf-8")
-    except UnicodeDecodeError:
-        document["stdout_base64"] = base64.b64encode(output).decode("ascii")
-    return document

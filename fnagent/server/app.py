@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from fnagent.config import ServerConfig
 from fnagent.errors import FnAgentError
-from fnagent.server import api, invoke, openapi
+from fnagent.server import api, invoke, openapi, runapi
 from fnagent.server.state import (
     RETRY_AFTER,
     ServerState,
@@ -95,4 +95,4 @@ def create_app(state: ServerState) -> invoke.InvokeApp:
             Exception: unexpected,
         },
     )
-    return invoke.InvokeApp(state, starlette)
+    return invoke.InvokeApp(state, starlette, {runapi.RUN_PATH: runapi.serve_run})

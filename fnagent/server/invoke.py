@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import anyio
@@ -47,6 +47,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+RawRoute = Callable[[ServerState, Scope, Receive, Send], Awaitable[None]]
 
 INVOKE_PREFIX = "/invoke/"
 TRIGGER_PREFIX = "/t/"
@@ -128,9 +129,17 @@ class InvokeApp:
     ``{"message": ...}`` as the fallback's handlers do.
     """
 
-    def __init__(self, state: ServerState, fallback: ASGIApp) -> None:
+    def __init__(
+        self,
+        state: ServerState,
+        fallback: ASGIApp,
+        raw_routes: Mapping[str, RawRoute] | None = None,
+    ) -> None:
         self.state = state
         self.fallback = fallback
+        self.raw_routes = dict(raw_routes or {})
+        """Other routes served as raw ASGI, by exact path (e.g. ``/v2/run``, which streams
+        both ways)."""
         self.tokens = state.config.invoke_tokens()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -146,6 +155,9 @@ class InvokeApp:
                 if app_name and slash:
                     await self._serve(scope, receive, send, app_name, "/" + source)
                     return
+            elif (route := self.raw_routes.get(path)) is not None:
+                await route(self.state, scope, receive, send)
+                return
         await self.fallback(scope, receive, send)
 
     async def _serve(

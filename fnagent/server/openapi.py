@@ -249,5 +249,34 @@ def document() -> dict[str, Any]:
                 }
             },
             "/t/{app_name}/{trigger_source}": trigger_call,
+            "/v2/run": {
+                "post": {
+                    "operationId": "Run",
+                    "description": (
+                        "`fnagent run` handed to this server: a one-off container on its "
+                        "driver. Both bodies are frame streams (fnagent/client/runframes.py): "
+                        "the run as JSON, then stdin; stdout, stderr, then the result."
+                    ),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The run's output frames and its result frame",
+                            "content": {
+                                "application/x-fnagent-run": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                }
+                            },
+                        },
+                        **_errors(400, 401, 404, 503),
+                    },
+                }
+            },
         },
     }

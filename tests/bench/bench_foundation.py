@@ -4,11 +4,19 @@ import time."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,11 +32,16 @@ BUSYBOX = "fnagent/busybox"
 RAWRUN = str(Path(__file__).with_name("rawrun.py"))
 
 
-def _timed(command: list[str], stdin: bytes, env: dict[str, str] | None = None) -> float:
+def _timed(
+    command: list[str],
+    stdin: bytes,
+    env: dict[str, str] | None = None,
+    expect: bytes = b"Hello, bench!\n",
+) -> float:
     started = time.perf_counter()
     done = subprocess.run(command, input=stdin, capture_output=True, check=False, env=env)
     elapsed = time.perf_counter() - started
-    if done.returncode != 0 or done.stdout != b"Hello, bench!\n":
+    if done.returncode != 0 or done.stdout != expect:
         raise RuntimeError(f"{command[0]} failed: {done.returncode} {done.stderr[-300:]!r}")
     return elapsed
 
@@ -39,7 +52,7 @@ def bench_run_vs_docker(report: Report) -> None:
     the same with docker-py imported first (unused)."""
     label_args = [a for k, v in LABELS.items() for a in ("--label", f"{k}={v}")]
     docker_cmd = ["docker", "run", "--rm", "-i", *label_args, FN_SHELL]
-    fnagent_cmd = [sys.executable, "-m", "fnagent", "run", FN_SHELL]
+    fnagent_cmd = [sys.executable, "-m", "fnagent", "run", "--standalone", FN_SHELL]
     raw_cmd = [sys.executable, RAWRUN, FN_SHELL, *(f"{k}={v}" for k, v in LABELS.items())]
     with_docker_py = {**os.environ, "FNAGENT_RAWRUN_IMPORT": "docker"}
     ours: list[float] = []
@@ -64,7 +77,7 @@ def bench_run_vs_docker(report: Report) -> None:
         report.add(Row(name, median_ms(samples), "ms", "docker run", median_ms(theirs), "", RUNS))
     report.add(
         Row(
-            "fnagent run fn-shell (whole process)",
+            "fnagent run --standalone fn-shell (whole process)",
             median_ms(ours),
             "ms",
             "docker run",
@@ -75,6 +88,86 @@ def bench_run_vs_docker(report: Report) -> None:
     )
     pairwise = sorted(o / t for o, t in zip(ours, theirs, strict=True))
     report.notes["run_vs_docker_median_pairwise_ratio"] = round(pairwise[len(pairwise) // 2], 3)
+
+
+@contextlib.contextmanager
+def _agent() -> Iterator[str]:
+    """A `fnagent serve` of its own (default prefork pool) on a free port; yields its URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    work = Path(tempfile.mkdtemp(prefix="fnagent-bench-agent-"))
+    env = {**os.environ, "FNAGENT_INSTANCE_ID": LABELS["fnagent.instance"]}
+    command = [sys.executable, "-m", "fnagent", "serve", "--port", str(port)]
+    with (work / "serve.log").open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--db-url", f"sqlite3://{work}/fnagent.db"], env=env, stdout=log, stderr=log
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
+                    if json.load(answer)["pool"]["free"] >= 2:
+                        break
+            except (OSError, KeyError, ValueError):
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"fnagent serve did not start: {work / 'serve.log'}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_run_via_agent(report: Report) -> None:
+    """``fnagent run`` handed to a running agent (its prefork pool) against ``docker run --rm
+    -i`` of busybox ``true``, and the standalone path, interleaved."""
+    label_args = [a for k, v in LABELS.items() for a in ("--label", f"{k}={v}")]
+    docker_cmd = ["docker", "run", "--rm", "-i", *label_args, BUSYBOX, "true"]
+    run_cmd = [sys.executable, "-m", "fnagent", "run", BUSYBOX, "true"]
+    standalone = {**os.environ, "FN_API_URL": "http://127.0.0.1:1"}
+    with _agent() as url:
+        via_agent = {**os.environ, "FN_API_URL": url}
+        samples: dict[str, list[float]] = {"docker": [], "agent": [], "standalone": []}
+        envs = {"docker": None, "agent": via_agent, "standalone": standalone}
+        commands = {"docker": docker_cmd, "agent": run_cmd, "standalone": run_cmd}
+        for name in samples:  # warm every path once
+            _timed(commands[name], b"", envs[name], expect=b"")
+        for _ in range(RUNS):
+            for name in samples:
+                samples[name].append(_timed(commands[name], b"", envs[name], expect=b""))
+    theirs = median_ms(samples["docker"])
+    report.add(Row("docker run --rm -i busybox true", theirs, "ms", samples=RUNS))
+    report.add(
+        Row(
+            "fnagent run busybox true, via a running agent",
+            median_ms(samples["agent"]),
+            "ms",
+            "docker run",
+            theirs,
+            "<= 0.8x",
+            RUNS,
+        )
+    )
+    report.add(
+        Row(
+            "fnagent run --standalone busybox true",
+            median_ms(samples["standalone"]),
+            "ms",
+            "docker run",
+            theirs,
+            "",
+            RUNS,
+        )
+    )
+    pairwise = sorted(a / d for a, d in zip(samples["agent"], samples["docker"], strict=True))
+    report.notes["agent_run_vs_docker_median_pairwise_ratio"] = round(
+        pairwise[len(pairwise) // 2], 3
+    )
 
 
 def _create_start_wait(api: docker.APIClient, network_mode: str) -> float:
@@ -172,6 +265,7 @@ def main() -> Report:
     try:
         bench_import_time(report)
         bench_run_vs_docker(report)
+        bench_run_via_agent(report)
         bench_namespace_join(report, api)
     finally:
         for container in api.containers(

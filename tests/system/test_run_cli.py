@@ -3,12 +3,62 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
 
-from tests.system.helpers import BUSYBOX, FN_HELLO, FN_SHELL, FN_TEST, require_image, run_cli
+from drivers.docker import INSTANCE_LABEL, TASK_LABEL
+from tests.helpers import wait_for
+from tests.system.helpers import (
+    BUSYBOX,
+    FN_HELLO,
+    FN_SHELL,
+    FN_TEST,
+    new_instance_id,
+    require_image,
+    run_cli,
+)
+from tests.system.server import Server, make_server
+
+# Nothing listens on port 1: `fnagent run` finds no agent there and runs in its own process.
+NO_AGENT = "http://127.0.0.1:1"
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One `fnagent serve` that the module's runs are handed to (its own instance label)."""
+    env = {**os.environ, "FNAGENT_INSTANCE_ID": new_instance_id()}
+    made = make_server(tmp_path_factory.mktemp("agent"), env).start()
+    yield made
+    assert made.stop() == 0
+
+
+@pytest.fixture(params=["standalone", "agent"])
+def cli_env(
+    request: pytest.FixtureRequest, cli_env: dict[str, str], docker_api: docker.APIClient
+) -> Iterator[dict[str, str]]:
+    """Every test below runs both ways: in the `fnagent run` process (no agent answers at
+    FN_API_URL) and handed to a running agent; then the agent must hold no run container."""
+    if request.param == "standalone":
+        yield {**cli_env, "FN_API_URL": NO_AGENT}
+        return
+    server: Server = request.getfixturevalue("agent")
+    yield {**cli_env, "FN_API_URL": server.url}
+    runs = {"label": [f"{INSTANCE_LABEL}={server.env['FNAGENT_INSTANCE_ID']}", TASK_LABEL]}
+    left = docker_api.containers(all=True, filters=runs)
+    assert not left, f"the agent left run containers: {[c['Names'] for c in left]}"
+
+
+@pytest.fixture
+def standalone_env(cli_env: dict[str, str]) -> dict[str, str]:
+    return {**cli_env, "FN_API_URL": NO_AGENT}
 
 
 def test_stdin_round_trip_of_one_mib_is_byte_exact(cli_env: dict[str, str]) -> None:
@@ -123,8 +173,8 @@ def test_bad_input_exits_125_with_one_line(
     assert b"Traceback" not in done.stderr
 
 
-def test_daemon_unreachable_exits_125(cli_env: dict[str, str]) -> None:
-    env = {**cli_env, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+def test_daemon_unreachable_exits_125(standalone_env: dict[str, str]) -> None:
+    env = {**standalone_env, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
     done = run_cli(["run", BUSYBOX, "true"], env)
     assert done.returncode == 125
     assert b"Docker daemon" in done.stderr
@@ -177,12 +227,48 @@ def test_run_help_lists_every_exit_code(cli_env: dict[str, str]) -> None:
 
 
 def test_closed_stdin_is_an_empty_input(cli_env: dict[str, str]) -> None:
-    import subprocess
-    import sys
-
     script = 'exec "$0" -m fnagent run --timeout 20s fnagent/busybox sh -c "wc -c; echo done" <&-'
     done = subprocess.run(
         ["bash", "-c", script, sys.executable], capture_output=True, env=cli_env, timeout=60
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [b"0", b"done"]
+
+
+def test_ctrl_c_removes_the_container_and_exits_130(
+    cli_env: dict[str, str], docker_api: docker.APIClient
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fnagent", "run", BUSYBOX, "sleep", "60"],
+        env=cli_env,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(
+            lambda: docker_api.containers(filters={"label": TASK_LABEL, "ancestor": BUSYBOX}),
+            "the run's container",
+            timeout_s=30,
+        )
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert b"the container was removed" in err
+
+
+def test_an_agent_with_a_token_refuses_a_run_without_it(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    server = make_server(tmp_path, {**cli_env, "FN_TOKEN": "s3cret"}, token="s3cret").start()
+    try:
+        env = {**cli_env, "FN_API_URL": server.url}
+        refused = run_cli(["run", BUSYBOX, "true"], env)
+        assert refused.returncode == 125
+        assert b"Invalid authentication credentials" in refused.stderr
+        done = run_cli(["run", BUSYBOX, "echo", "ok"], {**env, "FN_TOKEN": "s3cret"})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == b"ok\n"
+    finally:
+        assert server.stop() == 0
