@@ -90,8 +90,10 @@ def server(tmp_path: Path, cli_env: dict[str, str], docker_api: docker.APIClient
 
 @pytest.fixture
 def cli_env(instance_id: str) -> dict[str, str]:
-    """The environment for `fnagent` subprocesses: their containers carry this test's label."""
-    return {**os.environ, "FNAGENT_INSTANCE_ID": instance_id}
+    """The environment for `fnagent` subprocesses: their containers carry this test's label,
+    and `fnagent run` runs in its own process (nothing listens at FN_API_URL's port 1, while a
+    `make serve` on the default port would take the run: test_run_cli.py tests both)."""
+    return {**os.environ, "FNAGENT_INSTANCE_ID": instance_id, "FN_API_URL": "http://127.0.0.1:1"}
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,8 @@ from tests.system.helpers import (
 )
 from tests.system.server import Server, make_server
 
-# Nothing listens on port 1: `fnagent run` finds no agent there and runs in its own process.
+# Nothing listens on port 1: `fnagent run` finds no agent there and runs in its own process
+# (conftest's cli_env sets it).
 NO_AGENT = "http://127.0.0.1:1"
 
 
