@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,7 +87,10 @@ def page(browser: Browser) -> Iterator[Page]:
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     where = os.environ.get("FNAGENT_UI_SCREENSHOTS")
-    return Path(where) if where else tmp_path_factory.mktemp("shots")
+    if not where:
+        return tmp_path_factory.mktemp("shots")
+    Path(where).mkdir(parents=True, exist_ok=True)
+    return Path(where)
 
 
 def ok(server: Server, method: str, path: str, body: Any = None) -> Any:
@@ -160,14 +165,23 @@ def test_the_page_shows_what_the_api_made_and_the_api_what_the_page_made(
     page.screenshot(path=str(shots / "ui-app.png"), full_page=True)
 
 
+def calls_for_the_charts(server: Server, fn_id: str, seconds: float = 4) -> None:
+    """Calls of a few durations, spread over some seconds, as the page watches."""
+    deadline = time.monotonic() + seconds
+    sleeps = [0, 2, 5, 10, 40]
+    while time.monotonic() < deadline:
+        for sleep_ms in sleeps:
+            server.request("POST", f"/invoke/{fn_id}", {"sleep_ms": sleep_ms})
+
+
 def test_an_invoke_from_the_page_shows_the_response(
     server: Server, page: Page, shots: Path
 ) -> None:
     make_fn(server, "greetings", "hello", image=FN_HELLO)
     fn = make_fn(server, "tools", "echo")
-    for _ in range(5):  # something for the charts
-        assert server.request("POST", f"/invoke/{fn['id']}", {}).status == 200
     open_fn(page, server, "greetings", "hello")
+    traffic = threading.Thread(target=calls_for_the_charts, args=(server, fn["id"]))
+    traffic.start()
     page.locator("#invoke-body").fill('{"name": "browser"}')
     page.get_by_role("button", name="Invoke").click()
     result = page.locator("#invoke-result")
@@ -176,6 +190,9 @@ def test_an_invoke_from_the_page_shows_the_response(
     call_id = result.locator(".call-id").inner_text()
     expect(result.locator("table.headers")).to_contain_text(call_id)  # its Fn-Call-Id header
     expect(page.locator("#fn-containers [data-state=frozen]")).to_have_text("1")
+    traffic.join(timeout=60)
+    # Percentiles of the last 10 s of calls, as numbers.
+    expect(page.locator("#now-latency")).to_have_text(re.compile(r"now [0-9.]+ / [0-9.]+ / "))
     page.screenshot(path=str(shots / "ui-fn.png"), full_page=True)
 
     # The headers the form sends reach the function, and a function's answer is text.

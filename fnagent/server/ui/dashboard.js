@@ -154,7 +154,11 @@
       cold: h("canvas", { width: 320, height: 90, "aria-label": "cold starts per second" }),
       latency: h("canvas", { width: 320, height: 90, "aria-label": "latency percentiles" }),
     };
-    el.chartNotes = { rate: h("span"), cold: h("span"), latency: h("span") };
+    el.chartNotes = {
+      rate: h("span", { id: "now-rate" }),
+      cold: h("span", { id: "now-cold" }),
+      latency: h("span", { id: "now-latency" }),
+    };
     el.tree = h("div", { id: "tree" });
     el.detail = h("main", { id: "detail" });
     el.calls = h("div", { id: "calls" });
@@ -703,8 +707,8 @@
     const hgt = canvas.height;
     ctx.clearRect(0, 0, w, hgt);
     const values = series.flat().filter((v) => v !== null);
-    const max = Math.max(1e-9, ...values);
-    const top = niceCeiling(max);
+    const max = Math.max(0, ...values);
+    const top = max > 0 ? niceCeiling(max) : 1;
     ctx.strokeStyle = "#e5e7eb";
     ctx.fillStyle = "#6b7280";
     ctx.font = "10px sans-serif";
@@ -715,13 +719,15 @@
     ctx.lineTo(w, 0.5);
     ctx.stroke();
     ctx.fillText(values.length ? String(+top.toPrecision(3)) : "no calls yet", 2, 11);
-    const step = w / (HISTORY - 1);
+    // The x axis spans the history kept, or the first minute while less has been seen.
+    const span = Math.min(HISTORY - 1, Math.max(60, ...series.map((points) => points.length)));
+    const step = w / span;
     series.forEach((points, k) => {
       ctx.strokeStyle = colors[k];
       ctx.lineWidth = 1.5;
       ctx.beginPath();
       let drawing = false;
-      const offset = HISTORY - 1 - points.length;
+      const offset = span - points.length;
       points.forEach((v, i) => {
         if (v === null) {
           drawing = false;
