@@ -235,7 +235,9 @@ def test_an_invoke_from_the_page_lands_in_recent_calls_with_its_log(
 ) -> None:
     make_fn(server, "records", "logger")
     open_fn(page, server, "records", "logger")
-    page.locator("#invoke-body").fill('{"stderr": "a line for the log"}')
+    # Output comes through Docker's attached streams, which may trail the answer: the call
+    # takes a moment after printing, so its line is in its log.
+    page.locator("#invoke-body").fill('{"stderr": "a line for the log", "sleep_ms": 300}')
     page.get_by_role("button", name="Invoke").click()
     call_id = page.locator("#invoke-result .call-id").inner_text()
 
