@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from drivers.docker import INSTANCE_LABEL
+from tests.helpers import wait_for
 from tests.system.helpers import FN_HELLO, FN_TEST, new_instance_id, require_image
 from tests.system.server import Server, make_server
 
@@ -160,6 +161,27 @@ def test_the_page_shows_what_the_api_made_and_the_api_what_the_page_made(
     assert made["memory"] == 64 and made["config"] == {"MODE": "refund"}
     # Until a call lands (or without call records at all) the panel says so, and breaks not.
     expect(page.locator("#fn-calls")).to_have_text("no calls recorded")
+
+    # Edited in the page: a config key removed from the text is removed (Fn merges keys).
+    edit = page.locator("#edit-fn")
+    edit.get_by_label("memory (MB)").fill("256")
+    edit.get_by_label("config (JSON)").fill('{"OTHER": "1"}')
+    edit.get_by_role("button", name="Save fn").click()
+    wait_for(lambda: ok(server, "GET", f"/v2/fns/{made['id']}")["memory"] == 256, "the fn's update")
+    assert ok(server, "GET", f"/v2/fns/{made['id']}")["config"] == {"OTHER": "1"}
+    edit = page.locator("#edit-fn")
+    expect(edit.get_by_label("memory (MB)")).to_have_value("256")
+    edit.get_by_label("timeout (s)", exact=True).fill("99999")
+    edit.get_by_role("button", name="Save fn").click()
+    expect(edit.get_by_role("alert")).to_contain_text("timeout")
+
+    # Deleted in the page (a second click confirms).
+    tree.get_by_role("button", name="/pay", exact=True).click()
+    remove = page.get_by_role("button", name="Delete trigger")
+    remove.click()
+    page.get_by_role("button", name="Really delete trigger?").click()
+    expect(tree.get_by_role("button", name="/pay", exact=True)).to_have_count(0)
+    assert ok(server, "GET", f"/v2/triggers?app_id={fn['app_id']}")["items"] == []
 
     page.locator("#tree").get_by_role("button", name="shop", exact=True).click()
     page.screenshot(path=str(shots / "ui-app.png"), full_page=True)

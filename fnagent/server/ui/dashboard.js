@@ -235,7 +235,7 @@
     state.selected = selection;
     renderTree();
     renderDetail();
-    refreshCalls();
+    renderCalls();
   }
 
   function renderTree() {
@@ -773,10 +773,6 @@
     renderCalls();
   }
 
-  function refreshCalls() {
-    renderCalls();
-  }
-
   function renderCalls() {
     const all = Object.values(state.calls).flat();
     all.sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0));
@@ -839,8 +835,11 @@
 
   // --- start -----------------------------------------------------------------------------------
 
+  // Runs work every `ms`, or ten times as long as it took when that is longer (a large
+  // registry is many requests: the page must not become the server's main load).
   async function every(ms, work) {
     for (;;) {
+      const started = performance.now();
       if (!document.hidden) {
         try {
           await work();
@@ -848,7 +847,7 @@
           console.warn(exc);
         }
       }
-      await sleep(ms);
+      await sleep(Math.max(ms, 10 * (performance.now() - started)));
     }
   }
 
@@ -860,6 +859,6 @@
     .then((v) => (el.version.textContent = v.version))
     .catch(() => {});
   every(1000, pollStats);
-  every(5000, loadRegistry).then(null);
+  every(5000, loadRegistry);
   every(2000, pollCalls);
 })();
