@@ -236,7 +236,7 @@ def test_container_states_change_on_the_page_without_a_reload(server: Server, pa
     answers: list[int] = []
     call = threading.Thread(
         target=lambda: answers.append(
-            server.request("POST", f"/invoke/{fn['id']}", {"sleep_ms": 6000}).status
+            server.request("POST", f"/invoke/{fn['id']}", {"sleep_ms": 8000}).status
         )
     )
     call.start()

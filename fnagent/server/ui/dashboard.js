@@ -835,9 +835,9 @@
 
   // --- start -----------------------------------------------------------------------------------
 
-  // Runs work every `ms`, or ten times as long as it took when that is longer (a large
+  // Runs work every `ms`, or `slowdown` times as long as it took when that is longer (a large
   // registry is many requests: the page must not become the server's main load).
-  async function every(ms, work) {
+  async function every(ms, work, slowdown) {
     for (;;) {
       const started = performance.now();
       if (!document.hidden) {
@@ -847,7 +847,7 @@
           console.warn(exc);
         }
       }
-      await sleep(Math.max(ms, 10 * (performance.now() - started)));
+      await sleep(Math.max(ms, slowdown * (performance.now() - started)));
     }
   }
 
@@ -858,7 +858,7 @@
     .then((r) => r.json())
     .then((v) => (el.version.textContent = v.version))
     .catch(() => {});
-  every(1000, pollStats);
-  every(5000, loadRegistry);
-  every(2000, pollCalls);
+  every(1000, pollStats, 2); // one request
+  every(5000, loadRegistry, 10); // two for each app
+  every(2000, pollCalls, 10); // one for each fn
 })();
