@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: install docker images test test-tools bench-tools unit bench lint serve demo clean
+.PHONY: install docker images test test-tools bench-tools unit bench lint serve demo clean screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,11 +43,19 @@ lint: install
 clean:
 	rm -rf $(VENV) images/build bench-results
 
-# The system tests start a local registry (Debian's docker-registry, htpasswd auth) on 127.0.0.1.
+# The system tests start a local registry (Debian's docker-registry, htpasswd auth) on 127.0.0.1;
+# the page's browser tests drive Debian's chromium through Playwright (pip, in the test extras;
+# never `playwright install`, which downloads browsers).
 test-tools:
 	@command -v docker-registry >/dev/null && command -v htpasswd >/dev/null || { \
 	  echo "installing docker-registry and apache2-utils (htpasswd) for the registry tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils >/dev/null; }
+	@command -v chromium >/dev/null || { echo "installing chromium for the browser tests of /ui"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# The README's screenshots of the page at /ui (docs/ui-*.png), taken by its browser tests.
+screenshots: install docker images test-tools
+	FNAGENT_UI_SCREENSHOTS=docs $(PY) -m pytest tests/system/test_ui.py -q
 
 # The main job: `fnagent serve` with the embedded store and the sample hello function deployed
 # (prints the curl line that calls it; Ctrl-C stops it cleanly).

@@ -42,6 +42,12 @@ class StubAgent:
     def containers(self, fn_id: str | None = None) -> dict[str, int]:
         return {"running": 0, "frozen": 0, "starting": 0}
 
+    def containers_by_fn(self) -> dict[str, dict[str, int]]:
+        return {
+            fn_id: {"running": 0, "frozen": min_hot, "starting": 0}
+            for fn_id, min_hot in self.scaled.items()
+        }
+
 
 def make_state(store: Store, agent: StubAgent | None = None, **config: Any) -> ServerState:
     return ServerState(

@@ -788,6 +788,19 @@ class Agent:
                 counts["frozen" if container.frozen else "running"] += 1
         return counts
 
+    def containers_by_fn(self) -> dict[str, dict[str, int]]:
+        """``containers`` for every fn that has a container or a launch under way, in one
+        pass: {fn_id: {"running": ..., "frozen": ..., "starting": ...}}."""
+        by_fn: dict[str, dict[str, int]] = {}
+        for queue in self.versions.queues:
+            if not queue.containers and not queue.starting:
+                continue
+            counts = by_fn.setdefault(queue.fn.id, {"running": 0, "frozen": 0, "starting": 0})
+            counts["starting"] += queue.starting
+            for container in queue.containers:
+                counts["frozen" if container.frozen else "running"] += 1
+        return by_fn
+
     def min_hot(self, fn_id: str) -> int:
         queue = self.versions.serving(fn_id)
         return queue.min_hot if queue is not None else 0

@@ -1,5 +1,5 @@
 """The ASGI app of ``fnagent serve``: Fn's v2 API, invoke, HTTP triggers, ping, version,
-health, metrics and the OpenAPI document of what is implemented.
+health, metrics, stats, the OpenAPI document of what is implemented, and the page at /ui.
 
 Errors are JSON ``{"message": ...}`` everywhere; every ``FnAgentError`` carries its status, so
 one handler maps them all.
@@ -8,6 +8,7 @@ one handler maps them all.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,7 +19,7 @@ from starlette.routing import Route
 
 from fnagent.config import ServerConfig
 from fnagent.errors import FnAgentError
-from fnagent.server import api, invoke, openapi, runapi
+from fnagent.server import api, invoke, openapi, runapi, ui
 from fnagent.server.state import (
     RETRY_AFTER,
     ServerState,
@@ -26,6 +27,7 @@ from fnagent.server.state import (
     error_response,
     error_response_for,
 )
+from fnagent.server.stats import stats
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +70,9 @@ def create_app(state: ServerState) -> invoke.InvokeApp:
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", spec, methods=["GET"]),
+        Route("/v2/stats", partial(stats, state), methods=["GET"]),
         *api.routes(state),
+        *ui.routes(state),
     ]
 
     async def fn_error(request: Request, exc: Exception) -> Response:

@@ -33,6 +33,9 @@ DURATION_BUCKETS = (
     300,
 )
 
+START_WORDS = {"warm": "hot"}
+"""The agent calls a start that found an idle container "warm"; Fn's records say "hot"."""
+
 
 class _StateCollector(Collector):
     def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
@@ -90,6 +93,33 @@ class Metrics:
         )
         self.registry.register(_StateCollector(state))
         self._children: dict[tuple[str, int, str | None], tuple[Any, Any, Any]] = {}
+
+    def totals(self) -> dict[str, Any]:
+        """The counters summed over fns, for a client that samples them and takes the
+        differences (the page at /ui draws its charts so): ``calls``, ``starts`` by kind
+        (Fn's words: cold, thawed, hot), and ``durations``, the cumulative call-duration
+        histogram as ``[[upper bound in seconds or "+Inf", calls at or under it], ...]``."""
+        calls = sum(
+            sample.value
+            for family in self.calls.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        )
+        starts = {"cold": 0, "thawed": 0, "hot": 0}
+        for family in self.starts.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    kind = START_WORDS.get(sample.labels["kind"], sample.labels["kind"])
+                    starts[kind] = starts.get(kind, 0) + int(sample.value)
+        buckets: dict[str, float] = {}
+        for family in self.duration.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    bound = sample.labels["le"]
+                    buckets[bound] = buckets.get(bound, 0) + sample.value
+        bounds = [*(str(float(b)) for b in DURATION_BUCKETS), "+Inf"]
+        durations = [[float(b) if b != "+Inf" else b, int(buckets.get(b, 0))] for b in bounds]
+        return {"calls": int(calls), "starts": starts, "durations": durations}
 
     def observe(self, fn_id: str, status: int, start: str | None, duration_s: float) -> None:
         key = (fn_id, status, start)

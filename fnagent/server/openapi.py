@@ -2,7 +2,7 @@
 
 It follows Fn's v2 swagger (shared/reference/fn_swagger_v2.yml) for apps, fns and triggers, and
 adds what is ours: invoke, triggers' gateway (``/t/{app_name}/{trigger_source}``, every method),
-scale, ping, version, health, metrics and this document.
+scale, stats, ping, version, health, metrics, this document and the page at /ui.
 """
 
 from __future__ import annotations
@@ -98,6 +98,27 @@ def document() -> dict[str, Any]:
             "frozen": {"type": "integer", "readOnly": True},
             "starting": {"type": "integer", "readOnly": True},
             "min_hot": {"type": "integer", "minimum": 0},
+        },
+    }
+    counts = {
+        "type": "object",
+        "properties": {k: {"type": "integer"} for k in ("running", "frozen", "starting")},
+    }
+    stats = {
+        "type": "object",
+        "properties": {
+            "time": {"type": "number", "description": "Unix seconds"},
+            "containers": counts,
+            "pool": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "fns": {"type": "object", "additionalProperties": counts},
+            "calls": {"type": "integer"},
+            "starts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "durations": {
+                "type": "array",
+                "description": "[upper bound in seconds or '+Inf', calls at or under it]",
+                "items": {"type": "array"},
+            },
+            "invoke_requires_token": {"type": "boolean"},
         },
     }
     any_body = {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
@@ -237,6 +258,24 @@ def document() -> dict[str, Any]:
                     },
                     "responses": {"200": _json(scale, "Containers"), **_errors(400, 401, 404)},
                 },
+            },
+            "/v2/stats": {
+                "get": {
+                    "operationId": "GetStats",
+                    "responses": {"200": _json(stats, "What the server is doing"), **_errors(401)},
+                }
+            },
+            "/ui": {
+                "get": {
+                    "operationId": "Dashboard",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "The page (a login form until it has the token)",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
             },
             "/v2/triggers": _collection("Trigger", [app_id, fn_id_query]),
             "/v2/triggers/{trigger_id}": _entity("Trigger", "trigger_id"),
