@@ -406,6 +406,7 @@ async def test_each_line_reaches_the_log_sink_with_its_call_and_stream() -> None
         assert {x.fn.syslog_url for x in lines} == {"udp://l:1"}
         # The app's syslog_url changed (the server then calls update): the fn's containers
         # tag what they print with the new definition at once, without a call.
+        assert make_fn(syslog_url=None).version_key == fn.version_key  # no new containers
         await agent.update(make_fn(syslog_url=None))
         (container,) = [c for q in agent.queues for c in q.containers]
         container.router.stdout.write(b"between calls\n")

@@ -100,9 +100,9 @@ def test_truncation_to_the_bound_never_splits_a_character() -> None:
 
 @given(st.binary(max_size=3000), st.integers(min_value=400, max_value=2500))
 def test_any_line_fits_its_bound(line: bytes, bound: int) -> None:
-    got = message(line, max_bytes=bound)
+    got = message(line.replace(b"\n", b""), max_bytes=bound)  # the router cut it at newlines
     assert len(got) <= bound
-    assert b"\n" not in got.split(b"] ", 1)[0]
+    assert b"\n" not in got  # nothing a function prints ends a message early on the wire
 
 
 def test_framing() -> None:
