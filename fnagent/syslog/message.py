@@ -145,7 +145,7 @@ def format_message(
     room = max_bytes - len(header) - 1
     text = line.removesuffix(b"\r")
     if len(text) > room:
-        text = _cut_utf8(text, max(room, 0))
+        text = cut_utf8(text, max(room, 0))
     return header + b" " + text
 
 
@@ -188,7 +188,7 @@ def _header_field(value: str, limit: int) -> str:
     return cleaned or "-"
 
 
-def _cut_utf8(data: bytes, size: int) -> bytes:
+def cut_utf8(data: bytes, size: int) -> bytes:
     """The first ``size`` bytes, less an incomplete UTF-8 sequence at the cut."""
     cut = data[:size]
     for back in range(1, min(4, len(cut)) + 1):

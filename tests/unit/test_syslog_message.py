@@ -12,6 +12,7 @@ from fnagent.errors import InvalidInputError
 from fnagent.syslog.message import (
     MAX_DATAGRAM_BYTES,
     Destination,
+    cut_utf8,
     format_message,
     frame,
     logfmt_value,
@@ -114,3 +115,11 @@ def test_framing() -> None:
 def test_timestamps() -> None:
     assert rfc3339(0) == "1970-01-01T00:00:00.000000Z"
     assert rfc3339(1.9999999) == "1970-01-01T00:00:02.000000Z"
+
+
+@given(st.text(max_size=50), st.integers(min_value=0, max_value=200))
+def test_a_cut_keeps_whole_characters(text: str, size: int) -> None:
+    data = text.encode()
+    cut = cut_utf8(data, size)
+    assert data.startswith(cut) and len(cut) >= min(size, len(data)) - 3
+    cut.decode("utf-8")
