@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from fnagent.models import Fn
 
@@ -43,8 +44,16 @@ class LogLine:
     data: bytes
 
 
-LineSink = Callable[[LogLine], None]
-"""Where a router hands every line. Called on the event loop: it must neither block nor raise."""
+class LineSink(Protocol):
+    """Where a router hands every line of the fns it wants. Called on the event loop, on
+    every write: neither method may block or raise."""
+
+    def wants(self, fn: Fn) -> bool:
+        """Whether ``fn``'s lines are wanted now; a router cuts no line for a sink that
+        does not want them."""
+        ...
+
+    def __call__(self, line: LogLine, /) -> None: ...
 
 
 class CappedLog:
@@ -136,8 +145,11 @@ class OutputRouter:
                 partial.clear()
 
     def write(self, data: bytes, stream: str = "stdout") -> int:
-        if self._sink is not None:
-            self._split(stream, data)
+        if self._sink is not None and self.fn is not None:
+            if self._sink.wants(self.fn):
+                self._split(stream, data)
+            elif self._partial[stream]:
+                self._partial[stream].clear()
         # Only the tail: splitting a huge write whole would cost as much as the write.
         self.recent = (self.recent + data[-_RECENT_TAIL_BYTES:].splitlines())[-RECENT_LINES:]
         if self.current is not None:

@@ -33,6 +33,7 @@ import anyio.abc
 
 from fnagent.agent.calllogs import LogLine
 from fnagent.errors import FnAgentError
+from fnagent.models import Fn
 from fnagent.syslog.message import (
     Destination,
     format_message,
@@ -141,6 +142,10 @@ class SyslogForwarder:
             self._senders.clear()
 
     # -- the sink -----------------------------------------------------------------------------
+
+    def wants(self, fn: Fn) -> bool:
+        """Lines of apps with a syslog_url: for the others the agent cuts no lines."""
+        return bool(fn.syslog_url)
 
     def __call__(self, line: LogLine) -> None:
         url = line.fn.syslog_url

@@ -17,14 +17,22 @@ from drivers.fake import FakeDriver, ProgramContext
 from fnagent.agent import Agent, CallResult
 from fnagent.agent.admission import Budget
 from fnagent.agent.agent import EXIT_REPORT_WAIT_S, UPDATE_RETRY_S
-from fnagent.agent.calllogs import LogLine
 from fnagent.config import AgentConfig
 from fnagent.models import Call
 from fnagent.server.invoke import error_answer
 from fnagent.testing.clock import ManualClock
 from fnagent.testing.fakefn import Answer, Request, http_function
 from tests.helpers import poll
-from tests.unit.helpers import MIB, ROOMY, handler_of, make_call, make_fn, message, running
+from tests.unit.helpers import (
+    MIB,
+    ROOMY,
+    Lines,
+    handler_of,
+    make_call,
+    make_fn,
+    message,
+    running,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -389,8 +397,8 @@ async def test_each_line_reaches_the_log_sink_with_its_call_and_stream() -> None
         await ctx.stderr.write(b"err " + request.body + b"\n")
         return Answer()
 
-    lines: list[LogLine] = []
-    async with running({"fn/echo": handler_of(chatty)}, log_sink=lines.append) as (agent, _):
+    lines = Lines()
+    async with running({"fn/echo": handler_of(chatty)}, log_sink=lines) as (agent, _):
         fn = make_fn(syslog_url="udp://l:1")
         first = await agent.submit(make_call(fn, b"1"))
         second = await agent.submit(make_call(fn, b"2"))

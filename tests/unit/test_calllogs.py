@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from fnagent.agent.calllogs import MAX_LINE_BYTES, CappedLog, LogLine, OutputRouter
+from fnagent.agent.calllogs import MAX_LINE_BYTES, CappedLog, OutputRouter
 from fnagent.models import Fn
+from tests.unit.helpers import Lines
 
 LINE = b"x" * 1023 + b"\n"
 MIB = 1024 * 1024
@@ -83,12 +84,12 @@ def test_output_during_a_call_goes_to_the_call_without_the_rate_limit() -> None:
 FN = Fn(id="f1", name="hello", app_id="a1", app_name="myapp", image="img")
 
 
-def lines_router(sink: list[LogLine]) -> OutputRouter:
-    return OutputRouter("c1", {}, fn=FN, sink=sink.append)
+def lines_router(sink: Lines) -> OutputRouter:
+    return OutputRouter("c1", {}, fn=FN, sink=sink)
 
 
 def test_each_complete_line_goes_to_the_sink_with_its_call_and_stream() -> None:
-    got: list[LogLine] = []
+    got = Lines()
     router = lines_router(got)
     router.stdout.write(b"before\npart")
     router.attribute(CappedLog(1000), call_id="call-1", fn=FN)
@@ -116,7 +117,7 @@ def test_each_complete_line_goes_to_the_sink_with_its_call_and_stream() -> None:
 
 
 def test_a_newer_fn_reaches_the_lines_after_it() -> None:
-    got: list[LogLine] = []
+    got = Lines()
     router = lines_router(got)
     newer = replace(FN, syslog_url="udp://l:1")
     router.attribute(CappedLog(1000), call_id="c", fn=newer)
@@ -125,7 +126,7 @@ def test_a_newer_fn_reaches_the_lines_after_it() -> None:
 
 
 def test_a_long_line_is_cut_in_bounded_pieces() -> None:
-    got: list[LogLine] = []
+    got = Lines()
     router = lines_router(got)
     router.stdout.write(b"a" * (MAX_LINE_BYTES * 2 + 5))
     router.stdout.write(b"b" * 5 + b"\n")
@@ -135,10 +136,22 @@ def test_a_long_line_is_cut_in_bounded_pieces() -> None:
 
 
 def test_lines_between_calls_reach_the_sink_past_the_log_rate_limit() -> None:
-    got: list[LogLine] = []
-    router = OutputRouter("c1", {}, rate_bytes_per_s=10, burst_bytes=10, fn=FN, sink=got.append)
+    got = Lines()
+    router = OutputRouter("c1", {}, rate_bytes_per_s=10, burst_bytes=10, fn=FN, sink=got)
     router.stdout.write(b"0123456789abcdef\n" * 3)
     assert len(got) == 3  # the agent's own log keeps 10 bytes; the sink bounds itself
+
+
+def test_lines_of_a_fn_the_sink_does_not_want_are_not_even_cut() -> None:
+    # Most apps have no syslog_url: cutting their output in lines would be work for nothing.
+    got = Lines(wanted=lambda fn: fn.syslog_url is not None)
+    router = lines_router(got)
+    router.stdout.write(b"unwanted\nhalf")
+    router.attribute(CappedLog(1000), call_id="c", fn=replace(FN, syslog_url="udp://l:1"))
+    router.stdout.write(b"wanted\n")
+    router.attribute(None, fn=FN)
+    router.stdout.write(b"unwanted again\n")
+    assert [x.data for x in got] == [b"wanted"]
 
 
 def test_without_a_sink_nothing_is_split() -> None:

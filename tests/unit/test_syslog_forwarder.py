@@ -137,6 +137,7 @@ async def test_idle_destinations_close_and_lines_without_a_url_are_ignored(
     receiver: SyslogReceiver,
 ) -> None:
     async with forwarder(idle_close_s=0.05) as sink:
+        assert sink.wants(fn_for(receiver.url)) and not sink.wants(fn_for(None))
         sink(line(fn_for(None)))
         sink(line(fn_for("unix:///dev/log")))  # stored before the rules: ignored
         assert "senders=0" in repr(sink)
