@@ -47,6 +47,9 @@ class Fn:
     app_config: Mapping[str, str] = field(default_factory=dict)
     config: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, Any] = field(default_factory=dict)
+    syslog_url: str | None = None
+    """The app's syslog destinations for the fn's output (fnagent/syslog). Not part of
+    ``version_key``: changing it changes no container."""
 
     def __post_init__(self) -> None:
         validate_bounds(

@@ -34,7 +34,7 @@ from drivers.backoff import backoff_s
 from drivers.base import ContainerTask, Driver, RunStatus, TaskLogger, WaitResult
 from drivers.stats import Stat, decimate
 from fnagent.agent.admission import Admission, Budget, detect_budget
-from fnagent.agent.calllogs import CappedLog, OutputRouter, log_call
+from fnagent.agent.calllogs import CappedLog, LineSink, OutputRouter, log_call
 from fnagent.agent.eviction import EvictionPolicy, least_recently_used
 from fnagent.agent.hostcpu import HostCpu
 from fnagent.agent.httpclient import (
@@ -136,6 +136,7 @@ class Agent:
         host_idle: Callable[[], float | None] | None = None,
         stop_grace_s: float = DEFAULT_STOP_GRACE_S,
         evict: EvictionPolicy[HotContainer] = least_recently_used,
+        log_sink: LineSink | None = None,
     ) -> None:
         self.driver = driver
         self.config = config
@@ -151,6 +152,8 @@ class Agent:
         self.versions = Versions(min_hot_bound=lambda fn: self.min_hot_bound(fn)[0])
         self.update_errors = self.versions.update_errors
         """fn id -> why its newest version could not be prepared (the old one still serves)."""
+        self.log_sink = log_sink
+        """Gets every line containers print, with its fn and call (the syslog forwarder)."""
         self.output_dropped_bytes: dict[str, int] = {}
         """fn id -> bytes of output between calls dropped over FN_MAX_IDLE_LOG_BYTES_PER_SEC."""
         self._tg: anyio.abc.TaskGroup | None = None
@@ -350,7 +353,7 @@ class Agent:
         started = self.clock.now()
         log = CappedLog(self.config.max_log_size_bytes)
         stats: list[Stat] = []
-        container.router.current = log
+        container.router.attribute(log, call.id, call.fn)
         container.stats = stats
         container.calls += 1
         try:
@@ -366,7 +369,7 @@ class Agent:
         else:
             result = self._result_from(container, call, response)
         finally:
-            container.router.current = None
+            container.router.attribute(None)
             container.stats = None
             queue.release(container, self.clock.now())
         queue.observe_call(self.clock.now() - started)
@@ -474,6 +477,8 @@ class Agent:
                 fields,
                 rate_bytes_per_s=self.config.max_idle_log_bytes_per_s,
                 on_drop=functools.partial(self._output_dropped, queue.fn.id),
+                fn=queue.fn,
+                sink=self.log_sink,
             ),
             connection=UnixHTTPConnection(socket_dir.listener),
         )
@@ -505,7 +510,7 @@ class Agent:
                 id=container.name,
                 image=fn.image,
                 env_vars=fn_environment(fn, listener_address(self.driver.iofs_mount)),
-                logger=TaskLogger(stdout=container.router, stderr=container.router),
+                logger=TaskLogger(stdout=container.router.stdout, stderr=container.router.stderr),
                 memory_bytes=memory,
                 cpus_mcpus=cpus,
                 uds_path=container.socket_dir.shared,
@@ -549,6 +554,7 @@ class Agent:
                 # container serves the waiters or may still start in time for them.
                 queue.launch_ended(container, failure)
             queue.discard(container)
+            container.router.flush()
             container.connection.close()
             if reserved:
                 self.admission.release(memory, cpus)
@@ -735,7 +741,16 @@ class Agent:
         self._carry_out(self.versions.prepared(fn))
 
     async def update(self, fn: Fn) -> None:
-        """Prepare ``fn``'s new version now (a server calls this when a fn is changed)."""
+        """Prepare ``fn``'s new version now (a server calls this when a fn or its app is
+        changed). What changes no container (the app's syslog_url) reaches the fn's
+        containers at once."""
+        for queue in self.versions.queues:
+            if queue.fn.id != fn.id:
+                continue
+            if queue.key == fn.version_key:
+                queue.fn = fn  # the same containers: later launches get the newer definition
+            for container in queue.containers | queue.launching:
+                container.router.fn = fn
         if self.versions.serving_version(fn.id) not in (None, fn.version_key):
             self._route(fn)
 

@@ -364,18 +364,29 @@ def apps() -> None:
     """Create, list, show, change and delete apps. APP is a name or an id."""
 
 
+_SYSLOG_HELP = (
+    "Send the app's function output to syslog: tcp://, udp:// or tls:// host[:port], "
+    'comma-separated; "" removes it.'
+)
+
+
 @apps.command("create")
 @click.argument("name")
 @_config_option("Config for every fn of the app, KEY=VALUE (repeatable).")
 @_annotation_option
+@click.option("--syslog-url", help=_SYSLOG_HELP)
 @_client_options()
-def apps_create(name: str, config: dict[str, str], annotations: dict[str, Any]) -> None:
+def apps_create(
+    name: str, config: dict[str, str], annotations: dict[str, Any], syslog_url: str | None
+) -> None:
     """Create the app NAME."""
     body: JSONObject = {"name": name}
     if config:
         body["config"] = config
     if annotations:
         body["annotations"] = annotations
+    if syslog_url:
+        body["syslog_url"] = syslog_url
     _show(_client().create_app(body))
 
 
@@ -408,11 +419,14 @@ def apps_get(app: str) -> None:
 @click.argument("app")
 @_config_option("Set KEY to VALUE; KEY= deletes KEY (repeatable).")
 @_annotation_option
+@click.option("--syslog-url", help=_SYSLOG_HELP)
 @_client_options()
-def apps_update(app: str, config: dict[str, str], annotations: dict[str, Any]) -> None:
-    """Merge config and annotations into APP."""
-    if not config and not annotations:
-        raise click.UsageError("nothing to update: give --config or --annotation")
+def apps_update(
+    app: str, config: dict[str, str], annotations: dict[str, Any], syslog_url: str | None
+) -> None:
+    """Merge config and annotations into APP; set or remove its syslog URL."""
+    if not config and not annotations and syslog_url is None:
+        raise click.UsageError("nothing to update: give --config, --annotation or --syslog-url")
     client = _client()
     found = client.find_app(app)
     body: JSONObject = {}
@@ -420,6 +434,8 @@ def apps_update(app: str, config: dict[str, str], annotations: dict[str, Any]) -
         body["config"] = config
     if annotations:
         body["annotations"] = annotations
+    if syslog_url is not None:
+        body["syslog_url"] = syslog_url
     _show(client.update_app(str(found["id"]), body))
 
 

@@ -79,6 +79,7 @@ def agent_fn(app: App, record: FnRecord) -> Fn:
         app_config=dict(app.config),
         config=dict(record.config),
         annotations=dict(record.annotations),
+        syslog_url=app.syslog_url,
     )
 
 

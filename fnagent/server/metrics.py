@@ -1,8 +1,8 @@
 """Prometheus metrics of the server: calls, container starts, durations, pool and containers.
 
 Counters and the histogram are updated on the call path (a few microseconds each); gauges of
-hot containers and the prefork pool, and the counter of dropped output, are read from the agent
-at scrape time.
+hot containers and the prefork pool, the counter of dropped output, and the syslog forwarder's
+counts of lines sent and dropped are read at scrape time.
 """
 
 from __future__ import annotations
@@ -63,11 +63,22 @@ class _StateCollector(Collector):
         for fn_id, size in state.get("output_dropped_bytes", {}).items():
             dropped.add_metric([fn_id], size)
         yield dropped
+        for key, what in (
+            ("sent", "written to the app's syslog destinations"),
+            ("dropped", "not sent to the app's syslog (buffer full, endpoint failing)"),
+        ):
+            lines = CounterMetricFamily(
+                f"fnagent_syslog_{key}_lines", f"Lines of function output {what}", labels=["app_id"]
+            )
+            for app_id, count in state.get(f"syslog_{key}_lines", {}).items():
+                lines.add_metric([app_id], count)
+            yield lines
 
 
 class Metrics:
     """The server's registry. ``state`` returns {"containers": {...}, "pool": {...},
-    "output_dropped_bytes": {fn_id: bytes}}."""
+    "output_dropped_bytes": {fn_id: bytes}, "syslog_sent_lines": {app_id: lines},
+    "syslog_dropped_lines": {app_id: lines}}."""
 
     def __init__(self, state: Callable[[], dict[str, Any]]) -> None:
         self.state = state

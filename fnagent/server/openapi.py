@@ -158,7 +158,14 @@ def document() -> dict[str, Any]:
                         "name": {"type": "string"},
                         "config": _STRING_MAP,
                         "annotations": _ANNOTATIONS,
-                        "syslog_url": {"type": "string", "nullable": True},
+                        "syslog_url": {
+                            "type": "string",
+                            "nullable": True,
+                            "description": "Where the app's function output goes, as RFC 5424 "
+                            "syslog: tcp://, udp:// or tls:// host[:port], comma-separated "
+                            "(at most 8); an empty string removes it",
+                            "example": "tcp://logs.example.com:514",
+                        },
                         "shape": _SHAPE,
                         **_STAMPS,
                     },

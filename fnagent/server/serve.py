@@ -108,6 +108,7 @@ async def _serve(
     from fnagent.server.app import ServerState, create_app
     from fnagent.server.metrics import Metrics
     from fnagent.server.protocol import protocol_class
+    from fnagent.syslog.forwarder import SyslogForwarder
 
     async with DockerDriver(agent_config.docker_config(function_network=True)) as driver:
         leftovers = await driver.remove_leftovers()
@@ -115,12 +116,16 @@ async def _serve(
         check_socket_dirs(agent_config)
         if leftovers:
             logger.info("removed containers left by an earlier run", extra={"count": leftovers})
-        async with Agent(driver, agent_config) as agent:
+        # The forwarder outlives the agent: containers print until the agent removes them.
+        async with (
+            SyslogForwarder() as syslog,
+            Agent(driver, agent_config, log_sink=syslog) as agent,
+        ):
             state = ServerState(
                 config=server_config,
                 store=store,
                 agent=agent,
-                metrics=Metrics(lambda: _gauges(agent, driver)),
+                metrics=Metrics(lambda: _gauges(agent, driver, syslog)),
                 version=_version(),
             )
             uv_config = uvicorn.Config(
@@ -205,16 +210,20 @@ async def _watch_signals(stop: _Stop) -> None:
             stop.request()
 
 
-def _gauges(agent: Any, driver: Any) -> dict[str, Any]:
-    """Hot containers by state (all fns, each container once), pool slots by state, and
-    bytes of output between calls dropped, by fn."""
+def _gauges(agent: Any, driver: Any, syslog: Any = None) -> dict[str, Any]:
+    """Hot containers by state (all fns, each container once), pool slots by state, bytes
+    of output between calls dropped, by fn, and syslog lines sent and dropped, by app."""
     pool = getattr(driver, "pool", None)
     usage = pool.usage()._asdict() if pool is not None else {}
-    return {
+    state = {
         "containers": agent.containers(),
         "pool": usage,
         "output_dropped_bytes": dict(agent.output_dropped_bytes),
     }
+    if syslog is not None:
+        state["syslog_sent_lines"] = dict(syslog.sent)
+        state["syslog_dropped_lines"] = dict(syslog.dropped)
+    return state
 
 
 def _version() -> str:

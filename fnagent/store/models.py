@@ -52,7 +52,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from drivers.images import parse_image
 from fnagent.bounds import (
@@ -64,6 +63,7 @@ from fnagent.bounds import (
     MAX_TIMEOUT_S,
 )
 from fnagent.errors import ConflictError, InvalidInputError
+from fnagent.syslog.message import parse_syslog_urls
 
 # Fn's error.go: MaxLengthAppName / MaxLengthFnName / MaxLengthTriggerName.
 MAX_NAME_BYTES = 255
@@ -85,7 +85,6 @@ SHAPE_GENERIC_X86 = "GENERIC_X86"
 SHAPES = (SHAPE_GENERIC_X86, "GENERIC_ARM", "GENERIC_X86_ARM")
 DEFAULT_SHAPE = SHAPE_GENERIC_X86
 
-SYSLOG_SCHEMES = ("tcp", "udp", "unix", "unixgram", "tcp+tls")
 
 # Apps (app.go; "Missing Name" is error.go's ErrMissingName, which App.ValidateName returns).
 MSG_APP_MISSING_NAME = "Missing Name"
@@ -486,15 +485,11 @@ def merge_annotations(
 
 
 def validate_syslog_url(url: str | None) -> str | None:
-    """Fn's App.Validate syslog rule (one URL; its scheme among Docker's syslog ones)."""
-    if url is None or url == "":
-        return url
-    scheme = urlsplit(url.strip()).scheme
-    if scheme not in SYSLOG_SCHEMES:
-        raise InvalidInputError(
-            f'invalid syslog url: "{url}" invalid scheme, only [tcp, udp, unix, unixgram, '
-            "tcp+tls] are supported"
-        )
+    """An app's ``syslog_url``, unchanged, or InvalidInputError (400) naming the bad entry:
+    a comma-separated list of ``tcp://``, ``udp://`` or ``tls://`` host[:port]
+    (fnagent/syslog/message.py has the rules)."""
+    if url:
+        parse_syslog_urls(url)
     return url
 
 
@@ -766,13 +761,14 @@ def apply_app_patch(app: App, patch: Mapping[str, Any], now: datetime) -> App:
     syslog_url = app.syslog_url
     new_syslog = _optional_str(patch, "syslog_url")
     if new_syslog is not None:
-        syslog_url = new_syslog or None
+        # Checked only when changed: one stored under older rules still lets the app change.
+        syslog_url = validate_syslog_url(new_syslog) or None
     annotations = merge_annotations(app.annotations, _annotations_object(patch.get("annotations")))
     merged = replace(
         app,
         config=validate_config(merge_config(app.config, _config_object(patch.get("config")))),
         annotations=validate_annotations(annotations),
-        syslog_url=validate_syslog_url(syslog_url),
+        syslog_url=syslog_url,
     )
     return _touched(app, merged, now)
 

@@ -12,6 +12,7 @@ from typing import Any
 from drivers.fake import FakeDriver, Program, ProgramContext
 from fnagent.agent import Agent, CallResult
 from fnagent.agent.admission import Budget
+from fnagent.agent.calllogs import LineSink, LogLine
 from fnagent.config import AgentConfig
 from fnagent.models import Call, CallRequest, Fn
 from fnagent.server.invoke import error_answer
@@ -47,6 +48,7 @@ async def running(
     budget: Budget = ROOMY,
     clock: ManualClock | None = None,
     host_idle: float | None = None,
+    log_sink: LineSink | None = None,
     **config: Any,
 ) -> AsyncIterator[tuple[Agent, FakeDriver]]:
     # iofs_size_bytes 0: plain socket dirs, no tmpfs mounts (those need root).
@@ -68,6 +70,7 @@ async def running(
             clock=clock,
             host_idle=lambda: host_idle,  # the host's real load must not change what tests see
             stop_grace_s=5,
+            log_sink=log_sink,
         ) as agent:
             yield agent, driver
         assert driver.live() == [], "the agent left containers behind"
@@ -85,3 +88,17 @@ def message(result: CallResult) -> str:
     assert result.error is not None, result
     _, body = error_answer(result.error)
     return str(json.loads(body)["message"])
+
+
+class Lines(list[LogLine]):
+    """A ``LineSink`` keeping the lines of the fns ``wanted`` says it wants (every fn's)."""
+
+    def __init__(self, wanted: Callable[[Fn], bool] = lambda fn: True) -> None:
+        super().__init__()
+        self.wanted = wanted
+
+    def wants(self, fn: Fn) -> bool:
+        return self.wanted(fn)
+
+    def __call__(self, line: LogLine) -> None:
+        self.append(line)

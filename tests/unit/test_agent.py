@@ -23,7 +23,16 @@ from fnagent.server.invoke import error_answer
 from fnagent.testing.clock import ManualClock
 from fnagent.testing.fakefn import Answer, Request, http_function
 from tests.helpers import poll
-from tests.unit.helpers import MIB, ROOMY, handler_of, make_call, make_fn, message, running
+from tests.unit.helpers import (
+    MIB,
+    ROOMY,
+    Lines,
+    handler_of,
+    make_call,
+    make_fn,
+    message,
+    running,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -380,6 +389,36 @@ async def test_logs_are_captured_and_capped() -> None:
         big = await agent.submit(make_call(fn, b"500"))
         assert big.logs.startswith(b"e" * 100)
         assert b"log truncated at 100 bytes" in big.logs
+
+
+async def test_each_line_reaches_the_log_sink_with_its_call_and_stream() -> None:
+    async def chatty(request: Request, ctx: ProgramContext) -> Answer:
+        await ctx.stdout.write(b"out " + request.body + b"\nhalf")
+        await ctx.stderr.write(b"err " + request.body + b"\n")
+        return Answer()
+
+    lines = Lines()
+    async with running({"fn/echo": handler_of(chatty)}, log_sink=lines) as (agent, _):
+        fn = make_fn(syslog_url="udp://l:1")
+        first = await agent.submit(make_call(fn, b"1"))
+        second = await agent.submit(make_call(fn, b"2"))
+        seen = [(x.call_id, x.stream, x.data) for x in lines]
+        assert seen == [
+            (first.call_id, "stdout", b"out 1"),
+            (first.call_id, "stderr", b"err 1"),
+            (first.call_id, "stdout", b"half"),  # the call's unfinished line, at its end
+            (second.call_id, "stdout", b"out 2"),
+            (second.call_id, "stderr", b"err 2"),
+            (second.call_id, "stdout", b"half"),
+        ]
+        assert {x.fn.syslog_url for x in lines} == {"udp://l:1"}
+        # The app's syslog_url changed (the server then calls update): the fn's containers
+        # tag what they print with the new definition at once, without a call.
+        assert make_fn(syslog_url=None).version_key == fn.version_key  # no new containers
+        await agent.update(make_fn(syslog_url=None))
+        (container,) = [c for q in agent.queues for c in q.containers]
+        container.router.stdout.write(b"between calls\n")
+        assert (lines[-1].call_id, lines[-1].fn.syslog_url) == (None, None)
 
 
 # -- trigger protocol -------------------------------------------------------------------------

@@ -156,6 +156,10 @@ async def test_apps_conflicts_and_validation(client: Client) -> None:
     for body, message in [
         ({"config": []}, "Invalid JSON: config must be an object of strings"),
         ({"annotations": "x"}, "Invalid JSON: annotations must be an object"),
+        (
+            {"syslog_url": "tcp://logs:0"},
+            'invalid syslog url: "tcp://logs:0" the port must be a number from 1 to 65535',
+        ),
     ]:
         assert await refused(client, "PUT", f"/v2/apps/{app_id}", body) == (400, message), body
 

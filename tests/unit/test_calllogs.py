@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
-from fnagent.agent.calllogs import CappedLog, OutputRouter
+from fnagent.agent.calllogs import MAX_LINE_BYTES, CappedLog, OutputRouter
+from fnagent.models import Fn
+from tests.unit.helpers import Lines
 
 LINE = b"x" * 1023 + b"\n"
 MIB = 1024 * 1024
@@ -74,3 +77,84 @@ def test_output_during_a_call_goes_to_the_call_without_the_rate_limit() -> None:
     router.write(b"y" * 50_000)
     assert router.current.getvalue() == b"y" * 50_000
     assert dropped == []
+
+
+# -- lines handed to a sink (the syslog forwarder) ---------------------------------------------
+
+FN = Fn(id="f1", name="hello", app_id="a1", app_name="myapp", image="img")
+
+
+def lines_router(sink: Lines) -> OutputRouter:
+    return OutputRouter("c1", {}, fn=FN, sink=sink)
+
+
+def test_each_complete_line_goes_to_the_sink_with_its_call_and_stream() -> None:
+    got = Lines()
+    router = lines_router(got)
+    router.stdout.write(b"before\npart")
+    router.attribute(CappedLog(1000), call_id="call-1", fn=FN)
+    router.stderr.write(b"oops\n")
+    router.stdout.write(b"one\ntw")
+    router.stdout.write(b"o\n\n")
+    router.attribute(None)
+    router.stdout.write(b"after\n")
+    assert [(x.call_id, x.stream, x.data) for x in got] == [
+        (None, "stdout", b"before"),
+        (None, "stdout", b"part"),  # a partial line goes out whole as its owner's, at the switch
+        ("call-1", "stderr", b"oops"),
+        ("call-1", "stdout", b"one"),
+        ("call-1", "stdout", b"two"),
+        ("call-1", "stdout", b""),
+        (None, "stdout", b"after"),
+    ]
+    assert all(x.fn is FN for x in got)
+    # the call's own log still holds its output, in arrival order
+    router.attribute(log := CappedLog(1000), call_id="call-2")
+    router.stderr.write(b"e\n")
+    router.stdout.write(b"o\n")
+    assert log.getvalue() == b"e\no\n"
+    assert got[-1].fn is FN  # the fn stays when a switch names none
+
+
+def test_a_newer_fn_reaches_the_lines_after_it() -> None:
+    got = Lines()
+    router = lines_router(got)
+    newer = replace(FN, syslog_url="udp://l:1")
+    router.attribute(CappedLog(1000), call_id="c", fn=newer)
+    router.stdout.write(b"x\n")
+    assert got[0].fn.syslog_url == "udp://l:1"
+
+
+def test_a_long_line_is_cut_in_bounded_pieces() -> None:
+    got = Lines()
+    router = lines_router(got)
+    router.stdout.write(b"a" * (MAX_LINE_BYTES * 2 + 5))
+    router.stdout.write(b"b" * 5 + b"\n")
+    assert [len(x.data) for x in got] == [MAX_LINE_BYTES, MAX_LINE_BYTES, 10]
+    router.stdout.write(b"c" * (MAX_LINE_BYTES + 1) + b"\n")
+    assert [len(x.data) for x in got[3:]] == [MAX_LINE_BYTES, 1]
+
+
+def test_lines_between_calls_reach_the_sink_past_the_log_rate_limit() -> None:
+    got = Lines()
+    router = OutputRouter("c1", {}, rate_bytes_per_s=10, burst_bytes=10, fn=FN, sink=got)
+    router.stdout.write(b"0123456789abcdef\n" * 3)
+    assert len(got) == 3  # the agent's own log keeps 10 bytes; the sink bounds itself
+
+
+def test_lines_of_a_fn_the_sink_does_not_want_are_not_even_cut() -> None:
+    # Most apps have no syslog_url: cutting their output in lines would be work for nothing.
+    got = Lines(wanted=lambda fn: fn.syslog_url is not None)
+    router = lines_router(got)
+    router.stdout.write(b"unwanted\nhalf")
+    router.attribute(CappedLog(1000), call_id="c", fn=replace(FN, syslog_url="udp://l:1"))
+    router.stdout.write(b"wanted\n")
+    router.attribute(None, fn=FN)
+    router.stdout.write(b"unwanted again\n")
+    assert [x.data for x in got] == [b"wanted"]
+
+
+def test_without_a_sink_nothing_is_split() -> None:
+    router = OutputRouter("c1", {})
+    router.stdout.write(b"x\n")
+    router.attribute(None)

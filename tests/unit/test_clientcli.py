@@ -451,6 +451,20 @@ def test_apps_update_merges_and_an_empty_value_deletes(api: FakeFn) -> None:
     assert "  DROP: " not in result.stdout and "  NEW: 3" in result.stdout
 
 
+def test_apps_syslog_url_is_set_on_create_and_changed_or_removed_on_update(api: FakeFn) -> None:
+    result = cli(api.url, "apps", "create", "shop", "--syslog-url", "tcp://logs:514")
+    assert result.exit_code == 0, result.stderr
+    assert api.sent("POST", "/v2/apps")[0].json() == {
+        "name": "shop",
+        "syslog_url": "tcp://logs:514",
+    }
+    app_id = json.loads(cli(api.url, "apps", "get", "shop", "--json").stdout)["id"]
+    for value in ("udp://l:1", ""):  # "" removes it
+        result = cli(api.url, "apps", "update", "shop", "--syslog-url", value)
+        assert result.exit_code == 0, result.stderr
+        assert api.sent("PUT", f"/v2/apps/{app_id}")[-1].json() == {"syslog_url": value}
+
+
 def test_apps_update_without_changes_is_a_usage_error(api: FakeFn) -> None:
     api.add_app("shop")
     result = cli(api.url, "apps", "update", "shop")

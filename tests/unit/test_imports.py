@@ -47,6 +47,10 @@ LAYERS: dict[str, int] = {
     # the HTTP client of the API: standard library only, usable without the CLI
     "fnagent.client": 1,
     "fnagent.keepalive": 1,
+    # syslog: the pure rules (URLs, messages) are a leaf the store validates with; the
+    # forwarder, which does the I/O, sits on the agent's floor (it takes the agent's lines)
+    "fnagent.syslog": 1,
+    "fnagent.syslog.forwarder": 3,
     # the store
     "fnagent.store": 2,
     # test doubles and conformance cases (on the store's floor: they use drivers and the

@@ -1,8 +1,11 @@
-"""The metrics gauges read from the agent and the pool."""
+"""The metrics gauges read from the agent, the pool and the syslog forwarder."""
 
 from types import SimpleNamespace
 
+from prometheus_client import generate_latest
+
 from drivers.docker.pool import PoolUsage
+from fnagent.server.metrics import Metrics
 from fnagent.server.serve import _gauges
 
 
@@ -18,3 +21,13 @@ def test_gauges_count_every_container_once_and_report_the_pool() -> None:
         "output_dropped_bytes": {"f1": 4096},
     }
     assert _gauges(agent, SimpleNamespace(pool=None))["pool"] == {}
+
+
+def test_syslog_lines_sent_and_dropped_by_app() -> None:
+    agent = SimpleNamespace(containers=dict, output_dropped_bytes={})
+    syslog = SimpleNamespace(sent={"a1": 10}, dropped={"a1": 3})
+    state = _gauges(agent, SimpleNamespace(pool=None), syslog)
+    assert (state["syslog_sent_lines"], state["syslog_dropped_lines"]) == ({"a1": 10}, {"a1": 3})
+    text = generate_latest(Metrics(lambda: state).registry).decode()
+    assert 'fnagent_syslog_sent_lines_total{app_id="a1"} 10.0' in text
+    assert 'fnagent_syslog_dropped_lines_total{app_id="a1"} 3.0' in text

@@ -207,16 +207,57 @@ def test_app_fields() -> None:
         T0,
         T0,
     )
-    for url in ["tcp://logs:514", "udp://logs:514", "tcp+tls://a:1,udp://b:2", "unix:///dev/log"]:
+    for url in ["tcp://logs:514", "udp://logs:514", "tcp+tls://a:1,udp://b:2", "tls://l.example:1"]:
         assert new_app(syslog_url=url).syslog_url == url
     assert new_app(syslog_url="").syslog_url is None
-    for url in ["http://logs", "logs:514", "tls://logs.papertrailapp.com:1"]:
+    for url in ["http://logs", "logs:514", "unix:///dev/log", "unixgram:///dev/log"]:
         with pytest.raises(InvalidInputError, match=r'^invalid syslog url: ".*" invalid scheme'):
             new_app(syslog_url=url)
     for shape in m.SHAPES:
         assert new_app(shape=shape).shape == shape
     with invalid(m.MSG_APP_INVALID_SHAPE):
         new_app(shape="x86")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("tcp://", "a host is missing"),
+        ("tcp://:514", "a host is missing"),
+        ("udp://logs:0", "the port must be a number from 1 to 65535"),
+        ("udp://logs:65536", "the port must be a number from 1 to 65535"),
+        ("tcp://logs:x", "the port must be a number from 1 to 65535"),
+        ("tcp://bad_host!:514", "invalid host"),
+        ("tcp://logs:514/path", "a path, query, fragment or user is not allowed"),
+        ("tcp://user@logs:514", "a path, query, fragment or user is not allowed"),
+        ("tcp://logs:514?x=1", "a path, query, fragment or user is not allowed"),
+        ("tcp://logs:514,", "an empty entry in the list"),
+        (",".join(["tcp://l:1"] * 9), "at most 8 destinations"),
+    ],
+)
+def test_app_syslog_url_rejects_bad_hosts_and_ports(url: str, says: str) -> None:
+    with pytest.raises(InvalidInputError, match=rf"^invalid syslog url: .*{re.escape(says)}"):
+        new_app(syslog_url=url)
+    app = new_app(syslog_url="tcp://l:1")
+    with pytest.raises(InvalidInputError, match=rf"{re.escape(says)}"):
+        m.apply_app_patch(app, {"syslog_url": url}, T1)
+
+
+def test_app_patch_keeps_a_stored_syslog_url_it_does_not_change() -> None:
+    # Stored before the rules were tightened: other changes to the app still go through.
+    app = m.App(id="a", name="a", syslog_url="unix:///dev/log", created_at=T0, updated_at=T0)
+    assert m.apply_app_patch(app, {"config": {"A": "1"}}, T1).syslog_url == "unix:///dev/log"
+
+
+def test_app_syslog_url_takes_lists_ports_and_addresses() -> None:
+    for url in [
+        "tcp://logs",
+        "udp://10.0.0.1:514",
+        "tls://[::1]:6514",
+        " tcp://a:1 , udp://b:2 ",
+        "tcp://Logs.Example.COM:1",
+    ]:
+        assert new_app(syslog_url=url).syslog_url == url
 
 
 def test_trigger_fields() -> None:
