@@ -7,7 +7,9 @@ protocol and the records' public fields; it asserts Fn's messages and statuses e
 
 Runner contract (``tests/unit/test_store_conformance.py``): hand each case a fresh, empty,
 open store whose clock is a ``FakeClock`` (so every write has a distinct, later timestamp),
-and close it afterwards.
+and close it afterwards. The ``shared_case_*`` in ``SHARED_CASES`` take several open stores on
+one fresh, empty database (several agents sharing it), for backends whose database can be
+shared.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -30,6 +32,7 @@ from fnagent.store.models import decode_cursor, encode_cursor
 T = TypeVar("T")
 
 Case = Callable[[Store], Awaitable[None]]
+SharedCase = Callable[[list[Store]], Awaitable[None]]
 
 
 class FakeClock:
@@ -486,4 +489,80 @@ CASES: list[Case] = [
     case_deleting_an_app_deletes_its_fns_and_triggers,
     case_delete_trigger,
     case_concurrent_creates_lose_and_duplicate_nothing,
+]
+
+
+# --- several stores on one database (several agents) ------------------------------------------
+
+
+async def race(calls: Sequence[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    """Run the calls at once; each one's result, or the FnAgentError it raised."""
+    outcomes: list[Any] = [None] * len(calls)
+
+    async def run(i: int) -> None:
+        try:
+            outcomes[i] = await calls[i]()
+        except FnAgentError as exc:
+            outcomes[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(calls)):
+            tg.start_soon(run, i)
+    return outcomes
+
+
+def one_winner(outcomes: list[Any], message: str) -> Any:
+    """Exactly one outcome is a record; every other is Fn's 409 with ``message``."""
+    errors = [o for o in outcomes if isinstance(o, FnAgentError)]
+    assert len(outcomes) - len(errors) == 1, outcomes
+    assert [(e.status, e.message) for e in errors] == [(409, message)] * len(errors)
+    return next(o for o in outcomes if not isinstance(o, FnAgentError))
+
+
+async def shared_case_uniqueness_holds_across_stores(stores: list[Store]) -> None:
+    racers = stores * 2
+    app = one_winner(
+        await race([functools.partial(s.create_app, app_body("app")) for s in racers]),
+        "App already exists",
+    )
+    fn = one_winner(
+        await race(
+            [
+                functools.partial(s.create_fn, fn_body(app.id, "fn", "fnproject/hello"))
+                for s in racers
+            ]
+        ),
+        "Fn with specified name already exists",
+    )
+    by_source = [
+        functools.partial(s.create_trigger, trigger_body(app.id, fn.id, f"t{i}", "http", "/same"))
+        for i, s in enumerate(racers)
+    ]
+    one_winner(await race(by_source), "Trigger with the same type and source exists on this app")
+    by_name = [
+        functools.partial(s.create_trigger, trigger_body(app.id, fn.id, "same", "http", f"/{i}"))
+        for i, s in enumerate(racers)
+    ]
+    one_winner(await race(by_name), "Trigger already exists")
+    for store in stores:  # every store sees the same registry
+        assert await store.get_app_by_name("app") == app
+        triggers, _ = await store.list_triggers(app_id=app.id)
+        assert len(triggers) == 2
+
+
+async def shared_case_a_write_through_one_store_is_read_through_another(
+    stores: list[Store],
+) -> None:
+    first, second = stores[0], stores[1]
+    app, fn, trigger = await app_fn_trigger(first)
+    updated = await second.update_fn(fn.id, {"image": "fnproject/hello:2"})
+    assert await first.get_fn(fn.id) == updated
+    assert await first.find_http_trigger("app", "/t") == (app, updated, trigger)
+    await second.delete_app(app.id)
+    await raises(NotFoundError, "Fn not found", first.get_fn(fn.id))
+
+
+SHARED_CASES: list[SharedCase] = [
+    shared_case_uniqueness_holds_across_stores,
+    shared_case_a_write_through_one_store_is_read_through_another,
 ]
