@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fnagent.config import (
+    DEFAULT_DB_CONNECT_TIMEOUT_S,
+    DEFAULT_DB_MAX_CONNECTIONS,
+    DEFAULT_DB_STATEMENT_TIMEOUT_S,
+)
 from fnagent.store.sqlite import SQLiteStore
 from fnagent.store.urls import is_postgres_url
 
@@ -15,13 +20,13 @@ if TYPE_CHECKING:
 def store_from_url(
     url: str,
     *,
-    max_connections: int | None = None,
-    connect_timeout_s: float | None = None,
-    statement_timeout_s: float | None = None,
+    max_connections: int = DEFAULT_DB_MAX_CONNECTIONS,
+    connect_timeout_s: float = DEFAULT_DB_CONNECT_TIMEOUT_S,
+    statement_timeout_s: float = DEFAULT_DB_STATEMENT_TIMEOUT_S,
 ) -> SQLiteStore | PostgresStore:
-    """A new, unopened store for ``url``. The connection settings apply to PostgreSQL only
-    (None: its defaults). InvalidInputError for another scheme or a malformed URL, with a
-    message that never shows a password."""
+    """A new, unopened store for ``url``; the connection settings apply to PostgreSQL only.
+    InvalidInputError for another scheme or a malformed URL, with a message that never shows
+    a password."""
     if not is_postgres_url(url):
         return SQLiteStore.from_url(url)
     # Only a PostgreSQL URL loads psycopg.
@@ -29,7 +34,7 @@ def store_from_url(
 
     return postgres.PostgresStore(
         url,
-        max_connections=max_connections or postgres.DEFAULT_MAX_CONNECTIONS,
-        connect_timeout_s=connect_timeout_s or postgres.DEFAULT_CONNECT_TIMEOUT_S,
-        statement_timeout_s=statement_timeout_s or postgres.DEFAULT_STATEMENT_TIMEOUT_S,
+        max_connections=max_connections,
+        connect_timeout_s=connect_timeout_s,
+        statement_timeout_s=statement_timeout_s,
     )

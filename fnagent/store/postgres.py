@@ -43,6 +43,11 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
+from fnagent.config import (
+    DEFAULT_DB_CONNECT_TIMEOUT_S,
+    DEFAULT_DB_MAX_CONNECTIONS,
+    DEFAULT_DB_STATEMENT_TIMEOUT_S,
+)
 from fnagent.errors import (
     ClosedError,
     ConflictError,
@@ -103,9 +108,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[DictRow]
 
-DEFAULT_MAX_CONNECTIONS = 10
-DEFAULT_CONNECT_TIMEOUT_S = 5.0
-DEFAULT_STATEMENT_TIMEOUT_S = 5.0
 # Migrations may rewrite tables and wait for another agent's migration: a longer bound.
 DEFAULT_MIGRATION_TIMEOUT_S = 120.0
 # pg_advisory_lock's key for schema migrations: "fnagent" in ASCII.
@@ -223,9 +225,9 @@ class PostgresStore(AsyncResource):
         *,
         clock: Callable[[], datetime] = utcnow,
         migrations: Sequence[Migration] = MIGRATIONS,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
-        statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+        max_connections: int = DEFAULT_DB_MAX_CONNECTIONS,
+        connect_timeout_s: float = DEFAULT_DB_CONNECT_TIMEOUT_S,
+        statement_timeout_s: float = DEFAULT_DB_STATEMENT_TIMEOUT_S,
         migration_timeout_s: float = DEFAULT_MIGRATION_TIMEOUT_S,
     ) -> None:
         self._params = parse_url(url)
