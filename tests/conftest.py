@@ -27,3 +27,13 @@ def postgres() -> Iterator[PostgresServer]:
 def postgres_url(postgres: PostgresServer) -> str:
     """The URL of a new, empty database on the session's PostgreSQL."""
     return postgres.create_database()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of the test's own, to stop and start."""
+    server = PostgresServer()
+    try:
+        yield server.init().start()
+    finally:
+        server.remove()

@@ -4,26 +4,14 @@ database serve the same fns, each with its own containers, and the database goin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
-import pytest
 
 from tests.helpers import wait_for
 from tests.postgres import PASSWORD, PostgresServer
 from tests.system.helpers import FN_HELLO, deploy, free_port, invoke, new_instance_id, require_image
 from tests.system.server import Server, make_server
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own, to stop and start."""
-    server = PostgresServer()
-    try:
-        yield server.init().start()
-    finally:
-        server.remove()
 
 
 def test_two_agents_share_one_postgres_and_survive_its_outage(

@@ -4,8 +4,6 @@ conformance suite's (test_store_conformance.py runs it on PostgreSQL too)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import anyio
 import psycopg
 import pytest
@@ -123,16 +121,6 @@ async def test_a_database_from_a_newer_fnagent_is_refused(postgres_url: str) -> 
 
 
 # --- the database going away --------------------------------------------------------------
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own, to stop and start."""
-    server = PostgresServer()
-    try:
-        yield server.init().start()
-    finally:
-        server.remove()
 
 
 def unavailable(message: str, where: str) -> None:
