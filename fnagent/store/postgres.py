@@ -412,7 +412,8 @@ class PostgresStore(AsyncResource):
         if isinstance(exc, PoolTimeout):
             return StoreUnavailableError(
                 f"the database is unavailable: no connection to {self.where} within "
-                f"{self._connect_timeout_s:g} s"
+                f"{self._connect_timeout_s:g} s (it is down or unreachable, or all "
+                f"{self._max_connections} connections stayed busy)"
             )
         if isinstance(exc, psycopg.errors.QueryCanceled):
             return StoreUnavailableError(

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from fnagent.errors import InvalidInputError, StorageError, StoreUnavailableError
-from fnagent.store import Migration, SQLiteStore, store_from_url
+from fnagent.store import App, Migration, SQLiteStore, store_from_url
 from fnagent.store.postgres import MIGRATIONS, PostgresStore, parse_url
 from fnagent.store.urls import redact_url
 from fnagent.testing.store_conformance import app_body, app_fn_trigger
@@ -178,3 +178,30 @@ async def test_a_statement_past_its_timeout_is_503(postgres_url: str) -> None:
             with pytest.raises(StoreUnavailableError, match="statement timeout"):
                 await store.update_app(app.id, {"config": {"A": "1"}})
         assert (await store.update_app(app.id, {"config": {"A": "1"}})).config == {"A": "1"}
+
+
+@pytest.mark.anyio
+async def test_cancelled_calls_return_their_connections(postgres_url: str) -> None:
+    async with PostgresStore(postgres_url, max_connections=2, connect_timeout_s=2) as store:
+        created: list[App] = []
+
+        async def create(i: int) -> None:
+            created.append(await store.create_app(app_body(f"app-{i:02d}")))
+            if len(created) == 3:
+                tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(create, i)
+        apps, _ = await store.list_apps(per_page=100)
+        # A cancelled call commits or rolls back as a whole; none is left half-done or open.
+        assert {a.name for a in created} <= {a.name for a in apps} and len(apps) < 20
+        for app in apps:
+            assert await store.get_app(app.id) == app
+        with psycopg.connect(postgres_url) as conn:
+            states = conn.execute(
+                "SELECT state FROM pg_stat_activity WHERE application_name = 'fnagent'"
+            ).fetchall()
+        assert ("idle in transaction",) not in states and len(states) <= 2
+        for i in range(5):  # more calls than connections: none was lost to the cancellations
+            await store.create_app(app_body(f"after-{i}"))
