@@ -377,8 +377,10 @@ class PostgresStore(AsyncResource):
 
     # --- running queries ------------------------------------------------------------------
 
-    async def _run(self, op: Callable[[Conn], Awaitable[T]]) -> T:
-        """``op`` in one transaction on a pooled connection, with the errors mapped."""
+    async def _run(self, op: Callable[[Conn], Awaitable[T]], *, one_statement: bool = False) -> T:
+        """``op`` in one transaction on a pooled connection, with the errors mapped.
+        ``one_statement``: ``op`` runs a single statement, atomic by itself, so the BEGIN and
+        COMMIT round trips are left out."""
         pool = self._pool
         if pool is None:
             raise ClosedError("store used after aclose()" if self._closed else "store not open")
@@ -386,8 +388,11 @@ class PostgresStore(AsyncResource):
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 with anyio.fail_after(limit_s):
-                    async with pool.connection() as conn, conn.transaction():
-                        return await op(conn)
+                    async with pool.connection() as conn:
+                        if one_statement:
+                            return await op(conn)
+                        async with conn.transaction():
+                            return await op(conn)
             except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
                 if attempt == _ATTEMPTS:
                     raise self._error(exc) from exc
@@ -443,10 +448,10 @@ class PostgresStore(AsyncResource):
             )
             return app
 
-        return await self._run(insert)
+        return await self._run(insert, one_statement=True)
 
     async def get_app(self, app_id: str) -> App:
-        return await self._run(lambda conn: _get_app(conn, app_id))
+        return await self._run(lambda conn: _get_app(conn, app_id), one_statement=True)
 
     async def get_app_by_name(self, name: str) -> App:
         async def get(conn: Conn) -> App:
@@ -455,7 +460,7 @@ class PostgresStore(AsyncResource):
                 raise NotFoundError(MSG_APP_NOT_FOUND)
             return app_from_row(row)
 
-        return await self._run(get)
+        return await self._run(get, one_statement=True)
 
     async def update_app(self, app_id: str, patch: Mapping[str, Any]) -> App:
         """Merge the PUT body (models.apply_app_patch), the row locked meanwhile."""
@@ -472,7 +477,9 @@ class PostgresStore(AsyncResource):
 
     async def delete_app(self, app_id: str) -> None:
         """The app with its fns and triggers (the foreign keys cascade)."""
-        await self._run(lambda conn: _delete(conn, "apps", app_id, MSG_APP_NOT_FOUND))
+        await self._run(
+            lambda conn: _delete(conn, "apps", app_id, MSG_APP_NOT_FOUND), one_statement=True
+        )
 
     async def list_apps(
         self,
@@ -483,7 +490,8 @@ class PostgresStore(AsyncResource):
     ) -> tuple[list[App], str | None]:
         where: list[tuple[str, object]] = [("name = %s", name)] if name else []
         return await self._run(
-            lambda conn: _page(conn, "apps", APP_COLUMNS, app_from_row, where, cursor, per_page)
+            lambda conn: _page(conn, "apps", APP_COLUMNS, app_from_row, where, cursor, per_page),
+            one_statement=True,
         )
 
     # --- fns ------------------------------------------------------------------------------
@@ -503,7 +511,7 @@ class PostgresStore(AsyncResource):
         return await self._run(insert)
 
     async def get_fn(self, fn_id: str) -> FnRecord:
-        return await self._run(lambda conn: _get_fn(conn, fn_id))
+        return await self._run(lambda conn: _get_fn(conn, fn_id), one_statement=True)
 
     async def update_fn(self, fn_id: str, patch: Mapping[str, Any]) -> FnRecord:
         """Merge the PUT body (models.apply_fn_patch), the row locked meanwhile."""
@@ -519,7 +527,9 @@ class PostgresStore(AsyncResource):
         return await self._run(update)
 
     async def delete_fn(self, fn_id: str) -> None:
-        await self._run(lambda conn: _delete(conn, "fns", fn_id, MSG_FN_NOT_FOUND))
+        await self._run(
+            lambda conn: _delete(conn, "fns", fn_id, MSG_FN_NOT_FOUND), one_statement=True
+        )
 
     async def list_fns(
         self,
@@ -535,7 +545,8 @@ class PostgresStore(AsyncResource):
         if name:
             where.append(("name = %s", name))
         return await self._run(
-            lambda conn: _page(conn, "fns", FN_COLUMNS, fn_from_row, where, cursor, per_page)
+            lambda conn: _page(conn, "fns", FN_COLUMNS, fn_from_row, where, cursor, per_page),
+            one_statement=True,
         )
 
     # --- triggers -------------------------------------------------------------------------
@@ -559,7 +570,7 @@ class PostgresStore(AsyncResource):
         return await self._run(insert)
 
     async def get_trigger(self, trigger_id: str) -> Trigger:
-        return await self._run(lambda conn: _get_trigger(conn, trigger_id))
+        return await self._run(lambda conn: _get_trigger(conn, trigger_id), one_statement=True)
 
     async def update_trigger(self, trigger_id: str, patch: Mapping[str, Any]) -> Trigger:
         now = self._now()
@@ -577,7 +588,10 @@ class PostgresStore(AsyncResource):
         return await self._run(update)
 
     async def delete_trigger(self, trigger_id: str) -> None:
-        await self._run(lambda conn: _delete(conn, "triggers", trigger_id, MSG_TRIGGER_NOT_FOUND))
+        await self._run(
+            lambda conn: _delete(conn, "triggers", trigger_id, MSG_TRIGGER_NOT_FOUND),
+            one_statement=True,
+        )
 
     async def list_triggers(
         self,
@@ -598,11 +612,14 @@ class PostgresStore(AsyncResource):
         return await self._run(
             lambda conn: _page(
                 conn, "triggers", TRIGGER_COLUMNS, trigger_from_row, where, cursor, per_page
-            )
+            ),
+            one_statement=True,
         )
 
     async def get_trigger_by_source(self, app_id: str, type: str, source: str) -> Trigger:
-        return await self._run(lambda conn: _get_trigger_by_source(conn, app_id, type, source))
+        return await self._run(
+            lambda conn: _get_trigger_by_source(conn, app_id, type, source), one_statement=True
+        )
 
     async def find_http_trigger(self, app_name: str, source: str) -> tuple[App, FnRecord, Trigger]:
         """What ``/t/{app_name}/{source}`` calls, read in one transaction."""
