@@ -11,6 +11,7 @@ import pytest
 from fnagent.errors import InvalidInputError, StorageError, StoreUnavailableError
 from fnagent.store import App, Migration, SQLiteStore, store_from_url
 from fnagent.store.postgres import MIGRATIONS, PostgresStore, parse_url
+from fnagent.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from fnagent.store.urls import redact_url
 from fnagent.testing.store_conformance import app_body, app_fn_trigger
 from tests.postgres import PASSWORD, PostgresServer
@@ -205,3 +206,14 @@ async def test_cancelled_calls_return_their_connections(postgres_url: str) -> No
         assert ("idle in transaction",) not in states and len(states) <= 2
         for i in range(5):  # more calls than connections: none was lost to the cancellations
             await store.create_app(app_body(f"after-{i}"))
+
+
+def test_both_backends_list_the_same_migrations() -> None:
+    """A table is added to both backends at once (fnagent/store/migrations.py): the same
+    numbers and descriptions, each in its own SQL."""
+    sqlite = [(m.version, m.description) for m in SQLITE_MIGRATIONS]
+    postgres = [(m.version, m.description) for m in MIGRATIONS]
+    assert postgres == sqlite, (
+        "fnagent/store/postgres.py's MIGRATIONS must match fnagent/store/sqlite.py's: "
+        "add each step to both"
+    )
