@@ -348,6 +348,8 @@ def validate_image(image: object) -> str:
         raise InvalidInputError(MSG_FN_MISSING_IMAGE)
     if not isinstance(image, str):
         raise InvalidInputError(f"{MSG_INVALID_JSON}: image must be a string")
+    if "\x00" in image:  # no registry takes it, and PostgreSQL's text cannot hold it
+        raise InvalidInputError(f"invalid image reference {image!r}: NUL is not allowed")
     parse_image(image)
     return image
 
@@ -489,6 +491,8 @@ def validate_syslog_url(url: str | None) -> str | None:
     """Fn's App.Validate syslog rule (one URL; its scheme among Docker's syslog ones)."""
     if url is None or url == "":
         return url
+    if "\x00" in url:  # no syslog server takes it, and PostgreSQL's text cannot hold it
+        raise InvalidInputError(f"invalid syslog url: {url!r}: NUL is not allowed")
     scheme = urlsplit(url.strip()).scheme
     if scheme not in SYSLOG_SCHEMES:
         raise InvalidInputError(
