@@ -17,7 +17,9 @@ Where this store differs from Fn, on purpose:
 - Bounds use Fn v2's fn messages ("timeout value is out of range, must be between 0 and 300");
   ``fnagent.models.validate_bounds`` keeps the older route wording, so it is not reused here.
 - Name lengths are counted in UTF-8 bytes like Go's ``len``; the limit is error.go's 255.
-- ``image`` must also parse as an image reference (Fn only requires it non-empty).
+- ``image`` must also parse as an image reference (Fn only requires it non-empty); neither it
+  nor ``syslog_url`` may hold a NUL (no registry or syslog server takes one, and PostgreSQL's
+  text cannot hold it).
 - ``config`` keys become environment variables, so they must be non-empty and hold no ``=`` or
   NUL (Fn checks nothing); a value of the wrong JSON type gives "Invalid JSON: ..." (Fn's
   ``ErrInvalidJSON`` text, with the field named). Keys are at most 256 bytes, values 64 KiB,
