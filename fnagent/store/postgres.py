@@ -245,10 +245,6 @@ class PostgresStore(AsyncResource):
         self._opening = anyio.Lock()
         self._closed = False
 
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> PostgresStore:
-        return cls(url, **kwargs)
-
     @property
     def where(self) -> str:
         """``host:port/database``, naming the server in messages."""
