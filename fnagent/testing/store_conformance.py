@@ -495,6 +495,26 @@ async def case_concurrent_creates_lose_and_duplicate_nothing(store: Store) -> No
     assert len({f.id for f in fns}) == 50
 
 
+async def case_cancelled_calls_leave_the_store_usable(store: Store) -> None:
+    created: list[App] = []
+
+    async def create(i: int) -> None:
+        created.append(await store.create_app(app_body(f"app-{i:02d}")))
+        if len(created) == 3:
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(create, i)
+    apps, _ = await store.list_apps(per_page=100)
+    # A cancelled call commits or rolls back as a whole: every app read back is whole.
+    assert {a.name for a in created} <= {a.name for a in apps} and len(apps) < 20
+    for app in apps:
+        assert await store.get_app(app.id) == app
+    for i in range(12):  # more calls than a pool holds: none was lost to the cancellations
+        await store.create_app(app_body(f"after-{i:02d}"))
+
+
 CASES: list[Case] = [
     case_every_field_round_trips,
     case_find_http_trigger,
@@ -513,6 +533,7 @@ CASES: list[Case] = [
     case_deleting_an_app_deletes_its_fns_and_triggers,
     case_delete_trigger,
     case_concurrent_creates_lose_and_duplicate_nothing,
+    case_cancelled_calls_leave_the_store_usable,
 ]
 
 
