@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: install docker images test test-tools bench-tools unit bench lint serve demo clean screenshots
+.PHONY: install docker postgres images test test-tools bench-tools unit bench lint serve demo clean screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,14 +18,19 @@ install: $(VENV)/.installed  ## the virtualenv with fnagent and its test and lin
 docker:  ## make a Docker engine available (installs and starts dockerd when needed)
 	bash scripts/ensure-docker.sh
 
+# The store tests start their own PostgreSQL (tests/postgres.py); this installs Debian's
+# postgresql package when its programs are missing.
+postgres:  ## PostgreSQL's server programs for the tests (installs them when needed)
+	bash scripts/ensure-postgres.sh
+
 include images/images.mk
 
 images: docker
 
-test: install docker images test-tools  ## the whole suite on a real dockerd
+test: install docker images test-tools postgres  ## the whole suite on a real dockerd
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-unit: install  ## the tests that need no Docker
+unit: install postgres  ## the tests that need no Docker (they start their own PostgreSQL)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 # BENCH=keepalive alone is a simulation: no Docker, no images.

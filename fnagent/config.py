@@ -84,6 +84,10 @@ DEFAULT_MAX_API_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_HEADER_TIMEOUT_S = 10.0
+# A PostgreSQL store (FN_DB_URL=postgresql://...): its pool and timeouts.
+DEFAULT_DB_MAX_CONNECTIONS = 10
+DEFAULT_DB_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_DB_STATEMENT_TIMEOUT_S = 5.0
 KEEPALIVE_POLICIES = ("adaptive", "fixed")
 
 
@@ -364,12 +368,19 @@ class ServerConfig:
 
     db_url: str | None = None
     """FN_DB_URL; None: the caller's default (a SQLite file under ./data)."""
+    db_max_connections: int = DEFAULT_DB_MAX_CONNECTIONS
+    """FN_DB_MAX_CONNECTIONS: the PostgreSQL store's pool bound."""
+    db_connect_timeout_s: float = DEFAULT_DB_CONNECT_TIMEOUT_S
+    """FN_DB_CONNECT_TIMEOUT_MSECS: to connect, or to wait for a connection of the pool."""
+    db_statement_timeout_s: float = DEFAULT_DB_STATEMENT_TIMEOUT_S
+    """FN_DB_STATEMENT_TIMEOUT_MSECS: PostgreSQL cancels a statement running longer."""
     log_level: str = "INFO"
     """FNAGENT_LOG_LEVEL."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerConfig:
-        """FN_PORT, FN_DB_URL, FN_MAX_REQUEST_SIZE, FN_TOKEN (or FN_TOKEN_FILE),
+        """FN_PORT, FN_DB_URL (and FN_DB_MAX_CONNECTIONS, FN_DB_CONNECT_TIMEOUT_MSECS,
+        FN_DB_STATEMENT_TIMEOUT_MSECS), FN_MAX_REQUEST_SIZE, FN_TOKEN (or FN_TOKEN_FILE),
         FN_INVOKE_REQUIRES_TOKEN, FN_INVOKE_TOKEN, the input bounds FN_MAX_API_BODY_SIZE,
         FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS, and
         FNAGENT_LOG_LEVEL; unset ones keep their defaults."""
@@ -380,6 +391,23 @@ class ServerConfig:
         return cls(
             port=env_int(environ, "FN_PORT", DEFAULT_PORT, minimum=1, maximum=65535),
             db_url=environ.get("FN_DB_URL") or None,
+            db_max_connections=env_int(
+                environ, "FN_DB_MAX_CONNECTIONS", DEFAULT_DB_MAX_CONNECTIONS, minimum=1
+            ),
+            db_connect_timeout_s=env_msecs(
+                environ,
+                "FN_DB_CONNECT_TIMEOUT_MSECS",
+                int(DEFAULT_DB_CONNECT_TIMEOUT_S * 1000),
+                minimum=1,
+            )
+            / 1000,
+            db_statement_timeout_s=env_msecs(
+                environ,
+                "FN_DB_STATEMENT_TIMEOUT_MSECS",
+                int(DEFAULT_DB_STATEMENT_TIMEOUT_S * 1000),
+                minimum=1,
+            )
+            / 1000,
             max_request_bytes=env_size(environ, "FN_MAX_REQUEST_SIZE", DEFAULT_MAX_REQUEST_BYTES),
             max_api_body_bytes=env_size(
                 environ, "FN_MAX_API_BODY_SIZE", DEFAULT_MAX_API_BODY_BYTES, minimum=1

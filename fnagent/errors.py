@@ -17,6 +17,7 @@ this module only::
     ├── ConflictError (409)                 a unique name or trigger source is taken
     ├── RequestTooLargeError (413)          a request body over its bound
     ├── StorageError (500)                  the database failed (disk full, I/O error, corrupt)
+    │   └── StoreUnavailableError (503)     the database does not answer (down, unreachable)
     ├── SocketDirError (500)                a container's socket dir cannot be made
     ├── NetworkSetupError (500)             the function network or its host rule cannot be made
     ├── ImageError
@@ -101,6 +102,7 @@ __all__ = [
     "SocketDirError",
     "StartTimeoutError",
     "StorageError",
+    "StoreUnavailableError",
     "UnauthorizedError",
     "first_error",
 ]
@@ -166,6 +168,15 @@ class StorageError(FnAgentError):
 
     status = 500
     default_message = "storage failure"
+
+
+class StoreUnavailableError(StorageError):
+    """The database cannot be reached or did not answer in time; nothing was written (or,
+    when the connection broke during a commit, the write may have landed: a retry of a create
+    then answers 409)."""
+
+    status = 503
+    default_message = "the database is unavailable"
 
 
 # --- the agent: what a call to a function can end in ---

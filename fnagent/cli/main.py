@@ -167,7 +167,8 @@ def run(
 @click.option(
     "--db-url",
     default=None,
-    help="Store, e.g. sqlite3:///var/lib/fnagent/fn.db (default FN_DB_URL or ./data/fnagent.db).",
+    help="Store: sqlite3:///var/lib/fnagent/fn.db, or postgresql://user:password@host:port/db "
+    "shared by several agents (default FN_DB_URL or ./data/fnagent.db).",
 )
 @click.option(
     "--token", default=None, help="Bearer token required on management routes (default FN_TOKEN)."

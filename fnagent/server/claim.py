@@ -3,7 +3,8 @@ a file beside the store, and the listening socket, both taken before anything is
 
 A second server on the same store (it would serve the first's deleted fns from its own cache)
 or on the same address ends at once with one line and touches nothing: the start-up sweep of
-leftover containers and socket dirs only runs once both are held.
+leftover containers and socket dirs only runs once both are held. A PostgreSQL store is shared
+by design and has no lock: there the address alone is held (serve.store_claim).
 """
 
 from __future__ import annotations

@@ -3,9 +3,12 @@ process, started in that order and stopped in reverse.
 
 On start, the store's lock and the listening address are taken (a second server for either ends
 with one line, touching nothing); then containers an earlier run of this server left behind
-(same instance label, derived from the store's location) are removed. SIGTERM or SIGINT: the
-server stops accepting, calls in flight finish, every container is removed, and the process
-exits 0; a second signal only hurries the drain.
+(same instance label) are removed. A SQLite store is one server's own: its lock file and its
+path make the instance. A PostgreSQL store is shared by several agents on purpose: it has no
+lock, and an agent's instance is the database, this host and the listening address, so each
+agent on one host keeps its own containers and a restart on the same address finds its own.
+SIGTERM or SIGINT: the server stops accepting, calls in flight finish, every container is
+removed, and the process exits 0; a second signal only hurries the drain.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import hashlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import uvicorn
@@ -28,6 +32,11 @@ from fnagent.agent.agent import socket_root
 from fnagent.agent.sockdir import SocketDir, remove_root
 from fnagent.config import AgentConfig, ServerConfig, check_token_text, read_token_file
 from fnagent.errors import FnAgentError, first_error
+from fnagent.store import SQLiteStore, store_from_url
+from fnagent.store.urls import redact_url
+
+if TYPE_CHECKING:
+    from fnagent.store.postgres import PostgresStore
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +46,31 @@ def default_db_url() -> str:
     return f"sqlite3://{Path.cwd() / 'data' / 'fnagent.db'}"
 
 
-def instance_for(store_path: str | None) -> str:
-    """A stable instance label for this server: the same store, the same label, so a restart
-    (on any port) finds what a killed run left. The store's lock makes it one server's own;
-    an in-memory store is this process's own."""
-    identity = os.path.abspath(store_path) if store_path else f"memory|{os.getpid()}"
+def instance_for(identity: str) -> str:
+    """A stable instance label for the server ``identity`` names (``store_claim``): the same
+    identity, the same label, so a restart finds what a killed run left."""
     return "serve-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+def make_store(server_config: ServerConfig, url: str) -> SQLiteStore | PostgresStore:
+    """The store ``url`` names, with the server's connection settings (PostgreSQL's)."""
+    return store_from_url(
+        url,
+        max_connections=server_config.db_max_connections,
+        connect_timeout_s=server_config.db_connect_timeout_s,
+        statement_timeout_s=server_config.db_statement_timeout_s,
+    )
+
+
+def store_claim(store: SQLiteStore | PostgresStore, host: str, port: int) -> tuple[str | None, str]:
+    """The file whose lock makes the store this server's own (None: nothing to lock), and
+    what identifies this server. A SQLite file: its lock and its path (a restart on any port
+    finds what a killed run left); an in-memory store is this process's own. A shared
+    database: no lock, and the database, this host and the address (the address is held)."""
+    if isinstance(store, SQLiteStore):
+        path = store_lock_target(store.path)
+        return path, os.path.abspath(path) if path else f"memory|{os.getpid()}"
+    return None, f"{store.identity()}|{socket.gethostname()}|{host}:{port}"
 
 
 def configure_json_logging(level: str = "INFO") -> None:
@@ -80,10 +108,10 @@ async def serve(server_config: ServerConfig, agent_config: AgentConfig, db_url: 
     interrupts the drain: the first one stops the server, later ones only hurry it (open
     connections are dropped; calls in flight and container removal still finish)."""
     from fnagent.server.claim import claim
-    from fnagent.store import SQLiteStore
 
-    store = SQLiteStore.from_url(db_url)
-    held = claim(store_lock_target(store.path), server_config.host, server_config.port)
+    store = make_store(server_config, db_url)
+    lock_target, _ = store_claim(store, server_config.host, server_config.port)
+    held = claim(lock_target, server_config.host, server_config.port)
     stop = _Stop()
     try:
         async with anyio.create_task_group() as tg:
@@ -149,7 +177,7 @@ async def _serve(
                     extra={
                         "host": server_config.host,
                         "port": server_config.port,
-                        "db_url": db_url,
+                        "db_url": redact_url(db_url),
                         "instance": agent_config.instance_id,
                     },
                 )
@@ -259,11 +287,10 @@ def run_serve(
         )
         url = server_config.db_url or default_db_url()
         agent_config = AgentConfig.from_env(environ).with_serve_pool(environ).with_prefork(prefork)
+        store = make_store(server_config, url)  # a bad FN_DB_URL ends here, before any I/O
         if not environ.get("FNAGENT_INSTANCE_ID"):
-            from fnagent.store import SQLiteStore
-
-            store_path = store_lock_target(SQLiteStore.from_url(url).path)
-            agent_config = replace(agent_config, instance_id=instance_for(store_path))
+            _, identity = store_claim(store, server_config.host, server_config.port)
+            agent_config = replace(agent_config, instance_id=instance_for(identity))
         configure_json_logging(server_config.log_level)
         anyio.run(serve, server_config, agent_config, url, backend_options={"use_uvloop": True})
     except KeyboardInterrupt:

@@ -1,8 +1,12 @@
 """The registry behind ``fnagent serve``: apps, fns and triggers with Fn's rules, behind the
-``Store`` protocol; ``SQLiteStore`` keeps them in SQLite."""
+``Store`` protocol; ``SQLiteStore`` keeps them in SQLite, ``PostgresStore``
+(``fnagent.store.postgres``, imported on demand: it loads psycopg) in PostgreSQL;
+``store_from_url`` picks one for ``FN_DB_URL``."""
 
 from fnagent.errors import ConflictError, NotFoundError, StorageError
 from fnagent.store.base import Store
+from fnagent.store.factory import store_from_url
+from fnagent.store.migrations import Migration
 from fnagent.store.models import (
     DEFAULT_PER_PAGE,
     MAX_PER_PAGE,
@@ -19,7 +23,7 @@ from fnagent.store.models import (
     validate_fn_name,
     validate_trigger_name,
 )
-from fnagent.store.sqlite import MIGRATIONS, Migration, SQLiteStore
+from fnagent.store.sqlite import MIGRATIONS, SQLiteStore
 
 __all__ = [
     "DEFAULT_PER_PAGE",
@@ -42,5 +46,6 @@ __all__ = [
     "validate_annotations",
     "validate_app_name",
     "validate_fn_name",
+    "store_from_url",
     "validate_trigger_name",
 ]

@@ -1,5 +1,6 @@
 """The ``Store`` protocol: what ``fnagent serve`` needs from a registry of apps, fns and
-triggers, whatever keeps them (SQLite today; PostgreSQL when several agents share one).
+triggers, whatever keeps them (``SQLiteStore`` embedded; ``PostgresStore`` when several agents
+share one).
 
 Contracts every backend keeps (``fnagent/testing/store_conformance.py`` holds the cases each
 one must pass):
@@ -12,7 +13,8 @@ one must pass):
   ``app_id`` on a list, checked before anything is looked up; ``NotFoundError`` (404, "App not
   found", "Fn not found", "Trigger not found"); ``ConflictError`` (409) for a taken name or
   trigger source, and an app rename; ``StorageError`` (500) when the backend fails, with
-  nothing half-written; ``ClosedError`` once closed.
+  nothing half-written, and its ``StoreUnavailableError`` (503) when a database server is down,
+  unreachable or too slow; ``ClosedError`` once closed.
 - Lists are ordered by name and paged by cursor: ``per_page`` goes through
   ``models.clamp_per_page`` (Fn's 30 by default, at most 100) and the page comes with the
   cursor of the next one (``models.encode_cursor`` of its last name), None on the last page.

@@ -17,7 +17,9 @@ Where this store differs from Fn, on purpose:
 - Bounds use Fn v2's fn messages ("timeout value is out of range, must be between 0 and 300");
   ``fnagent.models.validate_bounds`` keeps the older route wording, so it is not reused here.
 - Name lengths are counted in UTF-8 bytes like Go's ``len``; the limit is error.go's 255.
-- ``image`` must also parse as an image reference (Fn only requires it non-empty).
+- ``image`` must also parse as an image reference (Fn only requires it non-empty); neither it
+  nor ``syslog_url`` may hold a NUL (no registry or syslog server takes one, and PostgreSQL's
+  text cannot hold it).
 - ``config`` keys become environment variables, so they must be non-empty and hold no ``=`` or
   NUL (Fn checks nothing); a value of the wrong JSON type gives "Invalid JSON: ..." (Fn's
   ``ErrInvalidJSON`` text, with the field named). Keys are at most 256 bytes, values 64 KiB,
@@ -347,6 +349,8 @@ def validate_image(image: object) -> str:
         raise InvalidInputError(MSG_FN_MISSING_IMAGE)
     if not isinstance(image, str):
         raise InvalidInputError(f"{MSG_INVALID_JSON}: image must be a string")
+    if "\x00" in image:  # no registry takes it, and PostgreSQL's text cannot hold it
+        raise InvalidInputError(f"invalid image reference {image!r}: NUL is not allowed")
     parse_image(image)
     return image
 
@@ -489,6 +493,8 @@ def validate_syslog_url(url: str | None) -> str | None:
     a comma-separated list of ``tcp://``, ``udp://`` or ``tls://`` host[:port]
     (fnagent/syslog/message.py has the rules)."""
     if url:
+        if "\x00" in url:  # no syslog server takes it, and PostgreSQL's text cannot hold it
+            raise InvalidInputError(f"invalid syslog url: {url!r}: NUL is not allowed")
         parse_syslog_urls(url)
     return url
 

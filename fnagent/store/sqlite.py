@@ -20,13 +20,12 @@ comment at ``MIGRATIONS``); never edit a released one.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -43,6 +42,7 @@ from fnagent.errors import (
 )
 from fnagent.ids import new_id
 from fnagent.store.base import Store
+from fnagent.store.migrations import Migration, latest_version
 from fnagent.store.models import (
     MSG_APP_EXISTS,
     MSG_APP_NOT_FOUND,
@@ -69,27 +69,37 @@ from fnagent.store.models import (
     trigger_from_body,
     utcnow,
 )
+from fnagent.store.rows import (
+    APP_COLUMNS,
+    FN_COLUMNS,
+    TRIGGER_COLUMNS,
+    app_changes,
+    app_from_row,
+    app_values,
+    fn_changes,
+    fn_from_row,
+    fn_values,
+    trigger_changes,
+    trigger_from_row,
+    trigger_values,
+    update_statement,
+)
+from fnagent.store.urls import POSTGRES_URL_FORM
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 DEFAULT_BUSY_TIMEOUT_S = 5.0
-SUPPORTED_URLS = "sqlite3:///absolute/path.db, sqlite3://relative/path.db or sqlite3://:memory:"
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One schema step: its statements run in one transaction with the version bump."""
-
-    version: int
-    description: str
-    statements: tuple[str, ...]
+SUPPORTED_URLS = (
+    "sqlite3:///absolute/path.db, sqlite3://relative/path.db, sqlite3://:memory: or "
+    f"{POSTGRES_URL_FORM}"
+)
 
 
 # Append-only. Version 2 would be, for example:
 #     Migration(2, "fns: add cpus", ("ALTER TABLE fns ADD COLUMN cpus INTEGER NOT NULL DEFAULT 0",))
-# plus the column in _FN_COLUMNS / _fn_from_row and a field on FnRecord.
+# plus the column in FN_COLUMNS / fn_from_row and a field on FnRecord.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -151,72 +161,6 @@ _UNIQUE_MESSAGES = {
     "triggers.app_id, triggers.type, triggers.source": MSG_TRIGGER_SOURCE_EXISTS,
 }
 
-_APP_COLUMNS = "id, name, config, annotations, syslog_url, shape, created_at, updated_at"
-_FN_COLUMNS = (
-    "id, app_id, name, image, memory, timeout, idle_timeout, config, annotations, shape, "
-    "created_at, updated_at"
-)
-_TRIGGER_COLUMNS = "id, app_id, fn_id, name, type, source, annotations, created_at, updated_at"
-
-_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def _ts(when: datetime) -> str:
-    # Microseconds, so a record read back equals the one written.
-    return when.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
-
-
-def _parse_ts(text: str) -> datetime:
-    return datetime.strptime(text, _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-
-
-def _dumps(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-
-
-def _app_from_row(row: sqlite3.Row) -> App:
-    return App(
-        id=row["id"],
-        name=row["name"],
-        config=json.loads(row["config"]),
-        annotations=json.loads(row["annotations"]),
-        syslog_url=row["syslog_url"],
-        shape=row["shape"],
-        created_at=_parse_ts(row["created_at"]),
-        updated_at=_parse_ts(row["updated_at"]),
-    )
-
-
-def _fn_from_row(row: sqlite3.Row) -> FnRecord:
-    return FnRecord(
-        id=row["id"],
-        app_id=row["app_id"],
-        name=row["name"],
-        image=row["image"],
-        memory=row["memory"],
-        timeout=row["timeout"],
-        idle_timeout=row["idle_timeout"],
-        config=json.loads(row["config"]),
-        annotations=json.loads(row["annotations"]),
-        shape=row["shape"],
-        created_at=_parse_ts(row["created_at"]),
-        updated_at=_parse_ts(row["updated_at"]),
-    )
-
-
-def _trigger_from_row(row: sqlite3.Row) -> Trigger:
-    return Trigger(
-        id=row["id"],
-        app_id=row["app_id"],
-        fn_id=row["fn_id"],
-        name=row["name"],
-        type=row["type"],
-        source=row["source"],
-        annotations=json.loads(row["annotations"]),
-        created_at=_parse_ts(row["created_at"]),
-        updated_at=_parse_ts(row["updated_at"]),
-    )
-
 
 def _page(
     conn: sqlite3.Connection,
@@ -243,13 +187,6 @@ def _page(
     return rows, None
 
 
-def _latest_version(migrations: Sequence[Migration]) -> int:
-    versions = [m.version for m in migrations]
-    if versions != list(range(1, len(versions) + 1)):
-        raise ValueError(f"migrations must be numbered 1, 2, 3, ... in order; got {versions}")
-    return len(versions)
-
-
 class SQLiteStore:
     """Apps, fns and triggers in SQLite; every method is async and runs off the event loop.
 
@@ -269,7 +206,7 @@ class SQLiteStore:
         self.path = os.fspath(path)
         self._clock = clock
         self._migrations = tuple(migrations)
-        self._latest = _latest_version(self._migrations)
+        self._latest = latest_version(self._migrations)
         self._busy_timeout_s = busy_timeout_s
         self._limiter = anyio.CapacityLimiter(1)
         self._conn: sqlite3.Connection | None = None
@@ -425,17 +362,7 @@ class SQLiteStore:
 
         def insert(conn: sqlite3.Connection) -> App:
             conn.execute(
-                f"INSERT INTO apps ({_APP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    app.id,
-                    app.name,
-                    _dumps(app.config),
-                    _dumps(app.annotations),
-                    app.syslog_url,
-                    app.shape,
-                    _ts(app.created_at),
-                    _ts(app.updated_at),
-                ),
+                f"INSERT INTO apps ({APP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", app_values(app)
             )
             return app
 
@@ -457,18 +384,7 @@ class SQLiteStore:
             current = _get_app(conn, app_id)
             app = apply_app_patch(current, patch, now)
             if app is not current:
-                conn.execute(
-                    "UPDATE apps SET config = ?, annotations = ?, syslog_url = ?, shape = ?, "
-                    "updated_at = ? WHERE id = ?",
-                    (
-                        _dumps(app.config),
-                        _dumps(app.annotations),
-                        app.syslog_url,
-                        app.shape,
-                        _ts(app.updated_at),
-                        app.id,
-                    ),
-                )
+                conn.execute(*update_statement("apps", app_changes(app), app.id, "?"))
             return app
 
         return await self._run(update, write=True)
@@ -496,9 +412,9 @@ class SQLiteStore:
         def page(conn: sqlite3.Connection) -> tuple[list[App], str | None]:
             where: list[tuple[str, object]] = [("name = ?", name)] if name else []
             rows, next_cursor = _page(
-                conn, f"SELECT {_APP_COLUMNS} FROM apps", where, cursor=cursor, per_page=per_page
+                conn, f"SELECT {APP_COLUMNS} FROM apps", where, cursor=cursor, per_page=per_page
             )
-            return [_app_from_row(row) for row in rows], next_cursor
+            return [app_from_row(row) for row in rows], next_cursor
 
         return await self._run(page, write=False)
 
@@ -516,21 +432,8 @@ class SQLiteStore:
             app = _get_app(conn, app_id)
             record = fn if fn.shape else replace(fn, shape=app.shape)
             conn.execute(
-                f"INSERT INTO fns ({_FN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.id,
-                    record.app_id,
-                    record.name,
-                    record.image,
-                    record.memory,
-                    record.timeout,
-                    record.idle_timeout,
-                    _dumps(record.config),
-                    _dumps(record.annotations),
-                    record.shape,
-                    _ts(record.created_at),
-                    _ts(record.updated_at),
-                ),
+                f"INSERT INTO fns ({FN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                fn_values(record),
             )
             return record
 
@@ -548,21 +451,7 @@ class SQLiteStore:
             current = _get_fn(conn, fn_id)
             fn = apply_fn_patch(current, patch, now)
             if fn is not current:
-                conn.execute(
-                    "UPDATE fns SET image = ?, memory = ?, timeout = ?, idle_timeout = ?, "
-                    "config = ?, annotations = ?, shape = ?, updated_at = ? WHERE id = ?",
-                    (
-                        fn.image,
-                        fn.memory,
-                        fn.timeout,
-                        fn.idle_timeout,
-                        _dumps(fn.config),
-                        _dumps(fn.annotations),
-                        fn.shape,
-                        _ts(fn.updated_at),
-                        fn.id,
-                    ),
-                )
+                conn.execute(*update_statement("fns", fn_changes(fn), fn.id, "?"))
             return fn
 
         return await self._run(update, write=True)
@@ -594,9 +483,9 @@ class SQLiteStore:
             if name:
                 where.append(("name = ?", name))
             rows, next_cursor = _page(
-                conn, f"SELECT {_FN_COLUMNS} FROM fns", where, cursor=cursor, per_page=per_page
+                conn, f"SELECT {FN_COLUMNS} FROM fns", where, cursor=cursor, per_page=per_page
             )
-            return [_fn_from_row(row) for row in rows], next_cursor
+            return [fn_from_row(row) for row in rows], next_cursor
 
         return await self._run(page, write=False)
 
@@ -618,18 +507,8 @@ class SQLiteStore:
             # Fn checks the source before the name; the unique indexes would pick either.
             _check_source_free(conn, trigger)
             conn.execute(
-                f"INSERT INTO triggers ({_TRIGGER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    trigger.id,
-                    trigger.app_id,
-                    trigger.fn_id,
-                    trigger.name,
-                    trigger.type,
-                    trigger.source,
-                    _dumps(trigger.annotations),
-                    _ts(trigger.created_at),
-                    _ts(trigger.updated_at),
-                ),
+                f"INSERT INTO triggers ({TRIGGER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                trigger_values(trigger),
             )
             return trigger
 
@@ -650,15 +529,7 @@ class SQLiteStore:
             if trigger is not current:
                 _check_source_free(conn, trigger)
                 conn.execute(
-                    "UPDATE triggers SET name = ?, source = ?, annotations = ?, updated_at = ? "
-                    "WHERE id = ?",
-                    (
-                        trigger.name,
-                        trigger.source,
-                        _dumps(trigger.annotations),
-                        _ts(trigger.updated_at),
-                        trigger.id,
-                    ),
+                    *update_statement("triggers", trigger_changes(trigger), trigger.id, "?")
                 )
             return trigger
 
@@ -693,9 +564,9 @@ class SQLiteStore:
                 where.append(("fn_id = ?", fn_id))
             if name:
                 where.append(("name = ?", name))
-            select = f"SELECT {_TRIGGER_COLUMNS} FROM triggers"
+            select = f"SELECT {TRIGGER_COLUMNS} FROM triggers"
             rows, next_cursor = _page(conn, select, where, cursor=cursor, per_page=per_page)
-            return [_trigger_from_row(row) for row in rows], next_cursor
+            return [trigger_from_row(row) for row in rows], next_cursor
 
         return await self._run(page, write=False)
 
@@ -774,31 +645,31 @@ def _one(rows: Iterable[sqlite3.Row]) -> sqlite3.Row | None:
 
 
 def _get_app(conn: sqlite3.Connection, app_id: str) -> App:
-    row = _one(conn.execute(f"SELECT {_APP_COLUMNS} FROM apps WHERE id = ?", (app_id,)))
+    row = _one(conn.execute(f"SELECT {APP_COLUMNS} FROM apps WHERE id = ?", (app_id,)))
     if row is None:
         raise NotFoundError(MSG_APP_NOT_FOUND)
-    return _app_from_row(row)
+    return app_from_row(row)
 
 
 def _get_app_by_name(conn: sqlite3.Connection, name: str) -> App:
-    row = _one(conn.execute(f"SELECT {_APP_COLUMNS} FROM apps WHERE name = ?", (name,)))
+    row = _one(conn.execute(f"SELECT {APP_COLUMNS} FROM apps WHERE name = ?", (name,)))
     if row is None:
         raise NotFoundError(MSG_APP_NOT_FOUND)
-    return _app_from_row(row)
+    return app_from_row(row)
 
 
 def _get_fn(conn: sqlite3.Connection, fn_id: str) -> FnRecord:
-    row = _one(conn.execute(f"SELECT {_FN_COLUMNS} FROM fns WHERE id = ?", (fn_id,)))
+    row = _one(conn.execute(f"SELECT {FN_COLUMNS} FROM fns WHERE id = ?", (fn_id,)))
     if row is None:
         raise NotFoundError(MSG_FN_NOT_FOUND)
-    return _fn_from_row(row)
+    return fn_from_row(row)
 
 
 def _get_trigger(conn: sqlite3.Connection, trigger_id: str) -> Trigger:
-    row = _one(conn.execute(f"SELECT {_TRIGGER_COLUMNS} FROM triggers WHERE id = ?", (trigger_id,)))
+    row = _one(conn.execute(f"SELECT {TRIGGER_COLUMNS} FROM triggers WHERE id = ?", (trigger_id,)))
     if row is None:
         raise NotFoundError(MSG_TRIGGER_NOT_FOUND)
-    return _trigger_from_row(row)
+    return trigger_from_row(row)
 
 
 def _get_trigger_by_source(
@@ -806,13 +677,13 @@ def _get_trigger_by_source(
 ) -> Trigger:
     row = _one(
         conn.execute(
-            f"SELECT {_TRIGGER_COLUMNS} FROM triggers WHERE app_id = ? AND type = ? AND source = ?",
+            f"SELECT {TRIGGER_COLUMNS} FROM triggers WHERE app_id = ? AND type = ? AND source = ?",
             (app_id, type_, source),
         )
     )
     if row is None:
         raise NotFoundError(MSG_TRIGGER_NOT_FOUND)
-    return _trigger_from_row(row)
+    return trigger_from_row(row)
 
 
 def _check_source_free(conn: sqlite3.Connection, trigger: Trigger) -> None:

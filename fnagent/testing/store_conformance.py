@@ -7,7 +7,9 @@ protocol and the records' public fields; it asserts Fn's messages and statuses e
 
 Runner contract (``tests/unit/test_store_conformance.py``): hand each case a fresh, empty,
 open store whose clock is a ``FakeClock`` (so every write has a distinct, later timestamp),
-and close it afterwards.
+and close it afterwards. The ``shared_case_*`` in ``SHARED_CASES`` take several open stores on
+one fresh, empty database (several agents sharing it), for backends whose database can be
+shared.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -30,6 +32,7 @@ from fnagent.store.models import decode_cursor, encode_cursor
 T = TypeVar("T")
 
 Case = Callable[[Store], Awaitable[None]]
+SharedCase = Callable[[list[Store]], Awaitable[None]]
 
 
 class FakeClock:
@@ -66,11 +69,17 @@ def trigger_body(
     }
 
 
-async def raises(kind: type[FnAgentError], message: str, call: Awaitable[T]) -> FnAgentError:
-    """Await ``call``; it must raise ``kind`` with exactly Fn's ``message``."""
+async def raises(
+    kind: type[FnAgentError], message: str, call: Awaitable[T], *, match: str | None = None
+) -> FnAgentError:
+    """Await ``call``; it must raise ``kind`` with exactly Fn's ``message`` (or, given
+    ``match``, a message that contains it)."""
     with pytest.raises(kind) as raised:
         await call
-    assert raised.value.message == message
+    if match is None:
+        assert raised.value.message == message
+    else:
+        assert match in raised.value.message, raised.value.message
     return raised.value
 
 
@@ -246,6 +255,23 @@ async def case_validation_comes_first_with_fns_messages(store: Store) -> None:
         assert error.status == 400
     await raises(InvalidInputError, "Missing AppID on Fn", store.list_fns(app_id=""))
     await raises(InvalidInputError, "Missing App ID on Trigger", store.list_triggers(app_id=""))
+
+
+async def case_nul_characters_are_refused_in_every_text_field(store: Store) -> None:
+    # PostgreSQL's text cannot hold NUL: every backend refuses it up front, the same way.
+    # (config and annotations are JSON text, where NUL is escaped, and names have own rules.)
+    app = await store.create_app(app_body("app"))
+    fn = await store.create_fn(fn_body(app.id, "fn", "fnproject/hello"))
+    for call in [
+        store.create_app(app_body("nul", syslog_url="tcp://logs\x00:514")),
+        store.update_app(app.id, {"syslog_url": "udp://\x00"}),
+        store.create_fn(fn_body(app.id, "nul", "fnproject/hello\x00")),
+        store.update_fn(fn.id, {"image": "fnproject/\x00hello"}),
+    ]:
+        error = await raises(InvalidInputError, "", call, match="NUL")
+        assert error.status == 400
+    assert await store.list_apps() == ([app], None)
+    assert await store.get_fn(fn.id) == fn
 
 
 async def case_ids_in_create_bodies_are_refused(store: Store) -> None:
@@ -469,6 +495,26 @@ async def case_concurrent_creates_lose_and_duplicate_nothing(store: Store) -> No
     assert len({f.id for f in fns}) == 50
 
 
+async def case_cancelled_calls_leave_the_store_usable(store: Store) -> None:
+    created: list[App] = []
+
+    async def create(i: int) -> None:
+        created.append(await store.create_app(app_body(f"app-{i:02d}")))
+        if len(created) == 3:
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(create, i)
+    apps, _ = await store.list_apps(per_page=100)
+    # A cancelled call commits or rolls back as a whole: every app read back is whole.
+    assert {a.name for a in created} <= {a.name for a in apps} and len(apps) < 20
+    for app in apps:
+        assert await store.get_app(app.id) == app
+    for i in range(12):  # more calls than a pool holds: none was lost to the cancellations
+        await store.create_app(app_body(f"after-{i:02d}"))
+
+
 CASES: list[Case] = [
     case_every_field_round_trips,
     case_find_http_trigger,
@@ -477,6 +523,7 @@ CASES: list[Case] = [
     case_a_trigger_must_point_at_a_fn_of_its_app,
     case_validation_comes_first_with_fns_messages,
     case_ids_in_create_bodies_are_refused,
+    case_nul_characters_are_refused_in_every_text_field,
     case_app_update_merges,
     case_fn_update_merges,
     case_trigger_update_merges,
@@ -486,4 +533,81 @@ CASES: list[Case] = [
     case_deleting_an_app_deletes_its_fns_and_triggers,
     case_delete_trigger,
     case_concurrent_creates_lose_and_duplicate_nothing,
+    case_cancelled_calls_leave_the_store_usable,
+]
+
+
+# --- several stores on one database (several agents) ------------------------------------------
+
+
+async def race(calls: Sequence[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    """Run the calls at once; each one's result, or the FnAgentError it raised."""
+    outcomes: list[Any] = [None] * len(calls)
+
+    async def run(i: int) -> None:
+        try:
+            outcomes[i] = await calls[i]()
+        except FnAgentError as exc:
+            outcomes[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(calls)):
+            tg.start_soon(run, i)
+    return outcomes
+
+
+def one_winner(outcomes: list[Any], message: str) -> Any:
+    """Exactly one outcome is a record; every other is Fn's 409 with ``message``."""
+    errors = [o for o in outcomes if isinstance(o, FnAgentError)]
+    assert len(outcomes) - len(errors) == 1, outcomes
+    assert [(e.status, e.message) for e in errors] == [(409, message)] * len(errors)
+    return next(o for o in outcomes if not isinstance(o, FnAgentError))
+
+
+async def shared_case_uniqueness_holds_across_stores(stores: list[Store]) -> None:
+    racers = stores * 2
+    app = one_winner(
+        await race([functools.partial(s.create_app, app_body("app")) for s in racers]),
+        "App already exists",
+    )
+    fn = one_winner(
+        await race(
+            [
+                functools.partial(s.create_fn, fn_body(app.id, "fn", "fnproject/hello"))
+                for s in racers
+            ]
+        ),
+        "Fn with specified name already exists",
+    )
+    by_source = [
+        functools.partial(s.create_trigger, trigger_body(app.id, fn.id, f"t{i}", "http", "/same"))
+        for i, s in enumerate(racers)
+    ]
+    one_winner(await race(by_source), "Trigger with the same type and source exists on this app")
+    by_name = [
+        functools.partial(s.create_trigger, trigger_body(app.id, fn.id, "same", "http", f"/{i}"))
+        for i, s in enumerate(racers)
+    ]
+    one_winner(await race(by_name), "Trigger already exists")
+    for store in stores:  # every store sees the same registry
+        assert await store.get_app_by_name("app") == app
+        triggers, _ = await store.list_triggers(app_id=app.id)
+        assert len(triggers) == 2
+
+
+async def shared_case_a_write_through_one_store_is_read_through_another(
+    stores: list[Store],
+) -> None:
+    first, second = stores[0], stores[1]
+    app, fn, trigger = await app_fn_trigger(first)
+    updated = await second.update_fn(fn.id, {"image": "fnproject/hello:2"})
+    assert await first.get_fn(fn.id) == updated
+    assert await first.find_http_trigger("app", "/t") == (app, updated, trigger)
+    await second.delete_app(app.id)
+    await raises(NotFoundError, "Fn not found", first.get_fn(fn.id))
+
+
+SHARED_CASES: list[SharedCase] = [
+    shared_case_uniqueness_holds_across_stores,
+    shared_case_a_write_through_one_store_is_read_through_another,
 ]

@@ -41,6 +41,8 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     token: str | None = None
     extra_args: list[str] = field(default_factory=list)
+    db_url: str | None = None
+    """--db-url; None: the SQLite file at ``db_path``."""
 
     @property
     def url(self) -> str:
@@ -57,7 +59,7 @@ class Server:
                     "--port",
                     str(self.port),
                     "--db-url",
-                    f"sqlite3://{self.db_path}",
+                    self.db_url or f"sqlite3://{self.db_path}",
                     *self.extra_args,
                 ],
                 env=self.env,

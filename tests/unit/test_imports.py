@@ -70,6 +70,9 @@ CONFINED = {
     "docker": "drivers.docker",
     "requests": "drivers.docker",
     "pytest": "fnagent.testing",
+    # The PostgreSQL driver: a SQLite-only agent never loads it.
+    "psycopg": "fnagent.store.postgres",
+    "psycopg_pool": "fnagent.store.postgres",
     "fnagent.testing": "fnagent.testing",
 }
 
@@ -214,11 +217,12 @@ def test_no_import_cycles() -> None:
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
-def test_config_store_and_models_do_not_load_docker_py() -> None:
+def test_config_store_and_models_do_not_load_docker_py_or_psycopg() -> None:
     code = (
         "import sys\n"
         "import fnagent.config, fnagent.store, fnagent.models, fnagent.errors\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'requests'))\n"
+        "loaded = sorted(m for m in sys.modules\n"
+        "                if m.split('.')[0] in ('docker', 'requests', 'psycopg', 'psycopg_pool'))\n"
         "print(' '.join(loaded))\n"
     )
     result = subprocess.run(

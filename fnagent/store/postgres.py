@@ -1,0 +1,730 @@
+"""The shared registry: apps, fns and triggers in PostgreSQL, for agents that share a database.
+
+``FN_DB_URL=postgresql://user:pass@host:port/db`` (or ``postgres://``) selects it; libpq's URL
+query parameters (``sslmode``, ...) pass through. Same ``Store`` contract, same columns and
+values as the SQLite store (``fnagent/store/rows.py``), so both answer alike.
+
+Connections: psycopg 3's async pool (``psycopg_pool``), at most ``max_connections``, one kept
+open. A connection is checked when taken from the pool (one round trip), so a database that
+restarted costs no failed call: broken connections are dropped and new ones made.
+
+Timeouts: a connection must be made (or taken from a full pool) within ``connect_timeout_s``;
+the server cancels any statement after ``statement_timeout_s``; and each store call as a whole
+ends within the sum of both, on the client, even when the network drops the packets.
+
+Errors map into the project's tree: a taken name or source is Fn's 409 with the SQLite store's
+message (by constraint name), a parent deleted meanwhile 404, the database unreachable, down or
+too slow ``StoreUnavailableError`` (503, with a message naming the server but never the
+password), anything else ``StorageError`` (500). Every call is one transaction; one that loses
+a deadlock or serialization conflict is retried.
+
+Schema: ``MIGRATIONS`` (same numbers as the SQLite store's), applied by ``open()`` on its own
+connection that holds a session advisory lock (``MIGRATION_LOCK_KEY``) meanwhile, so agents
+starting at once migrate exactly once: the others wait for the lock, then find the schema
+current. Names sort with the "C" collation (byte order, as in SQLite), so cursors page the same
+whatever the database's locale.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Self, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import anyio
+import psycopg
+import psycopg.errors
+from anyio.abc import AsyncResource
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from fnagent.config import (
+    DEFAULT_DB_CONNECT_TIMEOUT_S,
+    DEFAULT_DB_MAX_CONNECTIONS,
+    DEFAULT_DB_STATEMENT_TIMEOUT_S,
+)
+from fnagent.errors import (
+    ClosedError,
+    ConflictError,
+    FnAgentError,
+    InvalidInputError,
+    NotFoundError,
+    StorageError,
+    StoreUnavailableError,
+)
+from fnagent.ids import new_id
+from fnagent.store.base import Store
+from fnagent.store.migrations import Migration, latest_version
+from fnagent.store.models import (
+    MSG_APP_EXISTS,
+    MSG_APP_NOT_FOUND,
+    MSG_FN_EXISTS,
+    MSG_FN_MISSING_APP_ID,
+    MSG_FN_NOT_FOUND,
+    MSG_TRIGGER_EXISTS,
+    MSG_TRIGGER_FN_NOT_IN_APP,
+    MSG_TRIGGER_MISSING_APP_ID,
+    MSG_TRIGGER_NOT_FOUND,
+    MSG_TRIGGER_SOURCE_EXISTS,
+    TRIGGER_TYPE_HTTP,
+    App,
+    FnRecord,
+    Trigger,
+    app_from_body,
+    apply_app_patch,
+    apply_fn_patch,
+    apply_trigger_patch,
+    clamp_per_page,
+    decode_cursor,
+    encode_cursor,
+    fn_from_body,
+    trigger_from_body,
+    utcnow,
+)
+from fnagent.store.rows import (
+    APP_COLUMNS,
+    FN_COLUMNS,
+    TRIGGER_COLUMNS,
+    app_changes,
+    app_from_row,
+    app_values,
+    fn_changes,
+    fn_from_row,
+    fn_values,
+    trigger_changes,
+    trigger_from_row,
+    trigger_values,
+    update_statement,
+)
+from fnagent.store.urls import POSTGRES_URL_FORM, is_postgres_url, redact_url
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[DictRow]
+
+# Migrations may rewrite tables and wait for another agent's migration: a longer bound.
+DEFAULT_MIGRATION_TIMEOUT_S = 120.0
+# pg_advisory_lock's key for schema migrations: "fnagent" in ASCII.
+MIGRATION_LOCK_KEY = 0x666E6167656E74
+# A call that loses a deadlock or serialization conflict is run again, up to this many times.
+_ATTEMPTS = 3
+
+# Append-only, numbered as the SQLite store's list (fnagent/store/migrations.py).
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "apps, fns and triggers",
+        (
+            """CREATE TABLE apps (
+                id TEXT PRIMARY KEY,
+                name TEXT COLLATE "C" NOT NULL,
+                config TEXT NOT NULL,
+                annotations TEXT NOT NULL,
+                syslog_url TEXT,
+                shape TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                CONSTRAINT apps_name_unique UNIQUE (name)
+            )""",
+            """CREATE TABLE fns (
+                id TEXT PRIMARY KEY,
+                app_id TEXT NOT NULL,
+                name TEXT COLLATE "C" NOT NULL,
+                image TEXT NOT NULL,
+                memory INTEGER NOT NULL,
+                timeout INTEGER NOT NULL,
+                idle_timeout INTEGER NOT NULL,
+                config TEXT NOT NULL,
+                annotations TEXT NOT NULL,
+                shape TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                CONSTRAINT fns_app_fk FOREIGN KEY (app_id) REFERENCES apps (id) ON DELETE CASCADE,
+                CONSTRAINT fns_app_id_name_unique UNIQUE (app_id, name),
+                -- the parent key for triggers' (fn_id, app_id): a trigger's fn is in its app
+                CONSTRAINT fns_id_app_id_unique UNIQUE (id, app_id)
+            )""",
+            """CREATE TABLE triggers (
+                id TEXT PRIMARY KEY,
+                app_id TEXT NOT NULL,
+                fn_id TEXT NOT NULL,
+                name TEXT COLLATE "C" NOT NULL,
+                type TEXT NOT NULL,
+                source TEXT COLLATE "C" NOT NULL,
+                annotations TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                CONSTRAINT triggers_app_fk
+                    FOREIGN KEY (app_id) REFERENCES apps (id) ON DELETE CASCADE,
+                CONSTRAINT triggers_fn_fk
+                    FOREIGN KEY (fn_id, app_id) REFERENCES fns (id, app_id) ON DELETE CASCADE,
+                CONSTRAINT triggers_app_id_name_unique UNIQUE (app_id, name),
+                CONSTRAINT triggers_app_id_type_source_unique UNIQUE (app_id, type, source)
+            )""",
+            # The cascade from fns and the list by fn look triggers up by fn.
+            "CREATE INDEX triggers_fn_id_app_id ON triggers (fn_id, app_id)",
+        ),
+    ),
+)
+
+# A violated constraint -> the error Fn gives for it.
+_CONSTRAINT_ERRORS: dict[str, tuple[type[FnAgentError], str]] = {
+    "apps_name_unique": (ConflictError, MSG_APP_EXISTS),
+    "fns_app_id_name_unique": (ConflictError, MSG_FN_EXISTS),
+    "triggers_app_id_name_unique": (ConflictError, MSG_TRIGGER_EXISTS),
+    "triggers_app_id_type_source_unique": (ConflictError, MSG_TRIGGER_SOURCE_EXISTS),
+    # The parent went away between our read and the insert.
+    "fns_app_fk": (NotFoundError, MSG_APP_NOT_FOUND),
+    "triggers_app_fk": (NotFoundError, MSG_APP_NOT_FOUND),
+    "triggers_fn_fk": (NotFoundError, MSG_FN_NOT_FOUND),
+}
+
+
+def parse_url(url: str) -> dict[str, str]:
+    """libpq's connection parameters for a ``postgresql://`` or ``postgres://`` URL that
+    names a host and a database; InvalidInputError with a message that never shows the
+    password otherwise."""
+    shown = redact_url(url)
+    if not is_postgres_url(url):
+        raise InvalidInputError(
+            f"FN_DB_URL {shown!r} is not a PostgreSQL URL: use {POSTGRES_URL_FORM}"
+        )
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        reason = str(exc).split(" in URI:", 1)[0].replace(url, shown)
+        password = urlsplit(url).password if "[" not in url else None
+        if password:
+            reason = reason.replace(password, "***").replace(unquote(password), "***")
+        raise InvalidInputError(f"FN_DB_URL {shown!r} is not a valid URL: {reason}") from None
+    for port in str(params.get("port", "5432")).split(","):
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidInputError(
+                f"FN_DB_URL {shown!r}: the port must be a number from 1 to 65535"
+            )
+    if not params.get("host") and not params.get("hostaddr"):
+        raise InvalidInputError(f"FN_DB_URL {shown!r} names no host: use {POSTGRES_URL_FORM}")
+    if not params.get("dbname"):
+        raise InvalidInputError(f"FN_DB_URL {shown!r} names no database: use {POSTGRES_URL_FORM}")
+    return {key: str(value) for key, value in params.items()}
+
+
+class PostgresStore(AsyncResource):
+    """Apps, fns and triggers in PostgreSQL; the ``Store`` contract (fnagent/store/base.py)
+    plus ``StoreUnavailableError`` (503) when the database cannot be reached in time."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        max_connections: int = DEFAULT_DB_MAX_CONNECTIONS,
+        connect_timeout_s: float = DEFAULT_DB_CONNECT_TIMEOUT_S,
+        statement_timeout_s: float = DEFAULT_DB_STATEMENT_TIMEOUT_S,
+        migration_timeout_s: float = DEFAULT_MIGRATION_TIMEOUT_S,
+    ) -> None:
+        self._params = parse_url(url)
+        self.url = redact_url(url)
+        self._clock = clock
+        self._migrations = tuple(migrations)
+        self._latest = latest_version(self._migrations)
+        if max_connections < 1:
+            raise InvalidInputError("the store needs at least one database connection")
+        self._max_connections = max_connections
+        self._connect_timeout_s = connect_timeout_s
+        self._statement_timeout_s = statement_timeout_s
+        self._migration_timeout_s = migration_timeout_s
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._opening = anyio.Lock()
+        self._closed = False
+
+    @property
+    def where(self) -> str:
+        """``host:port/database``, naming the server in messages."""
+        params = self._params
+        host = params.get("host") or params.get("hostaddr", "")
+        return f"{host}:{params.get('port', '5432')}/{params['dbname']}"
+
+    def identity(self) -> str:
+        """Which database this is, without credentials: ``postgresql://user@host:port/db``."""
+        user = self._params.get("user", "")
+        return f"postgresql://{user}{'@' if user else ''}{self.where}"
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._pool else "new"
+        return f"<PostgresStore {self.url!r} {state}>"
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Migrate to the latest schema (under the advisory lock), then open the pool.
+        Idempotent while open; ClosedError after ``aclose()``; StoreUnavailableError when the
+        database cannot be reached within the connect timeout."""
+        async with self._opening:
+            if self._closed:
+                raise ClosedError("store used after aclose()")
+            if self._pool is not None:
+                return
+            await self._migrate()
+            pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+                "",
+                kwargs={**self._connect_kwargs(), "row_factory": dict_row},
+                min_size=1,
+                max_size=self._max_connections,
+                open=False,
+                configure=self._configure,
+                check=AsyncConnectionPool.check_connection,
+                timeout=self._connect_timeout_s,
+                name="fnagent-store",
+            )
+            try:
+                await pool.open(wait=True, timeout=self._connect_timeout_s)
+            except BaseException as exc:
+                with anyio.CancelScope(shield=True):
+                    await pool.close()
+                if isinstance(exc, psycopg.Error):
+                    raise self._error(exc) from exc
+                raise
+            self._pool = pool
+
+    async def aclose(self) -> None:
+        """Close the pool after the running calls. Idempotent; later calls raise
+        ClosedError."""
+        async with self._opening:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            with anyio.CancelScope(shield=True):
+                await pool.close(timeout=self._connect_timeout_s)
+
+    async def __aenter__(self) -> Self:
+        # AsyncResource's __aexit__ closes; entering also opens.
+        await self.open()
+        return self
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        return {
+            **self._params,
+            "autocommit": True,
+            # libpq counts whole seconds, at least 2.
+            "connect_timeout": max(2, math.ceil(self._connect_timeout_s)),
+            "application_name": self._params.get("application_name", "fnagent"),
+        }
+
+    async def _configure(self, conn: Conn) -> None:
+        await conn.execute(f"SET statement_timeout = {int(self._statement_timeout_s * 1000)}")
+
+    async def _migrate(self) -> None:
+        try:
+            with anyio.fail_after(self._connect_timeout_s):
+                conn = await psycopg.AsyncConnection.connect(**self._connect_kwargs())
+        except TimeoutError:
+            raise StoreUnavailableError(
+                f"the database is unavailable: no connection to {self.where} within "
+                f"{self._connect_timeout_s:g} s"
+            ) from None
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+        # Closing the connection releases the advisory lock, whatever happened.
+        async with conn:
+            try:
+                await conn.execute(
+                    f"SET statement_timeout = {int(self._migration_timeout_s * 1000)}"
+                )
+                await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+                await self._migrate_locked(conn)
+            except psycopg.Error as exc:
+                raise self._error(exc) from exc
+
+    async def _migrate_locked(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        async with conn.transaction():
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+            )
+            await conn.execute(
+                "INSERT INTO schema_version (version) SELECT 0 "
+                "WHERE NOT EXISTS (SELECT 1 FROM schema_version)"
+            )
+        for migration in self._migrations:
+            async with conn.transaction():
+                row = await (await conn.execute("SELECT version FROM schema_version")).fetchone()
+                current = int(row[0]) if row else 0
+                if current > self._latest:
+                    raise StorageError(
+                        f"storage failure: {self.where} has schema version {current}, newer "
+                        f"than this fnagent knows ({self._latest})"
+                    )
+                if current >= migration.version:
+                    continue
+                for statement in migration.statements:
+                    await conn.execute(statement)
+                await conn.execute("UPDATE schema_version SET version = %s", (migration.version,))
+                logger.info(
+                    "store schema migrated",
+                    extra={"db": self.identity(), "version": migration.version},
+                )
+
+    # --- running queries ------------------------------------------------------------------
+
+    async def _run(self, op: Callable[[Conn], Awaitable[T]], *, one_statement: bool = False) -> T:
+        """``op`` in one transaction on a pooled connection, with the errors mapped.
+        ``one_statement``: ``op`` runs a single statement, atomic by itself, so the BEGIN and
+        COMMIT round trips are left out."""
+        pool = self._pool
+        if pool is None:
+            raise ClosedError("store used after aclose()" if self._closed else "store not open")
+        limit_s = self._connect_timeout_s + self._statement_timeout_s
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with anyio.fail_after(limit_s):
+                    async with pool.connection() as conn:
+                        if one_statement:
+                            return await op(conn)
+                        async with conn.transaction():
+                            return await op(conn)
+            except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
+                if attempt == _ATTEMPTS:
+                    raise self._error(exc) from exc
+            except PoolClosed:
+                raise ClosedError("store used after aclose()") from None
+            except psycopg.Error as exc:
+                raise self._error(exc) from exc
+            except TimeoutError:
+                raise StoreUnavailableError(
+                    f"the database is unavailable: {self.where} did not answer within {limit_s:g} s"
+                ) from None
+        raise AssertionError("unreachable")
+
+    def _error(self, exc: psycopg.Error) -> FnAgentError:
+        """The project's error for a psycopg one; never shows the password."""
+        constraint = exc.diag.constraint_name
+        if isinstance(exc, psycopg.errors.IntegrityError) and constraint in _CONSTRAINT_ERRORS:
+            kind, message = _CONSTRAINT_ERRORS[constraint]
+            return kind(message)
+        if isinstance(exc, psycopg.errors.UniqueViolation):
+            return ConflictError(f"conflict: {exc.diag.message_primary}")
+        if isinstance(exc, PoolTimeout):
+            return StoreUnavailableError(
+                f"the database is unavailable: no connection to {self.where} within "
+                f"{self._connect_timeout_s:g} s (it is down or unreachable, or all "
+                f"{self._max_connections} connections stayed busy)"
+            )
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return StoreUnavailableError(
+                f"the database is unavailable: a statement on {self.where} passed the "
+                f"statement timeout ({self._statement_timeout_s:g} s)"
+            )
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        password = self._params.get("password")
+        if password:
+            detail = detail.replace(password, "***")
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return StoreUnavailableError(f"the database is unavailable ({self.where}): {detail}")
+        return StorageError(f"storage failure: {detail}")
+
+    def _now(self) -> datetime:
+        return self._clock().astimezone(UTC)
+
+    # --- apps -----------------------------------------------------------------------------
+
+    async def create_app(self, body: Mapping[str, Any]) -> App:
+        """A new app from a POST body. 409 "App already exists" for a taken name."""
+        app = app_from_body(body, id=new_id(), now=self._now())
+
+        async def insert(conn: Conn) -> App:
+            await conn.execute(
+                f"INSERT INTO apps ({APP_COLUMNS}) VALUES ({_marks(8)})", app_values(app)
+            )
+            return app
+
+        return await self._run(insert, one_statement=True)
+
+    async def get_app(self, app_id: str) -> App:
+        return await self._run(lambda conn: _get_app(conn, app_id), one_statement=True)
+
+    async def get_app_by_name(self, name: str) -> App:
+        async def get(conn: Conn) -> App:
+            row = await _one(conn, f"SELECT {APP_COLUMNS} FROM apps WHERE name = %s", (name,))
+            if row is None:
+                raise NotFoundError(MSG_APP_NOT_FOUND)
+            return app_from_row(row)
+
+        return await self._run(get, one_statement=True)
+
+    async def update_app(self, app_id: str, patch: Mapping[str, Any]) -> App:
+        """Merge the PUT body (models.apply_app_patch), the row locked meanwhile."""
+        now = self._now()
+
+        async def update(conn: Conn) -> App:
+            current = await _get_app(conn, app_id, lock=True)
+            app = apply_app_patch(current, patch, now)
+            if app is not current:
+                await conn.execute(*update_statement("apps", app_changes(app), app.id, "%s"))
+            return app
+
+        return await self._run(update)
+
+    async def delete_app(self, app_id: str) -> None:
+        """The app with its fns and triggers (the foreign keys cascade)."""
+        await self._run(
+            lambda conn: _delete(conn, "apps", app_id, MSG_APP_NOT_FOUND), one_statement=True
+        )
+
+    async def list_apps(
+        self,
+        *,
+        cursor: str | None = None,
+        per_page: int | None = None,
+        name: str | None = None,
+    ) -> tuple[list[App], str | None]:
+        where: list[tuple[str, object]] = [("name = %s", name)] if name else []
+        return await self._run(
+            lambda conn: _page(conn, "apps", APP_COLUMNS, app_from_row, where, cursor, per_page),
+            one_statement=True,
+        )
+
+    # --- fns ------------------------------------------------------------------------------
+
+    async def create_fn(self, body: Mapping[str, Any]) -> FnRecord:
+        """A new fn in an existing app; without a shape it takes the app's."""
+        fn = fn_from_body(body, id=new_id(), now=self._now())
+
+        async def insert(conn: Conn) -> FnRecord:
+            app = await _get_app(conn, fn.app_id)
+            record = fn if fn.shape else replace(fn, shape=app.shape)
+            await conn.execute(
+                f"INSERT INTO fns ({FN_COLUMNS}) VALUES ({_marks(12)})", fn_values(record)
+            )
+            return record
+
+        return await self._run(insert)
+
+    async def get_fn(self, fn_id: str) -> FnRecord:
+        return await self._run(lambda conn: _get_fn(conn, fn_id), one_statement=True)
+
+    async def update_fn(self, fn_id: str, patch: Mapping[str, Any]) -> FnRecord:
+        """Merge the PUT body (models.apply_fn_patch), the row locked meanwhile."""
+        now = self._now()
+
+        async def update(conn: Conn) -> FnRecord:
+            current = await _get_fn(conn, fn_id, lock=True)
+            fn = apply_fn_patch(current, patch, now)
+            if fn is not current:
+                await conn.execute(*update_statement("fns", fn_changes(fn), fn.id, "%s"))
+            return fn
+
+        return await self._run(update)
+
+    async def delete_fn(self, fn_id: str) -> None:
+        await self._run(
+            lambda conn: _delete(conn, "fns", fn_id, MSG_FN_NOT_FOUND), one_statement=True
+        )
+
+    async def list_fns(
+        self,
+        *,
+        app_id: str,
+        cursor: str | None = None,
+        per_page: int | None = None,
+        name: str | None = None,
+    ) -> tuple[list[FnRecord], str | None]:
+        if not app_id:
+            raise InvalidInputError(MSG_FN_MISSING_APP_ID)
+        where: list[tuple[str, object]] = [("app_id = %s", app_id)]
+        if name:
+            where.append(("name = %s", name))
+        return await self._run(
+            lambda conn: _page(conn, "fns", FN_COLUMNS, fn_from_row, where, cursor, per_page),
+            one_statement=True,
+        )
+
+    # --- triggers -------------------------------------------------------------------------
+
+    async def create_trigger(self, body: Mapping[str, Any]) -> Trigger:
+        trigger = trigger_from_body(body, id=new_id(), now=self._now())
+
+        async def insert(conn: Conn) -> Trigger:
+            await _get_app(conn, trigger.app_id)
+            fn = await _get_fn(conn, trigger.fn_id)
+            if fn.app_id != trigger.app_id:
+                raise InvalidInputError(MSG_TRIGGER_FN_NOT_IN_APP)
+            # Fn checks the source before the name; a racing insert hits the unique keys.
+            await _check_source_free(conn, trigger)
+            await conn.execute(
+                f"INSERT INTO triggers ({TRIGGER_COLUMNS}) VALUES ({_marks(9)})",
+                trigger_values(trigger),
+            )
+            return trigger
+
+        return await self._run(insert)
+
+    async def get_trigger(self, trigger_id: str) -> Trigger:
+        return await self._run(lambda conn: _get_trigger(conn, trigger_id), one_statement=True)
+
+    async def update_trigger(self, trigger_id: str, patch: Mapping[str, Any]) -> Trigger:
+        now = self._now()
+
+        async def update(conn: Conn) -> Trigger:
+            current = await _get_trigger(conn, trigger_id, lock=True)
+            trigger = apply_trigger_patch(current, patch, now)
+            if trigger is not current:
+                await _check_source_free(conn, trigger)
+                await conn.execute(
+                    *update_statement("triggers", trigger_changes(trigger), trigger.id, "%s")
+                )
+            return trigger
+
+        return await self._run(update)
+
+    async def delete_trigger(self, trigger_id: str) -> None:
+        await self._run(
+            lambda conn: _delete(conn, "triggers", trigger_id, MSG_TRIGGER_NOT_FOUND),
+            one_statement=True,
+        )
+
+    async def list_triggers(
+        self,
+        *,
+        app_id: str,
+        fn_id: str | None = None,
+        cursor: str | None = None,
+        per_page: int | None = None,
+        name: str | None = None,
+    ) -> tuple[list[Trigger], str | None]:
+        if not app_id:
+            raise InvalidInputError(MSG_TRIGGER_MISSING_APP_ID)
+        where: list[tuple[str, object]] = [("app_id = %s", app_id)]
+        if fn_id:
+            where.append(("fn_id = %s", fn_id))
+        if name:
+            where.append(("name = %s", name))
+        return await self._run(
+            lambda conn: _page(
+                conn, "triggers", TRIGGER_COLUMNS, trigger_from_row, where, cursor, per_page
+            ),
+            one_statement=True,
+        )
+
+    async def get_trigger_by_source(self, app_id: str, type: str, source: str) -> Trigger:
+        return await self._run(
+            lambda conn: _get_trigger_by_source(conn, app_id, type, source), one_statement=True
+        )
+
+    async def find_http_trigger(self, app_name: str, source: str) -> tuple[App, FnRecord, Trigger]:
+        """What ``/t/{app_name}/{source}`` calls, read in one transaction."""
+        if not source.startswith("/"):
+            source = "/" + source
+
+        async def find(conn: Conn) -> tuple[App, FnRecord, Trigger]:
+            row = await _one(conn, f"SELECT {APP_COLUMNS} FROM apps WHERE name = %s", (app_name,))
+            if row is None:
+                raise NotFoundError(MSG_APP_NOT_FOUND)
+            app = app_from_row(row)
+            trigger = await _get_trigger_by_source(conn, app.id, TRIGGER_TYPE_HTTP, source)
+            return app, await _get_fn(conn, trigger.fn_id), trigger
+
+        return await self._run(find)
+
+
+# --- queries, inside a call's transaction ----------------------------------------------------
+
+
+def _marks(count: int) -> str:
+    return ", ".join(["%s"] * count)
+
+
+async def _one(conn: Conn, sql: str, params: Sequence[object]) -> DictRow | None:
+    cursor = await conn.execute(sql, params)
+    return await cursor.fetchone()
+
+
+async def _by_id(conn: Conn, table: str, columns: str, row_id: str, lock: bool) -> DictRow | None:
+    # FOR UPDATE: a read-modify-write holds the row until its commit (SQLite's BEGIN IMMEDIATE).
+    suffix = " FOR UPDATE" if lock else ""
+    return await _one(conn, f"SELECT {columns} FROM {table} WHERE id = %s{suffix}", (row_id,))
+
+
+async def _get_app(conn: Conn, app_id: str, *, lock: bool = False) -> App:
+    row = await _by_id(conn, "apps", APP_COLUMNS, app_id, lock)
+    if row is None:
+        raise NotFoundError(MSG_APP_NOT_FOUND)
+    return app_from_row(row)
+
+
+async def _get_fn(conn: Conn, fn_id: str, *, lock: bool = False) -> FnRecord:
+    row = await _by_id(conn, "fns", FN_COLUMNS, fn_id, lock)
+    if row is None:
+        raise NotFoundError(MSG_FN_NOT_FOUND)
+    return fn_from_row(row)
+
+
+async def _get_trigger(conn: Conn, trigger_id: str, *, lock: bool = False) -> Trigger:
+    row = await _by_id(conn, "triggers", TRIGGER_COLUMNS, trigger_id, lock)
+    if row is None:
+        raise NotFoundError(MSG_TRIGGER_NOT_FOUND)
+    return trigger_from_row(row)
+
+
+async def _get_trigger_by_source(conn: Conn, app_id: str, type_: str, source: str) -> Trigger:
+    row = await _one(
+        conn,
+        f"SELECT {TRIGGER_COLUMNS} FROM triggers WHERE app_id = %s AND type = %s AND source = %s",
+        (app_id, type_, source),
+    )
+    if row is None:
+        raise NotFoundError(MSG_TRIGGER_NOT_FOUND)
+    return trigger_from_row(row)
+
+
+async def _check_source_free(conn: Conn, trigger: Trigger) -> None:
+    row = await _one(
+        conn,
+        "SELECT id FROM triggers WHERE app_id = %s AND type = %s AND source = %s AND id != %s",
+        (trigger.app_id, trigger.type, trigger.source, trigger.id),
+    )
+    if row is not None:
+        raise ConflictError(MSG_TRIGGER_SOURCE_EXISTS)
+
+
+async def _delete(conn: Conn, table: str, row_id: str, missing: str) -> None:
+    cursor = await conn.execute(f"DELETE FROM {table} WHERE id = %s", (row_id,))
+    if cursor.rowcount == 0:
+        raise NotFoundError(missing)
+
+
+async def _page(
+    conn: Conn,
+    table: str,
+    columns: str,
+    from_row: Callable[[DictRow], T],
+    where: list[tuple[str, object]],
+    cursor: str | None,
+    per_page: int | None,
+) -> tuple[list[T], str | None]:
+    """Rows ordered by name after ``cursor``; one extra row tells whether a next page exists
+    (the same rule as the SQLite store)."""
+    limit = clamp_per_page(per_page)
+    clauses = list(where)
+    if cursor:
+        clauses.append(("name > %s", decode_cursor(cursor)))
+    sql = f"SELECT {columns} FROM {table}"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clause for clause, _ in clauses)
+    sql += " ORDER BY name LIMIT %s"
+    result = await conn.execute(sql, [value for _, value in clauses] + [limit + 1])
+    rows = await result.fetchall()
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return [from_row(row) for row in rows], encode_cursor(rows[-1]["name"])
+    return [from_row(row) for row in rows], None
+
+
+# mypy checks here that PostgresStore keeps the Store protocol.
+_conforms: type[Store] = PostgresStore

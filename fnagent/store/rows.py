@@ -1,0 +1,177 @@
+"""How records become table rows and back, the same for every SQL backend of the store.
+
+Both backends keep the same columns with the same representations, so a record read back from
+either equals the one written and a new table is written once here for both:
+
+- timestamps are text, ``%Y-%m-%dT%H:%M:%S.%fZ`` in UTC (microseconds, so a record read back
+  equals the one written; fixed width, so text order is time order);
+- ``config`` and ``annotations`` are JSON text exactly as encoded here (PostgreSQL's ``jsonb``
+  would refuse the ``\\u0000`` a body may carry, and neither backend queries inside them).
+
+``*_values`` give a record's values in the order of its ``*_COLUMNS``; ``*_changes`` the
+columns an update may set, for ``update_statement``; ``*_from_row`` read a row that maps column
+names to values (``sqlite3.Row`` or psycopg's ``dict_row``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from fnagent.store.models import App, FnRecord, Trigger
+
+APP_COLUMNS = "id, name, config, annotations, syslog_url, shape, created_at, updated_at"
+FN_COLUMNS = (
+    "id, app_id, name, image, memory, timeout, idle_timeout, config, annotations, shape, "
+    "created_at, updated_at"
+)
+TRIGGER_COLUMNS = "id, app_id, fn_id, name, type, source, annotations, created_at, updated_at"
+
+_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+class Row(Protocol):
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def ts(when: datetime) -> str:
+    return when.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
+
+
+def parse_ts(text: str) -> datetime:
+    return datetime.strptime(text, _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+
+
+def dumps(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def app_values(app: App) -> tuple[Any, ...]:
+    return (
+        app.id,
+        app.name,
+        dumps(app.config),
+        dumps(app.annotations),
+        app.syslog_url,
+        app.shape,
+        ts(app.created_at),
+        ts(app.updated_at),
+    )
+
+
+def fn_values(fn: FnRecord) -> tuple[Any, ...]:
+    return (
+        fn.id,
+        fn.app_id,
+        fn.name,
+        fn.image,
+        fn.memory,
+        fn.timeout,
+        fn.idle_timeout,
+        dumps(fn.config),
+        dumps(fn.annotations),
+        fn.shape,
+        ts(fn.created_at),
+        ts(fn.updated_at),
+    )
+
+
+def trigger_values(trigger: Trigger) -> tuple[Any, ...]:
+    return (
+        trigger.id,
+        trigger.app_id,
+        trigger.fn_id,
+        trigger.name,
+        trigger.type,
+        trigger.source,
+        dumps(trigger.annotations),
+        ts(trigger.created_at),
+        ts(trigger.updated_at),
+    )
+
+
+def update_statement(
+    table: str, changes: Mapping[str, Any], row_id: str, mark: str
+) -> tuple[str, tuple[Any, ...]]:
+    """``UPDATE table SET ... WHERE id = ...`` and its parameters, with the backend's
+    placeholder ``mark`` (``?`` for sqlite3, ``%s`` for psycopg)."""
+    sets = ", ".join(f"{column} = {mark}" for column in changes)
+    return f"UPDATE {table} SET {sets} WHERE id = {mark}", (*changes.values(), row_id)
+
+
+def app_changes(app: App) -> dict[str, Any]:
+    return {
+        "config": dumps(app.config),
+        "annotations": dumps(app.annotations),
+        "syslog_url": app.syslog_url,
+        "shape": app.shape,
+        "updated_at": ts(app.updated_at),
+    }
+
+
+def fn_changes(fn: FnRecord) -> dict[str, Any]:
+    return {
+        "image": fn.image,
+        "memory": fn.memory,
+        "timeout": fn.timeout,
+        "idle_timeout": fn.idle_timeout,
+        "config": dumps(fn.config),
+        "annotations": dumps(fn.annotations),
+        "shape": fn.shape,
+        "updated_at": ts(fn.updated_at),
+    }
+
+
+def trigger_changes(trigger: Trigger) -> dict[str, Any]:
+    return {
+        "name": trigger.name,
+        "source": trigger.source,
+        "annotations": dumps(trigger.annotations),
+        "updated_at": ts(trigger.updated_at),
+    }
+
+
+def app_from_row(row: Row) -> App:
+    return App(
+        id=row["id"],
+        name=row["name"],
+        config=json.loads(row["config"]),
+        annotations=json.loads(row["annotations"]),
+        syslog_url=row["syslog_url"],
+        shape=row["shape"],
+        created_at=parse_ts(row["created_at"]),
+        updated_at=parse_ts(row["updated_at"]),
+    )
+
+
+def fn_from_row(row: Row) -> FnRecord:
+    return FnRecord(
+        id=row["id"],
+        app_id=row["app_id"],
+        name=row["name"],
+        image=row["image"],
+        memory=row["memory"],
+        timeout=row["timeout"],
+        idle_timeout=row["idle_timeout"],
+        config=json.loads(row["config"]),
+        annotations=json.loads(row["annotations"]),
+        shape=row["shape"],
+        created_at=parse_ts(row["created_at"]),
+        updated_at=parse_ts(row["updated_at"]),
+    )
+
+
+def trigger_from_row(row: Row) -> Trigger:
+    return Trigger(
+        id=row["id"],
+        app_id=row["app_id"],
+        fn_id=row["fn_id"],
+        name=row["name"],
+        type=row["type"],
+        source=row["source"],
+        annotations=json.loads(row["annotations"]),
+        created_at=parse_ts(row["created_at"]),
+        updated_at=parse_ts(row["updated_at"]),
+    )

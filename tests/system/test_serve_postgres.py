@@ -1,0 +1,94 @@
+"""``fnagent serve`` on a PostgreSQL store (FN_DB_URL=postgresql://...): two agents on one
+database serve the same fns, each with its own containers, and the database going away answers
+503 with a message until it is back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+
+from tests.helpers import wait_for
+from tests.postgres import PASSWORD, PostgresServer
+from tests.system.helpers import FN_HELLO, deploy, free_port, invoke, new_instance_id, require_image
+from tests.system.server import Server, make_server
+
+
+def test_two_agents_share_one_postgres_and_survive_its_outage(
+    tmp_path: Path,
+    cli_env: dict[str, str],
+    docker_api: docker.APIClient,
+    own_postgres: PostgresServer,
+) -> None:
+    require_image(docker_api, FN_HELLO)
+    env = {**cli_env, "FN_DB_CONNECT_TIMEOUT_MSECS": "2000"}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    first = make_server(tmp_path / "a", env)
+    # A second agent on this host: its own instance label, so neither sweeps the other's.
+    second = make_server(tmp_path / "b", {**env, "FNAGENT_INSTANCE_ID": new_instance_id()})
+    servers: list[Server] = []
+    try:
+        for server in (first, second):
+            server.db_url = own_postgres.url()
+            servers.append(server.start())
+        assert PASSWORD not in first.log_path.read_text()
+        fn = deploy(first, app="hello", fn="hello", image=FN_HELLO, memory=128, timeout=30)
+        answer = invoke(first, fn, {"name": "first"})
+        assert (answer.status, answer.body) == (200, b"Hello, first!")
+        # The other agent reads the same registry and runs the fn in its own container.
+        answer = invoke(second, fn, {"name": "second"})
+        assert (answer.status, answer.body) == (200, b"Hello, second!")
+        taken = second.request("POST", "/v2/apps", {"name": "hello"})
+        assert (taken.status, taken.message) == (409, "App already exists")
+
+        own_postgres.stop()
+        down = first.request("GET", "/v2/apps")
+        assert down.status == 503, down.body
+        assert down.message.startswith("the database is unavailable")
+        assert f"127.0.0.1:{own_postgres.port}" in down.message
+        assert PASSWORD not in down.body.decode()
+        assert "retry-after" in down.headers
+        created = second.request("POST", "/v2/apps", {"name": "during"})
+        assert created.status == 503, created.body
+
+        own_postgres.start()
+        for server in (first, second):
+            wait_for(
+                lambda s=server: s.request("GET", "/v2/apps").status == 200,  # type: ignore[misc]
+                "the agent to read the store again",
+                timeout_s=20,
+            )
+        assert second.request("POST", "/v2/apps", {"name": "after"}).status == 200
+        answer = invoke(second, fn, {"name": "again"})
+        assert (answer.status, answer.body) == (200, b"Hello, again!")
+        for server in servers:  # the outage was logged as lines, not tracebacks
+            assert "Traceback" not in server.log_path.read_text()
+    finally:
+        for server in servers:
+            assert server.stop() == 0, server.log_path.read_text()[-3000:]
+
+
+def test_a_bad_or_unreachable_db_url_ends_serve_with_one_line(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    import subprocess
+    import sys
+
+    port = free_port()
+    for url, expected in [
+        ("postgresql://fn:secret@127.0.0.1:notaport/fn", "the port must be a number"),
+        (f"postgresql://fn:secret@127.0.0.1:{port}/fn", "the database is unavailable"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "fnagent", "serve", "--port", str(free_port()), "--db-url", url],
+            env={**cli_env, "FN_DB_CONNECT_TIMEOUT_MSECS": "2000"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("fnagent serve: "), done.stderr
+        assert expected in lines[0] and "secret" not in lines[0]
