@@ -67,12 +67,12 @@ class Fn:
         max_concurrency(self.annotations)
         init_timeout_ms(self.annotations)
 
-    @property
+    @functools.cached_property
     def max_concurrency(self) -> int | None:
         """At most this many containers of the fn at once (None: no limit)."""
         return max_concurrency(self.annotations)
 
-    @property
+    @functools.cached_property
     def init_timeout_ms(self) -> int | None:
         """The fn's own start-up timeout (None: FN_HOT_START_TIMEOUT_MSECS)."""
         return init_timeout_ms(self.annotations)

@@ -5,8 +5,10 @@ A call goes to its function version's ``SlotQueue``: the most recently used idle
 in one task of the agent's task group, which launches it, waits for its listener, runs its idle
 policy (freeze after FN_FREEZE_IDLE_MSECS, remove after the fn's idle_timeout) and removes it.
 Launches reserve memory and CPU from ``Admission``, evicting idle containers of other functions
-when the budget is full. A changed function is pre-pulled while the old version serves; only
-then do new calls go to the new version, and the old containers drain.
+when the budget is full; a fn's ``fnagent.io/max-concurrency`` caps its containers across
+versions (``concurrency.py``), and its ``fnagent.io/init-timeout-ms`` times its starts. A
+changed function is pre-pulled while the old version serves; only then do new calls go to the
+new version, and the old containers drain.
 
 ``submit`` never raises for what happens to a call: the ``CallResult`` carries the status the
 caller gets (the status table in docs/design.md) and, for a failed call, the error (the server
