@@ -180,6 +180,37 @@ async def test_an_update_lowering_max_concurrency_clamps_min_hot() -> None:
         agent.scale(lowered, 0)
 
 
+async def test_a_kept_minimum_moves_to_a_new_version_within_the_limit() -> None:
+    async with running({"fn/echo": http_function()}) as (agent, driver):
+        old, new = limited(2, config={"K": "a"}), limited(2, config={"K": "b"})
+        agent.scale(old, 2)
+        await poll(lambda: agent.containers("fn1")["frozen"] == 2, "two frozen containers")
+        most = 0
+
+        async def watch() -> None:
+            nonlocal most
+            while True:
+                most = max(most, len(driver.live()))
+                await anyio.sleep(0.001)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            assert (await agent.submit(make_call(new))).status == 200
+            # The old version's two count until removed; then the minimum fills the new one.
+            await poll(
+                lambda: (
+                    [len(q.containers) for q in agent.queues] == [2]
+                    and agent.queues[0].key == new.version_key
+                    and len(driver.live()) == 2
+                ),
+                "the minimum on the new version alone",
+            )
+            tg.cancel_scope.cancel()
+        assert most <= 2
+        assert agent.min_hot("fn1") == 2
+        agent.scale(new, 0)
+
+
 async def test_an_evicted_container_frees_its_place_under_the_limit() -> None:
     async def which(request: Request, ctx: ProgramContext) -> Answer:
         return Answer(body=ctx.task.image.encode())
