@@ -5,11 +5,13 @@ function that listens late start where the default start timeout does not."""
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import docker
 
+from tests.helpers import wait_for
 from tests.system.helpers import deploy, function_containers, invoke
 from tests.system.server import Answer, Server, make_server
 
@@ -21,7 +23,7 @@ def test_max_concurrency_1_serves_concurrent_calls_in_turn_on_one_container(
     server: Server, docker_api: docker.APIClient, instance_id: str
 ) -> None:
     fn = deploy(server, timeout=60, annotations={LIMIT: 1})
-    calls = 4
+    followers = 3
     most = 0
     done = threading.Event()
 
@@ -34,18 +36,31 @@ def test_max_concurrency_1_serves_concurrent_calls_in_turn_on_one_container(
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        with ThreadPoolExecutor(calls) as pool:
-            answers: list[Answer] = list(
-                pool.map(lambda _: invoke(server, fn, {"sleep_ms": 300}), range(calls))
+        with ThreadPoolExecutor(1 + followers) as pool:
+            # The first call holds the container while the others arrive, half a second
+            # apart (far more than the server takes to read one), and wait for it.
+            first = pool.submit(invoke, server, fn, {"sleep_ms": 2500, "echo": "0"})
+            scale = f"/v2/fns/{fn['id']}/scale"
+            wait_for(
+                lambda: server.request("GET", scale).json()["running"] == 1,
+                "the first call's container busy",
+                timeout_s=60,
             )
+            later: list[Future[Answer]] = []
+            for i in range(1, followers + 1):
+                time.sleep(0.5)
+                later.append(pool.submit(invoke, server, fn, {"sleep_ms": 100, "echo": str(i)}))
+            answers: list[Answer] = [first.result()] + [f.result() for f in later]
     finally:
         done.set()
         watcher.join()
-    assert [a.status for a in answers] == [200] * calls, [a.body for a in answers]
+    assert [a.status for a in answers] == [200] * (1 + followers), [a.body for a in answers]
     documents = [a.json() for a in answers]
-    # One process served them all, one call after another.
+    # One process served them all, one call after another, in the order they arrived.
     assert len({d["pid"] for d in documents}) == 1
-    assert sorted(d["calls"] for d in documents) == list(range(1, calls + 1))
+    assert [(d["echo"], d["calls"]) for d in documents] == [
+        (str(i), i + 1) for i in range(1 + followers)
+    ]
     assert most == 1
     assert len(function_containers(docker_api, instance_id)) == 1
 
