@@ -27,6 +27,10 @@ Where this store differs from Fn, on purpose:
   and RFC 3986's other path characters (``-._~!$&'()*+,;=:@``), no ``.``/``..`` segment, no
   ``%``, ``?``, ``#``, spaces or control characters, since it is matched against the decoded
   request path and travels in the function's request headers.
+- A fn's annotations ``fnagent.io/max-concurrency`` (an integer >= 1) and
+  ``fnagent.io/init-timeout-ms`` (100 to 300000) are ours, checked on create and update: a
+  JSON integer or a string of its digits, else 400 naming the annotation
+  (``validate_fn_annotations``). An app or trigger may carry them as plain annotations.
 - A fn's ``name``/``app_id`` that differs in a PUT body is refused with Fn's
   ``ErrFnsInvalidFieldChange`` (Fn's SQL store silently ignores them).
 - A trigger's ``app_id``, ``fn_id`` and ``type`` cannot change ("Trigger app_id, fn_id and type
