@@ -16,6 +16,7 @@ this module only::
     ├── MethodNotAllowedError (405)         a method the route does not take
     ├── ConflictError (409)                 a unique name or trigger source is taken
     ├── RequestTooLargeError (413)          a request body over its bound
+    ├── TooManyRequestsError (429)          the fn's max-concurrency held a call to its deadline
     ├── StorageError (500)                  the database failed (disk full, I/O error, corrupt)
     │   └── StoreUnavailableError (503)     the database does not answer (down, unreachable)
     ├── SocketDirError (500)                a container's socket dir cannot be made
@@ -103,6 +104,7 @@ __all__ = [
     "StartTimeoutError",
     "StorageError",
     "StoreUnavailableError",
+    "TooManyRequestsError",
     "UnauthorizedError",
     "first_error",
 ]
@@ -205,6 +207,18 @@ class ResponseTooLargeError(FnAgentError):
 class ReceiveError(FnAgentError):
     status = 502
     default_message = "error receiving function response"
+
+
+class TooManyRequestsError(FnAgentError):
+    """The fn's ``fnagent.io/max-concurrency`` held the call until its deadline (Fn's message
+    for a 429). ``retry_after_s`` is the answer's Retry-After: when a retry may find room."""
+
+    status = 429
+    default_message = "Too many requests submitted"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class StartTimeoutError(FunctionTimeoutError):

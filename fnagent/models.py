@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,13 @@ from fnagent.ids import new_id
 FORMAT_HTTP_STREAM = "http-stream"
 FORMAT_COLD = "cold"
 FORMATS = (FORMAT_HTTP_STREAM, FORMAT_COLD)
+
+# Per-fn limits a fn asks for in its annotations (so Fn's own `fn` CLI can set them).
+MAX_CONCURRENCY_ANNOTATION = "fnagent.io/max-concurrency"
+INIT_TIMEOUT_ANNOTATION = "fnagent.io/init-timeout-ms"
+MIN_INIT_TIMEOUT_MS = 100
+MAX_INIT_TIMEOUT_MS = 5 * 60 * 1000
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +67,18 @@ class Fn:
             raise InvalidInputError(f"invalid format {self.format!r}: use one of {FORMATS}")
         if not self.image:
             raise InvalidInputError("missing image")
+        max_concurrency(self.annotations)
+        init_timeout_ms(self.annotations)
+
+    @functools.cached_property
+    def max_concurrency(self) -> int | None:
+        """At most this many containers of the fn at once (None: no limit)."""
+        return max_concurrency(self.annotations)
+
+    @functools.cached_property
+    def init_timeout_ms(self) -> int | None:
+        """The fn's own start-up timeout (None: FN_HOT_START_TIMEOUT_MSECS)."""
+        return init_timeout_ms(self.annotations)
 
     @functools.cached_property
     def version_key(self) -> str:
@@ -95,6 +115,50 @@ def validate_bounds(*, memory_mb: int, timeout_s: int, idle_timeout_s: int) -> N
         raise InvalidInputError(
             f"idle_timeout value is out of range, it should be between 0 and {MAX_IDLE_TIMEOUT_S}"
         )
+
+
+def max_concurrency(annotations: Mapping[str, Any]) -> int | None:
+    """``fnagent.io/max-concurrency``: an integer >= 1, or None when absent; anything else
+    raises InvalidInputError (400)."""
+    value = _annotation_int(annotations, MAX_CONCURRENCY_ANNOTATION)
+    if value is not None and value < 1:
+        raise InvalidInputError(
+            f"annotation {MAX_CONCURRENCY_ANNOTATION} must be an integer >= 1 (or a string "
+            f"of its digits), not {_shown(annotations[MAX_CONCURRENCY_ANNOTATION])}"
+        )
+    return value
+
+
+def init_timeout_ms(annotations: Mapping[str, Any]) -> int | None:
+    """``fnagent.io/init-timeout-ms``: an integer from MIN_INIT_TIMEOUT_MS to
+    MAX_INIT_TIMEOUT_MS, or None when absent; anything else raises InvalidInputError (400)."""
+    value = _annotation_int(annotations, INIT_TIMEOUT_ANNOTATION)
+    if value is not None and not MIN_INIT_TIMEOUT_MS <= value <= MAX_INIT_TIMEOUT_MS:
+        raise InvalidInputError(
+            f"annotation {INIT_TIMEOUT_ANNOTATION} must be an integer from "
+            f"{MIN_INIT_TIMEOUT_MS} to {MAX_INIT_TIMEOUT_MS} (milliseconds), not "
+            f"{_shown(annotations[INIT_TIMEOUT_ANNOTATION])}"
+        )
+    return value
+
+
+def _annotation_int(annotations: Mapping[str, Any], key: str) -> int | None:
+    """The annotation as an integer: a JSON integer, or a string of at most 12 digits (the
+    `fn` CLI sends a quoted value as a string); None when absent; -1 for anything else."""
+    if key not in annotations:
+        return None
+    value = annotations[key]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else -1
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    return -1
+
+
+def _shown(value: Any) -> str:
+    """The value as JSON, cut short: it is the client's and goes back in a message."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(kw_only=True)

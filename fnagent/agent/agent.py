@@ -5,8 +5,10 @@ A call goes to its function version's ``SlotQueue``: the most recently used idle
 in one task of the agent's task group, which launches it, waits for its listener, runs its idle
 policy (freeze after FN_FREEZE_IDLE_MSECS, remove after the fn's idle_timeout) and removes it.
 Launches reserve memory and CPU from ``Admission``, evicting idle containers of other functions
-when the budget is full. A changed function is pre-pulled while the old version serves; only
-then do new calls go to the new version, and the old containers drain.
+when the budget is full; a fn's ``fnagent.io/max-concurrency`` caps its containers across
+versions (``concurrency.py``), and its ``fnagent.io/init-timeout-ms`` times its starts. A
+changed function is pre-pulled while the old version serves; only then do new calls go to the
+new version, and the old containers drain.
 
 ``submit`` never raises for what happens to a call: the ``CallResult`` carries the status the
 caller gets (the status table in docs/design.md) and, for a failed call, the error (the server
@@ -35,6 +37,7 @@ from drivers.base import ContainerTask, Driver, RunStatus, TaskLogger, WaitResul
 from drivers.stats import Stat, decimate
 from fnagent.agent.admission import Admission, Budget, detect_budget
 from fnagent.agent.calllogs import CappedLog, LineSink, OutputRouter, log_call
+from fnagent.agent.concurrency import Concurrency, capped, limit_blocks, retry_after_s
 from fnagent.agent.eviction import EvictionPolicy, least_recently_used
 from fnagent.agent.hostcpu import HostCpu
 from fnagent.agent.httpclient import (
@@ -76,6 +79,7 @@ from fnagent.errors import (
     ResponseTooLargeError,
     ServerBusyError,
     StartTimeoutError,
+    TooManyRequestsError,
 )
 from fnagent.ids import new_id
 from fnagent.models import FORMAT_HTTP_STREAM, Call, Fn
@@ -154,6 +158,8 @@ class Agent:
         """fn id -> why its newest version could not be prepared (the old one still serves)."""
         self.log_sink = log_sink
         """Gets every line containers print, with its fn and call (the syslog forwarder)."""
+        self.concurrency = Concurrency()
+        """fn id -> its containers now, for ``fnagent.io/max-concurrency`` (concurrency.py)."""
         self.output_dropped_bytes: dict[str, int] = {}
         """fn id -> bytes of output between calls dropped over FN_MAX_IDLE_LOG_BYTES_PER_SEC."""
         self._tg: anyio.abc.TaskGroup | None = None
@@ -322,11 +328,15 @@ class Agent:
                     and queue.needs_launch()
                     and cpus_have_room(self.host_idle())
                 ):
-                    self._spawn(queue, call.extensions)
+                    if capped(1, self.concurrency.room(queue.fn)):
+                        self._spawn(queue, call.extensions)
+                    else:
+                        queue.limit_refused = True
             if not waiter.ready.is_set():
                 with anyio.fail_after(call.remaining_s()):
                     await waiter.ready.wait()
         except BaseException as exc:
+            position = queue.waiting_ahead(waiter)
             if waiter.container is not None:
                 # Handed a container just as we gave up (timeout or cancellation): give it back.
                 queue.release(waiter.container, self.clock.now())
@@ -336,6 +346,15 @@ class Agent:
                     queue.waiters.remove(waiter)
                 self._carry_out(self.versions.settle(queue))
             if isinstance(exc, TimeoutError):
+                room = self.concurrency.room(queue.fn)
+                if limit_blocks(position=position, starting=queue.starting, room=room):
+                    raise TooManyRequestsError(
+                        retry_after_s=retry_after_s(
+                            call_time_s=queue.call_time_s,
+                            waiters=position,
+                            limit=queue.fn.max_concurrency or 1,
+                        )
+                    ) from None
                 if queue.admission_blocked:
                     raise ServerBusyError() from None
                 raise FunctionTimeoutError("Timed out waiting for a container") from None
@@ -460,7 +479,10 @@ class Agent:
             launch_time_s=queue.launch_time_s,
             use_history=use_history,
         )
-        for _ in range(count):
+        launches = capped(count, self.concurrency.room(queue.fn))
+        if launches < count:
+            queue.limit_refused = True
+        for _ in range(launches):
             self._spawn(queue, extensions)
 
     def _spawn(self, queue: SlotQueue, extensions: dict[str, str] | None = None) -> None:
@@ -483,6 +505,7 @@ class Agent:
             connection=UnixHTTPConnection(socket_dir.listener),
         )
         queue.launching.add(container)
+        self.concurrency.added(queue.fn.id)
         self._tg.start_soon(
             self._container_life,
             queue,
@@ -559,6 +582,7 @@ class Agent:
             if reserved:
                 self.admission.release(memory, cpus)
             container.socket_dir.remove()
+            self.concurrency.removed(fn.id)
             self._after_container_gone(queue, launched=not starting)
 
     def _after_container_gone(self, queue: SlotQueue, *, launched: bool) -> None:
@@ -566,6 +590,7 @@ class Agent:
             return
         if queue.draining:
             self._carry_out(self.versions.settle(queue))
+            self._limit_freed(queue.fn.id)
             return
         # With none left serving, scale from zero (after a failed launch, a launch per waiter:
         # each failure answers one). With containers serving, they serve the waiters, whose
@@ -579,6 +604,18 @@ class Agent:
             # Relaunching at once after a failed launch would spin while the daemon is down.
             queue.relaunch_pending = True
             self._tg.start_soon(self._keep_minimum_later, queue, backoff_s(queue.launch_failures))
+        self._limit_freed(queue.fn.id)
+
+    def _limit_freed(self, fn_id: str) -> None:
+        """A container of ``fn_id`` is gone: launches its max-concurrency refused (for the
+        version serving it now, which may not be the gone container's) may start now."""
+        queue = self.versions.serving(fn_id)
+        if queue is None or not queue.limit_refused:
+            return
+        queue.limit_refused = False
+        self._launch_for(queue)
+        if not queue.launch_failures:  # after a failed launch the minimum backs off
+            self._keep_minimum(queue)
 
     async def _keep_minimum_later(self, queue: SlotQueue, delay_s: float) -> None:
         await self.clock.sleep(delay_s)
@@ -591,7 +628,7 @@ class Agent:
         self._doom(container)
 
     async def _await_ready(self, container: HotContainer) -> None:
-        timeout_s = self.config.hot_start_timeout_ms / 1000
+        timeout_s = (container.fn.init_timeout_ms or self.config.hot_start_timeout_ms) / 1000
         try:
             with anyio.fail_after(timeout_s):
                 socket_dir = container.socket_dir
@@ -779,6 +816,7 @@ class Agent:
             cpus_mcpus=fn.cpus_mcpus,
             budget=self.admission.budget,
             max_min_hot=self.config.max_min_hot,
+            max_concurrency=fn.max_concurrency,
         )
 
     def _keep_minimum(self, queue: SlotQueue) -> None:
@@ -788,7 +826,10 @@ class Agent:
         count = launches_towards_minimum(
             min_hot=queue.min_hot, launched=len(queue.containers), starting=queue.starting
         )
-        for _ in range(count):
+        launches = capped(count, self.concurrency.room(queue.fn))
+        if launches < count:
+            queue.limit_refused = True
+        for _ in range(launches):
             self._spawn(queue)
 
     def containers(self, fn_id: str | None = None) -> dict[str, int]:

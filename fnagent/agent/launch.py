@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from fnagent.agent.admission import Budget
+from fnagent.models import MAX_CONCURRENCY_ANNOTATION
 
 MIB = 1024 * 1024
 # What a launch is assumed to cost before one was seen (a cold start with the bridge).
@@ -91,11 +92,17 @@ def launches_towards_minimum(*, min_hot: int, launched: int, starting: int) -> i
 
 
 def min_hot_bound(
-    *, memory_mb: int, cpus_mcpus: int, budget: Budget, max_min_hot: int
+    *,
+    memory_mb: int,
+    cpus_mcpus: int,
+    budget: Budget,
+    max_min_hot: int,
+    max_concurrency: int | None = None,
 ) -> tuple[int, str]:
     """The largest minimum hot count a fn may have, and what sets it: ``max_min_hot``
     (FN_MAX_MIN_HOT), or fewer when that many of its containers could never fit the memory
-    or CPU budget together."""
+    or CPU budget together, or when the fn allows fewer at once (``max_concurrency``, its
+    ``fnagent.io/max-concurrency``)."""
     bound = max_min_hot
     why = f"FN_MAX_MIN_HOT={bound}"
     memory = memory_mb * MIB
@@ -111,4 +118,7 @@ def min_hot_bound(
             f"{cpus_mcpus} milli-CPUs each within the {budget.cpu_mcpus} milli-CPU "
             "budget for functions"
         )
+    if max_concurrency is not None and max_concurrency < bound:
+        bound = max_concurrency
+        why = f"{MAX_CONCURRENCY_ANNOTATION}={max_concurrency}"
     return bound, why

@@ -116,6 +116,9 @@ class SlotQueue:
         """Launches that failed in a row; the minimum hot count backs off by it."""
         self.relaunch_pending = False
         """A delayed relaunch for the minimum hot count is scheduled."""
+        self.limit_refused = False
+        """The fn's max-concurrency refused a launch this queue wanted: when one of the fn's
+        containers goes, the agent launches again for the waiters and the minimum."""
 
     def __repr__(self) -> str:
         busy = sum(1 for c in self.containers if c.state is State.BUSY)
@@ -187,6 +190,17 @@ class SlotQueue:
         """Draining, with calls waiting that nothing here can serve any more: no container
         serving, none starting (e.g. the last one died mid-call)."""
         return self.draining and bool(self.waiters) and not self.serving and not self.starting
+
+    def waiting_ahead(self, waiter: Waiter) -> int:
+        """How many calls still waiting came before ``waiter`` (all of them when it is not
+        queued)."""
+        ahead = 0
+        for other in self.waiters:
+            if other is waiter:
+                break
+            if not other.ready.is_set():
+                ahead += 1
+        return ahead
 
     def take_waiters(self) -> list[Waiter]:
         """Every waiter still waiting, taken off the queue (the caller answers them)."""

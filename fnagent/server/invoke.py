@@ -32,11 +32,11 @@ from fnagent.errors import (
 )
 from fnagent.models import Call, CallRequest, Fn
 from fnagent.server.state import (
-    RETRY_AFTER_S,
     ServerState,
     bearer_matches,
     error_response,
     error_response_for,
+    retry_after,
 )
 from fnagent.store.models import App, FnRecord
 
@@ -58,7 +58,6 @@ TRIGGER_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Reads of one lookup while writes keep coming; the last read is then served, not cached.
 MAX_LOOKUP_READS = 3
 JSON = b"application/json"
-RETRY_AFTER_BYTES = str(RETRY_AFTER_S).encode()
 
 
 class ClientGone(Exception):
@@ -286,11 +285,13 @@ async def run_call(state: ServerState, receive: Receive, call: Call) -> CallResu
 
 
 def error_answer(error: FnAgentError) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """A failed call's headers and JSON ``{"message": ...}`` body; a 503 carries Retry-After."""
+    """A failed call's headers and JSON ``{"message": ...}`` body; a 503 or 429 carries
+    Retry-After (``state.retry_after``)."""
     body = json.dumps({"message": error.message}).encode()
     headers = [(b"content-length", str(len(body)).encode()), (b"content-type", JSON)]
-    if error.status == 503:
-        headers.append((b"retry-after", RETRY_AFTER_BYTES))
+    seconds = retry_after(error)
+    if seconds is not None:
+        headers.append((b"retry-after", seconds.encode()))
     return headers, body
 
 

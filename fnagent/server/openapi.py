@@ -30,6 +30,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "Not found",
         409: "Already exists",
         413: "Body too large",
+        429: "The fn's max-concurrency held the call until its deadline",
         500: "Server failure",
         502: "Function failed",
         503: "Server too busy",
@@ -129,7 +130,7 @@ def document() -> dict[str, Any]:
     ]
     function_answer = {
         "200": {"description": "The function's answer (its Fn-Http-Status sets the status)"},
-        **_errors(400, 401, 404, 413, 502, 503, 504),
+        **_errors(400, 401, 404, 413, 429, 502, 503, 504),
     }
     trigger_call = {
         method: {

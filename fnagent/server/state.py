@@ -18,6 +18,7 @@ from fnagent.errors import (
     FnAgentError,
     InvalidInputError,
     RequestTooLargeError,
+    TooManyRequestsError,
     UnauthorizedError,
 )
 from fnagent.server.metrics import Metrics
@@ -50,10 +51,21 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return JSONResponse({"message": message}, status_code=status, headers=headers)
 
 
-def error_response_for(exc: FnAgentError, headers: dict[str, str] | None = None) -> Response:
-    """The JSON answer for a raised error; a 503 carries Retry-After."""
+def retry_after(exc: FnAgentError) -> str | None:
+    """The Retry-After an error's answer carries: on a 503, RETRY_AFTER_S; on a 429 (a fn's
+    max-concurrency), the error's own estimate; else none."""
+    if isinstance(exc, TooManyRequestsError):
+        return str(exc.retry_after_s)
     if exc.status == 503:
-        headers = {**RETRY_AFTER, **(headers or {})}
+        return str(RETRY_AFTER_S)
+    return None
+
+
+def error_response_for(exc: FnAgentError, headers: dict[str, str] | None = None) -> Response:
+    """The JSON answer for a raised error; a 503 or 429 carries Retry-After (``retry_after``)."""
+    seconds = retry_after(exc)
+    if seconds is not None:
+        headers = {"Retry-After": seconds, **(headers or {})}
     return error_response(exc.status, exc.message, headers)
 
 

@@ -29,6 +29,10 @@ Where this store differs from Fn, on purpose:
   and RFC 3986's other path characters (``-._~!$&'()*+,;=:@``), no ``.``/``..`` segment, no
   ``%``, ``?``, ``#``, spaces or control characters, since it is matched against the decoded
   request path and travels in the function's request headers.
+- A fn's annotations ``fnagent.io/max-concurrency`` (an integer >= 1) and
+  ``fnagent.io/init-timeout-ms`` (100 to 300000) are ours, checked on create and update: a
+  JSON integer or a string of its digits, else 400 naming the annotation
+  (``validate_fn_annotations``). An app or trigger may carry them as plain annotations.
 - A fn's ``name``/``app_id`` that differs in a PUT body is refused with Fn's
   ``ErrFnsInvalidFieldChange`` (Fn's SQL store silently ignores them).
 - A trigger's ``app_id``, ``fn_id`` and ``type`` cannot change ("Trigger app_id, fn_id and type
@@ -65,6 +69,7 @@ from fnagent.bounds import (
     MAX_TIMEOUT_S,
 )
 from fnagent.errors import ConflictError, InvalidInputError
+from fnagent.models import init_timeout_ms, max_concurrency
 from fnagent.syslog.message import parse_syslog_urls
 
 # Fn's error.go: MaxLengthAppName / MaxLengthFnName / MaxLengthTriggerName.
@@ -456,6 +461,17 @@ def validate_annotations(annotations: Mapping[str, Any]) -> dict[str, Any]:
     return dict(annotations)
 
 
+def validate_fn_annotations(annotations: Mapping[str, Any]) -> dict[str, Any]:
+    """Fn's rules (``validate_annotations``), then ours for the keys a fn may set to ask for
+    a limit: ``fnagent.io/max-concurrency`` (an integer >= 1) and ``fnagent.io/init-timeout-ms``
+    (100 to 300000). Their rules live with the agent's model (``fnagent.models``), which
+    refuses a fn that breaks them, so a stored fn always passes them."""
+    checked = validate_annotations(annotations)
+    max_concurrency(checked)
+    init_timeout_ms(checked)
+    return checked
+
+
 def _annotations_object(value: object) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -615,7 +631,7 @@ def new_fn(
     timeout = timeout or DEFAULT_TIMEOUT_S
     idle_timeout = idle_timeout or DEFAULT_IDLE_TIMEOUT_S
     validate_fn_resources(memory=memory, timeout=timeout, idle_timeout=idle_timeout)
-    checked_annotations = validate_annotations(_annotations_object(annotations) or {})
+    checked_annotations = validate_fn_annotations(_annotations_object(annotations) or {})
     checked_config = validate_config(_config_object(config) or {})
     if shape is not None and not isinstance(shape, str):
         raise InvalidInputError(f"{MSG_INVALID_JSON}: shape must be a string")
@@ -803,7 +819,7 @@ def apply_fn_patch(fn: FnRecord, patch: Mapping[str, Any], now: datetime) -> FnR
         memory=memory,
         timeout=timeout,
         idle_timeout=idle_timeout,
-        annotations=validate_annotations(annotations),
+        annotations=validate_fn_annotations(annotations),
         config=validate_config(merge_config(fn.config, _config_object(patch.get("config")))),
     )
     return _touched(fn, merged, now)

@@ -298,6 +298,27 @@ async def test_deleting_a_fn_deletes_its_triggers(client: Client, agent: StubAge
     assert await ok(client, "GET", f"/v2/fns/{keep['id']}") == keep
 
 
+async def test_fn_limit_annotations_are_checked_on_create_and_update(client: Client) -> None:
+    app = await ok(client, "POST", "/v2/apps", {"name": "app"})
+    limit, init = "fnagent.io/max-concurrency", "fnagent.io/init-timeout-ms"
+    body = {"app_id": app["id"], "name": "fn", "image": "fnproject/hello"}
+    status, message = await refused(client, "POST", "/v2/fns", {**body, "annotations": {limit: 0}})
+    assert (status, message.startswith(f"annotation {limit} must be an integer >= 1")) == (
+        400,
+        True,
+    )
+    fn = await ok(client, "POST", "/v2/fns", {**body, "annotations": {limit: 2, init: 20000}})
+    assert (fn["annotations"][limit], fn["annotations"][init]) == (2, 20000)
+    path = f"/v2/fns/{fn['id']}"
+    status, message = await refused(client, "PUT", path, {"annotations": {init: 50}})
+    assert (status, message.startswith(f"annotation {init} must be an integer from 100")) == (
+        400,
+        True,
+    )
+    updated = await ok(client, "PUT", path, {"annotations": {limit: "1", init: None}})
+    assert updated["annotations"][limit] == "1" and init not in updated["annotations"]
+
+
 async def test_fn_scale(client: Client, agent: StubAgent) -> None:
     _, fn, _ = await app_fn_trigger(client)
     path = f"/v2/fns/{fn['id']}/scale"

@@ -10,7 +10,12 @@ import anyio
 import pytest
 
 from fnagent.agent import CallResult
-from fnagent.errors import FnAgentError, FunctionTimeoutError, ServerBusyError
+from fnagent.errors import (
+    FnAgentError,
+    FunctionTimeoutError,
+    ServerBusyError,
+    TooManyRequestsError,
+)
 from fnagent.models import Call, Fn
 from fnagent.server.app import ServerConfig, ServerState
 from fnagent.server.metrics import Metrics
@@ -76,6 +81,14 @@ async def test_the_server_renders_a_failed_call_as_json_with_retry_after_on_503(
     status, headers, body = await request(make_state(agent), "PUT", "/t/app/hook")
     assert (status, json.loads(body)) == (504, {"message": "Timed out"})
     assert b"retry-after" not in headers
+
+
+async def test_a_call_the_fns_max_concurrency_turned_away_is_429_with_its_retry_after() -> None:
+    agent = StubAgent(error=TooManyRequestsError(retry_after_s=7))
+    status, headers, body = await request(make_state(agent), "POST", "/invoke/f1")
+    assert (status, json.loads(body)) == (429, {"message": "Too many requests submitted"})
+    assert headers[b"retry-after"] == b"7" and headers[b"content-type"] == b"application/json"
+    assert headers[b"fn-call-id"].decode() == agent.calls[0].id
 
 
 async def test_trigger_calls_carry_the_gateway_flag_and_take_any_method() -> None:

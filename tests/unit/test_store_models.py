@@ -436,3 +436,38 @@ def new_trigger(**fields: Any) -> m.Trigger:
         "now": T0,
     }
     return m.new_trigger(**{**args, **fields})
+
+
+def test_fn_limit_annotations() -> None:
+    # The `fn` CLI sends --annotation values as JSON: 2 or "2" (from '"2"') both count.
+    limit, init = "fnagent.io/max-concurrency", "fnagent.io/init-timeout-ms"
+    for good in [{limit: 1}, {limit: "3"}, {limit: 1000}, {init: 100}, {init: "300000"}]:
+        assert new_fn(annotations=good).annotations == good
+    bad_limit = f"^annotation {limit} must be an integer >= 1"
+    bad_init = f"^annotation {init} must be an integer from 100 to 300000"
+    cases: list[tuple[Any, str]] = [
+        ({limit: 0}, bad_limit),
+        ({limit: -1}, bad_limit),
+        ({limit: "0"}, bad_limit),
+        ({limit: " 2"}, bad_limit),
+        ({limit: "2.0"}, bad_limit),
+        ({limit: 1.5}, bad_limit),
+        ({limit: True}, bad_limit),
+        ({limit: [1]}, bad_limit),
+        ({limit: "x" * 20}, bad_limit),
+        ({init: 99}, bad_init),
+        ({init: 300001}, bad_init),
+        ({init: "5s"}, bad_init),
+    ]
+    for given_annotations, expected in cases:
+        with pytest.raises(InvalidInputError, match=expected):
+            new_fn(annotations=given_annotations)
+    fn = new_fn(annotations={limit: 2})
+    assert m.apply_fn_patch(fn, {"annotations": {limit: 4}}, T1).annotations == {limit: 4}
+    assert m.apply_fn_patch(fn, {"annotations": {limit: ""}}, T1).annotations == {}
+    with pytest.raises(InvalidInputError, match=bad_limit):
+        m.apply_fn_patch(fn, {"annotations": {limit: 0}}, T1)
+    with pytest.raises(InvalidInputError, match=bad_init):
+        m.apply_fn_patch(fn, {"annotations": {init: 1}}, T1)
+    # Apps and triggers carry these keys as plain annotations (they mean nothing there).
+    assert new_app(annotations={limit: 0}).annotations == {limit: 0}
