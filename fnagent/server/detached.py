@@ -175,18 +175,17 @@ class Dispatcher:
         poll_s = self.config.poll_ms / 1000
         while not self._stopping:
             self._wake = anyio.Event()
-            free = self.config.concurrency - len(self.running)
-            if free > 0:
-                leased = await self._lease(free)
-                if self._tg is None:  # closed meanwhile: the leases go back on the next start
-                    return
-                for call in leased:
-                    self.running[call.id] = call
-                    self._tg.start_soon(self._run, call)
+            leased = await self._lease(self.config.concurrency - len(self.running))
+            if self._tg is None:  # closed meanwhile: the leases go back on the next start
+                return
+            for call in leased:
+                self.running[call.id] = call
+                self._tg.start_soon(self._run, call)
             with anyio.move_on_after(poll_s):
                 await self._wake.wait()
 
     async def _lease(self, limit: int) -> list[QueuedCall]:
+        """Up to ``limit`` calls (none when 0); the depth read afresh either way."""
         try:
             leased = await self.store.lease_calls(
                 owner=self.owner,

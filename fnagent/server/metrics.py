@@ -60,11 +60,16 @@ class _StateCollector(Collector):
         for fn_id, size in state.get("output_dropped_bytes", {}).items():
             dropped.add_metric([fn_id], size)
         yield dropped
+        yield GaugeMetricFamily(
+            "fnagent_detached_queue_depth",
+            "Detached calls queued in the store, waiting to run (read at each dispatch)",
+            value=state.get("detached_queue_depth", 0),
+        )
 
 
 class Metrics:
     """The server's registry. ``state`` returns {"containers": {...}, "pool": {...},
-    "output_dropped_bytes": {fn_id: bytes}}."""
+    "output_dropped_bytes": {fn_id: bytes}, "detached_queue_depth": n}."""
 
     def __init__(self, state: Callable[[], dict[str, Any]]) -> None:
         self.state = state
