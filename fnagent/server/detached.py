@@ -112,6 +112,7 @@ class Dispatcher:
         """Calls queued in the store when last looked (the detached queue depth metric)."""
         self._wake = anyio.Event()
         self._idle = anyio.Event()
+        self._depth_due = 0.0
         self._stopping = False
         self._tg: anyio.abc.TaskGroup | None = None
         self._callback_limiter = anyio.CapacityLimiter(config.callback_concurrency)
@@ -141,8 +142,10 @@ class Dispatcher:
         await self.aclose()
 
     def notify(self) -> None:
-        """A call was enqueued here: look at the queue now, not at the next poll."""
-        self._wake.set()
+        """A call was enqueued here: look at the queue now, not at the next poll (when a
+        slot is free: otherwise the next finished call looks)."""
+        if len(self.running) < self.config.concurrency:
+            self._wake.set()
 
     def stop(self) -> None:
         """Take no more calls (SIGTERM); the ones queued stay queued. Idempotent."""
@@ -185,7 +188,8 @@ class Dispatcher:
                 await self._wake.wait()
 
     async def _lease(self, limit: int) -> list[QueuedCall]:
-        """Up to ``limit`` calls (none when 0); the depth read afresh either way."""
+        """Up to ``limit`` calls (none when 0); the depth read afresh at most once a poll
+        interval (a count costs a scan of the queued calls)."""
         try:
             leased = await self.store.lease_calls(
                 owner=self.owner,
@@ -193,7 +197,9 @@ class Dispatcher:
                 now=self.clock(),
                 lease_s=self.config.lease_ms / 1000,
             )
-            self.depth = await self.store.count_queued()
+            if time.monotonic() >= self._depth_due:
+                self._depth_due = time.monotonic() + self.config.poll_ms / 1000
+                self.depth = await self.store.count_queued()
         except FnAgentError as exc:
             logger.warning("detached queue unreadable", extra={"error": exc.message})
             return []
