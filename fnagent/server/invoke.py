@@ -2,11 +2,13 @@
 ``/t/{app_name}/{source}`` (any method, Fn's gateway protocol).
 
 Both read the body up to the request-size limit (413 beyond), run the call on the agent, and
-answer with the function's response and ``Fn-Call-Id``. A caller that disconnects cancels its
-call. Function definitions are cached in memory and dropped on every store write (this server
-owns its store), so a hot invoke costs no database read. A lookup caches what it read only when
-no write came while it read; otherwise it reads again, so a fn deleted or updated meanwhile is
-answered 404 or with its new definition, never kept stale in the cache.
+answer with the function's response and ``Fn-Call-Id``. With ``Fn-Invoke-Type: detached``
+they store the call in the store's queue instead and answer 202 with ``Fn-Call-Id`` once it
+is committed; the dispatcher (fnagent/server/detached.py) runs it. A caller that disconnects
+cancels its call. Function definitions are cached in memory and dropped on every store write
+(this server owns its store), so a hot invoke costs no database read. A lookup caches what it
+read only when no write came while it read; otherwise it reads again, so a fn deleted or
+updated meanwhile is answered 404 or with its new definition, never kept stale in the cache.
 
 These two routes are the hot path, so they are served as raw ASGI in front of Starlette
 (``InvokeApp``): no middleware stack, router, Request or Response objects per call. Everything

@@ -84,12 +84,39 @@ def test_a_detached_call_answers_202_then_runs_and_calls_back(server: Server) ->
     assert (missing.status, missing.message) == (404, "Fn not found")
 
 
+@contextmanager
+def serving(tmp_path: Path, cli_env: dict[str, str], concurrency: int) -> Iterator[Server]:
+    """A `serve` running ``concurrency`` detached calls at a time; stopped with SIGTERM at the
+    end if it still runs (exit status 0)."""
+    env = {**cli_env, "FN_DETACHED_CONCURRENCY": str(concurrency)}
+    server = make_server(tmp_path, env).start()
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            assert server.stop() == 0
+
+
+def wait_until_one_runs(server: Server) -> None:
+    wait_for(
+        lambda: any(row["status"] == "running" for row in queue_rows(server.db_path)),
+        "a detached call running",
+        timeout_s=60,
+    )
+
+
+def wait_until_all_done(server: Server) -> None:
+    wait_for(
+        lambda: all(row["status"] == "success" for row in queue_rows(server.db_path)),
+        "every detached call done",
+        timeout_s=120,
+    )
+
+
 def test_sigkill_with_calls_queued_and_running_then_a_restart_runs_them_all(
     tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
-    env = {**cli_env, "FN_DETACHED_CONCURRENCY": "2"}
-    server = make_server(tmp_path, env).start()
-    try:
+    with serving(tmp_path, cli_env, concurrency=2) as server:
         fn = deploy(server, timeout=30)
         ids = []
         for i in range(24):
@@ -98,27 +125,37 @@ def test_sigkill_with_calls_queued_and_running_then_a_restart_runs_them_all(
             )
             assert answer.status == 202, answer.body
             ids.append(answer.headers["fn-call-id"])
-        wait_for(
-            lambda: any(row["status"] == "running" for row in queue_rows(server.db_path)),
-            "a detached call running",
-            timeout_s=60,
-        )
+        wait_until_one_runs(server)
         server.stop(signal.SIGKILL)
         at_kill = {row["id"]: row["status"] for row in queue_rows(server.db_path)}
         assert sorted(at_kill) == sorted(ids)
         assert "running" in at_kill.values() and "queued" in at_kill.values(), at_kill
         server.start()
-        wait_for(
-            lambda: all(row["status"] == "success" for row in queue_rows(server.db_path)),
-            "every detached call done after the restart",
-            timeout_s=120,
-        )
+        wait_until_all_done(server)
         rows = {row["id"]: row for row in queue_rows(server.db_path)}
         # At least once: what ran when the server died ran again.
         for call_id, status in at_kill.items():
             if status == "running":
                 assert rows[call_id]["attempts"] >= 2, dict(rows[call_id])
         assert {row["http_status"] for row in rows.values()} == {200}
-    finally:
-        if server.process is not None:
-            assert server.stop() == 0
+
+
+def test_sigterm_lets_the_running_call_finish_and_keeps_the_queued_ones(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    with serving(tmp_path, cli_env, concurrency=1) as server:
+        fn = deploy(server, timeout=30)
+        ids = [
+            server.request(
+                "POST", f"/invoke/{fn['id']}", {"sleep_ms": 3000}, headers=DETACHED
+            ).headers["fn-call-id"]
+            for _ in range(3)
+        ]
+        wait_until_one_runs(server)
+        assert server.stop() == 0
+        rows = {row["id"]: row for row in queue_rows(server.db_path)}
+        statuses = sorted((rows[i]["status"], rows[i]["attempts"]) for i in ids)
+        # The running one finished within the grace period; the others were not started.
+        assert statuses == [("queued", 0), ("queued", 0), ("success", 1)], statuses
+        server.start()
+        wait_until_all_done(server)
