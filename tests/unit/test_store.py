@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -151,3 +152,23 @@ async def test_unreadable_files_are_storage_errors(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a database at all" * 100)
     with pytest.raises(StorageError, match="file is not a database"):
         await SQLiteStore(garbage).open()
+
+
+async def test_concurrent_enqueues_share_commits(store: SQLiteStore) -> None:
+    """Group commit: calls enqueued while a batch is written go together in the next one."""
+    from fnagent.testing.store_conformance import queued_call
+
+    transactions = 0
+    run = store._run
+
+    async def counting(op: Any, *, write: bool) -> Any:
+        nonlocal transactions
+        transactions += 1
+        return await run(op, write=write)
+
+    store._run = counting  # type: ignore[method-assign]
+    async with anyio.create_task_group() as tg:
+        for i in range(16):
+            tg.start_soon(store.enqueue_call, queued_call(f"c{i}"))
+    assert await store.count_queued() == 16
+    assert transactions <= 3 + 1  # the first alone, then the rest in one or two; + the count
