@@ -60,7 +60,7 @@ def queue_rows(db_path: Path) -> list[sqlite3.Row]:
 
 
 def test_a_detached_call_answers_202_then_runs_and_calls_back(server: Server) -> None:
-    fn = deploy(server)
+    fn = deploy(server, timeout=30)  # a cold start on a loaded host may take seconds
     with receiver() as (url, got):
         answer = server.request(
             "POST",
