@@ -114,6 +114,7 @@ class Dispatcher:
         self._idle = anyio.Event()
         self._depth_due = 0.0
         self._stopping = False
+        self._closing = False
         self._tg: anyio.abc.TaskGroup | None = None
         self._callback_limiter = anyio.CapacityLimiter(config.callback_concurrency)
 
@@ -156,9 +157,12 @@ class Dispatcher:
         """Stop; wait up to drain_ms for running calls and callbacks; cancel the rest (left
         leased: the next start runs them again). Idempotent."""
         self.stop()
-        tg, self._tg = self._tg, None
-        if tg is None:
+        tg = self._tg
+        if tg is None or self._closing:
             return
+        # The task group stays while the calls drain: a call that finishes now still gets
+        # its callback started.
+        self._closing = True
         with anyio.move_on_after(self.config.drain_ms / 1000, shield=True):
             while self.running or self.callbacks:
                 self._idle = anyio.Event()
@@ -170,6 +174,7 @@ class Dispatcher:
             )
         tg.cancel_scope.cancel()
         await tg.__aexit__(None, None, None)
+        self._tg = None
 
     # --- loops ----------------------------------------------------------------------------
 
@@ -179,8 +184,8 @@ class Dispatcher:
         while not self._stopping:
             self._wake = anyio.Event()
             leased = await self._lease(self.config.concurrency - len(self.running))
-            if self._tg is None:  # closed meanwhile: the leases go back on the next start
-                return
+            assert self._tg is not None
+            # Leased while a stop came: they are ours now, and run within the drain.
             for call in leased:
                 self.running[call.id] = call
                 self._tg.start_soon(self._run, call)

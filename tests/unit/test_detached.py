@@ -183,8 +183,7 @@ class Clock:
 FAST = DetachedConfig(poll_ms=10, backoff_ms=1000, max_attempts=3, lease_ms=30_000)
 
 
-@asynccontextmanager
-async def dispatching(
+def make_dispatcher(
     store: SQLiteStore,
     agent: Submitter,
     *,
@@ -192,12 +191,12 @@ async def dispatching(
     owner: str = "me",
     config: DetachedConfig = FAST,
     observer: Observed | None = None,
-) -> AsyncIterator[Dispatcher]:
+) -> Dispatcher:
     async def lookup(fn_id: str) -> Fn:
         record = await store.get_fn(fn_id)
         return agent_fn(await store.get_app(record.app_id), record)
 
-    async with Dispatcher(
+    return Dispatcher(
         store=store,
         agent=agent,
         lookup=lookup,
@@ -205,7 +204,14 @@ async def dispatching(
         owner=owner,
         observer=observer,
         clock=clock or Clock(),
-    ) as dispatcher:
+    )
+
+
+@asynccontextmanager
+async def dispatching(
+    store: SQLiteStore, agent: Submitter, **kwargs: Any
+) -> AsyncIterator[Dispatcher]:
+    async with make_dispatcher(store, agent, **kwargs) as dispatcher:
         yield dispatcher
 
 
@@ -453,3 +459,23 @@ async def test_a_callback_is_retried_then_given_up() -> None:
     await refused.aclose()
     url = f"http://127.0.0.1:{port}/"
     assert await post_callback(url, headers=[], body=b"", timeout_s=1, attempts=1) is None
+
+
+async def test_a_call_finishing_during_the_drain_still_calls_back(store: SQLiteStore) -> None:
+    _, fn, _ = await app_fn_trigger(store)
+    agent = ScriptedAgent()
+    agent.gate = anyio.Event()
+    async with receiver() as (url, got):
+        await store.enqueue_call(queued_call("c1", fn_id=fn.id, callback_url=url))
+
+        async def release() -> None:
+            await anyio.sleep(0.05)
+            agent.gate.set()  # type: ignore[union-attr]
+
+        async with anyio.create_task_group() as tg:
+            async with dispatching(store, agent):
+                await poll(lambda: agent.calls, "the call running")
+                tg.start_soon(release)
+            # Leaving it is SIGTERM's drain, with the call still running when it began.
+        assert (await store.get_queued_call("c1")).status == q.SUCCESS
+        assert len(got) == 1
