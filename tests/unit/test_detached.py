@@ -463,14 +463,14 @@ async def test_a_callback_is_retried_then_given_up() -> None:
 
 async def test_a_call_finishing_during_the_drain_still_calls_back(store: SQLiteStore) -> None:
     _, fn, _ = await app_fn_trigger(store)
-    agent = ScriptedAgent()
-    agent.gate = anyio.Event()
+    agent, gate = ScriptedAgent(), anyio.Event()
+    agent.gate = gate
     async with receiver() as (url, got):
         await store.enqueue_call(queued_call("c1", fn_id=fn.id, callback_url=url))
 
         async def release() -> None:
             await anyio.sleep(0.05)
-            agent.gate.set()  # type: ignore[union-attr]
+            gate.set()
 
         async with anyio.create_task_group() as tg:
             async with dispatching(store, agent):
