@@ -238,6 +238,8 @@ class Dispatcher:
             logger.warning(
                 "detached call left to run again", extra={"call_id": row.id, "error": exc.message}
             )
+        except Exception:  # a bug: this call's, not every detached call's end
+            logger.exception("detached call failed unexpectedly", extra={"call_id": row.id})
         finally:
             del self.running[row.id]
             self._wake.set()
@@ -307,6 +309,8 @@ class Dispatcher:
                     timeout_s=self.config.callback_timeout_ms / 1000,
                     attempts=self.config.callback_attempts,
                 )
+        except Exception:  # a bug: never the dispatcher's end
+            logger.exception("callback failed unexpectedly", extra={"call_id": row.id})
         finally:
             self.callbacks -= 1
             self._idle.set()

@@ -479,3 +479,22 @@ async def test_a_call_finishing_during_the_drain_still_calls_back(store: SQLiteS
             # Leaving it is SIGTERM's drain, with the call still running when it began.
         assert (await store.get_queued_call("c1")).status == q.SUCCESS
         assert len(got) == 1
+
+
+async def test_a_bug_in_one_call_ends_neither_the_dispatcher_nor_other_calls(
+    store: SQLiteStore,
+) -> None:
+    _, fn, _ = await app_fn_trigger(store)
+    await store.enqueue_call(queued_call("c1", fn_id=fn.id, at=1000.0, body=b"boom"))
+    await store.enqueue_call(queued_call("c2", fn_id=fn.id, at=1001.0))
+
+    class Buggy(ScriptedAgent):
+        async def submit(self, call: Call) -> CallResult:
+            if call.request.body == b"boom":
+                raise RuntimeError("a bug")
+            return await super().submit(call)
+
+    async with dispatching(store, Buggy(), clock=Clock(2000.0)):
+        await row_when(store, "c2", is_(q.SUCCESS), "the other call done")
+    # Left leased: it runs again when the lease expires.
+    assert (await store.get_queued_call("c1")).status == q.RUNNING
