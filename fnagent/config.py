@@ -343,6 +343,89 @@ def _freezer_mode(environ: Mapping[str, str]) -> FreezerMode:
         raise InvalidInputError(f"FN_FREEZER must be {choices}, got {text!r}") from None
 
 
+DEFAULT_DETACHED_CONCURRENCY = 8
+DEFAULT_DETACHED_MAX_ATTEMPTS = 5
+DEFAULT_DETACHED_BACKOFF_MS = 1000
+DEFAULT_DETACHED_MAX_BACKOFF_MS = 60_000
+DEFAULT_DETACHED_LEASE_MS = 30_000
+DEFAULT_DETACHED_POLL_MS = 1000
+DEFAULT_DETACHED_DRAIN_MS = 30_000
+DEFAULT_CALLBACK_TIMEOUT_MS = 10_000
+DEFAULT_CALLBACK_ATTEMPTS = 3
+DEFAULT_CALLBACK_CONCURRENCY = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetachedConfig:
+    """How ``fnagent serve`` runs detached calls (``Fn-Invoke-Type: detached``) from the queue
+    in its store, and posts their callbacks."""
+
+    concurrency: int = DEFAULT_DETACHED_CONCURRENCY
+    """Detached calls this server runs at a time (FN_DETACHED_CONCURRENCY)."""
+    max_attempts: int = DEFAULT_DETACHED_MAX_ATTEMPTS
+    """Runs of one call when the host is too busy or the function answers 429/503
+    (FN_DETACHED_MAX_ATTEMPTS); then the call fails with the last reason."""
+    backoff_ms: int = DEFAULT_DETACHED_BACKOFF_MS
+    """Wait before the first retry, doubled for each further one (FN_DETACHED_BACKOFF_MSECS)."""
+    max_backoff_ms: int = DEFAULT_DETACHED_MAX_BACKOFF_MS
+    """The longest wait between retries (FN_DETACHED_MAX_BACKOFF_MSECS)."""
+    lease_ms: int = DEFAULT_DETACHED_LEASE_MS
+    """How long a running call stays this server's without renewal (FN_DETACHED_LEASE_MSECS);
+    renewed every third of it. A server that dies holding it frees the call after it (a
+    restart on the same store takes it back at once)."""
+    poll_ms: int = DEFAULT_DETACHED_POLL_MS
+    """How often the queue is read when nothing was enqueued here (FN_DETACHED_POLL_MSECS):
+    retries coming due, expired leases, calls another server enqueued."""
+    drain_ms: int = DEFAULT_DETACHED_DRAIN_MS
+    """On SIGTERM, how long running detached calls may take to finish
+    (FN_DETACHED_DRAIN_MSECS); what is still running then runs again on the next start."""
+    callback_timeout_ms: int = DEFAULT_CALLBACK_TIMEOUT_MS
+    """One callback POST, connecting to answered (FN_CALLBACK_TIMEOUT_MSECS)."""
+    callback_attempts: int = DEFAULT_CALLBACK_ATTEMPTS
+    """POSTs of one callback at most (FN_CALLBACK_ATTEMPTS)."""
+    callback_concurrency: int = DEFAULT_CALLBACK_CONCURRENCY
+    """Callbacks posted at a time (FN_CALLBACK_CONCURRENCY)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> DetachedConfig:
+        """The FN_DETACHED_* and FN_CALLBACK_* variables; unset ones keep their defaults."""
+        return cls(
+            concurrency=env_int(
+                environ, "FN_DETACHED_CONCURRENCY", DEFAULT_DETACHED_CONCURRENCY, minimum=1
+            ),
+            max_attempts=env_int(
+                environ, "FN_DETACHED_MAX_ATTEMPTS", DEFAULT_DETACHED_MAX_ATTEMPTS, minimum=1
+            ),
+            backoff_ms=env_msecs(environ, "FN_DETACHED_BACKOFF_MSECS", DEFAULT_DETACHED_BACKOFF_MS),
+            max_backoff_ms=env_msecs(
+                environ, "FN_DETACHED_MAX_BACKOFF_MSECS", DEFAULT_DETACHED_MAX_BACKOFF_MS
+            ),
+            lease_ms=env_msecs(
+                environ, "FN_DETACHED_LEASE_MSECS", DEFAULT_DETACHED_LEASE_MS, minimum=300
+            ),
+            poll_ms=env_msecs(
+                environ, "FN_DETACHED_POLL_MSECS", DEFAULT_DETACHED_POLL_MS, minimum=10
+            ),
+            drain_ms=env_msecs(environ, "FN_DETACHED_DRAIN_MSECS", DEFAULT_DETACHED_DRAIN_MS),
+            callback_timeout_ms=env_msecs(
+                environ, "FN_CALLBACK_TIMEOUT_MSECS", DEFAULT_CALLBACK_TIMEOUT_MS, minimum=1
+            ),
+            callback_attempts=env_int(
+                environ, "FN_CALLBACK_ATTEMPTS", DEFAULT_CALLBACK_ATTEMPTS, minimum=1
+            ),
+            callback_concurrency=env_int(
+                environ, "FN_CALLBACK_CONCURRENCY", DEFAULT_CALLBACK_CONCURRENCY, minimum=1
+            ),
+        )
+
+    def backoff_s(self, attempts: int) -> float:
+        """The wait before the next run of a call that ran ``attempts`` times: backoff_ms,
+        doubled per further attempt, at most max_backoff_ms."""
+        exponent = min(max(attempts - 1, 0), 32)
+        delay_ms: int = min(self.backoff_ms * (1 << exponent), self.max_backoff_ms)
+        return delay_ms / 1000
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     """How the server listens and guards itself (FN_PORT, FN_MAX_REQUEST_SIZE, FN_TOKEN,
@@ -376,14 +459,16 @@ class ServerConfig:
     """FN_DB_STATEMENT_TIMEOUT_MSECS: PostgreSQL cancels a statement running longer."""
     log_level: str = "INFO"
     """FNAGENT_LOG_LEVEL."""
+    detached: DetachedConfig = field(default_factory=DetachedConfig)
+    """Detached calls and their callbacks (FN_DETACHED_*, FN_CALLBACK_*)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerConfig:
         """FN_PORT, FN_DB_URL (and FN_DB_MAX_CONNECTIONS, FN_DB_CONNECT_TIMEOUT_MSECS,
         FN_DB_STATEMENT_TIMEOUT_MSECS), FN_MAX_REQUEST_SIZE, FN_TOKEN (or FN_TOKEN_FILE),
         FN_INVOKE_REQUIRES_TOKEN, FN_INVOKE_TOKEN, the input bounds FN_MAX_API_BODY_SIZE,
-        FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS, and
-        FNAGENT_LOG_LEVEL; unset ones keep their defaults."""
+        FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS,
+        FNAGENT_LOG_LEVEL, and DetachedConfig's; unset ones keep their defaults."""
         token = environ.get("FN_TOKEN") or None
         token_file = environ.get("FN_TOKEN_FILE")
         if token is None and token_file:
@@ -429,6 +514,7 @@ class ServerConfig:
                 "FN_INVOKE_TOKEN", environ.get("FN_INVOKE_TOKEN") or None
             ),
             log_level=environ.get("FNAGENT_LOG_LEVEL", "").strip() or "INFO",
+            detached=DetachedConfig.from_env(environ),
         )
 
     def invoke_tokens(self) -> tuple[bytes, ...]:

@@ -749,12 +749,29 @@ def triggers_delete(app: str, trigger: str) -> None:
     is_flag=True,
     help="Also print the response's status line and headers to stderr.",
 )
+@click.option(
+    "--detached",
+    is_flag=True,
+    help="Queue the call and print its call id (Fn-Invoke-Type: detached); do not wait.",
+)
+@click.option(
+    "--callback-url",
+    metavar="URL",
+    help="With --detached: where the server POSTs the call's result when it completes.",
+)
 @_client_options(json_flag=False)
 def invoke_command(
-    app: str, fn: str, content_type: str | None, headers: dict[str, str], verbose: bool
+    app: str,
+    fn: str,
+    content_type: str | None,
+    headers: dict[str, str],
+    verbose: bool,
+    detached: bool,
+    callback_url: str | None,
 ) -> None:
     """Call FN of APP: stdin is the request body (none from a terminal); the response body
-    goes to stdout byte for byte.
+    goes to stdout byte for byte. With --detached, the call is queued on the server and its
+    call id goes to stdout instead.
 
     Exit status 0 on a 2xx answer; otherwise the server's message goes to stderr and the exit
     status is 1.
@@ -768,7 +785,11 @@ def invoke_command(
     if content_type is not None:
         headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         headers["Content-Type"] = content_type
-    response = client.invoke(str(found["id"]), body, headers)
+    if callback_url is not None and not detached:
+        raise click.UsageError("--callback-url needs --detached")
+    response = client.invoke(
+        str(found["id"]), body, headers, detached=detached, callback_url=callback_url
+    )
     if verbose:
         click.echo(f"{response.http_version} {response.status} {response.reason}", err=True)
         for name, value in response.headers:
@@ -777,6 +798,9 @@ def invoke_command(
     if not response.ok:
         click.echo(f"fnagent: {error_message(response)}", err=True)
         sys.exit(EXIT_API_ERROR)
+    if detached:
+        click.echo(response.header("Fn-Call-Id") or "")
+        return
     sys.stdout.flush()
     sys.stdout.buffer.write(response.body)
     sys.stdout.buffer.flush()

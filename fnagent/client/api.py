@@ -431,11 +431,20 @@ class ApiClient:
         body: bytes,
         headers: Mapping[str, str] | None = None,
         *,
+        detached: bool = False,
+        callback_url: str | None = None,
         timeout_s: float = DEFAULT_INVOKE_TIMEOUT_S,
     ) -> RawResponse:
-        """``POST /invoke/{fn_id}``: the answer as it came, whatever its status."""
+        """``POST /invoke/{fn_id}``: the answer as it came, whatever its status. ``detached``
+        sends ``Fn-Invoke-Type: detached`` (the server answers 202 with ``Fn-Call-Id`` once
+        the call is queued), with ``Fn-Callback-Url`` when ``callback_url`` is given."""
+        sent = dict(headers or {})
+        if detached:
+            sent["Fn-Invoke-Type"] = "detached"
+            if callback_url is not None:
+                sent["Fn-Callback-Url"] = callback_url
         return self.send(
-            "POST", f"/invoke/{_segment(fn_id)}", body=body, headers=headers, timeout_s=timeout_s
+            "POST", f"/invoke/{_segment(fn_id)}", body=body, headers=sent, timeout_s=timeout_s
         )
 
     # -- endpoints --------------------------------------------------------------------------

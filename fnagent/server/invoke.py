@@ -2,11 +2,13 @@
 ``/t/{app_name}/{source}`` (any method, Fn's gateway protocol).
 
 Both read the body up to the request-size limit (413 beyond), run the call on the agent, and
-answer with the function's response and ``Fn-Call-Id``. A caller that disconnects cancels its
-call. Function definitions are cached in memory and dropped on every store write (this server
-owns its store), so a hot invoke costs no database read. A lookup caches what it read only when
-no write came while it read; otherwise it reads again, so a fn deleted or updated meanwhile is
-answered 404 or with its new definition, never kept stale in the cache.
+answer with the function's response and ``Fn-Call-Id``. With ``Fn-Invoke-Type: detached``
+they store the call in the store's queue instead and answer 202 with ``Fn-Call-Id`` once it
+is committed; the dispatcher (fnagent/server/detached.py) runs it. A caller that disconnects
+cancels its call. Function definitions are cached in memory and dropped on every store write
+(this server owns its store), so a hot invoke costs no database read. A lookup caches what it
+read only when no write came while it read; otherwise it reads again, so a fn deleted or
+updated meanwhile is answered 404 or with its new definition, never kept stale in the cache.
 
 These two routes are the hot path, so they are served as raw ASGI in front of Starlette
 (``InvokeApp``): no middleware stack, router, Request or Response objects per call. Everything
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -26,11 +29,14 @@ import anyio
 from fnagent.agent import CallResult
 from fnagent.errors import (
     FnAgentError,
+    InvalidInputError,
     MethodNotAllowedError,
     RequestTooLargeError,
     UnauthorizedError,
 )
+from fnagent.ids import new_id
 from fnagent.models import Call, CallRequest, Fn
+from fnagent.server.callback import check_callback_url
 from fnagent.server.state import (
     ServerState,
     bearer_matches,
@@ -39,6 +45,7 @@ from fnagent.server.state import (
     retry_after,
 )
 from fnagent.store.models import App, FnRecord
+from fnagent.store.queue import QueuedCall
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +187,12 @@ class InvokeApp:
                 fn = await fn_by_id(state, name)
             else:
                 fn = await fn_by_trigger(state, name, source)
+            detached, callback_url, raw_headers = invoke_options(raw_headers)
             body = await read_body(scope, receive, state.config.max_request_bytes)
+            if detached:
+                call_id = await enqueue(state, fn, trigger, scope, raw_headers, body, callback_url)
+                await send_accepted(send, call_id)
+                return
             call = Call(
                 fn=fn,
                 trigger=trigger,
@@ -210,6 +222,73 @@ class InvokeApp:
             return
         state.metrics.observe(fn.id, result.status, result.start, result.duration_s)
         await send_result(send, result, call.id)
+
+
+def invoke_options(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[bool, str | None, list[tuple[bytes, bytes]]]:
+    """``Fn-Invoke-Type`` and ``Fn-Callback-Url``: whether the call is detached, its callback
+    URL, and the headers the function gets (without ``Fn-Callback-Url``: the caller's to know,
+    not the function's). 400 for another invoke type, or a callback URL that is not an
+    http(s) URL; a callback URL on a sync call is an ordinary header."""
+    invoke_type: bytes | None = None
+    callback: bytes | None = None
+    for name, value in headers:
+        if name == b"fn-invoke-type":
+            invoke_type = value
+        elif name == b"fn-callback-url":
+            callback = value
+    if invoke_type is None or invoke_type.lower() == b"sync":
+        return False, None, headers
+    if invoke_type.lower() != b"detached":
+        shown = invoke_type[:40].decode("latin-1")
+        raise InvalidInputError(
+            f"invalid Fn-Invoke-Type {shown!r}: use sync (the default) or detached"
+        )
+    if callback is None:
+        return True, None, headers
+    url = check_callback_url(callback.decode("latin-1"))
+    return True, url, [h for h in headers if h[0] != b"fn-callback-url"]
+
+
+async def enqueue(
+    state: ServerState,
+    fn: Fn,
+    trigger: bool,
+    scope: Scope,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    callback_url: str | None,
+) -> str:
+    """Store a detached call (durable when this returns) and wake the dispatcher; the call's
+    id."""
+    call_id = new_id()
+    now = time.time()
+    await state.store.enqueue_call(
+        QueuedCall(
+            id=call_id,
+            fn_id=fn.id,
+            app_id=fn.app_id,
+            trigger=trigger,
+            method=scope["method"],
+            url=request_url(scope, headers),
+            headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers),
+            body=body,
+            callback_url=callback_url,
+            created_at=now,
+        )
+    )
+    state.observer.queued(call_id, fn, now)
+    if state.dispatcher is not None:
+        state.dispatcher.notify()
+    return call_id
+
+
+async def send_accepted(send: Send, call_id: str) -> None:
+    """202 with ``Fn-Call-Id`` and an empty body."""
+    headers = [(b"content-length", b"0"), (b"fn-call-id", call_id.encode())]
+    await send({"type": "http.response.start", "status": 202, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def request_url(scope: Scope, headers: list[tuple[bytes, bytes]]) -> str:

@@ -73,12 +73,17 @@ class _StateCollector(Collector):
             for app_id, count in state.get(f"syslog_{key}_lines", {}).items():
                 lines.add_metric([app_id], count)
             yield lines
+        yield GaugeMetricFamily(
+            "fnagent_detached_queue_depth",
+            "Detached calls queued in the store, waiting to run (read at each dispatch)",
+            value=state.get("detached_queue_depth", 0),
+        )
 
 
 class Metrics:
     """The server's registry. ``state`` returns {"containers": {...}, "pool": {...},
     "output_dropped_bytes": {fn_id: bytes}, "syslog_sent_lines": {app_id: lines},
-    "syslog_dropped_lines": {app_id: lines}}."""
+    "syslog_dropped_lines": {app_id: lines}, "detached_queue_depth": n}."""
 
     def __init__(self, state: Callable[[], dict[str, Any]]) -> None:
         self.state = state

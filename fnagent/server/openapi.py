@@ -130,12 +130,25 @@ def document() -> dict[str, Any]:
     ]
     function_answer = {
         "200": {"description": "The function's answer (its Fn-Http-Status sets the status)"},
+        "202": {
+            "description": "Fn-Invoke-Type: detached: the call is queued (Fn-Call-Id, no body)"
+        },
         **_errors(400, 401, 404, 413, 429, 502, 503, 504),
+    }
+    # Fn-Callback-Url (an http or https URL the result is POSTed to, detached calls only) is
+    # described, not listed: a fuzzer would make the server POST to whatever it generates.
+    invoke_type = {
+        "name": "Fn-Invoke-Type",
+        "in": "header",
+        "required": False,
+        "description": "sync (the default) or detached: answer 202 once the call is queued; "
+        "with detached, an Fn-Callback-Url header gets the result POSTed when the call ends",
+        "schema": {"type": "string", "enum": ["sync", "detached"]},
     }
     trigger_call = {
         method: {
             "operationId": f"Trigger{method.capitalize()}",
-            "parameters": trigger_params,
+            "parameters": [*trigger_params, invoke_type],
             **({"requestBody": any_body} if method in ("post", "put", "patch") else {}),
             "responses": function_answer,
         }
@@ -290,7 +303,7 @@ def document() -> dict[str, Any]:
             "/invoke/{fn_id}": {
                 "post": {
                     "operationId": "Invoke",
-                    "parameters": fn_id,
+                    "parameters": [*fn_id, invoke_type],
                     "requestBody": any_body,
                     "responses": function_answer,
                 }

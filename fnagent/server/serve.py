@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from fnagent.store import SQLiteStore, store_from_url
 from fnagent.store.urls import redact_url
 
 if TYPE_CHECKING:
+    from fnagent.server.state import ServerState
     from fnagent.store.postgres import PostgresStore
 
 logger = logging.getLogger(__name__)
@@ -133,9 +134,10 @@ async def _serve(
 ) -> None:
     from drivers.docker import DockerDriver
     from fnagent.agent import Agent
-    from fnagent.server.app import ServerState, create_app
+    from fnagent.server.app import ServerState
+    from fnagent.server.detached import Dispatcher
+    from fnagent.server.invoke import fn_by_id
     from fnagent.server.metrics import Metrics
-    from fnagent.server.protocol import protocol_class
     from fnagent.syslog.forwarder import SyslogForwarder
 
     async with DockerDriver(agent_config.docker_config(function_network=True)) as driver:
@@ -149,44 +151,75 @@ async def _serve(
             SyslogForwarder() as syslog,
             Agent(driver, agent_config, log_sink=syslog) as agent,
         ):
+            dispatcher: Dispatcher | None = None
             state = ServerState(
                 config=server_config,
                 store=store,
                 agent=agent,
-                metrics=Metrics(lambda: _gauges(agent, driver, syslog)),
+                metrics=Metrics(lambda: _gauges(agent, driver, dispatcher, syslog)),
                 version=_version(),
             )
-            uv_config = uvicorn.Config(
-                create_app(state),
-                http=protocol_class(
-                    max_header_bytes=server_config.max_header_bytes,
-                    max_headers=server_config.max_headers,
-                    header_timeout_s=server_config.header_timeout_s,
-                ),
-                host=server_config.host,
-                port=server_config.port,
-                lifespan="off",
-                log_config=None,
-                access_log=False,
-                timeout_graceful_shutdown=30,
+
+            async def lookup(fn_id: str) -> Any:
+                return await fn_by_id(state, fn_id)
+
+            dispatcher = Dispatcher(
+                store=store,
+                agent=agent,
+                lookup=lookup,
+                config=server_config.detached,
+                owner=agent_config.instance_id,
+                observer=state.observer,
+                metrics=state.metrics,
             )
-            server = _Server(uv_config)
-            if stop.attach(server):
-                logger.info(
-                    "serving",
-                    extra={
-                        "host": server_config.host,
-                        "port": server_config.port,
-                        "db_url": redact_url(db_url),
-                        "instance": agent_config.instance_id,
-                    },
-                )
-                await server.serve(sockets=[sock])
-                if not server.started:
-                    raise FnAgentError(
-                        f"could not serve on {server_config.host}:{server_config.port}"
-                    )
+            state.dispatcher = dispatcher
+            async with dispatcher:
+                await _serve_http(server_config, state, sock, stop, db_url, agent_config)
             logger.info("stopping: calls in flight finish, containers are removed")
+
+
+async def _serve_http(
+    server_config: ServerConfig,
+    state: ServerState,
+    sock: Any,
+    stop: _Stop,
+    db_url: str,
+    agent_config: AgentConfig,
+) -> None:
+    """uvicorn until a stop request; the first request also stops the dispatcher's leasing
+    (detached calls queued now stay queued for the next start)."""
+    from fnagent.server.app import create_app
+    from fnagent.server.protocol import protocol_class
+
+    uv_config = uvicorn.Config(
+        create_app(state),
+        http=protocol_class(
+            max_header_bytes=server_config.max_header_bytes,
+            max_headers=server_config.max_headers,
+            header_timeout_s=server_config.header_timeout_s,
+        ),
+        host=server_config.host,
+        port=server_config.port,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    server = _Server(uv_config)
+    assert state.dispatcher is not None
+    if stop.attach(server, state.dispatcher.stop):
+        logger.info(
+            "serving",
+            extra={
+                "host": server_config.host,
+                "port": server_config.port,
+                "db_url": redact_url(db_url),
+                "instance": agent_config.instance_id,
+            },
+        )
+        await server.serve(sockets=[sock])
+        if not server.started:
+            raise FnAgentError(f"could not serve on {server_config.host}:{server_config.port}")
 
 
 def store_lock_target(path: str) -> str | None:
@@ -214,14 +247,21 @@ class _Stop:
     def __init__(self) -> None:
         self.requests = 0
         self._server: Any = None
+        self._also: Callable[[], None] | None = None
 
-    def attach(self, server: Any) -> bool:
-        """Whether to serve at all: not when a stop came during start-up."""
+    def attach(self, server: Any, also: Callable[[], None]) -> bool:
+        """Whether to serve at all: not when a stop came during start-up. ``also`` is called
+        on the first request (at once if one came already)."""
         self._server = server
+        self._also = also
+        if self.requests:
+            also()
         return self.requests == 0
 
     def request(self) -> None:
         self.requests += 1
+        if self._also is not None:
+            self._also()
         if self._server is not None:
             self._server.should_exit = True
             if self.requests > 1:
@@ -238,15 +278,17 @@ async def _watch_signals(stop: _Stop) -> None:
             stop.request()
 
 
-def _gauges(agent: Any, driver: Any, syslog: Any = None) -> dict[str, Any]:
+def _gauges(agent: Any, driver: Any, dispatcher: Any = None, syslog: Any = None) -> dict[str, Any]:
     """Hot containers by state (all fns, each container once), pool slots by state, bytes
-    of output between calls dropped, by fn, and syslog lines sent and dropped, by app."""
+    of output between calls dropped, by fn, the detached calls queued, and syslog lines sent
+    and dropped, by app."""
     pool = getattr(driver, "pool", None)
     usage = pool.usage()._asdict() if pool is not None else {}
     state = {
         "containers": agent.containers(),
         "pool": usage,
         "output_dropped_bytes": dict(agent.output_dropped_bytes),
+        "detached_queue_depth": dispatcher.depth if dispatcher is not None else 0,
     }
     if syslog is not None:
         state["syslog_sent_lines"] = dict(syslog.sent)

@@ -21,6 +21,7 @@ from fnagent.errors import (
     TooManyRequestsError,
     UnauthorizedError,
 )
+from fnagent.server.detached import CallObserver, Dispatcher, NoObserver
 from fnagent.server.metrics import Metrics
 from fnagent.store.base import Store
 
@@ -40,6 +41,10 @@ class ServerState:
     """Function definitions for invoke and triggers (fnagent/server/invoke.py)."""
     writes: int = 0
     """Store writes so far: a lookup caches what it read only when none came in between."""
+    dispatcher: Dispatcher | None = None
+    """Runs detached calls (fnagent/server/detached.py); None: they stay queued."""
+    observer: CallObserver = field(default_factory=NoObserver)
+    """Told when a detached call is queued (the dispatcher tells it the rest)."""
 
     def changed(self) -> None:
         """Call after every store write (once it committed): the cache is dropped."""

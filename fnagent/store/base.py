@@ -20,6 +20,8 @@ one must pass):
   cursor of the next one (``models.encode_cursor`` of its last name), None on the last page.
 - Deleting an app deletes its fns and triggers; deleting a fn deletes its triggers; each in one
   transaction.
+- Detached calls (``fnagent.store.queue``) are a queue: enqueue is durable when it returns;
+  a lease hands a call to one owner at a time; only the lease's owner may finish or requeue.
 - A store is an async context manager: ``__aenter__`` opens it (``open()``, idempotent) and
   ``__aexit__`` closes it (``aclose()``, idempotent); calls before opening or after closing
   raise ``ClosedError``. Calls may run concurrently; each is atomic.
@@ -27,11 +29,12 @@ one must pass):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from fnagent.store.models import App, FnRecord, Trigger
+from fnagent.store.queue import QueuedCall
 
 
 class Store(Protocol):
@@ -154,4 +157,63 @@ class Store(Protocol):
         """What ``/t/{app_name}/{source}`` calls, read at once (``source`` gets a leading
         ``/`` when it lacks one). 404 "App not found" / "Trigger not found" / "Fn not
         found"."""
+        ...
+
+    # --- detached calls (fnagent.store.queue) ---------------------------------------------
+    # Times are Unix seconds from the caller. Each method is one transaction; a backend shared
+    # by several servers must hand a runnable call to one lease at a time (PostgreSQL: SELECT
+    # ... FOR UPDATE SKIP LOCKED).
+
+    async def enqueue_call(self, call: QueuedCall) -> None:
+        """Store a new call (status queued). Returns once it is committed: durable."""
+        ...
+
+    async def lease_calls(
+        self, *, owner: str, limit: int, now: float, lease_s: float
+    ) -> list[QueuedCall]:
+        """Take up to ``limit`` runnable calls, oldest ``not_before`` first: queued ones due
+        by ``now``, and running ones whose lease expired. Each becomes running, owned by
+        ``owner`` until ``now + lease_s``, with ``attempts`` + 1 (``started_at`` = now)."""
+        ...
+
+    async def renew_leases(
+        self, *, owner: str, call_ids: Sequence[str], now: float, lease_s: float
+    ) -> set[str]:
+        """Extend to ``now + lease_s`` the leases ``owner`` still holds among ``call_ids``;
+        returns those ids (a call missing from it was taken over or finished)."""
+        ...
+
+    async def requeue_call(
+        self, call_id: str, *, owner: str, not_before: float, error: str | None
+    ) -> bool:
+        """Back to queued, runnable from ``not_before``, ``last_error`` = ``error``; only
+        while ``owner`` holds the lease (else False and nothing changes)."""
+        ...
+
+    async def finish_call(
+        self,
+        call_id: str,
+        *,
+        owner: str,
+        status: str,
+        http_status: int | None,
+        error: str | None,
+        now: float,
+    ) -> bool:
+        """Final: ``status`` success or error, ``completed_at`` = now, the lease dropped;
+        only while ``owner`` holds the lease (else False and nothing changes)."""
+        ...
+
+    async def release_leases(self, owner: str, *, now: float) -> int:
+        """Every call ``owner`` runs goes back to queued, due at ``now``: what a restarted
+        server does with what its dead run held (it does not wait for the leases to expire).
+        Returns how many."""
+        ...
+
+    async def get_queued_call(self, call_id: str) -> QueuedCall:
+        """404 "Call not found"."""
+        ...
+
+    async def count_queued(self) -> int:
+        """Calls waiting to run (queued, due or in backoff): the queue's depth."""
         ...

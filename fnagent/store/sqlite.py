@@ -20,6 +20,7 @@ comment at ``MIGRATIONS``); never edit a released one.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -36,6 +37,7 @@ import anyio.to_thread
 from fnagent.errors import (
     ClosedError,
     ConflictError,
+    FnAgentError,
     InvalidInputError,
     NotFoundError,
     StorageError,
@@ -68,6 +70,13 @@ from fnagent.store.models import (
     fn_from_body,
     trigger_from_body,
     utcnow,
+)
+from fnagent.store.queue import (
+    FINAL_STATUSES,
+    MSG_CALL_NOT_FOUND,
+    QUEUED,
+    RUNNING,
+    QueuedCall,
 )
 from fnagent.store.rows import (
     APP_COLUMNS,
@@ -151,6 +160,38 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX triggers_fn_id_app_id ON triggers (fn_id, app_id)",
         ),
     ),
+    Migration(
+        2,
+        "detached calls: the queue",
+        (
+            # No foreign key to fns: a call of a fn deleted meanwhile stays, and fails when it
+            # runs with the reason kept.
+            """CREATE TABLE detached_calls (
+                id TEXT PRIMARY KEY,
+                fn_id TEXT NOT NULL,
+                app_id TEXT NOT NULL,
+                is_trigger INTEGER NOT NULL,
+                method TEXT NOT NULL,
+                url TEXT NOT NULL,
+                headers TEXT NOT NULL,
+                body BLOB NOT NULL,
+                callback_url TEXT,
+                created_at REAL NOT NULL,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                not_before REAL NOT NULL,
+                lease_owner TEXT,
+                lease_expires REAL,
+                started_at REAL,
+                completed_at REAL,
+                http_status INTEGER,
+                last_error TEXT
+            )""",
+            # What lease_calls scans: queued by due time, running by lease expiry.
+            "CREATE INDEX detached_calls_queued ON detached_calls (status, not_before)",
+            "CREATE INDEX detached_calls_leases ON detached_calls (status, lease_expires)",
+        ),
+    ),
 )
 
 # sqlite3's "UNIQUE constraint failed: <columns>" -> the 409 Fn gives for it.
@@ -160,6 +201,36 @@ _UNIQUE_MESSAGES = {
     "triggers.app_id, triggers.name": MSG_TRIGGER_EXISTS,
     "triggers.app_id, triggers.type, triggers.source": MSG_TRIGGER_SOURCE_EXISTS,
 }
+
+_QUEUE_COLUMNS = (
+    "id, fn_id, app_id, is_trigger, method, url, headers, body, callback_url, created_at, "
+    "status, attempts, not_before, lease_owner, lease_expires, started_at, completed_at, "
+    "http_status, last_error"
+)
+
+
+def _queued_call_from_row(row: sqlite3.Row) -> QueuedCall:
+    return QueuedCall(
+        id=row["id"],
+        fn_id=row["fn_id"],
+        app_id=row["app_id"],
+        trigger=bool(row["is_trigger"]),
+        method=row["method"],
+        url=row["url"],
+        headers=tuple((name, value) for name, value in json.loads(row["headers"])),
+        body=bytes(row["body"]),
+        callback_url=row["callback_url"],
+        created_at=row["created_at"],
+        status=row["status"],
+        attempts=row["attempts"],
+        not_before=row["not_before"],
+        lease_owner=row["lease_owner"],
+        lease_expires=row["lease_expires"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        http_status=row["http_status"],
+        last_error=row["last_error"],
+    )
 
 
 def _page(
@@ -213,6 +284,10 @@ class SQLiteStore:
         self._closed = False
         # Guards _conn between the event loop (aclose) and the worker thread.
         self._lock = threading.Lock()
+        # Group commit of enqueue_call: the calls waiting for the next transaction, and
+        # whether one caller is writing a batch now (see enqueue_call).
+        self._enqueue_waiting: list[_Enqueued] = []
+        self._enqueue_writing = False
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SQLiteStore:
@@ -590,6 +665,211 @@ class SQLiteStore:
 
         return await self._run(find, write=False)
 
+    # --- detached calls -------------------------------------------------------------------
+
+    async def enqueue_call(self, call: QueuedCall) -> None:
+        """Store ``call`` as queued; returns once committed (synchronous=FULL: on disk).
+
+        Group commit: calls that arrive while a batch is being written wait and go together
+        in the next transaction, written by the first of them, so concurrent enqueues share
+        one commit instead of queueing for one each. Shielded from cancellation: a caller
+        that goes away while its call is written still leaves it written (and the batch it
+        leads still gets written for the others)."""
+        entry = _Enqueued(call)
+        with anyio.CancelScope(shield=True):
+            self._enqueue_waiting.append(entry)
+            if self._enqueue_writing:
+                await entry.turn.wait()
+            if not entry.written:
+                await self._write_enqueued()
+        if entry.error is not None:
+            raise entry.error
+
+    async def _write_enqueued(self) -> None:
+        """Write every waiting call in one transaction, then wake them, and hand the
+        writer's role to the first call that came meanwhile."""
+        self._enqueue_writing = True
+        batch, self._enqueue_waiting = self._enqueue_waiting, []
+        rows = [_queued_call_row(entry.call) for entry in batch]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            placeholders = ", ".join("?" * len(rows[0]))
+            conn.executemany(
+                f"INSERT INTO detached_calls ({_QUEUE_COLUMNS}) VALUES ({placeholders})", rows
+            )
+
+        error: FnAgentError | None = None
+        try:
+            await self._run(insert, write=True)
+        except FnAgentError as exc:
+            error = exc
+        finally:
+            for entry in batch:
+                entry.written = True
+                entry.error = error
+                entry.turn.set()
+            if self._enqueue_waiting:
+                self._enqueue_waiting[0].turn.set()
+            else:
+                self._enqueue_writing = False
+
+    async def lease_calls(
+        self, *, owner: str, limit: int, now: float, lease_s: float
+    ) -> list[QueuedCall]:
+        """Runnable calls (queued and due, or running with an expired lease), oldest due
+        first, leased to ``owner`` until ``now + lease_s`` with attempts + 1."""
+        if limit <= 0:
+            return []
+
+        def lease(conn: sqlite3.Connection) -> list[QueuedCall]:
+            ids = [
+                row["id"]
+                for row in conn.execute(
+                    "SELECT id FROM detached_calls "
+                    "WHERE (status = ? AND not_before <= ?) OR (status = ? AND lease_expires <= ?) "
+                    "ORDER BY not_before, id LIMIT ?",
+                    (QUEUED, now, RUNNING, now, limit),
+                )
+            ]
+            leased = []
+            for call_id in ids:
+                conn.execute(
+                    "UPDATE detached_calls SET status = ?, lease_owner = ?, lease_expires = ?, "
+                    "attempts = attempts + 1, started_at = ? WHERE id = ?",
+                    (RUNNING, owner, now + lease_s, now, call_id),
+                )
+                leased.append(_get_queued_call(conn, call_id))
+            return leased
+
+        return await self._run(lease, write=True)
+
+    async def renew_leases(
+        self, *, owner: str, call_ids: Sequence[str], now: float, lease_s: float
+    ) -> set[str]:
+        """Extend the leases ``owner`` still holds among ``call_ids``; returns their ids."""
+        if not call_ids:
+            return set()
+
+        def renew(conn: sqlite3.Connection) -> set[str]:
+            held = set()
+            for call_id in call_ids:
+                cursor = conn.execute(
+                    "UPDATE detached_calls SET lease_expires = ? "
+                    "WHERE id = ? AND status = ? AND lease_owner = ?",
+                    (now + lease_s, call_id, RUNNING, owner),
+                )
+                if cursor.rowcount:
+                    held.add(call_id)
+            return held
+
+        return await self._run(renew, write=True)
+
+    async def requeue_call(
+        self, call_id: str, *, owner: str, not_before: float, error: str | None
+    ) -> bool:
+        """Back to queued from ``not_before`` while ``owner`` holds the lease."""
+
+        def requeue(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE detached_calls SET status = ?, not_before = ?, last_error = ?, "
+                "lease_owner = NULL, lease_expires = NULL "
+                "WHERE id = ? AND status = ? AND lease_owner = ?",
+                (QUEUED, not_before, error, call_id, RUNNING, owner),
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(requeue, write=True)
+
+    async def finish_call(
+        self,
+        call_id: str,
+        *,
+        owner: str,
+        status: str,
+        http_status: int | None,
+        error: str | None,
+        now: float,
+    ) -> bool:
+        """Final ``status`` while ``owner`` holds the lease."""
+        if status not in FINAL_STATUSES:
+            raise InvalidInputError(f"a call finishes as one of {FINAL_STATUSES}, not {status!r}")
+
+        def finish(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE detached_calls SET status = ?, http_status = ?, last_error = ?, "
+                "completed_at = ?, lease_owner = NULL, lease_expires = NULL "
+                "WHERE id = ? AND status = ? AND lease_owner = ?",
+                (status, http_status, error, now, call_id, RUNNING, owner),
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(finish, write=True)
+
+    async def release_leases(self, owner: str, *, now: float) -> int:
+        """Every call ``owner`` runs goes back to queued, due ``now``."""
+
+        def release(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "UPDATE detached_calls SET status = ?, not_before = ?, "
+                "lease_owner = NULL, lease_expires = NULL WHERE status = ? AND lease_owner = ?",
+                (QUEUED, now, RUNNING, owner),
+            )
+            return cursor.rowcount
+
+        return await self._run(release, write=True)
+
+    async def get_queued_call(self, call_id: str) -> QueuedCall:
+        """404 "Call not found"."""
+        return await self._run(lambda conn: _get_queued_call(conn, call_id), write=False)
+
+    async def count_queued(self) -> int:
+        """Calls in status queued."""
+
+        def count(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT count(*) FROM detached_calls WHERE status = ?", (QUEUED,)
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(count, write=False)
+
+
+class _Enqueued:
+    """One enqueue_call waiting for its batch: ``turn`` is set when it was written (or
+    failed: ``error``), or when it is the next batch's writer."""
+
+    __slots__ = ("call", "error", "turn", "written")
+
+    def __init__(self, call: QueuedCall) -> None:
+        self.call = call
+        self.turn = anyio.Event()
+        self.written = False
+        self.error: FnAgentError | None = None
+
+
+def _queued_call_row(call: QueuedCall) -> tuple[object, ...]:
+    return (
+        call.id,
+        call.fn_id,
+        call.app_id,
+        int(call.trigger),
+        call.method,
+        call.url,
+        json.dumps([list(pair) for pair in call.headers], ensure_ascii=False),
+        call.body,
+        call.callback_url,
+        call.created_at,
+        QUEUED,
+        0,
+        call.not_before or call.created_at,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+
 
 # --- synchronous helpers, run in the store's thread ------------------------------------------
 
@@ -684,6 +964,14 @@ def _get_trigger_by_source(
     if row is None:
         raise NotFoundError(MSG_TRIGGER_NOT_FOUND)
     return trigger_from_row(row)
+
+
+def _get_queued_call(conn: sqlite3.Connection, call_id: str) -> QueuedCall:
+    select = f"SELECT {_QUEUE_COLUMNS} FROM detached_calls WHERE id = ?"
+    row = _one(conn.execute(select, (call_id,)))
+    if row is None:
+        raise NotFoundError(MSG_CALL_NOT_FOUND)
+    return _queued_call_from_row(row)
 
 
 def _check_source_free(conn: sqlite3.Connection, trigger: Trigger) -> None:

@@ -18,6 +18,7 @@ import functools
 import itertools
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -27,7 +28,9 @@ import pytest
 from fnagent.errors import FnAgentError, InvalidInputError
 from fnagent.store import App, ConflictError, FnRecord, NotFoundError, Store, Trigger
 from fnagent.store import models as m
+from fnagent.store import queue as q
 from fnagent.store.models import decode_cursor, encode_cursor
+from fnagent.store.queue import QueuedCall
 
 T = TypeVar("T")
 
@@ -515,6 +518,134 @@ async def case_cancelled_calls_leave_the_store_usable(store: Store) -> None:
         await store.create_app(app_body(f"after-{i:02d}"))
 
 
+# --- detached calls: the queue ----------------------------------------------------------------
+
+
+def queued_call(call_id: str, *, at: float = 1000.0, **fields: Any) -> QueuedCall:
+    """A detached call as the invoke path stores it, created at ``at``."""
+    return QueuedCall(
+        id=call_id,
+        fn_id=fields.pop("fn_id", "fn1"),
+        app_id=fields.pop("app_id", "app1"),
+        trigger=fields.pop("trigger", False),
+        method=fields.pop("method", "POST"),
+        url=fields.pop("url", f"http://127.0.0.1:8080/invoke/{call_id}"),
+        headers=fields.pop("headers", (("Content-Type", "text/plain"), ("X-Ünï", "v"))),
+        body=fields.pop("body", b"\x00body\xff"),
+        created_at=at,
+        **fields,
+    )
+
+
+async def case_a_queued_call_round_trips_and_is_leased_once(store: Store) -> None:
+    call = queued_call("c1", callback_url="http://127.0.0.1:9/cb", trigger=True)
+    await store.enqueue_call(call)
+    assert await store.get_queued_call("c1") == replace(call, not_before=call.created_at)
+    assert await store.count_queued() == 1
+    [leased] = await store.lease_calls(owner="a", limit=5, now=1001.0, lease_s=30)
+    assert leased == replace(
+        call,
+        status=q.RUNNING,
+        attempts=1,
+        not_before=1000.0,
+        lease_owner="a",
+        lease_expires=1031.0,
+        started_at=1001.0,
+    )
+    assert await store.count_queued() == 0
+    # Leased: nobody else gets it, not even its owner again, until the lease expires.
+    assert await store.lease_calls(owner="b", limit=5, now=1030.0, lease_s=30) == []
+    assert await store.finish_call(
+        "c1", owner="a", status=q.SUCCESS, http_status=200, error=None, now=1002.0
+    )
+    done = await store.get_queued_call("c1")
+    assert (done.status, done.http_status, done.completed_at, done.lease_owner) == (
+        q.SUCCESS,
+        200,
+        1002.0,
+        None,
+    )
+    assert await store.lease_calls(owner="b", limit=5, now=5000.0, lease_s=30) == []
+    await raises(NotFoundError, "Call not found", store.get_queued_call("nope"))
+
+
+async def case_calls_are_leased_oldest_due_first_up_to_the_limit(store: Store) -> None:
+    for i, due in enumerate((1003.0, 1001.0, 1002.0, 2000.0)):
+        await store.enqueue_call(queued_call(f"c{i}", not_before=due))
+    leased = await store.lease_calls(owner="a", limit=2, now=1500.0, lease_s=30)
+    assert [c.id for c in leased] == ["c1", "c2"]
+    leased = await store.lease_calls(owner="a", limit=5, now=1500.0, lease_s=30)
+    assert [c.id for c in leased] == ["c0"]  # c3 is not due yet
+    assert await store.count_queued() == 1
+    assert await store.lease_calls(owner="a", limit=0, now=3000.0, lease_s=30) == []
+
+
+async def case_an_expired_lease_makes_the_call_runnable_again(store: Store) -> None:
+    await store.enqueue_call(queued_call("c1"))
+    await store.lease_calls(owner="dead", limit=1, now=1000.0, lease_s=10)
+    assert await store.renew_leases(owner="dead", call_ids=["c1"], now=1005.0, lease_s=10) == {"c1"}
+    assert await store.lease_calls(owner="b", limit=1, now=1014.0, lease_s=10) == []
+    [again] = await store.lease_calls(owner="b", limit=1, now=1015.0, lease_s=10)
+    assert (again.attempts, again.lease_owner, again.lease_expires) == (2, "b", 1025.0)
+    # The dead owner lost it: it can neither renew, requeue nor finish it.
+    assert await store.renew_leases(owner="dead", call_ids=["c1"], now=1016, lease_s=10) == set()
+    assert not await store.requeue_call("c1", owner="dead", not_before=0, error="x")
+    assert not await store.finish_call(
+        "c1", owner="dead", status=q.ERROR, http_status=None, error="x", now=1017.0
+    )
+    assert (await store.get_queued_call("c1")).lease_owner == "b"
+
+
+async def case_a_requeued_call_waits_for_its_time_and_keeps_the_reason(store: Store) -> None:
+    await store.enqueue_call(queued_call("c1"))
+    await store.lease_calls(owner="a", limit=1, now=1000.0, lease_s=30)
+    assert await store.requeue_call("c1", owner="a", not_before=1010.0, error="too busy")
+    waiting = await store.get_queued_call("c1")
+    assert (waiting.status, waiting.not_before) == (q.QUEUED, 1010.0)
+    assert waiting.last_error == "too busy"
+    assert waiting.lease_owner is None and await store.count_queued() == 1
+    assert await store.lease_calls(owner="a", limit=1, now=1009.9, lease_s=30) == []
+    [again] = await store.lease_calls(owner="a", limit=1, now=1010.0, lease_s=30)
+    assert again.attempts == 2
+    assert await store.finish_call(
+        "c1", owner="a", status=q.ERROR, http_status=503, error="gave up", now=1011.0
+    )
+    failed = await store.get_queued_call("c1")
+    assert (failed.status, failed.http_status, failed.last_error) == (q.ERROR, 503, "gave up")
+    with pytest.raises(InvalidInputError):
+        await store.finish_call(
+            "c1", owner="a", status=q.RUNNING, http_status=None, error=None, now=0
+        )
+
+
+async def case_a_restarted_owner_takes_its_calls_back_at_once(store: Store) -> None:
+    for call_id in ("c1", "c2", "c3"):
+        await store.enqueue_call(queued_call(call_id))
+    await store.lease_calls(owner="me", limit=2, now=1000.0, lease_s=300)
+    await store.lease_calls(owner="other", limit=1, now=1000.0, lease_s=300)
+    assert await store.release_leases("me", now=1001.0) == 2
+    assert await store.count_queued() == 2
+    leased = await store.lease_calls(owner="me", limit=5, now=1001.0, lease_s=300)
+    assert sorted((c.id, c.attempts) for c in leased) == [("c1", 2), ("c2", 2)]
+    assert (await store.get_queued_call("c3")).lease_owner == "other"
+
+
+async def case_concurrent_enqueues_all_commit_and_lease_once(store: Store) -> None:
+    async with anyio.create_task_group() as tg:
+        for i in range(40):
+            tg.start_soon(store.enqueue_call, queued_call(f"c{i:02}", at=1000.0 + i))
+    assert await store.count_queued() == 40
+    leased: list[QueuedCall] = []
+
+    async def lease(owner: str) -> None:
+        leased.extend(await store.lease_calls(owner=owner, limit=7, now=2000.0, lease_s=30))
+
+    async with anyio.create_task_group() as tg:
+        for owner in "abcdefgh":
+            tg.start_soon(lease, owner)
+    assert sorted(c.id for c in leased) == [f"c{i:02}" for i in range(40)]
+
+
 CASES: list[Case] = [
     case_every_field_round_trips,
     case_find_http_trigger,
@@ -534,6 +665,12 @@ CASES: list[Case] = [
     case_delete_trigger,
     case_concurrent_creates_lose_and_duplicate_nothing,
     case_cancelled_calls_leave_the_store_usable,
+    case_a_queued_call_round_trips_and_is_leased_once,
+    case_calls_are_leased_oldest_due_first_up_to_the_limit,
+    case_an_expired_lease_makes_the_call_runnable_again,
+    case_a_requeued_call_waits_for_its_time_and_keeps_the_reason,
+    case_a_restarted_owner_takes_its_calls_back_at_once,
+    case_concurrent_enqueues_all_commit_and_lease_once,
 ]
 
 

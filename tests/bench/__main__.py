@@ -11,6 +11,7 @@ MODULES = {
     "pool": "tests.bench.bench_pool",
     "agent": "tests.bench.bench_agent",
     "serve": "tests.bench.bench_serve",
+    "detached": "tests.bench.bench_detached",
     "keepalive": "tests.bench.bench_keepalive",
 }
 

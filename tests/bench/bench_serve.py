@@ -62,7 +62,9 @@ def _request(
     return {}
 
 
-def _wrk(url: str, connections: int, script: Path) -> dict[str, float]:
+def _wrk(
+    url: str, connections: int, script: Path, duration_s: float = DURATION_S
+) -> dict[str, float]:
     done = subprocess.run(
         [
             "wrk",
@@ -71,7 +73,7 @@ def _wrk(url: str, connections: int, script: Path) -> dict[str, float]:
             "-c",
             str(connections),
             "-d",
-            f"{DURATION_S}s",
+            f"{duration_s:g}s",
             "--latency",
             "-s",
             str(script),
@@ -138,44 +140,53 @@ def _raw_baseline() -> list[float]:
         docker_rm(container)
 
 
-def main() -> Report:
-    report = Report("serve")
-    raw = _raw_baseline()
-    work = Path(tempfile.mkdtemp(prefix="fnagent-bench-serve-"))
-    port = _free_port()
+def start_serve(
+    work: Path, port: int, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`fnagent serve` on ``port`` with its store and log in ``work``, answering pings."""
     env = {
         **os.environ,
         "FNAGENT_INSTANCE_ID": f"bench-{uuid.uuid4().hex[:8]}",
         "FN_IOFS_PATH": str(work / "iofs"),
         "FNAGENT_LOG_LEVEL": "WARNING",
+        **(env or {}),
     }
-    log = (work / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fnagent",
-            "serve",
-            "--port",
-            str(port),
-            "--db-url",
-            f"sqlite3://{work / 'fn.db'}",
-        ],
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
+    with (work / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fnagent",
+                "serve",
+                "--port",
+                str(port),
+                "--db-url",
+                f"sqlite3://{work / 'fn.db'}",
+            ],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _request(port, "GET", "/")
+            return server
+        except (OSError, RuntimeError):
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                log_text = (work / "serve.log").read_text()
+                raise RuntimeError(f"serve did not start: {log_text}") from None
+            time.sleep(0.1)
+
+
+def main() -> Report:
+    report = Report("serve")
+    raw = _raw_baseline()
+    work = Path(tempfile.mkdtemp(prefix="fnagent-bench-serve-"))
+    port = _free_port()
+    server = start_serve(work, port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _request(port, "GET", "/")
-                break
-            except (OSError, RuntimeError):
-                if time.monotonic() > deadline or server.poll() is not None:
-                    log_text = (work / "serve.log").read_text()
-                    raise RuntimeError(f"serve did not start: {log_text}") from None
-                time.sleep(0.1)
         app = _request(port, "POST", "/v2/apps", {"name": "bench"})
         fn = _request(
             port,
@@ -194,7 +205,6 @@ def main() -> Report:
     finally:
         server.terminate()
         server.wait(60)
-        log.close()
     raw_p50 = median_ms(raw)
     report.add(Row("raw client on the container socket p50", raw_p50, "ms", samples=len(raw)))
     report.add(

@@ -695,6 +695,29 @@ def test_invoke_sends_content_type_and_headers(api: FakeFn) -> None:
     assert call.headers["x-two"] == "a: b"
 
 
+def test_invoke_detached_queues_the_call_and_prints_its_id(api: FakeFn) -> None:
+    api.add_fn(api.add_app("shop"), "hello")
+    api.invoke_answer = (202, [], b"")
+    result = cli(
+        api.url,
+        "invoke",
+        "--detached",
+        "--callback-url",
+        "http://h/cb",
+        "shop",
+        "hello",
+        input=b"x",
+    )
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.startswith("01CALL") and result.stdout.endswith("\n")
+    call = api.sent("POST")[0]
+    assert call.headers["fn-invoke-type"] == "detached"
+    assert call.headers["fn-callback-url"] == "http://h/cb"
+    assert call.body == b"x"
+    refused = cli(api.url, "invoke", "--callback-url", "http://h/cb", "shop", "hello", input=b"")
+    assert refused.exit_code == 2 and "--callback-url needs --detached" in refused.stderr
+
+
 def test_invoke_verbose_shows_status_and_call_id_on_stderr(api: FakeFn) -> None:
     api.add_fn(api.add_app("shop"), "hello")
     result = cli(api.url, "invoke", "shop", "hello", "--verbose", input=b"hi")

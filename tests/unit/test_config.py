@@ -198,3 +198,26 @@ def test_serve_pool_size_zero_turns_the_pool_off(monkeypatch: pytest.MonkeyPatch
 
 def test_run_keeps_no_pool_by_default() -> None:
     assert AgentConfig.from_env({}).pool_config() is None
+
+
+def test_detached_settings_are_read_and_backoff_doubles_up_to_its_cap() -> None:
+    detached = ServerConfig.from_env(
+        {
+            "FN_DETACHED_CONCURRENCY": "3",
+            "FN_DETACHED_MAX_ATTEMPTS": "7",
+            "FN_DETACHED_BACKOFF_MSECS": "2s",
+            "FN_DETACHED_MAX_BACKOFF_MSECS": "5s",
+            "FN_DETACHED_LEASE_MSECS": "1m",
+            "FN_DETACHED_DRAIN_MSECS": "10s",
+            "FN_CALLBACK_TIMEOUT_MSECS": "500ms",
+            "FN_CALLBACK_ATTEMPTS": "4",
+        }
+    ).detached
+    assert (detached.concurrency, detached.max_attempts) == (3, 7)
+    assert (detached.lease_ms, detached.drain_ms) == (60_000, 10_000)
+    assert (detached.callback_timeout_ms, detached.callback_attempts) == (500, 4)
+    assert [detached.backoff_s(n) for n in (1, 2, 3, 4)] == [2.0, 4.0, 5.0, 5.0]
+    assert ServerConfig.from_env({}).detached == ServerConfig().detached
+    for name, text in [("FN_DETACHED_CONCURRENCY", "0"), ("FN_DETACHED_MAX_ATTEMPTS", "x")]:
+        with pytest.raises(InvalidInputError, match=name):
+            ServerConfig.from_env({name: text})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -49,7 +50,7 @@ async def test_a_file_store_survives_a_restart(tmp_path: Path) -> None:
         assert await again.get_fn(fn.id) == fn
         assert await again.find_http_trigger("app", "/t") == (updated, fn, trigger)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(len(MIGRATIONS),)]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -57,15 +58,17 @@ async def test_migrations_run_in_order_once(tmp_path: Path) -> None:
     path = tmp_path / "fn.db"
     async with SQLiteStore(path) as store:
         app = await store.create_app(app_body("app"))
-    version_2 = Migration(2, "apps: add owner", ("ALTER TABLE apps ADD COLUMN owner TEXT",))
-    for _ in range(2):  # the second open finds version 2 and runs nothing
+    # The next version after the released ones, whatever their number.
+    latest = len(MIGRATIONS) + 1
+    version_2 = Migration(latest, "apps: add owner", ("ALTER TABLE apps ADD COLUMN owner TEXT",))
+    for _ in range(2):  # the second open finds the new version and runs nothing
         async with SQLiteStore(path, migrations=(*MIGRATIONS, version_2)) as store:
             assert await store.get_app(app.id) == app
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchone() == (2,)
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (latest,)
         assert "owner" in [row[1] for row in conn.execute("PRAGMA table_info(apps)")]
     # A file from a newer fnagent is refused rather than misread.
-    with pytest.raises(StorageError, match="schema version 2, newer than this fnagent knows"):
+    with pytest.raises(StorageError, match=f"schema version {latest}, newer than this fnagent"):
         await SQLiteStore(path).open()
     with pytest.raises(ValueError, match="numbered 1, 2, 3"):
         SQLiteStore(path, migrations=(version_2,))
@@ -141,3 +144,23 @@ async def test_unreadable_files_are_storage_errors(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a database at all" * 100)
     with pytest.raises(StorageError, match="file is not a database"):
         await SQLiteStore(garbage).open()
+
+
+async def test_concurrent_enqueues_share_commits(store: SQLiteStore) -> None:
+    """Group commit: calls enqueued while a batch is written go together in the next one."""
+    from fnagent.testing.store_conformance import queued_call
+
+    transactions = 0
+    run = store._run
+
+    async def counting(op: Any, *, write: bool) -> Any:
+        nonlocal transactions
+        transactions += 1
+        return await run(op, write=write)
+
+    store._run = counting  # type: ignore[method-assign]
+    async with anyio.create_task_group() as tg:
+        for i in range(16):
+            tg.start_soon(store.enqueue_call, queued_call(f"c{i}"))
+    assert await store.count_queued() == 16
+    assert transactions <= 3 + 1  # the first alone, then the rest in one or two; + the count

@@ -1,0 +1,54 @@
+"""Detached calls as the store keeps them: the durable queue behind ``Fn-Invoke-Type: detached``.
+
+A row's life (every transition is one store transaction):
+
+    queued --lease--> running --finish--> success | error
+      ^                  |
+      +----requeue-------+   (a retry: not before a later time)
+      +----lease expired / released by a restarted owner
+
+A lease names its owner (a server's instance id) and an expiry; a running call whose lease
+expired is runnable again, so a call is run at least once, and ``attempts`` counts how often
+it was leased.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+QUEUED = "queued"
+RUNNING = "running"
+SUCCESS = "success"
+ERROR = "error"
+FINAL_STATUSES = (SUCCESS, ERROR)
+
+MSG_CALL_NOT_FOUND = "Call not found"
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueuedCall:
+    """One detached call: the request as the function will get it, and where it stands.
+
+    Times are Unix seconds (floats), passed in by the caller so that tests control them."""
+
+    id: str
+    fn_id: str
+    app_id: str
+    trigger: bool
+    """Came through an HTTP trigger (the gateway protocol applies when it runs)."""
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    callback_url: str | None = None
+    created_at: float
+    status: str = QUEUED
+    attempts: int = 0
+    not_before: float = 0.0
+    lease_owner: str | None = None
+    lease_expires: float | None = None
+    started_at: float | None = None
+    completed_at: float | None = None
+    http_status: int | None = None
+    last_error: str | None = None
+    """Why the last attempt failed or was retried; for a failed call, why it failed."""

@@ -1,0 +1,66 @@
+"""Detached invocations (issue: every call on record, section 3): how fast ``fnagent serve``
+answers 202 to ``Fn-Invoke-Type: detached`` at concurrency 16 (wrk in its own process) while
+the dispatcher runs the queued calls of a function that sleeps, so the answer cannot wait for
+the function. ``BENCH_DETACHED_S`` sets wrk's duration (default 8 s)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from tests.bench.bench_serve import _free_port, _request, _wrk, start_serve
+from tests.bench.report import Report, Row
+
+FN_TEST = "fnagent/fn-test"
+SLEEP_MS = 1000
+_LUA = f"""
+wrk.method = "POST"
+wrk.body = '{{"sleep_ms": {SLEEP_MS}}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Fn-Invoke-Type"] = "detached"
+"""
+
+
+def main() -> Report:
+    report = Report("detached")
+    duration_s = float(os.environ.get("BENCH_DETACHED_S", "8"))
+    work = Path(tempfile.mkdtemp(prefix="fnagent-bench-detached-"))
+    port = _free_port()
+    server = start_serve(work, port)
+    try:
+        app = _request(port, "POST", "/v2/apps", {"name": "bench"})
+        fn = _request(
+            port,
+            "POST",
+            "/v2/fns",
+            {"app_id": app["id"], "name": "sleepy", "image": FN_TEST, "memory": 64},
+        )
+        script = work / "detached.lua"
+        script.write_text(_LUA)
+        loaded = _wrk(f"http://127.0.0.1:{port}/invoke/{fn['id']}", 16, script, duration_s)
+        # The server answering a constant, under the load the queued calls make: on a busy
+        # machine this says how much of the 202's time is the machine's.
+        ping_script = work / "ping.lua"
+        ping_script.write_text('wrk.method = "GET"\n')
+        ping = _wrk(f"http://127.0.0.1:{port}/", 16, ping_script, duration_s)
+    finally:
+        server.terminate()
+        server.wait(60)
+    samples = int(loaded["total"])
+    report.add(
+        Row(
+            f"detached 202 p99, concurrency 16, fn sleeping {SLEEP_MS} ms",
+            loaded["p99"],
+            "ms",
+            "ping p99",
+            ping["p99"],
+            target="<= 5 ms",
+            samples=samples,
+        )
+    )
+    report.add(Row("GET / (ping) p99, concurrency 16, same load", ping["p99"], "ms"))
+    report.add(Row("detached 202 p50, concurrency 16", loaded["p50"], "ms", samples=samples))
+    report.add(Row("detached 202s/s, concurrency 16", loaded["rate"], "1/s", samples=samples))
+    report.add(Row("errors (non-2xx, socket)", loaded["errors"], "count", target="0"))
+    return report

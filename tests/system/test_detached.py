@@ -1,0 +1,161 @@
+"""Detached calls through a live `fnagent serve` on a real dockerd: 202, then the function runs
+and its result reaches a callback receiver on 127.0.0.1; a SIGKILL with calls queued and running,
+then a restart on the same store that runs every one of them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import wait_for
+from tests.system.helpers import deploy
+from tests.system.server import Server, make_server
+
+DETACHED = {"Fn-Invoke-Type": "detached"}
+
+
+@contextmanager
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A callback receiver on 127.0.0.1: its URL and what it got (headers lowercased, body)."""
+    got: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with lock:
+                got.append(
+                    {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+                )
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/done", got
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
+def queue_rows(db_path: Path) -> list[sqlite3.Row]:
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(
+            "SELECT id, status, attempts, http_status FROM detached_calls"
+        ).fetchall()
+
+
+def test_a_detached_call_answers_202_then_runs_and_calls_back(server: Server) -> None:
+    fn = deploy(server, timeout=30)  # a cold start on a loaded host may take seconds
+    with receiver() as (url, got):
+        answer = server.request(
+            "POST",
+            f"/invoke/{fn['id']}",
+            {"sleep_ms": 500, "headers": {"X-Done": "yes"}},
+            headers={**DETACHED, "Fn-Callback-Url": url},
+        )
+        assert (answer.status, answer.body) == (202, b"")
+        call_id = answer.headers["fn-call-id"]
+        wait_for(lambda: got, "the callback", timeout_s=60)
+    (callback,) = got
+    assert callback["headers"]["fn-call-id"] == call_id, callback
+    assert callback["headers"]["fn-call-status"] == "success", callback
+    assert callback["headers"]["fn-call-status"] == "success"
+    assert callback["headers"]["fn-http-status"] == "200"
+    # fn-test echoes what it got: the function saw the caller's headers, not the callback URL.
+    seen = {k.lower(): v for k, v in json.loads(callback["body"])["headers"].items()}
+    assert seen["fn-invoke-type"] == "detached" and seen["fn-call-id"] == call_id
+    assert "fn-callback-url" not in seen
+    missing = server.request("POST", "/invoke/nope", {}, headers=DETACHED)
+    assert (missing.status, missing.message) == (404, "Fn not found")
+
+
+@contextmanager
+def serving(tmp_path: Path, cli_env: dict[str, str], concurrency: int) -> Iterator[Server]:
+    """A `serve` running ``concurrency`` detached calls at a time; stopped with SIGTERM at the
+    end if it still runs (exit status 0)."""
+    env = {**cli_env, "FN_DETACHED_CONCURRENCY": str(concurrency)}
+    server = make_server(tmp_path, env).start()
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            assert server.stop() == 0
+
+
+def wait_until_one_runs(server: Server) -> None:
+    wait_for(
+        lambda: any(row["status"] == "running" for row in queue_rows(server.db_path)),
+        "a detached call running",
+        timeout_s=60,
+    )
+
+
+def wait_until_all_done(server: Server) -> None:
+    wait_for(
+        lambda: all(row["status"] == "success" for row in queue_rows(server.db_path)),
+        "every detached call done",
+        timeout_s=120,
+    )
+
+
+def test_sigkill_with_calls_queued_and_running_then_a_restart_runs_them_all(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    with serving(tmp_path, cli_env, concurrency=2) as server:
+        fn = deploy(server, timeout=30)
+        ids = []
+        for i in range(24):
+            answer = server.request(
+                "POST", f"/invoke/{fn['id']}", {"sleep_ms": 300, "n": i}, headers=DETACHED
+            )
+            assert answer.status == 202, answer.body
+            ids.append(answer.headers["fn-call-id"])
+        wait_until_one_runs(server)
+        server.stop(signal.SIGKILL)
+        at_kill = {row["id"]: row["status"] for row in queue_rows(server.db_path)}
+        assert sorted(at_kill) == sorted(ids)
+        assert "running" in at_kill.values() and "queued" in at_kill.values(), at_kill
+        server.start()
+        wait_until_all_done(server)
+        rows = {row["id"]: row for row in queue_rows(server.db_path)}
+        # At least once: what ran when the server died ran again.
+        for call_id, status in at_kill.items():
+            if status == "running":
+                assert rows[call_id]["attempts"] >= 2, dict(rows[call_id])
+        assert {row["http_status"] for row in rows.values()} == {200}
+
+
+def test_sigterm_lets_the_running_call_finish_and_keeps_the_queued_ones(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    with serving(tmp_path, cli_env, concurrency=1) as server:
+        fn = deploy(server, timeout=30)
+        ids = [
+            server.request(
+                "POST", f"/invoke/{fn['id']}", {"sleep_ms": 3000}, headers=DETACHED
+            ).headers["fn-call-id"]
+            for _ in range(3)
+        ]
+        wait_until_one_runs(server)
+        assert server.stop() == 0
+        rows = {row["id"]: row for row in queue_rows(server.db_path)}
+        statuses = sorted((rows[i]["status"], rows[i]["attempts"]) for i in ids)
+        # The running one finished within the grace period; the others were not started.
+        assert statuses == [("queued", 0), ("queued", 0), ("success", 1)], statuses
+        server.start()
+        wait_until_all_done(server)
