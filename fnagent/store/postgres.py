@@ -86,9 +86,17 @@ from fnagent.store.models import (
     trigger_from_body,
     utcnow,
 )
+from fnagent.store.queue import (
+    FINAL_STATUSES,
+    MSG_CALL_NOT_FOUND,
+    QUEUED,
+    RUNNING,
+    QueuedCall,
+)
 from fnagent.store.rows import (
     APP_COLUMNS,
     FN_COLUMNS,
+    QUEUE_COLUMNS,
     TRIGGER_COLUMNS,
     app_changes,
     app_from_row,
@@ -96,6 +104,8 @@ from fnagent.store.rows import (
     fn_changes,
     fn_from_row,
     fn_values,
+    queued_call_from_row,
+    queued_call_values,
     trigger_changes,
     trigger_from_row,
     trigger_values,
@@ -169,6 +179,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             # The cascade from fns and the list by fn look triggers up by fn.
             "CREATE INDEX triggers_fn_id_app_id ON triggers (fn_id, app_id)",
+        ),
+    ),
+    Migration(
+        2,
+        "detached calls: the queue",
+        (
+            # No foreign key to fns: a call of a fn deleted meanwhile stays, and fails when it
+            # runs with the reason kept. Times are DOUBLE PRECISION: PostgreSQL's REAL has
+            # 24 bits, too few for Unix seconds. The "C" id orders ties as SQLite does.
+            """CREATE TABLE detached_calls (
+                id TEXT COLLATE "C" PRIMARY KEY,
+                fn_id TEXT NOT NULL,
+                app_id TEXT NOT NULL,
+                is_trigger INTEGER NOT NULL,
+                method TEXT NOT NULL,
+                url TEXT NOT NULL,
+                headers TEXT NOT NULL,
+                body BYTEA NOT NULL,
+                callback_url TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                not_before DOUBLE PRECISION NOT NULL,
+                lease_owner TEXT,
+                lease_expires DOUBLE PRECISION,
+                started_at DOUBLE PRECISION,
+                completed_at DOUBLE PRECISION,
+                http_status INTEGER,
+                last_error TEXT
+            )""",
+            # What lease_calls scans: queued by due time, running by lease expiry.
+            "CREATE INDEX detached_calls_queued ON detached_calls (status, not_before)",
+            "CREATE INDEX detached_calls_leases ON detached_calls (status, lease_expires)",
         ),
     ),
 )
@@ -632,12 +675,154 @@ class PostgresStore(AsyncResource):
 
         return await self._run(find)
 
+    # --- detached calls -------------------------------------------------------------------
+
+    async def enqueue_call(self, call: QueuedCall) -> None:
+        """Store ``call`` as queued; returns once committed (PostgreSQL's group commit lets
+        concurrent enqueues share the flush)."""
+
+        async def insert(conn: Conn) -> None:
+            await conn.execute(
+                f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({_marks(19)})",
+                queued_call_values(call),
+            )
+
+        await self._run(insert, one_statement=True)
+
+    async def lease_calls(
+        self, *, owner: str, limit: int, now: float, lease_s: float
+    ) -> list[QueuedCall]:
+        """Runnable calls (queued and due, or running with an expired lease), oldest due
+        first, leased to ``owner`` until ``now + lease_s`` with attempts + 1.
+
+        One statement: the rows are picked ``FOR UPDATE SKIP LOCKED``, so agents leasing at
+        once each take other calls, and none waits for a row another one is taking."""
+        if limit <= 0:
+            return []
+
+        async def lease(conn: Conn) -> list[QueuedCall]:
+            result = await conn.execute(
+                "WITH picked AS MATERIALIZED ("
+                "SELECT id FROM detached_calls "
+                "WHERE (status = %s AND not_before <= %s) OR (status = %s AND lease_expires <= %s) "
+                "ORDER BY not_before, id LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "UPDATE detached_calls AS d SET status = %s, lease_owner = %s, "
+                "lease_expires = %s, attempts = d.attempts + 1, started_at = %s "
+                f"FROM picked WHERE d.id = picked.id RETURNING {_qualified('d', QUEUE_COLUMNS)}",
+                (QUEUED, now, RUNNING, now, limit, RUNNING, owner, now + lease_s, now),
+            )
+            calls = [queued_call_from_row(row) for row in await result.fetchall()]
+            # RETURNING keeps no order.
+            return sorted(calls, key=lambda call: (call.not_before, call.id))
+
+        return await self._run(lease, one_statement=True)
+
+    async def renew_leases(
+        self, *, owner: str, call_ids: Sequence[str], now: float, lease_s: float
+    ) -> set[str]:
+        """Extend the leases ``owner`` still holds among ``call_ids``; returns their ids."""
+        if not call_ids:
+            return set()
+
+        async def renew(conn: Conn) -> set[str]:
+            result = await conn.execute(
+                "UPDATE detached_calls SET lease_expires = %s "
+                "WHERE id = ANY(%s) AND status = %s AND lease_owner = %s RETURNING id",
+                (now + lease_s, list(call_ids), RUNNING, owner),
+            )
+            return {row["id"] for row in await result.fetchall()}
+
+        return await self._run(renew, one_statement=True)
+
+    async def requeue_call(
+        self, call_id: str, *, owner: str, not_before: float, error: str | None
+    ) -> bool:
+        """Back to queued from ``not_before`` while ``owner`` holds the lease."""
+
+        async def requeue(conn: Conn) -> bool:
+            result = await conn.execute(
+                "UPDATE detached_calls SET status = %s, not_before = %s, last_error = %s, "
+                "lease_owner = NULL, lease_expires = NULL "
+                "WHERE id = %s AND status = %s AND lease_owner = %s",
+                (QUEUED, not_before, error, call_id, RUNNING, owner),
+            )
+            return result.rowcount > 0
+
+        return await self._run(requeue, one_statement=True)
+
+    async def finish_call(
+        self,
+        call_id: str,
+        *,
+        owner: str,
+        status: str,
+        http_status: int | None,
+        error: str | None,
+        now: float,
+    ) -> bool:
+        """Final ``status`` while ``owner`` holds the lease."""
+        if status not in FINAL_STATUSES:
+            raise InvalidInputError(f"a call finishes as one of {FINAL_STATUSES}, not {status!r}")
+
+        async def finish(conn: Conn) -> bool:
+            result = await conn.execute(
+                "UPDATE detached_calls SET status = %s, http_status = %s, last_error = %s, "
+                "completed_at = %s, lease_owner = NULL, lease_expires = NULL "
+                "WHERE id = %s AND status = %s AND lease_owner = %s",
+                (status, http_status, error, now, call_id, RUNNING, owner),
+            )
+            return result.rowcount > 0
+
+        return await self._run(finish, one_statement=True)
+
+    async def release_leases(self, owner: str, *, now: float) -> int:
+        """Every call ``owner`` runs goes back to queued, due ``now``."""
+
+        async def release(conn: Conn) -> int:
+            result = await conn.execute(
+                "UPDATE detached_calls SET status = %s, not_before = %s, "
+                "lease_owner = NULL, lease_expires = NULL WHERE status = %s AND lease_owner = %s",
+                (QUEUED, now, RUNNING, owner),
+            )
+            return result.rowcount
+
+        return await self._run(release, one_statement=True)
+
+    async def get_queued_call(self, call_id: str) -> QueuedCall:
+        """404 "Call not found"."""
+
+        async def get(conn: Conn) -> QueuedCall:
+            row = await _one(
+                conn, f"SELECT {QUEUE_COLUMNS} FROM detached_calls WHERE id = %s", (call_id,)
+            )
+            if row is None:
+                raise NotFoundError(MSG_CALL_NOT_FOUND)
+            return queued_call_from_row(row)
+
+        return await self._run(get, one_statement=True)
+
+    async def count_queued(self) -> int:
+        """Calls in status queued."""
+
+        async def count(conn: Conn) -> int:
+            row = await _one(
+                conn, "SELECT count(*) AS n FROM detached_calls WHERE status = %s", (QUEUED,)
+            )
+            return int(row["n"]) if row else 0
+
+        return await self._run(count, one_statement=True)
+
 
 # --- queries, inside a call's transaction ----------------------------------------------------
 
 
 def _marks(count: int) -> str:
     return ", ".join(["%s"] * count)
+
+
+def _qualified(alias: str, columns: str) -> str:
+    """``a, b`` -> ``d.a, d.b``: the columns of one table in a statement that joins two."""
+    return ", ".join(f"{alias}.{column.strip()}" for column in columns.split(","))
 
 
 async def _one(conn: Conn, sql: str, params: Sequence[object]) -> DictRow | None:

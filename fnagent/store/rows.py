@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from fnagent.store.models import App, FnRecord, Trigger
+from fnagent.store.queue import QUEUED, QueuedCall
 
 APP_COLUMNS = "id, name, config, annotations, syslog_url, shape, created_at, updated_at"
 FN_COLUMNS = (
@@ -28,6 +29,12 @@ FN_COLUMNS = (
     "created_at, updated_at"
 )
 TRIGGER_COLUMNS = "id, app_id, fn_id, name, type, source, annotations, created_at, updated_at"
+# The detached queue's times are Unix seconds (floating point), headers a JSON list of pairs.
+QUEUE_COLUMNS = (
+    "id, fn_id, app_id, is_trigger, method, url, headers, body, callback_url, created_at, "
+    "status, attempts, not_before, lease_owner, lease_expires, started_at, completed_at, "
+    "http_status, last_error"
+)
 
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -89,6 +96,31 @@ def trigger_values(trigger: Trigger) -> tuple[Any, ...]:
         dumps(trigger.annotations),
         ts(trigger.created_at),
         ts(trigger.updated_at),
+    )
+
+
+def queued_call_values(call: QueuedCall) -> tuple[Any, ...]:
+    """A new call's row: queued, never leased, due at ``not_before`` or else at once."""
+    return (
+        call.id,
+        call.fn_id,
+        call.app_id,
+        int(call.trigger),
+        call.method,
+        call.url,
+        json.dumps([list(pair) for pair in call.headers], ensure_ascii=False),
+        call.body,
+        call.callback_url,
+        call.created_at,
+        QUEUED,
+        0,
+        call.not_before or call.created_at,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
     )
 
 
@@ -174,4 +206,28 @@ def trigger_from_row(row: Row) -> Trigger:
         annotations=json.loads(row["annotations"]),
         created_at=parse_ts(row["created_at"]),
         updated_at=parse_ts(row["updated_at"]),
+    )
+
+
+def queued_call_from_row(row: Row) -> QueuedCall:
+    return QueuedCall(
+        id=row["id"],
+        fn_id=row["fn_id"],
+        app_id=row["app_id"],
+        trigger=bool(row["is_trigger"]),
+        method=row["method"],
+        url=row["url"],
+        headers=tuple((name, value) for name, value in json.loads(row["headers"])),
+        body=bytes(row["body"]),
+        callback_url=row["callback_url"],
+        created_at=row["created_at"],
+        status=row["status"],
+        attempts=row["attempts"],
+        not_before=row["not_before"],
+        lease_owner=row["lease_owner"],
+        lease_expires=row["lease_expires"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        http_status=row["http_status"],
+        last_error=row["last_error"],
     )

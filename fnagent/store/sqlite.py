@@ -20,7 +20,6 @@ comment at ``MIGRATIONS``); never edit a released one.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -81,6 +80,7 @@ from fnagent.store.queue import (
 from fnagent.store.rows import (
     APP_COLUMNS,
     FN_COLUMNS,
+    QUEUE_COLUMNS,
     TRIGGER_COLUMNS,
     app_changes,
     app_from_row,
@@ -88,6 +88,8 @@ from fnagent.store.rows import (
     fn_changes,
     fn_from_row,
     fn_values,
+    queued_call_from_row,
+    queued_call_values,
     trigger_changes,
     trigger_from_row,
     trigger_values,
@@ -201,36 +203,6 @@ _UNIQUE_MESSAGES = {
     "triggers.app_id, triggers.name": MSG_TRIGGER_EXISTS,
     "triggers.app_id, triggers.type, triggers.source": MSG_TRIGGER_SOURCE_EXISTS,
 }
-
-_QUEUE_COLUMNS = (
-    "id, fn_id, app_id, is_trigger, method, url, headers, body, callback_url, created_at, "
-    "status, attempts, not_before, lease_owner, lease_expires, started_at, completed_at, "
-    "http_status, last_error"
-)
-
-
-def _queued_call_from_row(row: sqlite3.Row) -> QueuedCall:
-    return QueuedCall(
-        id=row["id"],
-        fn_id=row["fn_id"],
-        app_id=row["app_id"],
-        trigger=bool(row["is_trigger"]),
-        method=row["method"],
-        url=row["url"],
-        headers=tuple((name, value) for name, value in json.loads(row["headers"])),
-        body=bytes(row["body"]),
-        callback_url=row["callback_url"],
-        created_at=row["created_at"],
-        status=row["status"],
-        attempts=row["attempts"],
-        not_before=row["not_before"],
-        lease_owner=row["lease_owner"],
-        lease_expires=row["lease_expires"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
-        http_status=row["http_status"],
-        last_error=row["last_error"],
-    )
 
 
 def _page(
@@ -690,12 +662,12 @@ class SQLiteStore:
         writer's role to the first call that came meanwhile."""
         self._enqueue_writing = True
         batch, self._enqueue_waiting = self._enqueue_waiting, []
-        rows = [_queued_call_row(entry.call) for entry in batch]
+        rows = [queued_call_values(entry.call) for entry in batch]
 
         def insert(conn: sqlite3.Connection) -> None:
             placeholders = ", ".join("?" * len(rows[0]))
             conn.executemany(
-                f"INSERT INTO detached_calls ({_QUEUE_COLUMNS}) VALUES ({placeholders})", rows
+                f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({placeholders})", rows
             )
 
         error: FnAgentError | None = None
@@ -847,30 +819,6 @@ class _Enqueued:
         self.error: FnAgentError | None = None
 
 
-def _queued_call_row(call: QueuedCall) -> tuple[object, ...]:
-    return (
-        call.id,
-        call.fn_id,
-        call.app_id,
-        int(call.trigger),
-        call.method,
-        call.url,
-        json.dumps([list(pair) for pair in call.headers], ensure_ascii=False),
-        call.body,
-        call.callback_url,
-        call.created_at,
-        QUEUED,
-        0,
-        call.not_before or call.created_at,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-    )
-
-
 # --- synchronous helpers, run in the store's thread ------------------------------------------
 
 
@@ -967,11 +915,11 @@ def _get_trigger_by_source(
 
 
 def _get_queued_call(conn: sqlite3.Connection, call_id: str) -> QueuedCall:
-    select = f"SELECT {_QUEUE_COLUMNS} FROM detached_calls WHERE id = ?"
+    select = f"SELECT {QUEUE_COLUMNS} FROM detached_calls WHERE id = ?"
     row = _one(conn.execute(select, (call_id,)))
     if row is None:
         raise NotFoundError(MSG_CALL_NOT_FOUND)
-    return _queued_call_from_row(row)
+    return queued_call_from_row(row)
 
 
 def _check_source_free(conn: sqlite3.Connection, trigger: Trigger) -> None:

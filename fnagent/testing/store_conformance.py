@@ -744,7 +744,32 @@ async def shared_case_a_write_through_one_store_is_read_through_another(
     await raises(NotFoundError, "Fn not found", first.get_fn(fn.id))
 
 
+async def shared_case_agents_leasing_at_once_lease_each_call_once(stores: list[Store]) -> None:
+    # Several agents share one queue (PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED): two
+    # leasers per store, together able to take twice the calls, race for them.
+    total = 8 * len(stores)
+    for i in range(total):
+        await stores[i % len(stores)].enqueue_call(queued_call(f"c{i:03}", at=1000.0 + i))
+    leased: list[tuple[str, QueuedCall]] = []
+
+    async def lease(owner: str, store: Store) -> None:
+        for _ in range(4):
+            batch = await store.lease_calls(owner=owner, limit=2, now=2000.0, lease_s=30)
+            leased.extend((owner, call) for call in batch)
+
+    async with anyio.create_task_group() as tg:
+        for i, store in enumerate(stores * 2):
+            tg.start_soon(lease, f"agent{i}", store)
+    # A lease returns fewer than asked only when the rest is taken: every call went, once.
+    assert sorted(call.id for _, call in leased) == [f"c{i:03}" for i in range(total)]
+    for owner, call in leased:
+        assert (call.lease_owner, call.attempts, call.status) == (owner, 1, q.RUNNING)
+        assert (await stores[0].get_queued_call(call.id)).lease_owner == owner
+    assert await stores[-1].count_queued() == 0
+
+
 SHARED_CASES: list[SharedCase] = [
     shared_case_uniqueness_holds_across_stores,
     shared_case_a_write_through_one_store_is_read_through_another,
+    shared_case_agents_leasing_at_once_lease_each_call_once,
 ]

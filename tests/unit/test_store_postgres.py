@@ -17,6 +17,7 @@ from fnagent.testing.store_conformance import (
     app_body,
     app_fn_trigger,
     case_cancelled_calls_leave_the_store_usable,
+    queued_call,
 )
 from tests.postgres import PASSWORD, PostgresServer
 
@@ -77,8 +78,9 @@ def test_redact_url() -> None:
 # --- migrations ----------------------------------------------------------------------------
 
 
+# One step past the real ones, whatever their number.
 COUNTED = Migration(
-    2,
+    len(MIGRATIONS) + 1,
     "a step that counts its runs",
     (
         "CREATE TABLE migration_runs (n INTEGER NOT NULL)",
@@ -110,18 +112,19 @@ async def test_agents_starting_at_once_migrate_exactly_once(postgres_url: str) -
     finally:
         for store in stores:
             await store.aclose()
-    assert schema(postgres_url) == (2, 1)
+    assert schema(postgres_url) == (COUNTED.version, 1)
     # A restart finds the schema current and runs nothing.
     async with PostgresStore(postgres_url, migrations=(*MIGRATIONS, COUNTED)):
         pass
-    assert schema(postgres_url) == (2, 1)
+    assert schema(postgres_url) == (COUNTED.version, 1)
 
 
 @pytest.mark.anyio
 async def test_a_database_from_a_newer_fnagent_is_refused(postgres_url: str) -> None:
     async with PostgresStore(postgres_url, migrations=(*MIGRATIONS, COUNTED)):
         pass
-    with pytest.raises(StorageError, match="schema version 2, newer than this fnagent knows"):
+    newer = f"schema version {COUNTED.version}, newer than this fnagent knows"
+    with pytest.raises(StorageError, match=newer):
         await PostgresStore(postgres_url).open()
 
 
@@ -183,6 +186,21 @@ async def test_a_statement_past_its_timeout_is_503(postgres_url: str) -> None:
             with pytest.raises(StoreUnavailableError, match="statement timeout"):
                 await store.update_app(app.id, {"config": {"A": "1"}})
         assert (await store.update_app(app.id, {"config": {"A": "1"}})).config == {"A": "1"}
+
+
+@pytest.mark.anyio
+async def test_a_lease_skips_calls_another_agent_is_leasing(postgres_url: str) -> None:
+    # SKIP LOCKED: a call whose row another transaction holds (another agent leasing it) is
+    # passed over at once, neither waited for (past the statement timeout) nor leased twice.
+    async with PostgresStore(postgres_url, statement_timeout_s=0.5) as store:
+        for call_id in ("c1", "c2", "c3"):
+            await store.enqueue_call(queued_call(call_id))
+        async with await psycopg.AsyncConnection.connect(postgres_url) as holder:
+            await holder.execute("SELECT id FROM detached_calls WHERE id = 'c1' FOR UPDATE")
+            leased = await store.lease_calls(owner="a", limit=5, now=2000.0, lease_s=30)
+            assert [c.id for c in leased] == ["c2", "c3"]
+        [rest] = await store.lease_calls(owner="b", limit=5, now=2000.0, lease_s=30)
+        assert (rest.id, rest.lease_owner) == ("c1", "b")
 
 
 @pytest.mark.anyio
