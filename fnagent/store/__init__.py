@@ -1,8 +1,9 @@
-"""The registry behind ``fnagent serve``: apps, fns and triggers with Fn's rules, behind the
-``Store`` protocol; ``SQLiteStore`` keeps them in SQLite."""
+"""The registry behind ``fnagent serve``: apps, fns, triggers and call records with Fn's rules,
+behind the ``Store`` protocol; ``SQLiteStore`` keeps them in SQLite."""
 
 from fnagent.errors import ConflictError, NotFoundError, StorageError
 from fnagent.store.base import Store
+from fnagent.store.calls import CallFilter, CallRecord
 from fnagent.store.models import (
     DEFAULT_PER_PAGE,
     MAX_PER_PAGE,
@@ -26,6 +27,8 @@ __all__ = [
     "MAX_PER_PAGE",
     "MIGRATIONS",
     "App",
+    "CallFilter",
+    "CallRecord",
     "ConflictError",
     "FnRecord",
     "Migration",
