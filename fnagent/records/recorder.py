@@ -83,6 +83,8 @@ class Recorder:
         self._records: dict[str, CallRecord] = {}
         self._logs: dict[str, bytes] = {}
         self._log_bytes = 0
+        self._writing: dict[str, CallRecord] = {}
+        self._writing_logs: dict[str, bytes] = {}
         self._full = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -176,6 +178,15 @@ class Recorder:
     def buffered(self) -> int:
         return len(self._records)
 
+    def buffered_record(self, call_id: str) -> tuple[CallRecord, bytes] | None:
+        """The record (and log, b"" when none) of ``call_id`` not yet in the store: still
+        buffered, or in the batch being written; None otherwise."""
+        for records, logs in ((self._records, self._logs), (self._writing, self._writing_logs)):
+            record = records.get(call_id)
+            if record is not None:
+                return record, logs.get(call_id, b"")
+        return None
+
     # -- writing ------------------------------------------------------------------------------
 
     async def flush(self) -> None:
@@ -184,21 +195,25 @@ class Recorder:
         buffer without bound."""
         records, logs = self._records, self._logs
         self._records, self._logs, self._log_bytes = {}, {}, 0
+        self._writing, self._writing_logs = records, logs
         self._full = anyio.Event()
         batch = list(records.values())
-        for i in range(0, len(batch), self.batch_size):
-            chunk = batch[i : i + self.batch_size]
-            chunk_logs = {r.id: logs[r.id] for r in chunk if r.id in logs}
-            try:
-                written = await self.store.put_calls(chunk, chunk_logs)
-            except FnAgentError as exc:
-                self.dropped += len(chunk)
-                logger.warning(
-                    "call records not written",
-                    extra={"records": len(chunk), "error": exc.message},
-                )
-                continue
-            self.written += written
+        try:
+            for i in range(0, len(batch), self.batch_size):
+                chunk = batch[i : i + self.batch_size]
+                chunk_logs = {r.id: logs[r.id] for r in chunk if r.id in logs}
+                try:
+                    written = await self.store.put_calls(chunk, chunk_logs)
+                except FnAgentError as exc:
+                    self.dropped += len(chunk)
+                    logger.warning(
+                        "call records not written",
+                        extra={"records": len(chunk), "error": exc.message},
+                    )
+                    continue
+                self.written += written
+        finally:
+            self._writing, self._writing_logs = {}, {}
 
     async def _write_forever(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         task_status.started()

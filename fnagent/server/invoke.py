@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -31,6 +32,7 @@ from fnagent.errors import (
     UnauthorizedError,
 )
 from fnagent.models import Call, CallRequest, Fn
+from fnagent.records import start_kind
 from fnagent.server.state import (
     RETRY_AFTER_S,
     ServerState,
@@ -154,6 +156,7 @@ class InvokeApp:
         """``name`` is the fn id for invoke, the app name for a trigger (``source`` set)."""
         state = self.state
         trigger = source is not None
+        received_at = datetime.now(UTC)
         try:
             allowed = TRIGGER_METHODS if trigger else INVOKE_METHODS
             if scope["method"] not in allowed:
@@ -194,9 +197,12 @@ class InvokeApp:
             logger.exception("unexpected error", extra={"path": scope["path"]})
             await error_response(500, "internal server error")(scope, receive, send)
             return
+        if state.recorder is not None:
+            state.recorder.finished(call, result, created_at=received_at)
         if result is None:  # the caller disconnected; nobody reads an answer
             return
         state.metrics.observe(fn.id, result.status, result.start, result.duration_s)
+        state.metrics.observe_start(start_kind(result.start), result.queued_s, result.start_s)
         await send_result(send, result, call.id)
 
 

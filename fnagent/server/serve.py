@@ -105,6 +105,7 @@ async def _serve(
 ) -> None:
     from drivers.docker import DockerDriver
     from fnagent.agent import Agent
+    from fnagent.records import Recorder, Retention
     from fnagent.server.app import ServerState, create_app
     from fnagent.server.metrics import Metrics
     from fnagent.server.protocol import protocol_class
@@ -115,13 +116,18 @@ async def _serve(
         check_socket_dirs(agent_config)
         if leftovers:
             logger.info("removed containers left by an earlier run", extra={"count": leftovers})
-        async with Agent(driver, agent_config) as agent:
+        records = server_config.records
+        retention = Retention(count=records.retention_count, max_age_s=records.retention_s)
+        # Left after the agent: the records of the calls it drains are written too.
+        recorder = Recorder(store, enabled=records.enabled, retention=retention)
+        async with recorder, Agent(driver, agent_config) as agent:
             state = ServerState(
                 config=server_config,
                 store=store,
                 agent=agent,
-                metrics=Metrics(lambda: _gauges(agent, driver)),
+                metrics=Metrics(lambda: _gauges(agent, driver, recorder)),
                 version=_version(),
+                recorder=recorder,
             )
             uv_config = uvicorn.Config(
                 create_app(state),
@@ -205,15 +211,16 @@ async def _watch_signals(stop: _Stop) -> None:
             stop.request()
 
 
-def _gauges(agent: Any, driver: Any) -> dict[str, Any]:
-    """Hot containers by state (all fns, each container once), pool slots by state, and
-    bytes of output between calls dropped, by fn."""
+def _gauges(agent: Any, driver: Any, recorder: Any = None) -> dict[str, Any]:
+    """Hot containers by state (all fns, each container once), pool slots by state, bytes
+    of output between calls dropped, by fn, and call records dropped."""
     pool = getattr(driver, "pool", None)
     usage = pool.usage()._asdict() if pool is not None else {}
     return {
         "containers": agent.containers(),
         "pool": usage,
         "output_dropped_bytes": dict(agent.output_dropped_bytes),
+        "call_records_dropped": recorder.dropped if recorder is not None else 0,
     }
 
 

@@ -20,6 +20,7 @@ from fnagent.errors import (
     RequestTooLargeError,
     UnauthorizedError,
 )
+from fnagent.records import Recorder
 from fnagent.server.metrics import Metrics
 from fnagent.store.base import Store
 
@@ -39,6 +40,8 @@ class ServerState:
     """Function definitions for invoke and triggers (fnagent/server/invoke.py)."""
     writes: int = 0
     """Store writes so far: a lookup caches what it read only when none came in between."""
+    recorder: Recorder | None = None
+    """Where every call's record goes (fnagent.records); None: calls are not recorded."""
 
     def changed(self) -> None:
         """Call after every store write (once it committed): the cache is dropped."""

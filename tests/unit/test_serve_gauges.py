@@ -16,5 +16,12 @@ def test_gauges_count_every_container_once_and_report_the_pool() -> None:
         "containers": {"running": 2, "frozen": 1, "starting": 0},
         "pool": {"in_use": 1, "free": 3, "starting": 2},
         "output_dropped_bytes": {"f1": 4096},
+        "call_records_dropped": 0,
     }
     assert _gauges(agent, SimpleNamespace(pool=None))["pool"] == {}
+
+
+def test_gauges_report_the_call_records_dropped() -> None:
+    agent = SimpleNamespace(containers=lambda: {}, output_dropped_bytes={})
+    recorder = SimpleNamespace(dropped=7)
+    assert _gauges(agent, SimpleNamespace(pool=None), recorder)["call_records_dropped"] == 7
