@@ -11,6 +11,7 @@ MODULES = {
     "pool": "tests.bench.bench_pool",
     "agent": "tests.bench.bench_agent",
     "serve": "tests.bench.bench_serve",
+    "records": "tests.bench.bench_records",
     "keepalive": "tests.bench.bench_keepalive",
 }
 

@@ -62,7 +62,9 @@ def _request(
     return {}
 
 
-def _wrk(url: str, connections: int, script: Path) -> dict[str, float]:
+def _wrk(
+    url: str, connections: int, script: Path, duration_s: float = DURATION_S
+) -> dict[str, float]:
     done = subprocess.run(
         [
             "wrk",
@@ -71,7 +73,7 @@ def _wrk(url: str, connections: int, script: Path) -> dict[str, float]:
             "-c",
             str(connections),
             "-d",
-            f"{DURATION_S}s",
+            f"{duration_s:g}s",
             "--latency",
             "-s",
             str(script),
@@ -138,63 +140,77 @@ def _raw_baseline() -> list[float]:
         docker_rm(container)
 
 
-def main() -> Report:
-    report = Report("serve")
-    raw = _raw_baseline()
-    work = Path(tempfile.mkdtemp(prefix="fnagent-bench-serve-"))
+def start_server(
+    work: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``fnagent serve`` on a free port with its store and sockets under ``work``, once it
+    answers; its output goes to ``work``/serve.log."""
     port = _free_port()
     env = {
         **os.environ,
         "FNAGENT_INSTANCE_ID": f"bench-{uuid.uuid4().hex[:8]}",
         "FN_IOFS_PATH": str(work / "iofs"),
         "FNAGENT_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
-    log = (work / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fnagent",
-            "serve",
-            "--port",
-            str(port),
-            "--db-url",
-            f"sqlite3://{work / 'fn.db'}",
-        ],
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _request(port, "GET", "/")
-                break
-            except (OSError, RuntimeError):
-                if time.monotonic() > deadline or server.poll() is not None:
-                    log_text = (work / "serve.log").read_text()
-                    raise RuntimeError(f"serve did not start: {log_text}") from None
-                time.sleep(0.1)
-        app = _request(port, "POST", "/v2/apps", {"name": "bench"})
-        fn = _request(
-            port,
-            "POST",
-            "/v2/fns",
-            {"app_id": app["id"], "name": "hello", "image": FN_HELLO, "memory": 64},
+    with (work / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fnagent",
+                "serve",
+                "--port",
+                str(port),
+                "--db-url",
+                f"sqlite3://{work / 'fn.db'}",
+            ],
+            env=env,
+            stdout=log,
+            stderr=log,
         )
-        url = f"http://127.0.0.1:{port}/invoke/{fn['id']}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _request(port, "GET", "/")
+            return server, port
+        except (OSError, RuntimeError):
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.terminate()
+                log_text = (work / "serve.log").read_text()
+                raise RuntimeError(f"serve did not start: {log_text}") from None
+            time.sleep(0.1)
+
+
+def deploy_hello(port: int) -> str:
+    """The hello fn deployed on the server at ``port``, warmed; its invoke URL."""
+    app = _request(port, "POST", "/v2/apps", {"name": "bench"})
+    fn = _request(
+        port,
+        "POST",
+        "/v2/fns",
+        {"app_id": app["id"], "name": "hello", "image": FN_HELLO, "memory": 64},
+    )
+    for _ in range(20):  # warm: the first call launches the container
+        _request(port, "POST", f"/invoke/{fn['id']}", {"name": "warm"})
+    return f"http://127.0.0.1:{port}/invoke/{fn['id']}"
+
+
+def main() -> Report:
+    report = Report("serve")
+    raw = _raw_baseline()
+    work = Path(tempfile.mkdtemp(prefix="fnagent-bench-serve-"))
+    server, port = start_server(work)
+    try:
+        url = deploy_hello(port)
         script = work / "post.lua"
         script.write_text(_LUA)
-        for _ in range(20):  # warm: the first call launches the container
-            _request(port, "POST", f"/invoke/{fn['id']}", {"name": "warm"})
         serial = _wrk(url, 1, script)
         _wrk(url, 16, script)  # warm 16 containers
         loaded = _wrk(url, 16, script)
     finally:
         server.terminate()
         server.wait(60)
-        log.close()
     raw_p50 = median_ms(raw)
     report.add(Row("raw client on the container socket p50", raw_p50, "ms", samples=len(raw)))
     report.add(
