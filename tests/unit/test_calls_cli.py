@@ -10,18 +10,36 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_clientcli import FakeFn, Recorded, Reply, answer, cli, error, serve
+from tests.unit.fakeapi import Recorded, Reply, answer, cli, error, serve
 
 JSONObject = dict[str, Any]
 
 
 @dataclass
-class FakeCalls(FakeFn):
-    """FakeFn plus ``/v2/fns/{fn_id}/calls``, one page of ``page_size`` at a time."""
+class FakeCalls:
+    """Just enough of Fn's API for the calls commands: apps and fns found by name, and
+    ``/v2/fns/{fn_id}/calls`` one page of ``page_size`` at a time."""
 
+    url: str = ""
+    apps: dict[str, JSONObject] = field(default_factory=dict)
+    fns: dict[str, JSONObject] = field(default_factory=dict)
     calls: dict[str, list[JSONObject]] = field(default_factory=dict)
     logs: dict[str, bytes] = field(default_factory=dict)
+    requests: list[Recorded] = field(default_factory=list)
     page_size: int = 2
+
+    def add_app(self, name: str) -> JSONObject:
+        app = {"id": f"app-{name}", "name": name}
+        self.apps[app["id"]] = app
+        return app
+
+    def add_fn(self, app: JSONObject, name: str) -> JSONObject:
+        fn = {"id": f"fn-{name}", "name": name, "app_id": app["id"], "image": "hello"}
+        self.fns[fn["id"]] = fn
+        return fn
+
+    def sent(self, method: str, path: str) -> list[Recorded]:
+        return [r for r in self.requests if (r.method, r.path) == (method, path)]
 
     def add_call(self, fn: JSONObject, n: int, **fields: Any) -> JSONObject:
         call = {
@@ -44,10 +62,23 @@ class FakeCalls(FakeFn):
         return call
 
     def handle(self, request: Recorded) -> Reply:
-        parts = [p for p in request.path.split("/") if p]
-        if parts[:2] != ["v2", "fns"] or parts[3:4] != ["calls"]:
-            return super().handle(request)
         self.requests.append(request)
+        parts = [p for p in request.path.split("/") if p]
+        name = request.query.get("name")
+        if parts == ["v2", "apps"]:
+            return answer(200, {"items": [a for a in self.apps.values() if a["name"] == name]})
+        if parts == ["v2", "fns"]:
+            app_id = request.query.get("app_id")
+            found = [f for f in self.fns.values() if (f["app_id"], f["name"]) == (app_id, name)]
+            return answer(200, {"items": found})
+        if parts[:2] == ["v2", "apps"] and len(parts) == 3:
+            app = self.apps.get(parts[2])
+            return answer(200, app) if app else error(404, "App not found")
+        if parts[:2] == ["v2", "fns"] and len(parts) == 3:
+            fn = self.fns.get(parts[2])
+            return answer(200, fn) if fn else error(404, "Fn not found")
+        if parts[:2] != ["v2", "fns"] or parts[3:4] != ["calls"]:
+            return error(404, "Path not found")
         if parts[2] not in self.fns:
             return error(404, "Fn not found")
         calls = self.calls.get(parts[2], [])
