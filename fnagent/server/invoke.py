@@ -197,13 +197,19 @@ class InvokeApp:
             logger.exception("unexpected error", extra={"path": scope["path"]})
             await error_response(500, "internal server error")(scope, receive, send)
             return
-        if state.recorder is not None:
-            state.recorder.finished(call, result, created_at=received_at)
+        recorder = state.recorder
         if result is None:  # the caller disconnected; nobody reads an answer
+            if recorder is not None:
+                recorder.finished(call, None, created_at=received_at)
             return
         state.metrics.observe(fn.id, result.status, result.start, result.duration_s)
         state.metrics.observe_start(start_kind(result.start), result.queued_s, result.start_s)
-        await send_result(send, result, call.id)
+        try:
+            await send_result(send, result, call.id)
+        finally:
+            # After the answer: the caller does not wait for its record.
+            if recorder is not None:
+                recorder.finished(call, result, created_at=received_at)
 
 
 def request_url(scope: Scope, headers: list[tuple[bytes, bytes]]) -> str:
