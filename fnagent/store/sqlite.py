@@ -919,13 +919,23 @@ class SQLiteStore:
         newest (their logs go with them). Returns how many calls were deleted."""
 
         def prune(conn: sqlite3.Connection) -> int:
-            aged = conn.execute("DELETE FROM calls WHERE created_at < ?", (_ts(before),)).rowcount
-            over = conn.execute(
-                "DELETE FROM calls WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER "
-                "(PARTITION BY fn_id ORDER BY id DESC) AS n FROM calls) WHERE n > ?)",
-                (keep_per_fn,),
+            deleted = conn.execute(
+                "DELETE FROM calls WHERE created_at < ?", (_ts(before),)
             ).rowcount
-            return int(aged + over)
+            # Per fn, on the (fn_id, id) index: the newest call past the count, and all older.
+            for (fn_id,) in conn.execute("SELECT id FROM fns").fetchall():
+                first_dropped = _one(
+                    conn.execute(
+                        "SELECT id FROM calls WHERE fn_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                        (fn_id, keep_per_fn),
+                    )
+                )
+                if first_dropped is not None:
+                    deleted += conn.execute(
+                        "DELETE FROM calls WHERE fn_id = ? AND id <= ?",
+                        (fn_id, first_dropped["id"]),
+                    ).rowcount
+            return int(deleted)
 
         return await self._run(prune, write=True)
 
