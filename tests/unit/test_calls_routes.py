@@ -243,3 +243,15 @@ def test_the_openapi_document_has_the_calls_routes() -> None:
     listed = paths["/v2/fns/{fn_id}/calls"]["get"]
     names = {p["name"] for p in listed["parameters"]}
     assert names == {"fn_id", "cursor", "per_page", "status", "from_time", "to_time"}
+
+
+async def test_metrics_count_start_kinds_cold_starts_and_queue_waits(server: Server) -> None:
+    await server.invoke(b"one")
+    await server.invoke(b"two")
+    status, _, body = await server.get("/metrics")
+    text = body.decode()
+    assert status == 200
+    assert 'fnagent_calls_by_start_total{start="cold"} 1.0' in text
+    assert "fnagent_cold_start_seconds_count 1.0" in text
+    assert "fnagent_call_queue_wait_seconds_count 2.0" in text
+    assert "fnagent_call_records_dropped_total 0.0" in text
