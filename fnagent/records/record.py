@@ -48,7 +48,8 @@ def call_status(result: CallResult | None) -> str:
 
 
 def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
+    # Not rounded here, on the call's path: the record's JSON rounds (CallRecord.to_json).
+    return seconds * 1000
 
 
 def pending_record(

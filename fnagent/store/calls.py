@@ -84,11 +84,16 @@ class CallRecord:
             "detached": self.detached,
             "attempts": self.attempts,
             "timings": {
-                "queued_ms": self.queued_ms,
-                "start_ms": self.start_ms,
-                "exec_ms": self.exec_ms,
+                "queued_ms": _ms(self.queued_ms),
+                "start_ms": _ms(self.start_ms),
+                "exec_ms": _ms(self.exec_ms),
             },
         }
+
+
+def _ms(value: float | None) -> float | None:
+    """Milliseconds to the microsecond."""
+    return round(value, 3) if value is not None else None
 
 
 def _stamp(when: datetime | None) -> str | None:
