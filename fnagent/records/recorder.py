@@ -86,6 +86,7 @@ class Recorder:
         self._writing: dict[str, CallRecord] = {}
         self._writing_logs: dict[str, bytes] = {}
         self._full = anyio.Event()
+        self._flushing = anyio.Lock()
         self._tg: anyio.abc.TaskGroup | None = None
 
     def __repr__(self) -> str:
@@ -192,7 +193,11 @@ class Recorder:
     async def flush(self) -> None:
         """Write what is buffered now, ``batch_size`` records per transaction. A batch the
         store refuses is dropped (counted and logged), so a broken store cannot grow the
-        buffer without bound."""
+        buffer without bound. One flush at a time, so a call's states are written in order."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         records, logs = self._records, self._logs
         self._records, self._logs, self._log_bytes = {}, {}, 0
         self._writing, self._writing_logs = records, logs
