@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -36,6 +37,7 @@ from fnagent.errors import (
 )
 from fnagent.ids import new_id
 from fnagent.models import Call, CallRequest, Fn
+from fnagent.records import start_kind
 from fnagent.server.callback import check_callback_url
 from fnagent.server.state import (
     ServerState,
@@ -173,6 +175,7 @@ class InvokeApp:
         """``name`` is the fn id for invoke, the app name for a trigger (``source`` set)."""
         state = self.state
         trigger = source is not None
+        received_at = datetime.now(UTC)
         try:
             allowed = TRIGGER_METHODS if trigger else INVOKE_METHODS
             if scope["method"] not in allowed:
@@ -218,10 +221,19 @@ class InvokeApp:
             logger.exception("unexpected error", extra={"path": scope["path"]})
             await error_response(500, "internal server error")(scope, receive, send)
             return
+        recorder = state.recorder
         if result is None:  # the caller disconnected; nobody reads an answer
+            if recorder is not None:
+                recorder.finished(call, None, created_at=received_at)
             return
         state.metrics.observe(fn.id, result.status, result.start, result.duration_s)
-        await send_result(send, result, call.id)
+        state.metrics.observe_start(start_kind(result.start), result.queued_s, result.start_s)
+        try:
+            await send_result(send, result, call.id)
+        finally:
+            # After the answer: the caller does not wait for its record.
+            if recorder is not None:
+                recorder.finished(call, result, created_at=received_at)
 
 
 def invoke_options(
@@ -278,7 +290,7 @@ async def enqueue(
             created_at=now,
         )
     )
-    state.observer.queued(call_id, fn, now)
+    state.observer.queued(call_id, fn, now, created_at=now)
     if state.dispatcher is not None:
         state.dispatcher.notify()
     return call_id

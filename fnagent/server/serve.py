@@ -134,8 +134,9 @@ async def _serve(
 ) -> None:
     from drivers.docker import DockerDriver
     from fnagent.agent import Agent
+    from fnagent.records import Recorder, Retention
     from fnagent.server.app import ServerState
-    from fnagent.server.detached import Dispatcher
+    from fnagent.server.detached import Dispatcher, RecordingObserver
     from fnagent.server.invoke import fn_by_id
     from fnagent.server.metrics import Metrics
     from fnagent.syslog.forwarder import SyslogForwarder
@@ -146,8 +147,13 @@ async def _serve(
         check_socket_dirs(agent_config)
         if leftovers:
             logger.info("removed containers left by an earlier run", extra={"count": leftovers})
-        # The forwarder outlives the agent: containers print until the agent removes them.
+        records = server_config.records
+        retention = Retention(count=records.retention_count, max_age_s=records.retention_s)
+        # The recorder is left after the agent (the records of the calls it drains are written
+        # too), the forwarder too (containers print until the agent removes them).
+        recorder = Recorder(store, enabled=records.enabled, retention=retention)
         async with (
+            recorder,
             SyslogForwarder() as syslog,
             Agent(driver, agent_config, log_sink=syslog) as agent,
         ):
@@ -156,8 +162,10 @@ async def _serve(
                 config=server_config,
                 store=store,
                 agent=agent,
-                metrics=Metrics(lambda: _gauges(agent, driver, dispatcher, syslog)),
+                metrics=Metrics(lambda: _gauges(agent, driver, dispatcher, syslog, recorder)),
                 version=_version(),
+                recorder=recorder,
+                observer=RecordingObserver(recorder),
             )
 
             async def lookup(fn_id: str) -> Any:
@@ -278,10 +286,16 @@ async def _watch_signals(stop: _Stop) -> None:
             stop.request()
 
 
-def _gauges(agent: Any, driver: Any, dispatcher: Any = None, syslog: Any = None) -> dict[str, Any]:
+def _gauges(
+    agent: Any,
+    driver: Any,
+    dispatcher: Any = None,
+    syslog: Any = None,
+    recorder: Any = None,
+) -> dict[str, Any]:
     """Hot containers by state (all fns, each container once), pool slots by state, bytes
-    of output between calls dropped, by fn, the detached calls queued, and syslog lines sent
-    and dropped, by app."""
+    of output between calls dropped, by fn, the detached calls queued, syslog lines sent and
+    dropped, by app, and call records dropped."""
     pool = getattr(driver, "pool", None)
     usage = pool.usage()._asdict() if pool is not None else {}
     state = {
@@ -289,6 +303,7 @@ def _gauges(agent: Any, driver: Any, dispatcher: Any = None, syslog: Any = None)
         "pool": usage,
         "output_dropped_bytes": dict(agent.output_dropped_bytes),
         "detached_queue_depth": dispatcher.depth if dispatcher is not None else 0,
+        "call_records_dropped": recorder.dropped if recorder is not None else 0,
     }
     if syslog is not None:
         state["syslog_sent_lines"] = dict(syslog.sent)

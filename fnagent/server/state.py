@@ -21,6 +21,7 @@ from fnagent.errors import (
     TooManyRequestsError,
     UnauthorizedError,
 )
+from fnagent.records import Recorder
 from fnagent.server.detached import CallObserver, Dispatcher, NoObserver
 from fnagent.server.metrics import Metrics
 from fnagent.store.base import Store
@@ -45,6 +46,8 @@ class ServerState:
     """Runs detached calls (fnagent/server/detached.py); None: they stay queued."""
     observer: CallObserver = field(default_factory=NoObserver)
     """Told when a detached call is queued (the dispatcher tells it the rest)."""
+    recorder: Recorder | None = None
+    """Where every call's record goes (fnagent.records); None: calls are not recorded."""
 
     def changed(self) -> None:
         """Call after every store write (once it committed): the cache is dropped."""

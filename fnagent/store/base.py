@@ -19,7 +19,11 @@ one must pass):
   ``models.clamp_per_page`` (Fn's 30 by default, at most 100) and the page comes with the
   cursor of the next one (``models.encode_cursor`` of its last name), None on the last page.
 - Deleting an app deletes its fns and triggers; deleting a fn deletes its triggers; each in one
-  transaction.
+  transaction. Deleting either also deletes their call records and call logs.
+- Call records (``fnagent.store.calls``) are upserts by call id: a later state replaces an
+  earlier one. ``put_calls`` writes a batch in one transaction and skips records of fns that
+  no longer exist (a fn deleted while its calls waited to be written). Calls are listed newest
+  first (by id: call ids sort by creation time), paged by cursor like the other lists.
 - Detached calls (``fnagent.store.queue``) are a queue: enqueue is durable when it returns;
   a lease hands a call to one owner at a time; only the lease's owner may finish or requeue.
 - A store is an async context manager: ``__aenter__`` opens it (``open()``, idempotent) and
@@ -30,9 +34,11 @@ one must pass):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from fnagent.store.calls import CallFilter, CallRecord
 from fnagent.store.models import App, FnRecord, Trigger
 from fnagent.store.queue import QueuedCall
 
@@ -216,4 +222,39 @@ class Store(Protocol):
 
     async def count_queued(self) -> int:
         """Calls waiting to run (queued, due or in backoff): the queue's depth."""
+        ...
+
+    # --- call records and logs --------------------------------------------------------------
+
+    async def put_calls(self, calls: Sequence[CallRecord], logs: Mapping[str, bytes]) -> int:
+        """Upsert ``calls`` and the logs of some of them (call id -> log, replacing an earlier
+        one) in one transaction; records of fns that no longer exist, and their logs, are
+        skipped. Returns how many records were written."""
+        ...
+
+    async def get_call(self, fn_id: str, call_id: str) -> CallRecord:
+        """404 "Fn not found" for an unknown fn; 404 "Call not found" for a call that is not
+        the fn's."""
+        ...
+
+    async def list_calls(
+        self,
+        fn_id: str,
+        *,
+        cursor: str | None = None,
+        per_page: int | None = None,
+        where: CallFilter | None = None,
+    ) -> tuple[list[CallRecord], str | None]:
+        """A page of the fn's calls, newest first, after ``cursor``, filtered by ``where``.
+        404 "Fn not found"; 400 for a cursor not handed out."""
+        ...
+
+    async def get_call_log(self, fn_id: str, call_id: str) -> bytes:
+        """The call's log. 404 "Fn not found"; 404 "Call log not found" when the fn's call
+        has none (or there is no such call)."""
+        ...
+
+    async def prune_calls(self, *, keep_per_fn: int, before: datetime) -> int:
+        """Retention: delete the calls (and logs) created before ``before``, and those of
+        each fn beyond its ``keep_per_fn`` newest. Returns how many calls were deleted."""
         ...

@@ -1,4 +1,5 @@
-"""The embedded registry for ``fnagent serve``: apps, fns and triggers in one SQLite file.
+"""The embedded registry for ``fnagent serve``: apps, fns, triggers and call records in one
+SQLite file.
 
 Concurrency: one ``sqlite3`` connection (``check_same_thread=False``) used only from worker
 threads through ``anyio.to_thread.run_sync`` with a ``CapacityLimiter(1)``. SQLite has a single
@@ -44,6 +45,12 @@ from fnagent.errors import (
 )
 from fnagent.ids import new_id
 from fnagent.store.base import Store
+from fnagent.store.calls import (
+    MSG_CALL_LOG_NOT_FOUND,
+    MSG_CALL_NOT_FOUND,
+    CallFilter,
+    CallRecord,
+)
 from fnagent.store.migrations import Migration, latest_version
 from fnagent.store.models import (
     MSG_APP_EXISTS,
@@ -73,7 +80,6 @@ from fnagent.store.models import (
 )
 from fnagent.store.queue import (
     FINAL_STATUSES,
-    MSG_CALL_NOT_FOUND,
     QUEUED,
     RUNNING,
     QueuedCall,
@@ -88,9 +94,11 @@ from fnagent.store.rows import (
     fn_changes,
     fn_from_row,
     fn_values,
+    parse_ts,
     trigger_changes,
     trigger_from_row,
     trigger_values,
+    ts,
     update_statement,
 )
 from fnagent.store.urls import POSTGRES_URL_FORM
@@ -192,6 +200,37 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX detached_calls_leases ON detached_calls (status, lease_expires)",
         ),
     ),
+    Migration(
+        3,
+        "call records and call logs",
+        (
+            """CREATE TABLE calls (
+                id TEXT PRIMARY KEY,
+                fn_id TEXT NOT NULL REFERENCES fns (id) ON DELETE CASCADE,
+                app_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                started_at TEXT,
+                completed_at TEXT,
+                http_status INTEGER,
+                error TEXT,
+                start TEXT,
+                detached INTEGER NOT NULL,
+                attempts INTEGER NOT NULL,
+                queued_ms REAL,
+                start_ms REAL,
+                exec_ms REAL
+            )""",
+            # The list by fn, newest first, and the retention's count per fn.
+            "CREATE INDEX calls_fn_id_id ON calls (fn_id, id)",
+            # The retention's age bound.
+            "CREATE INDEX calls_created_at ON calls (created_at)",
+            """CREATE TABLE call_logs (
+                call_id TEXT PRIMARY KEY REFERENCES calls (id) ON DELETE CASCADE,
+                log BLOB NOT NULL
+            )""",
+        ),
+    ),
 )
 
 # sqlite3's "UNIQUE constraint failed: <columns>" -> the 409 Fn gives for it.
@@ -207,6 +246,17 @@ _QUEUE_COLUMNS = (
     "status, attempts, not_before, lease_owner, lease_expires, started_at, completed_at, "
     "http_status, last_error"
 )
+_CALL_COLUMNS = (
+    "id, fn_id, app_id, status, created_at, started_at, completed_at, http_status, error, "
+    "start, detached, attempts, queued_ms, start_ms, exec_ms"
+)
+_CALL_UPSERT = (
+    f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _CALL_COLUMNS.split(", ")[1:])
+)
+# SQLite's default bound on host parameters in one statement is 999 on old builds.
+_IN_CHUNK = 500
 
 
 def _queued_call_from_row(row: sqlite3.Row) -> QueuedCall:
@@ -230,6 +280,54 @@ def _queued_call_from_row(row: sqlite3.Row) -> QueuedCall:
         completed_at=row["completed_at"],
         http_status=row["http_status"],
         last_error=row["last_error"],
+    )
+
+
+def _optional_ts(when: datetime | None) -> str | None:
+    return ts(when) if when is not None else None
+
+
+def _optional_parse_ts(text: str | None) -> datetime | None:
+    return parse_ts(text) if text is not None else None
+
+
+def _call_row(call: CallRecord) -> tuple[object, ...]:
+    return (
+        call.id,
+        call.fn_id,
+        call.app_id,
+        call.status,
+        ts(call.created_at),
+        _optional_ts(call.started_at),
+        _optional_ts(call.completed_at),
+        call.http_status,
+        call.error,
+        call.start,
+        int(call.detached),
+        call.attempts,
+        call.queued_ms,
+        call.start_ms,
+        call.exec_ms,
+    )
+
+
+def _call_from_row(row: sqlite3.Row) -> CallRecord:
+    return CallRecord(
+        id=row["id"],
+        fn_id=row["fn_id"],
+        app_id=row["app_id"],
+        status=row["status"],
+        created_at=parse_ts(row["created_at"]),
+        started_at=_optional_parse_ts(row["started_at"]),
+        completed_at=_optional_parse_ts(row["completed_at"]),
+        http_status=row["http_status"],
+        error=row["error"],
+        start=row["start"],
+        detached=bool(row["detached"]),
+        attempts=row["attempts"],
+        queued_ms=row["queued_ms"],
+        start_ms=row["start_ms"],
+        exec_ms=row["exec_ms"],
     )
 
 
@@ -833,6 +931,127 @@ class SQLiteStore:
 
         return await self._run(count, write=False)
 
+    # --- call records and logs --------------------------------------------------------------
+
+    async def put_calls(self, calls: Sequence[CallRecord], logs: Mapping[str, bytes]) -> int:
+        """Upsert ``calls`` and the logs given for them in one transaction, skipping records
+        of fns that no longer exist. Returns how many records were written."""
+        if not calls:
+            return 0
+
+        def put(conn: sqlite3.Connection) -> int:
+            fn_ids = sorted({call.fn_id for call in calls})
+            live: set[str] = set()
+            for i in range(0, len(fn_ids), _IN_CHUNK):
+                chunk = fn_ids[i : i + _IN_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT id FROM fns WHERE id IN ({marks})", chunk)
+                live.update(row["id"] for row in rows)
+            kept = [call for call in calls if call.fn_id in live]
+            conn.executemany(_CALL_UPSERT, [_call_row(call) for call in kept])
+            conn.executemany(
+                "INSERT INTO call_logs (call_id, log) VALUES (?, ?) "
+                "ON CONFLICT (call_id) DO UPDATE SET log = excluded.log",
+                [(call.id, logs[call.id]) for call in kept if call.id in logs],
+            )
+            return len(kept)
+
+        return await self._run(put, write=True)
+
+    async def get_call(self, fn_id: str, call_id: str) -> CallRecord:
+        """404 "Fn not found" / "Call not found"."""
+
+        def get(conn: sqlite3.Connection) -> CallRecord:
+            _check_fn(conn, fn_id)
+            row = _one(
+                conn.execute(
+                    f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ? AND fn_id = ?",
+                    (call_id, fn_id),
+                )
+            )
+            if row is None:
+                raise NotFoundError(MSG_CALL_NOT_FOUND)
+            return _call_from_row(row)
+
+        return await self._run(get, write=False)
+
+    async def list_calls(
+        self,
+        fn_id: str,
+        *,
+        cursor: str | None = None,
+        per_page: int | None = None,
+        where: CallFilter | None = None,
+    ) -> tuple[list[CallRecord], str | None]:
+        """The fn's calls newest first (by id), after ``cursor``. 404 "Fn not found"."""
+        limit = clamp_per_page(per_page)
+        after = decode_cursor(cursor) if cursor else None
+        where = where or CallFilter()
+
+        def page(conn: sqlite3.Connection) -> tuple[list[CallRecord], str | None]:
+            _check_fn(conn, fn_id)
+            clauses: list[tuple[str, object]] = [("fn_id = ?", fn_id)]
+            if after is not None:
+                clauses.append(("id < ?", after))
+            if where.status is not None:
+                clauses.append(("status = ?", where.status))
+            if where.from_time is not None:
+                clauses.append(("created_at >= ?", ts(where.from_time)))
+            if where.to_time is not None:
+                clauses.append(("created_at <= ?", ts(where.to_time)))
+            sql = (
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE "
+                + " AND ".join(clause for clause, _ in clauses)
+                + " ORDER BY id DESC LIMIT ?"
+            )
+            rows = conn.execute(sql, [value for _, value in clauses] + [limit + 1]).fetchall()
+            records = [_call_from_row(row) for row in rows[:limit]]
+            more = len(rows) > limit
+            return records, encode_cursor(records[-1].id) if more else None
+
+        return await self._run(page, write=False)
+
+    async def get_call_log(self, fn_id: str, call_id: str) -> bytes:
+        """404 "Fn not found" / "Call log not found"."""
+
+        def get(conn: sqlite3.Connection) -> bytes:
+            _check_fn(conn, fn_id)
+            row = _one(
+                conn.execute(
+                    "SELECT call_logs.log FROM call_logs JOIN calls ON calls.id = call_logs.call_id"
+                    " WHERE calls.id = ? AND calls.fn_id = ?",
+                    (call_id, fn_id),
+                )
+            )
+            if row is None:
+                raise NotFoundError(MSG_CALL_LOG_NOT_FOUND)
+            return bytes(row["log"])
+
+        return await self._run(get, write=False)
+
+    async def prune_calls(self, *, keep_per_fn: int, before: datetime) -> int:
+        """Delete calls created before ``before`` and each fn's beyond its ``keep_per_fn``
+        newest (their logs go with them). Returns how many calls were deleted."""
+
+        def prune(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute("DELETE FROM calls WHERE created_at < ?", (ts(before),)).rowcount
+            # Per fn, on the (fn_id, id) index: the newest call past the count, and all older.
+            for (fn_id,) in conn.execute("SELECT id FROM fns").fetchall():
+                first_dropped = _one(
+                    conn.execute(
+                        "SELECT id FROM calls WHERE fn_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                        (fn_id, keep_per_fn),
+                    )
+                )
+                if first_dropped is not None:
+                    deleted += conn.execute(
+                        "DELETE FROM calls WHERE fn_id = ? AND id <= ?",
+                        (fn_id, first_dropped["id"]),
+                    ).rowcount
+            return int(deleted)
+
+        return await self._run(prune, write=True)
+
 
 class _Enqueued:
     """One enqueue_call waiting for its batch: ``turn`` is set when it was written (or
@@ -943,6 +1162,11 @@ def _get_fn(conn: sqlite3.Connection, fn_id: str) -> FnRecord:
     if row is None:
         raise NotFoundError(MSG_FN_NOT_FOUND)
     return fn_from_row(row)
+
+
+def _check_fn(conn: sqlite3.Connection, fn_id: str) -> None:
+    if _one(conn.execute("SELECT id FROM fns WHERE id = ?", (fn_id,))) is None:
+        raise NotFoundError(MSG_FN_NOT_FOUND)
 
 
 def _get_trigger(conn: sqlite3.Connection, trigger_id: str) -> Trigger:

@@ -12,37 +12,21 @@ import json
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import click
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from fnagent.cli import main
 from fnagent.cli.commands import format_table
 from fnagent.client import DEFAULT_API_URL, ApiClient, ApiError
+from tests.unit.fakeapi import Recorded, Reply, answer, cli, error, serve
 
 JSONObject = dict[str, Any]
-# status, headers, body (FakeFn has a method named list, so the alias lives out here)
-Reply = tuple[int, list[tuple[str, str]], bytes]
 NOT_UTF8 = bytes(range(256)) + b"\xff\xfe\x80 not utf-8 \xc3\x28"
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @dataclass
@@ -233,58 +217,6 @@ class FakeFn:
         return 200, [("Content-Type", content_type), *call_id], request.body
 
 
-def answer(status: int, document: Any) -> Reply:
-    return status, [("Content-Type", "application/json")], json.dumps(document).encode()
-
-
-def error(status: int, message: str) -> Reply:
-    return answer(status, {"message": message})
-
-
-def serve(handle: Callable[[Recorded], Reply]) -> Iterator[str]:
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def dispatch(self) -> None:
-            split = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            request = Recorded(
-                method=self.command,
-                path=split.path,
-                query={k: v[-1] for k, v in parse_qs(split.query).items()},
-                headers={k.lower(): v for k, v in self.headers.items()},
-                body=self.rfile.read(length),
-            )
-            with lock:
-                status, headers, body = handle(request)
-            self.send_response(status)
-            for name, value in headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = do_PUT = do_DELETE = dispatch
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-fn-api", daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 @pytest.fixture
 def api() -> Iterator[FakeFn]:
     fake = FakeFn()
@@ -300,21 +232,6 @@ def dead_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-
-
-def cli(
-    api_url: str, *args: str, input: bytes | None = None, env: dict[str, str | None] | None = None
-) -> Result:
-    runner = CliRunner()
-    result = runner.invoke(
-        main,
-        list(args),
-        input=input,
-        env={"FN_API_URL": api_url, "FN_TOKEN": None, **(env or {})},
-    )
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
 
 
 def fnagent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:

@@ -58,6 +58,8 @@ LAYERS: dict[str, int] = {
     "fnagent.testing": 2,
     # the agent
     "fnagent.agent": 3,
+    # call records: built from the agent's results, written to the store
+    "fnagent.records": 3,
     # the server
     "fnagent.server": 4,
     # the command line
