@@ -18,6 +18,7 @@ this module only::
     ├── RequestTooLargeError (413)          a request body over its bound
     ├── StorageError (500)                  the database failed (disk full, I/O error, corrupt)
     ├── SocketDirError (500)                a container's socket dir cannot be made
+    ├── SecretKeyError (500)                the secrets key is missing, unreadable or wrong
     ├── NetworkSetupError (500)             the function network or its host rule cannot be made
     ├── ImageError
     │   ├── ImageNotFoundError (404)        no such image or tag, or pull access denied
@@ -98,6 +99,7 @@ __all__ = [
     "RequestTooLargeError",
     "ResponseTooLargeError",
     "ServerBusyError",
+    "SecretKeyError",
     "SocketDirError",
     "StartTimeoutError",
     "StorageError",
@@ -209,3 +211,11 @@ class SocketDirError(FnAgentError):
 
     status = 500
     default_message = "cannot make the function's socket dir"
+
+
+class SecretKeyError(FnAgentError):
+    """The secrets key file (fnagent/secretbox.py) is missing, unreadable or not the key the
+    stored secrets were sealed with; never carries a value."""
+
+    status = 500
+    default_message = "the secrets key cannot be used"

@@ -27,11 +27,23 @@ FORMATS = (FORMAT_HTTP_STREAM, FORMAT_COLD)
 
 
 @dataclass(frozen=True, kw_only=True)
+class SecretFile:
+    """One secret a function's containers get as ``/run/secrets/<name>``. ``digest`` names
+    this version of the value (``fnagent.secretbox.digest`` of its sealed form) and goes into
+    the fn's version; the value never does, nor into any repr."""
+
+    name: str
+    value: bytes = field(repr=False)
+    digest: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Fn:
     """A function as the agent sees it: Fn's fields, app config folded in.
 
     ``version_key`` hashes everything that changes a container, so a changed function gets
-    fresh containers while the old ones drain.
+    fresh containers while the old ones drain. Its secrets count by name and digest: a secret
+    set again makes a new version, and no value is hashed into it.
     """
 
     id: str
@@ -47,6 +59,7 @@ class Fn:
     app_config: Mapping[str, str] = field(default_factory=dict)
     config: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, Any] = field(default_factory=dict)
+    secrets: tuple[SecretFile, ...] = ()
 
     def __post_init__(self) -> None:
         validate_bounds(
@@ -71,7 +84,8 @@ class Fn:
                 dict(self.app_config),
                 dict(self.config),
                 self.annotations,
-            ],
+            ]
+            + [[secret.name, secret.digest] for secret in self.secrets],
             sort_keys=True,
             default=str,
         )

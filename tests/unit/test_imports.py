@@ -47,6 +47,8 @@ LAYERS: dict[str, int] = {
     # the HTTP client of the API: standard library only, usable without the CLI
     "fnagent.client": 1,
     "fnagent.keepalive": 1,
+    # sealing secret values under the key file (cryptography's AEAD)
+    "fnagent.secretbox": 1,
     # the store
     "fnagent.store": 2,
     # test doubles and conformance cases (on the store's floor: they use drivers and the
