@@ -45,9 +45,7 @@ async def test_a_file_store_survives_a_restart(tmp_path: Path) -> None:
         assert await again.get_fn(fn.id) == fn
         assert await again.find_http_trigger("app", "/t") == (updated, fn, trigger)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [
-            (len(MIGRATIONS),)
-        ]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(len(MIGRATIONS),)]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
