@@ -366,13 +366,15 @@ class ServerConfig:
     """FN_DB_URL; None: the caller's default (a SQLite file under ./data)."""
     log_level: str = "INFO"
     """FNAGENT_LOG_LEVEL."""
+    secrets_key_file: str | None = None
+    """FN_SECRETS_KEY_FILE; None: ``<store file>.secrets-key`` beside a SQLite store."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerConfig:
         """FN_PORT, FN_DB_URL, FN_MAX_REQUEST_SIZE, FN_TOKEN (or FN_TOKEN_FILE),
         FN_INVOKE_REQUIRES_TOKEN, FN_INVOKE_TOKEN, the input bounds FN_MAX_API_BODY_SIZE,
-        FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS, and
-        FNAGENT_LOG_LEVEL; unset ones keep their defaults."""
+        FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS, FN_SECRETS_KEY_FILE
+        and FNAGENT_LOG_LEVEL; unset ones keep their defaults."""
         token = environ.get("FN_TOKEN") or None
         token_file = environ.get("FN_TOKEN_FILE")
         if token is None and token_file:
@@ -401,6 +403,7 @@ class ServerConfig:
                 "FN_INVOKE_TOKEN", environ.get("FN_INVOKE_TOKEN") or None
             ),
             log_level=environ.get("FNAGENT_LOG_LEVEL", "").strip() or "INFO",
+            secrets_key_file=environ.get("FN_SECRETS_KEY_FILE") or None,
         )
 
     def invoke_tokens(self) -> tuple[bytes, ...]:

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from fnagent.config import ServerConfig
 from fnagent.errors import FnAgentError
-from fnagent.server import api, invoke, openapi
+from fnagent.server import api, invoke, openapi, secrets
 from fnagent.server.state import (
     RETRY_AFTER,
     ServerState,
@@ -69,6 +69,7 @@ def create_app(state: ServerState) -> invoke.InvokeApp:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", spec, methods=["GET"]),
         *api.routes(state),
+        *secrets.routes(state),
     ]
 
     async def fn_error(request: Request, exc: Exception) -> Response:

@@ -2,8 +2,9 @@
 process, started in that order and stopped in reverse.
 
 On start, the store's lock and the listening address are taken (a second server for either ends
-with one line, touching nothing); then containers an earlier run of this server left behind
-(same instance label, derived from the store's location) are removed. SIGTERM or SIGINT: the
+with one line, touching nothing); the secrets key is read (or made) and checked against the
+store; then containers an earlier run of this server left behind (same instance label, derived
+from the store's location) are removed, with their secret files. SIGTERM or SIGINT: the
 server stops accepting, calls in flight finish, every container is removed, and the process
 exits 0; a second signal only hurries the drain.
 """
@@ -108,7 +109,10 @@ async def _serve(
     from fnagent.server.app import ServerState, create_app
     from fnagent.server.metrics import Metrics
     from fnagent.server.protocol import protocol_class
+    from fnagent.server.secrets import default_key_file, open_secretbox
 
+    key_file = server_config.secrets_key_file or default_key_file(store_lock_target(store.path))
+    secretbox = await open_secretbox(store, key_file)
     async with DockerDriver(agent_config.docker_config(function_network=True)) as driver:
         leftovers = await driver.remove_leftovers()
         remove_root(socket_root(agent_config))
@@ -122,6 +126,7 @@ async def _serve(
                 agent=agent,
                 metrics=Metrics(lambda: _gauges(agent, driver)),
                 version=_version(),
+                secretbox=secretbox,
             )
             uv_config = uvicorn.Config(
                 create_app(state),
