@@ -19,6 +19,7 @@ this module only::
     ├── StorageError (500)                  the database failed (disk full, I/O error, corrupt)
     ├── SocketDirError (500)                a container's socket dir cannot be made
     ├── SecretKeyError (500)                the secrets key is missing, unreadable or wrong
+    ├── SecretFilesError (500)              a container's secret files cannot be made
     ├── NetworkSetupError (500)             the function network or its host rule cannot be made
     ├── ImageError
     │   ├── ImageNotFoundError (404)        no such image or tag, or pull access denied
@@ -65,6 +66,7 @@ from drivers.errors import (
     PullTimeoutError,
     RegistryAuthError,
     RegistryUnreachableError,
+    SecretFilesError,
     ServerBusyError,
 )
 
@@ -99,6 +101,7 @@ __all__ = [
     "RequestTooLargeError",
     "ResponseTooLargeError",
     "ServerBusyError",
+    "SecretFilesError",
     "SecretKeyError",
     "SocketDirError",
     "StartTimeoutError",
