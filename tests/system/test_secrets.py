@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,3 +163,24 @@ def test_a_wrong_key_stops_the_start(
     assert again.process is not None and again.process.wait(10) == 1
     again.process = None
     assert not key_file.exists()
+
+
+def test_a_killed_servers_secret_files_go_at_its_next_start(
+    tmp_path: Path, cli_env: dict[str, str], docker_api: docker.APIClient
+) -> None:
+    require_image(docker_api, FN_TEST)
+    root = secrets_root(DockerConfig(instance_id=cli_env["FNAGENT_INSTANCE_ID"]))
+    first = make_server(tmp_path, cli_env).start()
+    put_secret(first, app_id(first, "app"), "token", VALUE)
+    fn = deploy(first, "app", "fn", timeout=60, annotations={ANNOTATION: ["token"]})
+    assert probe(first, fn, read_file="/run/secrets/token")["file"] == VALUE
+    assert len(mounted_under(root)) == 1
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert len(mounted_under(root)) == 1  # nothing ran to remove it
+
+    again = make_server(tmp_path, cli_env).start()
+    try:
+        assert mounted_under(root) == []
+    finally:
+        assert again.stop() == 0
+    assert not os.path.exists(root)
