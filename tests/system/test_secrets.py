@@ -149,7 +149,7 @@ def test_named_secrets_must_exist_and_cannot_go_while_named(server: Server) -> N
     assert answer.status == 409 and '"fn"' in answer.message, answer.body
 
 
-def test_a_wrong_key_stops_the_start(
+def test_a_missing_key_stops_the_start(
     tmp_path: Path, cli_env: dict[str, str], docker_api: docker.APIClient
 ) -> None:
     first = make_server(tmp_path, cli_env).start()
