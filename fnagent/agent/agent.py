@@ -554,6 +554,7 @@ class Agent:
                 memory_bytes=memory,
                 cpus_mcpus=cpus,
                 uds_path=container.socket_dir.shared,
+                secrets={secret.name: secret.value for secret in fn.secrets},
                 labels={FN_LABEL: fn.id, APP_LABEL: fn.app_id},
                 extensions=extensions,
             )

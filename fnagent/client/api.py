@@ -340,6 +340,20 @@ class ApiClient:
                 ) from None
             raise
 
+    # -- secrets (write-only: no call reads a value back) ---------------------------------
+
+    def put_secret(self, app_id: str, name: str, value: str) -> JSONObject:
+        """Create or replace the app's secret ``name``; the answer has its name and times."""
+        path = f"/v2/apps/{_segment(app_id)}/secrets/{_segment(name)}"
+        return self._object("PUT", path, {"value": value})
+
+    def list_secrets(self, app_id: str) -> list[JSONObject]:
+        """Every secret of the app: names and times, never values."""
+        return self.list_all(f"/v2/apps/{_segment(app_id)}/secrets")
+
+    def delete_secret(self, app_id: str, name: str) -> None:
+        self.request_json("DELETE", f"/v2/apps/{_segment(app_id)}/secrets/{_segment(name)}")
+
     # -- fns --------------------------------------------------------------------------------
 
     def create_fn(self, body: JSONObject) -> JSONObject:

@@ -36,8 +36,9 @@ from fnagent.errors import (
     UnauthorizedError,
 )
 from fnagent.ids import new_id
-from fnagent.models import Call, CallRequest, Fn
+from fnagent.models import Call, CallRequest, Fn, SecretFile
 from fnagent.records import start_kind
+from fnagent.secretbox import digest
 from fnagent.server.callback import check_callback_url
 from fnagent.server.state import (
     ServerState,
@@ -48,6 +49,7 @@ from fnagent.server.state import (
 )
 from fnagent.store.models import App, FnRecord
 from fnagent.store.queue import QueuedCall
+from fnagent.store.secrets import missing_secret_message, secret_names
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ class ClientGone(Exception):
     """The caller disconnected before its request body arrived."""
 
 
-def agent_fn(app: App, record: FnRecord) -> Fn:
+def agent_fn(app: App, record: FnRecord, secrets: tuple[SecretFile, ...] = ()) -> Fn:
     """The agent's view of a stored fn and its app (app config folded in)."""
     return Fn(
         id=record.id,
@@ -88,7 +90,27 @@ def agent_fn(app: App, record: FnRecord) -> Fn:
         config=dict(record.config),
         annotations=dict(record.annotations),
         syslog_url=app.syslog_url,
+        secrets=secrets,
     )
+
+
+async def load_fn(state: ServerState, app: App, record: FnRecord) -> Fn:
+    """``agent_fn`` with the secrets the fn names (``fnagent.io/secrets``), read from the
+    store and opened with the server's key. 400 naming a secret the app lacks (the store's
+    rules keep that from happening); SecretKeyError (500) when one does not open."""
+    names = secret_names(record.annotations)
+    if not names:
+        return agent_fn(app, record)
+    sealed = await state.store.get_sealed_secrets(app.id, names)
+    found = {secret.name: secret for secret in sealed}
+    files: list[SecretFile] = []
+    for name in names:
+        secret = found.get(name)
+        if secret is None:
+            raise InvalidInputError(missing_secret_message(name, app.name))
+        value = state.secretbox.open(app.id, name, secret.sealed)
+        files.append(SecretFile(name=name, value=value, digest=digest(secret.sealed)))
+    return agent_fn(app, record, tuple(files))
 
 
 async def fn_by_id(state: ServerState, fn_id: str) -> Fn:
@@ -99,7 +121,7 @@ async def fn_by_id(state: ServerState, fn_id: str) -> Fn:
 
     async def read() -> Fn:
         record = await state.store.get_fn(fn_id)
-        return agent_fn(await state.store.get_app(record.app_id), record)
+        return await load_fn(state, await state.store.get_app(record.app_id), record)
 
     return await _read_through(state, f"fn:{fn_id}", read)
 
@@ -112,7 +134,7 @@ async def fn_by_trigger(state: ServerState, app_name: str, source: str) -> Fn:
 
     async def read() -> Fn:
         app, record, _ = await state.store.find_http_trigger(app_name, source)
-        return agent_fn(app, record)
+        return await load_fn(state, app, record)
 
     return await _read_through(state, f"t:{app_name}:{source}", read)
 

@@ -2,8 +2,8 @@
 
 It follows Fn's v2 swagger (shared/reference/fn_swagger_v2.yml) for apps, fns and triggers, and
 adds what is ours: invoke, triggers' gateway (``/t/{app_name}/{trigger_source}``, every method),
-scale, a fn's call records and logs, stats, ping, version, health, metrics, this document and
-the page at /ui.
+scale, a fn's call records and logs, an app's secrets (write-only: no answer schema has a
+value), stats, ping, version, health, metrics, this document and the page at /ui.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Invalid input",
         401: "Token missing or wrong",
         404: "Not found",
-        409: "Already exists",
+        409: "Already exists, or in use",
         413: "Body too large",
         429: "The fn's max-concurrency held the call until its deadline",
         500: "Server failure",
@@ -189,6 +189,60 @@ def _calls_paths(fn_id: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _secrets() -> dict[str, dict[str, Any]]:
+    """``/v2/apps/{app_id}/secrets`` and ``.../{name}``: values go in, never come out."""
+    app_id = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    name = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+    }
+    secret = {"$ref": "#/components/schemas/Secret"}
+    value = {
+        "type": "object",
+        "required": ["value"],
+        "properties": {"value": {"type": "string", "minLength": 1, "writeOnly": True}},
+    }
+    listing = {
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {"type": "array", "items": secret},
+            "next_cursor": {"type": "string"},
+        },
+    }
+    page = [
+        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+        {"name": "per_page", "in": "query", "schema": {"type": "integer"}},
+    ]
+    return {
+        "/v2/apps/{app_id}/secrets": {
+            "get": {
+                "operationId": "ListSecrets",
+                "parameters": [app_id, *page],
+                "responses": {"200": _json(listing, "Names and times"), **_errors(400, 401, 404)},
+            }
+        },
+        "/v2/apps/{app_id}/secrets/{name}": {
+            "put": {
+                "operationId": "PutSecret",
+                "parameters": [app_id, name],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": value}},
+                },
+                "responses": {"200": _json(secret, "Secret"), **_errors(400, 401, 404)},
+            },
+            "delete": {
+                "operationId": "DeleteSecret",
+                "parameters": [app_id, name],
+                "responses": {"204": {"description": "Deleted"}, **_errors(401, 404, 409)},
+            },
+        },
+    }
+
+
 def document() -> dict[str, Any]:
     app_id = {"name": "app_id", "in": "query", "required": True, "schema": {"type": "string"}}
     fn_id_query = {"name": "fn_id", "in": "query", "schema": {"type": "string"}}
@@ -302,6 +356,10 @@ def document() -> dict[str, Any]:
                     },
                 },
                 "Call": CALL_SCHEMA,
+                "Secret": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, **_STAMPS},
+                },
                 "Trigger": {
                     "type": "object",
                     "properties": {
@@ -364,6 +422,7 @@ def document() -> dict[str, Any]:
             },
             "/v2/apps": _collection("App", []),
             "/v2/apps/{app_id}": _entity("App", "app_id"),
+            **_secrets(),
             "/v2/fns": _collection("Fn", [app_id]),
             "/v2/fns/{fn_id}": _entity("Fn", "fn_id"),
             "/v2/fns/{fn_id}/scale": {

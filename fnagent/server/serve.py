@@ -2,8 +2,9 @@
 process, started in that order and stopped in reverse.
 
 On start, the store's lock and the listening address are taken (a second server for either ends
-with one line, touching nothing); then containers an earlier run of this server left behind
-(same instance label) are removed. A SQLite store is one server's own: its lock file and its
+with one line, touching nothing); the secrets key is read (or made) and checked against the
+store; then containers an earlier run of this server left behind (same instance label) are
+removed, with their secret files. A SQLite store is one server's own: its lock file and its
 path make the instance. A PostgreSQL store is shared by several agents on purpose: it has no
 lock, and an agent's instance is the database, this host and the listening address, so each
 agent on one host keeps its own containers and a restart on the same address finds its own.
@@ -139,8 +140,19 @@ async def _serve(
     from fnagent.server.detached import Dispatcher, RecordingObserver
     from fnagent.server.invoke import fn_by_id
     from fnagent.server.metrics import Metrics
+    from fnagent.server.secrets import default_key_file, open_secretbox
     from fnagent.syslog.forwarder import SyslogForwarder
 
+    key_file = server_config.secrets_key_file
+    if key_file is None:
+        if not isinstance(store, SQLiteStore):
+            # A shared store: every agent must seal and open with the same key.
+            raise FnAgentError(
+                "a PostgreSQL store needs FN_SECRETS_KEY_FILE: the secrets key, the same file "
+                "on every agent (it is made, 0600, when missing and no secret is stored yet)"
+            )
+        key_file = default_key_file(store_lock_target(store.path))
+    secretbox = await open_secretbox(store, key_file)
     async with DockerDriver(agent_config.docker_config(function_network=True)) as driver:
         leftovers = await driver.remove_leftovers()
         remove_root(socket_root(agent_config))
@@ -166,6 +178,7 @@ async def _serve(
                 version=_version(),
                 recorder=recorder,
                 observer=RecordingObserver(recorder),
+                secretbox=secretbox,
             )
 
             async def lookup(fn_id: str) -> Any:

@@ -22,6 +22,7 @@ from fnagent.errors import (
     UnauthorizedError,
 )
 from fnagent.records import Recorder
+from fnagent.secretbox import SecretBox
 from fnagent.server.detached import CallObserver, Dispatcher, NoObserver
 from fnagent.server.metrics import Metrics
 from fnagent.store.base import Store
@@ -38,6 +39,9 @@ class ServerState:
     agent: Agent
     metrics: Metrics
     version: str = "0"
+    secretbox: SecretBox = field(default_factory=SecretBox.generate)
+    """Seals secret values for the store and opens them for launches (``serve`` gives the
+    key file's; the default, a new random key, suits a store that lives in memory)."""
     cache: dict[str, Any] = field(default_factory=dict)
     """Function definitions for invoke and triggers (fnagent/server/invoke.py)."""
     writes: int = 0

@@ -1,5 +1,5 @@
-"""The embedded registry for ``fnagent serve``: apps, fns, triggers and call records in one
-SQLite file.
+"""The embedded registry for ``fnagent serve``: apps, fns, triggers, call records, sealed
+secrets and the detached calls' queue in one SQLite file.
 
 Concurrency: one ``sqlite3`` connection (``check_same_thread=False``) used only from worker
 threads through ``anyio.to_thread.run_sync`` with a ``CapacityLimiter(1)``. SQLite has a single
@@ -100,6 +100,15 @@ from fnagent.store.rows import (
     trigger_values,
     ts,
     update_statement,
+)
+from fnagent.store.secrets import (
+    MSG_SECRET_NOT_FOUND,
+    SealedSecret,
+    Secret,
+    missing_secret_message,
+    secret_in_use_message,
+    secret_names,
+    validate_secret_name,
 )
 from fnagent.store.urls import POSTGRES_URL_FORM
 
@@ -231,6 +240,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        4,
+        "secrets (sealed values)",
+        (
+            """CREATE TABLE secrets (
+                app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                sealed BLOB NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (app_id, name)
+            )""",
+        ),
+    ),
 )
 
 # sqlite3's "UNIQUE constraint failed: <columns>" -> the 409 Fn gives for it.
@@ -257,6 +280,7 @@ _CALL_UPSERT = (
 )
 # SQLite's default bound on host parameters in one statement is 999 on old builds.
 _IN_CHUNK = 500
+_SECRET_COLUMNS = "app_id, name, created_at, updated_at"
 
 
 def _queued_call_from_row(row: sqlite3.Row) -> QueuedCall:
@@ -328,6 +352,15 @@ def _call_from_row(row: sqlite3.Row) -> CallRecord:
         queued_ms=row["queued_ms"],
         start_ms=row["start_ms"],
         exec_ms=row["exec_ms"],
+    )
+
+
+def _secret_from_row(row: sqlite3.Row) -> Secret:
+    return Secret(
+        app_id=row["app_id"],
+        name=row["name"],
+        created_at=parse_ts(row["created_at"]),
+        updated_at=parse_ts(row["updated_at"]),
     )
 
 
@@ -600,9 +633,11 @@ class SQLiteStore:
         name already exists"."""
         fn = fn_from_body(body, id=new_id(), now=self._now())
         app_id = fn.app_id
+        named = secret_names(fn.annotations)
 
         def insert(conn: sqlite3.Connection) -> FnRecord:
             app = _get_app(conn, app_id)
+            _check_secrets_exist(conn, app, named)
             record = fn if fn.shape else replace(fn, shape=app.shape)
             conn.execute(
                 f"INSERT INTO fns ({FN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -624,6 +659,9 @@ class SQLiteStore:
             current = _get_fn(conn, fn_id)
             fn = apply_fn_patch(current, patch, now)
             if fn is not current:
+                named = secret_names(fn.annotations)
+                if named:
+                    _check_secrets_exist(conn, _get_app(conn, fn.app_id), named)
                 conn.execute(*update_statement("fns", fn_changes(fn), fn.id, "?"))
             return fn
 
@@ -762,6 +800,97 @@ class SQLiteStore:
             return app, _get_fn(conn, trigger.fn_id), trigger
 
         return await self._run(find, write=False)
+
+    # --- secrets --------------------------------------------------------------------------
+
+    async def put_secret(self, app_id: str, name: str, sealed: bytes) -> Secret:
+        """Create the app's secret ``name`` or replace its sealed value (created_at kept).
+        400 for an invalid name; 404 "App not found"."""
+        validate_secret_name(name)
+        now = self._now()
+
+        def put(conn: sqlite3.Connection) -> Secret:
+            _get_app(conn, app_id)
+            conn.execute(
+                "INSERT INTO secrets (app_id, name, sealed, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (app_id, name) DO UPDATE SET "
+                "sealed = excluded.sealed, updated_at = excluded.updated_at",
+                (app_id, name, sealed, ts(now), ts(now)),
+            )
+            row = _one(
+                conn.execute(
+                    f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE app_id = ? AND name = ?",
+                    (app_id, name),
+                )
+            )
+            assert row is not None
+            return _secret_from_row(row)
+
+        return await self._run(put, write=True)
+
+    async def list_secrets(
+        self, *, app_id: str, cursor: str | None = None, per_page: int | None = None
+    ) -> tuple[list[Secret], str | None]:
+        """The app's secrets ordered by name, without values. 404 "App not found"."""
+
+        def page(conn: sqlite3.Connection) -> tuple[list[Secret], str | None]:
+            _get_app(conn, app_id)
+            select = f"SELECT {_SECRET_COLUMNS} FROM secrets"
+            where: list[tuple[str, object]] = [("app_id = ?", app_id)]
+            rows, next_cursor = _page(conn, select, where, cursor=cursor, per_page=per_page)
+            return [_secret_from_row(row) for row in rows], next_cursor
+
+        return await self._run(page, write=False)
+
+    async def get_sealed_secrets(self, app_id: str, names: Sequence[str]) -> list[SealedSecret]:
+        """The app's sealed values among ``names``, in that order; missing names left out."""
+        wanted = list(names)
+
+        def read(conn: sqlite3.Connection) -> list[SealedSecret]:
+            found: dict[str, SealedSecret] = {}
+            for name in wanted:
+                row = _one(
+                    conn.execute(
+                        "SELECT sealed FROM secrets WHERE app_id = ? AND name = ?", (app_id, name)
+                    )
+                )
+                if row is not None:
+                    found[name] = SealedSecret(app_id=app_id, name=name, sealed=bytes(row[0]))
+            return [found[name] for name in wanted if name in found]
+
+        if not wanted:
+            return []
+        return await self._run(read, write=False)
+
+    async def delete_secret(self, app_id: str, name: str) -> None:
+        """404 "App not found" / "Secret not found"; 409 while a fn of the app names it."""
+
+        def delete(conn: sqlite3.Connection) -> None:
+            _get_app(conn, app_id)
+            exists = conn.execute(
+                "SELECT 1 FROM secrets WHERE app_id = ? AND name = ?", (app_id, name)
+            ).fetchone()
+            if exists is None:
+                raise NotFoundError(MSG_SECRET_NOT_FOUND)
+            users = _fns_naming(conn, app_id, name)
+            if users:
+                raise ConflictError(secret_in_use_message(name, users))
+            conn.execute("DELETE FROM secrets WHERE app_id = ? AND name = ?", (app_id, name))
+
+        await self._run(delete, write=True)
+
+    async def any_sealed_secret(self) -> SealedSecret | None:
+        """One stored secret (the first by app and name), or None."""
+
+        def first(conn: sqlite3.Connection) -> SealedSecret | None:
+            row = _one(
+                conn.execute("SELECT app_id, name, sealed FROM secrets ORDER BY app_id, name")
+            )
+            if row is None:
+                return None
+            return SealedSecret(app_id=row[0], name=row[1], sealed=bytes(row[2]))
+
+        return await self._run(first, write=False)
 
     # --- detached calls -------------------------------------------------------------------
 
@@ -1207,6 +1336,32 @@ def _check_source_free(conn: sqlite3.Connection, trigger: Trigger) -> None:
     )
     if row is not None:
         raise ConflictError(MSG_TRIGGER_SOURCE_EXISTS)
+
+
+def _check_secrets_exist(conn: sqlite3.Connection, app: App, names: Sequence[str]) -> None:
+    """400 naming the first of ``names`` the app has no secret by."""
+    for name in names:
+        row = conn.execute(
+            "SELECT 1 FROM secrets WHERE app_id = ? AND name = ?", (app.id, name)
+        ).fetchone()
+        if row is None:
+            raise InvalidInputError(missing_secret_message(name, app.name))
+
+
+def _fns_naming(conn: sqlite3.Connection, app_id: str, name: str) -> list[str]:
+    """The names of the app's fns whose fnagent.io/secrets names ``name``."""
+    users = []
+    rows = conn.execute(
+        "SELECT name, annotations FROM fns WHERE app_id = ? ORDER BY name", (app_id,)
+    )
+    for row in rows:
+        try:
+            named = secret_names(json.loads(row["annotations"]))
+        except InvalidInputError:
+            continue  # stored before the rule: it names nothing the agent would mount
+        if name in named:
+            users.append(row["name"])
+    return users
 
 
 # mypy checks here that SQLiteStore keeps the Store protocol.

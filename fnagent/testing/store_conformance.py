@@ -33,6 +33,7 @@ from fnagent.store import queue as q
 from fnagent.store.calls import CallFilter, CallRecord
 from fnagent.store.models import decode_cursor, encode_cursor
 from fnagent.store.queue import QueuedCall
+from fnagent.store.secrets import MSG_SECRET_NAME, MSG_SECRETS_ANNOTATION, SECRETS_ANNOTATION
 
 T = TypeVar("T")
 
@@ -806,6 +807,138 @@ async def case_deleting_a_fn_or_app_deletes_its_calls_and_logs(store: Store) -> 
     assert await store.list_calls(other_fn.id) == ([], None)
 
 
+# --- secrets ----------------------------------------------------------------------------------
+
+
+def names_secrets(*names: str) -> dict[str, Any]:
+    """The annotations of a fn that names ``names``."""
+    return {SECRETS_ANNOTATION: list(names)}
+
+
+async def case_secrets_put_list_read_and_replace(store: Store) -> None:
+    app = await store.create_app(app_body("app"))
+    other = await store.create_app(app_body("other"))
+    first = await store.put_secret(app.id, "db.password", b"sealed-1")
+    assert (first.app_id, first.name) == (app.id, "db.password")
+    assert first.created_at == first.updated_at
+    await store.put_secret(app.id, "api_key-2", b"sealed-2")
+    await store.put_secret(other.id, "db.password", b"other-sealed")
+    replaced = await store.put_secret(app.id, "db.password", b"sealed-3")
+    assert replaced.created_at == first.created_at
+    assert replaced.updated_at > first.updated_at
+
+    listed, cursor = await store.list_secrets(app_id=app.id)
+    assert [s.name for s in listed] == ["api_key-2", "db.password"]
+    assert cursor is None
+    assert listed[1] == replaced
+    assert "sealed" not in listed[1].to_json()
+
+    sealed = await store.get_sealed_secrets(app.id, ["db.password", "missing", "api_key-2"])
+    assert [(s.name, s.sealed) for s in sealed] == [
+        ("db.password", b"sealed-3"),
+        ("api_key-2", b"sealed-2"),
+    ]
+    assert await store.get_sealed_secrets(app.id, []) == []
+    theirs = await store.get_sealed_secrets(other.id, ["db.password"])
+    assert [s.sealed for s in theirs] == [b"other-sealed"]
+    assert await store.any_sealed_secret() is not None
+
+
+async def case_secrets_page_by_name(store: Store) -> None:
+    app = await store.create_app(app_body("app"))
+    names = [f"s{i:02d}" for i in range(7)]
+    for name in reversed(names):
+        await store.put_secret(app.id, name, b"x")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = await store.list_secrets(app_id=app.id, cursor=cursor, per_page=3)
+        seen.extend(s.name for s in page)
+        if cursor is None:
+            break
+    assert seen == names
+
+
+async def case_secret_names_and_missing_things(store: Store) -> None:
+    assert await store.any_sealed_secret() is None
+    app = await store.create_app(app_body("app"))
+    for bad in ("", ".", "..", "a/b", "x" * 65, "sp ace", "é", "a\nb"):
+        await raises(InvalidInputError, MSG_SECRET_NAME, store.put_secret(app.id, bad, b"x"))
+    await store.put_secret(app.id, "x" * 64, b"x")
+    await raises(NotFoundError, "App not found", store.put_secret("nope", "name", b"x"))
+    await raises(NotFoundError, "App not found", store.list_secrets(app_id="nope"))
+    await raises(NotFoundError, "App not found", store.delete_secret("nope", "name"))
+    await raises(NotFoundError, "Secret not found", store.delete_secret(app.id, "name"))
+    assert await store.get_sealed_secrets("nope", ["name"]) == []
+
+
+async def case_fns_may_name_only_their_apps_secrets(store: Store) -> None:
+    app = await store.create_app(app_body("app"))
+    other = await store.create_app(app_body("other"))
+    await store.put_secret(other.id, "token", b"x")
+    missing = (
+        'Secret "token" named in fnagent.io/secrets does not exist in app "app": create it first'
+    )
+    body = fn_body(app.id, "fn", "fnproject/hello", annotations=names_secrets("token"))
+    await raises(InvalidInputError, missing, store.create_fn(body))
+    for bad in (["../x"], "not json", {"a": 1}, [1], '"token"'):
+        bad_body = fn_body(app.id, "fn", "fnproject/hello", annotations={SECRETS_ANNOTATION: bad})
+        with pytest.raises(InvalidInputError) as raised:
+            await store.create_fn(bad_body)
+        assert raised.value.message.startswith(MSG_SECRETS_ANNOTATION)
+    await store.put_secret(app.id, "token", b"x")
+    fn = await store.create_fn(body)
+    assert fn.annotations == names_secrets("token")
+    # A string holding the list, as a client that does not parse JSON values sends it.
+    text = {SECRETS_ANNOTATION: '["token"]'}
+    await store.create_fn(fn_body(app.id, "fn2", "fnproject/hello", annotations=text))
+
+    plain = await store.create_fn(fn_body(app.id, "plain", "fnproject/hello"))
+    missing_other = missing.replace('"token"', '"other"')
+    await raises(
+        InvalidInputError,
+        missing_other,
+        store.update_fn(plain.id, {"annotations": names_secrets("token", "other")}),
+    )
+    assert await store.get_fn(plain.id) == plain
+    updated = await store.update_fn(plain.id, {"annotations": names_secrets("token")})
+    assert updated.annotations == names_secrets("token")
+
+
+async def case_a_named_secret_cannot_be_deleted(store: Store) -> None:
+    app = await store.create_app(app_body("app"))
+    await store.put_secret(app.id, "token", b"x")
+    await store.put_secret(app.id, "spare", b"y")
+    annotations = names_secrets("token")
+    fn = await store.create_fn(fn_body(app.id, "b-fn", "fnproject/hello", annotations=annotations))
+    await store.create_fn(fn_body(app.id, "a-fn", "fnproject/hello", annotations=annotations))
+    in_use = (
+        'Secret "token" is still named by fns "a-fn", "b-fn" (fnagent.io/secrets): '
+        "remove it there first"
+    )
+    await raises(ConflictError, in_use, store.delete_secret(app.id, "token"))
+    await store.delete_secret(app.id, "spare")
+    await raises(NotFoundError, "Secret not found", store.delete_secret(app.id, "spare"))
+    await store.delete_fn(fn.id)
+    in_use_one = 'Secret "token" is still named by fn "a-fn" (fnagent.io/secrets): '
+    await raises(
+        ConflictError, in_use_one + "remove it there first", store.delete_secret(app.id, "token")
+    )
+
+
+async def case_deleting_an_app_deletes_its_secrets(store: Store) -> None:
+    app = await store.create_app(app_body("app"))
+    await store.put_secret(app.id, "token", b"x")
+    await store.create_fn(
+        fn_body(app.id, "fn", "fnproject/hello", annotations=names_secrets("token"))
+    )
+    await store.delete_app(app.id)
+    assert await store.any_sealed_secret() is None
+    again = await store.create_app(app_body("app"))
+    listed, _ = await store.list_secrets(app_id=again.id)
+    assert listed == []
+
+
 CASES: list[Case] = [
     case_every_field_round_trips,
     case_find_http_trigger,
@@ -837,6 +970,12 @@ CASES: list[Case] = [
     case_calls_list_newest_first_with_filters,
     case_retention_keeps_the_newest_per_fn_and_drops_old_ones,
     case_deleting_a_fn_or_app_deletes_its_calls_and_logs,
+    case_secrets_put_list_read_and_replace,
+    case_secrets_page_by_name,
+    case_secret_names_and_missing_things,
+    case_fns_may_name_only_their_apps_secrets,
+    case_a_named_secret_cannot_be_deleted,
+    case_deleting_an_app_deletes_its_secrets,
 ]
 
 

@@ -40,6 +40,8 @@ class FakeFn:
     fns: dict[str, JSONObject] = field(default_factory=dict)
     triggers: dict[str, JSONObject] = field(default_factory=dict)
     scale: dict[str, JSONObject] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(app id, name) -> value, as the CLI sent it."""
     requests: list[Recorded] = field(default_factory=list)
     # (status, headers, body) for the next POST /invoke, else an echo of the request.
     invoke_answer: Reply | None = None
@@ -128,6 +130,8 @@ class FakeFn:
         obj = store.get(rest[0])
         if obj is None:
             return error(404, f"{label} not found")
+        if rest[1:2] == ["secrets"] and kind == "apps":
+            return self.secret(obj["id"], rest[2:], request)
         if rest[1:] == ["scale"] and kind == "fns":
             counts = self.scale.setdefault(
                 obj["id"], {"running": 1, "frozen": 2, "starting": 0, "min_hot": 0}
@@ -152,6 +156,24 @@ class FakeFn:
                     obj[key] = value
             obj["updated_at"] = "2024-01-02T00:00:00.000Z"
             return answer(200, self.shown(kind, obj))
+        return error(405, "Method not allowed")
+
+    def secret(self, app_id: str, rest: list[str], request: Recorded) -> Reply:
+        """fnagent's write-only secrets routes."""
+        stamps = {
+            "created_at": "2024-01-01T00:00:00.000Z",
+            "updated_at": "2024-01-01T00:00:00.000Z",
+        }
+        if not rest and request.method == "GET":
+            names = sorted(name for app, name in self.secrets if app == app_id)
+            return answer(200, {"items": [{"name": name, **stamps} for name in names]})
+        if len(rest) == 1 and request.method == "PUT":
+            self.secrets[(app_id, rest[0])] = request.json()["value"]
+            return answer(200, {"name": rest[0], **stamps})
+        if len(rest) == 1 and request.method == "DELETE":
+            if self.secrets.pop((app_id, rest[0]), None) is None:
+                return error(404, "Secret not found")
+            return 204, [], b""
         return error(405, "Method not allowed")
 
     def list(self, kind: str, store: dict[str, JSONObject], query: dict[str, str]) -> Reply:
@@ -895,3 +917,44 @@ def test_deploy_memory_below_the_floor_is_refused(api: FakeFn, value: str) -> No
     assert done.exit_code != 0
     assert "at least 6m" in done.stderr
     assert not api.writes()
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+def test_secrets_set_sends_stdin_exactly_and_shows_no_value(api: FakeFn) -> None:
+    app = api.add_app("shop")
+    value = "s3cr3t line 1\nline 2 \u2713\n"
+    result = cli(api.url, "secrets", "set", "shop", "db.password", input=value.encode())
+    assert result.exit_code == 0, result.output
+    assert api.secrets == {(app["id"], "db.password"): value}
+    assert "name: db.password" in result.output
+    assert "s3cr3t" not in result.output
+
+    listed = cli(api.url, "secrets", "list", "shop")
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.splitlines()[0].split() == ["NAME", "CREATED", "UPDATED"]
+    assert "db.password" in listed.output and "s3cr3t" not in listed.output
+    as_json = json.loads(cli(api.url, "secrets", "list", "shop", "--json").output)
+    assert [item["name"] for item in as_json["items"]] == ["db.password"]
+
+    deleted = cli(api.url, "secrets", "delete", "shop", "db.password")
+    assert deleted.exit_code == 0 and "deleted secret db.password" in deleted.output
+    missing = cli(api.url, "secrets", "delete", "shop", "db.password")
+    assert missing.exit_code == 1 and "Secret not found" in missing.output
+
+
+def test_secrets_set_refuses_an_empty_or_binary_stdin(api: FakeFn) -> None:
+    api.add_app("shop")
+    empty = cli(api.url, "secrets", "set", "shop", "token", input=b"")
+    assert empty.exit_code != 0
+    assert "no value for secret 'token' on stdin" in empty.output
+    binary = cli(api.url, "secrets", "set", "shop", "token", input=NOT_UTF8)
+    assert binary.exit_code != 0 and "not UTF-8" in binary.output
+    assert api.writes() == []
+
+
+def test_secrets_set_refuses_an_empty_stdin_with_usage_status() -> None:
+    done = fnagent("secrets", "set", "shop", "token")
+    assert done.returncode == 125, done
+    assert b"no value for secret 'token' on stdin" in done.stderr
