@@ -9,17 +9,22 @@ the container removed). Implementations live elsewhere: ``drivers.docker`` and `
 from __future__ import annotations
 
 import enum
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from drivers.errors import FnAgentError
+from drivers.errors import FnAgentError, InvalidInputError
 from drivers.stats import Stat
 
 IOFS_MOUNT = "/tmp/iofs"
 """Where a task's ``uds_path`` appears inside its container (Fn's socket dir), by default."""
+SECRETS_MOUNT = "/run/secrets"
+"""Where a task's ``secrets`` appear inside its container, one read-only file each (Docker's
+own place for them)."""
+_SECRET_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class LogSink(Protocol):
@@ -84,6 +89,10 @@ class ContainerTask:
     labels: dict[str, str] = field(default_factory=dict)
     extensions: dict[str, str] = field(default_factory=dict)
     uds_path: str | None = None
+    secrets: dict[str, bytes] = field(default_factory=dict, repr=False)
+    """name -> value: each is the read-only file ``/run/secrets/<name>`` in this container
+    alone, readable by ``user``; never in the environment, labels or create options, and gone
+    with the container. Names: ``[A-Za-z0-9._-]{1,64}``, not ``.`` or ``..``."""
     on_close: Callable[[], None] | None = None
 
     def close(self) -> None:
@@ -91,6 +100,13 @@ class ContainerTask:
         if self.on_close is not None:
             callback, self.on_close = self.on_close, None
             callback()
+
+
+def check_secret_names(secrets: dict[str, bytes]) -> None:
+    """InvalidInputError unless every name can be a file name in ``SECRETS_MOUNT``."""
+    for name in secrets:
+        if not _SECRET_NAME.fullmatch(name) or name in (".", ".."):
+            raise InvalidInputError(f"invalid secret file name {name!r}")
 
 
 class RunStatus(enum.StrEnum):

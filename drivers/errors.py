@@ -97,6 +97,13 @@ class NetworkSetupError(FnAgentError):
     default_message = "the function network could not be set up"
 
 
+class SecretFilesError(FnAgentError):
+    """A container's secret files (drivers/docker/secretfiles.py) cannot be made."""
+
+    status = 500
+    default_message = "cannot make the function's secret files"
+
+
 class ClosedError(FnAgentError):
     status = 500
     default_message = "used after aclose()"

@@ -4,7 +4,9 @@ No I/O: a container is a record in ``FakeDriver.containers`` and its process is 
 (a ``Program``) run in the driver's task group. A program is looked up by the basename of the
 command's first word (``/bin/cat`` -> ``cat``), or by image when the command is None. Built-ins
 mirror busybox so the same task also runs on the Docker driver with the ``fnagent/busybox``
-image: ``cat``, ``true``, ``false``, ``sleep N``, ``echo ARGS``, ``env``, ``printenv [NAME]``.
+image: ``cat [FILE...]``, ``true``, ``false``, ``sleep N``, ``echo ARGS``, ``env``,
+``printenv [NAME]``. The only files a program sees are the task's secrets, at
+``/run/secrets/<name>`` (``ProgramContext.files``).
 
 Semantics follow the Docker driver (and the Docker Engine behind it):
 
@@ -51,7 +53,17 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from drivers.base import ContainerTask, Cookie, Driver, LogSink, RunResult, RunStatus, WaitResult
+from drivers.base import (
+    SECRETS_MOUNT,
+    ContainerTask,
+    Cookie,
+    Driver,
+    LogSink,
+    RunResult,
+    RunStatus,
+    WaitResult,
+    check_secret_names,
+)
 from drivers.errors import (
     ClosedError,
     ContainerGoneError,
@@ -131,6 +143,8 @@ class ProgramContext:
         self.task = task
         self.argv = argv
         self.env = env
+        self.files = {f"{SECRETS_MOUNT}/{name}": value for name, value in task.secrets.items()}
+        """The container's files: path -> content (its secrets, read-only)."""
         self._gate = gate
         self.stdout = OutputStream(task.logger.stdout, gate)
         self.stderr = OutputStream(task.logger.stderr, gate)
@@ -155,6 +169,18 @@ class ProgramContext:
 
 
 async def _cat(ctx: ProgramContext) -> int:
+    if ctx.args:
+        code = 0
+        for path in ctx.args:
+            content = ctx.files.get(path)
+            if content is None:
+                await ctx.stderr.write(
+                    f"cat: can't open '{path}': No such file or directory\n".encode()
+                )
+                code = 1
+            else:
+                await ctx.stdout.write(content)
+        return code
     if ctx.task.input is not None:
         async for chunk in ctx.task.input:
             await ctx.stdout.write(chunk)
@@ -516,6 +542,7 @@ class FakeDriver(Driver):
 
     async def create_cookie(self, task: ContainerTask) -> FakeCookie:
         self._check_open()
+        check_secret_names(task.secrets)
         cookie = FakeCookie(self, task)
         self._cookies.add(cookie)
         return cookie

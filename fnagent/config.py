@@ -426,6 +426,33 @@ class DetachedConfig:
         return delay_ms / 1000
 
 
+DEFAULT_CALL_RETENTION_COUNT = 1000
+DEFAULT_CALL_RETENTION_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordsConfig:
+    """Call records (FN_CALL_RECORDS, on by default) and their retention per fn: at most
+    FN_CALL_RETENTION_COUNT calls (1000), none older than FN_CALL_RETENTION_S seconds (7
+    days)."""
+
+    enabled: bool = True
+    retention_count: int = DEFAULT_CALL_RETENTION_COUNT
+    retention_s: int = DEFAULT_CALL_RETENTION_S
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> RecordsConfig:
+        return cls(
+            enabled=env_bool(environ, "FN_CALL_RECORDS", True),
+            retention_count=env_int(
+                environ, "FN_CALL_RETENTION_COUNT", DEFAULT_CALL_RETENTION_COUNT, minimum=1
+            ),
+            retention_s=env_int(
+                environ, "FN_CALL_RETENTION_S", DEFAULT_CALL_RETENTION_S, minimum=1
+            ),
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     """How the server listens and guards itself (FN_PORT, FN_MAX_REQUEST_SIZE, FN_TOKEN,
@@ -461,14 +488,19 @@ class ServerConfig:
     """FNAGENT_LOG_LEVEL."""
     detached: DetachedConfig = field(default_factory=DetachedConfig)
     """Detached calls and their callbacks (FN_DETACHED_*, FN_CALLBACK_*)."""
+    records: RecordsConfig = field(default_factory=RecordsConfig)
+    """Call records and their retention (FN_CALL_RECORDS, FN_CALL_RETENTION_*)."""
+    secrets_key_file: str | None = None
+    """FN_SECRETS_KEY_FILE; None: ``<store file>.secrets-key`` beside a SQLite store."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerConfig:
         """FN_PORT, FN_DB_URL (and FN_DB_MAX_CONNECTIONS, FN_DB_CONNECT_TIMEOUT_MSECS,
         FN_DB_STATEMENT_TIMEOUT_MSECS), FN_MAX_REQUEST_SIZE, FN_TOKEN (or FN_TOKEN_FILE),
         FN_INVOKE_REQUIRES_TOKEN, FN_INVOKE_TOKEN, the input bounds FN_MAX_API_BODY_SIZE,
-        FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS,
-        FNAGENT_LOG_LEVEL, and DetachedConfig's; unset ones keep their defaults."""
+        FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS, FN_SECRETS_KEY_FILE,
+        FNAGENT_LOG_LEVEL, DetachedConfig's and the call records' (RecordsConfig); unset ones
+        keep their defaults."""
         token = environ.get("FN_TOKEN") or None
         token_file = environ.get("FN_TOKEN_FILE")
         if token is None and token_file:
@@ -515,6 +547,8 @@ class ServerConfig:
             ),
             log_level=environ.get("FNAGENT_LOG_LEVEL", "").strip() or "INFO",
             detached=DetachedConfig.from_env(environ),
+            records=RecordsConfig.from_env(environ),
+            secrets_key_file=environ.get("FN_SECRETS_KEY_FILE") or None,
         )
 
     def invoke_tokens(self) -> tuple[bytes, ...]:

@@ -20,6 +20,8 @@ this module only::
     ├── StorageError (500)                  the database failed (disk full, I/O error, corrupt)
     │   └── StoreUnavailableError (503)     the database does not answer (down, unreachable)
     ├── SocketDirError (500)                a container's socket dir cannot be made
+    ├── SecretKeyError (500)                the secrets key is missing, unreadable or wrong
+    ├── SecretFilesError (500)              a container's secret files cannot be made
     ├── NetworkSetupError (500)             the function network or its host rule cannot be made
     ├── ImageError
     │   ├── ImageNotFoundError (404)        no such image or tag, or pull access denied
@@ -66,6 +68,7 @@ from drivers.errors import (
     PullTimeoutError,
     RegistryAuthError,
     RegistryUnreachableError,
+    SecretFilesError,
     ServerBusyError,
 )
 
@@ -100,6 +103,8 @@ __all__ = [
     "RequestTooLargeError",
     "ResponseTooLargeError",
     "ServerBusyError",
+    "SecretFilesError",
+    "SecretKeyError",
     "SocketDirError",
     "StartTimeoutError",
     "StorageError",
@@ -236,3 +241,11 @@ class SocketDirError(FnAgentError):
 
     status = 500
     default_message = "cannot make the function's socket dir"
+
+
+class SecretKeyError(FnAgentError):
+    """The secrets key file (fnagent/secretbox.py) is missing, unreadable or not the key the
+    stored secrets were sealed with; never carries a value."""
+
+    status = 500
+    default_message = "the secrets key cannot be used"

@@ -35,11 +35,23 @@ _DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 @dataclass(frozen=True, kw_only=True)
+class SecretFile:
+    """One secret a function's containers get as ``/run/secrets/<name>``. ``digest`` names
+    this version of the value (``fnagent.secretbox.digest`` of its sealed form) and goes into
+    the fn's version; the value never does, nor into any repr."""
+
+    name: str
+    value: bytes = field(repr=False)
+    digest: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Fn:
     """A function as the agent sees it: Fn's fields, app config folded in.
 
     ``version_key`` hashes everything that changes a container, so a changed function gets
-    fresh containers while the old ones drain.
+    fresh containers while the old ones drain. Its secrets count by name and digest: a secret
+    set again makes a new version, and no value is hashed into it.
     """
 
     id: str
@@ -58,6 +70,7 @@ class Fn:
     syslog_url: str | None = None
     """The app's syslog destinations for the fn's output (fnagent/syslog). Not part of
     ``version_key``: changing it changes no container."""
+    secrets: tuple[SecretFile, ...] = ()
 
     def __post_init__(self) -> None:
         validate_bounds(
@@ -94,7 +107,8 @@ class Fn:
                 dict(self.app_config),
                 dict(self.config),
                 self.annotations,
-            ],
+            ]
+            + [[secret.name, secret.digest] for secret in self.secrets],
             sort_keys=True,
             default=str,
         )

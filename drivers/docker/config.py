@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from drivers.base import IOFS_MOUNT, ContainerTask
+from drivers.base import IOFS_MOUNT, SECRETS_MOUNT, ContainerTask
 from drivers.docker.freezer import FreezerMode
 from drivers.errors import InvalidInputError
 
@@ -47,6 +48,10 @@ class PullPolicy(enum.StrEnum):
 
 def default_iofs_dir() -> str:
     return os.path.join(tempfile.gettempdir(), "fnagent-iofs")
+
+
+def default_secrets_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), "fnagent-secrets")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,10 +124,20 @@ class DockerConfig:
     freezer: FreezerMode = FreezerMode.CGROUP
     """How idle containers are frozen: their cgroup freezer (Engine API where it cannot be
     used), or the Engine API only."""
+    secrets_path: str = field(default_factory=default_secrets_dir)
+    """Host directory under which each instance keeps its containers' secret files (one
+    tmpfs per container: drivers/docker/secretfiles.py)."""
     function_network: FunctionNetwork | None = None
     """Made (unless it exists) and checked on entering the driver, before the pool starts; the
     host rule it implies is added then too (drivers/docker/network.py). Naming it in
     ``networks`` and the pool's networks is the caller's job."""
+
+
+def secrets_root(config: DockerConfig) -> str:
+    """This instance's share of ``secrets_path``: a restart of the same instance clears what
+    a killed run left there, and touches no other instance's files."""
+    digest = hashlib.sha256(config.instance_id.encode()).hexdigest()[:8]
+    return os.path.join(config.secrets_path, digest)
 
 
 def base_labels(config: DockerConfig) -> dict[str, str]:
@@ -140,11 +155,12 @@ def ulimits(config: DockerConfig) -> list[dict[str, Any]]:
 
 
 def container_options(
-    task: ContainerTask, config: DockerConfig, network_mode: str
+    task: ContainerTask, config: DockerConfig, network_mode: str, secrets_dir: str | None = None
 ) -> dict[str, Any]:
     """The Engine API create body for ``task`` (POST /containers/create), with every default of
     docs/design.md (Container defaults). Returned as plain data so a custom driver can edit it
-    before creation."""
+    before creation. ``secrets_dir`` is the host dir of the task's secret files, bound
+    read-only at /run/secrets (the values are never in the body)."""
     host: dict[str, Any] = {
         "CapDrop": ["ALL"],
         "SecurityOpt": ["no-new-privileges"],
@@ -168,6 +184,8 @@ def container_options(
         host["StorageOpt"] = {"size": f"{task.fs_size_mb}M"}
     if task.uds_path:
         host["Binds"].append(f"{task.uds_path}:{config.iofs_mount}")
+    if secrets_dir:
+        host["Binds"].append(f"{secrets_dir}:{SECRETS_MOUNT}:ro")
     interactive = task.input is not None
     options: dict[str, Any] = {
         "Image": task.image,

@@ -27,6 +27,7 @@ from drivers.stats import Stat
 
 if TYPE_CHECKING:
     from drivers.docker.client import DockerClient
+    from drivers.docker.secretfiles import SecretFiles
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,12 @@ class DockerCookie(Cookie):
         stats_interval_s: float,
         on_close: Callable[[DockerCookie], None],
         freezer: FreezerMode = FreezerMode.CGROUP,
+        secret_files: SecretFiles | None = None,
     ) -> None:
         self.task = task
+        self.secret_files = secret_files
+        """The host side of the task's /run/secrets, made by ``make_secret_files`` and
+        removed with the container."""
         self.container_options = options
         self._client = client
         self._stats_interval_s = stats_interval_s
@@ -87,6 +92,13 @@ class DockerCookie(Cookie):
         if self._id is None:
             raise ClosedError(f"container of task {self.task.id} was not prepared")
         return self._id
+
+    def make_secret_files(self) -> None:
+        """Write the task's secret files (once, before the container is created)."""
+        self._check_open()
+        files = self.secret_files
+        if files is not None and not files.mounted:
+            files.make(self.task.secrets, self.task.user)
 
     async def create(self) -> None:
         """Create the container from ``container_options`` (called by prepare_cookie)."""
@@ -251,6 +263,8 @@ class DockerCookie(Cookie):
                             extra={"container": self._id, "error": exc.message},
                         )
         finally:
+            if self.secret_files is not None:
+                self.secret_files.remove()
             self._on_close(self)
             self.task.close()
 

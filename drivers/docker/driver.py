@@ -12,12 +12,13 @@ import anyio
 from anyio.abc import TaskGroup
 
 from drivers.backoff import backoff_s
-from drivers.base import ContainerTask, Cookie, Driver
+from drivers.base import ContainerTask, Cookie, Driver, check_secret_names
 from drivers.docker.client import DEFAULT_MAX_CONCURRENT_CALLS, DockerClient
-from drivers.docker.config import DockerConfig, PullPolicy, container_options
+from drivers.docker.config import DockerConfig, PullPolicy, container_options, secrets_root
 from drivers.docker.cookie import DockerCookie
 from drivers.docker.freezer import thaw_leftover
 from drivers.docker.pull import ImagePuller, PullProgress
+from drivers.docker.secretfiles import SecretFiles, remove_all, remove_root_if_empty
 from drivers.errors import (
     ClosedError,
     DockerUnavailableError,
@@ -133,6 +134,8 @@ class DockerDriver(Driver):
     async def create_cookie(self, task: ContainerTask) -> DockerCookie:
         if self._closed:
             raise ClosedError("the Docker driver is closed")
+        check_secret_names(task.secrets)
+        secret_files = SecretFiles.under(secrets_root(self.config)) if task.secrets else None
         slot: str | None = None
         if self.pool is not None and not task.network_disabled:
             try:
@@ -140,13 +143,15 @@ class DockerDriver(Driver):
             except PoolEmpty:
                 logger.debug("prefork pool empty; falling back", extra={"task": task.id})
         network = f"container:{slot}" if slot is not None else self._pick_network(task)
+        secrets_dir = secret_files.path if secret_files is not None else None
         cookie = DockerCookie(
             task,
-            container_options(task, self.config, network),
+            container_options(task, self.config, network, secrets_dir),
             self.client,
             stats_interval_s=self.config.stats_interval_s,
             on_close=self._forget,
             freezer=self.config.freezer,
+            secret_files=secret_files,
         )
         if network in self._network_use:
             self._network_use[network] += 1
@@ -199,6 +204,7 @@ class DockerDriver(Driver):
         """
         if not isinstance(cookie, DockerCookie):
             raise TypeError(f"not a Docker cookie: {cookie!r}")
+        cookie.make_secret_files()
         image = cookie.container_options["Image"]
         if self.puller.policy is not PullPolicy.ALWAYS:
             try:
@@ -241,7 +247,10 @@ class DockerDriver(Driver):
 
     async def remove_leftovers(self) -> int:
         """Remove the containers an earlier process with this instance label left behind
-        (thawing any it left frozen first); returns how many were removed."""
+        (thawing any it left frozen first), and their secret files; returns how many
+        containers were removed."""
+        if not self._cookies:
+            remove_all(secrets_root(self.config))
         removed = 0
         for container in await self.containers():
             await thaw_leftover(self.client, container["Id"])
@@ -290,6 +299,7 @@ class DockerDriver(Driver):
                 with anyio.move_on_after(PING_TIMEOUT_S, shield=True):
                     for container_id in list(self._left_behind):
                         await self._remove(container_id)
+            remove_root_if_empty(secrets_root(self.config))
         finally:
             if self._stack is not None and self._tg is not None:
                 self._tg.cancel_scope.cancel()

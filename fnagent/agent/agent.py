@@ -117,6 +117,12 @@ class CallResult:
     logs: bytes = b""
     stats: list[Stat] = field(default_factory=list)
     duration_s: float = 0.0
+    queued_s: float = 0.0
+    """Of ``duration_s``: waiting for a container (all of it when the call never got one)."""
+    start_s: float = 0.0
+    """Of ``duration_s``: launching the container (cold) or thawing it (thawed)."""
+    exec_s: float = 0.0
+    """Of ``duration_s``: running the call on its container."""
 
 
 class _Retry(Exception):
@@ -226,6 +232,8 @@ class Agent:
             if self._closing and not self._inflight:
                 self._idle_calls.set()
         result.duration_s = self.clock.now() - started
+        if result.start is None:  # it never had a container: it waited all along
+            result.queued_s = result.duration_s
         return result
 
     async def _submit(self, call: Call) -> CallResult:
@@ -236,10 +244,16 @@ class Agent:
             )
         self.admission.check_fits_ever(fn.memory_mb * MIB, fn.cpus_mcpus)
         queue = self._route(fn)
+        waiting_since = self.clock.now()
         for _ in range(MAX_ATTEMPTS):
             try:
                 container, start = await self._acquire(queue, call)
-                return await self._dispatch(queue, container, call, start)
+                waited = self.clock.now() - waiting_since
+                result = await self._dispatch(queue, container, call, start)
+                # The launch may have begun before this call came (for another waiter).
+                result.start_s = min(waited, container.start_s if start != "warm" else 0.0)
+                result.queued_s = waited - result.start_s
+                return result
             except _Retry:
                 # Again on the version serving the fn now, which may be newer than this
                 # call's: routing the call's own version would switch the fn back to it.
@@ -287,8 +301,10 @@ class Agent:
                 async with container.lock:
                     if container.frozen and not container.doomed:
                         assert container.cookie is not None
+                        thawing_since = self.clock.now()
                         await container.cookie.unfreeze()
                         container.frozen = False
+                        container.start_s = self.clock.now() - thawing_since
                         start = "thawed"
                         container.notify()  # its life task waits on the removal timer: re-time
                 if not container.doomed:
@@ -392,6 +408,7 @@ class Agent:
             container.stats = None
             queue.release(container, self.clock.now())
         queue.observe_call(self.clock.now() - started)
+        result.exec_s = self.clock.now() - started
         result.start = start
         result.logs = log.getvalue()
         result.stats = decimate(MAX_STAT_SAMPLES, stats)
@@ -537,6 +554,7 @@ class Agent:
                 memory_bytes=memory,
                 cpus_mcpus=cpus,
                 uds_path=container.socket_dir.shared,
+                secrets={secret.name: secret.value for secret in fn.secrets},
                 labels={FN_LABEL: fn.id, APP_LABEL: fn.app_id},
                 extensions=extensions,
             )
@@ -553,7 +571,8 @@ class Agent:
                         # Raised outside the task group, which would wrap it in a group.
                         failure = exc
                     else:
-                        queue.observe_launch(self.clock.now() - launched_at)
+                        container.start_s = self.clock.now() - launched_at
+                        queue.observe_launch(container.start_s)
                         starting = False
                         queue.launch_ready(container)
                         queue.containers.add(container)

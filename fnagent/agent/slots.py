@@ -52,6 +52,9 @@ class HotContainer:
     """The agent clock's time when its current call took it (resource samples are timed from
     it)."""
     calls: int = 0
+    start_s: float = 0.0
+    """How long its launch took, then how long its latest thaw took (the call that found it
+    cold or thawed reports it)."""
     cookie: Cookie | None = None
     exit_result: RunResult | None = None
     exited: anyio.Event = field(default_factory=anyio.Event)

@@ -1,4 +1,4 @@
-"""The API client commands of ``fnagent``: apps, fns, triggers, invoke and deploy.
+"""The API client commands of ``fnagent``: apps, fns, triggers, secrets, invoke and deploy.
 
 They talk to ``fnagent serve`` (or any Fn v2 server) through :mod:`fnagent.client`, which
 loads inside the commands so ``fnagent --help`` stays fast. ``--json`` prints the server's JSON;
@@ -916,7 +916,82 @@ def deploy_command(
         click.echo(f"trigger_endpoint: {trigger_url}")
 
 
+# -- secrets ---------------------------------------------------------------------------------
+
+
+@click.group(cls=_ApiGroup)
+@_client_options()
+def secrets() -> None:
+    """Manage an app's secrets (write-only: values are never shown)."""
+
+
+def _secret_value(name: str) -> str:
+    """The value to set: typed (hidden, twice) at a terminal, else all of stdin as sent."""
+    stdin = sys.stdin
+    if stdin is not None and stdin.isatty():
+        value: str = click.prompt(
+            f"Value of {name}", hide_input=True, confirmation_prompt=True, err=True
+        )
+        return value
+    raw = stdin.buffer.read() if stdin is not None else b""
+    if not raw:
+        raise click.UsageError(
+            f"no value for secret {name!r} on stdin: pipe it in, e.g. "
+            f"printf '%s' \"$VALUE\" | fnagent secrets set APP {name}"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise click.UsageError(f"the value of secret {name!r} is not UTF-8 text") from None
+
+
+@secrets.command("set")
+@click.argument("app")
+@click.argument("name")
+@_client_options()
+def secrets_set(app: str, name: str) -> None:
+    """Set secret NAME of APP to stdin's bytes, exactly (no trailing newline is dropped), or
+    to a value typed at the terminal. Fns name it in the annotation fnagent.io/secrets and
+    read it from /run/secrets/NAME."""
+    value = _secret_value(name)
+    client = _client()
+    found = client.find_app(app)
+    _show(client.put_secret(str(found["id"]), name, value))
+
+
+@secrets.command("list")
+@click.argument("app")
+@_client_options()
+def secrets_list(app: str) -> None:
+    """List APP's secrets: names and times."""
+    client = _client()
+    found = client.find_app(app)
+    items = client.list_secrets(str(found["id"]))
+    if _json_output():
+        _echo_json({"items": items})
+        return
+    rows = [
+        [_text(i.get("name")), _text(i.get("created_at")), _text(i.get("updated_at"))]
+        for i in items
+    ]
+    for line in format_table(["NAME", "CREATED", "UPDATED"], rows):
+        click.echo(line)
+
+
+@secrets.command("delete")
+@click.argument("app")
+@click.argument("name")
+@_client_options()
+def secrets_delete(app: str, name: str) -> None:
+    """Delete secret NAME of APP (refused while a fn names it)."""
+    client = _client()
+    found = client.find_app(app)
+    client.delete_secret(str(found["id"]), name)
+    if not _json_output():
+        click.echo(f"deleted secret {name} of app {found.get('name')}")
+
+
 def register(group: click.Group) -> None:
-    """Add the client commands (apps, fns, triggers, invoke, deploy) to ``group``."""
-    for command in (apps, fns, triggers, invoke_command, deploy_command):
+    """Add the client commands (apps, fns, triggers, secrets, invoke, deploy) to ``group``."""
+    for command in (apps, fns, triggers, secrets, invoke_command, deploy_command):
         group.add_command(command)

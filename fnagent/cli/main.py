@@ -12,17 +12,19 @@ from fnagent.errors import EXIT_AGENT_FAILURE, EXIT_CANCELLED
 
 # The API client commands live in fnagent.cli.commands, whose import costs about as much as
 # click's: it loads only when one of them (or the command list) is asked for, not for `run`.
-CLIENT_COMMANDS = ("apps", "deploy", "fns", "invoke", "triggers")
+CLIENT_COMMANDS = ("apps", "calls", "deploy", "fns", "invoke", "logs", "secrets", "triggers")
 
 
 class _Main(click.Group):
     """The top-level group: its own commands, plus the client commands loaded on demand."""
 
     def _load_client_commands(self) -> None:
+        from fnagent.cli import calls
         from fnagent.cli.commands import register
 
         if CLIENT_COMMANDS[0] not in self.commands:
             register(self)
+            calls.register(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_client_commands()

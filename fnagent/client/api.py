@@ -340,6 +340,20 @@ class ApiClient:
                 ) from None
             raise
 
+    # -- secrets (write-only: no call reads a value back) ---------------------------------
+
+    def put_secret(self, app_id: str, name: str, value: str) -> JSONObject:
+        """Create or replace the app's secret ``name``; the answer has its name and times."""
+        path = f"/v2/apps/{_segment(app_id)}/secrets/{_segment(name)}"
+        return self._object("PUT", path, {"value": value})
+
+    def list_secrets(self, app_id: str) -> list[JSONObject]:
+        """Every secret of the app: names and times, never values."""
+        return self.list_all(f"/v2/apps/{_segment(app_id)}/secrets")
+
+    def delete_secret(self, app_id: str, name: str) -> None:
+        self.request_json("DELETE", f"/v2/apps/{_segment(app_id)}/secrets/{_segment(name)}")
+
     # -- fns --------------------------------------------------------------------------------
 
     def create_fn(self, body: JSONObject) -> JSONObject:
@@ -446,6 +460,51 @@ class ApiClient:
         return self.send(
             "POST", f"/invoke/{_segment(fn_id)}", body=body, headers=sent, timeout_s=timeout_s
         )
+
+    # -- call records -----------------------------------------------------------------------
+
+    def list_calls(
+        self,
+        fn_id: str,
+        *,
+        cursor: str | None = None,
+        per_page: int | None = None,
+        status: str | None = None,
+        from_time: int | None = None,
+        to_time: int | None = None,
+    ) -> Page:
+        """One page of ``GET /v2/fns/{fn_id}/calls``, newest first; ``from_time`` and
+        ``to_time`` are Unix seconds."""
+        return self.list_page(
+            self.calls_path(fn_id),
+            self.calls_query(status=status, from_time=from_time, to_time=to_time),
+            cursor=cursor,
+            per_page=per_page,
+        )
+
+    def calls_path(self, fn_id: str) -> str:
+        return f"/v2/fns/{_segment(fn_id)}/calls"
+
+    @staticmethod
+    def calls_query(
+        *, status: str | None = None, from_time: int | None = None, to_time: int | None = None
+    ) -> dict[str, str]:
+        """The filters of the calls list as query parameters (unset ones left out)."""
+        query = {"status": status, "from_time": from_time, "to_time": to_time}
+        return {key: str(value) for key, value in query.items() if value is not None}
+
+    def get_call(self, fn_id: str, call_id: str) -> JSONObject:
+        """``GET /v2/fns/{fn_id}/calls/{call_id}``: one call's record."""
+        return self._object("GET", f"{self.calls_path(fn_id)}/{_segment(call_id)}")
+
+    def get_call_log(self, fn_id: str, call_id: str) -> bytes:
+        """``GET /v2/fns/{fn_id}/calls/{call_id}/log``: the call's stdout and stderr, as
+        stored (bytes: a function may print anything)."""
+        path = f"{self.calls_path(fn_id)}/{_segment(call_id)}/log"
+        response = self.send("GET", path, headers={"Accept": "text/plain"})
+        if not response.ok:
+            raise ApiError(response.status, error_message(response))
+        return response.body
 
     # -- endpoints --------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fnagent.errors import InvalidInputError
-from fnagent.server.invoke import agent_fn
+from fnagent.server.invoke import load_fn
 from fnagent.server.state import ServerState, check_token, read_json
 from fnagent.store.models import MAX_PER_PAGE, App, FnRecord, Trigger
 
@@ -40,7 +40,7 @@ async def _body(state: ServerState, request: Request) -> dict[str, Any]:
     return await read_json(request, state.config.max_api_body_bytes)
 
 
-def _page(request: Request) -> dict[str, Any]:
+def page_arguments(request: Request) -> dict[str, Any]:
     """The list arguments of the query: ``cursor``, ``per_page`` (the store clamps it) and
     ``name``."""
     text = request.query_params.get("per_page", "")
@@ -86,7 +86,7 @@ async def _one_trigger_json(state: ServerState, request: Request, trigger: Trigg
     return JSONResponse(_trigger_json(request, trigger, app.name))
 
 
-async def _all_fns(state: ServerState, app_id: str) -> list[FnRecord]:
+async def all_fns(state: ServerState, app_id: str) -> list[FnRecord]:
     found: list[FnRecord] = []
     cursor = None
     while True:
@@ -103,7 +103,7 @@ async def _all_fns(state: ServerState, app_id: str) -> list[FnRecord]:
 
 async def list_apps(state: ServerState, request: Request) -> Response:
     check_token(state, request)
-    apps, next_cursor = await state.store.list_apps(**_page(request))
+    apps, next_cursor = await state.store.list_apps(**page_arguments(request))
     return _listing([app.to_json() for app in apps], next_cursor)
 
 
@@ -130,14 +130,20 @@ async def update_app(state: ServerState, request: Request) -> Response:
 
 async def _refresh_app_fns(state: ServerState, app: App) -> None:
     """App config is part of every fn's containers: pre-pull / roll each fn forward."""
-    for record in await _all_fns(state, app.id):
-        await state.agent.update(agent_fn(app, record))
+    await refresh_fns(state, app, await all_fns(state, app.id))
+
+
+async def refresh_fns(state: ServerState, app: App, records: list[FnRecord]) -> None:
+    """Roll each of ``records`` (fns of ``app``) forward to its definition now, as after an
+    update: a new version gets new containers; the old ones drain."""
+    for record in records:
+        await state.agent.update(await load_fn(state, app, record))
 
 
 async def delete_app(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     app_id = request.path_params["app_id"]
-    fns = await _all_fns(state, app_id)
+    fns = await all_fns(state, app_id)
     await state.store.delete_app(app_id)
     state.changed()
     for record in fns:
@@ -151,7 +157,7 @@ async def delete_app(state: ServerState, request: Request) -> Response:
 async def list_fns(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     app_id = request.query_params.get("app_id", "")
-    fns, next_cursor = await state.store.list_fns(app_id=app_id, **_page(request))
+    fns, next_cursor = await state.store.list_fns(app_id=app_id, **page_arguments(request))
     return _listing([_fn_json(request, record) for record in fns], next_cursor)
 
 
@@ -174,7 +180,7 @@ async def update_fn(state: ServerState, request: Request) -> Response:
     record = await state.store.update_fn(request.path_params["fn_id"], body)
     state.changed()
     app = await state.store.get_app(record.app_id)
-    await state.agent.update(agent_fn(app, record))
+    await state.agent.update(await load_fn(state, app, record))
     return JSONResponse(_fn_json(request, record))
 
 
@@ -202,7 +208,7 @@ async def set_scale(state: ServerState, request: Request) -> Response:
         raise InvalidInputError("min_hot must be an integer >= 0")
     record = await state.store.get_fn(request.path_params["fn_id"])
     app = await state.store.get_app(record.app_id)
-    state.agent.scale(agent_fn(app, record), min_hot)
+    state.agent.scale(await load_fn(state, app, record), min_hot)
     counts = state.agent.containers(record.id)
     return JSONResponse({**counts, "min_hot": min_hot})
 
@@ -214,7 +220,7 @@ async def list_triggers(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     app_id = request.query_params.get("app_id", "")
     triggers, next_cursor = await state.store.list_triggers(
-        app_id=app_id, fn_id=request.query_params.get("fn_id") or None, **_page(request)
+        app_id=app_id, fn_id=request.query_params.get("fn_id") or None, **page_arguments(request)
     )
     app_name = (await state.store.get_app(app_id)).name if triggers else ""
     return _listing([_trigger_json(request, t, app_name) for t in triggers], next_cursor)

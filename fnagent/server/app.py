@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from fnagent.config import ServerConfig
 from fnagent.errors import FnAgentError
-from fnagent.server import api, invoke, openapi, runapi, ui
+from fnagent.server import api, calls, invoke, openapi, runapi, secrets, ui
 from fnagent.server.state import (
     RETRY_AFTER,
     ServerState,
@@ -73,6 +73,8 @@ def create_app(state: ServerState) -> invoke.InvokeApp:
         Route("/v2/stats", partial(stats, state), methods=["GET"]),
         *api.routes(state),
         *ui.routes(state),
+        *calls.routes(state),
+        *secrets.routes(state),
     ]
 
     async def fn_error(request: Request, exc: Exception) -> Response:

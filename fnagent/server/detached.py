@@ -25,6 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import anyio
@@ -34,6 +35,7 @@ from fnagent.agent import CallResult
 from fnagent.config import DetachedConfig
 from fnagent.errors import FnAgentError, NotFoundError, ServerBusyError
 from fnagent.models import Call, CallRequest, Fn
+from fnagent.records import Recorder
 from fnagent.server.callback import post_callback
 from fnagent.server.metrics import Metrics
 from fnagent.store import queue
@@ -47,29 +49,81 @@ RETRY_STATUSES = (429, 503)
 
 
 class CallObserver(Protocol):
-    """Told of every detached call's transitions; must not block (it runs on the call path)."""
+    """Told of every detached call's transitions; must not block (it runs on the call path).
+    ``created_at`` is when the call was accepted (Unix seconds), in every transition."""
 
-    def queued(self, call_id: str, fn: Fn, at: float) -> None:
+    def queued(self, call_id: str, fn: Fn, at: float, *, created_at: float) -> None:
         """Stored as queued (202 answered next), or queued again for a retry (``at`` is
         when it may run)."""
 
-    def running(self, call_id: str, fn: Fn, attempt: int, at: float) -> None:
+    def running(self, call_id: str, fn: Fn, attempt: int, at: float, *, created_at: float) -> None:
         """Run ``attempt`` (1, 2, ...) starts."""
 
-    def finished(self, call_id: str, fn: Fn | None, attempt: int, result: CallResult) -> None:
+    def finished(
+        self,
+        call_id: str,
+        fn: Fn | None,
+        attempt: int,
+        result: CallResult,
+        *,
+        created_at: float,
+    ) -> None:
         """Completed for good (a retry is ``queued`` instead). ``fn`` is None when the fn was
         deleted before the call could run; ``result.error`` says why a call failed."""
 
 
 class NoObserver:
-    def queued(self, call_id: str, fn: Fn, at: float) -> None:
+    def queued(self, call_id: str, fn: Fn, at: float, *, created_at: float) -> None:
         pass
 
-    def running(self, call_id: str, fn: Fn, attempt: int, at: float) -> None:
+    def running(self, call_id: str, fn: Fn, attempt: int, at: float, *, created_at: float) -> None:
         pass
 
-    def finished(self, call_id: str, fn: Fn | None, attempt: int, result: CallResult) -> None:
+    def finished(
+        self,
+        call_id: str,
+        fn: Fn | None,
+        attempt: int,
+        result: CallResult,
+        *,
+        created_at: float,
+    ) -> None:
         pass
+
+
+class RecordingObserver:
+    """Detached calls' transitions as call records (``fnagent.records``): queued, running,
+    then the outcome, each replacing the last. A call whose fn is gone has no record (the
+    store drops records of deleted fns)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def queued(self, call_id: str, fn: Fn, at: float, *, created_at: float) -> None:
+        self.recorder.queued(Call(fn=fn, id=call_id), created_at=_utc(created_at))
+
+    def running(self, call_id: str, fn: Fn, attempt: int, at: float, *, created_at: float) -> None:
+        call = Call(fn=fn, id=call_id)
+        self.recorder.running(call, created_at=_utc(created_at), attempts=attempt)
+
+    def finished(
+        self,
+        call_id: str,
+        fn: Fn | None,
+        attempt: int,
+        result: CallResult,
+        *,
+        created_at: float,
+    ) -> None:
+        if fn is not None:
+            call = Call(fn=fn, id=call_id)
+            self.recorder.finished(
+                call, result, created_at=_utc(created_at), detached=True, attempts=attempt
+            )
+
+
+def _utc(unix_s: float) -> datetime:
+    return datetime.fromtimestamp(unix_s, UTC)
 
 
 class Submitter(Protocol):
@@ -252,7 +306,7 @@ class Dispatcher:
         except NotFoundError as exc:
             await self._finish(row, None, _failed(row.id, exc), attempt)
             return
-        self.observer.running(row.id, fn, attempt, self.clock())
+        self.observer.running(row.id, fn, attempt, self.clock(), created_at=row.created_at)
         call = Call(
             fn=fn,
             id=row.id,
@@ -271,7 +325,7 @@ class Dispatcher:
                 if await self.store.requeue_call(
                     row.id, owner=self.owner, not_before=due, error=reason
                 ):
-                    self.observer.queued(row.id, fn, due)
+                    self.observer.queued(row.id, fn, due, created_at=row.created_at)
                 return
             # Busy, whoever said so (the host or the function): the reason says which.
             result.error = ServerBusyError(f"gave up after {attempt} attempts: {reason}")
@@ -292,7 +346,7 @@ class Dispatcher:
         )
         if not finished:  # the lease was lost: whoever holds it now reports the outcome
             return
-        self.observer.finished(row.id, fn, attempt, result)
+        self.observer.finished(row.id, fn, attempt, result, created_at=row.created_at)
         if row.callback_url and self._tg is not None:
             self.callbacks += 1
             self._tg.start_soon(self._callback, row, status, result)

@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -35,7 +36,9 @@ from fnagent.errors import (
     UnauthorizedError,
 )
 from fnagent.ids import new_id
-from fnagent.models import Call, CallRequest, Fn
+from fnagent.models import Call, CallRequest, Fn, SecretFile
+from fnagent.records import start_kind
+from fnagent.secretbox import digest
 from fnagent.server.callback import check_callback_url
 from fnagent.server.state import (
     ServerState,
@@ -46,6 +49,7 @@ from fnagent.server.state import (
 )
 from fnagent.store.models import App, FnRecord
 from fnagent.store.queue import QueuedCall
+from fnagent.store.secrets import missing_secret_message, secret_names
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +75,7 @@ class ClientGone(Exception):
     """The caller disconnected before its request body arrived."""
 
 
-def agent_fn(app: App, record: FnRecord) -> Fn:
+def agent_fn(app: App, record: FnRecord, secrets: tuple[SecretFile, ...] = ()) -> Fn:
     """The agent's view of a stored fn and its app (app config folded in)."""
     return Fn(
         id=record.id,
@@ -86,7 +90,27 @@ def agent_fn(app: App, record: FnRecord) -> Fn:
         config=dict(record.config),
         annotations=dict(record.annotations),
         syslog_url=app.syslog_url,
+        secrets=secrets,
     )
+
+
+async def load_fn(state: ServerState, app: App, record: FnRecord) -> Fn:
+    """``agent_fn`` with the secrets the fn names (``fnagent.io/secrets``), read from the
+    store and opened with the server's key. 400 naming a secret the app lacks (the store's
+    rules keep that from happening); SecretKeyError (500) when one does not open."""
+    names = secret_names(record.annotations)
+    if not names:
+        return agent_fn(app, record)
+    sealed = await state.store.get_sealed_secrets(app.id, names)
+    found = {secret.name: secret for secret in sealed}
+    files: list[SecretFile] = []
+    for name in names:
+        secret = found.get(name)
+        if secret is None:
+            raise InvalidInputError(missing_secret_message(name, app.name))
+        value = state.secretbox.open(app.id, name, secret.sealed)
+        files.append(SecretFile(name=name, value=value, digest=digest(secret.sealed)))
+    return agent_fn(app, record, tuple(files))
 
 
 async def fn_by_id(state: ServerState, fn_id: str) -> Fn:
@@ -97,7 +121,7 @@ async def fn_by_id(state: ServerState, fn_id: str) -> Fn:
 
     async def read() -> Fn:
         record = await state.store.get_fn(fn_id)
-        return agent_fn(await state.store.get_app(record.app_id), record)
+        return await load_fn(state, await state.store.get_app(record.app_id), record)
 
     return await _read_through(state, f"fn:{fn_id}", read)
 
@@ -110,7 +134,7 @@ async def fn_by_trigger(state: ServerState, app_name: str, source: str) -> Fn:
 
     async def read() -> Fn:
         app, record, _ = await state.store.find_http_trigger(app_name, source)
-        return agent_fn(app, record)
+        return await load_fn(state, app, record)
 
     return await _read_through(state, f"t:{app_name}:{source}", read)
 
@@ -173,6 +197,7 @@ class InvokeApp:
         """``name`` is the fn id for invoke, the app name for a trigger (``source`` set)."""
         state = self.state
         trigger = source is not None
+        received_at = datetime.now(UTC)
         try:
             allowed = TRIGGER_METHODS if trigger else INVOKE_METHODS
             if scope["method"] not in allowed:
@@ -218,10 +243,19 @@ class InvokeApp:
             logger.exception("unexpected error", extra={"path": scope["path"]})
             await error_response(500, "internal server error")(scope, receive, send)
             return
+        recorder = state.recorder
         if result is None:  # the caller disconnected; nobody reads an answer
+            if recorder is not None:
+                recorder.finished(call, None, created_at=received_at)
             return
         state.metrics.observe(fn.id, result.status, result.start, result.duration_s)
-        await send_result(send, result, call.id)
+        state.metrics.observe_start(start_kind(result.start), result.queued_s, result.start_s)
+        try:
+            await send_result(send, result, call.id)
+        finally:
+            # After the answer: the caller does not wait for its record.
+            if recorder is not None:
+                recorder.finished(call, result, created_at=received_at)
 
 
 def invoke_options(
@@ -278,7 +312,7 @@ async def enqueue(
             created_at=now,
         )
     )
-    state.observer.queued(call_id, fn, now)
+    state.observer.queued(call_id, fn, now, created_at=now)
     if state.dispatcher is not None:
         state.dispatcher.notify()
     return call_id

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the server: calls, container starts, durations, pool and containers.
+"""Prometheus metrics of the server: calls, container starts, durations, pool and containers,
+and the call records.
 
 Counters and the histogram are updated on the call path (a few microseconds each); gauges of
 hot containers and the prefork pool, the counter of dropped output, and the syslog forwarder's
@@ -55,6 +56,12 @@ class _StateCollector(Collector):
         for name, count in state.get("pool", {}).items():
             pool.add_metric([name], count)
         yield pool
+        records = CounterMetricFamily(
+            "fnagent_call_records_dropped",
+            "Call records never written: the recorder's buffer was full or the store failed",
+        )
+        records.add_metric([], state.get("call_records_dropped", 0))
+        yield records
         dropped = CounterMetricFamily(
             "fnagent_output_dropped_bytes",
             "Bytes of container output between calls dropped over the log rate limit",
@@ -83,7 +90,8 @@ class _StateCollector(Collector):
 class Metrics:
     """The server's registry. ``state`` returns {"containers": {...}, "pool": {...},
     "output_dropped_bytes": {fn_id: bytes}, "syslog_sent_lines": {app_id: lines},
-    "syslog_dropped_lines": {app_id: lines}, "detached_queue_depth": n}."""
+    "syslog_dropped_lines": {app_id: lines}, "detached_queue_depth": n,
+    "call_records_dropped": count}."""
 
     def __init__(self, state: Callable[[], dict[str, Any]]) -> None:
         self.state = state
@@ -107,8 +115,27 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.call_starts = Counter(
+            "fnagent_calls_by_start",
+            "Calls by how their container was found, in the call record's words",
+            ["start"],
+            registry=self.registry,
+        )
+        self.cold_start = Histogram(
+            "fnagent_cold_start_seconds",
+            "Launch time of the container a cold call waited for",
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "fnagent_call_queue_wait_seconds",
+            "Time calls waited for a container, launches and thaws not counted",
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(state))
         self._children: dict[tuple[str, int, str | None], tuple[Any, Any, Any]] = {}
+        self._start_children: dict[str, Any] = {}
 
     def totals(self) -> dict[str, Any]:
         """The counters summed over fns, for a client that samples them and takes the
@@ -152,3 +179,16 @@ class Metrics:
         if starts is not None:
             starts.inc()
         duration.observe(duration_s)
+
+    def observe_start(self, start: str | None, queued_s: float, start_s: float) -> None:
+        """A call's start kind (cold, thawed, hot; None: it got no container) and its
+        queue wait and launch or thaw time."""
+        self.queue_wait.observe(queued_s)
+        if start is None:
+            return
+        counter = self._start_children.get(start)
+        if counter is None:
+            counter = self._start_children[start] = self.call_starts.labels(start)
+        counter.inc()
+        if start == "cold":
+            self.cold_start.observe(start_s)

@@ -2,7 +2,8 @@
 
 It follows Fn's v2 swagger (shared/reference/fn_swagger_v2.yml) for apps, fns and triggers, and
 adds what is ours: invoke, triggers' gateway (``/t/{app_name}/{trigger_source}``, every method),
-scale, stats, ping, version, health, metrics, this document and the page at /ui.
+scale, a fn's call records and logs, an app's secrets (write-only: no answer schema has a
+value), stats, ping, version, health, metrics, this document and the page at /ui.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Invalid input",
         401: "Token missing or wrong",
         404: "Not found",
-        409: "Already exists",
+        409: "Already exists, or in use",
         413: "Body too large",
         429: "The fn's max-concurrency held the call until its deadline",
         500: "Server failure",
@@ -84,6 +85,160 @@ def _collection(kind: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
             "operationId": f"Create{kind}",
             "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}},
             "responses": {"200": _json(ref, kind), **_errors(400, 401, 404, 409)},
+        },
+    }
+
+
+_TIMESTAMP_OR_NULL = {"type": "string", "format": "date-time", "nullable": True}
+_MS_OR_NULL = {"type": "number", "nullable": True}
+CALL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "id",
+        "fn_id",
+        "app_id",
+        "status",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "http_status",
+        "error",
+        "start",
+        "detached",
+        "attempts",
+        "timings",
+    ],
+    "properties": {
+        "id": {"type": "string"},
+        "fn_id": {"type": "string"},
+        "app_id": {"type": "string"},
+        "status": {
+            "type": "string",
+            "enum": ["queued", "running", "success", "error", "timeout", "cancelled"],
+        },
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": _TIMESTAMP_OR_NULL,
+        "completed_at": _TIMESTAMP_OR_NULL,
+        "http_status": {"type": "integer", "nullable": True},
+        "error": {"type": "string", "nullable": True},
+        "start": {"type": "string", "enum": ["cold", "thawed", "hot"], "nullable": True},
+        "detached": {"type": "boolean"},
+        "attempts": {"type": "integer"},
+        "timings": {
+            "type": "object",
+            "required": ["queued_ms", "start_ms", "exec_ms"],
+            "properties": {
+                "queued_ms": _MS_OR_NULL,
+                "start_ms": _MS_OR_NULL,
+                "exec_ms": _MS_OR_NULL,
+            },
+        },
+    },
+}
+
+
+def _calls_paths(fn_id: list[dict[str, Any]]) -> dict[str, Any]:
+    """``/v2/fns/{fn_id}/calls``, one call, and its log."""
+    ref = {"$ref": "#/components/schemas/Call"}
+    call_id = [
+        *fn_id,
+        {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}},
+    ]
+    unix_s = {"type": "integer", "minimum": 0}
+    filters = [
+        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+        {"name": "per_page", "in": "query", "schema": {"type": "integer"}},
+        {"name": "status", "in": "query", "schema": CALL_SCHEMA["properties"]["status"]},
+        {"name": "from_time", "in": "query", "schema": unix_s},
+        {"name": "to_time", "in": "query", "schema": unix_s},
+    ]
+    listing = {
+        "type": "object",
+        "required": ["items"],
+        "properties": {"items": {"type": "array", "items": ref}, "next_cursor": {"type": "string"}},
+    }
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    return {
+        "/v2/fns/{fn_id}/calls": {
+            "get": {
+                "operationId": "ListCalls",
+                "parameters": fn_id + filters,
+                "responses": {
+                    "200": _json(listing, "Calls, newest first"),
+                    **_errors(400, 401, 404),
+                },
+            }
+        },
+        "/v2/fns/{fn_id}/calls/{call_id}": {
+            "get": {
+                "operationId": "GetCall",
+                "parameters": call_id,
+                "responses": {"200": _json(ref, "Call"), **_errors(401, 404)},
+            }
+        },
+        "/v2/fns/{fn_id}/calls/{call_id}/log": {
+            "get": {
+                "operationId": "GetCallLog",
+                "parameters": call_id,
+                "responses": {
+                    "200": {"description": "The call's stdout and stderr", "content": text},
+                    **_errors(401, 404),
+                },
+            }
+        },
+    }
+
+
+def _secrets() -> dict[str, dict[str, Any]]:
+    """``/v2/apps/{app_id}/secrets`` and ``.../{name}``: values go in, never come out."""
+    app_id = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    name = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+    }
+    secret = {"$ref": "#/components/schemas/Secret"}
+    value = {
+        "type": "object",
+        "required": ["value"],
+        "properties": {"value": {"type": "string", "minLength": 1, "writeOnly": True}},
+    }
+    listing = {
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {"type": "array", "items": secret},
+            "next_cursor": {"type": "string"},
+        },
+    }
+    page = [
+        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+        {"name": "per_page", "in": "query", "schema": {"type": "integer"}},
+    ]
+    return {
+        "/v2/apps/{app_id}/secrets": {
+            "get": {
+                "operationId": "ListSecrets",
+                "parameters": [app_id, *page],
+                "responses": {"200": _json(listing, "Names and times"), **_errors(400, 401, 404)},
+            }
+        },
+        "/v2/apps/{app_id}/secrets/{name}": {
+            "put": {
+                "operationId": "PutSecret",
+                "parameters": [app_id, name],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": value}},
+                },
+                "responses": {"200": _json(secret, "Secret"), **_errors(400, 401, 404)},
+            },
+            "delete": {
+                "operationId": "DeleteSecret",
+                "parameters": [app_id, name],
+                "responses": {"204": {"description": "Deleted"}, **_errors(401, 404, 409)},
+            },
         },
     }
 
@@ -200,6 +355,11 @@ def document() -> dict[str, Any]:
                         **_STAMPS,
                     },
                 },
+                "Call": CALL_SCHEMA,
+                "Secret": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, **_STAMPS},
+                },
                 "Trigger": {
                     "type": "object",
                     "properties": {
@@ -262,6 +422,7 @@ def document() -> dict[str, Any]:
             },
             "/v2/apps": _collection("App", []),
             "/v2/apps/{app_id}": _entity("App", "app_id"),
+            **_secrets(),
             "/v2/fns": _collection("Fn", [app_id]),
             "/v2/fns/{fn_id}": _entity("Fn", "fn_id"),
             "/v2/fns/{fn_id}/scale": {
@@ -298,6 +459,7 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            **_calls_paths(fn_id),
             "/v2/triggers": _collection("Trigger", [app_id, fn_id_query]),
             "/v2/triggers/{trigger_id}": _entity("Trigger", "trigger_id"),
             "/invoke/{fn_id}": {

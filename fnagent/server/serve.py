@@ -2,8 +2,9 @@
 process, started in that order and stopped in reverse.
 
 On start, the store's lock and the listening address are taken (a second server for either ends
-with one line, touching nothing); then containers an earlier run of this server left behind
-(same instance label) are removed. A SQLite store is one server's own: its lock file and its
+with one line, touching nothing); the secrets key is read (or made) and checked against the
+store; then containers an earlier run of this server left behind (same instance label) are
+removed, with their secret files. A SQLite store is one server's own: its lock file and its
 path make the instance. A PostgreSQL store is shared by several agents on purpose: it has no
 lock, and an agent's instance is the database, this host and the listening address, so each
 agent on one host keeps its own containers and a restart on the same address finds its own.
@@ -134,20 +135,37 @@ async def _serve(
 ) -> None:
     from drivers.docker import DockerDriver
     from fnagent.agent import Agent
+    from fnagent.records import Recorder, Retention
     from fnagent.server.app import ServerState
-    from fnagent.server.detached import Dispatcher
+    from fnagent.server.detached import Dispatcher, RecordingObserver
     from fnagent.server.invoke import fn_by_id
     from fnagent.server.metrics import Metrics
+    from fnagent.server.secrets import default_key_file, open_secretbox
     from fnagent.syslog.forwarder import SyslogForwarder
 
+    key_file = server_config.secrets_key_file
+    if key_file is None:
+        if not isinstance(store, SQLiteStore):
+            # A shared store: every agent must seal and open with the same key.
+            raise FnAgentError(
+                "a PostgreSQL store needs FN_SECRETS_KEY_FILE: the secrets key, the same file "
+                "on every agent (it is made, 0600, when missing and no secret is stored yet)"
+            )
+        key_file = default_key_file(store_lock_target(store.path))
+    secretbox = await open_secretbox(store, key_file)
     async with DockerDriver(agent_config.docker_config(function_network=True)) as driver:
         leftovers = await driver.remove_leftovers()
         remove_root(socket_root(agent_config))
         check_socket_dirs(agent_config)
         if leftovers:
             logger.info("removed containers left by an earlier run", extra={"count": leftovers})
-        # The forwarder outlives the agent: containers print until the agent removes them.
+        records = server_config.records
+        retention = Retention(count=records.retention_count, max_age_s=records.retention_s)
+        # The recorder is left after the agent (the records of the calls it drains are written
+        # too), the forwarder too (containers print until the agent removes them).
+        recorder = Recorder(store, enabled=records.enabled, retention=retention)
         async with (
+            recorder,
             SyslogForwarder() as syslog,
             Agent(driver, agent_config, log_sink=syslog) as agent,
         ):
@@ -156,8 +174,11 @@ async def _serve(
                 config=server_config,
                 store=store,
                 agent=agent,
-                metrics=Metrics(lambda: _gauges(agent, driver, dispatcher, syslog)),
+                metrics=Metrics(lambda: _gauges(agent, driver, dispatcher, syslog, recorder)),
                 version=_version(),
+                recorder=recorder,
+                observer=RecordingObserver(recorder),
+                secretbox=secretbox,
             )
 
             async def lookup(fn_id: str) -> Any:
@@ -278,10 +299,16 @@ async def _watch_signals(stop: _Stop) -> None:
             stop.request()
 
 
-def _gauges(agent: Any, driver: Any, dispatcher: Any = None, syslog: Any = None) -> dict[str, Any]:
+def _gauges(
+    agent: Any,
+    driver: Any,
+    dispatcher: Any = None,
+    syslog: Any = None,
+    recorder: Any = None,
+) -> dict[str, Any]:
     """Hot containers by state (all fns, each container once), pool slots by state, bytes
-    of output between calls dropped, by fn, the detached calls queued, and syslog lines sent
-    and dropped, by app."""
+    of output between calls dropped, by fn, the detached calls queued, syslog lines sent and
+    dropped, by app, and call records dropped."""
     pool = getattr(driver, "pool", None)
     usage = pool.usage()._asdict() if pool is not None else {}
     state = {
@@ -289,6 +316,7 @@ def _gauges(agent: Any, driver: Any, dispatcher: Any = None, syslog: Any = None)
         "pool": usage,
         "output_dropped_bytes": dict(agent.output_dropped_bytes),
         "detached_queue_depth": dispatcher.depth if dispatcher is not None else 0,
+        "call_records_dropped": recorder.dropped if recorder is not None else 0,
     }
     if syslog is not None:
         state["syslog_sent_lines"] = dict(syslog.sent)

@@ -21,6 +21,8 @@ from fnagent.errors import (
     TooManyRequestsError,
     UnauthorizedError,
 )
+from fnagent.records import Recorder
+from fnagent.secretbox import SecretBox
 from fnagent.server.detached import CallObserver, Dispatcher, NoObserver
 from fnagent.server.metrics import Metrics
 from fnagent.store.base import Store
@@ -37,6 +39,9 @@ class ServerState:
     agent: Agent
     metrics: Metrics
     version: str = "0"
+    secretbox: SecretBox = field(default_factory=SecretBox.generate)
+    """Seals secret values for the store and opens them for launches (``serve`` gives the
+    key file's; the default, a new random key, suits a store that lives in memory)."""
     cache: dict[str, Any] = field(default_factory=dict)
     """Function definitions for invoke and triggers (fnagent/server/invoke.py)."""
     writes: int = 0
@@ -45,6 +50,8 @@ class ServerState:
     """Runs detached calls (fnagent/server/detached.py); None: they stay queued."""
     observer: CallObserver = field(default_factory=NoObserver)
     """Told when a detached call is queued (the dispatcher tells it the rest)."""
+    recorder: Recorder | None = None
+    """Where every call's record goes (fnagent.records); None: calls are not recorded."""
 
     def changed(self) -> None:
         """Call after every store write (once it committed): the cache is dropped."""

@@ -1,10 +1,11 @@
-"""The registry behind ``fnagent serve``: apps, fns and triggers with Fn's rules, behind the
-``Store`` protocol; ``SQLiteStore`` keeps them in SQLite, ``PostgresStore``
-(``fnagent.store.postgres``, imported on demand: it loads psycopg) in PostgreSQL;
-``store_from_url`` picks one for ``FN_DB_URL``."""
+"""The registry behind ``fnagent serve``: apps, fns, triggers, call records and the detached
+calls' queue with Fn's rules, behind the ``Store`` protocol; ``SQLiteStore`` keeps them in
+SQLite, ``PostgresStore`` (``fnagent.store.postgres``, imported on demand: it loads psycopg) in
+PostgreSQL; ``store_from_url`` picks one for ``FN_DB_URL``."""
 
 from fnagent.errors import ConflictError, NotFoundError, StorageError
 from fnagent.store.base import Store
+from fnagent.store.calls import CallFilter, CallRecord
 from fnagent.store.factory import store_from_url
 from fnagent.store.migrations import Migration
 from fnagent.store.models import (
@@ -30,6 +31,8 @@ __all__ = [
     "MAX_PER_PAGE",
     "MIGRATIONS",
     "App",
+    "CallFilter",
+    "CallRecord",
     "ConflictError",
     "FnRecord",
     "Migration",

@@ -18,10 +18,18 @@ one must pass):
 - Lists are ordered by name and paged by cursor: ``per_page`` goes through
   ``models.clamp_per_page`` (Fn's 30 by default, at most 100) and the page comes with the
   cursor of the next one (``models.encode_cursor`` of its last name), None on the last page.
-- Deleting an app deletes its fns and triggers; deleting a fn deletes its triggers; each in one
-  transaction.
+- Deleting an app deletes its fns, triggers and secrets; deleting a fn deletes its triggers;
+  each in one transaction. Deleting either also deletes their call records and call logs.
+- Call records (``fnagent.store.calls``) are upserts by call id: a later state replaces an
+  earlier one. ``put_calls`` writes a batch in one transaction and skips records of fns that
+  no longer exist (a fn deleted while its calls waited to be written). Calls are listed newest
+  first (by id: call ids sort by creation time), paged by cursor like the other lists.
 - Detached calls (``fnagent.store.queue``) are a queue: enqueue is durable when it returns;
   a lease hands a call to one owner at a time; only the lease's owner may finish or requeue.
+- Secrets (``fnagent.store.secrets``): the store keeps sealed values only and never needs the
+  key. A fn created or updated to name (``fnagent.io/secrets``) a secret its app does not have
+  is ``InvalidInputError`` (400) naming it; deleting a secret a fn still names is
+  ``ConflictError`` (409) naming the fn. Both are checked in the write's own transaction.
 - A store is an async context manager: ``__aenter__`` opens it (``open()``, idempotent) and
   ``__aexit__`` closes it (``aclose()``, idempotent); calls before opening or after closing
   raise ``ClosedError``. Calls may run concurrently; each is atomic.
@@ -30,11 +38,14 @@ one must pass):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from fnagent.store.calls import CallFilter, CallRecord
 from fnagent.store.models import App, FnRecord, Trigger
 from fnagent.store.queue import QueuedCall
+from fnagent.store.secrets import SealedSecret, Secret
 
 
 class Store(Protocol):
@@ -88,8 +99,9 @@ class Store(Protocol):
 
     async def create_fn(self, body: Mapping[str, Any]) -> FnRecord:
         """A new fn from a POST /v2/fns body; without a ``shape`` it takes its app's. 400 for
-        what the rules refuse (checked first); 404 "App not found"; 409 "Fn with specified
-        name already exists"."""
+        what the rules refuse (checked first); 404 "App not found"; 400 for a secret named in
+        ``fnagent.io/secrets`` that the app does not have; 409 "Fn with specified name already
+        exists"."""
         ...
 
     async def get_fn(self, fn_id: str) -> FnRecord:
@@ -97,7 +109,8 @@ class Store(Protocol):
         ...
 
     async def update_fn(self, fn_id: str, patch: Mapping[str, Any]) -> FnRecord:
-        """Merge a PUT body (``models.apply_fn_patch``). 404 "Fn not found"."""
+        """Merge a PUT body (``models.apply_fn_patch``). 404 "Fn not found"; 400 for a named
+        secret the app does not have."""
         ...
 
     async def delete_fn(self, fn_id: str) -> None:
@@ -216,4 +229,66 @@ class Store(Protocol):
 
     async def count_queued(self) -> int:
         """Calls waiting to run (queued, due or in backoff): the queue's depth."""
+        ...
+
+    # --- call records and logs --------------------------------------------------------------
+
+    async def put_calls(self, calls: Sequence[CallRecord], logs: Mapping[str, bytes]) -> int:
+        """Upsert ``calls`` and the logs of some of them (call id -> log, replacing an earlier
+        one) in one transaction; records of fns that no longer exist, and their logs, are
+        skipped. Returns how many records were written."""
+        ...
+
+    async def get_call(self, fn_id: str, call_id: str) -> CallRecord:
+        """404 "Fn not found" for an unknown fn; 404 "Call not found" for a call that is not
+        the fn's."""
+        ...
+
+    async def list_calls(
+        self,
+        fn_id: str,
+        *,
+        cursor: str | None = None,
+        per_page: int | None = None,
+        where: CallFilter | None = None,
+    ) -> tuple[list[CallRecord], str | None]:
+        """A page of the fn's calls, newest first, after ``cursor``, filtered by ``where``.
+        404 "Fn not found"; 400 for a cursor not handed out."""
+        ...
+
+    async def get_call_log(self, fn_id: str, call_id: str) -> bytes:
+        """The call's log. 404 "Fn not found"; 404 "Call log not found" when the fn's call
+        has none (or there is no such call)."""
+        ...
+
+    async def prune_calls(self, *, keep_per_fn: int, before: datetime) -> int:
+        """Retention: delete the calls (and logs) created before ``before``, and those of
+        each fn beyond its ``keep_per_fn`` newest. Returns how many calls were deleted."""
+
+    # --- secrets --------------------------------------------------------------------------
+
+    async def put_secret(self, app_id: str, name: str, sealed: bytes) -> Secret:
+        """Create the app's secret ``name``, or replace its value (``created_at`` kept). 400
+        for an invalid name (checked first); 404 "App not found"."""
+        ...
+
+    async def list_secrets(
+        self, *, app_id: str, cursor: str | None = None, per_page: int | None = None
+    ) -> tuple[list[Secret], str | None]:
+        """A page of the app's secrets by name, without values. 404 "App not found"."""
+        ...
+
+    async def get_sealed_secrets(self, app_id: str, names: Sequence[str]) -> list[SealedSecret]:
+        """The sealed values of the app's secrets among ``names``, in that order; a name the
+        app does not have is left out."""
+        ...
+
+    async def delete_secret(self, app_id: str, name: str) -> None:
+        """404 "App not found" / "Secret not found"; 409 naming the fn(s) that still name
+        it."""
+        ...
+
+    async def any_sealed_secret(self) -> SealedSecret | None:
+        """One stored secret of any app (None when there is none): the server checks its key
+        against it at start."""
         ...

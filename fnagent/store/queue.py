@@ -22,8 +22,6 @@ SUCCESS = "success"
 ERROR = "error"
 FINAL_STATUSES = (SUCCESS, ERROR)
 
-MSG_CALL_NOT_FOUND = "Call not found"
-
 
 @dataclass(frozen=True, kw_only=True)
 class QueuedCall:

@@ -1,4 +1,5 @@
-"""The embedded registry for ``fnagent serve``: apps, fns and triggers in one SQLite file.
+"""The embedded registry for ``fnagent serve``: apps, fns, triggers, call records, sealed
+secrets and the detached calls' queue in one SQLite file.
 
 Concurrency: one ``sqlite3`` connection (``check_same_thread=False``) used only from worker
 threads through ``anyio.to_thread.run_sync`` with a ``CapacityLimiter(1)``. SQLite has a single
@@ -20,6 +21,7 @@ comment at ``MIGRATIONS``); never edit a released one.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -43,6 +45,12 @@ from fnagent.errors import (
 )
 from fnagent.ids import new_id
 from fnagent.store.base import Store
+from fnagent.store.calls import (
+    MSG_CALL_LOG_NOT_FOUND,
+    MSG_CALL_NOT_FOUND,
+    CallFilter,
+    CallRecord,
+)
 from fnagent.store.migrations import Migration, latest_version
 from fnagent.store.models import (
     MSG_APP_EXISTS,
@@ -72,7 +80,6 @@ from fnagent.store.models import (
 )
 from fnagent.store.queue import (
     FINAL_STATUSES,
-    MSG_CALL_NOT_FOUND,
     QUEUED,
     RUNNING,
     QueuedCall,
@@ -88,12 +95,23 @@ from fnagent.store.rows import (
     fn_changes,
     fn_from_row,
     fn_values,
+    parse_ts,
     queued_call_from_row,
     queued_call_values,
     trigger_changes,
     trigger_from_row,
     trigger_values,
+    ts,
     update_statement,
+)
+from fnagent.store.secrets import (
+    MSG_SECRET_NOT_FOUND,
+    SealedSecret,
+    Secret,
+    missing_secret_message,
+    secret_in_use_message,
+    secret_names,
+    validate_secret_name,
 )
 from fnagent.store.urls import POSTGRES_URL_FORM
 
@@ -194,6 +212,51 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX detached_calls_leases ON detached_calls (status, lease_expires)",
         ),
     ),
+    Migration(
+        3,
+        "call records and call logs",
+        (
+            """CREATE TABLE calls (
+                id TEXT PRIMARY KEY,
+                fn_id TEXT NOT NULL REFERENCES fns (id) ON DELETE CASCADE,
+                app_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                started_at TEXT,
+                completed_at TEXT,
+                http_status INTEGER,
+                error TEXT,
+                start TEXT,
+                detached INTEGER NOT NULL,
+                attempts INTEGER NOT NULL,
+                queued_ms REAL,
+                start_ms REAL,
+                exec_ms REAL
+            )""",
+            # The list by fn, newest first, and the retention's count per fn.
+            "CREATE INDEX calls_fn_id_id ON calls (fn_id, id)",
+            # The retention's age bound.
+            "CREATE INDEX calls_created_at ON calls (created_at)",
+            """CREATE TABLE call_logs (
+                call_id TEXT PRIMARY KEY REFERENCES calls (id) ON DELETE CASCADE,
+                log BLOB NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        4,
+        "secrets (sealed values)",
+        (
+            """CREATE TABLE secrets (
+                app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                sealed BLOB NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (app_id, name)
+            )""",
+        ),
+    ),
 )
 
 # sqlite3's "UNIQUE constraint failed: <columns>" -> the 409 Fn gives for it.
@@ -203,6 +266,76 @@ _UNIQUE_MESSAGES = {
     "triggers.app_id, triggers.name": MSG_TRIGGER_EXISTS,
     "triggers.app_id, triggers.type, triggers.source": MSG_TRIGGER_SOURCE_EXISTS,
 }
+
+_CALL_COLUMNS = (
+    "id, fn_id, app_id, status, created_at, started_at, completed_at, http_status, error, "
+    "start, detached, attempts, queued_ms, start_ms, exec_ms"
+)
+_CALL_UPSERT = (
+    f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _CALL_COLUMNS.split(", ")[1:])
+)
+# SQLite's default bound on host parameters in one statement is 999 on old builds.
+_IN_CHUNK = 500
+_SECRET_COLUMNS = "app_id, name, created_at, updated_at"
+
+
+def _optional_ts(when: datetime | None) -> str | None:
+    return ts(when) if when is not None else None
+
+
+def _optional_parse_ts(text: str | None) -> datetime | None:
+    return parse_ts(text) if text is not None else None
+
+
+def _call_row(call: CallRecord) -> tuple[object, ...]:
+    return (
+        call.id,
+        call.fn_id,
+        call.app_id,
+        call.status,
+        ts(call.created_at),
+        _optional_ts(call.started_at),
+        _optional_ts(call.completed_at),
+        call.http_status,
+        call.error,
+        call.start,
+        int(call.detached),
+        call.attempts,
+        call.queued_ms,
+        call.start_ms,
+        call.exec_ms,
+    )
+
+
+def _call_from_row(row: sqlite3.Row) -> CallRecord:
+    return CallRecord(
+        id=row["id"],
+        fn_id=row["fn_id"],
+        app_id=row["app_id"],
+        status=row["status"],
+        created_at=parse_ts(row["created_at"]),
+        started_at=_optional_parse_ts(row["started_at"]),
+        completed_at=_optional_parse_ts(row["completed_at"]),
+        http_status=row["http_status"],
+        error=row["error"],
+        start=row["start"],
+        detached=bool(row["detached"]),
+        attempts=row["attempts"],
+        queued_ms=row["queued_ms"],
+        start_ms=row["start_ms"],
+        exec_ms=row["exec_ms"],
+    )
+
+
+def _secret_from_row(row: sqlite3.Row) -> Secret:
+    return Secret(
+        app_id=row["app_id"],
+        name=row["name"],
+        created_at=parse_ts(row["created_at"]),
+        updated_at=parse_ts(row["updated_at"]),
+    )
 
 
 def _page(
@@ -474,9 +607,11 @@ class SQLiteStore:
         name already exists"."""
         fn = fn_from_body(body, id=new_id(), now=self._now())
         app_id = fn.app_id
+        named = secret_names(fn.annotations)
 
         def insert(conn: sqlite3.Connection) -> FnRecord:
             app = _get_app(conn, app_id)
+            _check_secrets_exist(conn, app, named)
             record = fn if fn.shape else replace(fn, shape=app.shape)
             conn.execute(
                 f"INSERT INTO fns ({FN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -498,6 +633,9 @@ class SQLiteStore:
             current = _get_fn(conn, fn_id)
             fn = apply_fn_patch(current, patch, now)
             if fn is not current:
+                named = secret_names(fn.annotations)
+                if named:
+                    _check_secrets_exist(conn, _get_app(conn, fn.app_id), named)
                 conn.execute(*update_statement("fns", fn_changes(fn), fn.id, "?"))
             return fn
 
@@ -636,6 +774,97 @@ class SQLiteStore:
             return app, _get_fn(conn, trigger.fn_id), trigger
 
         return await self._run(find, write=False)
+
+    # --- secrets --------------------------------------------------------------------------
+
+    async def put_secret(self, app_id: str, name: str, sealed: bytes) -> Secret:
+        """Create the app's secret ``name`` or replace its sealed value (created_at kept).
+        400 for an invalid name; 404 "App not found"."""
+        validate_secret_name(name)
+        now = self._now()
+
+        def put(conn: sqlite3.Connection) -> Secret:
+            _get_app(conn, app_id)
+            conn.execute(
+                "INSERT INTO secrets (app_id, name, sealed, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (app_id, name) DO UPDATE SET "
+                "sealed = excluded.sealed, updated_at = excluded.updated_at",
+                (app_id, name, sealed, ts(now), ts(now)),
+            )
+            row = _one(
+                conn.execute(
+                    f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE app_id = ? AND name = ?",
+                    (app_id, name),
+                )
+            )
+            assert row is not None
+            return _secret_from_row(row)
+
+        return await self._run(put, write=True)
+
+    async def list_secrets(
+        self, *, app_id: str, cursor: str | None = None, per_page: int | None = None
+    ) -> tuple[list[Secret], str | None]:
+        """The app's secrets ordered by name, without values. 404 "App not found"."""
+
+        def page(conn: sqlite3.Connection) -> tuple[list[Secret], str | None]:
+            _get_app(conn, app_id)
+            select = f"SELECT {_SECRET_COLUMNS} FROM secrets"
+            where: list[tuple[str, object]] = [("app_id = ?", app_id)]
+            rows, next_cursor = _page(conn, select, where, cursor=cursor, per_page=per_page)
+            return [_secret_from_row(row) for row in rows], next_cursor
+
+        return await self._run(page, write=False)
+
+    async def get_sealed_secrets(self, app_id: str, names: Sequence[str]) -> list[SealedSecret]:
+        """The app's sealed values among ``names``, in that order; missing names left out."""
+        wanted = list(names)
+
+        def read(conn: sqlite3.Connection) -> list[SealedSecret]:
+            found: dict[str, SealedSecret] = {}
+            for name in wanted:
+                row = _one(
+                    conn.execute(
+                        "SELECT sealed FROM secrets WHERE app_id = ? AND name = ?", (app_id, name)
+                    )
+                )
+                if row is not None:
+                    found[name] = SealedSecret(app_id=app_id, name=name, sealed=bytes(row[0]))
+            return [found[name] for name in wanted if name in found]
+
+        if not wanted:
+            return []
+        return await self._run(read, write=False)
+
+    async def delete_secret(self, app_id: str, name: str) -> None:
+        """404 "App not found" / "Secret not found"; 409 while a fn of the app names it."""
+
+        def delete(conn: sqlite3.Connection) -> None:
+            _get_app(conn, app_id)
+            exists = conn.execute(
+                "SELECT 1 FROM secrets WHERE app_id = ? AND name = ?", (app_id, name)
+            ).fetchone()
+            if exists is None:
+                raise NotFoundError(MSG_SECRET_NOT_FOUND)
+            users = _fns_naming(conn, app_id, name)
+            if users:
+                raise ConflictError(secret_in_use_message(name, users))
+            conn.execute("DELETE FROM secrets WHERE app_id = ? AND name = ?", (app_id, name))
+
+        await self._run(delete, write=True)
+
+    async def any_sealed_secret(self) -> SealedSecret | None:
+        """One stored secret (the first by app and name), or None."""
+
+        def first(conn: sqlite3.Connection) -> SealedSecret | None:
+            row = _one(
+                conn.execute("SELECT app_id, name, sealed FROM secrets ORDER BY app_id, name")
+            )
+            if row is None:
+                return None
+            return SealedSecret(app_id=row[0], name=row[1], sealed=bytes(row[2]))
+
+        return await self._run(first, write=False)
 
     # --- detached calls -------------------------------------------------------------------
 
@@ -805,6 +1034,127 @@ class SQLiteStore:
 
         return await self._run(count, write=False)
 
+    # --- call records and logs --------------------------------------------------------------
+
+    async def put_calls(self, calls: Sequence[CallRecord], logs: Mapping[str, bytes]) -> int:
+        """Upsert ``calls`` and the logs given for them in one transaction, skipping records
+        of fns that no longer exist. Returns how many records were written."""
+        if not calls:
+            return 0
+
+        def put(conn: sqlite3.Connection) -> int:
+            fn_ids = sorted({call.fn_id for call in calls})
+            live: set[str] = set()
+            for i in range(0, len(fn_ids), _IN_CHUNK):
+                chunk = fn_ids[i : i + _IN_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT id FROM fns WHERE id IN ({marks})", chunk)
+                live.update(row["id"] for row in rows)
+            kept = [call for call in calls if call.fn_id in live]
+            conn.executemany(_CALL_UPSERT, [_call_row(call) for call in kept])
+            conn.executemany(
+                "INSERT INTO call_logs (call_id, log) VALUES (?, ?) "
+                "ON CONFLICT (call_id) DO UPDATE SET log = excluded.log",
+                [(call.id, logs[call.id]) for call in kept if call.id in logs],
+            )
+            return len(kept)
+
+        return await self._run(put, write=True)
+
+    async def get_call(self, fn_id: str, call_id: str) -> CallRecord:
+        """404 "Fn not found" / "Call not found"."""
+
+        def get(conn: sqlite3.Connection) -> CallRecord:
+            _check_fn(conn, fn_id)
+            row = _one(
+                conn.execute(
+                    f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ? AND fn_id = ?",
+                    (call_id, fn_id),
+                )
+            )
+            if row is None:
+                raise NotFoundError(MSG_CALL_NOT_FOUND)
+            return _call_from_row(row)
+
+        return await self._run(get, write=False)
+
+    async def list_calls(
+        self,
+        fn_id: str,
+        *,
+        cursor: str | None = None,
+        per_page: int | None = None,
+        where: CallFilter | None = None,
+    ) -> tuple[list[CallRecord], str | None]:
+        """The fn's calls newest first (by id), after ``cursor``. 404 "Fn not found"."""
+        limit = clamp_per_page(per_page)
+        after = decode_cursor(cursor) if cursor else None
+        where = where or CallFilter()
+
+        def page(conn: sqlite3.Connection) -> tuple[list[CallRecord], str | None]:
+            _check_fn(conn, fn_id)
+            clauses: list[tuple[str, object]] = [("fn_id = ?", fn_id)]
+            if after is not None:
+                clauses.append(("id < ?", after))
+            if where.status is not None:
+                clauses.append(("status = ?", where.status))
+            if where.from_time is not None:
+                clauses.append(("created_at >= ?", ts(where.from_time)))
+            if where.to_time is not None:
+                clauses.append(("created_at <= ?", ts(where.to_time)))
+            sql = (
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE "
+                + " AND ".join(clause for clause, _ in clauses)
+                + " ORDER BY id DESC LIMIT ?"
+            )
+            rows = conn.execute(sql, [value for _, value in clauses] + [limit + 1]).fetchall()
+            records = [_call_from_row(row) for row in rows[:limit]]
+            more = len(rows) > limit
+            return records, encode_cursor(records[-1].id) if more else None
+
+        return await self._run(page, write=False)
+
+    async def get_call_log(self, fn_id: str, call_id: str) -> bytes:
+        """404 "Fn not found" / "Call log not found"."""
+
+        def get(conn: sqlite3.Connection) -> bytes:
+            _check_fn(conn, fn_id)
+            row = _one(
+                conn.execute(
+                    "SELECT call_logs.log FROM call_logs JOIN calls ON calls.id = call_logs.call_id"
+                    " WHERE calls.id = ? AND calls.fn_id = ?",
+                    (call_id, fn_id),
+                )
+            )
+            if row is None:
+                raise NotFoundError(MSG_CALL_LOG_NOT_FOUND)
+            return bytes(row["log"])
+
+        return await self._run(get, write=False)
+
+    async def prune_calls(self, *, keep_per_fn: int, before: datetime) -> int:
+        """Delete calls created before ``before`` and each fn's beyond its ``keep_per_fn``
+        newest (their logs go with them). Returns how many calls were deleted."""
+
+        def prune(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute("DELETE FROM calls WHERE created_at < ?", (ts(before),)).rowcount
+            # Per fn, on the (fn_id, id) index: the newest call past the count, and all older.
+            for (fn_id,) in conn.execute("SELECT id FROM fns").fetchall():
+                first_dropped = _one(
+                    conn.execute(
+                        "SELECT id FROM calls WHERE fn_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                        (fn_id, keep_per_fn),
+                    )
+                )
+                if first_dropped is not None:
+                    deleted += conn.execute(
+                        "DELETE FROM calls WHERE fn_id = ? AND id <= ?",
+                        (fn_id, first_dropped["id"]),
+                    ).rowcount
+            return int(deleted)
+
+        return await self._run(prune, write=True)
+
 
 class _Enqueued:
     """One enqueue_call waiting for its batch: ``turn`` is set when it was written (or
@@ -893,6 +1243,11 @@ def _get_fn(conn: sqlite3.Connection, fn_id: str) -> FnRecord:
     return fn_from_row(row)
 
 
+def _check_fn(conn: sqlite3.Connection, fn_id: str) -> None:
+    if _one(conn.execute("SELECT id FROM fns WHERE id = ?", (fn_id,))) is None:
+        raise NotFoundError(MSG_FN_NOT_FOUND)
+
+
 def _get_trigger(conn: sqlite3.Connection, trigger_id: str) -> Trigger:
     row = _one(conn.execute(f"SELECT {TRIGGER_COLUMNS} FROM triggers WHERE id = ?", (trigger_id,)))
     if row is None:
@@ -931,6 +1286,32 @@ def _check_source_free(conn: sqlite3.Connection, trigger: Trigger) -> None:
     )
     if row is not None:
         raise ConflictError(MSG_TRIGGER_SOURCE_EXISTS)
+
+
+def _check_secrets_exist(conn: sqlite3.Connection, app: App, names: Sequence[str]) -> None:
+    """400 naming the first of ``names`` the app has no secret by."""
+    for name in names:
+        row = conn.execute(
+            "SELECT 1 FROM secrets WHERE app_id = ? AND name = ?", (app.id, name)
+        ).fetchone()
+        if row is None:
+            raise InvalidInputError(missing_secret_message(name, app.name))
+
+
+def _fns_naming(conn: sqlite3.Connection, app_id: str, name: str) -> list[str]:
+    """The names of the app's fns whose fnagent.io/secrets names ``name``."""
+    users = []
+    rows = conn.execute(
+        "SELECT name, annotations FROM fns WHERE app_id = ? ORDER BY name", (app_id,)
+    )
+    for row in rows:
+        try:
+            named = secret_names(json.loads(row["annotations"]))
+        except InvalidInputError:
+            continue  # stored before the rule: it names nothing the agent would mount
+        if name in named:
+            users.append(row["name"])
+    return users
 
 
 # mypy checks here that SQLiteStore keeps the Store protocol.

@@ -2,8 +2,8 @@
 
 Each case is a plain ``async def case_*(driver, images)`` listed in ``CASES`` (this module is not
 a test module, so pytest collects nothing here). A case uses only the ``drivers.base`` interface
-and busybox commands (``cat``, ``true``, ``false``, ``sleep``, ``env``), running them in the
-image ``images.busybox``.
+and busybox commands (``cat [FILE]``, ``true``, ``false``, ``sleep``, ``env``), running them in
+the image ``images.busybox``.
 
 Runner contract (``tests/unit/test_conformance_fake.py``, and the Docker runner in
 ``tests/system``): enter the driver (``async with driver``), await the case, then, before the
@@ -18,6 +18,7 @@ Container options are edited as the Engine API create body the Docker driver bui
 from __future__ import annotations
 
 import io
+import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,7 +28,7 @@ from typing import Any
 import anyio
 
 from drivers.base import ContainerTask, Cookie, Driver, RunResult, RunStatus, TaskLogger
-from fnagent.errors import ClosedError, FunctionTimeoutError
+from fnagent.errors import ClosedError, FunctionTimeoutError, InvalidInputError
 
 CONFORMANCE_LABEL = "fnagent.test.conformance"
 # Upper bound for any single wait in a case, so a broken driver fails the case instead of
@@ -215,6 +216,50 @@ async def case_container_options_edit(driver: Driver, images: Images) -> None:
     assert b"FNAGENT_GREETING=hello there\n" in out.stdout.getvalue()
 
 
+SECRET_VALUE = b"s3cr3t value \xe2\x9c\x93\n"
+
+
+async def case_secret_files(driver: Driver, images: Images) -> None:
+    """A task's secrets are files at /run/secrets/<name> its user reads; they are not in its
+    environment nor in the create options, and another container does not have them."""
+    secrets = {"token": SECRET_VALUE, "other.key": b"x"}
+    task, out = _task(images, ["cat", "/run/secrets/token"], secrets=secrets)
+    cookie = await _prepared(driver, task)
+    try:
+        options = json.dumps(cookie.container_options, default=str)
+        assert "s3cr3t" not in options and "s3cr3t" not in repr(task)
+        waiter = await cookie.run()
+        with anyio.fail_after(WAIT_LIMIT_S):
+            result = await waiter.wait()
+    finally:
+        with anyio.move_on_after(WAIT_LIMIT_S, shield=True):
+            await cookie.aclose()
+    assert result.status is RunStatus.SUCCESS, (result, out.stderr.getvalue())
+    assert out.stdout.getvalue() == SECRET_VALUE
+
+    env_task, env_out = _task(images, ["env"], secrets=secrets)
+    assert (await _run_to_end(driver, env_task)).ok
+    assert b"s3cr3t" not in env_out.stdout.getvalue()
+
+    other, other_out = _task(images, ["cat", "/run/secrets/token"])
+    result = await _run_to_end(driver, other)
+    assert result.status is RunStatus.ERROR, result
+    assert other_out.stdout.getvalue() == b""
+
+
+async def case_secret_names_that_are_not_file_names_are_refused(
+    driver: Driver, images: Images
+) -> None:
+    for name in ("../escape", "a/b", ".", "..", ""):
+        task, _ = _task(images, ["true"], secrets={name: b"x"})
+        try:
+            cookie = await driver.create_cookie(task)
+        except InvalidInputError:
+            continue
+        await cookie.aclose()
+        raise AssertionError(f"secret name {name!r} was accepted")
+
+
 CASES: list[Case] = [
     case_stdin_round_trip,
     case_exit_zero_is_success,
@@ -225,4 +270,6 @@ CASES: list[Case] = [
     case_aclose_idempotent,
     case_closed_error_after_aclose,
     case_container_options_edit,
+    case_secret_files,
+    case_secret_names_that_are_not_file_names_are_refused,
 ]

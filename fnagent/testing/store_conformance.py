@@ -26,11 +26,14 @@ import anyio
 import pytest
 
 from fnagent.errors import FnAgentError, InvalidInputError
+from fnagent.ids import new_id
 from fnagent.store import App, ConflictError, FnRecord, NotFoundError, Store, Trigger
 from fnagent.store import models as m
 from fnagent.store import queue as q
+from fnagent.store.calls import CallFilter, CallRecord
 from fnagent.store.models import decode_cursor, encode_cursor
 from fnagent.store.queue import QueuedCall
+from fnagent.store.secrets import MSG_SECRET_NAME, MSG_SECRETS_ANNOTATION, SECRETS_ANNOTATION
 
 T = TypeVar("T")
 
@@ -646,6 +649,296 @@ async def case_concurrent_enqueues_all_commit_and_lease_once(store: Store) -> No
     assert sorted(c.id for c in leased) == [f"c{i:02}" for i in range(40)]
 
 
+# --- call records and logs -------------------------------------------------------------------
+
+T0 = datetime(2024, 1, 2, tzinfo=UTC)
+
+
+def call_record(fn: FnRecord, n: int, **fields: Any) -> CallRecord:
+    """The ``n``-th call of ``fn``: created ``n`` seconds after T0, its id sorting the same."""
+    created = T0 + timedelta(seconds=n)
+    values: dict[str, Any] = dict(
+        id=new_id(int(created.timestamp() * 1000)),
+        fn_id=fn.id,
+        app_id=fn.app_id,
+        status="success",
+        created_at=created,
+        started_at=created + timedelta(milliseconds=3),
+        completed_at=created + timedelta(milliseconds=10),
+        http_status=200,
+        start="hot",
+        queued_ms=1.5,
+        start_ms=1.5,
+        exec_ms=7.0,
+    )
+    values.update(fields)
+    return CallRecord(**values)
+
+
+async def case_call_records_round_trip_and_upsert(store: Store) -> None:
+    app, fn, _ = await app_fn_trigger(store)
+    queued = call_record(
+        fn,
+        1,
+        status="queued",
+        started_at=None,
+        completed_at=None,
+        http_status=None,
+        start=None,
+        detached=True,
+        attempts=0,
+        queued_ms=None,
+        start_ms=None,
+        exec_ms=None,
+    )
+    assert await store.put_calls([queued], {}) == 1
+    assert await store.get_call(fn.id, queued.id) == queued
+    await raises(NotFoundError, "Call log not found", store.get_call_log(fn.id, queued.id))
+    # A later state replaces the earlier one, the log comes with it; nothing is added.
+    done = CallRecord(
+        **{
+            **queued.__dict__,
+            "status": "error",
+            "http_status": 502,
+            "error": "function failed",
+            "start": "cold",
+            "attempts": 2,
+            "started_at": queued.created_at + timedelta(seconds=1),
+            "completed_at": queued.created_at + timedelta(seconds=2),
+            "queued_ms": 0.25,
+            "start_ms": 180.125,
+            "exec_ms": 4.0,
+        }
+    )
+    assert await store.put_calls([done], {done.id: b"line 1\nline \xff 2\n"}) == 1
+    assert await store.get_call(fn.id, done.id) == done
+    assert await store.get_call_log(fn.id, done.id) == b"line 1\nline \xff 2\n"
+    await store.put_calls([done], {done.id: b"replaced\n"})
+    assert await store.get_call_log(fn.id, done.id) == b"replaced\n"
+    assert await store.list_calls(fn.id) == ([done], None)
+
+
+async def case_call_records_404s(store: Store) -> None:
+    app, fn, _ = await app_fn_trigger(store)
+    other = await store.create_fn(fn_body(app.id, "other", "fnproject/hello"))
+    call = call_record(fn, 1)
+    await store.put_calls([call], {call.id: b"x"})
+    await raises(NotFoundError, "Call not found", store.get_call(fn.id, "nope"))
+    # A call is only found under its own fn.
+    await raises(NotFoundError, "Call not found", store.get_call(other.id, call.id))
+    await raises(NotFoundError, "Call log not found", store.get_call_log(other.id, call.id))
+    await raises(NotFoundError, "Call log not found", store.get_call_log(fn.id, "nope"))
+    await raises(NotFoundError, "Fn not found", store.get_call("nope", call.id))
+    await raises(NotFoundError, "Fn not found", store.get_call_log("nope", call.id))
+    await raises(NotFoundError, "Fn not found", store.list_calls("nope"))
+    await raises(InvalidInputError, "invalid cursor '%%%'", store.list_calls(fn.id, cursor="%%%"))
+
+
+async def case_call_records_of_a_deleted_fn_are_skipped(store: Store) -> None:
+    app, fn, _ = await app_fn_trigger(store)
+    gone = await store.create_fn(fn_body(app.id, "gone", "fnproject/hello"))
+    await store.delete_fn(gone.id)
+    kept, skipped = call_record(fn, 1), call_record(gone, 2)
+    written = await store.put_calls([kept, skipped], {kept.id: b"a", skipped.id: b"b"})
+    assert written == 1
+    assert await store.list_calls(fn.id) == ([kept], None)
+    assert await store.put_calls([], {}) == 0
+
+
+async def case_calls_list_newest_first_with_filters(store: Store) -> None:
+    app, fn, _ = await app_fn_trigger(store)
+    other = await store.create_fn(fn_body(app.id, "other", "fnproject/hello"))
+    statuses = ["success", "error", "timeout", "cancelled", "running"]
+    calls = [call_record(fn, n, status=statuses[n % 5]) for n in range(75)]
+    random.Random(3).shuffle(calls)
+    await store.put_calls(calls, {})
+    await store.put_calls([call_record(other, 5)], {})
+    newest_first = sorted(calls, key=lambda c: c.created_at, reverse=True)
+    items, pages = await collect(lambda c: store.list_calls(fn.id, cursor=c, per_page=20))
+    assert items == newest_first and pages == 4
+    first, cursor = await store.list_calls(fn.id)
+    assert first == newest_first[:30] and cursor is not None
+    errors, _ = await store.list_calls(fn.id, where=CallFilter(status="error"), per_page=100)
+    assert errors == [c for c in newest_first if c.status == "error"] and len(errors) == 15
+    window = CallFilter(from_time=T0 + timedelta(seconds=10), to_time=T0 + timedelta(seconds=19))
+    inside, _ = await store.list_calls(fn.id, where=window, per_page=100)
+    assert [c.created_at for c in inside] == [T0 + timedelta(seconds=n) for n in range(19, 9, -1)]
+    both = CallFilter(status="success", from_time=T0 + timedelta(seconds=50))
+    assert [c.created_at for c in (await store.list_calls(fn.id, where=both))[0]] == [
+        T0 + timedelta(seconds=n) for n in (70, 65, 60, 55, 50)
+    ]
+
+
+async def case_retention_keeps_the_newest_per_fn_and_drops_old_ones(store: Store) -> None:
+    app, fn, _ = await app_fn_trigger(store)
+    other = await store.create_fn(fn_body(app.id, "other", "fnproject/hello"))
+    mine = [call_record(fn, n) for n in range(10)]
+    theirs = [call_record(other, n) for n in range(3)]
+    await store.put_calls(mine + theirs, {c.id: b"log" for c in mine + theirs})
+    assert await store.prune_calls(keep_per_fn=4, before=T0) == 6
+    assert (await store.list_calls(fn.id))[0] == mine[:-5:-1]
+    assert (await store.list_calls(other.id))[0] == theirs[::-1]
+    await raises(NotFoundError, "Call log not found", store.get_call_log(fn.id, mine[0].id))
+    # Age: calls created before the bound go, whatever the count.
+    assert await store.prune_calls(keep_per_fn=100, before=T0 + timedelta(seconds=8)) == 5
+    assert (await store.list_calls(fn.id))[0] == [mine[9], mine[8]]
+    assert (await store.list_calls(other.id))[0] == []
+    assert await store.get_call_log(fn.id, mine[9].id) == b"log"
+    assert await store.prune_calls(keep_per_fn=100, before=T0) == 0
+
+
+async def case_deleting_a_fn_or_app_deletes_its_calls_and_logs(store: Store) -> None:
+    app, fn, _ = await app_fn_trigger(store)
+    keep = await store.create_fn(fn_body(app.id, "keep", "fnproject/hello"))
+    gone, kept = call_record(fn, 1), call_record(keep, 2)
+    await store.put_calls([gone, kept], {gone.id: b"a", kept.id: b"b"})
+    await store.delete_fn(fn.id)
+    assert await store.get_call(keep.id, kept.id) == kept
+    # The same fn name again starts with no calls, and the old call's id is free.
+    again = await store.create_fn(fn_body(app.id, "fn", "fnproject/hello"))
+    assert await store.list_calls(again.id) == ([], None)
+    reborn = CallRecord(**{**gone.__dict__, "fn_id": again.id})
+    await store.put_calls([reborn], {})
+    await raises(NotFoundError, "Call log not found", store.get_call_log(again.id, gone.id))
+    await store.delete_app(app.id)
+    other_app, other_fn, _ = await app_fn_trigger(store, "2")
+    assert await store.put_calls([kept], {kept.id: b"b"}) == 0  # its fn went with the app
+    await raises(NotFoundError, "Fn not found", store.get_call(keep.id, kept.id))
+    assert await store.list_calls(other_fn.id) == ([], None)
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+def names_secrets(*names: str) -> dict[str, Any]:
+    """The annotations of a fn that names ``names``."""
+    return {SECRETS_ANNOTATION: list(names)}
+
+
+async def case_secrets_put_list_read_and_replace(store: Store) -> None:
+    app = await store.create_app(app_body("app"))
+    other = await store.create_app(app_body("other"))
+    first = await store.put_secret(app.id, "db.password", b"sealed-1")
+    assert (first.app_id, first.name) == (app.id, "db.password")
+    assert first.created_at == first.updated_at
+    await store.put_secret(app.id, "api_key-2", b"sealed-2")
+    await store.put_secret(other.id, "db.password", b"other-sealed")
+    replaced = await store.put_secret(app.id, "db.password", b"sealed-3")
+    assert replaced.created_at == first.created_at
+    assert replaced.updated_at > first.updated_at
+
+    listed, cursor = await store.list_secrets(app_id=app.id)
+    assert [s.name for s in listed] == ["api_key-2", "db.password"]
+    assert cursor is None
+    assert listed[1] == replaced
+    assert "sealed" not in listed[1].to_json()
+
+    sealed = await store.get_sealed_secrets(app.id, ["db.password", "missing", "api_key-2"])
+    assert [(s.name, s.sealed) for s in sealed] == [
+        ("db.password", b"sealed-3"),
+        ("api_key-2", b"sealed-2"),
+    ]
+    assert await store.get_sealed_secrets(app.id, []) == []
+    theirs = await store.get_sealed_secrets(other.id, ["db.password"])
+    assert [s.sealed for s in theirs] == [b"other-sealed"]
+    assert await store.any_sealed_secret() is not None
+
+
+async def case_secrets_page_by_name(store: Store) -> None:
+    app = await store.create_app(app_body("app"))
+    names = [f"s{i:02d}" for i in range(7)]
+    for name in reversed(names):
+        await store.put_secret(app.id, name, b"x")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = await store.list_secrets(app_id=app.id, cursor=cursor, per_page=3)
+        seen.extend(s.name for s in page)
+        if cursor is None:
+            break
+    assert seen == names
+
+
+async def case_secret_names_and_missing_things(store: Store) -> None:
+    assert await store.any_sealed_secret() is None
+    app = await store.create_app(app_body("app"))
+    for bad in ("", ".", "..", "a/b", "x" * 65, "sp ace", "é", "a\nb"):
+        await raises(InvalidInputError, MSG_SECRET_NAME, store.put_secret(app.id, bad, b"x"))
+    await store.put_secret(app.id, "x" * 64, b"x")
+    await raises(NotFoundError, "App not found", store.put_secret("nope", "name", b"x"))
+    await raises(NotFoundError, "App not found", store.list_secrets(app_id="nope"))
+    await raises(NotFoundError, "App not found", store.delete_secret("nope", "name"))
+    await raises(NotFoundError, "Secret not found", store.delete_secret(app.id, "name"))
+    assert await store.get_sealed_secrets("nope", ["name"]) == []
+
+
+async def case_fns_may_name_only_their_apps_secrets(store: Store) -> None:
+    app = await store.create_app(app_body("app"))
+    other = await store.create_app(app_body("other"))
+    await store.put_secret(other.id, "token", b"x")
+    missing = (
+        'Secret "token" named in fnagent.io/secrets does not exist in app "app": create it first'
+    )
+    body = fn_body(app.id, "fn", "fnproject/hello", annotations=names_secrets("token"))
+    await raises(InvalidInputError, missing, store.create_fn(body))
+    for bad in (["../x"], "not json", {"a": 1}, [1], '"token"'):
+        bad_body = fn_body(app.id, "fn", "fnproject/hello", annotations={SECRETS_ANNOTATION: bad})
+        with pytest.raises(InvalidInputError) as raised:
+            await store.create_fn(bad_body)
+        assert raised.value.message.startswith(MSG_SECRETS_ANNOTATION)
+    await store.put_secret(app.id, "token", b"x")
+    fn = await store.create_fn(body)
+    assert fn.annotations == names_secrets("token")
+    # A string holding the list, as a client that does not parse JSON values sends it.
+    text = {SECRETS_ANNOTATION: '["token"]'}
+    await store.create_fn(fn_body(app.id, "fn2", "fnproject/hello", annotations=text))
+
+    plain = await store.create_fn(fn_body(app.id, "plain", "fnproject/hello"))
+    missing_other = missing.replace('"token"', '"other"')
+    await raises(
+        InvalidInputError,
+        missing_other,
+        store.update_fn(plain.id, {"annotations": names_secrets("token", "other")}),
+    )
+    assert await store.get_fn(plain.id) == plain
+    updated = await store.update_fn(plain.id, {"annotations": names_secrets("token")})
+    assert updated.annotations == names_secrets("token")
+
+
+async def case_a_named_secret_cannot_be_deleted(store: Store) -> None:
+    app = await store.create_app(app_body("app"))
+    await store.put_secret(app.id, "token", b"x")
+    await store.put_secret(app.id, "spare", b"y")
+    annotations = names_secrets("token")
+    fn = await store.create_fn(fn_body(app.id, "b-fn", "fnproject/hello", annotations=annotations))
+    await store.create_fn(fn_body(app.id, "a-fn", "fnproject/hello", annotations=annotations))
+    in_use = (
+        'Secret "token" is still named by fns "a-fn", "b-fn" (fnagent.io/secrets): '
+        "remove it there first"
+    )
+    await raises(ConflictError, in_use, store.delete_secret(app.id, "token"))
+    await store.delete_secret(app.id, "spare")
+    await raises(NotFoundError, "Secret not found", store.delete_secret(app.id, "spare"))
+    await store.delete_fn(fn.id)
+    in_use_one = 'Secret "token" is still named by fn "a-fn" (fnagent.io/secrets): '
+    await raises(
+        ConflictError, in_use_one + "remove it there first", store.delete_secret(app.id, "token")
+    )
+
+
+async def case_deleting_an_app_deletes_its_secrets(store: Store) -> None:
+    app = await store.create_app(app_body("app"))
+    await store.put_secret(app.id, "token", b"x")
+    await store.create_fn(
+        fn_body(app.id, "fn", "fnproject/hello", annotations=names_secrets("token"))
+    )
+    await store.delete_app(app.id)
+    assert await store.any_sealed_secret() is None
+    again = await store.create_app(app_body("app"))
+    listed, _ = await store.list_secrets(app_id=again.id)
+    assert listed == []
+
+
 CASES: list[Case] = [
     case_every_field_round_trips,
     case_find_http_trigger,
@@ -671,6 +964,18 @@ CASES: list[Case] = [
     case_a_requeued_call_waits_for_its_time_and_keeps_the_reason,
     case_a_restarted_owner_takes_its_calls_back_at_once,
     case_concurrent_enqueues_all_commit_and_lease_once,
+    case_call_records_round_trip_and_upsert,
+    case_call_records_404s,
+    case_call_records_of_a_deleted_fn_are_skipped,
+    case_calls_list_newest_first_with_filters,
+    case_retention_keeps_the_newest_per_fn_and_drops_old_ones,
+    case_deleting_a_fn_or_app_deletes_its_calls_and_logs,
+    case_secrets_put_list_read_and_replace,
+    case_secrets_page_by_name,
+    case_secret_names_and_missing_things,
+    case_fns_may_name_only_their_apps_secrets,
+    case_a_named_secret_cannot_be_deleted,
+    case_deleting_an_app_deletes_its_secrets,
 ]
 
 

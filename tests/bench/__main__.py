@@ -12,6 +12,7 @@ MODULES = {
     "agent": "tests.bench.bench_agent",
     "serve": "tests.bench.bench_serve",
     "detached": "tests.bench.bench_detached",
+    "records": "tests.bench.bench_records",
     "keepalive": "tests.bench.bench_keepalive",
 }
 

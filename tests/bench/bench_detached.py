@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from tests.bench.bench_serve import _free_port, _request, _wrk, start_serve
+from tests.bench.bench_serve import _request, _wrk, start_server
 from tests.bench.report import Report, Row
 
 FN_TEST = "fnagent/fn-test"
@@ -26,8 +26,7 @@ def main() -> Report:
     report = Report("detached")
     duration_s = float(os.environ.get("BENCH_DETACHED_S", "8"))
     work = Path(tempfile.mkdtemp(prefix="fnagent-bench-detached-"))
-    port = _free_port()
-    server = start_serve(work, port)
+    server, port = start_server(work)
     try:
         app = _request(port, "POST", "/v2/apps", {"name": "bench"})
         fn = _request(

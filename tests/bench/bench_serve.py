@@ -140,16 +140,18 @@ def _raw_baseline() -> list[float]:
         docker_rm(container)
 
 
-def start_serve(
-    work: Path, port: int, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """`fnagent serve` on ``port`` with its store and log in ``work``, answering pings."""
+def start_server(
+    work: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``fnagent serve`` on a free port with its store and sockets under ``work``, once it
+    answers; its output goes to ``work``/serve.log."""
+    port = _free_port()
     env = {
         **os.environ,
         "FNAGENT_INSTANCE_ID": f"bench-{uuid.uuid4().hex[:8]}",
         "FN_IOFS_PATH": str(work / "iofs"),
         "FNAGENT_LOG_LEVEL": "WARNING",
-        **(env or {}),
+        **(extra_env or {}),
     }
     with (work / "serve.log").open("wb") as log:
         server = subprocess.Popen(
@@ -171,34 +173,38 @@ def start_serve(
     while True:
         try:
             _request(port, "GET", "/")
-            return server
+            return server, port
         except (OSError, RuntimeError):
             if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
+                server.terminate()
                 log_text = (work / "serve.log").read_text()
                 raise RuntimeError(f"serve did not start: {log_text}") from None
             time.sleep(0.1)
+
+
+def deploy_hello(port: int) -> str:
+    """The hello fn deployed on the server at ``port``, warmed; its invoke URL."""
+    app = _request(port, "POST", "/v2/apps", {"name": "bench"})
+    fn = _request(
+        port,
+        "POST",
+        "/v2/fns",
+        {"app_id": app["id"], "name": "hello", "image": FN_HELLO, "memory": 64},
+    )
+    for _ in range(20):  # warm: the first call launches the container
+        _request(port, "POST", f"/invoke/{fn['id']}", {"name": "warm"})
+    return f"http://127.0.0.1:{port}/invoke/{fn['id']}"
 
 
 def main() -> Report:
     report = Report("serve")
     raw = _raw_baseline()
     work = Path(tempfile.mkdtemp(prefix="fnagent-bench-serve-"))
-    port = _free_port()
-    server = start_serve(work, port)
+    server, port = start_server(work)
     try:
-        app = _request(port, "POST", "/v2/apps", {"name": "bench"})
-        fn = _request(
-            port,
-            "POST",
-            "/v2/fns",
-            {"app_id": app["id"], "name": "hello", "image": FN_HELLO, "memory": 64},
-        )
-        url = f"http://127.0.0.1:{port}/invoke/{fn['id']}"
+        url = deploy_hello(port)
         script = work / "post.lua"
         script.write_text(_LUA)
-        for _ in range(20):  # warm: the first call launches the container
-            _request(port, "POST", f"/invoke/{fn['id']}", {"name": "warm"})
         serial = _wrk(url, 1, script)
         _wrk(url, 16, script)  # warm 16 containers
         loaded = _wrk(url, 16, script)

@@ -21,7 +21,12 @@ def test_two_agents_share_one_postgres_and_survive_its_outage(
     own_postgres: PostgresServer,
 ) -> None:
     require_image(docker_api, FN_HELLO)
-    env = {**cli_env, "FN_DB_CONNECT_TIMEOUT_MSECS": "2000"}
+    # Both agents seal secrets with one key (a shared store needs FN_SECRETS_KEY_FILE).
+    env = {
+        **cli_env,
+        "FN_DB_CONNECT_TIMEOUT_MSECS": "2000",
+        "FN_SECRETS_KEY_FILE": str(tmp_path / "secrets-key"),
+    }
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
     first = make_server(tmp_path / "a", env)
@@ -92,3 +97,22 @@ def test_a_bad_or_unreachable_db_url_ends_serve_with_one_line(
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("fnagent serve: "), done.stderr
         assert expected in lines[0] and "secret" not in lines[0]
+
+
+def test_a_postgres_store_without_a_secrets_key_file_ends_serve_with_one_line(
+    tmp_path: Path, cli_env: dict[str, str], own_postgres: PostgresServer
+) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "fnagent", "serve", "--port", str(free_port())]
+        + ["--db-url", own_postgres.url()],
+        env={k: v for k, v in cli_env.items() if k != "FN_SECRETS_KEY_FILE"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "needs FN_SECRETS_KEY_FILE" in done.stderr

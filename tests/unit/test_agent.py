@@ -812,3 +812,34 @@ async def test_a_call_cancelled_while_its_container_thaws_leaves_no_container_bu
             "no container taken and left busy",
         )
         assert (await agent.submit(make_call(fn, b""))).status == 200
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+async def test_a_fns_secrets_are_its_containers_files_and_a_new_value_a_new_container() -> None:
+    from fnagent.models import SecretFile
+
+    async def read_secret(request: Request, ctx: ProgramContext) -> Answer:
+        return Answer(
+            body=ctx.files.get("/run/secrets/token", b"none") + b"|" + repr(ctx.env).encode()
+        )
+
+    async with running({"fn/echo": handler_of(read_secret)}) as (agent, driver):
+        first = make_fn(secrets=(SecretFile(name="token", value=b"s3cr3t-1", digest="d1"),))
+        result = await agent.submit(make_call(first))
+        assert result.status == 200 and result.body.startswith(b"s3cr3t-1|")
+        assert b"s3cr3t" not in result.body.partition(b"|")[2]  # not in the environment
+        (container,) = driver.containers.values()
+        assert "s3cr3t" not in repr(container.options)
+
+        # A new value (a new digest) is a new version: a new container; the old one drains.
+        second = make_fn(secrets=(SecretFile(name="token", value=b"s3cr3t-2", digest="d2"),))
+        result = await agent.submit(make_call(second))
+        assert result.status == 200 and result.body.startswith(b"s3cr3t-2|")
+        assert result.start == "cold"
+        await poll(lambda: len(driver.live()) == 1, "the old version drained")
+
+        plain = make_fn(id="fn2", name="plain")
+        result = await agent.submit(make_call(plain))
+        assert result.body.startswith(b"none|")

@@ -12,37 +12,21 @@ import json
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import click
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from fnagent.cli import main
 from fnagent.cli.commands import format_table
 from fnagent.client import DEFAULT_API_URL, ApiClient, ApiError
+from tests.unit.fakeapi import Recorded, Reply, answer, cli, error, serve
 
 JSONObject = dict[str, Any]
-# status, headers, body (FakeFn has a method named list, so the alias lives out here)
-Reply = tuple[int, list[tuple[str, str]], bytes]
 NOT_UTF8 = bytes(range(256)) + b"\xff\xfe\x80 not utf-8 \xc3\x28"
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @dataclass
@@ -56,6 +40,8 @@ class FakeFn:
     fns: dict[str, JSONObject] = field(default_factory=dict)
     triggers: dict[str, JSONObject] = field(default_factory=dict)
     scale: dict[str, JSONObject] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(app id, name) -> value, as the CLI sent it."""
     requests: list[Recorded] = field(default_factory=list)
     # (status, headers, body) for the next POST /invoke, else an echo of the request.
     invoke_answer: Reply | None = None
@@ -144,6 +130,8 @@ class FakeFn:
         obj = store.get(rest[0])
         if obj is None:
             return error(404, f"{label} not found")
+        if rest[1:2] == ["secrets"] and kind == "apps":
+            return self.secret(obj["id"], rest[2:], request)
         if rest[1:] == ["scale"] and kind == "fns":
             counts = self.scale.setdefault(
                 obj["id"], {"running": 1, "frozen": 2, "starting": 0, "min_hot": 0}
@@ -168,6 +156,24 @@ class FakeFn:
                     obj[key] = value
             obj["updated_at"] = "2024-01-02T00:00:00.000Z"
             return answer(200, self.shown(kind, obj))
+        return error(405, "Method not allowed")
+
+    def secret(self, app_id: str, rest: list[str], request: Recorded) -> Reply:
+        """fnagent's write-only secrets routes."""
+        stamps = {
+            "created_at": "2024-01-01T00:00:00.000Z",
+            "updated_at": "2024-01-01T00:00:00.000Z",
+        }
+        if not rest and request.method == "GET":
+            names = sorted(name for app, name in self.secrets if app == app_id)
+            return answer(200, {"items": [{"name": name, **stamps} for name in names]})
+        if len(rest) == 1 and request.method == "PUT":
+            self.secrets[(app_id, rest[0])] = request.json()["value"]
+            return answer(200, {"name": rest[0], **stamps})
+        if len(rest) == 1 and request.method == "DELETE":
+            if self.secrets.pop((app_id, rest[0]), None) is None:
+                return error(404, "Secret not found")
+            return 204, [], b""
         return error(405, "Method not allowed")
 
     def list(self, kind: str, store: dict[str, JSONObject], query: dict[str, str]) -> Reply:
@@ -233,58 +239,6 @@ class FakeFn:
         return 200, [("Content-Type", content_type), *call_id], request.body
 
 
-def answer(status: int, document: Any) -> Reply:
-    return status, [("Content-Type", "application/json")], json.dumps(document).encode()
-
-
-def error(status: int, message: str) -> Reply:
-    return answer(status, {"message": message})
-
-
-def serve(handle: Callable[[Recorded], Reply]) -> Iterator[str]:
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def dispatch(self) -> None:
-            split = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            request = Recorded(
-                method=self.command,
-                path=split.path,
-                query={k: v[-1] for k, v in parse_qs(split.query).items()},
-                headers={k.lower(): v for k, v in self.headers.items()},
-                body=self.rfile.read(length),
-            )
-            with lock:
-                status, headers, body = handle(request)
-            self.send_response(status)
-            for name, value in headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = do_PUT = do_DELETE = dispatch
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-fn-api", daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 @pytest.fixture
 def api() -> Iterator[FakeFn]:
     fake = FakeFn()
@@ -300,21 +254,6 @@ def dead_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-
-
-def cli(
-    api_url: str, *args: str, input: bytes | None = None, env: dict[str, str | None] | None = None
-) -> Result:
-    runner = CliRunner()
-    result = runner.invoke(
-        main,
-        list(args),
-        input=input,
-        env={"FN_API_URL": api_url, "FN_TOKEN": None, **(env or {})},
-    )
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
 
 
 def fnagent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -978,3 +917,44 @@ def test_deploy_memory_below_the_floor_is_refused(api: FakeFn, value: str) -> No
     assert done.exit_code != 0
     assert "at least 6m" in done.stderr
     assert not api.writes()
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+def test_secrets_set_sends_stdin_exactly_and_shows_no_value(api: FakeFn) -> None:
+    app = api.add_app("shop")
+    value = "s3cr3t line 1\nline 2 \u2713\n"
+    result = cli(api.url, "secrets", "set", "shop", "db.password", input=value.encode())
+    assert result.exit_code == 0, result.output
+    assert api.secrets == {(app["id"], "db.password"): value}
+    assert "name: db.password" in result.output
+    assert "s3cr3t" not in result.output
+
+    listed = cli(api.url, "secrets", "list", "shop")
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.splitlines()[0].split() == ["NAME", "CREATED", "UPDATED"]
+    assert "db.password" in listed.output and "s3cr3t" not in listed.output
+    as_json = json.loads(cli(api.url, "secrets", "list", "shop", "--json").output)
+    assert [item["name"] for item in as_json["items"]] == ["db.password"]
+
+    deleted = cli(api.url, "secrets", "delete", "shop", "db.password")
+    assert deleted.exit_code == 0 and "deleted secret db.password" in deleted.output
+    missing = cli(api.url, "secrets", "delete", "shop", "db.password")
+    assert missing.exit_code == 1 and "Secret not found" in missing.output
+
+
+def test_secrets_set_refuses_an_empty_or_binary_stdin(api: FakeFn) -> None:
+    api.add_app("shop")
+    empty = cli(api.url, "secrets", "set", "shop", "token", input=b"")
+    assert empty.exit_code != 0
+    assert "no value for secret 'token' on stdin" in empty.output
+    binary = cli(api.url, "secrets", "set", "shop", "token", input=NOT_UTF8)
+    assert binary.exit_code != 0 and "not UTF-8" in binary.output
+    assert api.writes() == []
+
+
+def test_secrets_set_refuses_an_empty_stdin_with_usage_status() -> None:
+    done = fnagent("secrets", "set", "shop", "token")
+    assert done.returncode == 125, done
+    assert b"no value for secret 'token' on stdin" in done.stderr

@@ -66,6 +66,11 @@ def test_agent_settings_refuse_bad_values_by_name(name: str, text: str, message:
         ("FN_MAX_HEADER_SIZE", "512", "FN_MAX_HEADER_SIZE=512: must be at least 1024"),
         ("FN_MAX_HEADER_COUNT", "0", "FN_MAX_HEADER_COUNT=0: must be positive"),
         ("FN_HEADER_TIMEOUT_MSECS", "0", "FN_HEADER_TIMEOUT_MSECS=0: must be positive"),
+        ("FN_CALL_RECORDS", "sometimes", "FN_CALL_RECORDS='sometimes' is not a boolean"),
+        ("FN_CALL_RETENTION_COUNT", "0", "FN_CALL_RETENTION_COUNT=0: must be positive"),
+        ("FN_CALL_RETENTION_COUNT", "lots", "FN_CALL_RETENTION_COUNT='lots' is not a whole"),
+        ("FN_CALL_RETENTION_S", "7d", "FN_CALL_RETENTION_S='7d' is not a whole number"),
+        ("FN_CALL_RETENTION_S", "0", "FN_CALL_RETENTION_S=0: must be positive"),
     ],
 )
 def test_server_settings_refuse_bad_values_by_name(name: str, text: str, message: str) -> None:
@@ -221,3 +226,16 @@ def test_detached_settings_are_read_and_backoff_doubles_up_to_its_cap() -> None:
     for name, text in [("FN_DETACHED_CONCURRENCY", "0"), ("FN_DETACHED_MAX_ATTEMPTS", "x")]:
         with pytest.raises(InvalidInputError, match=name):
             ServerConfig.from_env({name: text})
+
+
+def test_call_records_are_on_by_default_and_kept_1000_per_fn_for_7_days() -> None:
+    records = ServerConfig.from_env({}).records
+    assert (records.enabled, records.retention_count, records.retention_s) == (
+        True,
+        1000,
+        7 * 24 * 3600,
+    )
+    records = ServerConfig.from_env(
+        {"FN_CALL_RECORDS": "off", "FN_CALL_RETENTION_COUNT": "5", "FN_CALL_RETENTION_S": "60"}
+    ).records
+    assert (records.enabled, records.retention_count, records.retention_s) == (False, 5, 60)

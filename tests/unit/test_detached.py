@@ -136,13 +136,21 @@ def test_callback_urls_are_checked() -> None:
 class Observed:
     events: list[tuple[Any, ...]] = field(default_factory=list)
 
-    def queued(self, call_id: str, fn: Fn, at: float) -> None:
+    def queued(self, call_id: str, fn: Fn, at: float, *, created_at: float) -> None:
         self.events.append(("queued", call_id, at))
 
-    def running(self, call_id: str, fn: Fn, attempt: int, at: float) -> None:
+    def running(self, call_id: str, fn: Fn, attempt: int, at: float, *, created_at: float) -> None:
         self.events.append(("running", call_id, attempt))
 
-    def finished(self, call_id: str, fn: Fn | None, attempt: int, result: CallResult) -> None:
+    def finished(
+        self,
+        call_id: str,
+        fn: Fn | None,
+        attempt: int,
+        result: CallResult,
+        *,
+        created_at: float,
+    ) -> None:
         self.events.append(("finished", call_id, attempt, result.status))
 
 

@@ -51,6 +51,8 @@ LAYERS: dict[str, int] = {
     # forwarder, which does the I/O, sits on the agent's floor (it takes the agent's lines)
     "fnagent.syslog": 1,
     "fnagent.syslog.forwarder": 3,
+    # sealing secret values under the key file (cryptography's AEAD)
+    "fnagent.secretbox": 1,
     # the store
     "fnagent.store": 2,
     # test doubles and conformance cases (on the store's floor: they use drivers and the
@@ -58,6 +60,8 @@ LAYERS: dict[str, int] = {
     "fnagent.testing": 2,
     # the agent
     "fnagent.agent": 3,
+    # call records: built from the agent's results, written to the store
+    "fnagent.records": 3,
     # the server
     "fnagent.server": 4,
     # the command line

@@ -21,6 +21,7 @@ def test_gauges_count_every_container_once_and_report_the_pool() -> None:
         "pool": {"in_use": 1, "free": 3, "starting": 2},
         "output_dropped_bytes": {"f1": 4096},
         "detached_queue_depth": 7,
+        "call_records_dropped": 0,
     }
     assert _gauges(agent, SimpleNamespace(pool=None))["pool"] == {}
 
@@ -38,3 +39,11 @@ def test_syslog_lines_sent_and_dropped_by_app() -> None:
 def test_the_detached_queue_depth_is_a_metric() -> None:
     metrics = Metrics(lambda: {"detached_queue_depth": 5})
     assert b"fnagent_detached_queue_depth 5.0" in generate_latest(metrics.registry)
+
+
+def test_gauges_report_the_call_records_dropped() -> None:
+    agent = SimpleNamespace(containers=lambda: {}, output_dropped_bytes={})
+    recorder = SimpleNamespace(dropped=7)
+    assert (
+        _gauges(agent, SimpleNamespace(pool=None), recorder=recorder)["call_records_dropped"] == 7
+    )

@@ -58,17 +58,17 @@ async def test_migrations_run_in_order_once(tmp_path: Path) -> None:
     path = tmp_path / "fn.db"
     async with SQLiteStore(path) as store:
         app = await store.create_app(app_body("app"))
-    # The next version after the released ones, whatever their number.
-    latest = len(MIGRATIONS) + 1
-    version_2 = Migration(latest, "apps: add owner", ("ALTER TABLE apps ADD COLUMN owner TEXT",))
+    newer = len(MIGRATIONS) + 1
+    version_2 = Migration(newer, "apps: add owner", ("ALTER TABLE apps ADD COLUMN owner TEXT",))
     for _ in range(2):  # the second open finds the new version and runs nothing
         async with SQLiteStore(path, migrations=(*MIGRATIONS, version_2)) as store:
             assert await store.get_app(app.id) == app
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchone() == (latest,)
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (newer,)
         assert "owner" in [row[1] for row in conn.execute("PRAGMA table_info(apps)")]
     # A file from a newer fnagent is refused rather than misread.
-    with pytest.raises(StorageError, match=f"schema version {latest}, newer than this fnagent"):
+    refused = f"schema version {newer}, newer than this fnagent knows"
+    with pytest.raises(StorageError, match=refused):
         await SQLiteStore(path).open()
     with pytest.raises(ValueError, match="numbered 1, 2, 3"):
         SQLiteStore(path, migrations=(version_2,))
