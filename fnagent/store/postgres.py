@@ -27,6 +27,7 @@ whatever the database's locale.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -59,6 +60,12 @@ from fnagent.errors import (
 )
 from fnagent.ids import new_id
 from fnagent.store.base import Store
+from fnagent.store.calls import (
+    MSG_CALL_LOG_NOT_FOUND,
+    MSG_CALL_NOT_FOUND,
+    CallFilter,
+    CallRecord,
+)
 from fnagent.store.migrations import Migration, latest_version
 from fnagent.store.models import (
     MSG_APP_EXISTS,
@@ -88,28 +95,42 @@ from fnagent.store.models import (
 )
 from fnagent.store.queue import (
     FINAL_STATUSES,
-    MSG_CALL_NOT_FOUND,
     QUEUED,
     RUNNING,
     QueuedCall,
 )
 from fnagent.store.rows import (
     APP_COLUMNS,
+    CALL_COLUMNS,
     FN_COLUMNS,
     QUEUE_COLUMNS,
+    SECRET_COLUMNS,
     TRIGGER_COLUMNS,
     app_changes,
     app_from_row,
     app_values,
+    call_from_row,
+    call_values,
     fn_changes,
     fn_from_row,
     fn_values,
     queued_call_from_row,
     queued_call_values,
+    secret_from_row,
     trigger_changes,
     trigger_from_row,
     trigger_values,
+    ts,
     update_statement,
+)
+from fnagent.store.secrets import (
+    MSG_SECRET_NOT_FOUND,
+    SealedSecret,
+    Secret,
+    missing_secret_message,
+    secret_in_use_message,
+    secret_names,
+    validate_secret_name,
 )
 from fnagent.store.urls import POSTGRES_URL_FORM, is_postgres_url, redact_url
 
@@ -214,6 +235,63 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX detached_calls_leases ON detached_calls (status, lease_expires)",
         ),
     ),
+    Migration(
+        3,
+        "call records and call logs",
+        (
+            # ids sort by time and lists page by id, created_at compares as text: "C" order.
+            """CREATE TABLE calls (
+                id TEXT COLLATE "C" PRIMARY KEY,
+                fn_id TEXT NOT NULL,
+                app_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                created_at TEXT COLLATE "C" NOT NULL,
+                started_at TEXT,
+                completed_at TEXT,
+                http_status INTEGER,
+                error TEXT,
+                start TEXT,
+                detached INTEGER NOT NULL,
+                attempts INTEGER NOT NULL,
+                queued_ms DOUBLE PRECISION,
+                start_ms DOUBLE PRECISION,
+                exec_ms DOUBLE PRECISION,
+                CONSTRAINT calls_fn_fk FOREIGN KEY (fn_id) REFERENCES fns (id) ON DELETE CASCADE
+            )""",
+            # The list by fn, newest first, and the retention's count per fn.
+            "CREATE INDEX calls_fn_id_id ON calls (fn_id, id)",
+            # The retention's age bound.
+            "CREATE INDEX calls_created_at ON calls (created_at)",
+            """CREATE TABLE call_logs (
+                call_id TEXT COLLATE "C" PRIMARY KEY,
+                log BYTEA NOT NULL,
+                CONSTRAINT call_logs_call_fk
+                    FOREIGN KEY (call_id) REFERENCES calls (id) ON DELETE CASCADE
+            )""",
+        ),
+    ),
+    Migration(
+        4,
+        "secrets (sealed values)",
+        (
+            """CREATE TABLE secrets (
+                app_id TEXT NOT NULL,
+                name TEXT COLLATE "C" NOT NULL,
+                sealed BYTEA NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                CONSTRAINT secrets_app_fk
+                    FOREIGN KEY (app_id) REFERENCES apps (id) ON DELETE CASCADE,
+                CONSTRAINT secrets_pkey PRIMARY KEY (app_id, name)
+            )""",
+        ),
+    ),
+)
+
+_CALL_UPSERT = (
+    f"INSERT INTO calls ({CALL_COLUMNS}) VALUES ({', '.join(['%s'] * 15)}) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in CALL_COLUMNS.split(", ")[1:])
 )
 
 # A violated constraint -> the error Fn gives for it.
@@ -226,6 +304,7 @@ _CONSTRAINT_ERRORS: dict[str, tuple[type[FnAgentError], str]] = {
     "fns_app_fk": (NotFoundError, MSG_APP_NOT_FOUND),
     "triggers_app_fk": (NotFoundError, MSG_APP_NOT_FOUND),
     "triggers_fn_fk": (NotFoundError, MSG_FN_NOT_FOUND),
+    "secrets_app_fk": (NotFoundError, MSG_APP_NOT_FOUND),
 }
 
 
@@ -538,9 +617,11 @@ class PostgresStore(AsyncResource):
     async def create_fn(self, body: Mapping[str, Any]) -> FnRecord:
         """A new fn in an existing app; without a shape it takes the app's."""
         fn = fn_from_body(body, id=new_id(), now=self._now())
+        named = secret_names(fn.annotations)
 
         async def insert(conn: Conn) -> FnRecord:
             app = await _get_app(conn, fn.app_id)
+            await _check_secrets_exist(conn, app, named)
             record = fn if fn.shape else replace(fn, shape=app.shape)
             await conn.execute(
                 f"INSERT INTO fns ({FN_COLUMNS}) VALUES ({_marks(12)})", fn_values(record)
@@ -560,6 +641,9 @@ class PostgresStore(AsyncResource):
             current = await _get_fn(conn, fn_id, lock=True)
             fn = apply_fn_patch(current, patch, now)
             if fn is not current:
+                named = secret_names(fn.annotations)
+                if named:
+                    await _check_secrets_exist(conn, await _get_app(conn, fn.app_id), named)
                 await conn.execute(*update_statement("fns", fn_changes(fn), fn.id, "%s"))
             return fn
 
@@ -812,6 +896,219 @@ class PostgresStore(AsyncResource):
 
         return await self._run(count, one_statement=True)
 
+    # --- call records and logs --------------------------------------------------------------
+
+    async def put_calls(self, calls: Sequence[CallRecord], logs: Mapping[str, bytes]) -> int:
+        """Upsert ``calls`` and the logs given for them in one transaction, skipping records
+        of fns that no longer exist. Returns how many records were written."""
+        if not calls:
+            return 0
+
+        async def put(conn: Conn) -> int:
+            # FOR KEY SHARE: a fn found here cannot be deleted before the commit, so the
+            # inserts never meet a missing parent (deletes wait; other writes do not).
+            result = await conn.execute(
+                "SELECT id FROM fns WHERE id = ANY(%s) FOR KEY SHARE",
+                (sorted({call.fn_id for call in calls}),),
+            )
+            live = {row["id"] for row in await result.fetchall()}
+            kept = [call for call in calls if call.fn_id in live]
+            async with conn.cursor() as cursor:
+                await cursor.executemany(_CALL_UPSERT, [call_values(call) for call in kept])
+                await cursor.executemany(
+                    "INSERT INTO call_logs (call_id, log) VALUES (%s, %s) "
+                    "ON CONFLICT (call_id) DO UPDATE SET log = EXCLUDED.log",
+                    [(call.id, logs[call.id]) for call in kept if call.id in logs],
+                )
+            return len(kept)
+
+        return await self._run(put)
+
+    async def get_call(self, fn_id: str, call_id: str) -> CallRecord:
+        """404 "Fn not found" / "Call not found"."""
+
+        async def get(conn: Conn) -> CallRecord:
+            await _get_fn(conn, fn_id)
+            row = await _one(
+                conn,
+                f"SELECT {CALL_COLUMNS} FROM calls WHERE id = %s AND fn_id = %s",
+                (call_id, fn_id),
+            )
+            if row is None:
+                raise NotFoundError(MSG_CALL_NOT_FOUND)
+            return call_from_row(row)
+
+        return await self._run(get)
+
+    async def list_calls(
+        self,
+        fn_id: str,
+        *,
+        cursor: str | None = None,
+        per_page: int | None = None,
+        where: CallFilter | None = None,
+    ) -> tuple[list[CallRecord], str | None]:
+        """The fn's calls newest first (by id), after ``cursor``. 404 "Fn not found"."""
+        limit = clamp_per_page(per_page)
+        after = decode_cursor(cursor) if cursor else None
+        where = where or CallFilter()
+        clauses: list[tuple[str, object]] = [("fn_id = %s", fn_id)]
+        if after is not None:
+            clauses.append(("id < %s", after))
+        if where.status is not None:
+            clauses.append(("status = %s", where.status))
+        if where.from_time is not None:
+            clauses.append(("created_at >= %s", ts(where.from_time)))
+        if where.to_time is not None:
+            clauses.append(("created_at <= %s", ts(where.to_time)))
+        sql = (
+            f"SELECT {CALL_COLUMNS} FROM calls WHERE "
+            + " AND ".join(clause for clause, _ in clauses)
+            + " ORDER BY id DESC LIMIT %s"
+        )
+
+        async def page(conn: Conn) -> tuple[list[CallRecord], str | None]:
+            await _get_fn(conn, fn_id)
+            result = await conn.execute(sql, [value for _, value in clauses] + [limit + 1])
+            rows = await result.fetchall()
+            records = [call_from_row(row) for row in rows[:limit]]
+            more = len(rows) > limit
+            return records, encode_cursor(records[-1].id) if more else None
+
+        return await self._run(page)
+
+    async def get_call_log(self, fn_id: str, call_id: str) -> bytes:
+        """404 "Fn not found" / "Call log not found"."""
+
+        async def get(conn: Conn) -> bytes:
+            await _get_fn(conn, fn_id)
+            row = await _one(
+                conn,
+                "SELECT call_logs.log FROM call_logs JOIN calls ON calls.id = call_logs.call_id "
+                "WHERE calls.id = %s AND calls.fn_id = %s",
+                (call_id, fn_id),
+            )
+            if row is None:
+                raise NotFoundError(MSG_CALL_LOG_NOT_FOUND)
+            return bytes(row["log"])
+
+        return await self._run(get)
+
+    async def prune_calls(self, *, keep_per_fn: int, before: datetime) -> int:
+        """Delete calls created before ``before`` and each fn's beyond its ``keep_per_fn``
+        newest (their logs go with them). Returns how many calls were deleted."""
+
+        async def prune(conn: Conn) -> int:
+            aged = await conn.execute("DELETE FROM calls WHERE created_at < %s", (ts(before),))
+            # Per fn, on the (fn_id, id) index: the newest call past the count, and all older.
+            counted = await conn.execute(
+                "DELETE FROM calls AS c USING ("
+                "SELECT f.id AS fn_id, (SELECT id FROM calls WHERE fn_id = f.id "
+                "ORDER BY id DESC OFFSET %s LIMIT 1) AS first_dropped FROM fns AS f) AS d "
+                "WHERE c.fn_id = d.fn_id AND c.id <= d.first_dropped",
+                (keep_per_fn,),
+            )
+            return aged.rowcount + counted.rowcount
+
+        return await self._run(prune)
+
+    # --- secrets --------------------------------------------------------------------------
+
+    async def put_secret(self, app_id: str, name: str, sealed: bytes) -> Secret:
+        """Create the app's secret ``name`` or replace its sealed value (created_at kept).
+        400 for an invalid name; 404 "App not found"."""
+        validate_secret_name(name)
+        now = ts(self._now())
+
+        async def put(conn: Conn) -> Secret:
+            # A missing app breaks secrets_app_fk: 404, as for an app deleted meanwhile.
+            row = await _one(
+                conn,
+                "INSERT INTO secrets (app_id, name, sealed, created_at, updated_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (app_id, name) DO UPDATE SET "
+                "sealed = EXCLUDED.sealed, updated_at = EXCLUDED.updated_at "
+                f"RETURNING {SECRET_COLUMNS}",
+                (app_id, name, sealed, now, now),
+            )
+            assert row is not None
+            return secret_from_row(row)
+
+        return await self._run(put, one_statement=True)
+
+    async def list_secrets(
+        self, *, app_id: str, cursor: str | None = None, per_page: int | None = None
+    ) -> tuple[list[Secret], str | None]:
+        """The app's secrets ordered by name, without values. 404 "App not found"."""
+        where: list[tuple[str, object]] = [("app_id = %s", app_id)]
+
+        async def page(conn: Conn) -> tuple[list[Secret], str | None]:
+            await _get_app(conn, app_id)
+            return await _page(
+                conn, "secrets", SECRET_COLUMNS, secret_from_row, where, cursor, per_page
+            )
+
+        return await self._run(page)
+
+    async def get_sealed_secrets(self, app_id: str, names: Sequence[str]) -> list[SealedSecret]:
+        """The app's sealed values among ``names``, in that order; missing names left out."""
+        wanted = list(names)
+        if not wanted:
+            return []
+
+        async def read(conn: Conn) -> list[SealedSecret]:
+            result = await conn.execute(
+                "SELECT name, sealed FROM secrets WHERE app_id = %s AND name = ANY(%s)",
+                (app_id, wanted),
+            )
+            found = {row["name"]: bytes(row["sealed"]) for row in await result.fetchall()}
+            return [
+                SealedSecret(app_id=app_id, name=name, sealed=found[name])
+                for name in wanted
+                if name in found
+            ]
+
+        return await self._run(read, one_statement=True)
+
+    async def delete_secret(self, app_id: str, name: str) -> None:
+        """404 "App not found" / "Secret not found"; 409 while a fn of the app names it.
+
+        The secret's row is locked first, and a fn naming it locks it ``FOR SHARE`` (see
+        ``_check_secrets_exist``): of a delete and a fn naming the secret at once, one waits
+        for the other, so no fn is left naming a deleted secret."""
+
+        async def delete(conn: Conn) -> None:
+            await _get_app(conn, app_id)
+            exists = await _one(
+                conn,
+                "SELECT 1 FROM secrets WHERE app_id = %s AND name = %s FOR UPDATE",
+                (app_id, name),
+            )
+            if exists is None:
+                raise NotFoundError(MSG_SECRET_NOT_FOUND)
+            users = await _fns_naming(conn, app_id, name)
+            if users:
+                raise ConflictError(secret_in_use_message(name, users))
+            await conn.execute(
+                "DELETE FROM secrets WHERE app_id = %s AND name = %s", (app_id, name)
+            )
+
+        await self._run(delete)
+
+    async def any_sealed_secret(self) -> SealedSecret | None:
+        """One stored secret (the first by app and name), or None."""
+
+        async def first(conn: Conn) -> SealedSecret | None:
+            row = await _one(
+                conn,
+                "SELECT app_id, name, sealed FROM secrets ORDER BY app_id, name LIMIT 1",
+                (),
+            )
+            if row is None:
+                return None
+            return SealedSecret(app_id=row["app_id"], name=row["name"], sealed=bytes(row["sealed"]))
+
+        return await self._run(first, one_statement=True)
+
 
 # --- queries, inside a call's transaction ----------------------------------------------------
 
@@ -909,6 +1206,37 @@ async def _page(
         rows = rows[:limit]
         return [from_row(row) for row in rows], encode_cursor(rows[-1]["name"])
     return [from_row(row) for row in rows], None
+
+
+async def _check_secrets_exist(conn: Conn, app: App, names: Sequence[str]) -> None:
+    """400 naming the first of ``names`` the app has no secret by. The rows found stay
+    locked ``FOR SHARE`` until the commit: a delete_secret of one of them waits for it."""
+    if not names:
+        return
+    result = await conn.execute(
+        "SELECT name FROM secrets WHERE app_id = %s AND name = ANY(%s) FOR SHARE",
+        (app.id, list(names)),
+    )
+    found = {row["name"] for row in await result.fetchall()}
+    for name in names:
+        if name not in found:
+            raise InvalidInputError(missing_secret_message(name, app.name))
+
+
+async def _fns_naming(conn: Conn, app_id: str, name: str) -> list[str]:
+    """The names of the app's fns whose fnagent.io/secrets names ``name``."""
+    result = await conn.execute(
+        "SELECT name, annotations FROM fns WHERE app_id = %s ORDER BY name", (app_id,)
+    )
+    users = []
+    for row in await result.fetchall():
+        try:
+            named = secret_names(json.loads(row["annotations"]))
+        except InvalidInputError:
+            continue  # stored before the rule: it names nothing the agent would mount
+        if name in named:
+            users.append(row["name"])
+    return users
 
 
 # mypy checks here that PostgresStore keeps the Store protocol.

@@ -20,8 +20,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from fnagent.store.calls import CallRecord
 from fnagent.store.models import App, FnRecord, Trigger
 from fnagent.store.queue import QUEUED, QueuedCall
+from fnagent.store.secrets import Secret
 
 APP_COLUMNS = "id, name, config, annotations, syslog_url, shape, created_at, updated_at"
 FN_COLUMNS = (
@@ -29,6 +31,11 @@ FN_COLUMNS = (
     "created_at, updated_at"
 )
 TRIGGER_COLUMNS = "id, app_id, fn_id, name, type, source, annotations, created_at, updated_at"
+CALL_COLUMNS = (
+    "id, fn_id, app_id, status, created_at, started_at, completed_at, http_status, error, "
+    "start, detached, attempts, queued_ms, start_ms, exec_ms"
+)
+SECRET_COLUMNS = "app_id, name, created_at, updated_at"
 # The detached queue's times are Unix seconds (floating point), headers a JSON list of pairs.
 QUEUE_COLUMNS = (
     "id, fn_id, app_id, is_trigger, method, url, headers, body, callback_url, created_at, "
@@ -230,4 +237,61 @@ def queued_call_from_row(row: Row) -> QueuedCall:
         completed_at=row["completed_at"],
         http_status=row["http_status"],
         last_error=row["last_error"],
+    )
+
+
+def _optional_ts(when: datetime | None) -> str | None:
+    return ts(when) if when is not None else None
+
+
+def _optional_parse_ts(text: str | None) -> datetime | None:
+    return parse_ts(text) if text is not None else None
+
+
+def call_values(call: CallRecord) -> tuple[Any, ...]:
+    return (
+        call.id,
+        call.fn_id,
+        call.app_id,
+        call.status,
+        ts(call.created_at),
+        _optional_ts(call.started_at),
+        _optional_ts(call.completed_at),
+        call.http_status,
+        call.error,
+        call.start,
+        int(call.detached),
+        call.attempts,
+        call.queued_ms,
+        call.start_ms,
+        call.exec_ms,
+    )
+
+
+def call_from_row(row: Row) -> CallRecord:
+    return CallRecord(
+        id=row["id"],
+        fn_id=row["fn_id"],
+        app_id=row["app_id"],
+        status=row["status"],
+        created_at=parse_ts(row["created_at"]),
+        started_at=_optional_parse_ts(row["started_at"]),
+        completed_at=_optional_parse_ts(row["completed_at"]),
+        http_status=row["http_status"],
+        error=row["error"],
+        start=row["start"],
+        detached=bool(row["detached"]),
+        attempts=row["attempts"],
+        queued_ms=row["queued_ms"],
+        start_ms=row["start_ms"],
+        exec_ms=row["exec_ms"],
+    )
+
+
+def secret_from_row(row: Row) -> Secret:
+    return Secret(
+        app_id=row["app_id"],
+        name=row["name"],
+        created_at=parse_ts(row["created_at"]),
+        updated_at=parse_ts(row["updated_at"]),
     )

@@ -86,18 +86,22 @@ from fnagent.store.queue import (
 )
 from fnagent.store.rows import (
     APP_COLUMNS,
+    CALL_COLUMNS,
     FN_COLUMNS,
     QUEUE_COLUMNS,
+    SECRET_COLUMNS,
     TRIGGER_COLUMNS,
     app_changes,
     app_from_row,
     app_values,
+    call_from_row,
+    call_values,
     fn_changes,
     fn_from_row,
     fn_values,
-    parse_ts,
     queued_call_from_row,
     queued_call_values,
+    secret_from_row,
     trigger_changes,
     trigger_from_row,
     trigger_values,
@@ -267,75 +271,13 @@ _UNIQUE_MESSAGES = {
     "triggers.app_id, triggers.type, triggers.source": MSG_TRIGGER_SOURCE_EXISTS,
 }
 
-_CALL_COLUMNS = (
-    "id, fn_id, app_id, status, created_at, started_at, completed_at, http_status, error, "
-    "start, detached, attempts, queued_ms, start_ms, exec_ms"
-)
 _CALL_UPSERT = (
-    f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO calls ({CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _CALL_COLUMNS.split(", ")[1:])
+    + ", ".join(f"{c} = excluded.{c}" for c in CALL_COLUMNS.split(", ")[1:])
 )
 # SQLite's default bound on host parameters in one statement is 999 on old builds.
 _IN_CHUNK = 500
-_SECRET_COLUMNS = "app_id, name, created_at, updated_at"
-
-
-def _optional_ts(when: datetime | None) -> str | None:
-    return ts(when) if when is not None else None
-
-
-def _optional_parse_ts(text: str | None) -> datetime | None:
-    return parse_ts(text) if text is not None else None
-
-
-def _call_row(call: CallRecord) -> tuple[object, ...]:
-    return (
-        call.id,
-        call.fn_id,
-        call.app_id,
-        call.status,
-        ts(call.created_at),
-        _optional_ts(call.started_at),
-        _optional_ts(call.completed_at),
-        call.http_status,
-        call.error,
-        call.start,
-        int(call.detached),
-        call.attempts,
-        call.queued_ms,
-        call.start_ms,
-        call.exec_ms,
-    )
-
-
-def _call_from_row(row: sqlite3.Row) -> CallRecord:
-    return CallRecord(
-        id=row["id"],
-        fn_id=row["fn_id"],
-        app_id=row["app_id"],
-        status=row["status"],
-        created_at=parse_ts(row["created_at"]),
-        started_at=_optional_parse_ts(row["started_at"]),
-        completed_at=_optional_parse_ts(row["completed_at"]),
-        http_status=row["http_status"],
-        error=row["error"],
-        start=row["start"],
-        detached=bool(row["detached"]),
-        attempts=row["attempts"],
-        queued_ms=row["queued_ms"],
-        start_ms=row["start_ms"],
-        exec_ms=row["exec_ms"],
-    )
-
-
-def _secret_from_row(row: sqlite3.Row) -> Secret:
-    return Secret(
-        app_id=row["app_id"],
-        name=row["name"],
-        created_at=parse_ts(row["created_at"]),
-        updated_at=parse_ts(row["updated_at"]),
-    )
 
 
 def _page(
@@ -793,12 +735,12 @@ class SQLiteStore:
             )
             row = _one(
                 conn.execute(
-                    f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE app_id = ? AND name = ?",
+                    f"SELECT {SECRET_COLUMNS} FROM secrets WHERE app_id = ? AND name = ?",
                     (app_id, name),
                 )
             )
             assert row is not None
-            return _secret_from_row(row)
+            return secret_from_row(row)
 
         return await self._run(put, write=True)
 
@@ -809,10 +751,10 @@ class SQLiteStore:
 
         def page(conn: sqlite3.Connection) -> tuple[list[Secret], str | None]:
             _get_app(conn, app_id)
-            select = f"SELECT {_SECRET_COLUMNS} FROM secrets"
+            select = f"SELECT {SECRET_COLUMNS} FROM secrets"
             where: list[tuple[str, object]] = [("app_id = ?", app_id)]
             rows, next_cursor = _page(conn, select, where, cursor=cursor, per_page=per_page)
-            return [_secret_from_row(row) for row in rows], next_cursor
+            return [secret_from_row(row) for row in rows], next_cursor
 
         return await self._run(page, write=False)
 
@@ -1051,7 +993,7 @@ class SQLiteStore:
                 rows = conn.execute(f"SELECT id FROM fns WHERE id IN ({marks})", chunk)
                 live.update(row["id"] for row in rows)
             kept = [call for call in calls if call.fn_id in live]
-            conn.executemany(_CALL_UPSERT, [_call_row(call) for call in kept])
+            conn.executemany(_CALL_UPSERT, [call_values(call) for call in kept])
             conn.executemany(
                 "INSERT INTO call_logs (call_id, log) VALUES (?, ?) "
                 "ON CONFLICT (call_id) DO UPDATE SET log = excluded.log",
@@ -1068,13 +1010,13 @@ class SQLiteStore:
             _check_fn(conn, fn_id)
             row = _one(
                 conn.execute(
-                    f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ? AND fn_id = ?",
+                    f"SELECT {CALL_COLUMNS} FROM calls WHERE id = ? AND fn_id = ?",
                     (call_id, fn_id),
                 )
             )
             if row is None:
                 raise NotFoundError(MSG_CALL_NOT_FOUND)
-            return _call_from_row(row)
+            return call_from_row(row)
 
         return await self._run(get, write=False)
 
@@ -1103,12 +1045,12 @@ class SQLiteStore:
             if where.to_time is not None:
                 clauses.append(("created_at <= ?", ts(where.to_time)))
             sql = (
-                f"SELECT {_CALL_COLUMNS} FROM calls WHERE "
+                f"SELECT {CALL_COLUMNS} FROM calls WHERE "
                 + " AND ".join(clause for clause, _ in clauses)
                 + " ORDER BY id DESC LIMIT ?"
             )
             rows = conn.execute(sql, [value for _, value in clauses] + [limit + 1]).fetchall()
-            records = [_call_from_row(row) for row in rows[:limit]]
+            records = [call_from_row(row) for row in rows[:limit]]
             more = len(rows) > limit
             return records, encode_cursor(records[-1].id) if more else None
 

@@ -1073,8 +1073,39 @@ async def shared_case_agents_leasing_at_once_lease_each_call_once(stores: list[S
     assert await stores[-1].count_queued() == 0
 
 
+async def shared_case_a_secret_named_while_deleted_is_either_kept_or_not_named(
+    stores: list[Store],
+) -> None:
+    # One agent names a secret in a fn while another deletes the secret: one of the two must
+    # lose (400 missing secret, or 409 in use), never both win.
+    app = await stores[0].create_app(app_body("app"))
+    pairs = 12
+    fns = []
+    for i in range(pairs):
+        await stores[i % len(stores)].put_secret(app.id, f"s{i}", b"x")
+        fns.append(await stores[0].create_fn(fn_body(app.id, f"fn{i}", "fnproject/hello")))
+    calls: list[Callable[[], Awaitable[Any]]] = []
+    for i, fn in enumerate(fns):
+        namer, deleter = stores[i % len(stores)], stores[(i + 1) % len(stores)]
+        patch = {"annotations": names_secrets(f"s{i}")}
+        calls.append(functools.partial(namer.update_fn, fn.id, patch))
+        calls.append(functools.partial(deleter.delete_secret, app.id, f"s{i}"))
+    outcomes = await race(calls)
+    kept = {s.name for s in (await stores[0].list_secrets(app_id=app.id, per_page=100))[0]}
+    for i, fn in enumerate(fns):
+        named, deleted = outcomes[2 * i], outcomes[2 * i + 1]
+        if isinstance(named, FnAgentError):
+            assert (named.status, deleted) == (400, None), (named, deleted)
+            assert f"s{i}" not in kept
+            assert (await stores[0].get_fn(fn.id)).annotations == {}
+        else:
+            assert isinstance(deleted, ConflictError), deleted
+            assert f"s{i}" in kept
+
+
 SHARED_CASES: list[SharedCase] = [
     shared_case_uniqueness_holds_across_stores,
     shared_case_a_write_through_one_store_is_read_through_another,
     shared_case_agents_leasing_at_once_lease_each_call_once,
+    shared_case_a_secret_named_while_deleted_is_either_kept_or_not_named,
 ]
