@@ -251,7 +251,6 @@ def test_container_states_change_on_the_page_without_a_reload(server: Server, pa
     assert page.evaluate("window.notReloaded") is True
 
 
-@pytest.mark.skip(reason="needs call records (#13)")
 def test_an_invoke_from_the_page_lands_in_recent_calls_with_its_log(
     server: Server, page: Page
 ) -> None:
