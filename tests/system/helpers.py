@@ -8,7 +8,11 @@ import ipaddress
 import socket
 import subprocess
 import sys
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import docker
@@ -121,3 +125,33 @@ def bridge_gateway(api: docker.APIClient) -> str:
     """The host's address on the default bridge (Docker's default: the subnet's first)."""
     (config,) = api.inspect_network("bridge")["IPAM"]["Config"]
     return str(config.get("Gateway") or ipaddress.ip_network(config["Subnet"])[1])
+
+
+@contextmanager
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A callback receiver on 127.0.0.1: its URL and what it got (headers lowercased, body)."""
+    got: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with lock:
+                got.append(
+                    {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+                )
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/done", got
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)

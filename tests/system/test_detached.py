@@ -7,48 +7,15 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from tests.helpers import wait_for
-from tests.system.helpers import deploy
+from tests.system.helpers import deploy, receiver
 from tests.system.server import Server, make_server
 
 DETACHED = {"Fn-Invoke-Type": "detached"}
-
-
-@contextmanager
-def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A callback receiver on 127.0.0.1: its URL and what it got (headers lowercased, body)."""
-    got: list[dict[str, Any]] = []
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            with lock:
-                got.append(
-                    {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
-                )
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/done", got
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(10)
 
 
 def queue_rows(db_path: Path) -> list[sqlite3.Row]:

@@ -1,16 +1,28 @@
 """``fnagent serve`` on a PostgreSQL store (FN_DB_URL=postgresql://...): two agents on one
 database serve the same fns, each with its own containers, and the database going away answers
-503 with a message until it is back."""
+503 with a message until it is back; a detached call queued through one of two agents runs once
+and calls back, its record readable through either."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import docker
 
 from tests.helpers import wait_for
 from tests.postgres import PASSWORD, PostgresServer
-from tests.system.helpers import FN_HELLO, deploy, free_port, invoke, new_instance_id, require_image
+from tests.system.helpers import (
+    FN_HELLO,
+    FN_TEST,
+    deploy,
+    free_port,
+    invoke,
+    new_instance_id,
+    receiver,
+    require_image,
+)
 from tests.system.server import Server, make_server
 
 
@@ -69,6 +81,61 @@ def test_two_agents_share_one_postgres_and_survive_its_outage(
         assert (answer.status, answer.body) == (200, b"Hello, again!")
         for server in servers:  # the outage was logged as lines, not tracebacks
             assert "Traceback" not in server.log_path.read_text()
+    finally:
+        for server in servers:
+            assert server.stop() == 0, server.log_path.read_text()[-3000:]
+
+
+def test_a_detached_call_through_agents_sharing_postgres_runs_once_and_calls_back(
+    tmp_path: Path,
+    cli_env: dict[str, str],
+    docker_api: docker.APIClient,
+    postgres_url: str,
+) -> None:
+    require_image(docker_api, FN_TEST)
+    env = {**cli_env, "FN_SECRETS_KEY_FILE": str(tmp_path / "secrets-key")}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    first = make_server(tmp_path / "a", env)
+    second = make_server(tmp_path / "b", {**env, "FNAGENT_INSTANCE_ID": new_instance_id()})
+    servers: list[Server] = []
+    try:
+        for server in (first, second):
+            server.db_url = postgres_url
+            servers.append(server.start())
+        fn = deploy(first, timeout=30)  # a cold start on a loaded host may take seconds
+        with receiver() as (url, got):
+            answer = first.request(
+                "POST",
+                f"/invoke/{fn['id']}",
+                # Output may trail the answer on the socket: a moment before answering.
+                {"stdout": "ran", "sleep_ms": 300},
+                headers={"Fn-Invoke-Type": "detached", "Fn-Callback-Url": url},
+            )
+            assert (answer.status, answer.body) == (202, b"")
+            call_id = answer.headers["fn-call-id"]
+            # Both agents lease from the one queue: whichever took it ran it.
+            wait_for(lambda: got, "the callback", timeout_s=60)
+        (callback,) = got
+        assert callback["headers"]["fn-call-id"] == call_id, callback
+        assert callback["headers"]["fn-call-status"] == "success", callback
+        assert callback["headers"]["fn-http-status"] == "200"
+        # fn-test's answer: what it got (the caller's request, not the callback URL).
+        seen = json.loads(callback["body"])
+        assert seen["method"] == "POST" and "fn-callback-url" not in {
+            name.lower() for name in seen["headers"]
+        }
+
+        def record(server: Server) -> dict[str, Any] | None:
+            answer = server.request("GET", f"/v2/fns/{fn['id']}/calls/{call_id}")
+            document: dict[str, Any] = answer.json() if answer.status == 200 else {}
+            return document if document.get("status") == "success" else None
+
+        for server in servers:  # the records are shared too (written behind: poll)
+            done = wait_for(lambda s=server: record(s), "the call's record", timeout_s=20)  # type: ignore[misc]
+            assert (done["detached"], done["attempts"], done["http_status"]) == (True, 1, 200)
+            log = server.request("GET", f"/v2/fns/{fn['id']}/calls/{call_id}/log")
+            assert (log.status, log.body) == (200, b"ran\n")
     finally:
         for server in servers:
             assert server.stop() == 0, server.log_path.read_text()[-3000:]
