@@ -5,6 +5,7 @@ and calls back, its record readable through either."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ def test_a_detached_call_through_agents_sharing_postgres_runs_once_and_calls_bac
             return document if document.get("status") == "success" else None
 
         for server in servers:  # the records are shared too (written behind: poll)
-            done = wait_for(lambda s=server: record(s), "the call's record", timeout_s=20)  # type: ignore[misc]
+            done = wait_for(functools.partial(record, server), "the call's record", timeout_s=20)
             assert (done["detached"], done["attempts"], done["http_status"]) == (True, 1, 200)
             log = server.request("GET", f"/v2/fns/{fn['id']}/calls/{call_id}/log")
             assert (log.status, log.body) == (200, b"ran\n")
