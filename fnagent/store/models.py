@@ -294,13 +294,16 @@ def encode_cursor(name: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     """The name a cursor stands for; InvalidInputError for anything we did not hand out
-    (Fn answers 500 there)."""
+    (Fn answers 500 there), such as one holding NUL, which no stored name or id does."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         raw = base64.b64decode(padded, altchars=b"-_", validate=True)
-        return raw.decode()
+        name = raw.decode()
     except (binascii.Error, ValueError):
         raise InvalidInputError(f"invalid cursor {cursor!r}") from None
+    if "\x00" in name:
+        raise InvalidInputError(f"invalid cursor {cursor!r}")
+    return name
 
 
 # --- field validation ---------------------------------------------------------------------

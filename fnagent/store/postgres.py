@@ -1021,7 +1021,8 @@ class PostgresStore(AsyncResource):
         now = ts(self._now())
 
         async def put(conn: Conn) -> Secret:
-            # A missing app breaks secrets_app_fk: 404, as for an app deleted meanwhile.
+            # An app deleted meanwhile breaks secrets_app_fk: 404 too.
+            await _get_app(conn, app_id)
             row = await _one(
                 conn,
                 "INSERT INTO secrets (app_id, name, sealed, created_at, updated_at) "
@@ -1033,7 +1034,7 @@ class PostgresStore(AsyncResource):
             assert row is not None
             return secret_from_row(row)
 
-        return await self._run(put, one_statement=True)
+        return await self._run(put)
 
     async def list_secrets(
         self, *, app_id: str, cursor: str | None = None, per_page: int | None = None
@@ -1052,13 +1053,14 @@ class PostgresStore(AsyncResource):
     async def get_sealed_secrets(self, app_id: str, names: Sequence[str]) -> list[SealedSecret]:
         """The app's sealed values among ``names``, in that order; missing names left out."""
         wanted = list(names)
-        if not wanted:
+        searched = [name for name in wanted if not _holds_nul([name])]
+        if not searched or _holds_nul([app_id]):
             return []
 
         async def read(conn: Conn) -> list[SealedSecret]:
             result = await conn.execute(
                 "SELECT name, sealed FROM secrets WHERE app_id = %s AND name = ANY(%s)",
-                (app_id, wanted),
+                (app_id, searched),
             )
             found = {row["name"]: bytes(row["sealed"]) for row in await result.fetchall()}
             return [
@@ -1122,7 +1124,17 @@ def _qualified(alias: str, columns: str) -> str:
     return ", ".join(f"{alias}.{column.strip()}" for column in columns.split(","))
 
 
+def _holds_nul(values: Sequence[object]) -> bool:
+    """Whether a text among ``values`` holds NUL. No stored text does (every write refuses
+    it, as PostgreSQL's text type must), so a lookup by one finds nothing, as on SQLite; here
+    it is answered without asking, since psycopg cannot send it."""
+    return any(isinstance(value, str) and "\x00" in value for value in values)
+
+
 async def _one(conn: Conn, sql: str, params: Sequence[object]) -> DictRow | None:
+    """The first row a lookup finds; None when none (or a key holds NUL: see _holds_nul)."""
+    if _holds_nul(params):
+        return None
     cursor = await conn.execute(sql, params)
     return await cursor.fetchone()
 
@@ -1176,6 +1188,8 @@ async def _check_source_free(conn: Conn, trigger: Trigger) -> None:
 
 
 async def _delete(conn: Conn, table: str, row_id: str, missing: str) -> None:
+    if _holds_nul([row_id]):
+        raise NotFoundError(missing)
     cursor = await conn.execute(f"DELETE FROM {table} WHERE id = %s", (row_id,))
     if cursor.rowcount == 0:
         raise NotFoundError(missing)
@@ -1196,6 +1210,8 @@ async def _page(
     clauses = list(where)
     if cursor:
         clauses.append(("name > %s", decode_cursor(cursor)))
+    if _holds_nul([value for _, value in clauses]):
+        return [], None
     sql = f"SELECT {columns} FROM {table}"
     if clauses:
         sql += " WHERE " + " AND ".join(clause for clause, _ in clauses)

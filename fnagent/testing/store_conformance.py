@@ -280,6 +280,54 @@ async def case_nul_characters_are_refused_in_every_text_field(store: Store) -> N
     assert await store.get_fn(fn.id) == fn
 
 
+async def case_keys_holding_nul_name_nothing(store: Store) -> None:
+    # A client can send %00 in a path or query. No stored id or name holds NUL (every write
+    # refuses it), so such a key names nothing: the usual 404 or an empty list, on every
+    # backend (PostgreSQL's text cannot even take it as a parameter).
+    app, fn, trigger = await app_fn_trigger(store)
+    nul = "x\x00"
+    not_found: list[tuple[str, Awaitable[Any]]] = [
+        ("App not found", store.get_app(nul)),
+        ("App not found", store.get_app_by_name(nul)),
+        ("App not found", store.update_app(nul, {})),
+        ("App not found", store.delete_app(nul)),
+        ("App not found", store.create_fn(fn_body(nul, "f", "fnproject/hello"))),
+        ("App not found", store.create_trigger(trigger_body(nul, fn.id, "t2", "http", "/t2"))),
+        ("App not found", store.find_http_trigger(nul, "/t")),
+        ("App not found", store.put_secret(nul, "name", b"x")),
+        ("App not found", store.list_secrets(app_id=nul)),
+        ("App not found", store.delete_secret(nul, "name")),
+        ("Fn not found", store.get_fn(nul)),
+        ("Fn not found", store.update_fn(nul, {})),
+        ("Fn not found", store.delete_fn(nul)),
+        ("Fn not found", store.create_trigger(trigger_body(app.id, nul, "t2", "http", "/t2"))),
+        ("Fn not found", store.get_call(nul, "c")),
+        ("Fn not found", store.list_calls(nul)),
+        ("Fn not found", store.get_call_log(nul, "c")),
+        ("Trigger not found", store.get_trigger(nul)),
+        ("Trigger not found", store.update_trigger(nul, {})),
+        ("Trigger not found", store.delete_trigger(nul)),
+        ("Trigger not found", store.get_trigger_by_source(app.id, "http", "/\x00")),
+        ("Call not found", store.get_call(fn.id, nul)),
+        ("Call not found", store.get_queued_call(nul)),
+        ("Call log not found", store.get_call_log(fn.id, nul)),
+        ("Secret not found", store.delete_secret(app.id, nul)),
+    ]
+    for message, call in not_found:
+        await raises(NotFoundError, message, call)
+    assert await store.list_apps(name=nul) == ([], None)
+    assert await store.list_fns(app_id=nul) == ([], None)
+    assert await store.list_fns(app_id=app.id, name=nul) == ([], None)
+    assert await store.list_triggers(app_id=nul) == ([], None)
+    assert await store.list_triggers(app_id=app.id, fn_id=nul) == ([], None)
+    assert await store.list_triggers(app_id=app.id, name=nul) == ([], None)
+    assert await store.get_sealed_secrets(nul, ["name"]) == []
+    assert await store.get_sealed_secrets(app.id, [nul]) == []
+    # A cursor is ours to hand out, and none holds NUL.
+    await raises(InvalidInputError, "", store.list_apps(cursor=encode_cursor(nul)), match="cursor")
+    assert await store.get_trigger(trigger.id) == trigger
+
+
 async def case_ids_in_create_bodies_are_refused(store: Store) -> None:
     # Fn checks the id before anything else; "" or null is no id (Go's zero value).
     await raises(
@@ -947,6 +995,7 @@ CASES: list[Case] = [
     case_a_trigger_must_point_at_a_fn_of_its_app,
     case_validation_comes_first_with_fns_messages,
     case_ids_in_create_bodies_are_refused,
+    case_keys_holding_nul_name_nothing,
     case_nul_characters_are_refused_in_every_text_field,
     case_app_update_merges,
     case_fn_update_merges,
