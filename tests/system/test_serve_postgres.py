@@ -59,6 +59,10 @@ def test_two_agents_share_one_postgres_and_survive_its_outage(
         assert (answer.status, answer.body) == (200, b"Hello, second!")
         taken = second.request("POST", "/v2/apps", {"name": "hello"})
         assert (taken.status, taken.message) == (409, "App already exists")
+        # A key PostgreSQL's text cannot hold names nothing, as on SQLite.
+        for path in ("/v2/apps/%00", f"/v2/fns/{fn['id']}/calls/%00", "/t/hello/%00"):
+            missing = first.request("GET", path)
+            assert missing.status == 404, (path, missing.body)
 
         own_postgres.stop()
         down = first.request("GET", "/v2/apps")
