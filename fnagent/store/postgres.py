@@ -1,4 +1,5 @@
-"""The shared registry: apps, fns and triggers in PostgreSQL, for agents that share a database.
+"""The shared registry: apps, fns, triggers, secrets, call records and the detached calls'
+queue in PostgreSQL, for agents that share a database.
 
 ``FN_DB_URL=postgresql://user:pass@host:port/db`` (or ``postgres://``) selects it; libpq's URL
 query parameters (``sslmode``, ...) pass through. Same ``Store`` contract, same columns and
@@ -16,7 +17,13 @@ Errors map into the project's tree: a taken name or source is Fn's 409 with the 
 message (by constraint name), a parent deleted meanwhile 404, the database unreachable, down or
 too slow ``StoreUnavailableError`` (503, with a message naming the server but never the
 password), anything else ``StorageError`` (500). Every call is one transaction; one that loses
-a deadlock or serialization conflict is retried.
+a deadlock or serialization conflict is retried. A key holding NUL, which no stored text does,
+finds nothing without a query (PostgreSQL's text cannot take it).
+
+Between agents: a lease picks its calls ``FOR UPDATE SKIP LOCKED`` (each call to one agent, no
+agent waiting on another's pick); a fn naming a secret holds its row ``FOR SHARE`` and a delete
+of the secret holds it ``FOR UPDATE``, so the two never both win; records hold their fns ``FOR
+KEY SHARE``, so a fn deleted meanwhile waits instead of breaking the batch.
 
 Schema: ``MIGRATIONS`` (same numbers as the SQLite store's), applied by ``open()`` on its own
 connection that holds a session advisory lock (``MIGRATION_LOCK_KEY``) meanwhile, so agents
@@ -338,8 +345,8 @@ def parse_url(url: str) -> dict[str, str]:
 
 
 class PostgresStore(AsyncResource):
-    """Apps, fns and triggers in PostgreSQL; the ``Store`` contract (fnagent/store/base.py)
-    plus ``StoreUnavailableError`` (503) when the database cannot be reached in time."""
+    """The ``Store`` contract (fnagent/store/base.py) in PostgreSQL, plus
+    ``StoreUnavailableError`` (503) when the database cannot be reached in time."""
 
     def __init__(
         self,

@@ -4,7 +4,8 @@ Both backends keep the same columns with the same representations, so a record r
 either equals the one written and a new table is written once here for both:
 
 - timestamps are text, ``%Y-%m-%dT%H:%M:%S.%fZ`` in UTC (microseconds, so a record read back
-  equals the one written; fixed width, so text order is time order);
+  equals the one written; fixed width, so text order is time order), except the detached
+  queue's, which are Unix seconds as the dispatcher passes them (8-byte floats in both);
 - ``config`` and ``annotations`` are JSON text exactly as encoded here (PostgreSQL's ``jsonb``
   would refuse the ``\\u0000`` a body may carry, and neither backend queries inside them).
 
@@ -36,7 +37,7 @@ CALL_COLUMNS = (
     "start, detached, attempts, queued_ms, start_ms, exec_ms"
 )
 SECRET_COLUMNS = "app_id, name, created_at, updated_at"
-# The detached queue's times are Unix seconds (floating point), headers a JSON list of pairs.
+# Headers are a JSON list of [name, value] pairs (order and repeats kept).
 QUEUE_COLUMNS = (
     "id, fn_id, app_id, is_trigger, method, url, headers, body, callback_url, created_at, "
     "status, attempts, not_before, lease_owner, lease_expires, started_at, completed_at, "
