@@ -1152,9 +1152,30 @@ async def shared_case_a_secret_named_while_deleted_is_either_kept_or_not_named(
             assert f"s{i}" in kept
 
 
+async def shared_case_records_written_while_their_fn_is_deleted(stores: list[Store]) -> None:
+    # One agent writes call records while another deletes their fn: the write succeeds (the
+    # records of a fn gone first are skipped), the delete too, and nothing of the fn stays.
+    app = await stores[0].create_app(app_body("app"))
+    fns = [
+        await stores[0].create_fn(fn_body(app.id, f"fn{i}", "fnproject/hello")) for i in range(12)
+    ]
+    calls: list[Callable[[], Awaitable[Any]]] = []
+    for i, fn in enumerate(fns):
+        writer, deleter = stores[i % len(stores)], stores[(i + 1) % len(stores)]
+        records = [call_record(fn, n) for n in range(20)]
+        calls.append(functools.partial(writer.put_calls, records, {records[0].id: b"log"}))
+        calls.append(functools.partial(deleter.delete_fn, fn.id))
+    outcomes = await race(calls)
+    assert not [o for o in outcomes if isinstance(o, FnAgentError)], outcomes
+    assert all(written in (0, 20) for written in outcomes[::2]), outcomes
+    assert await stores[0].list_fns(app_id=app.id) == ([], None)
+    assert await stores[0].prune_calls(keep_per_fn=0, before=T0 + timedelta(days=1)) == 0
+
+
 SHARED_CASES: list[SharedCase] = [
     shared_case_uniqueness_holds_across_stores,
     shared_case_a_write_through_one_store_is_read_through_another,
     shared_case_agents_leasing_at_once_lease_each_call_once,
     shared_case_a_secret_named_while_deleted_is_either_kept_or_not_named,
+    shared_case_records_written_while_their_fn_is_deleted,
 ]
