@@ -22,6 +22,7 @@ import functools
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -31,11 +32,12 @@ import anyio
 import anyio.abc
 
 from drivers.backoff import backoff_s
-from drivers.base import ContainerTask, Driver, RunStatus, TaskLogger, WaitResult
+from drivers.base import ContainerTask, Driver, RunResult, RunStatus, TaskLogger, WaitResult
 from drivers.stats import Stat, decimate
 from fnagent.agent.admission import Admission, Budget, detect_budget
 from fnagent.agent.calllogs import CappedLog, OutputRouter, log_call
 from fnagent.agent.eviction import EvictionPolicy, least_recently_used
+from fnagent.agent.follow import FollowHub
 from fnagent.agent.hostcpu import HostCpu
 from fnagent.agent.httpclient import (
     BodyTooLarge,
@@ -75,6 +77,7 @@ from fnagent.errors import (
     ReceiveError,
     ResponseTooLargeError,
     ServerBusyError,
+    StartFailedError,
     StartTimeoutError,
 )
 from fnagent.ids import new_id
@@ -93,6 +96,10 @@ EXIT_REPORT_WAIT_S = 2.0
 # The same when its listener still accepts connections (the function hung up and lives on).
 ALIVE_EXIT_REPORT_WAIT_S = 0.5
 MAX_ATTEMPTS = 3
+# After a response, the call's output still on its way is waited for (_settle_output) at
+# most LOG_SETTLE_S; calllogs.py's SETTLE_QUIET_S says when it is all in.
+LOG_SETTLE_S = 0.25
+SETTLE_POLL_S = 0.005
 FN_LABEL = "fnagent.fn_id"
 APP_LABEL = "fnagent.app_id"
 
@@ -151,6 +158,8 @@ class Agent:
         self.versions = Versions(min_hot_bound=lambda fn: self.min_hot_bound(fn)[0])
         self.update_errors = self.versions.update_errors
         """fn id -> why its newest version could not be prepared (the old one still serves)."""
+        self.follow = FollowHub()
+        """Every line the containers print, for the server's follow route."""
         self.output_dropped_bytes: dict[str, int] = {}
         """fn id -> bytes of output between calls dropped over FN_MAX_IDLE_LOG_BYTES_PER_SEC."""
         self._tg: anyio.abc.TaskGroup | None = None
@@ -350,7 +359,8 @@ class Agent:
         started = self.clock.now()
         log = CappedLog(self.config.max_log_size_bytes)
         stats: list[Stat] = []
-        container.router.current = log
+        router = container.router
+        router.begin(call.id, log)
         container.stats = stats
         container.calls += 1
         try:
@@ -358,6 +368,9 @@ class Agent:
         except (_Retry, anyio.get_cancelled_exc_class()):
             # A cancelled call may still be running inside: never hand that container on.
             self._doom(container)
+            router.end(call.id)
+            container.stats = None
+            queue.release(container, self.clock.now())
             raise
         except FnAgentError as exc:
             if not isinstance(exc, ResponseTooLargeError):
@@ -365,17 +378,40 @@ class Agent:
             result = error_result(call.id, exc)
         else:
             result = self._result_from(container, call, response)
+        answered = self.clock.now()
+        container.stats = None
+        # A container that frames both streams may take its next call while this one's
+        # output still arrives: the frames say whose it is. Otherwise it waits for the settle.
+        framed = router.frames
+        if framed:
+            queue.release(container, answered)
+        try:
+            await self._settle_output(router, call.id)
         finally:
-            container.router.current = None
-            container.stats = None
-            queue.release(container, self.clock.now())
-        queue.observe_call(self.clock.now() - started)
+            router.end(call.id)
+            if not framed:
+                queue.release(container, self.clock.now())
+        queue.observe_call(answered - started)
         result.start = start
         result.logs = log.getvalue()
         result.stats = decimate(MAX_STAT_SAMPLES, stats)
         if result.logs:
             log_call(call.id, call.fn.id, call.fn.app_id, result.status, result.logs)
         return result
+
+    async def _settle_output(self, router: OutputRouter, call_id: str) -> None:
+        """Wait, at most LOG_SETTLE_S, for the call's output still on its way after its
+        response (OutputRouter.needs_settle). A call on a container that frames, whose frame
+        came already and which prints nothing else, does not wait. In real time, as the
+        router's own: this waits for Docker's delivery, not for a policy of the agent."""
+        since = time.monotonic()
+        deadline = since + LOG_SETTLE_S
+        while True:
+            now = time.monotonic()
+            if now >= deadline or not router.needs_settle(call_id, now, since):
+                return
+            with anyio.move_on_after(min(SETTLE_POLL_S, deadline - now)):
+                await router.arrival().wait()
 
     async def _exchange(self, container: HotContainer, call: Call) -> Response:
         """POST /call and map every failure to the status table's error."""
@@ -474,6 +510,7 @@ class Agent:
                 fields,
                 rate_bytes_per_s=self.config.max_idle_log_bytes_per_s,
                 on_drop=functools.partial(self._output_dropped, queue.fn.id),
+                sink=self.follow.publish,
             ),
             connection=UnixHTTPConnection(socket_dir.listener),
         )
@@ -505,7 +542,7 @@ class Agent:
                 id=container.name,
                 image=fn.image,
                 env_vars=fn_environment(fn, listener_address(self.driver.iofs_mount)),
-                logger=TaskLogger(stdout=container.router, stderr=container.router),
+                logger=TaskLogger(stdout=container.router.stdout, stderr=container.router.stderr),
                 memory_bytes=memory,
                 cpus_mcpus=cpus,
                 uds_path=container.socket_dir.shared,
@@ -585,6 +622,8 @@ class Agent:
         self._doom(container)
 
     async def _await_ready(self, container: HotContainer) -> None:
+        """Wait for the container's listener. StartTimeoutError (504) or StartFailedError
+        (502) say what happened and carry the container's last stderr lines."""
         timeout_s = self.config.hot_start_timeout_ms / 1000
         try:
             with anyio.fail_after(timeout_s):
@@ -595,17 +634,21 @@ class Agent:
         except TimeoutError:
             raise StartTimeoutError(
                 f"Container initialization timed out after {timeout_s:g} s, please ensure you "
-                f"are using the latest fdk and check the logs: {CONTRACT_HINT}"
+                f"are using the latest fdk and check the logs: {CONTRACT_HINT}",
+                stderr=container.router.stderr_tail(),
             ) from None
         if not ready:
-            ended = container.exit_result
-            how = ended.error.message if ended and ended.error else "it exited"
-            last = b"\n".join(container.router.recent[-10:]).decode("utf-8", "replace")
+            # The exit is reported once the container's output has all been read.
+            stderr = container.router.stderr_tail()
             logger.warning(
                 "container exited before it was ready",
-                extra={"container": container.name, "fn_id": container.fn.id, "last_output": last},
+                extra={"container": container.name, "fn_id": container.fn.id, "stderr": stderr},
             )
-            raise ContainerGoneError(f"container failed to initialize: {how}; {CONTRACT_HINT}")
+            raise StartFailedError(
+                f"Container failed to initialize: {exited_how(container.exit_result)} "
+                f"before listening; {CONTRACT_HINT}",
+                stderr=stderr,
+            )
 
     async def _idle_policy(self, queue: SlotQueue, container: HotContainer) -> None:
         """Freeze after freeze_idle_ms idle; remove after the fn's idle_timeout (unless the
@@ -792,5 +835,20 @@ def socket_root(config: AgentConfig) -> str:
 
 def error_result(call_id: str, error: FnAgentError) -> CallResult:
     """A failed call's result: the error's status and the error itself (the server renders
-    it: fnagent/server/invoke.py)."""
-    return CallResult(call_id=call_id, status=error.status, error=error)
+    it: fnagent/server/invoke.py). A container that failed to start leaves its last stderr
+    lines as the call's log."""
+    logs = b""
+    if isinstance(error, StartFailedError | StartTimeoutError):
+        logs = error.stderr.encode("utf-8", "replace")
+    return CallResult(call_id=call_id, status=error.status, error=error, logs=logs)
+
+
+def exited_how(ended: RunResult | None) -> str:
+    """How a container ended, for a message: "exited with code 7", or the driver's words."""
+    if ended is None:
+        return "exited"
+    if ended.error is not None and ended.status is not RunStatus.ERROR:
+        return ended.error.message  # killed, out of memory, timed out, lost
+    if ended.exit_code is not None:
+        return f"exited with code {ended.exit_code}"
+    return ended.error.message if ended.error is not None else "exited"

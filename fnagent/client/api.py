@@ -77,7 +77,8 @@ class Page:
 
 def error_message(response: RawResponse) -> str:
     """What the server said went wrong: Fn's ``{"message": ...}`` (or the v1-style
-    ``{"error": {"message": ...}}``), else the raw body, else the status line."""
+    ``{"error": {"message": ...}}``), else the raw body, else the status line. A container that
+    failed to start adds its last stderr lines (``"stderr"``) after the message."""
     text = response.body.decode("utf-8", "replace").strip()
     try:
         document = json.loads(text) if text else None
@@ -86,6 +87,9 @@ def error_message(response: RawResponse) -> str:
     if isinstance(document, dict):
         message = document.get("message")
         if isinstance(message, str) and message:
+            stderr = document.get("stderr")
+            if isinstance(stderr, str) and stderr.strip():
+                return f"{message}\nthe container's last stderr lines:\n{stderr.rstrip()}"
             return message
         nested = document.get("error")
         if isinstance(nested, dict) and isinstance(nested.get("message"), str):

@@ -51,10 +51,10 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def error_response_for(exc: FnAgentError, headers: dict[str, str] | None = None) -> Response:
-    """The JSON answer for a raised error; a 503 carries Retry-After."""
+    """The JSON answer for a raised error (its ``document()``); a 503 carries Retry-After."""
     if exc.status == 503:
         headers = {**RETRY_AFTER, **(headers or {})}
-    return error_response(exc.status, exc.message, headers)
+    return JSONResponse(exc.document(), status_code=exc.status, headers=headers)
 
 
 def bearer_matches(headers: list[tuple[bytes, bytes]], tokens: tuple[bytes, ...]) -> bool:
