@@ -1,4 +1,4 @@
-"""The API client commands of ``fnagent``: apps, fns, triggers, invoke and deploy.
+"""The API client commands of ``fnagent``: apps, fns, triggers, invoke, deploy and logs.
 
 They talk to ``fnagent serve`` (or any Fn v2 server) through :mod:`fnagent.client`, which
 loads inside the commands so ``fnagent --help`` stays fast. ``--json`` prints the server's JSON;
@@ -876,7 +876,41 @@ def deploy_command(
         click.echo(f"trigger_endpoint: {trigger_url}")
 
 
+# -- logs ------------------------------------------------------------------------------------
+
+
+@click.command("logs", cls=_ApiCommand)
+@click.argument("app")
+@click.argument("fn")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Print FN's log lines as they come, until Ctrl-C."
+)
+@_client_options()
+def logs_command(app: str, fn: str, follow: bool) -> None:
+    """FN's log lines. With --follow: each line as it comes, as '<call id> <stream> <line>'
+    ('-' for a line printed between calls); --json prints each event's JSON."""
+    if not follow:
+        raise click.UsageError("add --follow to print FN's log lines as they come")
+    client = _client()
+    follow_fn_logs(client, client.find_fn(client.find_app(app), fn))
+
+
+def follow_fn_logs(client: ApiClient, fn: JSONObject) -> None:
+    """Print ``fn``'s log lines as they come (``fnagent logs APP FN --follow``); lines lost
+    because this reader was too slow are said on stderr."""
+    as_json = _json_output()
+    for name, data in client.follow_logs(str(fn["id"])):
+        if as_json:
+            click.echo(json.dumps({"event": name, **data}, ensure_ascii=False))
+        elif name == "dropped":
+            click.echo(
+                f"fnagent: {data.get('dropped')} lines dropped (reading too slowly)", err=True
+            )
+        elif name == "line":
+            click.echo(f"{data.get('call_id') or '-'} {data.get('stream')} {data.get('line')}")
+
+
 def register(group: click.Group) -> None:
-    """Add the client commands (apps, fns, triggers, invoke, deploy) to ``group``."""
-    for command in (apps, fns, triggers, invoke_command, deploy_command):
+    """Add the client commands (apps, fns, triggers, invoke, deploy, logs) to ``group``."""
+    for command in (apps, fns, triggers, invoke_command, deploy_command, logs_command):
         group.add_command(command)

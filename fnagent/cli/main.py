@@ -12,7 +12,7 @@ from fnagent.errors import EXIT_AGENT_FAILURE, EXIT_CANCELLED
 
 # The API client commands live in fnagent.cli.commands, whose import costs about as much as
 # click's: it loads only when one of them (or the command list) is asked for, not for `run`.
-CLIENT_COMMANDS = ("apps", "deploy", "fns", "invoke", "triggers")
+CLIENT_COMMANDS = ("apps", "deploy", "fns", "invoke", "logs", "triggers")
 
 
 class _Main(click.Group):

@@ -5,6 +5,7 @@ last stderr lines in the caller's answer and the call's log."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,10 +17,13 @@ import pytest
 from drivers.docker import DockerDriver
 from fnagent.agent import Agent, CallResult
 from fnagent.agent.calllogs import FRAME_NAME
+from fnagent.client import ApiClient, ApiError
 from fnagent.config import AgentConfig
 from fnagent.models import Call, CallRequest, Fn
 from fnagent.server.invoke import error_answer
-from tests.system.helpers import FN_HELLO, FN_TEST, require_image
+from tests.helpers import wait_for
+from tests.system.helpers import FN_HELLO, FN_TEST, deploy, invoke, require_image
+from tests.system.server import Server
 
 pytestmark = pytest.mark.anyio
 CALLS = 12
@@ -143,3 +147,67 @@ async def test_a_start_timeout_answers_504_with_a_stderr_field(agent: Agent) -> 
     assert result.status == 504
     assert "Container initialization timed out after 1 s" in body["message"]
     assert body["stderr"] == "" and result.logs == b""
+
+
+# -- through `fnagent serve` -------------------------------------------------------------------
+
+
+def test_follow_shows_the_lines_of_calls_made_while_following(server: Server) -> None:
+    fn = deploy(server, fn="followed")
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    def follow() -> None:
+        try:
+            for item in ApiClient(server.url).follow_logs(str(fn["id"])):
+                events.append(item)
+        except ApiError:
+            pass  # the server stopped at the end of the test
+
+    threading.Thread(target=follow, daemon=True).start()
+    # The stream is open once the follower is subscribed: a first call's lines reach it.
+    wait_for(
+        lambda: (
+            invoke(server, fn, {"stdout": "ping"}).status == 200
+            and any(e[1].get("line") == "ping" for e in events)
+        ),
+        "the follower to see a call's line",
+        timeout_s=60,
+    )
+    answers = [invoke(server, fn, {"stdout": f"out-{i}", "stderr": f"err-{i}"}) for i in range(3)]
+    assert [a.status for a in answers] == [200] * 3
+    call_ids = [a.headers["fn-call-id"] for a in answers]
+    wanted = {
+        (call_id, stream, f"{stream[3:]}-{i}")
+        for i, call_id in enumerate(call_ids)
+        for stream in ("stdout", "stderr")
+    }
+
+    def seen() -> set[tuple[Any, Any, Any]]:
+        return {(d.get("call_id"), d.get("stream"), d.get("line")) for _, d in events}
+
+    # Each line tagged with its call: a line can only reach a follower with the wrong call if
+    # it came after its call's settle (then it is nobody's, call_id None).
+    wait_for(
+        lambda: {w[2] for w in wanted} <= {s[2] for s in seen()},
+        "every line followed",
+        timeout_s=30,
+    )
+    for call_id, stream, line in seen():
+        if line in {w[2] for w in wanted} and call_id is not None:
+            assert (call_id, stream, line) in wanted
+
+
+def test_follow_without_follow_true_is_400_and_an_unknown_fn_404(server: Server) -> None:
+    fn = deploy(server, fn="notfollowed")
+    answer = server.request("GET", f"/v2/fns/{fn['id']}/logs")
+    assert answer.status == 400 and "follow=true" in answer.message
+    assert server.request("GET", "/v2/fns/nope/logs?follow=true").status == 404
+
+
+def test_a_start_failure_answers_502_through_serve_with_its_stderr(server: Server) -> None:
+    fn = deploy(server, fn="crashes", config={"TEST_EXIT_BEFORE_LISTEN": "7"})
+    answer = invoke(server, fn, {})
+    assert answer.status == 502
+    body = answer.json()
+    assert body["message"].startswith("Container failed to initialize: exited with code 7")
+    assert body["stderr"] == "exiting before listen\n"
