@@ -175,7 +175,7 @@ class OutputRouter:
         self._own_output: set[str] = set()
         """Calls that got a line (not a frame) while current."""
         self.chatty = False
-        """One of the container's calls printed while it ran: calls are expected to print."""
+        """A line of the container's went to one of its calls: calls are expected to print."""
         self._recent: deque[bytes] = deque(maxlen=RECENT_LINES)
         self._decided = False
         """Whether the container is known to frame or not (module docstring)."""
@@ -227,11 +227,15 @@ class OutputRouter:
     def needs_settle(self, call_id: str, now: float, since: float) -> bool:
         """Whether ``call_id``'s output may still be on its way at ``now``, its response
         having come at ``since`` (Docker hands a container's output over a little after the
-        function wrote it, often after the response): the container frames and this call's
-        frame has not come on every framed stream yet; or output is expected (the call
-        printed, or the container printed in an earlier call, or this is its first call)
-        and nothing has arrived for SETTLE_QUIET_S (FIRST_CALL_QUIET_S on a container's first
-        call: whether it frames is still to be seen) since the response or the last output."""
+        function wrote it, often after the response). Never for a container that has not
+        printed in any call (besides frames) since its first: a silent function pays no
+        wait. Otherwise: the container frames and this call's frame has not come on every
+        framed stream yet; or output is expected (the call printed, or the container printed
+        in an earlier call, or this is its first call) and nothing has arrived for
+        SETTLE_QUIET_S (FIRST_CALL_QUIET_S on a container's first call: whether it frames is
+        still to be seen) since the response or the last output."""
+        if not self.chatty and self._decided:
+            return False  # it never printed in a call: nothing to wait for
         seen = self._framed_calls.get(call_id, set())
         for stream in (self.stdout, self.stderr):
             if stream.framed and stream.name not in seen:
@@ -360,9 +364,9 @@ class OutputRouter:
             idle.append(line + b"\n")
         else:
             log.write(line + b"\n")
+            self.chatty = True
             if call_id == self.current:
                 self._own_output.add(call_id)
-                self.chatty = True
         if self._sink is not None:
             self._sink(
                 LogLine(

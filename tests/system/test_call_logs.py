@@ -199,7 +199,7 @@ def test_follow_shows_the_lines_of_calls_made_while_following(server: Server) ->
     )
     for call_id, stream, line in seen():
         if line in {w[2] for w in wanted} and call_id is not None:
-            assert (call_id, stream, line) in wanted
+            assert (call_id, stream, line) in wanted, events
 
 
 def test_follow_without_follow_true_is_400_and_an_unknown_fn_404(server: Server) -> None:

@@ -283,9 +283,14 @@ def test_settling_waits_for_the_frame_and_for_quiet_when_output_is_expected() ->
     framed.router.stderr.write(frame("F1"))
     framed.router.end("F1")
     framed.begin("F2")
-    assert framed.router.needs_settle("F2", framed.now(), 0.0), "F2's frame is due"
+    assert not framed.router.needs_settle("F2", framed.now(), 0.0), "silent: nothing to wait for"
+    framed.router.stderr.write(b"F1 prints, late\n")
+    assert framed.router.needs_settle("F2", framed.now(), 0.0), "it prints: F2's frame is due"
     framed.router.stderr.write(frame("F2"))
-    assert not framed.router.needs_settle("F2", framed.now(), framed.now())
+    since = framed.now()
+    assert framed.router.needs_settle("F2", since, since), "its frame came: now quiet is due"
+    framed.now.t += SETTLE_QUIET_S + 0.001
+    assert not framed.router.needs_settle("F2", framed.now(), since)
 
 
 def test_the_stderr_tail_is_bounded_in_lines_and_bytes() -> None:
