@@ -329,3 +329,14 @@ def test_an_unframed_container_s_first_call_gets_its_lines_in_order() -> None:
     split.begin("B")
     split.router.stdout.write(b"b1\n")
     assert split.log("B") == b"b1\n", "known unframed: no longer held"
+
+
+def test_no_settle_once_the_call_s_log_is_full() -> None:
+    # A function spewing right after its answer: past its log's cap the output is between
+    # calls, under the rate limit that counts what it drops.
+    split = Split(max_log_bytes=100).unframed()
+    split.begin("A")
+    split.router.stdout.write(b"s" * 99 + b"\n")
+    assert split.router.needs_settle("A", split.now(), split.now())
+    split.router.stdout.write(b"s" * 99 + b"\n")
+    assert not split.router.needs_settle("A", split.now(), split.now())
