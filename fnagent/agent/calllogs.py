@@ -229,11 +229,11 @@ class OutputRouter:
         having come at ``since`` (Docker hands a container's output over a little after the
         function wrote it, often after the response). Never for a container that has not
         printed in any call (besides frames) since its first: a silent function pays no
-        wait; nor once the call's log is full. Otherwise: the container frames and this call's frame has not come on every
-        framed stream yet; or output is expected (the call printed, or the container printed
-        in an earlier call, or this is its first call) and nothing has arrived for
-        SETTLE_QUIET_S (FIRST_CALL_QUIET_S on a container's first call: whether it frames is
-        still to be seen) since the response or the last output."""
+        wait; nor once the call's log is full. Otherwise: the container frames and this
+        call's frame has not come on every framed stream yet; or output is expected (the call
+        printed, or the container printed in an earlier call, or this is its first call) and
+        nothing has arrived for SETTLE_QUIET_S (FIRST_CALL_QUIET_S on a container's first
+        call: whether it frames is still to be seen) since the response or the last output."""
         if not self.chatty and self._decided:
             return False  # it never printed in a call: nothing to wait for
         log = self._logs.get(call_id)
