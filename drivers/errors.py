@@ -22,6 +22,10 @@ class FnAgentError(Exception):
         self.message = message or self.default_message
         super().__init__(self.message)
 
+    def document(self) -> dict[str, str]:
+        """The JSON body a caller gets: ``{"message": ...}``; a subclass may add fields."""
+        return {"message": self.message}
+
 
 class InvalidInputError(FnAgentError):
     status = 400

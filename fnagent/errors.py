@@ -31,6 +31,7 @@ this module only::
     ├── DockerUnavailableError (503)        the Docker daemon does not answer
     ├── DockerAPIError (500)                any other refusal of the Docker Engine API
     ├── ContainerGoneError (502)            the container vanished or died under us
+    │   └── StartFailedError (502)          it exited before it listened (+ its stderr)
     ├── FunctionExitError (502)             the function's process exited non-zero
     ├── OutOfMemoryError (502)              the function was killed for exceeding its memory
     ├── FunctionFailedError (502)           the function answered 502
@@ -38,9 +39,12 @@ this module only::
     ├── ResponseTooLargeError (502)         the function's body passed FN_MAX_RESPONSE_SIZE
     ├── ReceiveError (502)                  the connection to the function broke mid-call
     ├── FunctionTimeoutError (504)          the call's timeout passed
-    │   └── StartTimeoutError (504)         the container did not listen in time
+    │   └── StartTimeoutError (504)         the container did not listen in time (+ stderr)
     ├── ServerBusyError (503)               no capacity within the call's deadline
     └── ClosedError (500)                   use of a cookie, pool, driver or store after close
+
+An error's JSON body is ``document()``: ``{"message": ...}``, and for the two start-up
+failures also ``"stderr"``, the container's last stderr lines (at most 20 lines, 4 KiB).
 
 ``PoolEmpty`` is not an error a caller sees: it tells the driver to fall back to other networking.
 
@@ -106,6 +110,7 @@ __all__ = [
     "SecretFilesError",
     "SecretKeyError",
     "SocketDirError",
+    "StartFailedError",
     "StartTimeoutError",
     "StorageError",
     "StoreUnavailableError",
@@ -227,10 +232,32 @@ class TooManyRequestsError(FnAgentError):
 
 
 class StartTimeoutError(FunctionTimeoutError):
+    """The container did not listen in time; ``stderr``: its last stderr lines."""
+
     default_message = (
         "Container initialization timed out, please ensure you are using the latest fdk and "
         "check the logs"
     )
+
+    def __init__(self, message: str | None = None, *, stderr: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+    def document(self) -> dict[str, str]:
+        return {"message": self.message, "stderr": self.stderr}
+
+
+class StartFailedError(ContainerGoneError):
+    """The container exited before it listened; ``stderr``: its last stderr lines."""
+
+    default_message = "Container failed to initialize"
+
+    def __init__(self, message: str | None = None, *, stderr: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+    def document(self) -> dict[str, str]:
+        return {"message": self.message, "stderr": self.stderr}
 
 
 # --- the agent's host resources ---

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 
+from fnagent.agent.follow import FollowHub
 from fnagent.models import Fn
 from fnagent.server import invoke
 from fnagent.server.app import ServerConfig, ServerState, create_app
@@ -26,6 +27,7 @@ class StubAgent:
         self.updated: list[Fn] = []
         self.forgotten: list[str] = []
         self.scaled: dict[str, int] = {}
+        self.follow = FollowHub()
 
     async def update(self, fn: Fn) -> None:
         self.updated.append(fn)

@@ -12,7 +12,8 @@ One module per concept:
 - ``admission``: the memory and CPU budget launches reserve from; ``eviction`` beside it:
   which idle container makes room (a policy one can swap);
 - ``sockdir``, ``readiness``, ``httpclient``: one container's socket dir, its listener, the
-  client that calls it; ``calllogs``: its output; ``hostcpu``: the host's idle CPU share;
+  client that calls it; ``calllogs``: its output, cut into its calls; ``follow``: the hub that
+  hands every line to the fn's live followers; ``hostcpu``: the host's idle CPU share;
 - ``oneoff``: ``fnagent run``, one container and one call.
 """
 

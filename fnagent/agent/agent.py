@@ -24,6 +24,7 @@ import functools
 import hashlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -33,12 +34,13 @@ import anyio
 import anyio.abc
 
 from drivers.backoff import backoff_s
-from drivers.base import ContainerTask, Driver, RunStatus, TaskLogger, WaitResult
+from drivers.base import ContainerTask, Driver, RunResult, RunStatus, TaskLogger, WaitResult
 from drivers.stats import Stat, decimate
 from fnagent.agent.admission import Admission, Budget, detect_budget
-from fnagent.agent.calllogs import CappedLog, LineSink, OutputRouter, log_call
+from fnagent.agent.calllogs import CappedLog, LineForwarder, LogLine, OutputRouter, log_call
 from fnagent.agent.concurrency import Concurrency, capped, limit_blocks, retry_after_s
 from fnagent.agent.eviction import EvictionPolicy, least_recently_used
+from fnagent.agent.follow import FollowHub
 from fnagent.agent.hostcpu import HostCpu
 from fnagent.agent.httpclient import (
     BodyTooLarge,
@@ -78,6 +80,7 @@ from fnagent.errors import (
     ReceiveError,
     ResponseTooLargeError,
     ServerBusyError,
+    StartFailedError,
     StartTimeoutError,
     TooManyRequestsError,
 )
@@ -97,6 +100,10 @@ EXIT_REPORT_WAIT_S = 2.0
 # The same when its listener still accepts connections (the function hung up and lives on).
 ALIVE_EXIT_REPORT_WAIT_S = 0.5
 MAX_ATTEMPTS = 3
+# After a response, the call's output still on its way is waited for (_settle_output) at
+# most LOG_SETTLE_S; calllogs.py's SETTLE_QUIET_S says when it is all in.
+LOG_SETTLE_S = 0.25
+SETTLE_POLL_S = 0.005
 FN_LABEL = "fnagent.fn_id"
 APP_LABEL = "fnagent.app_id"
 
@@ -146,7 +153,7 @@ class Agent:
         host_idle: Callable[[], float | None] | None = None,
         stop_grace_s: float = DEFAULT_STOP_GRACE_S,
         evict: EvictionPolicy[HotContainer] = least_recently_used,
-        log_sink: LineSink | None = None,
+        log_sink: LineForwarder | None = None,
     ) -> None:
         self.driver = driver
         self.config = config
@@ -166,6 +173,8 @@ class Agent:
         """Gets every line containers print, with its fn and call (the syslog forwarder)."""
         self.concurrency = Concurrency()
         """fn id -> its containers now, for ``fnagent.io/max-concurrency`` (concurrency.py)."""
+        self.follow = FollowHub()
+        """Every line the containers print, for the server's follow route."""
         self.output_dropped_bytes: dict[str, int] = {}
         """fn id -> bytes of output between calls dropped over FN_MAX_IDLE_LOG_BYTES_PER_SEC."""
         self._tg: anyio.abc.TaskGroup | None = None
@@ -388,7 +397,9 @@ class Agent:
         started = self.clock.now()
         log = CappedLog(self.config.max_log_size_bytes)
         stats: list[Stat] = []
-        container.router.attribute(log, call.id, call.fn)
+        router = container.router
+        router.fn = call.fn  # the newest definition: an app's syslog_url may have changed
+        router.begin(call.id, log)
         container.stats = stats
         container.calls += 1
         try:
@@ -396,6 +407,9 @@ class Agent:
         except (_Retry, anyio.get_cancelled_exc_class()):
             # A cancelled call may still be running inside: never hand that container on.
             self._doom(container)
+            router.end(call.id)
+            container.stats = None
+            queue.release(container, self.clock.now())
             raise
         except FnAgentError as exc:
             if not isinstance(exc, ResponseTooLargeError):
@@ -403,18 +417,41 @@ class Agent:
             result = error_result(call.id, exc)
         else:
             result = self._result_from(container, call, response)
+        answered = self.clock.now()
+        container.stats = None
+        # A container that frames both streams may take its next call while this one's
+        # output still arrives: the frames say whose it is. Otherwise it waits for the settle.
+        framed = router.frames
+        if framed:
+            queue.release(container, answered)
+        try:
+            await self._settle_output(router, call.id)
         finally:
-            container.router.attribute(None)
-            container.stats = None
-            queue.release(container, self.clock.now())
-        queue.observe_call(self.clock.now() - started)
-        result.exec_s = self.clock.now() - started
+            router.end(call.id)
+            if not framed:
+                queue.release(container, self.clock.now())
+        queue.observe_call(answered - started)
+        result.exec_s = answered - started
         result.start = start
         result.logs = log.getvalue()
         result.stats = decimate(MAX_STAT_SAMPLES, stats)
         if result.logs:
             log_call(call.id, call.fn.id, call.fn.app_id, result.status, result.logs)
         return result
+
+    async def _settle_output(self, router: OutputRouter, call_id: str) -> None:
+        """Wait, at most LOG_SETTLE_S, for the call's output still on its way after its
+        response (OutputRouter.needs_settle). A call on a container that frames, whose frame
+        came already and which prints nothing else, does not wait. In real time, as the
+        router's own: this waits for Docker's delivery, not for a policy of the agent."""
+        since = time.monotonic()
+        deadline = since + LOG_SETTLE_S
+        while True:
+            now = time.monotonic()
+            if now >= deadline or not router.needs_settle(call_id, now, since):
+                return
+            with anyio.move_on_after(min(SETTLE_POLL_S, deadline - now)):
+                await router.arrival().wait()
 
     async def _exchange(self, container: HotContainer, call: Call) -> Response:
         """POST /call and map every failure to the status table's error."""
@@ -516,11 +553,11 @@ class Agent:
                 fields,
                 rate_bytes_per_s=self.config.max_idle_log_bytes_per_s,
                 on_drop=functools.partial(self._output_dropped, queue.fn.id),
-                fn=queue.fn,
-                sink=self.log_sink,
+                sink=self._publish_line,
             ),
             connection=UnixHTTPConnection(socket_dir.listener),
         )
+        container.router.fn = queue.fn
         queue.launching.add(container)
         self.concurrency.added(queue.fn.id)
         self._tg.start_soon(
@@ -530,6 +567,14 @@ class Agent:
             dict(extensions or {}),
             name=f"container {name}",
         )
+
+    def _publish_line(self, line: LogLine) -> None:
+        """Every line a container prints: to the follow route's subscribers, and to the
+        ``log_sink`` (an app's syslog) when it wants the fn's lines."""
+        self.follow.publish(line)
+        sink = self.log_sink
+        if sink is not None and line.fn is not None and sink.wants(line.fn):
+            sink(line)
 
     def _output_dropped(self, fn_id: str, size: int) -> None:
         self.output_dropped_bytes[fn_id] = self.output_dropped_bytes.get(fn_id, 0) + size
@@ -596,7 +641,6 @@ class Agent:
                 # container serves the waiters or may still start in time for them.
                 queue.launch_ended(container, failure)
             queue.discard(container)
-            container.router.flush()
             container.connection.close()
             if reserved:
                 self.admission.release(memory, cpus)
@@ -647,6 +691,8 @@ class Agent:
         self._doom(container)
 
     async def _await_ready(self, container: HotContainer) -> None:
+        """Wait for the container's listener. StartTimeoutError (504) or StartFailedError
+        (502) say what happened and carry the container's last stderr lines."""
         timeout_s = (container.fn.init_timeout_ms or self.config.hot_start_timeout_ms) / 1000
         try:
             with anyio.fail_after(timeout_s):
@@ -657,17 +703,21 @@ class Agent:
         except TimeoutError:
             raise StartTimeoutError(
                 f"Container initialization timed out after {timeout_s:g} s, please ensure you "
-                f"are using the latest fdk and check the logs: {CONTRACT_HINT}"
+                f"are using the latest fdk and check the logs: {CONTRACT_HINT}",
+                stderr=container.router.stderr_tail(),
             ) from None
         if not ready:
-            ended = container.exit_result
-            how = ended.error.message if ended and ended.error else "it exited"
-            last = b"\n".join(container.router.recent[-10:]).decode("utf-8", "replace")
+            # The exit is reported once the container's output has all been read.
+            stderr = container.router.stderr_tail()
             logger.warning(
                 "container exited before it was ready",
-                extra={"container": container.name, "fn_id": container.fn.id, "last_output": last},
+                extra={"container": container.name, "fn_id": container.fn.id, "stderr": stderr},
             )
-            raise ContainerGoneError(f"container failed to initialize: {how}; {CONTRACT_HINT}")
+            raise StartFailedError(
+                f"Container failed to initialize: {exited_how(container.exit_result)} "
+                f"before listening; {CONTRACT_HINT}",
+                stderr=stderr,
+            )
 
     async def _idle_policy(self, queue: SlotQueue, container: HotContainer) -> None:
         """Freeze after freeze_idle_ms idle; remove after the fn's idle_timeout (unless the
@@ -896,5 +946,20 @@ def socket_root(config: AgentConfig) -> str:
 
 def error_result(call_id: str, error: FnAgentError) -> CallResult:
     """A failed call's result: the error's status and the error itself (the server renders
-    it: fnagent/server/invoke.py)."""
-    return CallResult(call_id=call_id, status=error.status, error=error)
+    it: fnagent/server/invoke.py). A container that failed to start leaves its last stderr
+    lines as the call's log."""
+    logs = b""
+    if isinstance(error, StartFailedError | StartTimeoutError):
+        logs = error.stderr.encode("utf-8", "replace")
+    return CallResult(call_id=call_id, status=error.status, error=error, logs=logs)
+
+
+def exited_how(ended: RunResult | None) -> str:
+    """How a container ended, for a message: "exited with code 7", or the driver's words."""
+    if ended is None:
+        return "exited"
+    if ended.error is not None and ended.status is not RunStatus.ERROR:
+        return ended.error.message  # killed, out of memory, timed out, lost
+    if ended.exit_code is not None:
+        return f"exited with code {ended.exit_code}"
+    return ended.error.message if ended.error is not None else "exited"

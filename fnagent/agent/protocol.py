@@ -3,7 +3,7 @@ how its answer becomes the caller's. The hot agent and ``fnagent run`` both use 
 
 - The container's environment: the fn's config, then Fn's ``FN_*`` variables, with
   ``FN_LISTENER`` naming ``lsnr.sock`` in the directory the driver mounts the socket dir at
-  (``Driver.iofs_mount``, one setting).
+  (``Driver.iofs_mount``, one setting); a hot container also gets the log-frame variables.
 - The request: the caller's headers (hop-by-hop ones dropped; through a trigger, wrapped as
   ``Fn-Http-H-<name>`` with the gateway's ``Fn-Intent``), then ``Fn-Call-Id`` and
   ``Fn-Deadline``, the call's deadline in RFC 3339 with milliseconds, UTC ``Z``.
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
+from fnagent.agent.calllogs import FRAME_ENV
 from fnagent.agent.httpclient import Response, is_hop_by_hop
 from fnagent.agent.readiness import LISTENER
 from fnagent.errors import (
@@ -62,18 +63,22 @@ def environment(
 
 
 def fn_environment(fn: Fn, listener: str) -> dict[str, str]:
-    """The env of one of ``fn``'s hot containers."""
-    return environment(
-        listener=listener,
-        memory_mb=fn.memory_mb,
-        config={**fn.app_config, **fn.config},
-        identity={
-            "FN_FN_ID": fn.id,
-            "FN_APP_ID": fn.app_id,
-            "FN_FN_NAME": fn.name,
-            "FN_APP_NAME": fn.app_name,
-        },
-    )
+    """The env of one of ``fn``'s hot containers; with ``FN_LOGFRAME_NAME`` and
+    ``FN_LOGFRAME_HDR``, so that FDKs frame each call's output (fnagent/agent/calllogs.py)."""
+    return {
+        **environment(
+            listener=listener,
+            memory_mb=fn.memory_mb,
+            config={**fn.app_config, **fn.config},
+            identity={
+                "FN_FN_ID": fn.id,
+                "FN_APP_ID": fn.app_id,
+                "FN_FN_NAME": fn.name,
+                "FN_APP_NAME": fn.app_name,
+            },
+        ),
+        **FRAME_ENV,
+    }
 
 
 def deadline_header(remaining_s: float, now: datetime | None = None) -> str:

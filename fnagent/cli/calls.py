@@ -20,6 +20,7 @@ from fnagent.cli.commands import (
     _page_options,
     _show,
     _show_list,
+    follow_fn_logs,
 )
 
 if TYPE_CHECKING:
@@ -118,12 +119,25 @@ def print_call_log(client: ApiClient, fn: JSONObject, call_id: str) -> None:
 @click.command("logs", cls=_ApiCommand)
 @click.argument("app")
 @click.argument("fn")
-@click.argument("call_id")
-@_client_options(json_flag=False)
-def logs_command(app: str, fn: str, call_id: str) -> None:
-    """Print the log (stdout and stderr) of call CALL_ID of FN in APP."""
+@click.argument("call_id", required=False)
+@click.option(
+    "--follow", "-f", is_flag=True, help="Print FN's log lines as they come, until Ctrl-C."
+)
+@_client_options()
+def logs_command(app: str, fn: str, call_id: str | None, follow: bool) -> None:
+    """Print the log (stdout and stderr, as stored) of call CALL_ID of FN in APP; or, with
+    --follow and no CALL_ID, FN's log lines as they come, as '<call id> <stream> <line>' ('-'
+    for a line printed between calls; --json prints each event's JSON)."""
+    if follow == (call_id is not None):
+        raise click.UsageError(
+            "give CALL_ID (a call's stored log) or --follow (FN's lines as they come)"
+        )
     client = _client()
-    print_call_log(client, find_fn(client, app, fn), call_id)
+    found = find_fn(client, app, fn)
+    if call_id is None:
+        follow_fn_logs(client, found)
+    else:
+        print_call_log(client, found, call_id)
 
 
 def register(group: click.Group) -> None:

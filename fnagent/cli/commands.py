@@ -1,4 +1,5 @@
-"""The API client commands of ``fnagent``: apps, fns, triggers, secrets, invoke and deploy.
+"""The API client commands of ``fnagent``: apps, fns, triggers, secrets, invoke and deploy;
+``fnagent logs --follow``'s printing (the ``logs`` command is fnagent/cli/calls.py's).
 
 They talk to ``fnagent serve`` (or any Fn v2 server) through :mod:`fnagent.client`, which
 loads inside the commands so ``fnagent --help`` stays fast. ``--json`` prints the server's JSON;
@@ -989,6 +990,24 @@ def secrets_delete(app: str, name: str) -> None:
     client.delete_secret(str(found["id"]), name)
     if not _json_output():
         click.echo(f"deleted secret {name} of app {found.get('name')}")
+
+
+# -- logs ------------------------------------------------------------------------------------
+
+
+def follow_fn_logs(client: ApiClient, fn: JSONObject) -> None:
+    """Print ``fn``'s log lines as they come (``fnagent logs APP FN --follow``); lines lost
+    because this reader was too slow are said on stderr."""
+    as_json = _json_output()
+    for name, data in client.follow_logs(str(fn["id"])):
+        if as_json:
+            click.echo(json.dumps({"event": name, **data}, ensure_ascii=False))
+        elif name == "dropped":
+            click.echo(
+                f"fnagent: {data.get('dropped')} lines dropped (reading too slowly)", err=True
+            )
+        elif name == "line":
+            click.echo(f"{data.get('call_id') or '-'} {data.get('stream')} {data.get('line')}")
 
 
 def register(group: click.Group) -> None:

@@ -19,6 +19,9 @@ DEFAULT_API_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT_S = 60.0
 # Fn's longest function timeout is 300 s; a call may also queue and start a container first.
 DEFAULT_INVOKE_TIMEOUT_S = 600.0
+FOLLOW_IDLE_TIMEOUT_S = 60.0
+"""Following logs: the server sends something at least every 15 s; silence this long is an
+error."""
 # A server that keeps answering with new cursors is broken; stop rather than loop forever.
 MAX_PAGES = 10_000
 MAX_MESSAGE_CHARS = 500
@@ -77,7 +80,8 @@ class Page:
 
 def error_message(response: RawResponse) -> str:
     """What the server said went wrong: Fn's ``{"message": ...}`` (or the v1-style
-    ``{"error": {"message": ...}}``), else the raw body, else the status line."""
+    ``{"error": {"message": ...}}``), else the raw body, else the status line. A container that
+    failed to start adds its last stderr lines (``"stderr"``) after the message."""
     text = response.body.decode("utf-8", "replace").strip()
     try:
         document = json.loads(text) if text else None
@@ -86,6 +90,9 @@ def error_message(response: RawResponse) -> str:
     if isinstance(document, dict):
         message = document.get("message")
         if isinstance(message, str) and message:
+            stderr = document.get("stderr")
+            if isinstance(stderr, str) and stderr.strip():
+                return f"{message}\nthe container's last stderr lines:\n{stderr.rstrip()}"
             return message
         nested = document.get("error")
         if isinstance(nested, dict) and isinstance(nested.get("message"), str):
@@ -93,6 +100,26 @@ def error_message(response: RawResponse) -> str:
     if text:
         return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
     return f"HTTP {response.status} {response.reason}".rstrip()
+
+
+def _events(response: http.client.HTTPResponse) -> Iterator[tuple[str, JSONObject]]:
+    """Server-sent events with JSON data, as (event name, data); comments are skipped."""
+    name, data = "message", ""
+    while True:
+        raw = response.readline()
+        if not raw:
+            return
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not text:
+            if data:
+                document = json.loads(data)
+                if isinstance(document, dict):
+                    yield name, document
+            name, data = "message", ""
+        elif text.startswith("event:"):
+            name = text[len("event:") :].strip()
+        elif text.startswith("data:"):
+            data += text[len("data:") :].strip()
 
 
 def _segment(value: str) -> str:
@@ -505,6 +532,51 @@ class ApiClient:
         if not response.ok:
             raise ApiError(response.status, error_message(response))
         return response.body
+
+    # -- logs -------------------------------------------------------------------------------
+
+    def follow_logs(
+        self, fn_id: str, *, idle_timeout_s: float = FOLLOW_IDLE_TIMEOUT_S
+    ) -> Iterator[tuple[str, JSONObject]]:
+        """``GET /v2/fns/{fn_id}/logs?follow=true``: each server-sent event as it comes, as
+        (event name, its JSON data): ``("line", {"call_id", "stream", "line", "container"})``
+        or ``("dropped", {"dropped": n})``. Without end; ApiError when the answer is not 200
+        or the server goes quiet for ``idle_timeout_s`` (it sends a keep-alive every 15 s)."""
+        path = f"/v2/fns/{_segment(fn_id)}/logs"
+        query = {"follow": "true"}
+        target = f"{self._prefix}{path}?{urlencode(query)}"
+        headers = {"User-Agent": "fnagent-cli", "Accept": "text/event-stream"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        connection: http.client.HTTPConnection
+        if self._https:
+            connection = http.client.HTTPSConnection(self._host, self._port, timeout=idle_timeout_s)
+        else:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=idle_timeout_s)
+        try:
+            try:
+                connection.request("GET", target, headers=headers)
+                response = connection.getresponse()
+                if response.status != 200:
+                    raise ApiError(
+                        response.status,
+                        error_message(
+                            RawResponse(
+                                status=response.status,
+                                reason=response.reason,
+                                http_version="HTTP/1.1",
+                                headers=response.getheaders(),
+                                body=response.read(),
+                            )
+                        ),
+                    )
+                yield from _events(response)
+            except (OSError, http.client.HTTPException) as exc:
+                raise ApiError(
+                    None, self._unreachable("GET", path, query, exc, idle_timeout_s)
+                ) from exc
+        finally:
+            connection.close()
 
     # -- endpoints --------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from fnagent.errors import InvalidInputError
 from fnagent.server.invoke import load_fn
+from fnagent.server.logs import follow_logs
 from fnagent.server.state import ServerState, check_token, read_json
 from fnagent.store.models import MAX_PER_PAGE, App, FnRecord, Trigger
 
@@ -267,6 +268,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("/v2/fns/{fn_id}", "DELETE", delete_fn),
     ("/v2/fns/{fn_id}/scale", "GET", get_scale),
     ("/v2/fns/{fn_id}/scale", "PUT", set_scale),
+    ("/v2/fns/{fn_id}/logs", "GET", follow_logs),
     ("/v2/triggers", "GET", list_triggers),
     ("/v2/triggers", "POST", create_trigger),
     ("/v2/triggers/{trigger_id}", "GET", get_trigger),

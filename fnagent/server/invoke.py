@@ -398,9 +398,10 @@ async def run_call(state: ServerState, receive: Receive, call: Call) -> CallResu
 
 
 def error_answer(error: FnAgentError) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """A failed call's headers and JSON ``{"message": ...}`` body; a 503 or 429 carries
-    Retry-After (``state.retry_after``)."""
-    body = json.dumps({"message": error.message}).encode()
+    """A failed call's headers and JSON body (``error.document()``: ``{"message": ...}``, and
+    ``"stderr"`` for a container that failed to start); a 503 or 429 carries Retry-After
+    (``state.retry_after``)."""
+    body = json.dumps(error.document()).encode()
     headers = [(b"content-length", str(len(body)).encode()), (b"content-type", JSON)]
     seconds = retry_after(error)
     if seconds is not None:

@@ -2,8 +2,9 @@
 
 It follows Fn's v2 swagger (shared/reference/fn_swagger_v2.yml) for apps, fns and triggers, and
 adds what is ours: invoke, triggers' gateway (``/t/{app_name}/{trigger_source}``, every method),
-scale, a fn's call records and logs, an app's secrets (write-only: no answer schema has a
-value), stats, ping, version, health, metrics, this document and the page at /ui.
+scale, a fn's call records and logs, following a fn's logs, an app's secrets (write-only: no
+answer schema has a value), stats, ping, version, health, metrics, this document and the page
+at /ui.
 """
 
 from __future__ import annotations
@@ -319,7 +320,17 @@ def document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "Error": {"type": "object", "properties": {"message": {"type": "string"}}},
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "message": {"type": "string"},
+                        "stderr": {
+                            "type": "string",
+                            "description": "A container that failed to start: its last "
+                            "stderr lines (at most 20 lines, 4 KiB)",
+                        },
+                    },
+                },
                 "App": {
                     "type": "object",
                     "properties": {
@@ -460,6 +471,33 @@ def document() -> dict[str, Any]:
                 }
             },
             **_calls_paths(fn_id),
+            "/v2/fns/{fn_id}/logs": {
+                "get": {
+                    "operationId": "FollowLogs",
+                    "description": (
+                        "The fn's log lines as they come, as server-sent events: `event: line` "
+                        'with `{"call_id", "stream", "line", "container"}` (call_id null: '
+                        'between calls); `event: dropped` with `{"dropped": n}` where a slow '
+                        "reader lost lines. Ends when the client goes away."
+                    ),
+                    "parameters": [
+                        *fn_id,
+                        {
+                            "name": "follow",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "enum": ["true"]},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "Server-sent events, without end",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(400, 401, 404, 503),
+                    },
+                }
+            },
             "/v2/triggers": _collection("Trigger", [app_id, fn_id_query]),
             "/v2/triggers/{trigger_id}": _entity("Trigger", "trigger_id"),
             "/invoke/{fn_id}": {

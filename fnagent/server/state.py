@@ -74,11 +74,12 @@ def retry_after(exc: FnAgentError) -> str | None:
 
 
 def error_response_for(exc: FnAgentError, headers: dict[str, str] | None = None) -> Response:
-    """The JSON answer for a raised error; a 503 or 429 carries Retry-After (``retry_after``)."""
+    """The JSON answer for a raised error (its ``document()``); a 503 or 429 carries
+    Retry-After (``retry_after``)."""
     seconds = retry_after(exc)
     if seconds is not None:
         headers = {"Retry-After": seconds, **(headers or {})}
-    return error_response(exc.status, exc.message, headers)
+    return JSONResponse(exc.document(), status_code=exc.status, headers=headers)
 
 
 def bearer_matches(headers: list[tuple[bytes, bytes]], tokens: tuple[bytes, ...]) -> bool:

@@ -144,14 +144,15 @@ class SyslogForwarder:
     # -- the sink -----------------------------------------------------------------------------
 
     def wants(self, fn: Fn) -> bool:
-        """Lines of apps with a syslog_url: for the others the agent cuts no lines."""
+        """Lines of apps with a syslog_url: the agent hands no other line here."""
         return bool(fn.syslog_url)
 
     def __call__(self, line: LogLine) -> None:
-        url = line.fn.syslog_url
-        if not url:
+        fn = line.fn
+        if fn is None or not fn.syslog_url:
             return
-        app_id = line.fn.app_id
+        url = fn.syslog_url
+        app_id = fn.app_id
         if self._closing or self._tg is None:
             self._drop(app_id, 1)
             return
@@ -276,8 +277,8 @@ class SyslogForwarder:
                 format_message(
                     line.data,
                     stream=line.stream,
-                    app_name=line.fn.app_name,
-                    fn_name=line.fn.name,
+                    app_name=_fn_of(line).app_name,
+                    fn_name=_fn_of(line).name,
                     call_id=line.call_id,
                     hostname=self.hostname,
                     timestamp=stamp,
@@ -338,3 +339,9 @@ def _default_tls_context() -> ssl.SSLContext:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _fn_of(line: LogLine) -> Fn:
+    """The fn of a line this forwarder took (``__call__`` takes none without one)."""
+    assert line.fn is not None
+    return line.fn

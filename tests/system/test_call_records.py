@@ -130,4 +130,4 @@ def test_sigterm_writes_the_buffered_records(server: Server) -> None:
     server.start()
     listed = server.request("GET", f"/v2/fns/{fn['id']}/calls").json()["items"]
     assert {item["id"] for item in listed} == {a.headers["fn-call-id"] for a in answers}
-    assert all(item["status"] == "success" for item in listed)
+    assert all(item["status"] == "success" for item in listed), listed

@@ -170,6 +170,9 @@ def test_the_page_shows_what_the_api_made_and_the_api_what_the_page_made(
     wait_for(lambda: ok(server, "GET", f"/v2/fns/{made['id']}")["memory"] == 256, "the fn's update")
     assert ok(server, "GET", f"/v2/fns/{made['id']}")["config"] == {"OTHER": "1"}
     edit = page.locator("#edit-fn")
+    # The page rebuilds the form from the server's answer after a save (the config comes
+    # back pretty-printed): wait for that before typing into it again.
+    expect(edit.get_by_label("config (JSON)")).to_have_value('{\n  "OTHER": "1"\n}')
     expect(edit.get_by_label("memory (MB)")).to_have_value("256")
     edit.get_by_label("timeout (s)", exact=True).fill("99999")
     edit.get_by_role("button", name="Save fn").click()

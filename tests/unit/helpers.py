@@ -12,7 +12,7 @@ from typing import Any
 from drivers.fake import FakeDriver, Program, ProgramContext
 from fnagent.agent import Agent, CallResult
 from fnagent.agent.admission import Budget
-from fnagent.agent.calllogs import LineSink, LogLine
+from fnagent.agent.calllogs import LineForwarder, LogLine
 from fnagent.config import AgentConfig
 from fnagent.models import Call, CallRequest, Fn
 from fnagent.server.invoke import error_answer
@@ -48,7 +48,7 @@ async def running(
     budget: Budget = ROOMY,
     clock: ManualClock | None = None,
     host_idle: float | None = None,
-    log_sink: LineSink | None = None,
+    log_sink: LineForwarder | None = None,
     **config: Any,
 ) -> AsyncIterator[tuple[Agent, FakeDriver]]:
     # iofs_size_bytes 0: plain socket dirs, no tmpfs mounts (those need root).
@@ -91,7 +91,7 @@ def message(result: CallResult) -> str:
 
 
 class Lines(list[LogLine]):
-    """A ``LineSink`` keeping the lines of the fns ``wanted`` says it wants (every fn's)."""
+    """A ``LineForwarder`` keeping the lines of the fns ``wanted`` says it wants (every fn's)."""
 
     def __init__(self, wanted: Callable[[Fn], bool] = lambda fn: True) -> None:
         super().__init__()

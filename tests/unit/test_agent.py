@@ -3,6 +3,7 @@ admission and eviction, updates, scale, shutdown."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -370,6 +371,46 @@ async def test_exit_before_listening_is_502() -> None:
         assert "failed to initialize" in message(result)
 
 
+def error_body(result: CallResult) -> dict[str, str]:
+    assert result.error is not None, result
+    _, body = error_answer(result.error)
+    document: dict[str, str] = json.loads(body)
+    return document
+
+
+async def test_exit_before_listening_says_how_with_the_last_stderr_lines() -> None:
+    async def crashes(ctx: ProgramContext) -> int:
+        await ctx.stdout.write(b"on stdout\n")
+        await ctx.stderr.write(b"".join(b"import error %d\n" % i for i in range(30)))
+        return 7
+
+    async with running({"fn/echo": crashes}) as (agent, _):
+        result = await agent.submit(make_call(make_fn()))
+    body = error_body(result)
+    assert result.status == 502
+    assert body["message"].startswith(
+        "Container failed to initialize: exited with code 7 before listening; "
+    )
+    assert "FN_LISTENER" in body["message"], "the FDK hint stays"
+    assert body["stderr"].splitlines() == [f"import error {i}" for i in range(10, 30)]
+    assert result.logs == body["stderr"].encode(), "the same text is the call's log"
+
+
+async def test_a_start_timeout_carries_the_stderr_printed_so_far() -> None:
+    async def loads_forever(ctx: ProgramContext) -> int:
+        await ctx.stderr.write(b"loading the model\n")
+        await ctx.sleep(60)
+        return 0
+
+    async with running({"fn/echo": loads_forever}, hot_start_timeout_ms=300) as (agent, _):
+        result = await agent.submit(make_call(make_fn()))
+    body = error_body(result)
+    assert result.status == 504
+    assert "Container initialization timed out after 0.3 s" in body["message"]
+    assert body["stderr"] == "loading the model\n"
+    assert result.logs == b"loading the model\n"
+
+
 async def test_missing_image_is_404() -> None:
     async with running({}, missing_images=["fn/missing"]) as (agent, _):
         result = await agent.submit(make_call(make_fn("fn/missing")))
@@ -385,7 +426,7 @@ async def test_logs_are_captured_and_capped() -> None:
     async with running({"fn/echo": handler_of(chatty)}, max_log_size_bytes=100) as (agent, _):
         fn = make_fn()
         small = await agent.submit(make_call(fn, b"10"))
-        assert small.logs == b"e" * 10
+        assert small.logs == b"e" * 10 + b"\n", "a call's last partial line ends the log"
         big = await agent.submit(make_call(fn, b"500"))
         assert big.logs.startswith(b"e" * 100)
         assert b"log truncated at 100 bytes" in big.logs
@@ -411,14 +452,15 @@ async def test_each_line_reaches_the_log_sink_with_its_call_and_stream() -> None
             (second.call_id, "stderr", b"err 2"),
             (second.call_id, "stdout", b"half"),
         ]
-        assert {x.fn.syslog_url for x in lines} == {"udp://l:1"}
+        assert {x.fn.syslog_url if x.fn else "no fn" for x in lines} == {"udp://l:1"}
         # The app's syslog_url changed (the server then calls update): the fn's containers
         # tag what they print with the new definition at once, without a call.
         assert make_fn(syslog_url=None).version_key == fn.version_key  # no new containers
         await agent.update(make_fn(syslog_url=None))
         (container,) = [c for q in agent.queues for c in q.containers]
         container.router.stdout.write(b"between calls\n")
-        assert (lines[-1].call_id, lines[-1].fn.syslog_url) == (None, None)
+        last = lines[-1]
+        assert (last.call_id, last.fn and last.fn.syslog_url) == (None, None)
 
 
 # -- trigger protocol -------------------------------------------------------------------------

@@ -1,15 +1,22 @@
-"""A container's output: capped during a call, rate-limited between calls."""
+"""A container's output: cut into its calls (framed and unframed), capped during a call,
+rate-limited between calls."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 import pytest
 
-from fnagent.agent.calllogs import MAX_LINE_BYTES, CappedLog, OutputRouter
-from fnagent.models import Fn
-from tests.unit.helpers import Lines
+from fnagent.agent.calllogs import (
+    FIRST_CALL_QUIET_S,
+    FRAME_NAME,
+    MAX_LINE_BYTES,
+    OPEN_CALLS,
+    SETTLE_QUIET_S,
+    CappedLog,
+    LogLine,
+    OutputRouter,
+)
 
 LINE = b"x" * 1023 + b"\n"
 MIB = 1024 * 1024
@@ -31,7 +38,7 @@ def test_output_between_calls_is_capped(caplog: pytest.LogCaptureFixture) -> Non
     caplog.set_level(logging.INFO, logger="fnagent.calls")
     router = OutputRouter("c1", {"fn_id": "f1", "app_id": "a1"})
     for _ in range(16 * 1024):  # 16 MiB at once, as fn-test's spew_after_mb writes it
-        router.write(LINE)
+        router.stdout.write(LINE)
     kept = sum(len(r.__dict__["output"]) for r in logged(caplog, "container output"))
     assert kept <= 1 * MIB, "between-call output must not flood the server's log"
     assert logged(caplog, "container output dropped"), "the drop is said"
@@ -51,17 +58,18 @@ def test_a_token_bucket_per_container_drops_the_excess_and_counts_it(
         on_drop=dropped.append,
         now=now,
     )
-    router.write(b"a" * 15_000)
-    router.write(b"b" * 15_000)  # 5,000 kept, 10,000 dropped
+    router.stdout.write(b"a" * 14_999 + b"\n")
+    router.stdout.write(b"b" * 14_999 + b"\n")  # 5,000 kept, 10,000 dropped
     now.t += 0.5  # 5,000 more allowed
-    router.write(b"c" * 15_000)
+    router.stdout.write(b"c" * 14_999 + b"\n")
     kept = b"".join(r.output.encode() for r in logged(caplog, "container output"))  # type: ignore[attr-defined]
-    assert kept == b"a" * 15_000 + b"b" * 5_000 + b"c" * 5_000
+    assert kept == b"a" * 14_999 + b"\n" + b"b" * 5_000 + b"c" * 5_000
     assert sum(dropped) == 20_000
     notices = logged(caplog, "container output dropped")
     assert len(notices) == 1, "one notice per window"
     now.t += 2.0
-    router.write(b"d" * 40_000)  # the bucket is full again: 20,000 kept, 20,000 dropped
+    # The bucket is full again: 20,000 kept, 20,000 dropped.
+    router.stderr.write((b"d" * 9_999 + b"\n") * 4)
     notices = logged(caplog, "container output dropped")
     assert len(notices) == 2, "a new window, a new notice"
     assert notices[-1].dropped_bytes == 10_000 + 20_000, "dropped since the last notice"  # type: ignore[attr-defined]
@@ -73,88 +81,262 @@ def test_output_during_a_call_goes_to_the_call_without_the_rate_limit() -> None:
     router = OutputRouter(
         "c1", {}, rate_bytes_per_s=10, burst_bytes=10, on_drop=dropped.append, now=Now()
     )
-    router.current = CappedLog(100_000)
-    router.write(b"y" * 50_000)
-    assert router.current.getvalue() == b"y" * 50_000
+    router.begin("first", CappedLog(10))
+    router.end("first")
+    log = CappedLog(100_000)
+    router.begin("call1", log)
+    router.stdout.write((b"y" * 999 + b"\n") * 50)
+    assert log.getvalue() == (b"y" * 999 + b"\n") * 50
     assert dropped == []
 
 
-# -- lines handed to a sink (the syslog forwarder) ---------------------------------------------
-
-FN = Fn(id="f1", name="hello", app_id="a1", app_name="myapp", image="img")
+# -- cutting a container's output into its calls --------------------------------------------
 
 
-def lines_router(sink: Lines) -> OutputRouter:
-    return OutputRouter("c1", {}, fn=FN, sink=sink)
+def frame(call_id: str) -> bytes:
+    """What the Python FDK prints as a call starts (the Node FDK: the same without the last
+    newline)."""
+    return f"\n{FRAME_NAME}={call_id}\n\n".encode()
 
 
-def test_each_complete_line_goes_to_the_sink_with_its_call_and_stream() -> None:
-    got = Lines()
-    router = lines_router(got)
-    router.stdout.write(b"before\npart")
-    router.attribute(CappedLog(1000), call_id="call-1", fn=FN)
-    router.stderr.write(b"oops\n")
-    router.stdout.write(b"one\ntw")
-    router.stdout.write(b"o\n\n")
-    router.attribute(None)
-    router.stdout.write(b"after\n")
-    assert [(x.call_id, x.stream, x.data) for x in got] == [
-        (None, "stdout", b"before"),
-        (None, "stdout", b"part"),  # a partial line goes out whole as its owner's, at the switch
-        ("call-1", "stderr", b"oops"),
-        ("call-1", "stdout", b"one"),
-        ("call-1", "stdout", b"two"),
-        ("call-1", "stdout", b""),
-        (None, "stdout", b"after"),
+class Split:
+    """A router with a sink, and helpers to run calls on it."""
+
+    def __init__(self, max_log_bytes: int = 100_000) -> None:
+        self.lines: list[LogLine] = []
+        self.now = Now()
+        self.router = OutputRouter(
+            "c1", {"fn_id": "f1", "app_id": "a1"}, now=self.now, sink=self.lines.append
+        )
+        self.logs: dict[str, CappedLog] = {}
+        self.max_log_bytes = max_log_bytes
+
+    def begin(self, call_id: str) -> None:
+        self.logs[call_id] = CappedLog(self.max_log_bytes)
+        self.router.begin(call_id, self.logs[call_id])
+
+    def log(self, call_id: str) -> bytes:
+        return self.logs[call_id].getvalue()
+
+    def unframed(self) -> Split:
+        """After one silent call: the container is known not to frame."""
+        self.begin("first")
+        self.router.end("first")
+        return self
+
+
+def test_framed_lines_belong_to_the_call_the_frame_names_even_after_its_response() -> None:
+    split = Split()
+    out, err = split.router.stdout, split.router.stderr
+    split.begin("A")
+    err.write(frame("A"))
+    out.write(frame("A"))
+    out.write(b"a1\n")
+    split.router.end("A")
+    out.write(b"a2 late\n")  # arrived after A's response: still A's
+    err.write(b"a3 late\n")
+    split.begin("B")
+    out.write(b"a4 later\n" + frame("B") + b"b1\n")
+    err.write(frame("B") + b"b2\n")
+    split.router.end("B")
+    assert split.log("A") == b"a1\na2 late\na3 late\na4 later\n"
+    assert split.log("B") == b"b1\nb2\n", "no frame line and no FDK blank line in a log"
+    tagged = [(line.call_id, line.stream, line.data) for line in split.lines]
+    assert ("A", "stdout", b"a4 later") in tagged and ("B", "stderr", b"b2") in tagged
+
+
+def test_unframed_lines_go_to_the_call_running_when_they_arrive() -> None:
+    split = Split()
+    out = split.router.stdout
+    out.write(b"before\n")
+    split.begin("A")
+    out.write(b"a1\n")
+    split.router.end("A")
+    out.write(b"between\n")
+    split.begin("B")
+    out.write(b"b1\n")
+    split.router.end("B")
+    assert (split.log("A"), split.log("B")) == (b"a1\n", b"b1\n")
+    nobody = [line.data for line in split.lines if line.call_id is None]
+    assert nobody == [b"before", b"between"]
+
+
+def test_interleaved_streams_keep_their_order_of_arrival() -> None:
+    split = Split()
+    split.begin("A")
+    split.router.stdout.write(b"o1\n")
+    split.router.stderr.write(b"e1\ne2\n")
+    split.router.stdout.write(b"o2\n")
+    split.router.stderr.write(b"e3\n")
+    split.router.end("A")
+    assert split.log("A") == b"o1\ne1\ne2\no2\ne3\n"
+
+
+def test_partial_lines_are_joined_across_chunks_per_stream() -> None:
+    split = Split()
+    split.begin("A")
+    split.router.stdout.write(b"hel")
+    split.router.stderr.write(b"err")
+    split.router.stdout.write(b"lo\nwor")
+    split.router.stderr.write(b"or\n")
+    split.router.stdout.write(b"ld\n")
+    split.router.end("A")
+    assert split.log("A") == b"hello\nerror\nworld\n"
+
+
+def test_a_line_without_end_is_cut_into_pieces() -> None:
+    split = Split(max_log_bytes=10 * MAX_LINE_BYTES).unframed()
+    split.begin("A")
+    split.router.stdout.write(b"x" * (3 * MAX_LINE_BYTES + 10))
+    assert split.log("A") == (b"x" * MAX_LINE_BYTES + b"\n") * 3, "held: only the last 10 bytes"
+    split.router.end("A")
+    assert split.log("A").endswith(b"\n" + b"x" * 10 + b"\n"), "the rest ends with the call"
+
+
+def test_a_frame_naming_an_unknown_call_sends_the_lines_after_it_to_no_call() -> None:
+    split = Split()
+    out = split.router.stdout
+    split.begin("A")
+    out.write(frame("A") + b"a1\n")
+    out.write(f"{FRAME_NAME}=nobody\n".encode() + b"after\n")
+    split.router.end("A")
+    assert split.log("A") == b"a1\n"
+    nobody = [line.data for line in split.lines if line.call_id is None]
+    assert nobody == [f"{FRAME_NAME}=nobody".encode(), b"after"], "shown, as nobody's"
+
+
+def test_a_forged_frame_never_reaches_a_call_this_container_did_not_serve() -> None:
+    # Two containers of one host; the hostile one learns B's call id and prints a frame for it.
+    honest, hostile = Split(), Split()
+    honest.begin("B")
+    hostile.begin("H")
+    hostile.router.stdout.write(frame("H") + frame("B") + b"forged into B\n")
+    hostile.router.stderr.write(f"{FRAME_NAME}=B\nforged too\n".encode())
+    honest.router.stdout.write(frame("B") + b"b1\n")
+    hostile.router.end("H")
+    honest.router.end("B")
+    assert honest.log("B") == b"b1\n"
+    assert b"forged" not in hostile.log("H"), "after the forged frame: nobody's"
+    assert all(line.call_id is None for line in hostile.lines if b"forged" in line.data)
+
+
+def test_a_call_log_is_capped_with_an_explicit_truncation_line() -> None:
+    split = Split(max_log_bytes=100)
+    split.begin("A")
+    split.router.stderr.write(frame("A") + (b"e" * 39 + b"\n") * 5)
+    split.router.end("A")
+    log = split.log("A")
+    assert log.startswith(b"e" * 39 + b"\n")
+    assert log.endswith(b"\n[fnagent: log truncated at 100 bytes]\n")
+    assert len(log) == 100 + len(b"\n[fnagent: log truncated at 100 bytes]\n")
+
+
+def test_the_function_s_own_blank_lines_are_kept() -> None:
+    split = Split()
+    split.begin("A")
+    split.router.stdout.write(frame("A") + b"a\n\nb\n\n\nc\n")
+    split.router.end("A")
+    assert split.log("A") == b"a\n\nb\n\n\nc\n"
+
+
+def test_only_a_few_finished_calls_keep_taking_late_framed_lines() -> None:
+    split = Split()
+    ids = [f"C{i}" for i in range(OPEN_CALLS + 2)]
+    for call_id in ids:
+        split.begin(call_id)
+        split.router.stdout.write(frame(call_id))
+        split.router.end(call_id)
+    split.router.stdout.write(frame(ids[0]) + b"very late\n")
+    assert split.log(ids[0]) == b"", "its log is closed: the frame names no open call"
+    split.router.stdout.write(frame(ids[-2]) + b"late\n")
+    assert split.log(ids[-2]) == b"late\n"
+
+
+def test_settling_waits_for_the_frame_and_for_quiet_when_output_is_expected() -> None:
+    split = Split()
+    router, now = split.router, split.now
+
+    def settling(call_id: str, since: float) -> bool:
+        return router.needs_settle(call_id, now(), since)
+
+    split.begin("A")
+    since = now()
+    assert settling("A", since), "a container's first call: output may be on its way"
+    now.t += FIRST_CALL_QUIET_S + 0.001
+    assert not settling("A", since), "quiet since the response"
+    router.end("A")
+    split.begin("B")
+    assert not settling("B", now()), "silent so far, and it frames not: no wait"
+    since = now()
+    router.stdout.write(b"b\n")
+    assert settling("B", since), "it printed just now"
+    now.t += SETTLE_QUIET_S + 0.001
+    assert not settling("B", since)
+    router.end("B")
+    split.begin("C")
+    assert settling("C", now()), "the container prints: C's output is expected"
+    now.t += 0.01
+    router.end("C")
+
+    framed = Split()
+    framed.begin("F1")
+    framed.router.stderr.write(frame("F1"))
+    framed.router.end("F1")
+    framed.begin("F2")
+    assert not framed.router.needs_settle("F2", framed.now(), 0.0), "silent: nothing to wait for"
+    framed.router.stderr.write(b"F1 prints, late\n")
+    assert framed.router.needs_settle("F2", framed.now(), 0.0), "it prints: F2's frame is due"
+    framed.router.stderr.write(frame("F2"))
+    since = framed.now()
+    assert framed.router.needs_settle("F2", since, since), "its frame came: now quiet is due"
+    framed.now.t += SETTLE_QUIET_S + 0.001
+    assert not framed.router.needs_settle("F2", framed.now(), since)
+
+
+def test_the_stderr_tail_is_bounded_in_lines_and_bytes() -> None:
+    split = Split()
+    split.router.stdout.write(b"not stderr\n")
+    split.router.stderr.write(b"".join(b"line %d\n" % i for i in range(30)))
+    tail = split.router.stderr_tail()
+    assert tail.splitlines() == [f"line {i}" for i in range(10, 30)]
+    split.router.stderr.write(b"z" * 10_000 + b"\n")
+    assert split.router.stderr_tail() == "z" * 4095 + "\n"
+
+
+def test_start_up_output_that_arrives_during_the_first_call_is_no_call_s_when_it_frames() -> None:
+    split = Split()
+    out, err = split.router.stdout, split.router.stderr
+    split.begin("A")
+    err.write(b"FDK listening on the socket\n")  # printed before the listener, delivered late
+    err.write(frame("A") + b"a1\n")
+    out.write(frame("A"))
+    split.router.end("A")
+    assert split.log("A") == b"a1\n"
+    assert [line.data for line in split.lines if line.call_id is None] == [
+        b"FDK listening on the socket"
     ]
-    assert all(x.fn is FN for x in got)
-    # the call's own log still holds its output, in arrival order
-    router.attribute(log := CappedLog(1000), call_id="call-2")
-    router.stderr.write(b"e\n")
-    router.stdout.write(b"o\n")
-    assert log.getvalue() == b"e\no\n"
-    assert got[-1].fn is FN  # the fn stays when a switch names none
 
 
-def test_a_newer_fn_reaches_the_lines_after_it() -> None:
-    got = Lines()
-    router = lines_router(got)
-    newer = replace(FN, syslog_url="udp://l:1")
-    router.attribute(CappedLog(1000), call_id="c", fn=newer)
-    router.stdout.write(b"x\n")
-    assert got[0].fn.syslog_url == "udp://l:1"
+def test_an_unframed_container_s_first_call_gets_its_lines_in_order() -> None:
+    split = Split()
+    split.begin("A")
+    split.router.stdout.write(b"o1\n")
+    split.router.stderr.write(b"e1\n")
+    assert split.log("A") == b"", "held until the call ends: does the container frame?"
+    assert split.router.needs_settle("A", split.now(), split.now()), "it printed"
+    split.router.end("A")
+    assert split.log("A") == b"o1\ne1\n"
+    split.begin("B")
+    split.router.stdout.write(b"b1\n")
+    assert split.log("B") == b"b1\n", "known unframed: no longer held"
 
 
-def test_a_long_line_is_cut_in_bounded_pieces() -> None:
-    got = Lines()
-    router = lines_router(got)
-    router.stdout.write(b"a" * (MAX_LINE_BYTES * 2 + 5))
-    router.stdout.write(b"b" * 5 + b"\n")
-    assert [len(x.data) for x in got] == [MAX_LINE_BYTES, MAX_LINE_BYTES, 10]
-    router.stdout.write(b"c" * (MAX_LINE_BYTES + 1) + b"\n")
-    assert [len(x.data) for x in got[3:]] == [MAX_LINE_BYTES, 1]
-
-
-def test_lines_between_calls_reach_the_sink_past_the_log_rate_limit() -> None:
-    got = Lines()
-    router = OutputRouter("c1", {}, rate_bytes_per_s=10, burst_bytes=10, fn=FN, sink=got)
-    router.stdout.write(b"0123456789abcdef\n" * 3)
-    assert len(got) == 3  # the agent's own log keeps 10 bytes; the sink bounds itself
-
-
-def test_lines_of_a_fn_the_sink_does_not_want_are_not_even_cut() -> None:
-    # Most apps have no syslog_url: cutting their output in lines would be work for nothing.
-    got = Lines(wanted=lambda fn: fn.syslog_url is not None)
-    router = lines_router(got)
-    router.stdout.write(b"unwanted\nhalf")
-    router.attribute(CappedLog(1000), call_id="c", fn=replace(FN, syslog_url="udp://l:1"))
-    router.stdout.write(b"wanted\n")
-    router.attribute(None, fn=FN)
-    router.stdout.write(b"unwanted again\n")
-    assert [x.data for x in got] == [b"wanted"]
-
-
-def test_without_a_sink_nothing_is_split() -> None:
-    router = OutputRouter("c1", {})
-    router.stdout.write(b"x\n")
-    router.attribute(None)
+def test_no_settle_once_the_call_s_log_is_full() -> None:
+    # A function spewing right after its answer: past its log's cap the output is between
+    # calls, under the rate limit that counts what it drops.
+    split = Split(max_log_bytes=100).unframed()
+    split.begin("A")
+    split.router.stdout.write(b"s" * 99 + b"\n")
+    assert split.router.needs_settle("A", split.now(), split.now())
+    split.router.stdout.write(b"s" * 99 + b"\n")
+    assert not split.router.needs_settle("A", split.now(), split.now())

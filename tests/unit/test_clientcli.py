@@ -45,6 +45,16 @@ class FakeFn:
     requests: list[Recorded] = field(default_factory=list)
     # (status, headers, body) for the next POST /invoke, else an echo of the request.
     invoke_answer: Reply | None = None
+    # The body of GET /v2/fns/{id}/logs?follow=true: server-sent events, then the end.
+    log_events: bytes = (
+        b": following\n\n"
+        b'event: line\ndata: {"call_id": "c1", "stream": "stderr", "line": "hello", '
+        b'"container": "k"}\n\n'
+        b": keep-alive\n\n"
+        b'event: dropped\ndata: {"dropped": 3}\n\n'
+        b'event: line\ndata: {"call_id": null, "stream": "stdout", "line": "idle", '
+        b'"container": "k"}\n\n'
+    )
     counter: int = 0
 
     # -- seeding helpers, no HTTP --------------------------------------------------------------
@@ -132,6 +142,10 @@ class FakeFn:
             return error(404, f"{label} not found")
         if rest[1:2] == ["secrets"] and kind == "apps":
             return self.secret(obj["id"], rest[2:], request)
+        if rest[1:] == ["logs"] and kind == "fns":
+            if request.query.get("follow") != "true":
+                return error(400, "add ?follow=true")
+            return 200, [("Content-Type", "text/event-stream")], self.log_events
         if rest[1:] == ["scale"] and kind == "fns":
             counts = self.scale.setdefault(
                 obj["id"], {"running": 1, "frozen": 2, "starting": 0, "min_hot": 0}
@@ -277,7 +291,7 @@ def fnagent(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def test_help_lists_the_client_commands() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for name in ("apps", "fns", "triggers", "invoke", "deploy", "run"):
+    for name in ("apps", "fns", "triggers", "invoke", "deploy", "logs", "run"):
         assert f"  {name} " in result.output
 
 
@@ -958,3 +972,34 @@ def test_secrets_set_refuses_an_empty_stdin_with_usage_status() -> None:
     done = fnagent("secrets", "set", "shop", "token")
     assert done.returncode == 125, done
     assert b"no value for secret 'token' on stdin" in done.stderr
+
+
+# -- logs --follow ---------------------------------------------------------------------------
+
+
+def test_logs_follow_prints_each_line_with_its_call_and_says_drops(api: FakeFn) -> None:
+    app = api.add_app("myapp")
+    fn = api.add_fn(app, "hello")
+    result = cli(api.url, "logs", "myapp", "hello", "--follow")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "c1 stderr hello\n- stdout idle\n"
+    assert "fnagent: 3 lines dropped (reading too slowly)" in result.stderr
+    (sent,) = api.sent("GET", f"/v2/fns/{fn['id']}/logs")
+    assert sent.query == {"follow": "true"}
+
+
+def test_logs_follow_json_prints_each_event(api: FakeFn) -> None:
+    app = api.add_app("myapp")
+    api.add_fn(app, "hello")
+    result = cli(api.url, "logs", "myapp", "hello", "--follow", "--json")
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["line", "dropped", "line"]
+    assert events[1] == {"event": "dropped", "dropped": 3}
+
+
+def test_logs_needs_follow_and_a_known_fn(api: FakeFn) -> None:
+    api.add_app("myapp")
+    assert cli(api.url, "logs", "myapp", "hello").exit_code != 0
+    missing = cli(api.url, "logs", "myapp", "nope", "--follow")
+    assert missing.exit_code == 1
+    assert "Fn not found" in missing.stderr or "not found" in missing.stderr

@@ -89,3 +89,20 @@ def test_the_container_status_picks_the_status_table_error() -> None:
         502,
         502,
     ]
+
+
+def test_a_hot_container_is_told_to_frame_its_calls_output() -> None:
+    forged = Fn(
+        id="fn1",
+        name="hello",
+        app_id="app1",
+        app_name="myapp",
+        image="fn/hello",
+        config={"FN_LOGFRAME_NAME": "mine", "FN_LOGFRAME_HDR": "X-Mine"},
+    )
+    served = protocol.fn_environment(forged, protocol.listener_address(IOFS_MOUNT))
+    assert served["FN_LOGFRAME_NAME"] == "fnagent_call_id", "config never overrides the frame"
+    assert served["FN_LOGFRAME_HDR"] == "Fn-Call-Id"
+    call = Call(fn=forged, id="call1", request=CallRequest(headers=[("Fn-Call-Id", "forged")]))
+    sent = protocol.request_headers(call)
+    assert [v for k, v in sent if k == served["FN_LOGFRAME_HDR"]] == ["call1"]

@@ -113,7 +113,7 @@ async def test_a_function_s_own_error_status_through_a_trigger_is_a_success() ->
             {},
             "error",
             502,
-            "container failed to initialize",
+            "Container failed to initialize",
         ),
         (
             {"fn/echo": http_function(listen_delay_s=10)},

@@ -28,7 +28,7 @@ def fn_for(url: str | None, app_id: str = "app1") -> Fn:
 
 
 def line(fn: Fn, data: bytes = b"hi", call_id: str | None = "call1") -> LogLine:
-    return LogLine(fn, call_id, "stdout", data)
+    return LogLine(fn.id, fn.app_id, call_id, "stdout", data, "c1", fn)
 
 
 def free_port() -> int:
@@ -57,7 +57,7 @@ async def test_lines_reach_a_tcp_endpoint_in_order_and_tagged(receiver: SyslogRe
     async with forwarder() as sink:
         for i in range(50):
             sink(line(fn, b"line %d" % i))
-        sink(LogLine(fn, None, "stderr", b"between calls"))
+        sink(LogLine(fn.id, fn.app_id, None, "stderr", b"between calls", "c1", fn))
         await poll(lambda: sink.sent == {"app1": 51}, "51 lines written")
         await poll(lambda: len(receiver.received()) == 51, "51 lines received")
         assert sink.dropped == {}
