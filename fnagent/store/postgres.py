@@ -34,7 +34,6 @@ whatever the database's locale.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -137,6 +136,7 @@ from fnagent.store.secrets import (
     missing_secret_message,
     secret_in_use_message,
     secret_names,
+    stored_annotations_name,
     validate_secret_name,
 )
 from fnagent.store.urls import POSTGRES_URL_FORM, is_postgres_url, redact_url
@@ -1251,15 +1251,8 @@ async def _fns_naming(conn: Conn, app_id: str, name: str) -> list[str]:
     result = await conn.execute(
         "SELECT name, annotations FROM fns WHERE app_id = %s ORDER BY name", (app_id,)
     )
-    users = []
-    for row in await result.fetchall():
-        try:
-            named = secret_names(json.loads(row["annotations"]))
-        except InvalidInputError:
-            continue  # stored before the rule: it names nothing the agent would mount
-        if name in named:
-            users.append(row["name"])
-    return users
+    rows = await result.fetchall()
+    return [row["name"] for row in rows if stored_annotations_name(row["annotations"], name)]
 
 
 # mypy checks here that PostgresStore keeps the Store protocol.

@@ -90,6 +90,16 @@ def secret_names(annotations: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(names)
 
 
+def stored_annotations_name(annotations: str, name: str) -> bool:
+    """Whether a fn's stored annotations (JSON text, ``fnagent/store/rows.py``) name the
+    secret ``name``. Annotations stored before the rule that break it name nothing: the
+    agent would mount nothing for them."""
+    try:
+        return name in secret_names(json.loads(annotations))
+    except InvalidInputError:
+        return False
+
+
 def missing_secret_message(name: str, app_name: str) -> str:
     """400: a fn names a secret its app does not have."""
     return (

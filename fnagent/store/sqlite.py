@@ -21,7 +21,6 @@ comment at ``MIGRATIONS``); never edit a released one.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -115,6 +114,7 @@ from fnagent.store.secrets import (
     missing_secret_message,
     secret_in_use_message,
     secret_names,
+    stored_annotations_name,
     validate_secret_name,
 )
 from fnagent.store.urls import POSTGRES_URL_FORM
@@ -1242,18 +1242,10 @@ def _check_secrets_exist(conn: sqlite3.Connection, app: App, names: Sequence[str
 
 def _fns_naming(conn: sqlite3.Connection, app_id: str, name: str) -> list[str]:
     """The names of the app's fns whose fnagent.io/secrets names ``name``."""
-    users = []
     rows = conn.execute(
         "SELECT name, annotations FROM fns WHERE app_id = ? ORDER BY name", (app_id,)
     )
-    for row in rows:
-        try:
-            named = secret_names(json.loads(row["annotations"]))
-        except InvalidInputError:
-            continue  # stored before the rule: it names nothing the agent would mount
-        if name in named:
-            users.append(row["name"])
-    return users
+    return [row["name"] for row in rows if stored_annotations_name(row["annotations"], name)]
 
 
 # mypy checks here that SQLiteStore keeps the Store protocol.
