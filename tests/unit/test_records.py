@@ -15,6 +15,7 @@ from fnagent.agent import CallResult
 from fnagent.errors import StorageError
 from fnagent.models import Call
 from fnagent.records import Recorder, Retention, finished_record, prune_once
+from fnagent.server.detached import RecordingObserver
 from fnagent.store import SQLiteStore
 from fnagent.store.calls import CallRecord
 from fnagent.testing.fakefn import Answer, Request, http_function
@@ -347,3 +348,28 @@ async def test_retention_prunes_by_count_and_age_in_the_background() -> None:
         listed, _ = await store.list_calls(fn.id)
         # The newest by id (ids made within one millisecond sort in any order).
         assert [c.id for c in listed] == sorted((c.id for c in more + calls), reverse=True)[:3]
+
+
+async def test_a_detached_calls_transitions_become_its_record() -> None:
+    store = MemoryStore()
+    fn = make_fn()
+    call_id, accepted = "detached-1", T0.timestamp()
+    async with recorder(store, flush_interval_s=60) as rec:
+        observer = RecordingObserver(rec)
+        observer.queued(call_id, fn, accepted, created_at=accepted)
+        await rec.flush()
+        assert (store.records[call_id].status, store.records[call_id].created_at) == ("queued", T0)
+        observer.running(call_id, fn, 2, accepted + 5, created_at=accepted)
+        await rec.flush()
+        assert (store.records[call_id].status, store.records[call_id].attempts) == ("running", 2)
+        done = CallResult(call_id=call_id, status=200, start="warm", exec_s=0.01)
+        observer.finished(call_id, fn, 2, done, created_at=accepted)
+        observer.finished("fn-gone", None, 1, done, created_at=accepted)  # no fn: no record
+    record = store.records[call_id]
+    assert (record.status, record.detached, record.attempts, record.start) == (
+        "success",
+        True,
+        2,
+        "hot",
+    )
+    assert record.created_at == T0 and "fn-gone" not in store.records
