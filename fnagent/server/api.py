@@ -12,25 +12,20 @@ One module-level function per route, each taking the server's state and the requ
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from fnagent.errors import InvalidInputError
 from fnagent.server.invoke import load_fn
 from fnagent.server.logs import follow_logs
-from fnagent.server.state import ServerState, check_token, read_json
+from fnagent.server.state import Handler, ServerState, check_token, read_json
 from fnagent.store.models import MAX_PER_PAGE, App, FnRecord, Trigger
 
 INVOKE_ANNOTATION = "fnproject.io/fn/invokeEndpoint"
 TRIGGER_ANNOTATION = "fnproject.io/trigger/httpEndpoint"
-
-Handler = Callable[[ServerState, Request], Awaitable[Response]]
 
 
 def _base_url(request: Request) -> str:
@@ -276,10 +271,3 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("/v2/triggers/{trigger_id}", "DELETE", delete_trigger),
 ]
 """Every management route: path, method, handler."""
-
-
-def routes(state: ServerState) -> list[Route]:
-    """The management routes, each handler bound to ``state``."""
-    return [
-        Route(path, partial(handler, state), methods=[method]) for path, method, handler in ROUTES
-    ]

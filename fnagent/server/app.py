@@ -23,6 +23,7 @@ from fnagent.server import api, calls, invoke, openapi, runapi, secrets, ui
 from fnagent.server.state import (
     RETRY_AFTER,
     ServerState,
+    bind_routes,
     check_token,
     error_response,
     error_response_for,
@@ -71,10 +72,10 @@ def create_app(state: ServerState) -> invoke.InvokeApp:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", spec, methods=["GET"]),
         Route("/v2/stats", partial(stats, state), methods=["GET"]),
-        *api.routes(state),
+        *bind_routes(state, api.ROUTES),
         *ui.routes(state),
-        *calls.routes(state),
-        *secrets.routes(state),
+        *bind_routes(state, calls.ROUTES),
+        *bind_routes(state, secrets.ROUTES),
     ]
 
     async def fn_error(request: Request, exc: Exception) -> Response:

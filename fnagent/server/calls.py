@@ -10,14 +10,11 @@ Management auth as the other /v2 routes.
 
 from __future__ import annotations
 
-from functools import partial
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from fnagent.errors import InvalidInputError
-from fnagent.server.state import ServerState, check_token
+from fnagent.server.state import Handler, ServerState, check_token
 from fnagent.store.calls import CallFilter
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
@@ -66,16 +63,9 @@ async def get_call_log(state: ServerState, request: Request) -> Response:
     return Response(await state.store.get_call_log(fn_id, call_id), media_type=TEXT_PLAIN)
 
 
-ROUTES = [
+ROUTES: list[tuple[str, str, Handler]] = [
     ("/v2/fns/{fn_id}/calls", "GET", list_calls),
     ("/v2/fns/{fn_id}/calls/{call_id}", "GET", get_call),
     ("/v2/fns/{fn_id}/calls/{call_id}/log", "GET", get_call_log),
 ]
 """The calls routes: path, method, handler."""
-
-
-def routes(state: ServerState) -> list[Route]:
-    """The calls routes, each handler bound to ``state``."""
-    return [
-        Route(path, partial(handler, state), methods=[method]) for path, method, handler in ROUTES
-    ]

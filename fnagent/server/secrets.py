@@ -16,23 +16,17 @@ message.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from functools import partial
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from fnagent.errors import SecretKeyError
 from fnagent.secretbox import SecretBox, create_key, load_key
 from fnagent.server.api import all_fns, page_arguments, refresh_fns
-from fnagent.server.state import ServerState, check_token, read_json
+from fnagent.server.state import Handler, ServerState, check_token, read_json
 from fnagent.store.base import Store
 from fnagent.store.secrets import secret_names, secret_value_from_body, validate_secret_name
 
 KEY_SUFFIX = ".secrets-key"
-
-Handler = Callable[[ServerState, Request], Awaitable[Response]]
 
 
 async def put_secret(state: ServerState, request: Request) -> Response:
@@ -74,12 +68,6 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("/v2/apps/{app_id}/secrets/{name}", "PUT", put_secret),
     ("/v2/apps/{app_id}/secrets/{name}", "DELETE", delete_secret),
 ]
-
-
-def routes(state: ServerState) -> list[Route]:
-    return [
-        Route(path, partial(handler, state), methods=[method]) for path, method, handler in ROUTES
-    ]
 
 
 def default_key_file(store_path: str | None) -> str | None:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from fnagent.agent import Agent
 from fnagent.config import ServerConfig
@@ -57,6 +60,18 @@ class ServerState:
         """Call after every store write (once it committed): the cache is dropped."""
         self.writes += 1
         self.cache.clear()
+
+
+Handler = Callable[[ServerState, Request], Awaitable[Response]]
+"""A management route's handler: the server's state and the request."""
+
+
+def bind_routes(state: ServerState, table: Sequence[tuple[str, str, Handler]]) -> list[Route]:
+    """Starlette routes for a table of (path, method, handler), each handler bound to
+    ``state``."""
+    return [
+        Route(path, partial(handler, state), methods=[method]) for path, method, handler in table
+    ]
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
