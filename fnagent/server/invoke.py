@@ -232,12 +232,7 @@ class InvokeApp:
         except ClientGone:
             return
         except FnAgentError as exc:
-            allow = (
-                {"Allow": ", ".join(exc.allowed)}
-                if isinstance(exc, MethodNotAllowedError)
-                else None
-            )
-            await error_response_for(exc, allow)(scope, receive, send)
+            await error_response_for(exc)(scope, receive, send)
             return
         except Exception:
             logger.exception("unexpected error", extra={"path": scope["path"]})

@@ -44,8 +44,8 @@ from fnagent.errors import (
     UnauthorizedError,
     first_error,
 )
-from fnagent.server.invoke import ClientGone, Receive, Scope, Send, error_answer
-from fnagent.server.state import ServerState, bearer_matches
+from fnagent.server.invoke import ClientGone, Receive, Scope, Send
+from fnagent.server.state import ServerState, bearer_matches, error_response_for
 from fnagent.units import MIN_MEMORY_BYTES
 
 logger = logging.getLogger(__name__)
@@ -171,13 +171,13 @@ async def serve_run(state: ServerState, scope: Scope, receive: Receive, send: Se
     except ClientGone:
         return
     except FnAgentError as exc:
-        await _error(send, exc)
+        await error_response_for(exc)(scope, receive, send)
         return
     try:
         async with state.agent.reserved(request.memory_bytes, request.cpus_mcpus):
             await _run(driver, request, reader, pending, receive, send)
     except FnAgentError as exc:  # no room: nothing was sent yet
-        await _error(send, exc)
+        await error_response_for(exc)(scope, receive, send)
 
 
 async def _first_frame(receive: Receive, pending: list[tuple[bytes, bytes]]) -> Any:
@@ -293,11 +293,3 @@ async def _run(
     async with lock:
         body = runframes.json_frame(runframes.RESULT, result)
         await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _error(send: Send, error: FnAgentError) -> None:
-    headers, body = error_answer(error)
-    if isinstance(error, MethodNotAllowedError):
-        headers.append((b"allow", ", ".join(error.allowed).encode()))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

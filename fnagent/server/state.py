@@ -20,6 +20,7 @@ from fnagent.config import ServerConfig
 from fnagent.errors import (
     FnAgentError,
     InvalidInputError,
+    MethodNotAllowedError,
     RequestTooLargeError,
     TooManyRequestsError,
     UnauthorizedError,
@@ -88,13 +89,16 @@ def retry_after(exc: FnAgentError) -> str | None:
     return None
 
 
-def error_response_for(exc: FnAgentError, headers: dict[str, str] | None = None) -> Response:
+def error_response_for(exc: FnAgentError) -> Response:
     """The JSON answer for a raised error (its ``document()``); a 503 or 429 carries
-    Retry-After (``retry_after``)."""
+    Retry-After (``retry_after``), a 405 the route's methods in ``Allow``."""
+    headers: dict[str, str] = {}
     seconds = retry_after(exc)
     if seconds is not None:
-        headers = {"Retry-After": seconds, **(headers or {})}
-    return JSONResponse(exc.document(), status_code=exc.status, headers=headers)
+        headers["Retry-After"] = seconds
+    if isinstance(exc, MethodNotAllowedError):
+        headers["Allow"] = ", ".join(exc.allowed)
+    return JSONResponse(exc.document(), status_code=exc.status, headers=headers or None)
 
 
 def bearer_matches(headers: list[tuple[bytes, bytes]], tokens: tuple[bytes, ...]) -> bool:
