@@ -117,6 +117,7 @@ from fnagent.store.rows import (
     app_values,
     call_from_row,
     call_values,
+    calls_page_statement,
     fn_changes,
     fn_from_row,
     fn_values,
@@ -959,24 +960,11 @@ class PostgresStore(AsyncResource):
         limit = clamp_per_page(per_page)
         after = decode_cursor(cursor) if cursor else None
         where = where or CallFilter()
-        clauses: list[tuple[str, object]] = [("fn_id = %s", fn_id)]
-        if after is not None:
-            clauses.append(("id < %s", after))
-        if where.status is not None:
-            clauses.append(("status = %s", where.status))
-        if where.from_time is not None:
-            clauses.append(("created_at >= %s", ts(where.from_time)))
-        if where.to_time is not None:
-            clauses.append(("created_at <= %s", ts(where.to_time)))
-        sql = (
-            f"SELECT {CALL_COLUMNS} FROM calls WHERE "
-            + " AND ".join(clause for clause, _ in clauses)
-            + " ORDER BY id DESC LIMIT %s"
-        )
+        statement = calls_page_statement(fn_id, after, where, limit + 1, "%s")
 
         async def page(conn: Conn) -> tuple[list[CallRecord], str | None]:
             await _get_fn(conn, fn_id)
-            result = await conn.execute(sql, [value for _, value in clauses] + [limit + 1])
+            result = await conn.execute(*statement)
             rows = await result.fetchall()
             records = [call_from_row(row) for row in rows[:limit]]
             more = len(rows) > limit

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from fnagent.store.calls import CallRecord
+from fnagent.store.calls import CallFilter, CallRecord
 from fnagent.store.models import App, FnRecord, Trigger
 from fnagent.store.queue import QUEUED, QueuedCall
 from fnagent.store.secrets import Secret
@@ -139,6 +139,29 @@ def update_statement(
     placeholder ``mark`` (``?`` for sqlite3, ``%s`` for psycopg)."""
     sets = ", ".join(f"{column} = {mark}" for column in changes)
     return f"UPDATE {table} SET {sets} WHERE id = {mark}", (*changes.values(), row_id)
+
+
+def calls_page_statement(
+    fn_id: str, after: str | None, where: CallFilter, limit: int, mark: str
+) -> tuple[str, list[Any]]:
+    """``SELECT`` of one page of a fn's calls, newest first (by id), after the call id
+    ``after``, filtered by ``where``, at most ``limit`` rows; and its parameters, with the
+    backend's placeholder ``mark``."""
+    clauses: list[tuple[str, Any]] = [(f"fn_id = {mark}", fn_id)]
+    if after is not None:
+        clauses.append((f"id < {mark}", after))
+    if where.status is not None:
+        clauses.append((f"status = {mark}", where.status))
+    if where.from_time is not None:
+        clauses.append((f"created_at >= {mark}", ts(where.from_time)))
+    if where.to_time is not None:
+        clauses.append((f"created_at <= {mark}", ts(where.to_time)))
+    sql = (
+        f"SELECT {CALL_COLUMNS} FROM calls WHERE "
+        + " AND ".join(clause for clause, _ in clauses)
+        + f" ORDER BY id DESC LIMIT {mark}"
+    )
+    return sql, [value for _, value in clauses] + [limit]
 
 
 def app_changes(app: App) -> dict[str, Any]:

@@ -95,6 +95,7 @@ from fnagent.store.rows import (
     app_values,
     call_from_row,
     call_values,
+    calls_page_statement,
     fn_changes,
     fn_from_row,
     fn_values,
@@ -1035,21 +1036,8 @@ class SQLiteStore:
 
         def page(conn: sqlite3.Connection) -> tuple[list[CallRecord], str | None]:
             _check_fn(conn, fn_id)
-            clauses: list[tuple[str, object]] = [("fn_id = ?", fn_id)]
-            if after is not None:
-                clauses.append(("id < ?", after))
-            if where.status is not None:
-                clauses.append(("status = ?", where.status))
-            if where.from_time is not None:
-                clauses.append(("created_at >= ?", ts(where.from_time)))
-            if where.to_time is not None:
-                clauses.append(("created_at <= ?", ts(where.to_time)))
-            sql = (
-                f"SELECT {CALL_COLUMNS} FROM calls WHERE "
-                + " AND ".join(clause for clause, _ in clauses)
-                + " ORDER BY id DESC LIMIT ?"
-            )
-            rows = conn.execute(sql, [value for _, value in clauses] + [limit + 1]).fetchall()
+            sql, values = calls_page_statement(fn_id, after, where, limit + 1, "?")
+            rows = conn.execute(sql, values).fetchall()
             records = [call_from_row(row) for row in rows[:limit]]
             more = len(rows) > limit
             return records, encode_cursor(records[-1].id) if more else None
