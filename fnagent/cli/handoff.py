@@ -20,15 +20,14 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from fnagent.client import runframes
+from fnagent.client import DEFAULT_API_URL, runframes
+from fnagent.errors import EXIT_AGENT_FAILURE
 
-DEFAULT_API_URL = "http://127.0.0.1:8080"
 CONNECT_TIMEOUT_S = 1.0
 HEAD_TIMEOUT_S = 30.0
 """How long the agent may take to accept the run (it may evict to make room)."""
 READ_BYTES = 64 * 1024
 MAX_HEAD_BYTES = 64 * 1024
-EXIT_AGENT_FAILURE = 125
 
 
 class AgentGone(Exception):
