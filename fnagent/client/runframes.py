@@ -60,12 +60,13 @@ class FrameReader:
         self.max_payload = max_payload
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        """Add ``data``; return the frames now complete, in order. FrameError on a bad kind or
-        an oversized frame."""
+    def feed(self, data: bytes, max_frames: int | None = None) -> list[tuple[bytes, bytes]]:
+        """Add ``data``; return the frames now complete, in order, at most ``max_frames`` (the
+        rest stay buffered for the next call). FrameError on a bad kind or an oversized
+        frame."""
         self._buffer += data
         out: list[tuple[bytes, bytes]] = []
-        while len(self._buffer) >= HEADER_BYTES:
+        while len(self._buffer) >= HEADER_BYTES and (max_frames is None or len(out) < max_frames):
             kind = bytes(self._buffer[:1])
             if kind not in KINDS:
                 raise FrameError(f"unknown frame kind {kind!r}")

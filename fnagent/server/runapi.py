@@ -164,7 +164,7 @@ async def serve_run(state: ServerState, scope: Scope, receive: Receive, send: Se
         token = state.config.token
         if token and not bearer_matches(scope["headers"], (token.encode(),)):
             raise UnauthorizedError()
-        request = run_request(await _first_frame(receive, pending), state.agent.config)
+        request = run_request(await _first_frame(receive, reader, pending), state.agent.config)
         driver = state.agent.driver
         if not isinstance(driver, DockerDriver):
             raise NotFoundError("one-off runs need the Docker driver")
@@ -180,24 +180,28 @@ async def serve_run(state: ServerState, scope: Scope, receive: Receive, send: Se
         await error_response_for(exc)(scope, receive, send)
 
 
-async def _first_frame(receive: Receive, pending: list[tuple[bytes, bytes]]) -> Any:
-    """The ``REQUEST`` frame's JSON; frames that came with it are left in ``pending``."""
-    reader = runframes.FrameReader(runframes.MAX_REQUEST_BYTES)
+async def _first_frame(
+    receive: Receive, reader: runframes.FrameReader, pending: list[tuple[bytes, bytes]]
+) -> Any:
+    """The ``REQUEST`` frame's JSON, read with ``reader`` held to MAX_REQUEST_BYTES; then the
+    reader takes frames up to MAX_PAYLOAD_BYTES, and the whole ones that came with the run
+    are left in ``pending`` (stdin may come in the same body chunk)."""
+    reader.max_payload = runframes.MAX_REQUEST_BYTES
     while True:
         message = await receive()
         if message["type"] != "http.request":
             raise ClientGone()
         try:
-            frames = reader.feed(message.get("body", b""))
+            frames = reader.feed(message.get("body", b""), max_frames=1)
+            if frames:
+                reader.max_payload = runframes.MAX_PAYLOAD_BYTES
+                pending.extend(reader.feed(b""))
         except runframes.FrameError as exc:
             raise InvalidInputError(f"bad run request: {exc}") from None
         if frames:
-            (kind, payload), *rest = frames
+            ((kind, payload),) = frames
             if kind != runframes.REQUEST:
                 raise InvalidInputError("bad run request: it must start with the run")
-            pending.extend(rest)
-            if reader.pending:
-                raise InvalidInputError("bad run request: send stdin after the run frame")
             try:
                 return json.loads(payload)
             except ValueError:

@@ -137,6 +137,23 @@ GOOD_BODY = runframes.json_frame(runframes.REQUEST, good())
         ("POST", b"R\x00\x00", [], {}, 400, "ended before the run"),
         ("POST", runframes.json_frame(runframes.REQUEST, {}), [], {}, 400, "image"),
         ("POST", GOOD_BODY, [], {}, 404, "need the Docker driver"),
+        # Stdin cut mid-frame in the run's own body chunk is stdin, not a broken request.
+        (
+            "POST",
+            GOOD_BODY + runframes.frame(runframes.STDIN, b"abc")[:6],
+            [],
+            {},
+            404,
+            "need the Docker driver",
+        ),
+        (
+            "POST",
+            runframes.frame(runframes.REQUEST, b"x" * (runframes.MAX_REQUEST_BYTES + 1)),
+            [],
+            {},
+            400,
+            "over the",
+        ),
         (
             "POST",
             GOOD_BODY,
