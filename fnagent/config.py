@@ -88,6 +88,11 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_DB_MAX_CONNECTIONS = 10
 DEFAULT_DB_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_DB_STATEMENT_TIMEOUT_S = 5.0
+# A SQLite store's commits (FN_DB_SYNC): "normal" is durable through a killed process (the
+# WAL is written before a commit returns), "full" also through a power cut (it waits for the
+# disk at every commit).
+DB_SYNC_MODES = ("normal", "full")
+DEFAULT_DB_SYNC = "normal"
 KEEPALIVE_POLICIES = ("adaptive", "fixed")
 
 
@@ -343,6 +348,16 @@ def _freezer_mode(environ: Mapping[str, str]) -> FreezerMode:
         raise InvalidInputError(f"FN_FREEZER must be {choices}, got {text!r}") from None
 
 
+def _db_sync(environ: Mapping[str, str]) -> str:
+    text = environ.get("FN_DB_SYNC", "").strip().lower()
+    if not text:
+        return DEFAULT_DB_SYNC
+    if text not in DB_SYNC_MODES:
+        choices = " or ".join(DB_SYNC_MODES)
+        raise InvalidInputError(f"FN_DB_SYNC must be {choices}, got {text!r}")
+    return text
+
+
 DEFAULT_DETACHED_CONCURRENCY = 8
 DEFAULT_DETACHED_MAX_ATTEMPTS = 5
 DEFAULT_DETACHED_BACKOFF_MS = 1000
@@ -484,6 +499,8 @@ class ServerConfig:
     """FN_DB_CONNECT_TIMEOUT_MSECS: to connect, or to wait for a connection of the pool."""
     db_statement_timeout_s: float = DEFAULT_DB_STATEMENT_TIMEOUT_S
     """FN_DB_STATEMENT_TIMEOUT_MSECS: PostgreSQL cancels a statement running longer."""
+    db_sync: str = DEFAULT_DB_SYNC
+    """FN_DB_SYNC: a SQLite store's synchronous mode, one of DB_SYNC_MODES."""
     log_level: str = "INFO"
     """FNAGENT_LOG_LEVEL."""
     detached: DetachedConfig = field(default_factory=DetachedConfig)
@@ -496,7 +513,7 @@ class ServerConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerConfig:
         """FN_PORT, FN_DB_URL (and FN_DB_MAX_CONNECTIONS, FN_DB_CONNECT_TIMEOUT_MSECS,
-        FN_DB_STATEMENT_TIMEOUT_MSECS), FN_MAX_REQUEST_SIZE, FN_TOKEN (or FN_TOKEN_FILE),
+        FN_DB_STATEMENT_TIMEOUT_MSECS; FN_DB_SYNC for SQLite), FN_MAX_REQUEST_SIZE, FN_TOKEN (or FN_TOKEN_FILE),
         FN_INVOKE_REQUIRES_TOKEN, FN_INVOKE_TOKEN, the input bounds FN_MAX_API_BODY_SIZE,
         FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS, FN_SECRETS_KEY_FILE,
         FNAGENT_LOG_LEVEL, DetachedConfig's and the call records' (RecordsConfig); unset ones
@@ -525,6 +542,7 @@ class ServerConfig:
                 minimum=1,
             )
             / 1000,
+            db_sync=_db_sync(environ),
             max_request_bytes=env_size(environ, "FN_MAX_REQUEST_SIZE", DEFAULT_MAX_REQUEST_BYTES),
             max_api_body_bytes=env_size(
                 environ, "FN_MAX_API_BODY_SIZE", DEFAULT_MAX_API_BODY_BYTES, minimum=1

@@ -61,6 +61,7 @@ def make_store(server_config: ServerConfig, url: str) -> SQLiteStore | PostgresS
         max_connections=server_config.db_max_connections,
         connect_timeout_s=server_config.db_connect_timeout_s,
         statement_timeout_s=server_config.db_statement_timeout_s,
+        sqlite_sync=server_config.db_sync,
     )
 
 

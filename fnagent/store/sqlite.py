@@ -10,9 +10,15 @@ same state even against another process). ``run_sync`` is not abandoned on cance
 cancelled request waits for its transaction to commit or roll back, so the connection is never
 handed on in the middle of one.
 
-Durability: WAL mode with the default ``synchronous=FULL``, foreign keys on (deleting an app or
-fn cascades, in the same transaction). A failed statement rolls its transaction back and
-raises ``StorageError`` from the sqlite3 error; committed data is untouched.
+Durability: WAL mode, foreign keys on (deleting an app or fn cascades, in the same
+transaction). ``synchronous`` (FN_DB_SYNC) is ``normal`` by default: a commit has written the
+WAL when it returns, so it survives a killed process (SIGKILL, OOM, a crash), not a power cut
+or a kernel crash, which may lose the last commits (never corrupt the file); ``full`` waits for
+the disk at every commit (an fsync: milliseconds, tens at the tail on a busy disk) and survives
+those too. Commits never checkpoint (``wal_autocheckpoint`` off): the ``_Checkpointer`` thread
+copies the WAL into the database beside them, so no commit waits for a checkpoint's fsyncs. A
+failed statement rolls its transaction back and raises ``StorageError`` from the sqlite3
+error; committed data is untouched.
 
 Schema: ``schema_version`` holds the version; ``MIGRATIONS`` is applied in order, each in its
 own transaction, on ``open()``. To change the schema, append a ``Migration(2, ...)`` (see the
@@ -34,6 +40,7 @@ from typing import Any, Self, TypeVar
 import anyio
 import anyio.to_thread
 
+from fnagent.config import DB_SYNC_MODES, DEFAULT_DB_SYNC
 from fnagent.errors import (
     ClosedError,
     ConflictError,
@@ -125,6 +132,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_BUSY_TIMEOUT_S = 5.0
+DEFAULT_CHECKPOINT_INTERVAL_S = 1.0
+DEFAULT_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 SUPPORTED_URLS = (
     "sqlite3:///absolute/path.db, sqlite3://relative/path.db, sqlite3://:memory: or "
     f"{POSTGRES_URL_FORM}"
@@ -321,8 +330,15 @@ class SQLiteStore:
         clock: Callable[[], datetime] = utcnow,
         migrations: Sequence[Migration] = MIGRATIONS,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        synchronous: str = DEFAULT_DB_SYNC,
+        checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
+        wal_limit_bytes: int = DEFAULT_WAL_LIMIT_BYTES,
     ) -> None:
+        if synchronous not in DB_SYNC_MODES:
+            choices = " or ".join(DB_SYNC_MODES)
+            raise InvalidInputError(f"synchronous must be {choices}, got {synchronous!r}")
         self.path = os.fspath(path)
+        self.synchronous = synchronous
         self._clock = clock
         self._migrations = tuple(migrations)
         self._latest = latest_version(self._migrations)
@@ -330,6 +346,19 @@ class SQLiteStore:
         self._limiter = anyio.CapacityLimiter(1)
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        # A file of our own naming has a WAL beside it to checkpoint; ":memory:" has none,
+        # and a "file:" URI keeps SQLite's own checkpoints.
+        self._checkpointer = (
+            None
+            if self.path == ":memory:" or self.path.startswith("file:")
+            else _Checkpointer(
+                self.path,
+                synchronous=synchronous,
+                interval_s=checkpoint_interval_s,
+                limit_bytes=wal_limit_bytes,
+                busy_timeout_s=busy_timeout_s,
+            )
+        )
         # Guards _conn between the event loop (aclose) and the worker thread.
         self._lock = threading.Lock()
         # Group commit of enqueue_call: the calls waiting for the next transaction, and
@@ -356,7 +385,12 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._conn else "new"
-        return f"<SQLiteStore {self.path!r} {state}>"
+        return f"<SQLiteStore {self.path!r} {state} synchronous={self.synchronous}>"
+
+    @property
+    def checkpoints(self) -> int:
+        """Checkpoints the checkpointer ran (0 for a store without one)."""
+        return 0 if self._checkpointer is None else self._checkpointer.checkpoints
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -372,6 +406,8 @@ class SQLiteStore:
             closed, opened = self._closed, self._conn is not None
             if not (closed or opened):
                 self._conn = conn
+                if self._checkpointer is not None:
+                    self._checkpointer.start()
         if closed or opened:
             # aclose() ran while we connected, or a concurrent open() won.
             await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
@@ -386,6 +422,9 @@ class SQLiteStore:
             conn, self._conn = self._conn, None
         if conn is not None:
             with anyio.CancelScope(shield=True):
+                if self._checkpointer is not None:
+                    await anyio.to_thread.run_sync(self._checkpointer.stop)
+                # The last connection to close checkpoints the rest and removes the WAL.
                 await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
 
     async def __aenter__(self) -> Self:
@@ -417,6 +456,9 @@ class SQLiteStore:
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            if self._checkpointer is not None:
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
             conn.execute("PRAGMA foreign_keys = ON")
             self._migrate(conn)
         except BaseException as exc:
@@ -465,7 +507,10 @@ class SQLiteStore:
             raise ClosedError("store used after aclose()")
         try:
             with _transaction(conn, write=write):
-                return op(conn)
+                result = op(conn)
+            if write and self._checkpointer is not None:
+                self._checkpointer.wrote()
+            return result
         except sqlite3.IntegrityError as exc:
             raise _conflict(exc) from exc
         except sqlite3.Error as exc:
@@ -1097,6 +1142,83 @@ class _Enqueued:
         self.turn = anyio.Event()
         self.written = False
         self.error: FnAgentError | None = None
+
+
+class _Checkpointer:
+    """Copies the WAL into the database file beside the store's commits, in a thread and a
+    connection of its own, so that no commit waits for a checkpoint (the store's connection
+    has ``wal_autocheckpoint`` off; SQLite's own would run one inside the commit that
+    crosses 1000 pages, with two fsyncs, whatever ``synchronous`` says).
+
+    At most every ``interval_s``, after writes: a PASSIVE checkpoint, which takes no lock a
+    writer waits for. The WAL restarts from its beginning only once a checkpoint has caught
+    up with it, which writes that never pause keep from happening; a WAL still larger than
+    ``limit_bytes`` after a passive checkpoint gets a TRUNCATE one, which makes writers wait
+    while it runs: a rare stall that bounds the file. ``start`` once; ``stop`` (blocking)
+    waits for a checkpoint under way."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str,
+        interval_s: float,
+        limit_bytes: int,
+        busy_timeout_s: float,
+    ) -> None:
+        self.path = path
+        self.wal_path = path + "-wal"
+        self.synchronous = synchronous
+        self.interval_s = interval_s
+        self.limit_bytes = limit_bytes
+        self.busy_timeout_s = busy_timeout_s
+        self.checkpoints = 0
+        self._dirty = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sqlite-checkpointer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wrote(self) -> None:
+        """A write committed (any thread): checkpoint at the next interval."""
+        self._dirty.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._dirty.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_s, isolation_level=None
+            )
+        except sqlite3.Error:
+            logger.warning("store checkpointer cannot open the file", exc_info=True)
+            return
+        try:
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            while not self._stopping.is_set():
+                self._dirty.wait()
+                if self._stopping.wait(self.interval_s):
+                    break
+                self._dirty.clear()
+                try:
+                    self._checkpoint(conn)
+                except (OSError, sqlite3.Error):
+                    logger.warning("store checkpoint failed", exc_info=True)
+        finally:
+            conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        _busy, wal_frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.checkpoints += 1
+        if copied < wal_frames:  # writes came meanwhile: their frames next time
+            self._dirty.set()
+        if os.path.getsize(self.wal_path) > self.limit_bytes:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
 
 # --- synchronous helpers, run in the store's thread ------------------------------------------

@@ -71,6 +71,8 @@ def test_agent_settings_refuse_bad_values_by_name(name: str, text: str, message:
         ("FN_CALL_RETENTION_COUNT", "lots", "FN_CALL_RETENTION_COUNT='lots' is not a whole"),
         ("FN_CALL_RETENTION_S", "7d", "FN_CALL_RETENTION_S='7d' is not a whole number"),
         ("FN_CALL_RETENTION_S", "0", "FN_CALL_RETENTION_S=0: must be positive"),
+        ("FN_DB_SYNC", "off", "FN_DB_SYNC must be normal or full, got 'off'"),
+        ("FN_DB_SYNC", "1", "FN_DB_SYNC must be normal or full, got '1'"),
     ],
 )
 def test_server_settings_refuse_bad_values_by_name(name: str, text: str, message: str) -> None:
@@ -105,6 +107,12 @@ def test_unset_and_empty_settings_keep_their_defaults() -> None:
     defaults = AgentConfig(instance_id="x")
     assert dataclasses.replace(AgentConfig.from_env(blank), instance_id="x") == defaults
     assert ServerConfig.from_env({"FN_PORT": " ", "FN_TOKEN": ""}) == ServerConfig()
+
+
+def test_db_sync_setting_picks_sqlites_synchronous_mode() -> None:
+    assert ServerConfig.from_env({}).db_sync == "normal"
+    assert ServerConfig.from_env({"FN_DB_SYNC": " FULL "}).db_sync == "full"
+    assert ServerConfig.from_env({"FN_DB_SYNC": "normal"}).db_sync == "normal"
 
 
 def test_freezer_setting_picks_the_way_containers_are_frozen() -> None:

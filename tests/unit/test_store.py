@@ -5,7 +5,11 @@ test_store_conformance.py)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from fnagent.testing.store_conformance import (
     app_body,
     app_fn_trigger,
     case_cancelled_calls_leave_the_store_usable,
+    queued_call,
 )
 
 pytestmark = pytest.mark.anyio
@@ -164,3 +169,81 @@ async def test_concurrent_enqueues_share_commits(store: SQLiteStore) -> None:
             tg.start_soon(store.enqueue_call, queued_call(f"c{i}"))
     assert await store.count_queued() == 16
     assert transactions <= 3 + 1  # the first alone, then the rest in one or two; + the count
+
+
+# --- durability: the synchronous mode and checkpoints ------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "level"), [("normal", 1), ("full", 2)])
+async def test_the_synchronous_mode_is_the_stores_setting(
+    tmp_path: Path, mode: str, level: int
+) -> None:
+    async with SQLiteStore(tmp_path / "fn.db", synchronous=mode) as store:
+        read = await store._run(
+            lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0], write=False
+        )
+    assert read == level
+
+
+def test_the_synchronous_mode_is_normal_unless_asked_and_nothing_else() -> None:
+    assert SQLiteStore(":memory:").synchronous == "normal"
+    assert SQLiteStore.from_url("sqlite3://x.db", synchronous="full").synchronous == "full"
+    with pytest.raises(InvalidInputError, match="synchronous must be normal or full, got 'off'"):
+        SQLiteStore(":memory:", synchronous="off")
+
+
+async def test_commits_never_checkpoint_the_checkpointer_does(tmp_path: Path) -> None:
+    """A commit never copies the WAL into the database (that waits for the disk twice, on
+    the 202's path); the store's checkpointer does it beside the writes, and truncates a WAL
+    grown past its bound."""
+    path = tmp_path / "fn.db"
+    wal = tmp_path / "fn.db-wal"
+    async with SQLiteStore(path, checkpoint_interval_s=0.01, wal_limit_bytes=64 * 1024) as store:
+        autocheckpoint = await store._run(
+            lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0], write=False
+        )
+        assert autocheckpoint == 0
+        for i in range(40):
+            await store.enqueue_call(queued_call(f"c{i:02}", body=b"x" * 8192))
+        with anyio.fail_after(10):
+            while store.checkpoints == 0 or wal.stat().st_size > 64 * 1024:
+                await anyio.sleep(0.01)
+        assert await store.count_queued() == 40
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM detached_calls").fetchone()[0] == 40
+
+
+_ENQUEUE_THEN_DIE = """
+import os, signal, sys
+import anyio
+from fnagent.store import SQLiteStore
+from fnagent.testing.store_conformance import queued_call
+
+async def main() -> None:
+    store = SQLiteStore(sys.argv[1], synchronous="normal", checkpoint_interval_s=3600)
+    await store.open()
+    async with anyio.create_task_group() as tg:
+        for i in range(24):
+            tg.start_soon(store.enqueue_call, queued_call(f"c{i:02}"))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+anyio.run(main)
+"""
+
+
+def test_an_enqueued_call_survives_a_killed_process_with_synchronous_normal(
+    tmp_path: Path,
+) -> None:
+    """The guarantee behind the 202: once enqueue_call returns, SIGKILL loses nothing (the
+    WAL holds the commit; no checkpoint ran)."""
+    path = tmp_path / "fn.db"
+    done = subprocess.run(
+        [sys.executable, "-c", _ENQUEUE_THEN_DIE, str(path)],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        timeout=60,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    assert (tmp_path / "fn.db-wal").stat().st_size > 0  # the calls are in the WAL only
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM detached_calls").fetchone()[0] == 24
