@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from fnagent.config import DB_SYNC_MODES, DEFAULT_DB_SYNC
@@ -500,11 +501,35 @@ class SQLiteStore:
             raise ClosedError("store used after aclose()" if self._closed else "store not open")
         return await anyio.to_thread.run_sync(self._run_sync, op, write, limiter=self._limiter)
 
-    def _run_sync(self, op: Callable[[sqlite3.Connection], T], write: bool) -> T:
+    async def _write_here(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """``op`` as a write transaction on the event loop's own thread when its commit does
+        not wait for the disk (synchronous=normal, no checkpoint in a commit): a short
+        insert costs less there than the two thread hops around it, which on a busy machine
+        each wait for a CPU. It never waits for SQLite's lock on the loop: when another
+        connection holds the file's write lock (another store on the file, the
+        checkpointer's truncation), it runs in the store's thread as any write does."""
+        if self.synchronous != "normal" or self._checkpointer is None:
+            return await self._run(op, write=True)
+        if self._conn is None:
+            raise ClosedError("store used after aclose()" if self._closed else "store not open")
+        async with self._limiter:
+            try:
+                return self._run_sync(op, True, wait_busy=False)
+            except _Busy:
+                pass
+        return await self._run(op, write=True)
+
+    def _run_sync(
+        self, op: Callable[[sqlite3.Connection], T], write: bool, *, wait_busy: bool = True
+    ) -> T:
+        """``op`` in one transaction; ``wait_busy=False`` raises _Busy at once where SQLite
+        would wait for another connection's lock (rolled back: nothing written)."""
         with self._lock:
             conn = self._conn
         if conn is None:  # closed while this call waited for the limiter
             raise ClosedError("store used after aclose()")
+        if not wait_busy:
+            conn.execute("PRAGMA busy_timeout = 0")
         try:
             with _transaction(conn, write=write):
                 result = op(conn)
@@ -514,9 +539,14 @@ class SQLiteStore:
         except sqlite3.IntegrityError as exc:
             raise _conflict(exc) from exc
         except sqlite3.Error as exc:
+            if not wait_busy and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                raise _Busy() from exc
             code = getattr(exc, "sqlite_errorname", "")
             detail = f"{exc} ({code})" if code else str(exc)
             raise StorageError(f"storage failure: {detail}") from exc
+        finally:
+            if not wait_busy:
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
 
     def _now(self) -> datetime:
         return self._clock().astimezone(UTC)
@@ -857,11 +887,14 @@ class SQLiteStore:
     # --- detached calls -------------------------------------------------------------------
 
     async def enqueue_call(self, call: QueuedCall) -> None:
-        """Store ``call`` as queued; returns once committed (synchronous=FULL: on disk).
+        """Store ``call`` as queued; returns once committed (synchronous=normal: in the WAL,
+        which a killed process keeps; full: on disk). With normal the transaction runs on the
+        event loop's thread (see _write_here).
 
-        Group commit: calls that arrive while a batch is being written wait and go together
-        in the next transaction, written by the first of them, so concurrent enqueues share
-        one commit instead of queueing for one each. Shielded from cancellation: a caller
+        Group commit: calls that arrive while a batch is being written (or in the same turn
+        of the event loop) wait and go together in the next transaction, written by the
+        first of them, so concurrent enqueues share one commit instead of queueing for one
+        each. Shielded from cancellation: a caller
         that goes away while its call is written still leaves it written (and the batch it
         leads still gets written for the others)."""
         entry = _Enqueued(call)
@@ -878,6 +911,8 @@ class SQLiteStore:
         """Write every waiting call in one transaction, then wake them, and hand the
         writer's role to the first call that came meanwhile."""
         self._enqueue_writing = True
+        # The calls whose requests are ready in this turn of the loop join this batch.
+        await anyio.lowlevel.checkpoint()
         batch, self._enqueue_waiting = self._enqueue_waiting, []
         rows = [queued_call_values(entry.call) for entry in batch]
 
@@ -889,7 +924,7 @@ class SQLiteStore:
 
         error: FnAgentError | None = None
         try:
-            await self._run(insert, write=True)
+            await self._write_here(insert)
         except FnAgentError as exc:
             error = exc
         finally:
@@ -1144,6 +1179,10 @@ class _Enqueued:
         self.error: FnAgentError | None = None
 
 
+class _Busy(Exception):
+    """Another connection holds the lock a transaction needs (see SQLiteStore._write_here)."""
+
+
 class _Checkpointer:
     """Copies the WAL into the database file beside the store's commits, in a thread and a
     connection of its own, so that no commit waits for a checkpoint (the store's connection
@@ -1192,9 +1231,7 @@ class _Checkpointer:
 
     def _loop(self) -> None:
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout_s, isolation_level=None
-            )
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
         except sqlite3.Error:
             logger.warning("store checkpointer cannot open the file", exc_info=True)
             return

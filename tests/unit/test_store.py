@@ -247,3 +247,54 @@ def test_an_enqueued_call_survives_a_killed_process_with_synchronous_normal(
     assert (tmp_path / "fn.db-wal").stat().st_size > 0  # the calls are in the WAL only
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM detached_calls").fetchone()[0] == 24
+
+
+@pytest.mark.parametrize(("mode", "threaded"), [("normal", False), ("full", True)])
+async def test_enqueues_commit_on_the_event_loop_only_when_the_commit_skips_the_disk(
+    tmp_path: Path, mode: str, threaded: bool
+) -> None:
+    """With synchronous=normal a commit is a write to the WAL: cheaper on the event loop than
+    two thread hops; with full it waits for the disk, so it stays in the store's thread."""
+    async with SQLiteStore(tmp_path / "fn.db", synchronous=mode) as store:
+        in_thread = 0
+        run = store._run
+
+        async def counting(op: Any, *, write: bool) -> Any:
+            nonlocal in_thread
+            in_thread += 1
+            return await run(op, write=write)
+
+        store._run = counting  # type: ignore[method-assign]
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(store.enqueue_call, queued_call(f"c{i}"))
+        assert (in_thread > 0) is threaded
+        store._run = run  # type: ignore[method-assign]
+        assert await store.count_queued() == 8
+
+
+async def test_an_enqueue_never_waits_for_sqlites_lock_on_the_event_loop(tmp_path: Path) -> None:
+    """Another connection holding the file's write lock: the enqueue waits for it in the
+    store's thread while the event loop goes on, and commits once it is free."""
+    path = tmp_path / "fn.db"
+    async with SQLiteStore(path) as store:
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            written = anyio.Event()
+
+            async def enqueue() -> None:
+                await store.enqueue_call(queued_call("c1"))
+                written.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(enqueue)
+                for _ in range(5):  # the loop runs while the enqueue waits
+                    await anyio.sleep(0.01)
+                assert not written.is_set()
+                other.execute("COMMIT")
+                with anyio.fail_after(10):
+                    await written.wait()
+        finally:
+            other.close()
+        assert await store.count_queued() == 1
