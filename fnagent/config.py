@@ -514,10 +514,10 @@ class ServerConfig:
     def from_env(cls, environ: Mapping[str, str]) -> ServerConfig:
         """FN_PORT, FN_DB_URL (and FN_DB_MAX_CONNECTIONS, FN_DB_CONNECT_TIMEOUT_MSECS,
         FN_DB_STATEMENT_TIMEOUT_MSECS; FN_DB_SYNC for SQLite), FN_MAX_REQUEST_SIZE, FN_TOKEN
-        (or FN_TOKEN_FILE), FN_INVOKE_REQUIRES_TOKEN, FN_INVOKE_TOKEN, the input bounds FN_MAX_API_BODY_SIZE,
-        FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS, FN_SECRETS_KEY_FILE,
-        FNAGENT_LOG_LEVEL, DetachedConfig's and the call records' (RecordsConfig); unset ones
-        keep their defaults."""
+        (or FN_TOKEN_FILE), FN_INVOKE_REQUIRES_TOKEN, FN_INVOKE_TOKEN, the input bounds
+        FN_MAX_API_BODY_SIZE, FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS,
+        FN_SECRETS_KEY_FILE, FNAGENT_LOG_LEVEL, DetachedConfig's and the call records'
+        (RecordsConfig); unset ones keep their defaults."""
         token = environ.get("FN_TOKEN") or None
         token_file = environ.get("FN_TOKEN_FILE")
         if token is None and token_file:
