@@ -57,6 +57,8 @@ class PostgresServer:
 
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fnagent-pg-")))
     port: int = field(default_factory=_free_port)
+    durable: bool = False
+    """Keep PostgreSQL's own fsync and synchronous_commit (on), for benchmarks of commits."""
 
     @property
     def data(self) -> Path:
@@ -100,12 +102,12 @@ class PostgresServer:
         return self
 
     def start(self) -> PostgresServer:
-        # Durability is not under test: fsync off keeps CREATE DATABASE per test cheap.
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=200"
         )
+        if not self.durable:  # not under test: fsync off keeps CREATE DATABASE per test cheap
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "start")
         wait_for(self.answers, f"PostgreSQL on port {self.port} (log: {self.log})", timeout_s=60)
         return self

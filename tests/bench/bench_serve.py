@@ -141,10 +141,10 @@ def _raw_baseline() -> list[float]:
 
 
 def start_server(
-    work: Path, extra_env: dict[str, str] | None = None
+    work: Path, extra_env: dict[str, str] | None = None, db_url: str | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """``fnagent serve`` on a free port with its store and sockets under ``work``, once it
-    answers; its output goes to ``work``/serve.log."""
+    """``fnagent serve`` on a free port with its store (a SQLite file unless ``db_url``) and
+    sockets under ``work``, once it answers; its output goes to ``work``/serve.log."""
     port = _free_port()
     env = {
         **os.environ,
@@ -163,7 +163,7 @@ def start_server(
                 "--port",
                 str(port),
                 "--db-url",
-                f"sqlite3://{work / 'fn.db'}",
+                db_url or f"sqlite3://{work / 'fn.db'}",
             ],
             env=env,
             stdout=log,
