@@ -65,7 +65,9 @@ def _measure(
     work: Path, duration_s: float, db_url: str | None
 ) -> tuple[dict[str, float], dict[str, float]]:
     """wrk's figures for the 202s, then for ``GET /`` on the same server."""
-    server, port = start_server(work, db_url=db_url)
+    # A PostgreSQL store keeps no key file beside it: this run's own.
+    key_env = {"FN_SECRETS_KEY_FILE": str(work / "secrets-key")} if db_url else None
+    server, port = start_server(work, key_env, db_url=db_url)
     try:
         app = _request(port, "POST", "/v2/apps", {"name": "bench"})
         fn = _request(
