@@ -5,12 +5,13 @@ test_store_conformance.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,22 +154,29 @@ async def test_unreadable_files_are_storage_errors(tmp_path: Path) -> None:
 
 async def test_concurrent_enqueues_share_commits(store: SQLiteStore) -> None:
     """Group commit: calls enqueued while a batch is written go together in the next one."""
-    from fnagent.testing.store_conformance import queued_call
+    with threaded_transactions(store) as transactions:
+        async with anyio.create_task_group() as tg:
+            for i in range(16):
+                tg.start_soon(store.enqueue_call, queued_call(f"c{i}"))
+    assert await store.count_queued() == 16
+    assert transactions[0] <= 3  # the first alone, then the rest in one or two
 
-    transactions = 0
+
+@contextlib.contextmanager
+def threaded_transactions(store: SQLiteStore) -> Iterator[list[int]]:
+    """``[n]``: how many transactions the store ran in its thread while this was open."""
+    counted = [0]
     run = store._run
 
     async def counting(op: Any, *, write: bool) -> Any:
-        nonlocal transactions
-        transactions += 1
+        counted[0] += 1
         return await run(op, write=write)
 
     store._run = counting  # type: ignore[method-assign]
-    async with anyio.create_task_group() as tg:
-        for i in range(16):
-            tg.start_soon(store.enqueue_call, queued_call(f"c{i}"))
-    assert await store.count_queued() == 16
-    assert transactions <= 3 + 1  # the first alone, then the rest in one or two; + the count
+    try:
+        yield counted
+    finally:
+        store._run = run  # type: ignore[method-assign]
 
 
 # --- durability: the synchronous mode and checkpoints ------------------------------------
@@ -256,20 +264,11 @@ async def test_enqueues_commit_on_the_event_loop_only_when_the_commit_skips_the_
     """With synchronous=normal a commit is a write to the WAL: cheaper on the event loop than
     two thread hops; with full it waits for the disk, so it stays in the store's thread."""
     async with SQLiteStore(tmp_path / "fn.db", synchronous=mode) as store:
-        in_thread = 0
-        run = store._run
-
-        async def counting(op: Any, *, write: bool) -> Any:
-            nonlocal in_thread
-            in_thread += 1
-            return await run(op, write=write)
-
-        store._run = counting  # type: ignore[method-assign]
-        async with anyio.create_task_group() as tg:
-            for i in range(8):
-                tg.start_soon(store.enqueue_call, queued_call(f"c{i}"))
-        assert (in_thread > 0) is threaded
-        store._run = run  # type: ignore[method-assign]
+        with threaded_transactions(store) as transactions:
+            async with anyio.create_task_group() as tg:
+                for i in range(8):
+                    tg.start_soon(store.enqueue_call, queued_call(f"c{i}"))
+        assert (transactions[0] > 0) is threaded
         assert await store.count_queued() == 8
 
 
