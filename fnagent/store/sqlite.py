@@ -504,10 +504,13 @@ class SQLiteStore:
     async def _write_here(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """``op`` as a write transaction on the event loop's own thread when its commit does
         not wait for the disk (synchronous=normal, no checkpoint in a commit): a short
-        insert costs less there than the two thread hops around it, which on a busy machine
-        each wait for a CPU. It never waits for SQLite's lock on the loop: when another
-        connection holds the file's write lock (another store on the file, the
-        checkpointer's truncation), it runs in the store's thread as any write does."""
+        write costs less there than the two thread hops around it, which on a busy machine
+        each wait for a CPU, holding the connection meanwhile. For the queue's small writes
+        only (enqueue, renew, requeue, finish, release: a few rows, no bodies read);
+        anything that may be large stays in the thread. It never waits for SQLite's lock on
+        the loop: when another connection holds the file's write lock (another store on the
+        file, the checkpointer's truncation), it runs in the store's thread as any write
+        does."""
         if self.synchronous != "normal" or self._checkpointer is None:
             return await self._run(op, write=True)
         if self._conn is None:
@@ -986,7 +989,7 @@ class SQLiteStore:
                     held.add(call_id)
             return held
 
-        return await self._run(renew, write=True)
+        return await self._write_here(renew)
 
     async def requeue_call(
         self, call_id: str, *, owner: str, not_before: float, error: str | None
@@ -1002,7 +1005,7 @@ class SQLiteStore:
             )
             return cursor.rowcount > 0
 
-        return await self._run(requeue, write=True)
+        return await self._write_here(requeue)
 
     async def finish_call(
         self,
@@ -1027,7 +1030,7 @@ class SQLiteStore:
             )
             return cursor.rowcount > 0
 
-        return await self._run(finish, write=True)
+        return await self._write_here(finish)
 
     async def release_leases(self, owner: str, *, now: float) -> int:
         """Every call ``owner`` runs goes back to queued, due ``now``."""
@@ -1040,7 +1043,7 @@ class SQLiteStore:
             )
             return cursor.rowcount
 
-        return await self._run(release, write=True)
+        return await self._write_here(release)
 
     async def get_queued_call(self, call_id: str) -> QueuedCall:
         """404 "Call not found"."""

@@ -24,6 +24,7 @@ from fnagent.store import (
     SQLiteStore,
     StorageError,
 )
+from fnagent.store.queue import SUCCESS
 from fnagent.store.sqlite import MIGRATIONS
 from fnagent.testing.store_conformance import (
     FakeClock,
@@ -257,19 +258,30 @@ def test_an_enqueued_call_survives_a_killed_process_with_synchronous_normal(
         assert conn.execute("SELECT count(*) FROM detached_calls").fetchone()[0] == 24
 
 
-@pytest.mark.parametrize(("mode", "threaded"), [("normal", False), ("full", True)])
-async def test_enqueues_commit_on_the_event_loop_only_when_the_commit_skips_the_disk(
-    tmp_path: Path, mode: str, threaded: bool
+@pytest.mark.parametrize(("mode", "in_thread"), [("normal", 1), ("full", 6)])
+async def test_the_queues_small_writes_commit_on_the_event_loop_only_when_commits_skip_the_disk(
+    tmp_path: Path, mode: str, in_thread: int
 ) -> None:
     """With synchronous=normal a commit is a write to the WAL: cheaper on the event loop than
-    two thread hops; with full it waits for the disk, so it stays in the store's thread."""
+    two thread hops, so the queue's small writes run there (a lease, which reads the calls'
+    bodies, stays in the thread); with full a commit waits for the disk: all in the thread."""
     async with SQLiteStore(tmp_path / "fn.db", synchronous=mode) as store:
         with threaded_transactions(store) as transactions:
             async with anyio.create_task_group() as tg:
                 for i in range(8):
                     tg.start_soon(store.enqueue_call, queued_call(f"c{i}"))
-        assert (transactions[0] > 0) is threaded
-        assert await store.count_queued() == 8
+            first, second, third = await store.lease_calls(
+                owner="a", limit=3, now=2000.0, lease_s=30
+            )
+            ids = [first.id, second.id, third.id]
+            assert await store.renew_leases(owner="a", call_ids=ids, now=2001.0, lease_s=30)
+            assert await store.finish_call(
+                first.id, owner="a", status=SUCCESS, http_status=200, error=None, now=2002.0
+            )
+            assert await store.requeue_call(second.id, owner="a", not_before=2003.0, error="x")
+            assert await store.release_leases("a", now=2004.0) == 1
+        assert transactions[0] == in_thread
+        assert await store.count_queued() == 7
 
 
 async def test_an_enqueue_never_waits_for_sqlites_lock_on_the_event_loop(tmp_path: Path) -> None:
