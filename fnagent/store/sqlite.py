@@ -1,12 +1,14 @@
 """The embedded registry for ``fnagent serve``: apps, fns, triggers, call records, sealed
 secrets and the detached calls' queue in one SQLite file.
 
-Concurrency: one ``sqlite3`` connection (``check_same_thread=False``) used only from worker
-threads through ``anyio.to_thread.run_sync`` with a ``CapacityLimiter(1)``. SQLite has a single
-writer anyway, so one connection costs nothing in throughput and removes "database is locked"
-between our own requests; the limiter guarantees one thread at a time touches the connection,
-and every call is one transaction (``BEGIN IMMEDIATE`` for writes, so checks and writes see the
-same state even against another process). ``run_sync`` is not abandoned on cancellation: a
+Concurrency: one ``sqlite3`` connection (``check_same_thread=False``) used from worker
+threads through ``anyio.to_thread.run_sync`` with a ``CapacityLimiter(1)`` (and, for the
+detached queue's small writes with ``synchronous=normal``, from the event loop holding the same
+limiter: see ``_write_here``). SQLite has a single writer anyway, so one connection costs
+nothing in throughput and removes "database is locked" between our own requests; the limiter
+guarantees one thread at a time touches the connection, and every call is one transaction
+(``BEGIN IMMEDIATE`` for writes, so checks and writes see the same state even against another
+process). ``run_sync`` is not abandoned on cancellation: a
 cancelled request waits for its transaction to commit or roll back, so the connection is never
 handed on in the middle of one.
 
@@ -897,9 +899,9 @@ class SQLiteStore:
         Group commit: calls that arrive while a batch is being written (or in the same turn
         of the event loop) wait and go together in the next transaction, written by the
         first of them, so concurrent enqueues share one commit instead of queueing for one
-        each. Shielded from cancellation: a caller
-        that goes away while its call is written still leaves it written (and the batch it
-        leads still gets written for the others)."""
+        each. Shielded from cancellation: a caller that goes away while its call is written
+        still leaves it written (and the batch it leads still gets written for the
+        others)."""
         entry = _Enqueued(call)
         with anyio.CancelScope(shield=True):
             self._enqueue_waiting.append(entry)
