@@ -35,6 +35,14 @@ def test_the_db_settings_come_from_the_environment() -> None:
             ServerConfig.from_env({name: "0"})
 
 
+def test_fn_db_sync_reaches_a_sqlite_store(tmp_path: Path) -> None:
+    url = f"sqlite3://{tmp_path}/fn.db"
+    default = make_store(ServerConfig.from_env({}), url)
+    full = make_store(ServerConfig.from_env({"FN_DB_SYNC": "full"}), url)
+    assert isinstance(default, SQLiteStore) and isinstance(full, SQLiteStore)
+    assert (default.synchronous, full.synchronous) == ("normal", "full")
+
+
 def test_a_sqlite_file_is_locked_and_names_the_instance_on_any_port(tmp_path: Path) -> None:
     store = make_store(ServerConfig(), f"sqlite3://{tmp_path}/fn.db")
     assert isinstance(store, SQLiteStore)
