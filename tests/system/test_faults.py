@@ -28,10 +28,12 @@ from typing import Any
 import docker
 import pytest
 
+from drivers.docker import INSTANCE_LABEL, MANAGED_LABEL
 from drivers.docker.freezer import find_freezer
 from fnagent.agent.agent import FN_LABEL
 from tests.helpers import wait_for
 from tests.system.helpers import (
+    BUSYBOX,
     FN_HELLO,
     FN_TEST,
     deploy,
@@ -142,9 +144,12 @@ class FaultyDockerProxy:
       prefork pool's containers do not count: the pool fills at its own pace) the proxy pauses
       that container through the daemon, as a start starved of CPU would stall. ``stalled`` is
       set.
+    - ``pin_cpus``: every function container is created confined to these CPUs (HostConfig's
+      CpusetCpus, e.g. "0"), where a test's busy loops can starve it (``cpu_hog``).
     """
 
     REQUEST = re.compile(rb"POST /(?:v[0-9.]+/)?containers/([^/?]+)/(pause|start)[? ]")
+    CREATE = re.compile(rb"POST /(?:v[0-9.]+/)?containers/create[? ]")
 
     def __init__(
         self,
@@ -152,10 +157,13 @@ class FaultyDockerProxy:
         *,
         fail_pause_after_s: float | None = None,
         stall_start: int | None = None,
+        pin_cpus: str | None = None,
         upstream: str = "/var/run/docker.sock",
     ) -> None:
         self.path, self.upstream = path, upstream
         self.fail_pause_after_s, self.stall_start = fail_pause_after_s, stall_start
+        self.pin_cpus = pin_cpus
+        self.pinned = 0
         self.pausing, self.stalled = threading.Event(), threading.Event()
         self.failed_pauses: list[str] = []
         self.starts = 0
@@ -186,6 +194,19 @@ class FaultyDockerProxy:
         ]
         return FN_LABEL in (labels or {})
 
+    def _pinned(self, head: bytes, body: bytes) -> tuple[bytes, bytes]:
+        """A function container's create request with its CPUs pinned to ``pin_cpus``."""
+        options = json.loads(body)
+        if FN_LABEL not in (options.get("Labels") or {}):
+            return head, body
+        options.setdefault("HostConfig", {})["CpusetCpus"] = self.pin_cpus
+        self.pinned += 1
+        body = json.dumps(options).encode()
+        head = re.sub(
+            rb"(\r\ncontent-length: *)\d+", rb"\g<1>%d" % len(body), head, flags=re.IGNORECASE
+        )
+        return head, body
+
     async def _listen(self) -> None:
         self._server = await asyncio.start_unix_server(self._serve, str(self.path))
 
@@ -199,6 +220,8 @@ class FaultyDockerProxy:
             while True:
                 head = await client_r.readuntil(b"\r\n\r\n")
                 body = await client_r.readexactly(_content_length(head))
+                if self.pin_cpus is not None and self.CREATE.match(head):
+                    head, body = self._pinned(head, body)
                 found = self.REQUEST.match(head)
                 container, action = found.groups() if found else (b"", b"")
                 if (
@@ -334,6 +357,54 @@ def test_a_failed_launch_does_not_fail_a_call_a_running_container_can_serve(
                 assert busy.result().status == 200
             assert answer.status == 200, answer.body
             assert answer.json()["echo"] == "served"
+        finally:
+            if server.process is not None:
+                assert server.stop() == 0
+
+
+@contextlib.contextmanager
+def cpu_hog(api: docker.APIClient, instance: str, cpus: str, shares: int) -> Iterator[None]:
+    """A busy loop on ``cpus`` with ``shares`` CPU shares (a function container has 1024):
+    other work that leaves a function pinned there (``pin_cpus``) a small share of its CPU."""
+    made = api.create_container(
+        BUSYBOX,
+        ["sh", "-c", "while :; do :; done"],
+        labels={MANAGED_LABEL: "1", INSTANCE_LABEL: instance},
+        host_config=api.create_host_config(cpuset_cpus=cpus, cpu_shares=shares),
+    )
+    try:
+        api.start(made["Id"])
+        yield
+    finally:
+        api.remove_container(made["Id"], force=True)
+
+
+def test_a_lone_cold_start_starved_of_cpu_by_other_work_is_not_a_504(
+    tmp_path: Path, cli_env: dict[str, str], docker_api: docker.APIClient
+) -> None:
+    # The function's own start-up takes ~0.1 s of CPU; pinned to a CPU where other work has
+    # 16 times its weight, it gets a few percent of it and listens seconds later, past
+    # FN_HOT_START_TIMEOUT_MSECS. The wait is the host's, not the function's: no 504.
+    require_image(docker_api, FN_TEST)
+    require_image(docker_api, BUSYBOX)
+    instance = cli_env["FNAGENT_INSTANCE_ID"]
+    with FaultyDockerProxy(tmp_path / "docker.sock", pin_cpus="0") as proxy:
+        env = {
+            **cli_env,
+            "DOCKER_HOST": f"unix://{proxy.path}",
+            "FN_HOT_START_TIMEOUT_MSECS": "1000",
+        }
+        server = make_server(tmp_path, env).start()
+        try:
+            fn = deploy(server, timeout=60)
+            with cpu_hog(docker_api, instance, cpus="0", shares=16 * 1024):
+                began = time.monotonic()
+                answer = invoke(server, fn, {"echo": "starved"})
+                took = time.monotonic() - began
+            assert proxy.pinned == 1, "the function container was not pinned"
+            assert answer.status == 200, (answer.body, f"{took:.1f} s")
+            assert answer.json()["echo"] == "starved"
+            print(f"\nstarved cold start answered in {took:.1f} s")
         finally:
             if server.process is not None:
                 assert server.stop() == 0
@@ -672,7 +743,6 @@ LOAD_DEADLINE_S = 150
 COLD_EVERY_S = 1.5
 FROZEN_EVERY = 250
 FAIL_EVERY = 97
-START_TIMEOUT = '504 b\'{"message": "Container initialization timed out'
 
 
 @dataclass
@@ -860,11 +930,13 @@ def test_load_of_ten_thousand_calls_over_hot_frozen_and_cold_fns_keeps_memory_fl
         "seconds": round(load_s, 1),
         "calls_per_s": round(tally.done / load_s),
         "errors": len(tally.errors),
+        "first_errors": tally.errors[:5],
         "expected_function_502s": tally.expected_failures,
         "by_fn": dict(tally.by_fn),
         "starts": starts,
         "freeze_failures": log.count('"freeze failed"'),
         "failed_launches": log.count('"container failed"'),
+        "starts_slowed_by_cpus": log.count('"start slowed by busy CPUs: '),
         "rss_kib": {
             "start": samples[0][1],
             "after_warm_up": warm_rss[0] if warm_rss else None,
@@ -874,22 +946,15 @@ def test_load_of_ten_thousand_calls_over_hot_frozen_and_cold_fns_keeps_memory_fl
     }
     print("\nload figures:", json.dumps(figures))
     assert tally.done == LOAD_CALLS, f"only {tally.done} calls in {LOAD_DEADLINE_S} s: {figures}"
-    slow_starts = [e for e in tally.errors if START_TIMEOUT in e]
-    other_errors = [e for e in tally.errors if START_TIMEOUT not in e]
-    assert not other_errors, (len(other_errors), other_errors[:10])
+    # Not one error a function did not cause: a cold start slowed by the saturated CPUs is
+    # given the time the host kept it waiting (no 504 "Container initialization timed out").
+    assert not tally.errors, (len(tally.errors), tally.errors[:10])
     assert tally.expected_failures >= LOAD_CALLS // FAIL_EVERY // 4
     assert tally.by_fn["cold-test"] >= 3 and tally.by_fn["cold-hello"] >= 3, figures
     # Every call to a cold fn came after its idle_timeout: each was a cold start.
     assert starts["cold"] >= tally.by_fn["cold-test"] + tally.by_fn["cold-hello"], figures
     assert starts["thawed"] >= 10, figures
     assert warm_rss and end_rss <= 1.5 * warm_rss[0], figures
-    if slow_starts:
-        # Known limit, not hidden: these are errors no function caused.
-        pytest.xfail(
-            f"{len(slow_starts)} calls got 504: a cold start took longer than "
-            f"FN_HOT_START_TIMEOUT_MSECS (5 s) on the saturated 2 cores: "
-            f"{slow_starts[:3]}"
-        )
 
 
 def check(

@@ -18,6 +18,7 @@ from drivers.fake import FakeDriver, ProgramContext
 from fnagent.agent import Agent, CallResult
 from fnagent.agent.admission import Budget
 from fnagent.agent.agent import EXIT_REPORT_WAIT_S, UPDATE_RETRY_S
+from fnagent.agent.launch import MAX_START_STRETCH
 from fnagent.config import AgentConfig
 from fnagent.models import Call
 from fnagent.server.invoke import error_answer
@@ -318,6 +319,49 @@ async def test_not_listening_in_time_is_504_and_the_container_removed() -> None:
         assert result.status == 504
         assert "Container initialization timed out" in message(result)
         await poll(lambda: driver.live() == [], "the container removed")
+
+
+async def test_a_start_the_host_starved_of_cpu_is_not_a_504() -> None:
+    # Its processes waited for a CPU 80% of the time: listening after 1 s is 0.2 s of its own
+    # start-up, within the 0.5 s timeout.
+    starved = http_function(listen_delay_s=1.0)
+    async with running({"fn/echo": starved}, hot_start_timeout_ms=500, cpu_wait_share=0.8) as (
+        agent,
+        _,
+    ):
+        result = await agent.submit(make_call(make_fn(), b"served"))
+    assert (result.status, result.body) == (200, b"served")
+
+
+async def test_a_starved_start_that_never_listens_is_still_a_504_with_the_hint() -> None:
+    # Its own share of the time (20%) reaches the 0.3 s timeout at 1.5 s.
+    never_listens = http_function(listen_delay_s=60)
+    async with running(
+        {"fn/echo": never_listens}, hot_start_timeout_ms=300, cpu_wait_share=0.8
+    ) as (agent, driver):
+        began = anyio.current_time()
+        result = await agent.submit(make_call(make_fn()))
+        took = anyio.current_time() - began
+        assert result.status == 504
+        assert "Container initialization timed out after 0.3 s" in message(result)
+        assert "FN_LISTENER" in message(result)
+        assert took >= 1.4, took
+        await poll(lambda: driver.live() == [], "the container removed")
+
+
+async def test_a_start_waiting_for_cpu_all_along_fails_at_the_stretch_limit() -> None:
+    # Waiting for a CPU all the time (e.g. more busy threads of its own than CPUs) never ends
+    # its own timeout: the stretch limit does.
+    never_listens = http_function(listen_delay_s=60)
+    async with running(
+        {"fn/echo": never_listens}, hot_start_timeout_ms=100, cpu_wait_share=1.0
+    ) as (agent, _):
+        began = anyio.current_time()
+        result = await agent.submit(make_call(make_fn()))
+        took = anyio.current_time() - began
+    assert result.status == 504
+    assert "Container initialization timed out after 0.1 s" in message(result)
+    assert 0.1 * MAX_START_STRETCH <= took < 0.1 * MAX_START_STRETCH + 2, took
 
 
 async def test_a_start_timeout_fails_no_call_another_starting_container_then_serves() -> None:
