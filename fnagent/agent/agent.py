@@ -50,12 +50,10 @@ from fnagent.agent.httpclient import (
     UnixHTTPConnection,
 )
 from fnagent.agent.launch import (
-    START_RECHECK_S,
     cpus_have_room,
     launch_patience,
     launches_for_waiters,
     launches_towards_minimum,
-    start_allowance,
 )
 from fnagent.agent.launch import min_hot_bound as launch_min_hot_bound
 from fnagent.agent.protocol import (
@@ -65,7 +63,7 @@ from fnagent.agent.protocol import (
     response_headers,
     status_error,
 )
-from fnagent.agent.readiness import CONTRACT_HINT, wait_until_listening
+from fnagent.agent.readiness import CONTRACT_HINT, listen_within
 from fnagent.agent.slots import HotContainer, SlotQueue, State, Waiter
 from fnagent.agent.sockdir import SocketDir, remove_root
 from fnagent.agent.versions import Moves, Versions
@@ -697,32 +695,22 @@ class Agent:
         (502) say what happened and carry the container's last stderr lines."""
         timeout_s = (container.fn.init_timeout_ms or self.config.hot_start_timeout_ms) / 1000
         socket_dir = container.socket_dir
-        started = anyio.current_time()
-        allowed_s = timeout_s
-        while True:
-            with anyio.CancelScope(deadline=started + allowed_s) as scope:
-                ready = await wait_until_listening(
-                    socket_dir.shared, socket_dir.pin, gave_up=container.exited.is_set
-                )
-            if not scope.cancelled_caught:
-                break
-            # The timeout counts the function's own start-up: the time the host kept its
-            # processes from a CPU is added (launch.start_allowance).
-            cpu_wait_s = await self._cpu_wait_s(container)
-            elapsed = anyio.current_time() - started
-            longer_s = start_allowance(timeout_s=timeout_s, cpu_wait_s=cpu_wait_s)
-            if longer_s <= elapsed:
-                raise StartTimeoutError(
-                    f"Container initialization timed out after {timeout_s:g} s, please ensure "
-                    f"you are using the latest fdk and check the logs: {CONTRACT_HINT}",
-                    stderr=container.router.stderr_tail(),
-                )
-            if allowed_s == timeout_s:
-                logger.info(
-                    "start slowed by busy CPUs: its timeout is extended",
-                    extra={"container": container.name, "cpu_wait_s": round(cpu_wait_s or 0, 3)},
-                )
-            allowed_s = max(longer_s, elapsed + START_RECHECK_S)
+        assert container.cookie is not None
+        try:
+            ready = await listen_within(
+                socket_dir.shared,
+                socket_dir.pin,
+                gave_up=container.exited.is_set,
+                timeout_s=timeout_s,
+                cpu_wait_s=container.cookie.cpu_wait_s,
+                name=container.name,
+            )
+        except TimeoutError:
+            raise StartTimeoutError(
+                f"Container initialization timed out after {timeout_s:g} s, please ensure you "
+                f"are using the latest fdk and check the logs: {CONTRACT_HINT}",
+                stderr=container.router.stderr_tail(),
+            ) from None
         if not ready:
             # The exit is reported once the container's output has all been read.
             stderr = container.router.stderr_tail()
@@ -735,15 +723,6 @@ class Agent:
                 f"before listening; {CONTRACT_HINT}",
                 stderr=stderr,
             )
-
-    async def _cpu_wait_s(self, container: HotContainer) -> float | None:
-        """How long the container's processes have waited for a CPU (None: unknown)."""
-        if container.cookie is None:
-            return None
-        try:
-            return await container.cookie.cpu_wait_s()
-        except FnAgentError:
-            return None
 
     async def _idle_policy(self, queue: SlotQueue, container: HotContainer) -> None:
         """Freeze after freeze_idle_ms idle; remove after the fn's idle_timeout (unless the

@@ -20,11 +20,6 @@ DEFAULT_LAUNCH_ESTIMATE_S = 0.5
 MIN_HOT_LAUNCHES_AT_ONCE = 2
 # Below this idle CPU share, waiting short calls launch no more containers (cpus_have_room).
 LAUNCH_MIN_IDLE_CPU = 0.15
-# However long the host kept a start from its CPUs, it fails after this many times its
-# timeout (start_allowance).
-MAX_START_STRETCH = 10
-# A start found starved at its timeout is looked at again no sooner than this.
-START_RECHECK_S = 0.05
 
 
 def launch_patience(
@@ -49,15 +44,6 @@ def launch_patience(
     launch = launch_time_s or DEFAULT_LAUNCH_ESTIMATE_S
     expected_wait = call_time_s * waiters / serving
     return 0.0 if expected_wait >= launch else patience_s
-
-
-def start_allowance(*, timeout_s: float, cpu_wait_s: float | None) -> float:
-    """How long after its start a container may take to listen: ``timeout_s`` of its own
-    start-up (FN_HOT_START_TIMEOUT_MSECS or its ``fnagent.io/init-timeout-ms``), plus the time
-    its processes waited for CPUs that other work held (``cpu_wait_s``; None: unknown), which
-    is the host's delay, not the function's; at most MAX_START_STRETCH times ``timeout_s``,
-    however starved (a function with more busy threads than CPUs starves itself)."""
-    return min(timeout_s + (cpu_wait_s or 0.0), timeout_s * MAX_START_STRETCH)
 
 
 def cpus_have_room(idle_share: float | None) -> bool:

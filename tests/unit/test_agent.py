@@ -18,7 +18,7 @@ from drivers.fake import FakeDriver, ProgramContext
 from fnagent.agent import Agent, CallResult
 from fnagent.agent.admission import Budget
 from fnagent.agent.agent import EXIT_REPORT_WAIT_S, UPDATE_RETRY_S
-from fnagent.agent.launch import MAX_START_STRETCH
+from fnagent.agent.readiness import MAX_START_STRETCH
 from fnagent.config import AgentConfig
 from fnagent.models import Call
 from fnagent.server.invoke import error_answer

@@ -11,14 +11,12 @@ from fnagent.agent.admission import Budget
 from fnagent.agent.launch import (
     DEFAULT_LAUNCH_ESTIMATE_S,
     LAUNCH_MIN_IDLE_CPU,
-    MAX_START_STRETCH,
     MIN_HOT_LAUNCHES_AT_ONCE,
     cpus_have_room,
     launch_patience,
     launches_for_waiters,
     launches_towards_minimum,
     min_hot_bound,
-    start_allowance,
 )
 
 MIB = 1024 * 1024
@@ -115,18 +113,3 @@ def test_min_hot_bound_names_what_sets_it() -> None:
     assert (bound, "512 MiB each within the 1024 MiB memory" in why) == (2, True)
     bound, why = min_hot_bound(memory_mb=128, cpus_mcpus=1500, budget=budget, max_min_hot=4)
     assert (bound, "1500 milli-CPUs each within the 2000 milli-CPU" in why) == (1, True)
-
-
-def test_a_start_is_allowed_its_timeout_plus_its_cpu_wait_up_to_the_stretch_limit() -> None:
-    assert start_allowance(timeout_s=5, cpu_wait_s=None) == 5
-    assert start_allowance(timeout_s=5, cpu_wait_s=0) == 5
-    assert start_allowance(timeout_s=5, cpu_wait_s=12.5) == 17.5
-    assert start_allowance(timeout_s=5, cpu_wait_s=1000) == 5 * MAX_START_STRETCH
-
-
-@given(timeout_s=st.floats(min_value=0.001, max_value=600), wait=times)
-def test_the_start_allowance_is_between_the_timeout_and_the_stretch_limit(
-    timeout_s: float, wait: float | None
-) -> None:
-    allowed = start_allowance(timeout_s=timeout_s, cpu_wait_s=wait)
-    assert timeout_s <= allowed <= timeout_s * MAX_START_STRETCH
