@@ -532,6 +532,7 @@ class Agent:
             call_time_s=queue.call_time_s,
             launch_time_s=queue.launch_time_s,
             use_history=use_history,
+            cpus_full=bool(queue.serving) and not cpus_have_room(self.host_idle()),
         )
         launches = capped(count, self.concurrency.room(queue.fn))
         if launches < count:

@@ -140,6 +140,37 @@ async def test_a_short_call_launches_after_its_patience_only_while_the_cpus_have
         assert len(driver.containers) == containers
 
 
+@pytest.mark.parametrize(("host_idle", "containers"), [(0.5, 5), (0.05, 2)])
+async def test_slow_calls_launch_at_once_but_one_at_a_time_while_the_cpus_are_full(
+    host_idle: float, containers: int
+) -> None:
+    # On full CPUs a launch per waiter starts a burst whose starts starve each other and
+    # every other fn's (seen under load: 14 at once, a cold fn's start then took 29 s).
+    gate = anyio.Event()
+
+    async def held(request: Request, ctx: ProgramContext) -> Answer:
+        if request.body == b"hold":
+            await gate.wait()
+        return Answer()
+
+    async with running({"fn/echo": handler_of(held)}, host_idle=host_idle) as (agent, driver):
+        fn = make_fn()
+        assert (await agent.submit(make_call(fn, b""))).status == 200
+        (queue,) = agent.queues
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(agent.submit, make_call(fn, b"hold"))
+            await poll(lambda: not queue.idle, "the container busy")
+            # Known slow calls next to a launch: waiting would take longer than launching.
+            queue.call_time_s, queue.launch_time_s = 1.0, 0.1
+            for _ in range(4):
+                tg.start_soon(agent.submit, make_call(fn, b"hold"))
+            await poll(lambda: len(driver.containers) == containers, f"{containers} containers")
+            await anyio.sleep(0.2)
+            assert len(driver.containers) == containers
+            gate.set()
+        assert len(driver.containers) == containers
+
+
 async def test_scaling_from_zero_with_short_calls_known_starts_one_container() -> None:
     entered, gate = anyio.Event(), anyio.Event()
 
