@@ -145,6 +145,7 @@ class FaultyDockerProxy:
       prefork pool's containers do not count: the pool fills at its own pace) the proxy pauses
       that container through the daemon, as a start starved of CPU would stall. ``stalled`` is
       set.
+    - ``started`` is set once a function container's start has been answered.
     - ``pin_cpus``: every function container (served, or of `fnagent run`) is created
       confined to these CPUs (HostConfig's CpusetCpus, e.g. "0"), where a test's busy loop
       can starve it (``cpu_hog``).
@@ -167,6 +168,7 @@ class FaultyDockerProxy:
         self.pin_cpus = pin_cpus
         self.pinned = 0
         self.pausing, self.stalled = threading.Event(), threading.Event()
+        self.started = threading.Event()
         self.failed_pauses: list[str] = []
         self.starts = 0
         self._api = docker.APIClient(version="auto")
@@ -191,10 +193,11 @@ class FaultyDockerProxy:
         self._api.close()
 
     async def _is_function(self, container: str) -> bool:
+        """Served by the agent, or run by `fnagent run`."""
         labels = (await asyncio.to_thread(self._api.inspect_container, container))["Config"][
             "Labels"
         ]
-        return FN_LABEL in (labels or {})
+        return FN_LABEL in (labels or {}) or TASK_LABEL in (labels or {})
 
     def _pinned(self, head: bytes, body: bytes) -> tuple[bytes, bytes]:
         """A function container's create request with its CPUs pinned to ``pin_cpus``."""
@@ -255,6 +258,7 @@ class FaultyDockerProxy:
                     break
                 if action == b"start" and await self._is_function(container.decode()):
                     self.starts += 1
+                    self.started.set()
                     if self.starts == self.stall_start:
                         await asyncio.to_thread(self._api.pause, container.decode())
                         self.stalled.set()
@@ -365,29 +369,46 @@ def test_a_failed_launch_does_not_fail_a_call_a_running_container_can_serve(
                 assert server.stop() == 0
 
 
-@contextlib.contextmanager
-def cpu_hog(api: docker.APIClient, instance: str, cpus: str, shares: int) -> Iterator[None]:
-    """A busy loop on ``cpus`` with ``shares`` CPU shares (a function container has 1024):
-    other work that leaves a function pinned there (``pin_cpus``) a small share of its CPU."""
-    made = api.create_container(
-        BUSYBOX,
-        ["sh", "-c", "while :; do :; done"],
-        labels={MANAGED_LABEL: "1", INSTANCE_LABEL: instance},
-        host_config=api.create_host_config(cpuset_cpus=cpus, cpu_shares=shares),
-    )
-    try:
-        api.start(made["Id"])
-        yield
-    finally:
-        api.remove_container(made["Id"], force=True)
+# The starved start tests: a busy loop with 32 times a function container's CPU weight
+# (cpu_hog) leaves a function pinned to its CPU ~3% of it. fn-test needs ~0.1 s of CPU to
+# listen: it cannot within a 1 s start timeout while the loop runs, and it listens soon after
+# the loop ends, STARVED_S after its start (well within 10 times that timeout).
+HOG_SHARES = 32 * 1024
+STARVED_S = 2.5
+
+
+class CpuHog:
+    """A busy loop on ``cpus`` with HOG_SHARES CPU shares, until ``stop`` (idempotent)."""
+
+    def __init__(self, api: docker.APIClient, instance: str, cpus: str) -> None:
+        self.api = api
+        self.id = api.create_container(
+            BUSYBOX,
+            ["sh", "-c", "while :; do :; done"],
+            labels={MANAGED_LABEL: "1", INSTANCE_LABEL: instance},
+            host_config=api.create_host_config(cpuset_cpus=cpus, cpu_shares=HOG_SHARES),
+        )["Id"]
+        self.running = True
+        api.start(self.id)
+
+    def stop(self) -> None:
+        if self.running:
+            self.running = False
+            self.api.remove_container(self.id, force=True)
+
+
+def starved_start(proxy: FaultyDockerProxy, hog: CpuHog) -> None:
+    """Keep the busy loop on for STARVED_S once the function container has started."""
+    assert proxy.started.wait(60), "no function container started"
+    time.sleep(STARVED_S)  # the fault's own duration
+    hog.stop()
 
 
 def test_a_lone_cold_start_starved_of_cpu_by_other_work_is_not_a_504(
     tmp_path: Path, cli_env: dict[str, str], docker_api: docker.APIClient
 ) -> None:
-    # The function's own start-up takes ~0.1 s of CPU; pinned to a CPU where other work has
-    # 16 times its weight, it gets a few percent of it and listens seconds later, past
-    # FN_HOT_START_TIMEOUT_MSECS. The wait is the host's, not the function's: no 504.
+    # The function's start-up is starved for STARVED_S by other work on its CPU, past
+    # FN_HOT_START_TIMEOUT_MSECS: the wait is the host's, not the function's, so no 504.
     require_image(docker_api, FN_TEST)
     require_image(docker_api, BUSYBOX)
     instance = cli_env["FNAGENT_INSTANCE_ID"]
@@ -398,17 +419,20 @@ def test_a_lone_cold_start_starved_of_cpu_by_other_work_is_not_a_504(
             "FN_HOT_START_TIMEOUT_MSECS": "1000",
         }
         server = make_server(tmp_path, env).start()
+        hog: CpuHog | None = None
         try:
             fn = deploy(server, timeout=60)
-            with cpu_hog(docker_api, instance, cpus="0", shares=16 * 1024):
-                began = time.monotonic()
-                answer = invoke(server, fn, {"echo": "starved"})
-                took = time.monotonic() - began
+            hog = CpuHog(docker_api, instance, cpus="0")
+            with ThreadPoolExecutor(1) as pool:
+                called = pool.submit(invoke, server, fn, {"echo": "starved"})
+                starved_start(proxy, hog)
+                answer = called.result()
             assert proxy.pinned == 1, "the function container was not pinned"
-            assert answer.status == 200, (answer.body, f"{took:.1f} s")
+            assert answer.status == 200, answer.body
             assert answer.json()["echo"] == "starved"
-            print(f"\nstarved cold start answered in {took:.1f} s")
         finally:
+            if hog is not None:
+                hog.stop()
             if server.process is not None:
                 assert server.stop() == 0
 
@@ -428,8 +452,14 @@ def test_fnagent_run_of_an_http_stream_function_starved_of_cpu_is_not_a_timeout(
             "FN_HOT_START_TIMEOUT_MSECS": "1000",
         }
         args = ["run", "--standalone", "--format", "http-stream", FN_TEST]
-        with cpu_hog(docker_api, instance, cpus="0", shares=16 * 1024):
-            done = run_cli(args, env, input=b'{"echo": "starved"}', timeout=120)
+        hog = CpuHog(docker_api, instance, cpus="0")
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                ran = pool.submit(run_cli, args, env, input=b'{"echo": "starved"}', timeout=120)
+                starved_start(proxy, hog)
+                done = ran.result()
+        finally:
+            hog.stop()
     assert proxy.pinned == 1, "the run's container was not pinned"
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["echo"] == "starved"
