@@ -19,11 +19,11 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import pytest
@@ -48,6 +48,7 @@ from tests.system.server import Answer, Server, make_server
 pytestmark = pytest.mark.faults
 
 MIB = 1024 * 1024
+T = TypeVar("T")
 
 
 def fn_containers(api: docker.APIClient, instance: str, fn_id: str) -> list[dict[str, Any]]:
@@ -397,11 +398,38 @@ class CpuHog:
             self.api.remove_container(self.id, force=True)
 
 
-def starved_start(proxy: FaultyDockerProxy, hog: CpuHog) -> None:
-    """Keep the busy loop on for STARVED_S once the function container has started."""
-    assert proxy.started.wait(60), "no function container started"
-    time.sleep(STARVED_S)  # the fault's own duration
-    hog.stop()
+def starved(
+    proxy: FaultyDockerProxy, api: docker.APIClient, instance: str, call: Callable[[], T]
+) -> T:
+    """``call()``'s result, made while a busy loop (CpuHog) on CPU 0 starves the function
+    container it starts for STARVED_S after its start."""
+    hog = CpuHog(api, instance, cpus="0")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            called = pool.submit(call)
+            assert proxy.started.wait(60), "no function container started"
+            time.sleep(STARVED_S)  # the fault's own duration
+            hog.stop()
+            return called.result()
+    finally:
+        hog.stop()
+
+
+@contextlib.contextmanager
+def pinned(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> Iterator[tuple[FaultyDockerProxy, dict[str, str]]]:
+    """A proxy that pins function containers to CPU 0, and the environment that uses it with
+    a 1 s start timeout."""
+    with FaultyDockerProxy(tmp_path / "docker.sock", pin_cpus="0") as proxy:
+        yield (
+            proxy,
+            {
+                **cli_env,
+                "DOCKER_HOST": f"unix://{proxy.path}",
+                "FN_HOT_START_TIMEOUT_MSECS": "1000",
+            },
+        )
 
 
 def test_a_lone_cold_start_starved_of_cpu_by_other_work_is_not_a_504(
@@ -411,28 +439,20 @@ def test_a_lone_cold_start_starved_of_cpu_by_other_work_is_not_a_504(
     # FN_HOT_START_TIMEOUT_MSECS: the wait is the host's, not the function's, so no 504.
     require_image(docker_api, FN_TEST)
     require_image(docker_api, BUSYBOX)
-    instance = cli_env["FNAGENT_INSTANCE_ID"]
-    with FaultyDockerProxy(tmp_path / "docker.sock", pin_cpus="0") as proxy:
-        env = {
-            **cli_env,
-            "DOCKER_HOST": f"unix://{proxy.path}",
-            "FN_HOT_START_TIMEOUT_MSECS": "1000",
-        }
+    with pinned(tmp_path, cli_env) as (proxy, env):
         server = make_server(tmp_path, env).start()
-        hog: CpuHog | None = None
         try:
             fn = deploy(server, timeout=60)
-            hog = CpuHog(docker_api, instance, cpus="0")
-            with ThreadPoolExecutor(1) as pool:
-                called = pool.submit(invoke, server, fn, {"echo": "starved"})
-                starved_start(proxy, hog)
-                answer = called.result()
+            answer = starved(
+                proxy,
+                docker_api,
+                cli_env["FNAGENT_INSTANCE_ID"],
+                lambda: invoke(server, fn, {"echo": "starved"}),
+            )
             assert proxy.pinned == 1, "the function container was not pinned"
             assert answer.status == 200, answer.body
             assert answer.json()["echo"] == "starved"
         finally:
-            if hog is not None:
-                hog.stop()
             if server.process is not None:
                 assert server.stop() == 0
 
@@ -444,22 +464,14 @@ def test_fnagent_run_of_an_http_stream_function_starved_of_cpu_is_not_a_timeout(
     # timeout, not the agent's).
     require_image(docker_api, FN_TEST)
     require_image(docker_api, BUSYBOX)
-    instance = cli_env["FNAGENT_INSTANCE_ID"]
-    with FaultyDockerProxy(tmp_path / "docker.sock", pin_cpus="0") as proxy:
-        env = {
-            **cli_env,
-            "DOCKER_HOST": f"unix://{proxy.path}",
-            "FN_HOT_START_TIMEOUT_MSECS": "1000",
-        }
-        args = ["run", "--standalone", "--format", "http-stream", FN_TEST]
-        hog = CpuHog(docker_api, instance, cpus="0")
-        try:
-            with ThreadPoolExecutor(1) as pool:
-                ran = pool.submit(run_cli, args, env, input=b'{"echo": "starved"}', timeout=120)
-                starved_start(proxy, hog)
-                done = ran.result()
-        finally:
-            hog.stop()
+    args = ["run", "--standalone", "--format", "http-stream", FN_TEST]
+    with pinned(tmp_path, cli_env) as (proxy, env):
+        done = starved(
+            proxy,
+            docker_api,
+            cli_env["FNAGENT_INSTANCE_ID"],
+            lambda: run_cli(args, env, input=b'{"echo": "starved"}', timeout=120),
+        )
     assert proxy.pinned == 1, "the run's container was not pinned"
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["echo"] == "starved"
