@@ -169,6 +169,12 @@ class Cookie(ABC):
         """One resource sample of the running container now; None when the driver has none."""
         return None
 
+    async def cpu_wait_s(self) -> float | None:
+        """How long the started container's processes have waited for a CPU that other work
+        held (the host's delay, not the container's own: time its CPU limit held it back does
+        not count); None when the driver cannot tell."""
+        return None
+
     @abstractmethod
     async def aclose(self) -> None: ...
 

@@ -335,6 +335,7 @@ class FakeCookie(Cookie):
         self._scope: anyio.CancelScope | None = None
         self._crash: Exception | None = None
         self._closed = False
+        self._started_at: float | None = None
 
     def __repr__(self) -> str:
         return f"<FakeCookie task={self.task.id!r} state={self.state}>"
@@ -373,6 +374,7 @@ class FakeCookie(Cookie):
         )
         self._scope = anyio.CancelScope()
         container.state = "running"
+        self._started_at = anyio.current_time()
         self._driver._task_group().start_soon(self._supervise, program, ctx, self._scope)
         return FakeWaitResult(self)
 
@@ -439,6 +441,12 @@ class FakeCookie(Cookie):
         self._gate.unfreeze()
         await anyio.lowlevel.checkpoint()
 
+    async def cpu_wait_s(self) -> float | None:
+        """The driver's ``cpu_wait_share`` of the time since the start."""
+        if self._started_at is None:
+            return None
+        return self._driver.cpu_wait_share * (anyio.current_time() - self._started_at)
+
     async def sample(self) -> Stat | None:
         """A synthetic sample: the memory limit as usage, so tests can tell it came through."""
         self._require_container()
@@ -478,7 +486,9 @@ class FakeDriver(Driver):
     ``programs`` adds to (or replaces) the built-ins by command name; ``images`` gives the program
     of an image run without a command; ``missing_images`` are images a pull would not find.
     ``create_delay_s`` / ``start_delay_s`` / ``unfreeze_delay_s`` make ``prepare_cookie`` /
-    ``run`` / ``unfreeze`` slow, for tests of cancellation during them.
+    ``run`` / ``unfreeze`` slow, for tests of cancellation during them. ``cpu_wait_share`` plays a
+    busy host: the share of a started container's time its processes wait for a CPU
+    (``Cookie.cpu_wait_s``).
     """
 
     def __init__(
@@ -491,6 +501,7 @@ class FakeDriver(Driver):
         start_delay_s: float = 0.0,
         pull_delay_s: float = 0.0,
         unfreeze_delay_s: float = 0.0,
+        cpu_wait_share: float = 0.0,
     ) -> None:
         self.programs: dict[str, Program] = {**BUILTINS, **(programs or {})}
         self._image_programs: dict[ImageRef, Program] = {
@@ -501,6 +512,7 @@ class FakeDriver(Driver):
         self.start_delay_s = start_delay_s
         self.pull_delay_s = pull_delay_s
         self.unfreeze_delay_s = unfreeze_delay_s
+        self.cpu_wait_share = cpu_wait_share
         self.pulls: list[str] = []
         """Images pulled so far (each once), in order."""
         self.containers: dict[str, FakeContainer] = {}

@@ -19,6 +19,7 @@ import anyio
 from anyio.abc import SocketStream
 
 from drivers.base import ContainerTask, Cookie, RunResult, RunStatus, WaitResult
+from drivers.docker.cpuwait import CpuWait, find_cpu_wait
 from drivers.docker.freezer import CgroupFreezer, FreezerMode, locate
 from drivers.docker.streams import copy_output, feed_input, take_socket, wrap_socket
 from drivers.errors import ClosedError, ContainerGoneError, DockerUnavailableError, FnAgentError
@@ -62,6 +63,7 @@ class DockerCookie(Cookie):
         self._freezer_mode = freezer
         self._freezer: CgroupFreezer | None = None
         self._frozen_by: FreezerMode | None = None
+        self._cpu_wait: CpuWait | None = None
         self._id: str | None = None
         self._closed = False
         self.leave_namespace: Callable[[DockerCookie], str] | None = None
@@ -231,6 +233,18 @@ class DockerCookie(Cookie):
             return  # not started yet: ``run`` falls back to another network itself
         self.lost_reason = reason
         await self.kill()
+
+    async def cpu_wait_s(self) -> float | None:
+        """From the container's cgroup and its tasks' scheduler counts (drivers.docker.cpuwait);
+        the cgroup is found once, with one inspect for the init pid."""
+        cid = self._require_id()
+        if self._cpu_wait is None:
+            inspected = await self.inspect()
+            pid = int(inspected.get("State", {}).get("Pid") or 0)
+            self._cpu_wait = find_cpu_wait(pid, cid)
+            if self._cpu_wait is None:
+                return None
+        return self._cpu_wait.seconds()
 
     async def inspect(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._client.call(

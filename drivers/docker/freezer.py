@@ -10,9 +10,8 @@ Docker is not told: ``docker inspect`` says ``State.Paused: false`` (and ``docke
 a container frozen this way. Whoever freezes owns the frozen state: the cookie thaws before it
 kills or removes, and the sweeps of leftover containers thaw before they remove.
 
-The container's cgroup is found from its init process (``/proc/<pid>/cgroup``), so Docker's
-cgroup driver (cgroupfs or systemd) and cgroup parent do not matter; a path that does not name
-the container's id (the pid was reused) is refused, never written.
+The container's cgroup is found from its init process (``drivers.docker.cgroups``); a path that
+does not name the container's id (the pid was reused) is refused, never written.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from drivers.docker.cgroups import find_cgroup
 from drivers.errors import DockerAPIError, FnAgentError
 
 if TYPE_CHECKING:
@@ -111,31 +111,16 @@ def find_freezer(
     """The freezer of the container whose init process is ``pid``, or None when there is none
     to use (no such process, no freezer, a path that does not name ``container_id``). The roots
     default to ``CGROUP_ROOT`` and ``PROC_ROOT``."""
-    if pid <= 0:
-        return None
-    cgroup_root = cgroup_root or CGROUP_ROOT
-    proc_root = proc_root or PROC_ROOT
-    try:
-        lines = (proc_root / str(pid) / "cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    unified: str | None = None
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3 or container_id not in parts[2]:
-            continue
-        hierarchy, controllers, path = parts
-        if "freezer" in controllers.split(","):
-            found = cgroup_root / "freezer" / path.lstrip("/")
-            if (found / "freezer.state").is_file():
-                return CgroupFreezer(found, v2=False)
-        elif hierarchy == "0":
-            unified = path
-    if unified is not None:
-        found = cgroup_root / unified.lstrip("/")
-        if (found / "cgroup.freeze").is_file():
-            return CgroupFreezer(found, v2=True)
-    return None
+    found = find_cgroup(
+        pid,
+        container_id,
+        controller="freezer",
+        v1_file="freezer.state",
+        v2_file="cgroup.freeze",
+        cgroup_root=cgroup_root or CGROUP_ROOT,
+        proc_root=proc_root or PROC_ROOT,
+    )
+    return CgroupFreezer(found.path, v2=found.v2) if found is not None else None
 
 
 async def locate(client: DockerClient, container_id: str) -> CgroupFreezer | None:

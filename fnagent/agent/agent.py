@@ -63,7 +63,7 @@ from fnagent.agent.protocol import (
     response_headers,
     status_error,
 )
-from fnagent.agent.readiness import CONTRACT_HINT, wait_until_listening
+from fnagent.agent.readiness import CONTRACT_HINT, listen_within
 from fnagent.agent.slots import HotContainer, SlotQueue, State, Waiter
 from fnagent.agent.sockdir import SocketDir, remove_root
 from fnagent.agent.versions import Moves, Versions
@@ -532,6 +532,7 @@ class Agent:
             call_time_s=queue.call_time_s,
             launch_time_s=queue.launch_time_s,
             use_history=use_history,
+            cpus_full=bool(queue.serving) and not cpus_have_room(self.host_idle()),
         )
         launches = capped(count, self.concurrency.room(queue.fn))
         if launches < count:
@@ -694,12 +695,17 @@ class Agent:
         """Wait for the container's listener. StartTimeoutError (504) or StartFailedError
         (502) say what happened and carry the container's last stderr lines."""
         timeout_s = (container.fn.init_timeout_ms or self.config.hot_start_timeout_ms) / 1000
+        socket_dir = container.socket_dir
+        assert container.cookie is not None
         try:
-            with anyio.fail_after(timeout_s):
-                socket_dir = container.socket_dir
-                ready = await wait_until_listening(
-                    socket_dir.shared, socket_dir.pin, gave_up=container.exited.is_set
-                )
+            ready = await listen_within(
+                socket_dir.shared,
+                socket_dir.pin,
+                gave_up=container.exited.is_set,
+                timeout_s=timeout_s,
+                cpu_wait_s=container.cookie.cpu_wait_s,
+                name=container.name,
+            )
         except TimeoutError:
             raise StartTimeoutError(
                 f"Container initialization timed out after {timeout_s:g} s, please ensure you "

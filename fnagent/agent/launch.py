@@ -66,6 +66,7 @@ def launches_for_waiters(
     call_time_s: float | None,
     launch_time_s: float | None,
     use_history: bool = True,
+    cpus_full: bool = False,
 ) -> int:
     """How many launches to start now for the waiters: as many as waiters outnumber starting
     containers (none for a draining queue).
@@ -73,13 +74,20 @@ def launches_for_waiters(
     Scaling from zero with the version's calls known to be short next to a launch
     (``use_history``), only as many start as can serve the waiters within one launch time:
     one container then answers them all sooner than many starting at once would (each
-    launch costs CPU the others wait for), and the waiters' patience adds more."""
+    launch costs CPU the others wait for), and the waiters' patience adds more.
+
+    With containers serving while the host's CPUs are full (``cpus_full``: not
+    cpus_have_room), one launch at a time: a launch per waiter would start a burst whose
+    starts starve each other and every other fn's (seen under load: 14 at once, and a cold
+    fn's lone start then took 29 s), while the serving containers free up for the waiters."""
     if draining:
         return 0
     limit = waiters
     if use_history and not serving and call_time_s is not None:
         launch = launch_time_s or DEFAULT_LAUNCH_ESTIMATE_S
         limit = min(waiters, max(1, math.ceil(waiters * call_time_s / launch)))
+    if serving and cpus_full:
+        limit = min(limit, 1)
     return max(0, limit - starting)
 
 

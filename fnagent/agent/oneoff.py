@@ -14,7 +14,7 @@ import enum
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,7 +166,14 @@ async def run_once(
             else:
                 assert socket_dir is not None
                 outcome.result, outcome.http_status = await _call_hot(
-                    waiter.wait, socket_dir, request, call_id, stdin, stdin_bytes, stdout
+                    waiter.wait,
+                    cookie.cpu_wait_s,
+                    socket_dir,
+                    request,
+                    call_id,
+                    stdin,
+                    stdin_bytes,
+                    stdout,
                 )
             clock.lap("run")
     finally:
@@ -180,6 +187,7 @@ async def run_once(
 
 async def _call_hot(
     wait: Callable[[], object],
+    cpu_wait_s: Callable[[], Awaitable[float | None]],
     socket_dir: SocketDir,
     request: RunRequest,
     call_id: str,
@@ -187,8 +195,9 @@ async def _call_hot(
     stdin_bytes: int | None,
     stdout: LogSink,
 ) -> tuple[RunResult, int | None]:
-    """Wait for the listener, make the one call (stdin streamed as its body, never held
-    whole), and report how it went."""
+    """Wait for the listener (its timeout extended by the time the host kept the container
+    from a CPU, ``cpu_wait_s``: readiness.listen_within), make the one call (stdin streamed as
+    its body, never held whole), and report how it went."""
     # Imported here: the cold format, whose start-up latency matters most, needs neither.
     from fnagent.agent.httpclient import (
         BodySizeMismatch,
@@ -196,7 +205,7 @@ async def _call_hot(
         ProtocolError,
         UnixHTTPConnection,
     )
-    from fnagent.agent.readiness import wait_until_listening
+    from fnagent.agent.readiness import listen_within
 
     exited = anyio.Event()
     ended: list[RunResult] = []
@@ -210,10 +219,14 @@ async def _call_hot(
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_exit)
         try:
-            with anyio.fail_after(request.hot_start_timeout_s):
-                listening = await wait_until_listening(
-                    socket_dir.shared, socket_dir.pin, gave_up=exited.is_set
-                )
+            listening = await listen_within(
+                socket_dir.shared,
+                socket_dir.pin,
+                gave_up=exited.is_set,
+                timeout_s=request.hot_start_timeout_s,
+                cpu_wait_s=cpu_wait_s,
+                name=call_id,
+            )
         except TimeoutError:
             raise FunctionTimeoutError(
                 f"the function did not listen on {LISTENER} within "

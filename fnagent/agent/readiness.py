@@ -4,16 +4,22 @@ What counts as ready is the socket dir's (``fnagent.agent.sockdir``: ``lsnr.sock
 symlink to a socket in the same directory, as Fn's FDKs bind ``phonylsnr.sock``, chmod it, then
 symlink). The directory is watched with inotify, so readiness is seen the moment the link
 appears; where inotify is not available it is polled.
+
+The start timeout counts the function's own start-up (``listen_within``): the time the host
+kept the container's processes from a CPU (other work held it) is added, since no function
+caused it; at most MAX_START_STRETCH times the timeout in all.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 
 from drivers.libc import load_libc
+from fnagent.errors import FnAgentError
 
 LISTENER = "lsnr.sock"
 # Appended to every "never listened" failure: the usual cause is an image that is not an
@@ -23,6 +29,11 @@ CONTRACT_HINT = (
     "e.g. with an FDK such as PyPI's fdk)"
 )
 POLL_S = 0.005
+# However long the host kept a start from its CPUs, it fails after this many times its
+# timeout (start_allowance).
+MAX_START_STRETCH = 10
+# A start found starved at its timeout is looked at again no sooner than this.
+START_RECHECK_S = 0.05
 _IN_CREATE = 0x100
 _IN_MOVED_TO = 0x80
 _IN_ATTRIB = 0x4
@@ -51,6 +62,55 @@ async def wait_until_listening(
     finally:
         if watch is not None:
             watch.close()
+
+
+logger = logging.getLogger(__name__)
+
+
+def start_allowance(*, timeout_s: float, cpu_wait_s: float | None) -> float:
+    """How long after its start a container may take to listen: ``timeout_s`` of its own
+    start-up, plus the time its processes waited for CPUs that other work held (``cpu_wait_s``;
+    None: unknown), which is the host's delay, not the function's; at most MAX_START_STRETCH
+    times ``timeout_s``, however starved (a function with more busy threads than CPUs starves
+    itself)."""
+    return min(timeout_s + (cpu_wait_s or 0.0), timeout_s * MAX_START_STRETCH)
+
+
+async def listen_within(
+    directory: str,
+    ready: Callable[[], bool],
+    *,
+    gave_up: Callable[[], bool],
+    timeout_s: float,
+    cpu_wait_s: Callable[[], Awaitable[float | None]],
+    name: str,
+) -> bool:
+    """``wait_until_listening`` within the start timeout: ``timeout_s`` of the function's own
+    start-up, extended by what ``cpu_wait_s()`` (the container's processes' wait for a CPU so
+    far; FnAgentError: unknown) says when it runs out (start_allowance). Raises TimeoutError
+    once the allowance is spent. ``name`` (the container's) is for the log line of a start
+    slowed that way."""
+    started = anyio.current_time()
+    allowed_s = timeout_s
+    while True:
+        with anyio.CancelScope(deadline=started + allowed_s) as scope:
+            listening = await wait_until_listening(directory, ready, gave_up=gave_up)
+        if not scope.cancelled_caught:
+            return listening
+        try:
+            waited_s = await cpu_wait_s()
+        except FnAgentError:  # e.g. the daemon's inspect failed: unknown, no more time
+            waited_s = None
+        elapsed = anyio.current_time() - started
+        longer_s = start_allowance(timeout_s=timeout_s, cpu_wait_s=waited_s)
+        if longer_s <= elapsed:
+            raise TimeoutError
+        if allowed_s == timeout_s:
+            logger.info(
+                "start slowed by busy CPUs: its timeout is extended",
+                extra={"container": name, "cpu_wait_s": round(waited_s or 0.0, 3)},
+            )
+        allowed_s = max(longer_s, elapsed + START_RECHECK_S)
 
 
 class _Inotify:

@@ -19,19 +19,21 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import pytest
 
+from drivers.docker import INSTANCE_LABEL, MANAGED_LABEL, TASK_LABEL
 from drivers.docker.freezer import find_freezer
 from fnagent.agent.agent import FN_LABEL
 from tests.helpers import wait_for
 from tests.system.helpers import (
+    BUSYBOX,
     FN_HELLO,
     FN_TEST,
     deploy,
@@ -39,12 +41,14 @@ from tests.system.helpers import (
     instance_containers,
     invoke,
     require_image,
+    run_cli,
 )
 from tests.system.server import Answer, Server, make_server
 
 pytestmark = pytest.mark.faults
 
 MIB = 1024 * 1024
+T = TypeVar("T")
 
 
 def fn_containers(api: docker.APIClient, instance: str, fn_id: str) -> list[dict[str, Any]]:
@@ -142,9 +146,14 @@ class FaultyDockerProxy:
       prefork pool's containers do not count: the pool fills at its own pace) the proxy pauses
       that container through the daemon, as a start starved of CPU would stall. ``stalled`` is
       set.
+    - ``started`` is set once a function container's start has been answered.
+    - ``pin_cpus``: every function container (served, or of `fnagent run`) is created
+      confined to these CPUs (HostConfig's CpusetCpus, e.g. "0"), where a test's busy loop
+      can starve it (``cpu_hog``).
     """
 
     REQUEST = re.compile(rb"POST /(?:v[0-9.]+/)?containers/([^/?]+)/(pause|start)[? ]")
+    CREATE = re.compile(rb"POST /(?:v[0-9.]+/)?containers/create[? ]")
 
     def __init__(
         self,
@@ -152,11 +161,15 @@ class FaultyDockerProxy:
         *,
         fail_pause_after_s: float | None = None,
         stall_start: int | None = None,
+        pin_cpus: str | None = None,
         upstream: str = "/var/run/docker.sock",
     ) -> None:
         self.path, self.upstream = path, upstream
         self.fail_pause_after_s, self.stall_start = fail_pause_after_s, stall_start
+        self.pin_cpus = pin_cpus
+        self.pinned = 0
         self.pausing, self.stalled = threading.Event(), threading.Event()
+        self.started = threading.Event()
         self.failed_pauses: list[str] = []
         self.starts = 0
         self._api = docker.APIClient(version="auto")
@@ -181,10 +194,25 @@ class FaultyDockerProxy:
         self._api.close()
 
     async def _is_function(self, container: str) -> bool:
+        """Served by the agent, or run by `fnagent run`."""
         labels = (await asyncio.to_thread(self._api.inspect_container, container))["Config"][
             "Labels"
         ]
-        return FN_LABEL in (labels or {})
+        return FN_LABEL in (labels or {}) or TASK_LABEL in (labels or {})
+
+    def _pinned(self, head: bytes, body: bytes) -> tuple[bytes, bytes]:
+        """A function container's create request with its CPUs pinned to ``pin_cpus``."""
+        options = json.loads(body)
+        labels = options.get("Labels") or {}
+        if FN_LABEL not in labels and TASK_LABEL not in labels:  # served, or `fnagent run`
+            return head, body
+        options.setdefault("HostConfig", {})["CpusetCpus"] = self.pin_cpus
+        self.pinned += 1
+        body = json.dumps(options).encode()
+        head = re.sub(
+            rb"(\r\ncontent-length: *)\d+", rb"\g<1>%d" % len(body), head, flags=re.IGNORECASE
+        )
+        return head, body
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_unix_server(self._serve, str(self.path))
@@ -199,6 +227,8 @@ class FaultyDockerProxy:
             while True:
                 head = await client_r.readuntil(b"\r\n\r\n")
                 body = await client_r.readexactly(_content_length(head))
+                if self.pin_cpus is not None and self.CREATE.match(head):
+                    head, body = self._pinned(head, body)
                 found = self.REQUEST.match(head)
                 container, action = found.groups() if found else (b"", b"")
                 if (
@@ -229,6 +259,7 @@ class FaultyDockerProxy:
                     break
                 if action == b"start" and await self._is_function(container.decode()):
                     self.starts += 1
+                    self.started.set()
                     if self.starts == self.stall_start:
                         await asyncio.to_thread(self._api.pause, container.decode())
                         self.stalled.set()
@@ -337,6 +368,113 @@ def test_a_failed_launch_does_not_fail_a_call_a_running_container_can_serve(
         finally:
             if server.process is not None:
                 assert server.stop() == 0
+
+
+# The starved start tests: a busy loop with 32 times a function container's CPU weight
+# (cpu_hog) leaves a function pinned to its CPU ~3% of it. fn-test needs ~0.1 s of CPU to
+# listen: it cannot within a 1 s start timeout while the loop runs, and it listens soon after
+# the loop ends, STARVED_S after its start (well within 10 times that timeout).
+HOG_SHARES = 32 * 1024
+STARVED_S = 2.5
+
+
+class CpuHog:
+    """A busy loop on ``cpus`` with HOG_SHARES CPU shares, until ``stop`` (idempotent)."""
+
+    def __init__(self, api: docker.APIClient, instance: str, cpus: str) -> None:
+        self.api = api
+        self.id = api.create_container(
+            BUSYBOX,
+            ["sh", "-c", "while :; do :; done"],
+            labels={MANAGED_LABEL: "1", INSTANCE_LABEL: instance},
+            host_config=api.create_host_config(cpuset_cpus=cpus, cpu_shares=HOG_SHARES),
+        )["Id"]
+        self.running = True
+        api.start(self.id)
+
+    def stop(self) -> None:
+        if self.running:
+            self.running = False
+            self.api.remove_container(self.id, force=True)
+
+
+def starved(
+    proxy: FaultyDockerProxy, api: docker.APIClient, instance: str, call: Callable[[], T]
+) -> T:
+    """``call()``'s result, made while a busy loop (CpuHog) on CPU 0 starves the function
+    container it starts for STARVED_S after its start."""
+    hog = CpuHog(api, instance, cpus="0")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            called = pool.submit(call)
+            assert proxy.started.wait(60), "no function container started"
+            time.sleep(STARVED_S)  # the fault's own duration
+            hog.stop()
+            return called.result()
+    finally:
+        hog.stop()
+
+
+@contextlib.contextmanager
+def pinned(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> Iterator[tuple[FaultyDockerProxy, dict[str, str]]]:
+    """A proxy that pins function containers to CPU 0, and the environment that uses it with
+    a 1 s start timeout."""
+    with FaultyDockerProxy(tmp_path / "docker.sock", pin_cpus="0") as proxy:
+        yield (
+            proxy,
+            {
+                **cli_env,
+                "DOCKER_HOST": f"unix://{proxy.path}",
+                "FN_HOT_START_TIMEOUT_MSECS": "1000",
+            },
+        )
+
+
+def test_a_lone_cold_start_starved_of_cpu_by_other_work_is_not_a_504(
+    tmp_path: Path, cli_env: dict[str, str], docker_api: docker.APIClient
+) -> None:
+    # The function's start-up is starved for STARVED_S by other work on its CPU, past
+    # FN_HOT_START_TIMEOUT_MSECS: the wait is the host's, not the function's, so no 504.
+    require_image(docker_api, FN_TEST)
+    require_image(docker_api, BUSYBOX)
+    with pinned(tmp_path, cli_env) as (proxy, env):
+        server = make_server(tmp_path, env).start()
+        try:
+            fn = deploy(server, timeout=60)
+            answer = starved(
+                proxy,
+                docker_api,
+                cli_env["FNAGENT_INSTANCE_ID"],
+                lambda: invoke(server, fn, {"echo": "starved"}),
+            )
+            assert proxy.pinned == 1, "the function container was not pinned"
+            assert answer.status == 200, answer.body
+            assert answer.json()["echo"] == "starved"
+        finally:
+            if server.process is not None:
+                assert server.stop() == 0
+
+
+def test_fnagent_run_of_an_http_stream_function_starved_of_cpu_is_not_a_timeout(
+    tmp_path: Path, cli_env: dict[str, str], docker_api: docker.APIClient
+) -> None:
+    # The same starved start through `fnagent run --format http-stream` (its own start
+    # timeout, not the agent's).
+    require_image(docker_api, FN_TEST)
+    require_image(docker_api, BUSYBOX)
+    args = ["run", "--standalone", "--format", "http-stream", FN_TEST]
+    with pinned(tmp_path, cli_env) as (proxy, env):
+        done = starved(
+            proxy,
+            docker_api,
+            cli_env["FNAGENT_INSTANCE_ID"],
+            lambda: run_cli(args, env, input=b'{"echo": "starved"}', timeout=120),
+        )
+    assert proxy.pinned == 1, "the run's container was not pinned"
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["echo"] == "starved"
 
 
 # -- 2. SIGKILL with hot and frozen containers -------------------------------------------------
@@ -672,7 +810,8 @@ LOAD_DEADLINE_S = 150
 COLD_EVERY_S = 1.5
 FROZEN_EVERY = 250
 FAIL_EVERY = 97
-START_TIMEOUT = '504 b\'{"message": "Container initialization timed out'
+# The cold fns' idle_timeout (1 s), with room for the agent's timers on loaded cores.
+COLD_DUE_S = 2.0
 
 
 @dataclass
@@ -689,6 +828,11 @@ class Tally:
         self.errors: list[str] = []
         self.expected_failures = 0
         self.progress = threading.Condition(self.lock)
+        self.cold_calls_due = 0
+        """Calls to a cold fn that came with none of its calls in flight, and at least
+        COLD_DUE_S after its last one ended: its container was gone, each was a cold start."""
+        self.in_flight: Counter[str] = Counter()
+        self.last_end: dict[str, float] = {}
 
 
 class Client:
@@ -818,6 +962,14 @@ def test_load_of_ten_thousand_calls_over_hot_frozen_and_cold_fns_keeps_memory_fl
                         {"echo": token, "status": 502 if should_fail else None}
                     ).encode()
                 error: str | None = None
+                with tally.lock:
+                    if name.startswith("cold-"):
+                        last = tally.last_end.get(name)
+                        if not tally.in_flight[name] and (
+                            last is None or time.monotonic() - last >= COLD_DUE_S
+                        ):
+                            tally.cold_calls_due += 1
+                    tally.in_flight[name] += 1
                 try:
                     status, body = client.post(f"/invoke/{fn.doc['id']}", payload)
                 except (OSError, http.client.HTTPException) as exc:
@@ -825,6 +977,8 @@ def test_load_of_ten_thousand_calls_over_hot_frozen_and_cold_fns_keeps_memory_fl
                 if error is None:
                     error = check(name, fn, token, should_fail, status, body)
                 with tally.lock:
+                    tally.in_flight[name] -= 1
+                    tally.last_end[name] = time.monotonic()
                     tally.done += 1
                     tally.by_fn[name] += 1
                     if error is not None:
@@ -860,11 +1014,14 @@ def test_load_of_ten_thousand_calls_over_hot_frozen_and_cold_fns_keeps_memory_fl
         "seconds": round(load_s, 1),
         "calls_per_s": round(tally.done / load_s),
         "errors": len(tally.errors),
+        "first_errors": tally.errors[:5],
         "expected_function_502s": tally.expected_failures,
+        "cold_calls_due": tally.cold_calls_due,
         "by_fn": dict(tally.by_fn),
         "starts": starts,
         "freeze_failures": log.count('"freeze failed"'),
         "failed_launches": log.count('"container failed"'),
+        "starts_slowed_by_cpus": log.count('"start slowed by busy CPUs: '),
         "rss_kib": {
             "start": samples[0][1],
             "after_warm_up": warm_rss[0] if warm_rss else None,
@@ -874,22 +1031,17 @@ def test_load_of_ten_thousand_calls_over_hot_frozen_and_cold_fns_keeps_memory_fl
     }
     print("\nload figures:", json.dumps(figures))
     assert tally.done == LOAD_CALLS, f"only {tally.done} calls in {LOAD_DEADLINE_S} s: {figures}"
-    slow_starts = [e for e in tally.errors if START_TIMEOUT in e]
-    other_errors = [e for e in tally.errors if START_TIMEOUT not in e]
-    assert not other_errors, (len(other_errors), other_errors[:10])
+    # Not one error a function did not cause: a cold start slowed by the saturated CPUs is
+    # given the time the host kept it waiting (no 504 "Container initialization timed out").
+    assert not tally.errors, (len(tally.errors), tally.errors[:10])
     assert tally.expected_failures >= LOAD_CALLS // FAIL_EVERY // 4
     assert tally.by_fn["cold-test"] >= 3 and tally.by_fn["cold-hello"] >= 3, figures
-    # Every call to a cold fn came after its idle_timeout: each was a cold start.
-    assert starts["cold"] >= tally.by_fn["cold-test"] + tally.by_fn["cold-hello"], figures
+    # A call to a cold fn that came well after its idle_timeout was a cold start (one that
+    # came sooner, after a start slowed by the loaded cores, may find the container warm).
+    assert tally.cold_calls_due >= 3, figures
+    assert starts["cold"] >= tally.cold_calls_due, figures
     assert starts["thawed"] >= 10, figures
     assert warm_rss and end_rss <= 1.5 * warm_rss[0], figures
-    if slow_starts:
-        # Known limit, not hidden: these are errors no function caused.
-        pytest.xfail(
-            f"{len(slow_starts)} calls got 504: a cold start took longer than "
-            f"FN_HOT_START_TIMEOUT_MSECS (5 s) on the saturated 2 cores: "
-            f"{slow_starts[:3]}"
-        )
 
 
 def check(

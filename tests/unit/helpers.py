@@ -59,7 +59,13 @@ async def running(
         freeze_idle_ms=50,
     )
     settings.update(config)
-    driver_keys = ("pull_delay_s", "start_delay_s", "unfreeze_delay_s", "missing_images")
+    driver_keys = (
+        "pull_delay_s",
+        "start_delay_s",
+        "unfreeze_delay_s",
+        "missing_images",
+        "cpu_wait_share",
+    )
     driver_options = {k: config.pop(k) for k in driver_keys if k in config}
     settings = {k: v for k, v in settings.items() if k not in driver_options}
     async with FakeDriver(images=images, **driver_options) as driver:

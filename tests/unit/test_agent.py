@@ -14,10 +14,11 @@ from typing import Any
 import anyio
 import pytest
 
-from drivers.fake import FakeDriver, ProgramContext
+from drivers.fake import FakeDriver, Program, ProgramContext
 from fnagent.agent import Agent, CallResult
 from fnagent.agent.admission import Budget
 from fnagent.agent.agent import EXIT_REPORT_WAIT_S, UPDATE_RETRY_S
+from fnagent.agent.readiness import MAX_START_STRETCH
 from fnagent.config import AgentConfig
 from fnagent.models import Call
 from fnagent.server.invoke import error_answer
@@ -105,18 +106,23 @@ async def test_parallel_calls_launch_only_while_waiters_outnumber_containers() -
         assert len(driver.containers) == 3
 
 
-@pytest.mark.parametrize(("host_idle", "containers"), [(0.5, 2), (0.05, 1)])
-async def test_a_short_call_launches_after_its_patience_only_while_the_cpus_have_room(
-    host_idle: float, containers: int
-) -> None:
-    gate = anyio.Event()
+def held_until(gate: anyio.Event) -> Program:
+    """A function whose calls with the body "hold" answer once ``gate`` is set."""
 
     async def held(request: Request, ctx: ProgramContext) -> Answer:
         if request.body == b"hold":
             await gate.wait()
         return Answer()
 
-    handler = handler_of(held)
+    return handler_of(held)
+
+
+@pytest.mark.parametrize(("host_idle", "containers"), [(0.5, 2), (0.05, 1)])
+async def test_a_short_call_launches_after_its_patience_only_while_the_cpus_have_room(
+    host_idle: float, containers: int
+) -> None:
+    gate = anyio.Event()
+    handler = held_until(gate)
     async with running({"fn/echo": handler}, host_idle=host_idle, hot_launch_patience_ms=20) as (
         agent,
         driver,
@@ -134,6 +140,31 @@ async def test_a_short_call_launches_after_its_patience_only_while_the_cpus_have
                 "a waiter or a second container",
             )
             await anyio.sleep(0.2)  # well past its patience
+            assert len(driver.containers) == containers
+            gate.set()
+        assert len(driver.containers) == containers
+
+
+@pytest.mark.parametrize(("host_idle", "containers"), [(0.5, 5), (0.05, 2)])
+async def test_slow_calls_launch_at_once_but_one_at_a_time_while_the_cpus_are_full(
+    host_idle: float, containers: int
+) -> None:
+    # On full CPUs a launch per waiter starts a burst whose starts starve each other and
+    # every other fn's (seen under load: 14 at once, a cold fn's start then took 29 s).
+    gate = anyio.Event()
+    async with running({"fn/echo": held_until(gate)}, host_idle=host_idle) as (agent, driver):
+        fn = make_fn()
+        assert (await agent.submit(make_call(fn, b""))).status == 200
+        (queue,) = agent.queues
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(agent.submit, make_call(fn, b"hold"))
+            await poll(lambda: not queue.idle, "the container busy")
+            # Known slow calls next to a launch: waiting would take longer than launching.
+            queue.call_time_s, queue.launch_time_s = 1.0, 0.1
+            for _ in range(4):
+                tg.start_soon(agent.submit, make_call(fn, b"hold"))
+            await poll(lambda: len(driver.containers) == containers, f"{containers} containers")
+            await anyio.sleep(0.2)
             assert len(driver.containers) == containers
             gate.set()
         assert len(driver.containers) == containers
@@ -317,6 +348,47 @@ async def test_not_listening_in_time_is_504_and_the_container_removed() -> None:
         result = await agent.submit(make_call(make_fn()))
         assert result.status == 504
         assert "Container initialization timed out" in message(result)
+        await poll(lambda: driver.live() == [], "the container removed")
+
+
+async def test_a_start_the_host_starved_of_cpu_is_not_a_504() -> None:
+    # Its processes waited for a CPU 80% of the time: listening after 1 s is 0.2 s of its own
+    # start-up, within the 0.5 s timeout.
+    starved = http_function(listen_delay_s=1.0)
+    async with running({"fn/echo": starved}, hot_start_timeout_ms=500, cpu_wait_share=0.8) as (
+        agent,
+        _,
+    ):
+        result = await agent.submit(make_call(make_fn(), b"served"))
+    assert (result.status, result.body) == (200, b"served")
+
+
+@pytest.mark.parametrize(
+    ("timeout_ms", "share", "least_s"),
+    [
+        # Its own share of the time (20%) reaches the 0.3 s timeout at 1.5 s.
+        (300, 0.8, 1.4),
+        # Waiting for a CPU all along (e.g. more busy threads of its own than CPUs) never
+        # ends its own timeout: the stretch limit does.
+        (100, 1.0, 0.1 * MAX_START_STRETCH),
+    ],
+)
+async def test_a_starved_start_that_never_listens_is_still_a_504_with_the_hint(
+    timeout_ms: int, share: float, least_s: float
+) -> None:
+    never_listens = http_function(listen_delay_s=60)
+    async with running(
+        {"fn/echo": never_listens}, hot_start_timeout_ms=timeout_ms, cpu_wait_share=share
+    ) as (agent, driver):
+        began = anyio.current_time()
+        result = await agent.submit(make_call(make_fn()))
+        took = anyio.current_time() - began
+        assert result.status == 504
+        assert f"Container initialization timed out after {timeout_ms / 1000:g} s" in message(
+            result
+        )
+        assert "FN_LISTENER" in message(result)
+        assert least_s <= took < least_s + 5, took
         await poll(lambda: driver.live() == [], "the container removed")
 
 

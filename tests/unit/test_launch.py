@@ -66,6 +66,15 @@ def test_scaling_from_zero_with_short_calls_starts_what_serves_the_waiters_in_on
     assert launches_for_waiters(waiters=5, call_time_s=0.001, **serving) == 5
 
 
+def test_with_containers_serving_and_the_cpus_full_one_launch_at_a_time() -> None:
+    numbers: dict[str, Any] = dict(draining=False, call_time_s=1.0, launch_time_s=0.5)
+    assert launches_for_waiters(waiters=5, starting=0, serving=1, cpus_full=True, **numbers) == 1
+    assert launches_for_waiters(waiters=5, starting=1, serving=1, cpus_full=True, **numbers) == 0
+    assert launches_for_waiters(waiters=5, starting=0, serving=1, **numbers) == 5
+    # Scaling from zero is not held: no container would serve the waiters.
+    assert launches_for_waiters(waiters=5, starting=0, serving=0, cpus_full=True, **numbers) == 5
+
+
 queue_numbers = st.fixed_dictionaries(
     {
         "waiters": counts,
@@ -75,6 +84,7 @@ queue_numbers = st.fixed_dictionaries(
         "call_time_s": times,
         "launch_time_s": times,
         "use_history": st.booleans(),
+        "cpus_full": st.booleans(),
     }
 )
 
@@ -87,6 +97,10 @@ def test_launches_never_outnumber_the_waiters(numbers: dict[str, Any]) -> None:
     assert starting + count <= max(waiters, starting), "never more starting than waiters"
     if numbers["draining"]:
         assert count == 0
+    elif numbers["serving"] and numbers["cpus_full"]:
+        assert starting + count <= max(1, starting), "one at a time on full CPUs"
+        if waiters and not starting:
+            assert count == 1, "waiters with none starting still get a launch"
     elif waiters > starting:
         assert count >= 1, "a waiter beyond those starting always gets a launch"
 
