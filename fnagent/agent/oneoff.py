@@ -22,6 +22,7 @@ import anyio
 
 from drivers import (
     ContainerTask,
+    Driver,
     LogSink,
     RunResult,
     RunStatus,
@@ -104,7 +105,7 @@ class _Clock:
 
 
 async def run_once(
-    driver: DockerDriver,
+    driver: Driver,
     request: RunRequest,
     *,
     stdin: AsyncIterable[bytes],
@@ -113,6 +114,7 @@ async def run_once(
     progress: PullProgress | None = None,
     stdin_bytes: int | None = None,
     reaper: OrphanReaper | None = None,
+    on_exit: Callable[[RunOutcome], Awaitable[None]] | None = None,
 ) -> RunOutcome:
     """Run ``request`` once on ``driver``; the container is gone when this returns or raises.
 
@@ -120,6 +122,12 @@ async def run_once(
     http-stream call then sends it with a Content-Length instead of chunked. ``reaper`` is
     told about the container and the socket dir before they exist, so that they are removed
     even if this process is killed before it can.
+
+    ``on_exit`` is given the outcome (timings without ``remove``) as soon as the run ended
+    and its output was delivered, before the container is removed: the agent answers the
+    caller with it, so the removal is not on the caller's path (``docker run --rm`` waits
+    for it). It is not called when the run is cancelled or fails agent-side: those are
+    answered after the removal.
 
     Agent-side failures (bad image, daemon down, function never became ready) raise
     ``FnAgentError``; how the function itself ended is in the outcome's ``result``.
@@ -157,7 +165,10 @@ async def run_once(
         if socket_dir is not None:
             socket_dir.make(request.iofs_size_bytes)
         async with await driver.create_cookie(task) as cookie:
-            await driver.prepare_cookie(cookie, progress=progress)
+            if isinstance(driver, DockerDriver):
+                await driver.prepare_cookie(cookie, progress=progress)
+            else:
+                await driver.prepare_cookie(cookie)
             clock.lap("prepare")
             waiter = await cookie.run()
             clock.lap("start")
@@ -176,6 +187,10 @@ async def run_once(
                     stdout,
                 )
             clock.lap("run")
+            if on_exit is not None:
+                outcome.timings_ms = clock.total()
+                outcome.stats = decimate(MAX_STAT_SAMPLES, samples)
+                await on_exit(outcome)
     finally:
         if socket_dir is not None:
             socket_dir.remove()

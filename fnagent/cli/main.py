@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from fnagent.cli.quickrun import exit_now
 from fnagent.errors import EXIT_AGENT_FAILURE, EXIT_CANCELLED
 
 # The API client commands live in fnagent.cli.commands, whose import costs about as much as
@@ -224,12 +225,7 @@ def _exit(code: int) -> None:
     ms freeing docker-py's and requests' modules, a tenth of a short run): everything is
     done and flushed by now. Called in-process (click's test runner), a plain sys.exit."""
     if _fast_exit:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except OSError:
-            code = code or 120  # what the interpreter's own teardown exits with here
-        os._exit(code)
+        exit_now(code)
     sys.exit(code)
 
 

@@ -7,10 +7,7 @@ import json
 import os
 import signal
 import sys
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from fnagent.client.runframes import failure_document, with_stdout
 from fnagent.errors import (
@@ -22,6 +19,9 @@ from fnagent.errors import (
 from fnagent.units import parse_cpus, parse_duration, parse_env, parse_memory
 
 if TYPE_CHECKING:
+    # anyio and what follows load only for a run in this process (not handed to an agent).
+    import anyio
+
     from drivers.docker import OrphanReaper
     from fnagent.agent.oneoff import RunRequest
     from fnagent.config import AgentConfig
@@ -87,6 +87,10 @@ def run_command(
             if handed is not None:
                 return handed
 
+        from dataclasses import replace
+
+        import anyio
+
         from drivers.docker import OrphanReaper, PullPolicy
         from fnagent.agent.oneoff import Format, RunRequest
         from fnagent.config import AgentConfig
@@ -137,6 +141,8 @@ def _claim_closed_stdin() -> None:
 async def _run(
     request: RunRequest, config: AgentConfig, as_json: bool, reaper: OrphanReaper
 ) -> int:
+    import anyio
+
     from drivers.docker import DockerDriver
     from fnagent.agent.oneoff import exit_code, failure_message, outcome_document, run_once
     from fnagent.cli.progress import PullProgressBar
@@ -187,6 +193,8 @@ async def _run(
 
 
 async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
+    import anyio
+
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
             scope.cancel()

@@ -8,14 +8,19 @@ answer came back, the connection error with the URL that was tried.
 
 from __future__ import annotations
 
-import http.client
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
-DEFAULT_API_URL = "http://127.0.0.1:8080"
+if TYPE_CHECKING:
+    # Imported where a request is made: http.client loads email and ssl (~10 ms), and
+    # `fnagent run`, which imports this package for the run frames, sends no request with it.
+    import http.client
+
+from fnagent.client import DEFAULT_API_URL
+
 DEFAULT_TIMEOUT_S = 60.0
 # Fn's longest function timeout is 300 s; a call may also queue and start a container first.
 DEFAULT_INVOKE_TIMEOUT_S = 600.0
@@ -194,6 +199,8 @@ class ApiClient:
             sent["Authorization"] = f"Bearer {self._token}"
         sent.update(headers or {})
         timeout = self._timeout_s if timeout_s is None else timeout_s
+        import http.client
+
         connection: http.client.HTTPConnection
         if self._https:
             connection = http.client.HTTPSConnection(self._host, self._port, timeout=timeout)
@@ -548,6 +555,8 @@ class ApiClient:
         headers = {"User-Agent": "fnagent-cli", "Accept": "text/event-stream"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
+        import http.client
+
         connection: http.client.HTTPConnection
         if self._https:
             connection = http.client.HTTPSConnection(self._host, self._port, timeout=idle_timeout_s)

@@ -12,7 +12,6 @@ imports this before it knows whether it will need anything else.
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -89,6 +88,8 @@ class FrameReader:
 def with_stdout(document: dict[str, Any], output: bytes) -> dict[str, Any]:
     """``fnagent run --json``'s ``document`` with the run's stdout: text when it is UTF-8,
     else base64 under ``stdout_base64``."""
+    import base64  # only for output that is not UTF-8
+
     try:
         return {**document, "stdout": output.decode("utf-8")}
     except UnicodeDecodeError:

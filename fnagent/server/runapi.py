@@ -5,8 +5,11 @@ admission budget, so the command line process never loads docker-py. The wire fo
 ``fnagent.client.runframes``: the request body brings the run (one JSON frame) and then stdin,
 streamed while the response streams stdout and stderr back and ends with the result frame.
 The caller's ``CANCEL`` frame, or its going away, stops the run; the container is removed
-before the result frame is sent. The management token guards the route when one is set (a run
-is a container of the caller's choosing, like deploying a fn).
+before that result frame is sent. A run that ended by itself (its exit, a timeout, the OOM
+killer) is answered as soon as its output was sent, and its container removed just after, off
+the caller's path (``--json`` runs, whose document times the removal, wait for it); the
+removal still happens when the agent stops meanwhile. The management token guards the route
+when one is set (a run is a container of the caller's choosing, like deploying a fn).
 
 Served as raw ASGI (like ``/invoke``) because both bodies stream at once.
 """
@@ -229,49 +232,66 @@ async def _run(
     stdout = _FrameSink(runframes.STDOUT, send, lock)
     stderr = _FrameSink(runframes.STDERR, send, lock)
     stdin_send, stdin_receive = anyio.create_memory_object_stream[bytes](STDIN_BUFFER_FRAMES)
+    answered = False
     outcome: RunOutcome | None = None
     failure: str | None = None
     with anyio.CancelScope() as run_scope:
+        input_scope = anyio.CancelScope()
 
         async def take_input() -> None:
             """Stdin into the run until STDIN_END or the body's end; then keep listening: a
             CANCEL frame, a broken frame or the caller going away cancels the run."""
             ended = False
-            async with stdin_send:
-                frames = list(pending)
-                while True:
-                    for kind, payload in frames:
-                        if kind == runframes.STDIN and not ended:
-                            await stdin_send.send(payload)
-                        elif kind == runframes.STDIN_END and not ended:
-                            ended = True
-                            await stdin_send.aclose()
-                        else:  # CANCEL, or anything out of place
+            with input_scope:
+                async with stdin_send:
+                    frames = list(pending)
+                    while True:
+                        for kind, payload in frames:
+                            if kind == runframes.STDIN and not ended:
+                                await stdin_send.send(payload)
+                            elif kind == runframes.STDIN_END and not ended:
+                                ended = True
+                                await stdin_send.aclose()
+                            else:  # CANCEL, or anything out of place
+                                run_scope.cancel()
+                                return
+                        message = await receive()
+                        if message["type"] != "http.request":
                             run_scope.cancel()
                             return
-                    message = await receive()
-                    if message["type"] != "http.request":
-                        run_scope.cancel()
-                        return
-                    try:
-                        frames = reader.feed(message.get("body", b""))
-                    except runframes.FrameError:
-                        run_scope.cancel()
-                        return
-                    if not message.get("more_body", False):
-                        ended = True
-                        await stdin_send.aclose()
+                        try:
+                            frames = reader.feed(message.get("body", b""))
+                        except runframes.FrameError:
+                            run_scope.cancel()
+                            return
+                        if not message.get("more_body", False):
+                            ended = True
+                            await stdin_send.aclose()
 
         async def stdin() -> AsyncIterator[bytes]:
             async with stdin_receive:
                 async for chunk in stdin_receive:
                     yield chunk
 
+        async def answer(outcome: RunOutcome) -> None:
+            """The run ended: answer now; its container is removed after (run_once). The
+            caller leaving from here on cancels nothing."""
+            nonlocal answered
+            input_scope.cancel()
+            answered = True
+            await _send_result(send, lock, _result(outcome))
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(take_input)
             try:
                 outcome = await run_once(
-                    driver, request, stdin=stdin(), stdout=stdout, stderr=stderr
+                    driver,
+                    request,
+                    stdin=stdin(),
+                    stdout=stdout,
+                    stderr=stderr,
+                    # --json reports the removal's time too, so it waits for it.
+                    on_exit=None if request.collect_stats else answer,
                 )
             except Exception as exc:  # agent-side failures; task groups wrap them
                 cause = first_error(exc)
@@ -281,19 +301,28 @@ async def _run(
                     logger.exception("one-off run failed", extra={"image": request.image})
                     failure = f"unexpected error: {type(cause).__name__}: {cause}"
             tg.cancel_scope.cancel()
+    if answered:
+        return
     if outcome is not None:
-        result = {
-            "exit": exit_code(outcome),
-            "message": failure_message(outcome),
-            "document": outcome_document(outcome),
-        }
-    elif failure is not None:
-        result = {"exit": EXIT_AGENT_FAILURE, "message": failure}
-        result["document"] = runframes.failure_document(failure)
+        result = _result(outcome)
     else:
-        result = {"exit": EXIT_CANCELLED, "message": CANCELLED_MESSAGE}
-        result["document"] = runframes.failure_document(CANCELLED_MESSAGE)
-    # A caller gone meanwhile: the server drops what is sent after a disconnect.
+        message = CANCELLED_MESSAGE if failure is None else failure
+        code = EXIT_CANCELLED if failure is None else EXIT_AGENT_FAILURE
+        result = {"exit": code, "message": message, "document": runframes.failure_document(message)}
+    await _send_result(send, lock, result)
+
+
+def _result(outcome: RunOutcome) -> dict[str, Any]:
+    return {
+        "exit": exit_code(outcome),
+        "message": failure_message(outcome),
+        "document": outcome_document(outcome),
+    }
+
+
+async def _send_result(send: Send, lock: anyio.Lock, result: dict[str, Any]) -> None:
+    """The last frame. A caller gone meanwhile: the server drops what is sent after a
+    disconnect."""
     async with lock:
         body = runframes.json_frame(runframes.RESULT, result)
         await send({"type": "http.response.body", "body": body, "more_body": False})

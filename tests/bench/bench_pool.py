@@ -2,7 +2,8 @@
 
 - cold start to first response of the FDK hello function (create, start, wait for the
   listener, one ``POST /call``): serial, and 8 starts at once;
-- container throughput (create, start, wait, remove busybox ``true``) at concurrency 1, 4, 8.
+- container throughput (create, start, wait, remove busybox ``true``) at concurrency 1, 4, 8;
+- host memory per idle slot (tests/bench/slotmem.py).
 
 Bridge and pool runs alternate, so drift hits both alike. Function containers are removed
 outside the measured window of a cold start; the throughput loops include their removal.
@@ -28,6 +29,7 @@ from drivers import ContainerTask
 from drivers.docker import DockerConfig, DockerDriver
 from drivers.docker.config import PoolConfig
 from tests.bench.report import Report, Row, median_ms, percentile_ms
+from tests.bench.slotmem import SlotMemory, slot_memory
 
 HELLO = "fnagent/fn-hello"
 BUSYBOX = "fnagent/busybox"
@@ -173,6 +175,26 @@ async def _full(driver: DockerDriver) -> None:
         await driver.pool.wait_free(POOL_SIZE)
 
 
+async def idle_slot_memory(report: Report, pooled: DockerDriver) -> None:
+    """Host memory per idle slot (tests/bench/slotmem.py says what is counted), median."""
+    assert pooled.pool is not None
+    slots: list[SlotMemory] = []
+    for container_id in pooled.pool.free_ids():
+        inspected = await pooled.client.call("inspect slot", "inspect_container", container_id)
+        slots.append(slot_memory(int(inspected["State"]["Pid"])))
+    mib = float(1 << 20)
+    for name, values in (
+        ("total", [s.total_bytes for s in slots]),
+        ("its containerd shim (PSS, page tables, kernel stacks)", [s.shim_bytes for s in slots]),
+        ("its cgroup (processes and kernel memory)", [s.cgroup_bytes for s in slots]),
+        ("its processes' PSS (in the cgroup's figure)", [s.processes_pss_bytes for s in slots]),
+    ):
+        target = "<= 1 MiB" if name == "total" else ""
+        value = round(statistics.median(values) / mib, 2)
+        row = f"pool memory per idle slot: {name}"
+        report.add(Row(row, value, "MiB", target=target, samples=len(slots)))
+
+
 async def measure(report: Report) -> None:
     bridge_config = DockerConfig(instance_id=INSTANCE)
     pool_config = DockerConfig(
@@ -180,6 +202,7 @@ async def measure(report: Report) -> None:
     )
     async with DockerDriver(bridge_config) as bridge, DockerDriver(pool_config) as pooled:
         await _full(pooled)
+        await idle_slot_memory(report, pooled)
         await hello_cold_start(bridge, _no_hold)  # warm both paths once
         await hello_cold_start(pooled, _no_hold)
 

@@ -46,15 +46,24 @@ def cli_env(
     request: pytest.FixtureRequest, cli_env: dict[str, str], docker_api: docker.APIClient
 ) -> Iterator[dict[str, str]]:
     """Every test below runs both ways: in the `fnagent run` process (no agent answers at
-    FN_API_URL) and handed to a running agent; then the agent must hold no run container."""
+    FN_API_URL) and handed to a running agent; then the agent must hold no run container
+    (it removes a run's container just after answering, so that is polled for)."""
     if request.param == "standalone":
         yield {**cli_env, "FN_API_URL": NO_AGENT}
         return
     server: Server = request.getfixturevalue("agent")
     yield {**cli_env, "FN_API_URL": server.url}
+    _no_run_containers(docker_api, server)
+
+
+def _no_run_containers(docker_api: docker.APIClient, server: Server) -> None:
     runs = {"label": [f"{INSTANCE_LABEL}={server.env['FNAGENT_INSTANCE_ID']}", TASK_LABEL]}
-    left = docker_api.containers(all=True, filters=runs)
-    assert not left, f"the agent left run containers: {[c['Names'] for c in left]}"
+    try:
+        wait_for(lambda: not docker_api.containers(all=True, filters=runs), "run containers gone")
+    except AssertionError:
+        left = docker_api.containers(all=True, filters=runs)
+        names = [c["Names"] for c in left]
+        raise AssertionError(f"the agent left run containers: {names}") from None
 
 
 @pytest.fixture
@@ -273,3 +282,22 @@ def test_an_agent_with_a_token_refuses_a_run_without_it(
         assert done.stdout == b"ok\n"
     finally:
         assert server.stop() == 0
+
+
+def test_an_agent_stopped_just_after_answering_still_removes_the_run(
+    tmp_path: Path, docker_api: docker.APIClient
+) -> None:
+    """The agent answers a run before removing its container; stopping the agent right after
+    the answer must not leave the container behind."""
+    env = {**os.environ, "FNAGENT_INSTANCE_ID": new_instance_id()}
+    server = make_server(tmp_path, env).start()
+    try:
+        done = run_cli(["run", BUSYBOX, "echo", "ok"], {**env, "FN_API_URL": server.url})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == b"ok\n"
+    finally:
+        assert server.stop() == 0
+    left = docker_api.containers(
+        all=True, filters={"label": f"{INSTANCE_LABEL}={env['FNAGENT_INSTANCE_ID']}"}
+    )
+    assert not left, f"the agent left containers: {[c['Names'] for c in left]}"

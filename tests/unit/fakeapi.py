@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from click.testing import CliRunner, Result
 
-from fnagent.cli import main
+from fnagent.cli.main import main
 
 # status, headers, body (FakeFn has a method named list, so the alias lives out here)
 Reply = tuple[int, list[tuple[str, str]], bytes]

@@ -188,7 +188,7 @@ def test_logs_prints_the_log_byte_for_byte(api: FakeCalls) -> None:
 def test_help_lists_calls_and_logs() -> None:
     from click.testing import CliRunner
 
-    from fnagent.cli import main
+    from fnagent.cli.main import main
 
     result = CliRunner().invoke(main, ["--help"])
     assert "  calls " in result.output and "  logs " in result.output

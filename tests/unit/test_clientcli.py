@@ -20,8 +20,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from fnagent.cli import main
 from fnagent.cli.commands import format_table
+from fnagent.cli.main import main
 from fnagent.client import DEFAULT_API_URL, ApiClient, ApiError
 from tests.unit.fakeapi import Recorded, Reply, answer, cli, error, serve
 
@@ -309,7 +309,7 @@ def test_a_client_command_loads_on_demand() -> None:
     code = (
         "import sys\n"
         "from click.testing import CliRunner\n"
-        "from fnagent.cli import main\n"
+        "from fnagent.cli.main import main\n"
         "r = CliRunner().invoke(main, ['fns', '--help'])\n"
         "print(r.exit_code, 'fnagent.cli.commands' in sys.modules)"
     )
