@@ -8,10 +8,13 @@ Three parts:
   Workload at a Large Cloud Provider" (USENIX ATC'20), whose histogram has 1-minute bins over 4
   hours. Ours puts 1-second bins under the first minute, so that idle times of a few seconds are
   learned too: 60 bins of 1 s, then bins of 1 minute up to the range (299 bins for 4 hours).
-  Recording is O(1); so are the sample count and the coefficient of variation of the bin counts
-  (kept as running sums); a percentile scans the bins (a constant few hundred).
-- ``KeepAlivePolicy``: the paper's hybrid histogram policy for one fn version, behind a small
-  decision API (below).
+  Each bin also remembers the sum, the shortest and the longest of its idle times (the cost-aware
+  plan times a pre-warm by them). Recording is O(1); so are the sample count and the coefficient
+  of variation of the bin counts (kept as running sums); a percentile or a plan scans the bins (a
+  constant few hundred).
+- ``KeepAlivePolicy``: the paper's hybrid histogram policy for one fn version, or (with a
+  finite ``cold_start_weight``) the plan of least expected memory-time plus weighted cold-start
+  time, behind a small decision API (below).
 - ``GreedyDual``: which idle container to evict first under memory pressure, by the priority of
   Fuerst and Sharma, "FaasCache: Keeping Serverless Computing Alive with Greedy-Dual Caching"
   (ASPLOS'21).
