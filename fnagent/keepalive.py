@@ -8,10 +8,13 @@ Three parts:
   Workload at a Large Cloud Provider" (USENIX ATC'20), whose histogram has 1-minute bins over 4
   hours. Ours puts 1-second bins under the first minute, so that idle times of a few seconds are
   learned too: 60 bins of 1 s, then bins of 1 minute up to the range (299 bins for 4 hours).
-  Recording is O(1); so are the sample count and the coefficient of variation of the bin counts
-  (kept as running sums); a percentile scans the bins (a constant few hundred).
-- ``KeepAlivePolicy``: the paper's hybrid histogram policy for one fn version, behind a small
-  decision API (below).
+  Each bin also remembers the sum, the shortest and the longest of its idle times (the cost-aware
+  plan times a pre-warm by them). Recording is O(1); so are the sample count and the coefficient
+  of variation of the bin counts (kept as running sums); a percentile or a plan scans the bins (a
+  constant few hundred).
+- ``KeepAlivePolicy``: the paper's hybrid histogram policy for one fn version, or (with a
+  finite ``cold_start_weight``) the plan of least expected memory-time plus weighted cold-start
+  time, behind a small decision API (below).
 - ``GreedyDual``: which idle container to evict first under memory pressure, by the priority of
   Fuerst and Sharma, "FaasCache: Keeping Serverless Computing Alive with Greedy-Dual Caching"
   (ASPLOS'21).
@@ -68,8 +71,12 @@ class IdleHistogram:
         self.range_s = range_s
         coarse = math.ceil((range_s - COARSE_BIN_S) / COARSE_BIN_S)
         self._counts = [0] * (FINE_BINS + coarse)
+        self._sums = [0.0] * len(self._counts)
+        self._lows = [math.inf] * len(self._counts)
+        self._highs = [0.0] * len(self._counts)
         self._in_range = 0
         self._sum_squares = 0
+        self._top = -1
         self.out_of_range = 0
 
     def __repr__(self) -> str:
@@ -93,14 +100,19 @@ class IdleHistogram:
 
     def add(self, idle_s: float) -> None:
         """Record one idle time (negative ones count as 0). O(1)."""
-        index = self.bin_index(max(idle_s, 0.0))
+        idle_s = max(idle_s, 0.0)
+        index = self.bin_index(idle_s)
         if index >= len(self._counts):
             self.out_of_range += 1
             return
         count = self._counts[index]
         self._counts[index] = count + 1
+        self._sums[index] += idle_s
+        self._lows[index] = min(self._lows[index], idle_s)
+        self._highs[index] = max(self._highs[index], idle_s)
         self._sum_squares += 2 * count + 1
         self._in_range += 1
+        self._top = max(self._top, index)
 
     @staticmethod
     def bin_index(idle_s: float) -> int:
@@ -118,6 +130,23 @@ class IdleHistogram:
 
     def count(self, index: int) -> int:
         return self._counts[index]
+
+    def total(self, index: int) -> float:
+        """The sum of the idle times in bin ``index``."""
+        return self._sums[index]
+
+    def span(self, index: int) -> tuple[float, float]:
+        """The shortest and the longest idle time in bin ``index`` (its edges when empty): a
+        sparse fn's idle times fill a small part of a minute-wide bin, and a plan need not
+        hold a container through the rest."""
+        if not self._counts[index]:
+            return self.bin_edges(index)
+        return self._lows[index], self._highs[index]
+
+    @property
+    def top(self) -> int:
+        """The highest bin holding an idle time; -1 when none does."""
+        return self._top
 
     def percentile_bin(self, percentile: float) -> int | None:
         """The bin holding ``percentile`` (0-100) of the in-range idle times; None when there
@@ -164,19 +193,23 @@ class KeepAlivePolicy:
     to histograms with more than one mode and weighed against memory.
 
     When the histogram is representative (at least ``min_samples`` idle times, at most half of
-    them beyond the range, and a coefficient of variation of the bin counts of at least
-    ``cv_threshold``), the bins from the ``head_percentile`` bin to the ``tail_percentile`` bin
-    are candidates, and a bin is *warm* when keeping a container through it is worth its
-    memory: the bin's hazard (the share of the idle times that reached the bin which end in it,
-    per second) times ``cold_start_s`` times ``cold_start_weight`` is at least the container's
-    memory in GB. (Keeping a container through the instant t costs memory x P(idle > t) and
-    saves a cold start with probability density f(t), so keeping it is worth it exactly where
-    f(t) / P(idle > t) x cold-start seconds x weight >= GB.) With the default weight (``inf``)
-    every candidate is warm: the paper's policy. The warm bins form runs (modes); with the
-    margin taken off a run's start and added to its end:
+    them beyond the range, and, for the paper's policy, a coefficient of variation of the bin
+    counts of at least ``cv_threshold``), it decides *runs*: stretches of idle time through
+    which a ready container is held (``warm_runs``).
 
-    - a first run starting at 0 (calls often come back within a second) is kept: the container
-      stays until its end;
+    - The paper's policy (``cold_start_weight`` ``inf``, the default): one run, from the
+      ``head_percentile`` bin's lower edge to the ``tail_percentile`` bin's upper edge.
+    - Cost-aware (a finite ``cold_start_weight``, GB-s of memory-time worth one second of cold
+      start): the plan of least expected cost on the idle times seen, memory-time (GB x
+      seconds held) plus weight x cold-start seconds x cold starts (``costed_runs``): a kept
+      run from 0, and a pre-warmed window, each only where the cold starts it saves outweigh
+      the memory it holds. Its times are the bins' spans (their shortest and longest idle
+      times), not their edges, and it weighs a mode as a whole: a sparse mode's empty bins
+      do not cut it, and a timer's pre-warm lasts its jitter, not a minute-wide bin.
+
+    With the margin taken off a run's start and added to its end:
+
+    - a first run starting at 0 is kept: the container stays until its end;
     - the remaining runs are covered by one pre-warmed container, started ``cold_start_s``
       before the next run's start (so that it is ready then) and kept until the last run's
       end; when that start falls before the kept run's end, the container is simply kept
@@ -184,7 +217,7 @@ class KeepAlivePolicy:
     - extra containers (concurrency level 2 and up) are only kept through their own level's
       first run, never pre-warmed: a burst's extra containers are not worth holding through
       the gap between bursts;
-    - no warm bin: the container is removed at once.
+    - no run: the container is removed at once.
 
     Otherwise keep it for the fixed keep-alive ``fallback_s`` (the fn's idle_timeout), without
     pre-warm. ``bound_s`` (an idle_timeout the user set) caps how long any container stays idle:
@@ -254,34 +287,107 @@ class KeepAlivePolicy:
             and (histogram.cv() >= config.cv_threshold or math.isfinite(config.cold_start_weight))
         )
 
-    def hazard_threshold(self) -> float:
-        """The hazard (per second) from which a bin is warm: GB / (cold-start s x weight)."""
-        if math.isinf(self.config.cold_start_weight):
-            return 0.0
-        worth = self.cold_start_s * self.config.cold_start_weight
-        return math.inf if worth <= 0 else self.memory_mb / 1024 / worth
-
     def warm_runs(self, level: int = 1) -> list[tuple[float, float]] | None:
-        """The runs of warm bins, as (start, end) seconds after a call's end, before margins
-        and the bound, when the level's histogram decides; else None."""
+        """The stretches of idle time to hold a ready container through, as (start, end)
+        seconds after a call's end, before margins and the bound, when the level's histogram
+        decides; else None. A first run starting at 0 is a kept container; a later run is
+        covered by a pre-warmed one. The paper's (weight ``inf``): one run, from the head
+        percentile's bin to the tail percentile's; with a finite weight, the cheapest plan
+        (``costed_runs``)."""
         if not self.representative(level):
             return None
-        histogram, threshold = self._level(level), self.hazard_threshold()
+        if math.isfinite(self.config.cold_start_weight):
+            return self.costed_runs(level)
+        histogram = self._level(level)
         head_bin = histogram.percentile_bin(self.config.head_percentile)
         tail_bin = histogram.percentile_bin(self.config.tail_percentile)
         assert head_bin is not None and tail_bin is not None  # representative: samples in range
-        survivors = histogram.samples - sum(histogram.count(i) for i in range(head_bin))
-        runs: list[tuple[float, float]] = []
-        for index in range(head_bin, tail_bin + 1):
-            lower, upper = histogram.bin_edges(index)
-            count = histogram.count(index)
-            if count >= threshold * (upper - lower) * survivors:
-                if runs and runs[-1][1] == lower:
-                    runs[-1] = (runs[-1][0], upper)
-                else:
-                    runs.append((lower, upper))
-            survivors -= count
-        return runs
+        return [(histogram.bin_edges(head_bin)[0], histogram.bin_edges(tail_bin)[1])]
+
+    def costed_runs(self, level: int = 1) -> list[tuple[float, float]]:
+        """The plan of least expected cost on the level's idle times, as runs (see
+        ``warm_runs``): keep the container until K, and (level 1 only) pre-warm one ready at
+        S and kept until T, minimising, over the idle times x seen,
+
+            GB x E[memory-seconds] + weight x cold-start s x P(cold start)
+
+        where x costs min(x, K) seconds of memory, plus min(x, T) - (S - cold start) when x
+        passes S (the pre-warmed container's life), and is a cold start unless x <= K or
+        S <= x <= T. Idle times beyond the range never end. A pre-warm window holds at least
+        ``min_samples`` idle times: one for a single idle time seen would be nearly free on
+        paper and miss the next one. K and T are the longest idle time
+        of a bin (nothing is gained between it and the next bin's shortest), S the shortest:
+        the bins' spans, so a timer with a second of jitter holds a container for seconds,
+        not for its minute-wide bins. With J(t) the cost of keeping until t alone, the
+        pre-warm adds J(T) - GB x E[min(x, S)] + (GB - weight) x cold-start s x P(x >= S),
+        so the suffix minima of J give the best T for every S, and a prefix minimum the best
+        K before S less the cold start: O(bins) in all. Ties go to the shorter plan."""
+        histogram = self._level(level)
+        gb, cold = self.memory_mb / 1024, self.cold_start_s
+        worth = self.config.cold_start_weight * cold
+        total = histogram.samples
+        bins = histogram.top + 1
+        ends = [0.0] * (bins + 1)  # keep until ends[k]: through bins 0 .. k - 1
+        keep_cost = [0.0] * (bins + 1)  # J(ends[k]) x total
+        starts = [0.0] * bins  # pre-warm ready at starts[a]: for bins a ..
+        start_memory = [0.0] * bins  # E[min(x, starts[a])] x total
+        survivors = [0] * bins  # idle times in bin a or later
+        inside = [0] * (bins + 1)  # idle times in bins 0 .. k - 1
+        below, below_sum = 0, 0.0
+        for index in range(bins + 1):
+            left = total - below
+            inside[index] = below
+            if index < bins:
+                starts[index] = histogram.span(index)[0]
+                start_memory[index] = below_sum + starts[index] * left
+                survivors[index] = left
+            if index:
+                ends[index] = max(ends[index - 1], histogram.span(index - 1)[1])
+            keep_cost[index] = gb * (below_sum + ends[index] * left) + worth * left
+            if index < bins:
+                below += histogram.count(index)
+                below_sum += histogram.total(index)
+        tolerance = 1e-9 * max(total, 1)
+        best, keep = keep_cost[0], 0
+        for index in range(1, bins + 1):
+            if keep_cost[index] < best - tolerance:
+                best, keep = keep_cost[index], index
+        runs = [(0.0, ends[keep])] if keep else []
+        if level > 1 or cold <= 0:
+            return runs
+        after = [0] * (bins + 1)  # the best T (an index into ends) at or after each index
+        for index in range(bins, -1, -1):
+            following = after[index + 1] if index < bins else index
+            after[index] = index if keep_cost[index] <= keep_cost[following] else following
+        need = max(self.config.min_samples, 1)
+        kept, candidate, first_until = 0, 0, 0
+        prewarm: tuple[int, int, int] | None = None
+        for start in range(bins):
+            while candidate < start and ends[candidate + 1] <= starts[start] - cold:
+                candidate += 1
+                if keep_cost[candidate] < keep_cost[kept]:
+                    kept = candidate
+            if ends[kept] > starts[start] - cold:
+                continue
+            first_until = max(first_until, start + 1)
+            while first_until < bins and inside[first_until] - inside[start] < need:
+                first_until += 1
+            if inside[first_until] - inside[start] < need:
+                break  # fewer idle times than that from here on
+            until = after[first_until]
+            cost = (
+                keep_cost[kept]
+                + keep_cost[until]
+                - gb * start_memory[start]
+                + (gb * cold - worth) * survivors[start]
+            )
+            if cost < best - tolerance:
+                best, prewarm = cost, (kept, start, until)
+        if prewarm is None:
+            return runs
+        kept, start, until = prewarm
+        runs = [(0.0, ends[kept])] if kept else []
+        return [*runs, (starts[start], ends[until])]
 
     def windows(self, level: int = 1) -> tuple[float, float] | None:
         """(head, tail) in seconds after a call's end when the level's histogram decides, else

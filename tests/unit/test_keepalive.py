@@ -186,24 +186,6 @@ def test_idle_timeout_caps_the_fallback() -> None:
     assert policy.plan(10.0) == Plan(unload_at=12.0)
 
 
-@given(
-    st.lists(st.floats(min_value=0, max_value=20_000, allow_nan=False), max_size=60),
-    st.floats(min_value=1, max_value=3600),
-)
-def test_no_plan_keeps_a_container_idle_longer_than_the_bound(
-    idle_times: list[float], bound_s: float
-) -> None:
-    policy = KeepAlivePolicy(CONFIG, fallback_s=30.0, bound_s=bound_s)
-    for idle_s in idle_times:
-        policy.observe_idle(idle_s)
-    plan = policy.plan(0.0)
-    assert 0.0 <= plan.unload_at <= bound_s
-    if plan.prewarm_at is not None:
-        assert plan.unload_at == 0.0
-        assert plan.prewarm_unload_at is not None
-        assert plan.prewarm_at <= plan.prewarm_unload_at <= plan.prewarm_at + bound_s
-
-
 def test_concurrent_calls_learn_per_concurrency_level() -> None:
     """Every 10 s two calls overlap: the fn goes idle for 6 s (level 1), while the second
     container is idle 9.6 s, from its call's end to the next overlap (level 2): each level
@@ -234,43 +216,122 @@ def bimodal(config: KeepAliveConfig, **kwargs: float) -> KeepAlivePolicy:
     return policy
 
 
-def test_a_bimodal_histogram_keeps_through_the_first_mode_and_prewarms_for_the_second() -> None:
-    policy = bimodal(KeepAliveConfig(cold_start_weight=1e6), memory_mb=128, cold_start_s=2.0)
-    assert policy.warm_runs() == [(0.0, 1.0), (600.0, 660.0)]
-    plan = policy.plan(0.0)
-    assert plan.unload_at == pytest.approx(1.1)
-    assert plan.prewarm_at == pytest.approx(600 * 0.9 - 2.0)  # ready by the second mode's head
-    assert plan.prewarm_unload_at == pytest.approx(660 * 1.1)
-
-
 def test_the_papers_weight_keeps_through_the_gap_between_modes() -> None:
     plan = bimodal(CONFIG, cold_start_s=2.0).plan(0.0)
     assert plan.unload_at == pytest.approx(660 * 1.1)
     assert plan == Plan(unload_at=plan.unload_at, learned=True)
 
 
-def test_a_mode_not_worth_its_memory_is_neither_kept_nor_prewarmed() -> None:
-    """The second mode's hazard is 10 calls / (60 s x 10 left) = 1/60 per s; at 1 GB, 1 s of
-    cold start and a weight of 10 GB-s per cold-start second a bin needs 1/10 per s."""
-    policy = bimodal(KeepAliveConfig(cold_start_weight=10.0), memory_mb=1024, cold_start_s=1.0)
-    assert policy.hazard_threshold() == pytest.approx(0.1)
-    assert policy.warm_runs() == [(0.0, 1.0)]
+# The cost-aware plan (a finite cold_start_weight)
+
+COSTED = KeepAliveConfig(cold_start_weight=100.0, margin_percent=0.0)
+
+
+def test_bins_remember_the_span_and_sum_of_their_idle_times() -> None:
+    histogram = IdleHistogram()
+    assert histogram.top == -1
+    for idle_s in (3599.0, 3601.5, 3600.2, 7.5):
+        histogram.add(idle_s)
+    hour = IdleHistogram.bin_index(3600.0)
+    assert histogram.span(hour) == (3600.2, 3601.5)
+    assert histogram.total(hour) == pytest.approx(7201.7)
+    assert histogram.span(hour - 1) == (3599.0, 3599.0)
+    assert histogram.span(hour + 1) == IdleHistogram.bin_edges(hour + 1)  # empty: its edges
+    assert histogram.top == hour
+
+
+def test_a_costed_prewarm_holds_a_timer_for_its_jitter_not_its_minute_wide_bin() -> None:
+    """Hourly calls with 2 s of jitter: ready at the shortest idle time seen, removed after
+    the longest (the paper's policy holds the bins: 3540 to 3660 s, plus margins)."""
+    policy = KeepAlivePolicy(COSTED, fallback_s=30.0, memory_mb=256, cold_start_s=1.5)
+    for index in range(12):
+        policy.observe_idle(3598.0 + index % 3)  # 3598, 3599, 3600
+    assert policy.warm_runs() == [(3598.0, 3600.0)]
     plan = policy.plan(0.0)
-    assert plan.unload_at == pytest.approx(1.1)
-    assert plan == Plan(unload_at=plan.unload_at, learned=True)
-    weightier = bimodal(KeepAliveConfig(cold_start_weight=100.0), memory_mb=1024, cold_start_s=1.0)
-    assert weightier.warm_runs() == [(0.0, 1.0), (600.0, 660.0)]  # needs 1/100 per s
+    assert plan == Plan(unload_at=0.0, prewarm_at=3596.5, prewarm_unload_at=3600.0, learned=True)
 
 
-def test_nothing_worth_keeping_removes_the_container_at_once() -> None:
-    policy = bimodal(KeepAliveConfig(cold_start_weight=0.01), memory_mb=1024, cold_start_s=1.0)
-    assert policy.warm_runs() == []
-    assert policy.plan(5.0) == Plan(unload_at=5.0, learned=True)
+def test_a_sparse_mode_is_held_whole_not_cut_at_its_empty_bins() -> None:
+    """Idle times every other second from 20 to 40 s leave empty 1-second bins inside the mode
+    (a per-bin hazard of 0 once cut it into runs, and calls in the holes started cold)."""
+    policy = KeepAlivePolicy(
+        KeepAliveConfig(cold_start_weight=1000.0), fallback_s=30.0, cold_start_s=1.0
+    )
+    for idle_s in range(20, 41, 2):
+        policy.observe_idle(idle_s + 0.5)
+    assert policy.warm_runs() == [(20.5, 40.5)]
+    plan = policy.plan(0.0)
+    assert plan.unload_at == 0.0
+    assert plan.prewarm_at == pytest.approx(20.5 * 0.9 - 1.0)
+    assert plan.prewarm_unload_at == pytest.approx(40.5 * 1.1)
+
+
+def test_a_mode_is_prewarmed_only_when_its_cold_starts_outweigh_its_memory() -> None:
+    """Idle times of 0.5 s, and 10 gaps spread evenly from 600 to 3000 s: pre-warming for the
+    second mode holds 1 GB for about 1,200 s a gap to save one 1 s cold start, worth it at a
+    weight of 10,000 GB-s per cold-start second, not at 100."""
+
+    def spread(weight: float) -> KeepAlivePolicy:
+        config = KeepAliveConfig(cold_start_weight=weight, margin_percent=0.0)
+        policy = KeepAlivePolicy(config, fallback_s=30.0, memory_mb=1024, cold_start_s=1.0)
+        for _ in range(40):
+            policy.observe_idle(0.5)
+        for index in range(10):
+            policy.observe_idle(600.0 + index * 2400 / 9)
+        return policy
+
+    assert spread(100.0).plan(0.0) == Plan(unload_at=0.5, learned=True)
+    assert spread(10_000.0).plan(0.0) == Plan(
+        unload_at=0.5, prewarm_at=599.0, prewarm_unload_at=3000.0, learned=True
+    )
+
+
+def test_a_prewarm_window_holds_at_least_min_samples_idle_times() -> None:
+    """One idle time seen at 3000 s: a pre-warm ready then and gone a second later would cost
+    almost nothing on paper, and miss the next call."""
+    policy = KeepAlivePolicy(COSTED, fallback_s=30.0, memory_mb=128, cold_start_s=1.0)
+    for _ in range(10):
+        policy.observe_idle(0.5)
+    policy.observe_idle(3000.0)
+    assert policy.plan(0.0) == Plan(unload_at=0.5, learned=True)
+
+
+def test_a_narrow_mode_is_prewarmed_even_at_a_small_weight() -> None:
+    """10-minute gaps at 600.5 s exactly: a pre-warm holds 2 s of memory a gap, cheap."""
+    plan = bimodal(COSTED, memory_mb=128, cold_start_s=2.0).plan(0.0)
+    assert plan == Plan(unload_at=0.5, prewarm_at=598.5, prewarm_unload_at=600.5, learned=True)
+
+
+@pytest.mark.parametrize(("weight", "kept"), [(30.0, True), (2.0, False)])
+def test_memoryless_idle_times_keep_to_the_tail_or_not_at_all(weight: float, kept: bool) -> None:
+    """Exponential idle times (mean 60 s; the quantiles, not random draws) have a constant
+    hazard of 1/60 per s: keeping is worth it everywhere when 1/60 x 1 s x weight exceeds
+    0.125 GB (a weight above 7.5), nowhere below. (The samples leave gaps of a few seconds in
+    the tail, where unloading and pre-warming again looks cheaper on paper; the margin joins
+    the two, so the container is simply kept.)"""
+    config = KeepAliveConfig(cold_start_weight=weight)
+    policy = KeepAlivePolicy(config, fallback_s=30.0, memory_mb=128, cold_start_s=1.0)
+    idle_times = [-60.0 * math.log(1 - (index + 0.5) / 200) for index in range(200)]
+    for idle_s in idle_times:
+        policy.observe_idle(idle_s)
+    plan = policy.plan(0.0)
+    assert plan.prewarm_at is None and plan.learned
+    assert plan.unload_at == (pytest.approx(max(idle_times) * 1.1) if kept else 0.0)
 
 
 def test_an_unknown_cold_start_makes_nothing_worth_keeping_under_a_finite_weight() -> None:
     policy = bimodal(KeepAliveConfig(cold_start_weight=10.0))
-    assert policy.hazard_threshold() == math.inf and policy.warm_runs() == []
+    assert policy.warm_runs() == []
+    assert policy.plan(5.0) == Plan(unload_at=5.0, learned=True)
+
+
+def test_costed_extra_containers_are_kept_through_their_level_never_prewarmed() -> None:
+    policy = KeepAlivePolicy(COSTED, fallback_s=30.0, memory_mb=1024, cold_start_s=1.0)
+    for _ in range(20):
+        policy.observe_idle(0.5, level=2)
+        policy.observe_idle(600.5, level=2)
+    assert policy.warm_runs(2) == [(0.0, 0.5)]
+    assert policy.plan(0.0, level=2) == Plan(unload_at=0.5, learned=True)
 
 
 def test_a_finite_weight_learns_spread_out_idle_times_the_cv_test_refuses() -> None:
@@ -284,6 +345,76 @@ def test_a_finite_weight_learns_spread_out_idle_times_the_cv_test_refuses() -> N
             policy.observe_idle(idle + 30.0)
     assert not paper.representative() and paper.plan(0.0) == Plan(unload_at=30.0)
     assert costed.representative() and costed.plan(0.0).learned
+
+
+def plan_cost(
+    idle_times: list[float], runs: list[tuple[float, float]], gb: float, cold_s: float, w: float
+) -> float:
+    """The docstring's cost of a plan, summed over ``idle_times`` (inf: beyond the range)."""
+    keep = runs[0][1] if runs and runs[0][0] == 0.0 else 0.0
+    window = runs[-1] if runs and runs[-1][0] > 0.0 else None
+    cost = 0.0
+    for x in idle_times:
+        warm = x <= keep
+        cost += gb * min(x, keep)
+        if window is not None and x >= window[0]:
+            cost += gb * (min(x, window[1]) - (window[0] - cold_s))
+            warm = warm or x <= window[1]
+        cost += 0.0 if warm else w * cold_s
+    return cost
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=14_000, allow_nan=False), min_size=5, max_size=40),
+    st.integers(min_value=0, max_value=2),
+    st.sampled_from([128, 1024]),
+    st.floats(min_value=0.1, max_value=5.0),
+    st.sampled_from([1.0, 30.0, 1000.0]),
+)
+def test_the_costed_plan_is_the_cheapest_of_all_plans_on_the_bins_spans(
+    idle_times: list[float], beyond: int, memory_mb: int, cold_s: float, weight: float
+) -> None:
+    """Against a brute force over every keep K (0 or a bin's longest idle time) and pre-warm
+    window [S, T] (a bin's shortest and a bin's longest, S - cold start >= K, holding at
+    least min_samples idle times)."""
+    config = KeepAliveConfig(cold_start_weight=weight, margin_percent=0.0)
+    policy = KeepAlivePolicy(config, fallback_s=30.0, memory_mb=memory_mb, cold_start_s=cold_s)
+    idle_times = idle_times + [20_000.0] * beyond  # beyond the range
+    for idle_s in idle_times:
+        policy.observe_idle(idle_s)
+    runs = policy.warm_runs()
+    assert runs is not None
+    gb, histogram = memory_mb / 1024, policy.histogram
+    seen = [x if x < histogram.range_s else math.inf for x in idle_times]
+    spans = [histogram.span(i) for i in range(histogram.bins) if histogram.count(i)]
+    keeps = [0.0] + [high for _, high in spans]
+    best = min(plan_cost(seen, [(0.0, keep)], gb, cold_s, weight) for keep in keeps)
+    for keep in keeps:
+        for start, _ in spans:
+            for _, until in spans:
+                inside = sum(start <= x <= until for x in seen)
+                if start - cold_s >= keep and until >= start and inside >= config.min_samples:
+                    plan = [(0.0, keep), (start, until)]
+                    best = min(best, plan_cost(seen, plan, gb, cold_s, weight))
+    assert plan_cost(seen, runs, gb, cold_s, weight) == pytest.approx(best, rel=1e-9, abs=1e-6)
+
+
+@pytest.mark.parametrize("config", [CONFIG, COSTED], ids=["paper", "costed"])
+@given(
+    idle_times=st.lists(st.floats(min_value=0, max_value=20_000, allow_nan=False), max_size=60),
+    bound_s=st.floats(min_value=1, max_value=3600),
+)
+def test_no_plan_keeps_a_container_idle_longer_than_the_bound(
+    config: KeepAliveConfig, idle_times: list[float], bound_s: float
+) -> None:
+    policy = KeepAlivePolicy(config, fallback_s=30.0, bound_s=bound_s, cold_start_s=1.0)
+    for idle_s in idle_times:
+        policy.observe_idle(idle_s)
+    plan = policy.plan(0.0)
+    assert 0.0 <= plan.unload_at <= bound_s
+    if plan.prewarm_at is not None:
+        assert plan.prewarm_unload_at is not None
+        assert plan.prewarm_at <= plan.prewarm_unload_at <= plan.prewarm_at + bound_s
 
 
 # Greedy-Dual
