@@ -43,7 +43,7 @@ from drivers.stats import Stat, decimate
 from fnagent.agent.admission import Admission, Budget, detect_budget
 from fnagent.agent.calllogs import CappedLog, LineForwarder, LogLine, OutputRouter, log_call
 from fnagent.agent.concurrency import Concurrency, capped, limit_blocks, retry_after_s
-from fnagent.agent.eviction import EvictionPolicy, least_recently_used
+from fnagent.agent.eviction import MIN_COLD_START_S, EvictionPolicy, greedy_dual
 from fnagent.agent.follow import FollowHub
 from fnagent.agent.hostcpu import HostCpu
 from fnagent.agent.httpclient import (
@@ -90,7 +90,7 @@ from fnagent.errors import (
     TooManyRequestsError,
 )
 from fnagent.ids import new_id
-from fnagent.keepalive import KeepAlivePolicy, Plan
+from fnagent.keepalive import GreedyDual, KeepAlivePolicy, Plan
 from fnagent.models import FORMAT_HTTP_STREAM, Call, Fn
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class Agent:
         clock: Clock | None = None,
         host_idle: Callable[[], float | None] | None = None,
         stop_grace_s: float = DEFAULT_STOP_GRACE_S,
-        evict: EvictionPolicy[HotContainer] = least_recently_used,
+        evict: EvictionPolicy[HotContainer] | None = None,
         log_sink: LineForwarder | None = None,
     ) -> None:
         self.driver = driver
@@ -201,8 +201,11 @@ class Agent:
         )
         self.clock = clock or Clock()
         self.stop_grace_s = stop_grace_s
-        self.evict = evict
-        """Which idle container makes room for a launch that does not fit (eviction.py)."""
+        self.priorities: GreedyDual[HotContainer] = GreedyDual()
+        """Each container's Greedy-Dual priority, kept as calls use containers."""
+        self.evict = evict or greedy_dual(self.priorities)
+        """Which idle container makes room for a launch that does not fit (eviction.py):
+        the lowest Greedy-Dual priority unless the caller chose another policy."""
         self.versions = Versions(min_hot_bound=lambda fn: self.min_hot_bound(fn)[0])
         self.update_errors = self.versions.update_errors
         """fn id -> why its newest version could not be prepared (the old one still serves)."""
@@ -449,6 +452,12 @@ class Agent:
         router.begin(call.id, log)
         container.stats = stats
         container.calls += 1
+        self.priorities.used(
+            container,
+            fn=queue.key,
+            cost_s=max(queue.launch_time_s or 0.0, MIN_COLD_START_S),
+            memory_mb=call.fn.memory_mb,
+        )
         try:
             response = await self._exchange(container, call)
         except (_Retry, anyio.get_cancelled_exc_class()):
@@ -812,6 +821,7 @@ class Agent:
                 # pre-warm is nobody's error: its waiters get a launch of their own.
                 queue.launch_ended(container, None if prewarm else failure)
             queue.discard(container)
+            self.priorities.removed(container)
             container.connection.close()
             if reserved:
                 self.admission.release(memory, cpus)
@@ -1004,6 +1014,7 @@ class Agent:
         for q in self.versions.queues:
             if victim in q.idle:
                 q.idle.remove(victim)
+        self.priorities.evicted(victim)
         self._doom(victim)
         return True
 

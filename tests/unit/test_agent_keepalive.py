@@ -255,3 +255,19 @@ async def test_scale_view_shows_the_learned_keepalive_and_the_planned_prewarm() 
         assert prewarm.version == fn.version_key
         assert prewarm.in_s == pytest.approx(1.8)
         assert prewarm.keep_s == pytest.approx(1.5)
+
+
+async def test_under_memory_pressure_the_idle_container_evicted_is_greedy_duals_choice() -> None:
+    """Room for two: fn a called five times, then fn b once; fn c's launch evicts b (called
+    least), though a's container has been idle longer (the old choice)."""
+    images = {"fn/a": http_function(), "fn/b": http_function(), "fn/c": http_function()}
+    clock = ManualClock()
+    async with running(images, clock=clock, budget=Budget(512 * MIB, 2000)) as (agent, _):
+        fn_a, fn_b, fn_c = (make_fn(f"fn/{n}", id=n, memory_mb=256) for n in "abc")
+        for _ in range(5):
+            assert (await agent.submit(make_call(fn_a))).status == 200
+        clock.advance(1)
+        assert (await agent.submit(make_call(fn_b))).status == 200
+        assert (await agent.submit(make_call(fn_c))).status == 200
+        assert agent.containers("a")["running"] + agent.containers("a")["frozen"] == 1
+        assert agent.containers("b") == {"running": 0, "frozen": 0, "starting": 0}
