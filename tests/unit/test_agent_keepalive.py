@@ -271,3 +271,32 @@ async def test_under_memory_pressure_the_idle_container_evicted_is_greedy_duals_
         assert (await agent.submit(make_call(fn_c))).status == 200
         assert agent.containers("a")["running"] + agent.containers("a")["frozen"] == 1
         assert agent.containers("b") == {"running": 0, "frozen": 0, "starting": 0}
+
+
+async def test_a_prewarm_that_fails_to_start_is_forgotten_and_no_call_gets_its_error() -> None:
+    """The pre-warmed container exits before it listens: nothing is said to anybody, and the
+    next call launches a container of its own."""
+    serve = http_function()
+    launches: list[int] = []
+
+    async def program(ctx: ProgramContext) -> int:
+        launches.append(1)
+        if len(launches) == 2:  # the pre-warm
+            return 3
+        return await serve(ctx)
+
+    clock = ManualClock()
+    async with running({"fn/echo": program}, clock=clock, keepalive=LEARN_FAST) as (
+        agent,
+        driver,
+    ):
+        fn = make_fn()
+        await learn(agent, clock, fn)
+        await poll(lambda: live(driver) == [], "unloaded at once")
+        clock.advance(1.8)
+        await poll(lambda: len(launches) == 2, "the pre-warm launched")
+        await poll(lambda: agent.containers("fn1")["starting"] == 0, "the pre-warm gone")
+        assert agent.queues[0].launch_failures == 0, "a failed pre-warm backs nothing off"
+        clock.advance(0.7)
+        result = await agent.submit(make_call(fn, b"after"))
+        assert (result.status, result.body, result.start) == (200, b"after", "cold")
