@@ -27,8 +27,11 @@ containers and pool slots go on fnagent's function network (drivers/docker/netwo
 ``FN_DOCKER_NETWORKS`` / ``FN_EXPERIMENTAL_PREFORK_NETWORKS`` name others. ``FN_ALLOW_HOST_ACCESS``
 (off) picks the function network whose functions may reach services on the host's addresses.
 
-Keep-alive (``KeepAliveConfig``, the policy of fnagent.keepalive): its defaults only; no
-``FN_KEEPALIVE_*`` setting is read until the agent uses the policy.
+Keep-alive (``KeepAliveConfig.from_env``, the policy of fnagent.keepalive, as
+``AgentConfig.keepalive``): ``FN_KEEPALIVE_POLICY`` (``adaptive`` or ``fixed``),
+``FN_KEEPALIVE_RANGE_MSECS``, ``FN_KEEPALIVE_HEAD_PERCENTILE``, ``FN_KEEPALIVE_TAIL_PERCENTILE``,
+``FN_KEEPALIVE_MARGIN_PERCENT``, ``FN_KEEPALIVE_CV_THRESHOLD``, ``FN_KEEPALIVE_MIN_SAMPLES`` and
+``FN_KEEPALIVE_COLD_START_WEIGHT`` (GB-s, or ``inf``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ from fnagent.env import (
     env_int,
     env_msecs,
     env_optional_int,
+    env_real,
     env_size,
     env_words,
 )
@@ -94,6 +98,7 @@ DEFAULT_DB_STATEMENT_TIMEOUT_S = 5.0
 DB_SYNC_MODES = ("normal", "full")
 DEFAULT_DB_SYNC = "normal"
 KEEPALIVE_POLICIES = ("adaptive", "fixed")
+MIN_KEEPALIVE_RANGE_MS = 60_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +146,53 @@ class KeepAliveConfig:
             raise InvalidInputError(
                 f"keep-alive cold-start weight {self.cold_start_weight}: need > 0"
             )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> KeepAliveConfig:
+        """The FN_KEEPALIVE_* variables; unset ones keep their defaults. Each is checked on its
+        own (InvalidInputError naming it), then together (head <= tail)."""
+        defaults = cls()
+        policy = environ.get("FN_KEEPALIVE_POLICY", "").strip().lower() or defaults.policy
+        if policy not in KEEPALIVE_POLICIES:
+            raise InvalidInputError(
+                f"FN_KEEPALIVE_POLICY={policy!r}: use {' or '.join(KEEPALIVE_POLICIES)}"
+            )
+        head = env_real(
+            environ, "FN_KEEPALIVE_HEAD_PERCENTILE", defaults.head_percentile, maximum=100
+        )
+        tail = env_real(
+            environ, "FN_KEEPALIVE_TAIL_PERCENTILE", defaults.tail_percentile, maximum=100
+        )
+        if head > tail:
+            raise InvalidInputError(
+                f"FN_KEEPALIVE_HEAD_PERCENTILE ({head:g}) must not exceed"
+                f" FN_KEEPALIVE_TAIL_PERCENTILE ({tail:g})"
+            )
+        return cls(
+            policy=policy,
+            range_s=env_msecs(
+                environ,
+                "FN_KEEPALIVE_RANGE_MSECS",
+                round(defaults.range_s * 1000),
+                minimum=MIN_KEEPALIVE_RANGE_MS,
+            )
+            / 1000,
+            head_percentile=head,
+            tail_percentile=tail,
+            margin_percent=env_real(
+                environ, "FN_KEEPALIVE_MARGIN_PERCENT", defaults.margin_percent, maximum=99
+            ),
+            cv_threshold=env_real(environ, "FN_KEEPALIVE_CV_THRESHOLD", defaults.cv_threshold),
+            min_samples=env_int(
+                environ, "FN_KEEPALIVE_MIN_SAMPLES", defaults.min_samples, minimum=1
+            ),
+            cold_start_weight=env_real(
+                environ,
+                "FN_KEEPALIVE_COLD_START_WEIGHT",
+                defaults.cold_start_weight,
+                above_minimum=True,
+            ),
+        )
 
 
 SERVE_POOL_MIN = 2
@@ -206,6 +258,8 @@ class AgentConfig:
     freezer: FreezerMode = FreezerMode.CGROUP
     """Ours (FN_FREEZER): ``cgroup`` freezes idle containers through their cgroup freezer (the
     Engine API where it cannot be used); ``api`` only through the Engine API (docker pause)."""
+    keepalive: KeepAliveConfig = field(default_factory=KeepAliveConfig)
+    """How long idle containers are kept and when one is pre-warmed (FN_KEEPALIVE_*)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AgentConfig:
@@ -266,6 +320,7 @@ class AgentConfig:
             disable_readonly_rootfs=env_bool(environ, "FN_DISABLE_READONLY_ROOTFS"),
             docker_auth=environ.get("FN_DOCKER_AUTH") or None,
             freezer=_freezer_mode(environ),
+            keepalive=KeepAliveConfig.from_env(environ),
         )
 
     def with_prefork(self, size: int | None) -> AgentConfig:

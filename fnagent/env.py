@@ -10,6 +10,8 @@ setting is never silently ignored:
   ``g`` (powers of 1024; ``KiB``, ``MB``... too): ``1048576``, ``1m``, ``64KiB``;
 - durations in milliseconds (the ``*_MSECS`` settings): a whole number of milliseconds (Fn's
   form) or a number with a unit ``ms``, ``s``, ``m``: ``5000``, ``5s``, ``1.5m``;
+- real numbers (percentages, weights): a decimal number within bounds, ``inf`` where the upper
+  bound allows it;
 - lists: words separated by spaces.
 """
 
@@ -79,6 +81,31 @@ def env_float(environ: Mapping[str, str], name: str, default: float) -> float:
         raise InvalidInputError(f"{name}={text!r} is not a number") from None
     if not 0 < value < float("inf"):
         raise InvalidInputError(f"{name}={text}: must be positive")
+    return value
+
+
+def env_real(
+    environ: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    minimum: float = 0.0,
+    maximum: float = float("inf"),
+    above_minimum: bool = False,
+) -> float:
+    """A number (``inf`` too) from ``minimum`` to ``maximum``; above it when ``above_minimum``."""
+    text = _text(environ, name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInputError(f"{name}={text!r} is not a number") from None
+    low_ok = value > minimum if above_minimum else value >= minimum
+    if not (low_ok and value <= maximum):
+        low = f"above {minimum:g}" if above_minimum else f"at least {minimum:g}"
+        high = "" if maximum == float("inf") else f" and at most {maximum:g}"
+        raise InvalidInputError(f"{name}={text}: must be {low}{high}")
     return value
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 
+from fnagent.agent.agent import KeepAliveView, PrewarmView
 from fnagent.agent.follow import FollowHub
 from fnagent.models import Fn
 from fnagent.server import invoke
@@ -28,6 +29,8 @@ class StubAgent:
         self.forgotten: list[str] = []
         self.scaled: dict[str, int] = {}
         self.follow = FollowHub()
+        self.keepalives: dict[str, tuple[list[KeepAliveView], PrewarmView | None]] = {}
+        """fn id -> what ``keepalive`` answers (none learned unless a test says)."""
 
     async def update(self, fn: Fn) -> None:
         self.updated.append(fn)
@@ -43,6 +46,9 @@ class StubAgent:
 
     def containers(self, fn_id: str | None = None) -> dict[str, int]:
         return {"running": 0, "frozen": 0, "starting": 0}
+
+    def keepalive(self, fn_id: str) -> tuple[list[KeepAliveView], PrewarmView | None]:
+        return self.keepalives.get(fn_id, ([], None))
 
     def containers_by_fn(self) -> dict[str, dict[str, int]]:
         return {

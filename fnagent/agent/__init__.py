@@ -10,13 +10,15 @@ One module per concept:
   settle, forget), bookkeeping that returns what the agent is to do;
 - ``launch``: the launch policy (patience, how many to launch, the minimum hot count);
 - ``admission``: the memory and CPU budget launches reserve from; ``eviction`` beside it:
-  which idle container makes room (a policy one can swap);
+  which idle container makes room (Greedy-Dual priority by default; a policy one can swap);
+- the keep-alive policy itself is ``fnagent.keepalive`` (pure); the ``Agent`` carries its plans
+  out (idle removal, pre-warm) and reports them (``KeepAliveView``, ``PrewarmView``);
 - ``sockdir``, ``readiness``, ``httpclient``: one container's socket dir, its listener, the
   client that calls it; ``calllogs``: its output, cut into its calls; ``follow``: the hub that
   hands every line to the fn's live followers; ``hostcpu``: the host's idle CPU share;
 - ``oneoff``: ``fnagent run``, one container and one call.
 """
 
-from fnagent.agent.agent import Agent, CallResult
+from fnagent.agent.agent import Agent, CallResult, KeepAliveView, PrewarmView
 
-__all__ = ["Agent", "CallResult"]
+__all__ = ["Agent", "CallResult", "KeepAliveView", "PrewarmView"]

@@ -3,7 +3,11 @@
 A call goes to its function version's ``SlotQueue``: the most recently used idle container
 (thawed if frozen), or a newly launched one it waits for (scale from zero). Each container lives
 in one task of the agent's task group, which launches it, waits for its listener, runs its idle
-policy (freeze after FN_FREEZE_IDLE_MSECS, remove after the fn's idle_timeout) and removes it.
+policy (freeze after FN_FREEZE_IDLE_MSECS, remove when the keep-alive plan says) and removes it.
+Each version's keep-alive policy (``fnagent.keepalive``) hears when its calls start and end and
+plans when an idle container goes and when one is pre-warmed (launched, then frozen) before a
+predicted call; the container life tasks and one waiting task per planned pre-warm carry the
+plans out on the agent's clock.
 Launches reserve memory and CPU from ``Admission``, evicting idle containers of other functions
 when the budget is full; a fn's ``fnagent.io/max-concurrency`` caps its containers across
 versions (``concurrency.py``), and its ``fnagent.io/init-timeout-ms`` times its starts. A
@@ -39,7 +43,7 @@ from drivers.stats import Stat, decimate
 from fnagent.agent.admission import Admission, Budget, detect_budget
 from fnagent.agent.calllogs import CappedLog, LineForwarder, LogLine, OutputRouter, log_call
 from fnagent.agent.concurrency import Concurrency, capped, limit_blocks, retry_after_s
-from fnagent.agent.eviction import EvictionPolicy, least_recently_used
+from fnagent.agent.eviction import MIN_COLD_START_S, EvictionPolicy, greedy_dual
 from fnagent.agent.follow import FollowHub
 from fnagent.agent.hostcpu import HostCpu
 from fnagent.agent.httpclient import (
@@ -64,9 +68,10 @@ from fnagent.agent.protocol import (
     status_error,
 )
 from fnagent.agent.readiness import CONTRACT_HINT, listen_within
-from fnagent.agent.slots import HotContainer, SlotQueue, State, Waiter
+from fnagent.agent.slots import HotContainer, Prewarm, SlotQueue, State, Waiter
 from fnagent.agent.sockdir import SocketDir, remove_root
 from fnagent.agent.versions import Moves, Versions
+from fnagent.bounds import DEFAULT_IDLE_TIMEOUT_S
 from fnagent.clock import Clock
 from fnagent.config import AgentConfig
 from fnagent.errors import (
@@ -85,6 +90,7 @@ from fnagent.errors import (
     TooManyRequestsError,
 )
 from fnagent.ids import new_id
+from fnagent.keepalive import GreedyDual, KeepAlivePolicy, Plan
 from fnagent.models import FORMAT_HTTP_STREAM, Call, Fn
 
 logger = logging.getLogger(__name__)
@@ -132,6 +138,37 @@ class CallResult:
     """Of ``duration_s``: running the call on its container."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class KeepAliveView:
+    """One fn version's keep-alive now (``Agent.keepalive``)."""
+
+    version: str
+    serving: bool
+    """Its fn's calls go to this version (others drain)."""
+    policy: str
+    learned: bool
+    """The latest plan came from the histogram (else: the fixed keep-alive)."""
+    representative: bool
+    """The histogram decides the next plan."""
+    idle_samples: int
+    keepalive_s: float
+    """How long the latest plan keeps a container idle after its call (idle_timeout before
+    any call ended)."""
+    unload_in_s: float | None
+    """When that plan removes it, from now (negative: past); None before any call ended."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrewarmView:
+    """The next planned pre-warm of a fn (``Agent.keepalive``)."""
+
+    version: str
+    in_s: float
+    """When the container is started, from now."""
+    keep_s: float
+    """How long it is kept from then unless a call takes it."""
+
+
 class _Retry(Exception):
     """Nothing reached the container: the call may go to another one."""
 
@@ -152,7 +189,7 @@ class Agent:
         clock: Clock | None = None,
         host_idle: Callable[[], float | None] | None = None,
         stop_grace_s: float = DEFAULT_STOP_GRACE_S,
-        evict: EvictionPolicy[HotContainer] = least_recently_used,
+        evict: EvictionPolicy[HotContainer] | None = None,
         log_sink: LineForwarder | None = None,
     ) -> None:
         self.driver = driver
@@ -164,8 +201,11 @@ class Agent:
         )
         self.clock = clock or Clock()
         self.stop_grace_s = stop_grace_s
-        self.evict = evict
-        """Which idle container makes room for a launch that does not fit (eviction.py)."""
+        self.priorities: GreedyDual[HotContainer] = GreedyDual()
+        """Each container's Greedy-Dual priority, kept as calls use containers."""
+        self.evict = evict or greedy_dual(self.priorities)
+        """Which idle container makes room for a launch that does not fit (eviction.py):
+        the lowest Greedy-Dual priority unless the caller chose another policy."""
         self.versions = Versions(min_hot_bound=lambda fn: self.min_hot_bound(fn)[0])
         self.update_errors = self.versions.update_errors
         """fn id -> why its newest version could not be prepared (the old one still serves)."""
@@ -256,7 +296,12 @@ class Agent:
         waiting_since = self.clock.now()
         for _ in range(MAX_ATTEMPTS):
             try:
-                container, start = await self._acquire(queue, call)
+                self._keepalive(queue).before_call(self.clock.now())
+                try:
+                    container, start = await self._acquire(queue, call)
+                except BaseException:
+                    self._after_call(queue)  # no container: only the pairing and the pre-warm
+                    raise
                 waited = self.clock.now() - waiting_since
                 result = await self._dispatch(queue, container, call, start)
                 # The launch may have begun before this call came (for another waiter).
@@ -282,6 +327,11 @@ class Agent:
         """Do what a routing decision left to do (versions.py has done the bookkeeping)."""
         if moves is None:
             return
+        for queue in self.versions.queues:
+            if queue.draining:
+                self._cancel_prewarm(queue)
+        for queue in moves.dropped:
+            self._cancel_prewarm(queue)
         for container in moves.doom:
             self._doom(container)
         for waiter in moves.retry:
@@ -402,6 +452,12 @@ class Agent:
         router.begin(call.id, log)
         container.stats = stats
         container.calls += 1
+        self.priorities.used(
+            container,
+            fn=queue.key,
+            cost_s=max(queue.launch_time_s or 0.0, MIN_COLD_START_S),
+            memory_mb=call.fn.memory_mb,
+        )
         try:
             response = await self._exchange(container, call)
         except (_Retry, anyio.get_cancelled_exc_class()):
@@ -409,6 +465,7 @@ class Agent:
             self._doom(container)
             router.end(call.id)
             container.stats = None
+            self._after_call(queue)
             queue.release(container, self.clock.now())
             raise
         except FnAgentError as exc:
@@ -419,17 +476,18 @@ class Agent:
             result = self._result_from(container, call, response)
         answered = self.clock.now()
         container.stats = None
+        unload_at = self._after_call(queue)
         # A container that frames both streams may take its next call while this one's
         # output still arrives: the frames say whose it is. Otherwise it waits for the settle.
         framed = router.frames
         if framed:
-            queue.release(container, answered)
+            queue.release(container, answered, unload_at=unload_at)
         try:
             await self._settle_output(router, call.id)
         finally:
             router.end(call.id)
             if not framed:
-                queue.release(container, self.clock.now())
+                queue.release(container, self.clock.now(), unload_at=unload_at)
         queue.observe_call(answered - started)
         result.exec_s = answered - started
         result.start = start
@@ -512,6 +570,110 @@ class Agent:
         container.doomed = True
         container.notify()
 
+    # -- keep-alive ---------------------------------------------------------------------------
+
+    def _keepalive(self, queue: SlotQueue) -> KeepAlivePolicy:
+        """The version's policy, made at its first call; its cold start is the queue's latest
+        launch estimate."""
+        policy = queue.keepalive
+        if policy is None:
+            fn = queue.fn
+            policy = queue.keepalive = KeepAlivePolicy(
+                self.config.keepalive,
+                fallback_s=float(fn.idle_timeout_s),
+                bound_s=idle_timeout_bound(fn),
+                memory_mb=float(fn.memory_mb),
+            )
+        policy.cold_start_s = queue.launch_time_s or 0.0
+        return policy
+
+    def _after_call(self, queue: SlotQueue) -> float:
+        """A call of ``queue``'s version ended now: ask the policy, plan (or cancel) the
+        pre-warm, and return when the container that becomes idle is to be removed."""
+        now = self.clock.now()
+        plan = self._keepalive(queue).after_call(now)
+        queue.plan, queue.planned_at = plan, now
+        self._plan_prewarm(queue, plan)
+        return plan.unload_at
+
+    def _plan_prewarm(self, queue: SlotQueue, plan: Plan) -> None:
+        """A later plan replaces an earlier one's pre-warm: retime the waiting one, start one,
+        or cancel it."""
+        current = queue.prewarm
+        if plan.prewarm_at is None or plan.prewarm_unload_at is None or queue.draining:
+            self._cancel_prewarm(queue)
+            return
+        if current is not None:
+            current.at, current.unload_at = plan.prewarm_at, plan.prewarm_unload_at
+            current.notify()
+            return
+        if self._closing or self._tg is None:
+            return
+        prewarm = Prewarm(at=plan.prewarm_at, unload_at=plan.prewarm_unload_at)
+        queue.prewarm = prewarm
+        self._tg.start_soon(self._prewarm_when_due, queue, prewarm)
+
+    def _cancel_prewarm(self, queue: SlotQueue) -> None:
+        prewarm, queue.prewarm = queue.prewarm, None
+        if prewarm is not None:
+            prewarm.cancelled = True
+            prewarm.notify()
+
+    async def _prewarm_when_due(self, queue: SlotQueue, prewarm: Prewarm) -> None:
+        """Wait (on the agent's clock, retimed by later plans) until the pre-warm is due, then
+        launch it unless the version has an idle container or a launch under way, or the fn's
+        max-concurrency has no room. A launch that fails is logged and forgotten."""
+        while not prewarm.cancelled:
+            delay = prewarm.at - self.clock.now()
+            if delay <= 0:
+                break
+            await self.clock.wait(prewarm.changed, delay)
+        if queue.prewarm is prewarm:
+            queue.prewarm = None
+        if prewarm.cancelled or self._closing or queue.draining:
+            return
+        if queue.has_idle() or queue.starting:
+            return
+        if not capped(1, self.concurrency.room(queue.fn)):
+            logger.info("pre-warm skipped: max-concurrency", extra={"fn_id": queue.fn.id})
+            return
+        self._spawn(queue, prewarm_unload_at=prewarm.unload_at)
+
+    def keepalive(self, fn_id: str) -> tuple[list[KeepAliveView], PrewarmView | None]:
+        """``fn_id``'s keep-alive per version it has, and its next planned pre-warm."""
+        now = self.clock.now()
+        serving = self.versions.serving_version(fn_id)
+        views: list[KeepAliveView] = []
+        prewarm: PrewarmView | None = None
+        for queue in self.versions.queues:
+            if queue.fn.id != fn_id:
+                continue
+            policy, plan = queue.keepalive, queue.plan
+            views.append(
+                KeepAliveView(
+                    version=queue.key,
+                    serving=queue.key == serving,
+                    policy=self.config.keepalive.policy,
+                    learned=plan is not None and plan.learned,
+                    representative=policy is not None and policy.representative(),
+                    idle_samples=0 if policy is None else policy.histogram.samples,
+                    keepalive_s=(
+                        float(queue.fn.idle_timeout_s)
+                        if plan is None
+                        else plan.unload_at - queue.planned_at
+                    ),
+                    unload_in_s=None if plan is None else plan.unload_at - now,
+                )
+            )
+            planned = queue.prewarm
+            if planned is not None and (prewarm is None or planned.at - now < prewarm.in_s):
+                prewarm = PrewarmView(
+                    version=queue.key,
+                    in_s=planned.at - now,
+                    keep_s=planned.unload_at - planned.at,
+                )
+        return views, prewarm
+
     # -- containers ---------------------------------------------------------------------------
 
     def _launch_for(
@@ -540,7 +702,15 @@ class Agent:
         for _ in range(launches):
             self._spawn(queue, extensions)
 
-    def _spawn(self, queue: SlotQueue, extensions: dict[str, str] | None = None) -> None:
+    def _spawn(
+        self,
+        queue: SlotQueue,
+        extensions: dict[str, str] | None = None,
+        *,
+        prewarm_unload_at: float | None = None,
+    ) -> None:
+        """Launch a container for ``queue``; a pre-warm (``prewarm_unload_at`` set) is idle
+        until then once ready."""
         assert self._tg is not None
         name = f"{queue.fn.name}-{new_id().lower()}"
         socket_dir = SocketDir.under(self.socket_root)
@@ -557,6 +727,7 @@ class Agent:
                 sink=self._publish_line,
             ),
             connection=UnixHTTPConnection(socket_dir.listener),
+            prewarm_unload_at=prewarm_unload_at,
         )
         container.router.fn = queue.fn
         queue.launching.add(container)
@@ -586,10 +757,16 @@ class Agent:
         """Launch, serve, idle, freeze and remove one container; always cleans up."""
         fn = container.fn
         memory, cpus = fn.memory_mb * MIB, fn.cpus_mcpus
+        prewarm = container.prewarm_unload_at is not None
         starting, reserved = True, False
         failure: FnAgentError | None = None
         try:
-            await self._admit(queue, memory, cpus)
+            if not prewarm:
+                await self._admit(queue, memory, cpus)
+            elif not self.admission.try_reserve(memory, cpus):
+                # Speculative: a pre-warm takes free room only, never evicts.
+                logger.info("pre-warm skipped: no room", extra={"fn_id": fn.id})
+                return
             reserved = True
             container.socket_dir.make(self.config.iofs_size_bytes)
             task = ContainerTask(
@@ -622,7 +799,9 @@ class Agent:
                         starting = False
                         queue.launch_ready(container)
                         queue.containers.add(container)
-                        queue.release(container, self.clock.now())
+                        queue.release(
+                            container, self.clock.now(), unload_at=container.prewarm_unload_at
+                        )
                         self._keep_minimum(queue)
                         await self._idle_policy(queue, container)
                     tg.cancel_scope.cancel()
@@ -630,18 +809,20 @@ class Agent:
                     raise failure
         except FnAgentError as exc:
             failure = exc
-            if starting:
+            if starting and not prewarm:
                 queue.launch_failures += 1
             logger.warning(
-                "container failed",
+                "pre-warm failed" if prewarm and starting else "container failed",
                 extra={"container": container.name, "fn_id": fn.id, "error": exc.message},
             )
         finally:
             if starting:
                 # Scaling from zero failed: a waiter learns why (launch_ended), unless another
-                # container serves the waiters or may still start in time for them.
-                queue.launch_ended(container, failure)
+                # container serves the waiters or may still start in time for them. A failed
+                # pre-warm is nobody's error: its waiters get a launch of their own.
+                queue.launch_ended(container, None if prewarm else failure)
             queue.discard(container)
+            self.priorities.removed(container)
             container.connection.close()
             if reserved:
                 self.admission.release(memory, cpus)
@@ -726,10 +907,11 @@ class Agent:
             )
 
     async def _idle_policy(self, queue: SlotQueue, container: HotContainer) -> None:
-        """Freeze after freeze_idle_ms idle; remove after the fn's idle_timeout (unless the
-        queue's minimum keeps it); return when the container is to be removed."""
+        """Freeze after freeze_idle_ms idle; remove at the keep-alive plan's time (the fn's
+        idle_timeout when none), unless the queue's minimum keeps it; return when the
+        container is to be removed."""
         freeze_after = self.config.freeze_idle_ms / 1000
-        remove_after = float(container.fn.idle_timeout_s)
+        idle_timeout = float(container.fn.idle_timeout_s)
         sampled_at = 0.0
         while not container.doomed:
             changed = container.changed
@@ -749,20 +931,28 @@ class Agent:
                     await self._sample(container)
                     sampled_at = now
                 continue
-            idle_for = self.clock.now() - container.idle_since
+            now = self.clock.now()
+            idle_for = now - container.idle_since
+            unload_at = container.unload_at
+            remove_in = (
+                container.idle_since + idle_timeout if unload_at is None else unload_at
+            ) - now
+            if remove_in <= 0 and len(queue.containers) > queue.min_hot:
+                queue.discard(container)
+                return
             if not container.frozen and not container.freeze_failed:
                 if idle_for < freeze_after:
-                    await self.clock.wait(changed, freeze_after - idle_for)
+                    wake_in = freeze_after - idle_for
+                    await self.clock.wait(
+                        changed, wake_in if remove_in <= 0 else min(wake_in, remove_in)
+                    )
                 else:
                     await self._freeze(container)
                 continue
-            if idle_for >= remove_after:
-                if len(queue.containers) > queue.min_hot:
-                    queue.discard(container)
-                    return
+            if remove_in <= 0:  # the minimum keeps it
                 await changed.wait()
                 continue
-            await self.clock.wait(changed, remove_after - idle_for)
+            await self.clock.wait(changed, remove_in)
 
     async def _sample(self, container: HotContainer) -> None:
         stats = container.stats
@@ -830,6 +1020,7 @@ class Agent:
         for q in self.versions.queues:
             if victim in q.idle:
                 q.idle.remove(victim)
+        self.priorities.evicted(victim)
         self._doom(victim)
         return True
 
@@ -940,6 +1131,15 @@ class Agent:
         """Drain every container of ``fn_id`` (its fn or app was deleted): idle ones are
         removed now; calls in flight finish, as after an update, then their containers go."""
         self._carry_out(self.versions.forget(fn_id))
+
+
+def idle_timeout_bound(fn: Fn) -> float | None:
+    """The longest a container of ``fn`` may stay idle: an idle_timeout the user set. Fn's
+    default (30 s) bounds nothing: the store keeps no difference between a default and a
+    value given, so only another value counts as set."""
+    if fn.idle_timeout_s == DEFAULT_IDLE_TIMEOUT_S:
+        return None
+    return float(fn.idle_timeout_s)
 
 
 def socket_root(config: AgentConfig) -> str:

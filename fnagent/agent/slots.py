@@ -6,6 +6,9 @@ takes the most recently used idle container; with none, it waits, and a launch s
 while waiters outnumber starting containers, so concurrent first calls never start more
 containers than there are calls. A released or newly ready container goes straight to the
 oldest waiter.
+
+Each queue also holds its version's keep-alive (``fnagent.keepalive``): the policy, its latest
+plan, and the pre-warm that plan asked for (``Prewarm``), which the agent carries out.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from fnagent.agent.calllogs import OutputRouter
 from fnagent.agent.httpclient import UnixHTTPConnection
 from fnagent.agent.sockdir import SocketDir
 from fnagent.errors import FnAgentError
+from fnagent.keepalive import KeepAlivePolicy, Plan
 from fnagent.models import Fn
 
 
@@ -65,6 +69,11 @@ class HotContainer:
     """The life task waits for this busy container to go idle (to time its freeze)."""
     stats: list[Stat] | None = None
     """Where resource samples go while a call runs; None between calls."""
+    unload_at: float | None = None
+    """While idle: when to remove it (the keep-alive plan's); None: its fn's idle_timeout after
+    it went idle."""
+    prewarm_unload_at: float | None = None
+    """Set for a pre-warm launch: its ``unload_at`` when it is ready."""
 
     def notify(self) -> None:
         """Wake the container's life task: it was doomed, or what keeps it changed.
@@ -72,6 +81,22 @@ class HotContainer:
         Taking an idle container and handing a busy one on do not wake it (that would cost
         a wake-up per call): it re-reads the state when its timer ends. Going idle wakes it
         only while it waits for that (``watching_busy``)."""
+        event, self.changed = self.changed, anyio.Event()
+        event.set()
+
+
+@dataclass(eq=False, kw_only=True)
+class Prewarm:
+    """A planned pre-warm: start a container of the queue's version at ``at`` (unless one is
+    idle then) and remove it at ``unload_at`` unless a call takes it. Retimed or cancelled by
+    later plans; ``notify`` wakes the task that waits for it."""
+
+    at: float
+    unload_at: float
+    cancelled: bool = False
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def notify(self) -> None:
         event, self.changed = self.changed, anyio.Event()
         event.set()
 
@@ -122,6 +147,13 @@ class SlotQueue:
         self.limit_refused = False
         """The fn's max-concurrency refused a launch this queue wanted: when one of the fn's
         containers goes, the agent launches again for the waiters and the minimum."""
+        self.keepalive: KeepAlivePolicy | None = None
+        """The version's keep-alive policy (made by the agent at its first call)."""
+        self.plan: Plan | None = None
+        self.planned_at = 0.0
+        """The latest plan, and when its call ended."""
+        self.prewarm: Prewarm | None = None
+        """The pre-warm planned and not yet due (or cancelled)."""
 
     def __repr__(self) -> str:
         busy = sum(1 for c in self.containers if c.state is State.BUSY)
@@ -163,10 +195,12 @@ class SlotQueue:
     def needs_launch(self) -> bool:
         return len(self.waiters) > self.starting and not self.draining
 
-    def release(self, container: HotContainer, now: float) -> None:
+    def release(
+        self, container: HotContainer, now: float, *, unload_at: float | None = None
+    ) -> None:
         """A container finished a call or became ready: hand it to the oldest waiter, else
-        make it idle (both since ``now``). A doomed container is only woken, so its life task
-        removes it."""
+        make it idle (both since ``now``) until ``unload_at`` (None: its fn's idle_timeout). A
+        doomed container is only woken, so its life task removes it."""
         if container.doomed or container.state is State.GONE:
             container.notify()
             return
@@ -185,6 +219,7 @@ class SlotQueue:
             return
         container.state = State.IDLE
         container.idle_since = now
+        container.unload_at = unload_at
         self.idle.append(container)
         if container.watching_busy:
             container.notify()
@@ -252,6 +287,9 @@ class SlotQueue:
         self.containers.discard(container)
         if container in self.idle:
             self.idle.remove(container)
+
+    def has_idle(self) -> bool:
+        return any(not c.doomed for c in self.idle)
 
     @property
     def empty(self) -> bool:

@@ -587,7 +587,8 @@ def fns_delete(app: str, fn: str) -> None:
 )
 @_client_options()
 def fns_scale(app: str, fn: str, min_hot: int | None) -> None:
-    """Show FN's containers (running, frozen, starting, min_hot); --min-hot sets the floor."""
+    """Show FN's containers (running, frozen, starting, min_hot) and its keep-alive (per
+    version, and the next pre-warm); --min-hot sets the floor."""
     client = _client()
     fn_id = str(client.find_fn(client.find_app(app), fn)["id"])
     if min_hot is None:

@@ -12,17 +12,19 @@ One module-level function per route, each taking the server's state and the requ
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from fnagent.agent import KeepAliveView, PrewarmView
 from fnagent.errors import InvalidInputError
 from fnagent.server.invoke import load_fn
 from fnagent.server.logs import follow_logs
 from fnagent.server.state import Handler, ServerState, check_token, read_json
-from fnagent.store.models import MAX_PER_PAGE, App, FnRecord, Trigger
+from fnagent.store.models import MAX_PER_PAGE, App, FnRecord, Trigger, format_timestamp, utcnow
 
 INVOKE_ANNOTATION = "fnproject.io/fn/invokeEndpoint"
 TRIGGER_ANNOTATION = "fnproject.io/trigger/httpEndpoint"
@@ -189,11 +191,50 @@ async def delete_fn(state: ServerState, request: Request) -> Response:
     return Response(status_code=204)
 
 
+def _scale_json(state: ServerState, fn_id: str, min_hot: int) -> dict[str, Any]:
+    """A fn's containers, its minimum hot count, its keep-alive per version and its next
+    planned pre-warm (absent when none)."""
+    views, prewarm = state.agent.keepalive(fn_id)
+    now = utcnow()
+    out: dict[str, Any] = {
+        **state.agent.containers(fn_id),
+        "min_hot": min_hot,
+        "keepalive": [_keepalive_json(view, now) for view in views],
+    }
+    if prewarm is not None:
+        out["prewarm"] = _prewarm_json(prewarm, now)
+    return out
+
+
+def _keepalive_json(view: KeepAliveView, now: datetime) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "version": view.version,
+        "serving": view.serving,
+        "policy": view.policy,
+        "learned": view.learned,
+        "representative": view.representative,
+        "idle_samples": view.idle_samples,
+        "keepalive_s": round(view.keepalive_s, 3),
+    }
+    if view.unload_in_s is not None:
+        out["unload_in_s"] = round(view.unload_in_s, 3)
+        out["unload_at"] = format_timestamp(now + timedelta(seconds=view.unload_in_s))
+    return out
+
+
+def _prewarm_json(prewarm: PrewarmView, now: datetime) -> dict[str, Any]:
+    return {
+        "version": prewarm.version,
+        "at": format_timestamp(now + timedelta(seconds=prewarm.in_s)),
+        "in_s": round(prewarm.in_s, 3),
+        "keep_s": round(prewarm.keep_s, 3),
+    }
+
+
 async def get_scale(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     record = await state.store.get_fn(request.path_params["fn_id"])
-    counts = state.agent.containers(record.id)
-    return JSONResponse({**counts, "min_hot": state.agent.min_hot(record.id)})
+    return JSONResponse(_scale_json(state, record.id, state.agent.min_hot(record.id)))
 
 
 async def set_scale(state: ServerState, request: Request) -> Response:
@@ -205,8 +246,7 @@ async def set_scale(state: ServerState, request: Request) -> Response:
     record = await state.store.get_fn(request.path_params["fn_id"])
     app = await state.store.get_app(record.app_id)
     state.agent.scale(await load_fn(state, app, record), min_hot)
-    counts = state.agent.containers(record.id)
-    return JSONResponse({**counts, "min_hot": min_hot})
+    return JSONResponse(_scale_json(state, record.id, min_hot))
 
 
 # --- triggers ---------------------------------------------------------------------------------

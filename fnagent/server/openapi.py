@@ -255,6 +255,57 @@ def document() -> dict[str, Any]:
             "frozen": {"type": "integer", "readOnly": True},
             "starting": {"type": "integer", "readOnly": True},
             "min_hot": {"type": "integer", "minimum": 0},
+            "keepalive": {
+                "type": "array",
+                "readOnly": True,
+                "description": "The keep-alive of each version of the fn the agent holds",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "version": {"type": "string"},
+                        "serving": {
+                            "type": "boolean",
+                            "description": "The fn's calls go to this version",
+                        },
+                        "policy": {"type": "string", "enum": ["adaptive", "fixed"]},
+                        "learned": {
+                            "type": "boolean",
+                            "description": "The latest plan came from the idle-time histogram",
+                        },
+                        "representative": {
+                            "type": "boolean",
+                            "description": "The histogram decides the next plan",
+                        },
+                        "idle_samples": {"type": "integer"},
+                        "keepalive_s": {
+                            "type": "number",
+                            "description": "How long the latest plan keeps a container idle"
+                            " (the fn's idle_timeout before any call ended)",
+                        },
+                        "unload_in_s": {
+                            "type": "number",
+                            "description": "When that plan removes it, from now (negative:"
+                            " past); absent before any call ended",
+                        },
+                        "unload_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
+            "prewarm": {
+                "type": "object",
+                "readOnly": True,
+                "description": "The next planned pre-warm; absent when none",
+                "properties": {
+                    "version": {"type": "string"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "in_s": {"type": "number"},
+                    "keep_s": {
+                        "type": "number",
+                        "description": "How long the pre-warmed container is kept unless a"
+                        " call takes it",
+                    },
+                },
+            },
         },
     }
     counts = {

@@ -304,7 +304,7 @@ def test_huge_min_hot_is_refused_and_the_server_stays_responsive(server: Server)
         assert "at most" in answer.message, answer.message
     assert server.request("GET", "/").status == 200
     counts = server.request("GET", f"/v2/fns/{fn['id']}/scale").json()
-    assert counts == {"running": 0, "frozen": 0, "starting": 0, "min_hot": 0}
+    assert counts == {"running": 0, "frozen": 0, "starting": 0, "min_hot": 0, "keepalive": []}
     assert server.request("POST", f"/invoke/{fn['id']}", {}).status == 200
 
 

@@ -4,11 +4,15 @@ agent is told."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from fnagent.agent.agent import KeepAliveView, PrewarmView
+from fnagent.server.openapi import document
 from fnagent.store import SQLiteStore
 from fnagent.store import models as m
 from tests.apitest import Client, StubAgent, make_state
@@ -322,7 +326,13 @@ async def test_fn_limit_annotations_are_checked_on_create_and_update(client: Cli
 async def test_fn_scale(client: Client, agent: StubAgent) -> None:
     _, fn, _ = await app_fn_trigger(client)
     path = f"/v2/fns/{fn['id']}/scale"
-    assert await ok(client, "GET", path) == {"running": 0, "frozen": 0, "starting": 0, "min_hot": 0}
+    assert await ok(client, "GET", path) == {
+        "running": 0,
+        "frozen": 0,
+        "starting": 0,
+        "min_hot": 0,
+        "keepalive": [],
+    }
     assert (await ok(client, "PUT", path, {"min_hot": 2}))["min_hot"] == 2
     assert agent.scaled == {fn["id"]: 2}
     assert (await ok(client, "GET", path))["min_hot"] == 2
@@ -336,6 +346,50 @@ async def test_fn_scale(client: Client, agent: StubAgent) -> None:
         404,
         "Fn not found",
     )
+
+
+async def test_fn_scale_shows_the_learned_keepalive_and_the_next_prewarm(
+    client: Client, agent: StubAgent
+) -> None:
+    _, fn, _ = await app_fn_trigger(client)
+    path = f"/v2/fns/{fn['id']}/scale"
+    view = KeepAliveView(
+        version="v1",
+        serving=True,
+        policy="adaptive",
+        learned=True,
+        representative=True,
+        idle_samples=7,
+        keepalive_s=0.0,
+        unload_in_s=-1.25,
+    )
+    draining = dataclasses.replace(
+        view, version="v0", serving=False, learned=False, representative=False, idle_samples=0
+    )
+    draining = dataclasses.replace(draining, keepalive_s=30.0, unload_in_s=None)
+    agent.keepalives[fn["id"]] = ([view, draining], PrewarmView(version="v1", in_s=1.5, keep_s=2))
+    before = datetime.now(UTC)
+    scale = await ok(client, "GET", path)
+    keepalive, prewarm = scale["keepalive"], scale["prewarm"]
+    assert keepalive[0] == {
+        "version": "v1",
+        "serving": True,
+        "policy": "adaptive",
+        "learned": True,
+        "representative": True,
+        "idle_samples": 7,
+        "keepalive_s": 0.0,
+        "unload_in_s": -1.25,
+        "unload_at": keepalive[0]["unload_at"],
+    }
+    assert "unload_at" not in keepalive[1] and "unload_in_s" not in keepalive[1]
+    assert keepalive[1]["keepalive_s"] == 30.0
+    unload_at = datetime.fromisoformat(keepalive[0]["unload_at"])
+    assert before - timedelta(seconds=2) < unload_at < datetime.now(UTC)
+    assert (prewarm["version"], prewarm["in_s"], prewarm["keep_s"]) == ("v1", 1.5, 2)
+    assert before < datetime.fromisoformat(prewarm["at"]) < datetime.now(UTC) + timedelta(2)
+    agent.keepalives[fn["id"]] = ([view], None)
+    assert "prewarm" not in await ok(client, "PUT", path, {"min_hot": 1})
 
 
 # --- triggers -----------------------------------------------------------------------------
@@ -459,3 +513,23 @@ async def test_every_v2_route_answers_json_errors_for_bad_bodies(client: Client)
             for raw in (b"[]", b"{", b""):
                 status, body = await client.send(method, path, raw)
                 assert status == 400 and body["message"].startswith("Invalid JSON"), (path, raw)
+
+
+def test_the_openapi_scale_schema_has_the_keepalive_and_the_prewarm() -> None:
+    get = document()["paths"]["/v2/fns/{fn_id}/scale"]["get"]
+    schema = get["responses"]["200"]["content"]["application/json"]["schema"]
+    fields = schema["properties"]
+    assert {"running", "frozen", "starting", "min_hot", "keepalive", "prewarm"} <= set(fields)
+    version = fields["keepalive"]["items"]["properties"]
+    assert set(version) == {
+        "version",
+        "serving",
+        "policy",
+        "learned",
+        "representative",
+        "idle_samples",
+        "keepalive_s",
+        "unload_in_s",
+        "unload_at",
+    }
+    assert set(fields["prewarm"]["properties"]) == {"version", "at", "in_s", "keep_s"}

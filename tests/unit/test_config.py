@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from drivers.docker.freezer import FreezerMode
-from fnagent.config import AgentConfig, ServerConfig
+from fnagent.config import AgentConfig, KeepAliveConfig, ServerConfig
 from fnagent.errors import InvalidInputError
 from fnagent.server import serve
 
@@ -247,3 +247,57 @@ def test_call_records_are_on_by_default_and_kept_1000_per_fn_for_7_days() -> Non
         {"FN_CALL_RECORDS": "off", "FN_CALL_RETENTION_COUNT": "5", "FN_CALL_RETENTION_S": "60"}
     ).records
     assert (records.enabled, records.retention_count, records.retention_s) == (False, 5, 60)
+
+
+def test_keepalive_settings_are_read_with_the_agents() -> None:
+    assert AgentConfig.from_env({}).keepalive == KeepAliveConfig()
+    keepalive = AgentConfig.from_env(
+        {
+            "FN_KEEPALIVE_POLICY": "Fixed",
+            "FN_KEEPALIVE_RANGE_MSECS": "120m",
+            "FN_KEEPALIVE_HEAD_PERCENTILE": "1",
+            "FN_KEEPALIVE_TAIL_PERCENTILE": "99.5",
+            "FN_KEEPALIVE_MARGIN_PERCENT": "0",
+            "FN_KEEPALIVE_CV_THRESHOLD": "1.5",
+            "FN_KEEPALIVE_MIN_SAMPLES": "3",
+            "FN_KEEPALIVE_COLD_START_WEIGHT": "40",
+        }
+    ).keepalive
+    assert keepalive == KeepAliveConfig(
+        policy="fixed",
+        range_s=7200.0,
+        head_percentile=1.0,
+        tail_percentile=99.5,
+        margin_percent=0.0,
+        cv_threshold=1.5,
+        min_samples=3,
+        cold_start_weight=40.0,
+    )
+    assert AgentConfig.from_env({"FN_KEEPALIVE_COLD_START_WEIGHT": "inf"}).keepalive == (
+        KeepAliveConfig()
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"FN_KEEPALIVE_POLICY": "lru"}, "FN_KEEPALIVE_POLICY='lru': use adaptive or fixed"),
+        ({"FN_KEEPALIVE_RANGE_MSECS": "30s"}, "FN_KEEPALIVE_RANGE_MSECS=30s: must be at least"),
+        ({"FN_KEEPALIVE_RANGE_MSECS": "4h"}, "FN_KEEPALIVE_RANGE_MSECS='4h' is not a duration"),
+        ({"FN_KEEPALIVE_HEAD_PERCENTILE": "-1"}, "FN_KEEPALIVE_HEAD_PERCENTILE=-1: must be at"),
+        ({"FN_KEEPALIVE_TAIL_PERCENTILE": "101"}, "FN_KEEPALIVE_TAIL_PERCENTILE=101: must be"),
+        (
+            {"FN_KEEPALIVE_HEAD_PERCENTILE": "50", "FN_KEEPALIVE_TAIL_PERCENTILE": "40"},
+            r"FN_KEEPALIVE_HEAD_PERCENTILE \(50\) must not exceed FN_KEEPALIVE_TAIL_PERCENTILE",
+        ),
+        ({"FN_KEEPALIVE_MARGIN_PERCENT": "100"}, "FN_KEEPALIVE_MARGIN_PERCENT=100: must be"),
+        ({"FN_KEEPALIVE_CV_THRESHOLD": "nan"}, "FN_KEEPALIVE_CV_THRESHOLD=nan: must be"),
+        ({"FN_KEEPALIVE_MIN_SAMPLES": "0"}, "FN_KEEPALIVE_MIN_SAMPLES=0: must be positive"),
+        ({"FN_KEEPALIVE_MIN_SAMPLES": "two"}, "FN_KEEPALIVE_MIN_SAMPLES='two' is not a whole"),
+        ({"FN_KEEPALIVE_COLD_START_WEIGHT": "0"}, "FN_KEEPALIVE_COLD_START_WEIGHT=0: must be"),
+        ({"FN_KEEPALIVE_COLD_START_WEIGHT": "heavy"}, "'heavy' is not a number"),
+    ],
+)
+def test_bad_keepalive_settings_are_refused_by_name(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        AgentConfig.from_env(environ)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fnagent.agent.eviction import least_recently_used
+from fnagent.agent.eviction import greedy_dual, least_recently_used
+from fnagent.keepalive import GreedyDual
 
 
 @dataclass(eq=False)
@@ -50,3 +51,21 @@ def test_the_choice_is_the_minimum_over_the_candidates(
         assert victim is None
     else:
         assert victim is min(candidates, key=lambda c: c.idle_since)
+
+
+def test_greedy_dual_evicts_the_lowest_priority_not_the_least_recently_used() -> None:
+    """FaasCache's order: a fn called often keeps its container over one called once, even when
+    its container has been idle longer; never-used containers (pre-warms) go first."""
+    priorities: GreedyDual[Idle] = GreedyDual()
+    often, once, keep_me = Idle(1.0), Idle(5.0), Idle(0.0)
+    for _ in range(5):
+        priorities.used(often, fn="often", cost_s=0.2, memory_mb=128)
+    priorities.used(once, fn="once", cost_s=0.2, memory_mb=128)
+    keep = Queue([keep_me])
+    choose = greedy_dual(priorities)
+    queues = [keep, Queue([often]), Queue([once])]
+    assert least_recently_used(queues, keep) is often
+    assert choose(queues, keep) is once
+    fresh = Idle(9.0)
+    assert choose([*queues, Queue([fresh])], keep) is fresh
+    assert choose([keep, Queue([Idle(1.0, doomed=True)])], keep) is None

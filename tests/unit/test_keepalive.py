@@ -4,7 +4,6 @@ Greedy-Dual eviction order, and the config (not read from the environment yet)."
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import statistics
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fnagent.config import AgentConfig, KeepAliveConfig
+from fnagent.config import KeepAliveConfig
 from fnagent.errors import InvalidInputError
 from fnagent.keepalive import GreedyDual, IdleHistogram, KeepAlivePolicy, Plan
 
@@ -466,14 +465,6 @@ def test_keepalive_defaults_are_the_papers() -> None:
     config = KeepAliveConfig()
     assert (config.policy, config.range_s, config.head_percentile) == ("adaptive", 14400.0, 5.0)
     assert (config.tail_percentile, config.margin_percent, config.cv_threshold) == (99, 10, 2)
-
-
-def test_keepalive_settings_are_not_read_until_the_agent_uses_them() -> None:
-    """A setting read and never used is a defect (FN_HOT_POLL_MSECS was one): the FN_KEEPALIVE_*
-    settings come with the agent's wiring, not before."""
-    assert not hasattr(KeepAliveConfig, "from_env")
-    assert "keepalive" not in {f.name for f in dataclasses.fields(AgentConfig)}
-    AgentConfig.from_env({"FN_KEEPALIVE_POLICY": "not read"})
 
 
 @pytest.mark.parametrize(

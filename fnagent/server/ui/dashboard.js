@@ -491,7 +491,7 @@
       ),
       h("h3", { text: "Containers" }),
       el.fnContainers,
-      h("p", { class: "muted", text: "Keep-alive: idle containers are removed after " + (fn.idle_timeout ?? 30) + " s (idle_timeout)." }),
+      h("p", { class: "muted", text: "Keep-alive: the server's policy decides (learned per fn by default; GET /v2/fns/" + fn.id + "/scale shows it); idle_timeout " + (fn.idle_timeout ?? 30) + " s." }),
       h("h3", { text: "Invoke" }),
       invokeForm(fn),
       h("h3", { text: "Recent calls" }),
