@@ -239,3 +239,32 @@ def test_call_records_are_on_by_default_and_kept_1000_per_fn_for_7_days() -> Non
         {"FN_CALL_RECORDS": "off", "FN_CALL_RETENTION_COUNT": "5", "FN_CALL_RETENTION_S": "60"}
     ).records
     assert (records.enabled, records.retention_count, records.retention_s) == (False, 5, 60)
+
+
+@pytest.mark.parametrize(
+    ("text", "url"),
+    [
+        ("https://fn.example.com", "https://fn.example.com"),
+        ("http://10.0.0.5:8080/", "http://10.0.0.5:8080"),
+        (" https://fn.example.com/gateway/ ", "https://fn.example.com/gateway"),
+    ],
+)
+def test_public_lb_url_is_read_without_its_trailing_slash(text: str, url: str) -> None:
+    assert ServerConfig.from_env({"FN_PUBLIC_LB_URL": text}).public_lb_url == url
+    assert ServerConfig.from_env({}).public_lb_url is None
+
+
+@pytest.mark.parametrize(
+    "text", ["fn.example.com", "ftp://fn.example.com", "https://", "https://h/?q=1", "http://h/#x"]
+)
+def test_a_public_lb_url_that_is_no_http_base_url_is_refused_by_name(text: str) -> None:
+    with pytest.raises(InvalidInputError, match="FN_PUBLIC_LB_URL=.*http"):
+        ServerConfig.from_env({"FN_PUBLIC_LB_URL": text})
+
+
+def test_default_cpus_per_container_take_cpus_syntax() -> None:
+    assert AgentConfig.from_env({}).default_cpu_mcpus == 0
+    assert AgentConfig.from_env({"FN_DEFAULT_CPUS": "0.25"}).default_cpu_mcpus == 250
+    assert AgentConfig.from_env({"FN_DEFAULT_CPUS": "500m"}).default_cpu_mcpus == 500
+    with pytest.raises(InvalidInputError, match="FN_DEFAULT_CPUS=.*invalid cpus"):
+        AgentConfig.from_env({"FN_DEFAULT_CPUS": "lots"})
