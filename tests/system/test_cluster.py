@@ -5,6 +5,8 @@ another; and ``make cluster`` (scripts/cluster.py) runs and stops leaving nothin
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import signal
@@ -183,3 +185,52 @@ def processes_under(folder: str) -> list[str]:
         if folder in cmdline or cwd.startswith(folder):
             found.append(f"{pid}: {cmdline}")
     return found
+
+
+def test_the_front_door_passes_headers_streams_and_large_bodies_and_answers_json(
+    tmp_path: Path, cli_env: dict[str, str], docker_api: docker.APIClient, postgres_url: str
+) -> None:
+    require_image(docker_api, FN_TEST)
+    with running_cluster(tmp_path, cli_env, postgres_url, count=1) as cluster:
+        (agent,), front = cluster.agents, cluster.front
+        fn = deploy(front, timeout=30)
+        path = f"/invoke/{fn['id']}"
+        asked = {"headers": {"Fn-Fdk-Version": "fdk-test/1.0", "Content-Type": "text/x-test"}}
+        sent = {"X-Client": "abc", "Authorization": "Bearer not-checked"}
+        direct = agent.request("POST", path, asked, headers=sent)
+        through = front.request("POST", path, asked, headers=sent)
+        assert (direct.status, through.status) == (200, 200), through.body
+        # The function's headers come back, the call id too.
+        assert through.headers["fn-fdk-version"] == "fdk-test/1.0"
+        assert through.headers["content-type"] == "text/x-test"
+        assert through.headers["fn-call-id"] != direct.headers["fn-call-id"]
+        # The function sees the caller's headers as it does without nginx (bar forwarding
+        # and the call's own).
+        forwarding = {"x-forwarded-for", "x-forwarded-proto", "fn-call-id", "fn-deadline"}
+        seen_direct = {k.lower(): v for k, v in json.loads(direct.body)["headers"].items()}
+        seen_through = {k.lower(): v for k, v in json.loads(through.body)["headers"].items()}
+        own = {k: v for k, v in seen_through.items() if k not in forwarding}
+        assert own == {k: v for k, v in seen_direct.items() if k not in forwarding}
+
+        # A body near the agents' bound passes; a streamed (chunked) one too.
+        big = json.dumps({"pad": "x" * (5 * 2**20)}).encode()
+        answer = front.request("POST", path, raw=big, headers={"Content-Type": "application/json"})
+        assert (answer.status, answer.json()["input_bytes"]) == (200, len(big))
+        connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=60)
+        try:
+            pieces = [b'{"echo": "', b"s" * 100_000, b'"}']
+            connection.request("POST", path, body=iter(pieces), encode_chunked=True)
+            streamed = connection.getresponse()
+            document = json.loads(streamed.read())
+        finally:
+            connection.close()
+        assert (streamed.status, document["echo"]) == (200, "s" * 100_000)
+
+        # Over the bound: 413 in fnagent's shape, from nginx or the agent.
+        over = front.request("POST", path, raw=b"x" * (7 * 2**20))
+        assert over.status == 413 and over.message.startswith("Request body too large")
+        # No agent answers: nginx's 502 in fnagent's shape.
+        assert agent.stop() == 0
+        down = front.request("POST", path, {})
+        assert down.status == 502 and "no fnagent agent answered" in down.message
+        assert down.headers["retry-after"] == "15"
