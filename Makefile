@@ -41,6 +41,8 @@ unit: install postgres  ## the tests that need no Docker (they start their own P
 
 # BENCH=keepalive alone is a simulation: no Docker, no images.
 BENCH_NEEDS := $(if $(filter-out keepalive,$(BENCH)),docker images bench-tools,$(if $(BENCH),,docker images bench-tools))
+# BENCH=cluster (and all of them) also runs PostgreSQL and nginx.
+BENCH_NEEDS += $(if $(filter cluster,$(BENCH)),postgres nginx,$(if $(BENCH),,postgres nginx))
 
 bench: install $(BENCH_NEEDS)  ## benchmarks: prints a table, writes bench-results/*.json
 	$(PY) -m pip install --quiet -e '.[bench]'

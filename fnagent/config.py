@@ -204,6 +204,10 @@ class AgentConfig:
     directory without a limit). See fnagent.agent.sockdir."""
     disable_readonly_rootfs: bool = False
     docker_auth: str | None = None
+    docker_cgroup_parent: str | None = None
+    """Ours: the cgroup function containers run under (FN_DOCKER_CGROUP_PARENT, Docker's
+    ``--cgroup-parent``; unset: the daemon's default), so that one CPU or memory limit set
+    on it bounds all of this agent's functions together."""
     pull_policy: PullPolicy = PullPolicy.MISSING
     freezer: FreezerMode = FreezerMode.CGROUP
     """Ours (FN_FREEZER): ``cgroup`` freezes idle containers through their cgroup freezer (the
@@ -268,6 +272,7 @@ class AgentConfig:
             iofs_size_bytes=env_size(environ, "FN_IOFS_SIZE_BYTES", DEFAULT_IOFS_SIZE_BYTES),
             disable_readonly_rootfs=env_bool(environ, "FN_DISABLE_READONLY_ROOTFS"),
             docker_auth=environ.get("FN_DOCKER_AUTH") or None,
+            docker_cgroup_parent=environ.get("FN_DOCKER_CGROUP_PARENT", "").strip() or None,
             freezer=_freezer_mode(environ),
         )
 
@@ -337,6 +342,7 @@ class AgentConfig:
             docker_auth=self.docker_auth,
             freezer=self.freezer,
             pool=pool,
+            cgroup_parent=self.docker_cgroup_parent,
         )
 
 

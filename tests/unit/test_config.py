@@ -268,3 +268,15 @@ def test_default_cpus_per_container_take_cpus_syntax() -> None:
     assert AgentConfig.from_env({"FN_DEFAULT_CPUS": "500m"}).default_cpu_mcpus == 500
     with pytest.raises(InvalidInputError, match="FN_DEFAULT_CPUS=.*invalid cpus"):
         AgentConfig.from_env({"FN_DEFAULT_CPUS": "lots"})
+
+
+def test_a_cgroup_parent_puts_every_function_container_under_it() -> None:
+    from drivers.base import ContainerTask
+    from drivers.docker.config import container_options
+
+    config = AgentConfig.from_env({"FN_DOCKER_CGROUP_PARENT": "/fnagent-a"}).docker_config()
+    assert config.cgroup_parent == "/fnagent-a"
+    task = ContainerTask(id="c1", image="fn/echo")
+    assert container_options(task, config, "none")["HostConfig"]["CgroupParent"] == "/fnagent-a"
+    unset = AgentConfig.from_env({}).docker_config()
+    assert "CgroupParent" not in container_options(task, unset, "none")["HostConfig"]
