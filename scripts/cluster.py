@@ -317,6 +317,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     root = Path(tempfile.mkdtemp(prefix="fnagent-cluster-"))
     root.chmod(0o755)  # PostgreSQL and nginx's workers run as other users below it
+    say(f"starting in {root} (removed at the end)")
     postgres = Postgres(root / "postgres")
     agents: list[Agent] = []
     nginx: Nginx | None = None

@@ -24,9 +24,11 @@ from tests.system.helpers import (
     FN_TEST,
     deploy,
     free_port,
+    function_containers,
     instance_containers,
     require_image,
 )
+from tests.system.server import make_server
 
 INVOKE = "fnproject.io/fn/invokeEndpoint"
 TRIGGER = "fnproject.io/trigger/httpEndpoint"
@@ -234,3 +236,67 @@ def test_the_front_door_passes_headers_streams_and_large_bodies_and_answers_json
         down = front.request("POST", path, {})
         assert down.status == 502 and "no fnagent agent answered" in down.message
         assert down.headers["retry-after"] == "15"
+
+
+def test_a_cgroup_parent_holds_every_function_container_of_the_agent(
+    tmp_path: Path, cli_env: dict[str, str], docker_api: docker.APIClient
+) -> None:
+    """FN_DOCKER_CGROUP_PARENT (what the cluster bench gives each agent's share): the agent's
+    containers run under it, and are frozen and thawed there like anywhere else."""
+    require_image(docker_api, FN_TEST)
+    parent = f"fnagent-{cli_env['FNAGENT_INSTANCE_ID']}"
+    env = {**cli_env, "FN_DOCKER_CGROUP_PARENT": f"/{parent}"}
+    server = make_server(tmp_path, env).start()
+    try:
+        fn = deploy(server, timeout=30)
+        for _ in range(2):  # the second call thaws the container frozen after the first
+            answer = server.request("POST", f"/invoke/{fn['id']}", {"sleep_ms": 100})
+            assert answer.status == 200, answer.body
+        (container,) = function_containers(docker_api, cli_env["FNAGENT_INSTANCE_ID"])
+        inspected = docker_api.inspect_container(container["Id"])
+        assert inspected["HostConfig"]["CgroupParent"] == f"/{parent}"
+        pid = inspected["State"]["Pid"]
+        cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+        assert f"/{parent}/{container['Id']}" in cgroups, cgroups
+    finally:
+        assert server.stop() == 0
+        # What Docker made under the parent, in every cgroup tree, goes once it is empty.
+        for tree in [Path("/sys/fs/cgroup"), *Path("/sys/fs/cgroup").glob("*")]:
+            if (tree / parent).is_dir():
+                for folder in sorted((tree / parent).rglob("*"), reverse=True):
+                    if folder.is_dir():
+                        folder.rmdir()
+                (tree / parent).rmdir()
+
+
+def test_a_sigterm_while_the_cluster_starts_leaves_nothing_behind(
+    cli_env: dict[str, str], docker_api: docker.APIClient
+) -> None:
+    env = {**cli_env, "FN_PORT": str(free_port())}
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "cluster.py")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        started = re.search(r"starting in (\S+) ", first)
+        assert started, first
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "cluster: stopped" in rest, rest
+    assert not Path(started.group(1)).exists()
+    assert processes_under(started.group(1)) == []
+    left = [
+        c
+        for c in docker_api.containers(all=True, filters={"label": "fnagent.managed"})
+        if c["Labels"].get("fnagent.instance", "").startswith(cli_env["FNAGENT_INSTANCE_ID"])
+    ]
+    assert left == []
