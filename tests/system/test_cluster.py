@@ -120,13 +120,7 @@ def test_make_cluster_serves_through_nginx_and_a_sigint_leaves_nothing_behind(
     port = free_port()
     env = {**cli_env, "FN_PORT": str(port)}
     env.pop("FN_DB_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "cluster.py")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = run_cluster_script(env)
     output: list[str] = []
     try:
         assert process.stdout is not None
@@ -163,16 +157,32 @@ def test_make_cluster_serves_through_nginx_and_a_sigint_leaves_nothing_behind(
             process.kill()
             process.wait()
     # Nothing left: no containers, no folder, no process under it, no port open.
-    left = [
-        c
-        for c in docker_api.containers(all=True, filters={"label": "fnagent.managed"})
-        if c["Labels"].get("fnagent.instance", "").startswith(instance)
-    ]
-    assert left == [], [c["Names"] for c in left]
+    assert containers_left(docker_api, instance) == []
     assert not Path(folder.group(1)).exists()
     assert processes_under(folder.group(1)) == []
     for open_port in (port, *map(int, agents)):
         assert http_get(f"http://127.0.0.1:{open_port}/version")[0] == 0
+
+
+def run_cluster_script(env: dict[str, str]) -> subprocess.Popen[str]:
+    """scripts/cluster.py (`make cluster`), its output on a pipe."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "cluster.py")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def containers_left(api: docker.APIClient, instance: str) -> list[str]:
+    """The names of the containers whose instance label starts with ``instance`` (the
+    script's agents label theirs ``<instance>-<k>``)."""
+    return [
+        str(c["Names"])
+        for c in api.containers(all=True, filters={"label": "fnagent.managed"})
+        if c["Labels"].get("fnagent.instance", "").startswith(instance)
+    ]
 
 
 def processes_under(folder: str) -> list[str]:
@@ -273,13 +283,7 @@ def test_a_sigterm_while_the_cluster_starts_leaves_nothing_behind(
     cli_env: dict[str, str], docker_api: docker.APIClient
 ) -> None:
     env = {**cli_env, "FN_PORT": str(free_port())}
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "cluster.py")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = run_cluster_script(env)
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
@@ -294,9 +298,4 @@ def test_a_sigterm_while_the_cluster_starts_leaves_nothing_behind(
     assert "cluster: stopped" in rest, rest
     assert not Path(started.group(1)).exists()
     assert processes_under(started.group(1)) == []
-    left = [
-        c
-        for c in docker_api.containers(all=True, filters={"label": "fnagent.managed"})
-        if c["Labels"].get("fnagent.instance", "").startswith(cli_env["FNAGENT_INSTANCE_ID"])
-    ]
-    assert left == []
+    assert containers_left(docker_api, cli_env["FNAGENT_INSTANCE_ID"]) == []
