@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: install docker postgres images test test-tools bench-tools unit bench lint serve demo clean screenshots
+.PHONY: install docker postgres nginx cluster images test test-tools bench-tools unit bench lint serve demo clean screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,17 @@ docker:  ## make a Docker engine available (installs and starts dockerd when nee
 postgres:  ## PostgreSQL's server programs for the tests (installs them when needed)
 	bash scripts/ensure-postgres.sh
 
+# The cluster tests and `make cluster` run their own nginx in the foreground (a temporary
+# prefix, a config rendered from deploy/nginx.conf); this installs Debian's nginx package when
+# it is missing, without starting its service.
+nginx:  ## nginx for the cluster tests and `make cluster` (installs it when needed)
+	bash scripts/ensure-nginx.sh
+
 include images/images.mk
 
 images: docker
 
-test: install docker images test-tools postgres  ## the whole suite on a real dockerd
+test: install docker images test-tools postgres nginx  ## the whole suite on a real dockerd
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: install postgres  ## the tests that need no Docker (they start their own PostgreSQL)
@@ -35,14 +41,16 @@ unit: install postgres  ## the tests that need no Docker (they start their own P
 
 # BENCH=keepalive alone is a simulation: no Docker, no images.
 BENCH_NEEDS := $(if $(filter-out keepalive,$(BENCH)),docker images bench-tools,$(if $(BENCH),,docker images bench-tools))
+# BENCH=cluster (and all of them) also runs PostgreSQL and nginx.
+BENCH_NEEDS += $(if $(filter cluster,$(BENCH)),postgres nginx,$(if $(BENCH),,postgres nginx))
 
 bench: install $(BENCH_NEEDS)  ## benchmarks: prints a table, writes bench-results/*.json
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m tests.bench $(BENCH)
 
 lint: install
-	$(VENV)/bin/ruff check fnagent drivers tests images
-	$(VENV)/bin/ruff format --check fnagent drivers tests
+	$(VENV)/bin/ruff check fnagent drivers tests images scripts
+	$(VENV)/bin/ruff format --check fnagent drivers tests scripts
 	$(VENV)/bin/mypy  # strict, over fnagent, drivers and tests ([tool.mypy] in pyproject.toml)
 
 clean:
@@ -66,6 +74,12 @@ screenshots: install docker images test-tools
 # (prints the curl line that calls it; Ctrl-C stops it cleanly).
 serve: install docker images
 	bash scripts/serve-demo.sh
+
+# Several agents behind nginx on one machine: PostgreSQL, three agents sharing it, nginx on
+# FN_PORT (8080) with deploy/nginx.conf, the sample fn deployed; Ctrl-C stops everything and
+# leaves nothing behind (scripts/cluster.py).
+cluster: install docker images postgres nginx
+	$(PY) scripts/cluster.py
 
 # One cold and one http-stream function, run once with `fnagent run`.
 demo: install docker images

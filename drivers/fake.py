@@ -251,6 +251,8 @@ def _create_body(task: ContainerTask) -> dict[str, Any]:
     }
     if task.memory_bytes:
         options["HostConfig"]["Memory"] = task.memory_bytes
+    if task.cpus_mcpus:  # per 100 ms period, as the Docker driver's
+        options["HostConfig"]["CpuQuota"] = task.cpus_mcpus * 100
     if task.command is not None:
         options["Cmd"] = list(task.command)
     if task.user is not None:

@@ -60,7 +60,9 @@ from drivers.docker.config import (
 from drivers.docker.freezer import FreezerMode
 from drivers.docker.network import function_network as fn_network
 from fnagent.env import (
+    env_base_url,
     env_bool,
+    env_cpus,
     env_float,
     env_int,
     env_msecs,
@@ -229,6 +231,11 @@ class AgentConfig:
     memory and CPU budget may bound it lower (Agent.min_hot_bound)."""
     max_total_cpu_mcpus: int = 0
     max_total_memory_bytes: int = 0
+    default_cpu_mcpus: int = 0
+    """Ours: the CPU limit of each function container, in milli-CPUs (FN_DEFAULT_CPUS, in
+    ``--cpus`` syntax: ``0.5`` or ``500m``; 0 = none). Fn's API has no per-fn CPUs, so
+    this is how an operator gives functions a CPU share; launches reserve it from the CPU
+    budget (FN_MAX_TOTAL_CPU_MCPUS)."""
     max_pids: int = DEFAULT_PIDS_LIMIT
     max_open_files: int = DEFAULT_OPEN_FILES
     prefork_pool_size: int = 0
@@ -254,6 +261,10 @@ class AgentConfig:
     directory without a limit). See fnagent.agent.sockdir."""
     disable_readonly_rootfs: bool = False
     docker_auth: str | None = None
+    docker_cgroup_parent: str | None = None
+    """Ours: the cgroup function containers run under (FN_DOCKER_CGROUP_PARENT, Docker's
+    ``--cgroup-parent``; unset: the daemon's default), so that one CPU or memory limit set
+    on it bounds all of this agent's functions together."""
     pull_policy: PullPolicy = PullPolicy.MISSING
     freezer: FreezerMode = FreezerMode.CGROUP
     """Ours (FN_FREEZER): ``cgroup`` freezes idle containers through their cgroup freezer (the
@@ -290,6 +301,7 @@ class AgentConfig:
             max_min_hot=env_int(environ, "FN_MAX_MIN_HOT", DEFAULT_MAX_MIN_HOT),
             max_total_cpu_mcpus=env_int(environ, "FN_MAX_TOTAL_CPU_MCPUS", 0),
             max_total_memory_bytes=env_size(environ, "FN_MAX_TOTAL_MEMORY_BYTES", 0),
+            default_cpu_mcpus=env_cpus(environ, "FN_DEFAULT_CPUS"),
             max_pids=env_int(environ, "FN_MAX_PIDS", DEFAULT_PIDS_LIMIT),
             max_open_files=env_int(environ, "FN_MAX_OPEN_FILES", DEFAULT_OPEN_FILES),
             prefork_pool_size=env_int(environ, "FN_EXPERIMENTAL_PREFORK_POOL_SIZE", 0),
@@ -319,6 +331,7 @@ class AgentConfig:
             iofs_size_bytes=env_size(environ, "FN_IOFS_SIZE_BYTES", DEFAULT_IOFS_SIZE_BYTES),
             disable_readonly_rootfs=env_bool(environ, "FN_DISABLE_READONLY_ROOTFS"),
             docker_auth=environ.get("FN_DOCKER_AUTH") or None,
+            docker_cgroup_parent=environ.get("FN_DOCKER_CGROUP_PARENT", "").strip() or None,
             freezer=_freezer_mode(environ),
             keepalive=KeepAliveConfig.from_env(environ),
         )
@@ -389,6 +402,7 @@ class AgentConfig:
             docker_auth=self.docker_auth,
             freezer=self.freezer,
             pool=pool,
+            cgroup_parent=self.docker_cgroup_parent,
         )
 
 
@@ -564,6 +578,10 @@ class ServerConfig:
     """Call records and their retention (FN_CALL_RECORDS, FN_CALL_RETENTION_*)."""
     secrets_key_file: str | None = None
     """FN_SECRETS_KEY_FILE; None: ``<store file>.secrets-key`` beside a SQLite store."""
+    public_lb_url: str | None = None
+    """FN_PUBLIC_LB_URL (Fn's): the base URL clients reach the agents through (a load
+    balancer such as deploy/nginx.conf), named by the endpoint annotations of fns and
+    triggers; None: the URL each request came to."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerConfig:
@@ -571,8 +589,8 @@ class ServerConfig:
         FN_DB_STATEMENT_TIMEOUT_MSECS; FN_DB_SYNC for SQLite), FN_MAX_REQUEST_SIZE, FN_TOKEN
         (or FN_TOKEN_FILE), FN_INVOKE_REQUIRES_TOKEN, FN_INVOKE_TOKEN, the input bounds
         FN_MAX_API_BODY_SIZE, FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS,
-        FN_SECRETS_KEY_FILE, FNAGENT_LOG_LEVEL, DetachedConfig's and the call records'
-        (RecordsConfig); unset ones keep their defaults."""
+        FN_SECRETS_KEY_FILE, FN_PUBLIC_LB_URL, FNAGENT_LOG_LEVEL, DetachedConfig's and the call
+        records' (RecordsConfig); unset ones keep their defaults."""
         token = environ.get("FN_TOKEN") or None
         token_file = environ.get("FN_TOKEN_FILE")
         if token is None and token_file:
@@ -622,6 +640,7 @@ class ServerConfig:
             detached=DetachedConfig.from_env(environ),
             records=RecordsConfig.from_env(environ),
             secrets_key_file=environ.get("FN_SECRETS_KEY_FILE") or None,
+            public_lb_url=env_base_url(environ, "FN_PUBLIC_LB_URL"),
         )
 
     def invoke_tokens(self) -> tuple[bytes, ...]:

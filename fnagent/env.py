@@ -12,6 +12,8 @@ setting is never silently ignored:
   form) or a number with a unit ``ms``, ``s``, ``m``: ``5000``, ``5s``, ``1.5m``;
 - real numbers (percentages, weights): a decimal number within bounds, ``inf`` where the upper
   bound allows it;
+- CPUs (``FN_DEFAULT_CPUS``): ``--cpus`` syntax, a number of CPUs or milli-CPUs: ``0.5``, ``500m``;
+- URLs (``FN_PUBLIC_LB_URL``): an absolute http or https URL without query or fragment;
 - lists: words separated by spaces.
 """
 
@@ -19,8 +21,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from fnagent.errors import InvalidInputError
+from fnagent.units import parse_cpus
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
@@ -165,3 +169,33 @@ def env_msecs(environ: Mapping[str, str], name: str, default: int, *, minimum: i
 def env_words(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
     """Words separated by spaces; () when unset."""
     return tuple(environ.get(name, "").split())
+
+
+def env_cpus(environ: Mapping[str, str], name: str) -> int:
+    """Milli-CPUs in ``--cpus`` syntax (``0.5``, ``500m``); 0 when unset."""
+    text = _text(environ, name)
+    if not text:
+        return 0
+    try:
+        return parse_cpus(text)
+    except InvalidInputError as error:
+        raise InvalidInputError(f"{name}={text!r}: {error.message}") from None
+
+
+def env_base_url(environ: Mapping[str, str], name: str) -> str | None:
+    """An absolute http(s) URL without query or fragment, without its trailing slash; None
+    when unset."""
+    text = _text(environ, name)
+    if not text:
+        return None
+    try:
+        parts = urlsplit(text)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        valid = valid and not (parts.query or parts.fragment)
+    except ValueError:  # a bracketed host that is no IPv6 address, a port that is no number
+        valid = False
+    if not valid:
+        raise InvalidInputError(
+            f"{name}={text!r} is not a base URL: use http(s)://host[:port][/path]"
+        )
+    return text.rstrip("/")

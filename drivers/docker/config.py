@@ -127,6 +127,9 @@ class DockerConfig:
     secrets_path: str = field(default_factory=default_secrets_dir)
     """Host directory under which each instance keeps its containers' secret files (one
     tmpfs per container: drivers/docker/secretfiles.py)."""
+    cgroup_parent: str | None = None
+    """Docker's ``--cgroup-parent`` for function containers (FN_DOCKER_CGROUP_PARENT); None:
+    the daemon's default. A CPU or memory limit set on that cgroup bounds all of them."""
     function_network: FunctionNetwork | None = None
     """Made (unless it exists) and checked on entering the driver, before the pool starts; the
     host rule it implies is added then too (drivers/docker/network.py). Naming it in
@@ -180,6 +183,8 @@ def container_options(
     if task.cpus_mcpus:
         host["CpuQuota"] = task.cpus_mcpus * CPU_PERIOD_US // 1000
         host["CpuPeriod"] = CPU_PERIOD_US
+    if config.cgroup_parent:
+        host["CgroupParent"] = config.cgroup_parent
     if task.fs_size_mb:
         host["StorageOpt"] = {"size": f"{task.fs_size_mb}M"}
     if task.uds_path:

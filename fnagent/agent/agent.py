@@ -291,7 +291,7 @@ class Agent:
             raise InvalidInputError(
                 f"format {fn.format!r} cannot be served hot; use `fnagent run` for cold functions"
             )
-        self.admission.check_fits_ever(fn.memory_mb * MIB, fn.cpus_mcpus)
+        self.admission.check_fits_ever(fn.memory_mb * MIB, self.cpus_of(fn))
         queue = self._route(fn)
         waiting_since = self.clock.now()
         for _ in range(MAX_ATTEMPTS):
@@ -756,7 +756,7 @@ class Agent:
     ) -> None:
         """Launch, serve, idle, freeze and remove one container; always cleans up."""
         fn = container.fn
-        memory, cpus = fn.memory_mb * MIB, fn.cpus_mcpus
+        memory, cpus = fn.memory_mb * MIB, self.cpus_of(fn)
         prewarm = container.prewarm_unload_at is not None
         starting, reserved = True, False
         failure: FnAgentError | None = None
@@ -1073,13 +1073,18 @@ class Agent:
             container.notify()  # idle ones re-check whether the minimum still keeps them
         self._keep_minimum(queue)
 
+    def cpus_of(self, fn: Fn) -> int:
+        """The milli-CPUs each of ``fn``'s containers is limited to and reserves: its own, else
+        FN_DEFAULT_CPUS (0: no limit, nothing reserved)."""
+        return fn.cpus_mcpus or self.config.default_cpu_mcpus
+
     def min_hot_bound(self, fn: Fn) -> tuple[int, str]:
         """The largest minimum hot count ``fn`` may have, and what sets it: FN_MAX_MIN_HOT, or
         fewer when that many of the fn's containers could never fit the memory or CPU budget
         together."""
         return launch_min_hot_bound(
             memory_mb=fn.memory_mb,
-            cpus_mcpus=fn.cpus_mcpus,
+            cpus_mcpus=self.cpus_of(fn),
             budget=self.admission.budget,
             max_min_hot=self.config.max_min_hot,
             max_concurrency=fn.max_concurrency,

@@ -30,8 +30,10 @@ INVOKE_ANNOTATION = "fnproject.io/fn/invokeEndpoint"
 TRIGGER_ANNOTATION = "fnproject.io/trigger/httpEndpoint"
 
 
-def _base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+def _base_url(state: ServerState, request: Request) -> str:
+    """Where the endpoint annotations point: FN_PUBLIC_LB_URL when set (the front door, not
+    this agent), else the URL the request came to."""
+    return state.config.public_lb_url or str(request.base_url).rstrip("/")
 
 
 async def _body(state: ServerState, request: Request) -> dict[str, Any]:
@@ -60,28 +62,30 @@ def _listing(items: list[dict[str, Any]], next_cursor: str | None) -> Response:
     return JSONResponse(body)
 
 
-def _fn_json(request: Request, record: FnRecord) -> dict[str, Any]:
+def _fn_json(state: ServerState, request: Request, record: FnRecord) -> dict[str, Any]:
     document = record.to_json()
     document["annotations"] = {
         **document.get("annotations", {}),
-        INVOKE_ANNOTATION: f"{_base_url(request)}/invoke/{record.id}",
+        INVOKE_ANNOTATION: f"{_base_url(state, request)}/invoke/{record.id}",
     }
     return document
 
 
-def _trigger_json(request: Request, trigger: Trigger, app_name: str) -> dict[str, Any]:
+def _trigger_json(
+    state: ServerState, request: Request, trigger: Trigger, app_name: str
+) -> dict[str, Any]:
     document = trigger.to_json()
     document["annotations"] = {
         **document.get("annotations", {}),
         # A URL: names and sources in any script are percent-encoded (UTF-8).
-        TRIGGER_ANNOTATION: f"{_base_url(request)}/t/{quote(app_name + trigger.source)}",
+        TRIGGER_ANNOTATION: f"{_base_url(state, request)}/t/{quote(app_name + trigger.source)}",
     }
     return document
 
 
 async def _one_trigger_json(state: ServerState, request: Request, trigger: Trigger) -> Response:
     app = await state.store.get_app(trigger.app_id)
-    return JSONResponse(_trigger_json(request, trigger, app.name))
+    return JSONResponse(_trigger_json(state, request, trigger, app.name))
 
 
 async def all_fns(state: ServerState, app_id: str) -> list[FnRecord]:
@@ -156,20 +160,20 @@ async def list_fns(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     app_id = request.query_params.get("app_id", "")
     fns, next_cursor = await state.store.list_fns(app_id=app_id, **page_arguments(request))
-    return _listing([_fn_json(request, record) for record in fns], next_cursor)
+    return _listing([_fn_json(state, request, record) for record in fns], next_cursor)
 
 
 async def create_fn(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     record = await state.store.create_fn(await _body(state, request))
     state.changed()
-    return JSONResponse(_fn_json(request, record))
+    return JSONResponse(_fn_json(state, request, record))
 
 
 async def get_fn(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     record = await state.store.get_fn(request.path_params["fn_id"])
-    return JSONResponse(_fn_json(request, record))
+    return JSONResponse(_fn_json(state, request, record))
 
 
 async def update_fn(state: ServerState, request: Request) -> Response:
@@ -179,7 +183,7 @@ async def update_fn(state: ServerState, request: Request) -> Response:
     state.changed()
     app = await state.store.get_app(record.app_id)
     await state.agent.update(await load_fn(state, app, record))
-    return JSONResponse(_fn_json(request, record))
+    return JSONResponse(_fn_json(state, request, record))
 
 
 async def delete_fn(state: ServerState, request: Request) -> Response:
@@ -259,7 +263,7 @@ async def list_triggers(state: ServerState, request: Request) -> Response:
         app_id=app_id, fn_id=request.query_params.get("fn_id") or None, **page_arguments(request)
     )
     app_name = (await state.store.get_app(app_id)).name if triggers else ""
-    return _listing([_trigger_json(request, t, app_name) for t in triggers], next_cursor)
+    return _listing([_trigger_json(state, request, t, app_name) for t in triggers], next_cursor)
 
 
 async def create_trigger(state: ServerState, request: Request) -> Response:

@@ -12,7 +12,7 @@ from fnagent.agent.launch import MIN_HOT_LAUNCHES_AT_ONCE
 from fnagent.testing.clock import ManualClock
 from fnagent.testing.fakefn import http_function
 from tests.helpers import poll
-from tests.unit.helpers import MIB, make_fn, running
+from tests.unit.helpers import MIB, make_call, make_fn, running
 
 pytestmark = pytest.mark.anyio
 
@@ -79,3 +79,23 @@ async def test_lowering_min_hot_cancels_launches_that_have_not_started() -> None
         counts = agent.containers("fn1")
         # Idle for FN_FREEZE_IDLE_MSECS, the kept container may be frozen by now.
         assert counts["running"] + counts["frozen"] >= 1
+
+
+async def test_the_default_cpus_limit_every_container_and_count_in_the_budget() -> None:
+    budget = Budget(memory_bytes=100_000 * MIB, cpu_mcpus=1000)
+    async with running({"fn/echo": http_function()}, budget=budget, default_cpu_mcpus=250) as (
+        agent,
+        driver,
+    ):
+        fn = make_fn(memory_mb=64)
+        with pytest.raises(InvalidInputError, match="at most 4"):
+            agent.scale(fn, 5)
+        result = await agent.submit(make_call(fn))
+        assert result.status == 200
+        (container,) = driver.containers.values()
+        assert container.options["HostConfig"]["CpuQuota"] == 25_000
+        # A fn's own CPUs win over the default.
+        own = make_fn(id="fn2", memory_mb=64, cpus_mcpus=500)
+        assert (await agent.submit(make_call(own))).status == 200
+        quotas = sorted(c.options["HostConfig"]["CpuQuota"] for c in driver.containers.values())
+        assert quotas == [25_000, 50_000]

@@ -77,6 +77,33 @@ async def app_fn_trigger(client: Client, suffix: str = "") -> tuple[Any, Any, An
     return app, fn, trigger
 
 
+# --- endpoint annotations ----------------------------------------------------------------
+
+
+async def test_endpoint_annotations_name_the_public_lb_url_when_one_is_set(
+    anyio_backend: str,
+) -> None:
+    async with SQLiteStore(":memory:") as store:
+        client = Client(make_state(store, public_lb_url="https://fn.example.com/gw"))
+        app, fn, trigger = await app_fn_trigger(client)
+        invoke = f"https://fn.example.com/gw/invoke/{fn['id']}"
+        assert fn["annotations"][INVOKE] == invoke
+        assert (await ok(client, "GET", f"/v2/fns/{fn['id']}"))["annotations"][INVOKE] == invoke
+        listed = await ok(client, "GET", f"/v2/fns?app_id={app['id']}")
+        assert [item["annotations"][INVOKE] for item in listed["items"]] == [invoke]
+        assert trigger["annotations"][HTTP_ENDPOINT] == "https://fn.example.com/gw/t/app/t"
+        got = await ok(client, "GET", f"/v2/triggers/{trigger['id']}")
+        assert got["annotations"][HTTP_ENDPOINT] == "https://fn.example.com/gw/t/app/t"
+
+
+async def test_endpoint_annotations_name_the_requested_host_without_a_public_lb_url(
+    client: Client,
+) -> None:
+    _, fn, trigger = await app_fn_trigger(client)
+    assert fn["annotations"][INVOKE] == f"http://127.0.0.1:8080/invoke/{fn['id']}"
+    assert trigger["annotations"][HTTP_ENDPOINT] == "http://127.0.0.1:8080/t/app/t"
+
+
 # --- ids in create bodies -----------------------------------------------------------------
 
 

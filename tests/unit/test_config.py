@@ -301,3 +301,42 @@ def test_keepalive_settings_are_read_with_the_agents() -> None:
 def test_bad_keepalive_settings_are_refused_by_name(environ: dict[str, str], message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         AgentConfig.from_env(environ)
+@pytest.mark.parametrize(
+    ("text", "url"),
+    [
+        ("https://fn.example.com", "https://fn.example.com"),
+        ("http://10.0.0.5:8080/", "http://10.0.0.5:8080"),
+        (" https://fn.example.com/gateway/ ", "https://fn.example.com/gateway"),
+    ],
+)
+def test_public_lb_url_is_read_without_its_trailing_slash(text: str, url: str) -> None:
+    assert ServerConfig.from_env({"FN_PUBLIC_LB_URL": text}).public_lb_url == url
+    assert ServerConfig.from_env({}).public_lb_url is None
+
+
+@pytest.mark.parametrize(
+    "text", ["fn.example.com", "ftp://fn.example.com", "https://", "https://h/?q=1", "http://h/#x"]
+)
+def test_a_public_lb_url_that_is_no_http_base_url_is_refused_by_name(text: str) -> None:
+    with pytest.raises(InvalidInputError, match="FN_PUBLIC_LB_URL=.*http"):
+        ServerConfig.from_env({"FN_PUBLIC_LB_URL": text})
+
+
+def test_default_cpus_per_container_take_cpus_syntax() -> None:
+    assert AgentConfig.from_env({}).default_cpu_mcpus == 0
+    assert AgentConfig.from_env({"FN_DEFAULT_CPUS": "0.25"}).default_cpu_mcpus == 250
+    assert AgentConfig.from_env({"FN_DEFAULT_CPUS": "500m"}).default_cpu_mcpus == 500
+    with pytest.raises(InvalidInputError, match="FN_DEFAULT_CPUS=.*invalid cpus"):
+        AgentConfig.from_env({"FN_DEFAULT_CPUS": "lots"})
+
+
+def test_a_cgroup_parent_puts_every_function_container_under_it() -> None:
+    from drivers.base import ContainerTask
+    from drivers.docker.config import container_options
+
+    config = AgentConfig.from_env({"FN_DOCKER_CGROUP_PARENT": "/fnagent-a"}).docker_config()
+    assert config.cgroup_parent == "/fnagent-a"
+    task = ContainerTask(id="c1", image="fn/echo")
+    assert container_options(task, config, "none")["HostConfig"]["CgroupParent"] == "/fnagent-a"
+    unset = AgentConfig.from_env({}).docker_config()
+    assert "CgroupParent" not in container_options(task, unset, "none")["HostConfig"]
