@@ -5,8 +5,9 @@ loop as a transport (``AttachedStream``). The container's output is demultiplexe
 transport's read callback and written to the task's sinks there and then: a chunk costs one
 callback, not a task switch, a checkpoint and a reader registration as an anyio stream's
 ``receive`` does (on a hot container every call's two log frames come this way: with the stream,
-reading them was about a quarter of the server's sampled CPU at concurrency 16). A sink that pushes back (its ``write`` returns an awaitable) pauses reading
-until it is done, so a slow reader still slows the container instead of being buffered.
+reading them was about a quarter of the server's sampled CPU at concurrency 16). A sink that
+pushes back (its ``write`` returns an awaitable) pauses reading until it is done, so a slow
+reader still slows the container instead of being buffered.
 
 The attach connection is driven by asyncio's transport API directly: the agent runs on anyio's
 asyncio backend (with uvloop in ``fnagent serve``).
