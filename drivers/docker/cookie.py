@@ -16,12 +16,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import SocketStream
 
 from drivers.base import ContainerTask, Cookie, RunResult, RunStatus, WaitResult
 from drivers.docker.cpuwait import CpuWait, find_cpu_wait
 from drivers.docker.freezer import CgroupFreezer, FreezerMode, locate
-from drivers.docker.streams import copy_output, feed_input, take_socket, wrap_socket
+from drivers.docker.streams import (
+    AttachedStream,
+    copy_output,
+    feed_input,
+    take_socket,
+    wrap_socket,
+)
 from drivers.errors import ClosedError, ContainerGoneError, DockerUnavailableError, FnAgentError
 from drivers.results import cancelled, exit_result, lost, out_of_memory, timed_out
 from drivers.stats import Stat
@@ -69,7 +74,7 @@ class DockerCookie(Cookie):
         self.leave_namespace: Callable[[DockerCookie], str] | None = None
         """Set by the driver for a container joining a pool slot: frees the slot and returns
         the network to use instead, should the slot be found dead at start."""
-        self._stream: SocketStream | None = None
+        self._stream: AttachedStream | None = None
         self._started = False
         self.lost_reason: str | None = None
         """Why the driver killed the container (see ``lose``); its run then ends KILLED."""
@@ -311,7 +316,7 @@ class DockerWaitResult(WaitResult):
     cancellation after killing the container).
     """
 
-    def __init__(self, cookie: DockerCookie, stream: SocketStream) -> None:
+    def __init__(self, cookie: DockerCookie, stream: AttachedStream) -> None:
         self._cookie = cookie
         self._stream = stream
         self.result: RunResult | None = None

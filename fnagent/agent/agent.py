@@ -725,6 +725,7 @@ class Agent:
                 rate_bytes_per_s=self.config.max_idle_log_bytes_per_s,
                 on_drop=functools.partial(self._output_dropped, queue.fn.id),
                 sink=self._publish_line,
+                sink_wants=self._lines_wanted,
             ),
             connection=UnixHTTPConnection(socket_dir.listener),
             prewarm_unload_at=prewarm_unload_at,
@@ -747,6 +748,14 @@ class Agent:
         sink = self.log_sink
         if sink is not None and line.fn is not None and sink.wants(line.fn):
             sink(line)
+
+    def _lines_wanted(self, fn_id: str, fn: Fn | None) -> bool:
+        """Whether a line of ``fn_id`` goes anywhere (``_publish_line``): a follower, or the
+        ``log_sink`` wanting the fn's lines. Asked per line before the line is built."""
+        if self.follow.following(fn_id):
+            return True
+        sink = self.log_sink
+        return sink is not None and fn is not None and sink.wants(fn)
 
     def _output_dropped(self, fn_id: str, size: int) -> None:
         self.output_dropped_bytes[fn_id] = self.output_dropped_bytes.get(fn_id, 0) + size

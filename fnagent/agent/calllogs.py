@@ -25,7 +25,8 @@ MAX_LINE_BYTES is cut into pieces, so output without newlines cannot grow memory
 log is a ``CappedLog`` (FN_MAX_LOG_SIZE_BYTES, then one truncation line). Lines of no call go
 to the agent's log through a token bucket per container, so a function printing without end
 cannot flood the server's log. Every line, of a call or not, is also handed to the ``sink``
-(the agent's follow hub), tagged with its call id and stream.
+(the agent's follow hub), tagged with its call id and stream, while ``sink_wants`` says someone
+wants the fn's lines: with nobody following, no per-line object is built.
 
 The last stderr lines are kept (``stderr_tail``) to explain a container that dies or times out
 before it listens.
@@ -91,6 +92,8 @@ class LogLine:
 
 
 LineSink = Callable[[LogLine], None]
+SinkWants = Callable[[str, Fn | None], bool]
+"""Asked with the fn's id and definition before a line is built for the sink."""
 
 
 class LineForwarder(Protocol):
@@ -175,6 +178,7 @@ class OutputRouter:
         on_drop: Callable[[int], None] | None = None,
         now: Callable[[], float] = time.monotonic,
         sink: LineSink | None = None,
+        sink_wants: SinkWants | None = None,
     ) -> None:
         self._container = container_name
         self._fields = fields
@@ -199,6 +203,7 @@ class OutputRouter:
         self._held: list[tuple[_Stream, bytes]] = []
         self._held_bytes = 0
         self._sink = sink
+        self._sink_wants = sink_wants
         self.fn: Fn | None = None
         """The container's fn, set by the agent and kept current by it (an app's syslog_url
         changes without a new container); tagged on each line."""
@@ -390,7 +395,9 @@ class OutputRouter:
             self.chatty = True
             if call_id == self.current:
                 self._own_output.add(call_id)
-        if self._sink is not None:
+        if self._sink is not None and (
+            self._sink_wants is None or self._sink_wants(self._fn_id, self.fn)
+        ):
             self._sink(
                 LogLine(
                     fn_id=self._fn_id,

@@ -115,6 +115,10 @@ class FollowHub:
         self._count += 1
         return subscription
 
+    def following(self, fn_id: str) -> bool:
+        """Whether anyone follows ``fn_id`` now."""
+        return fn_id in self._followers
+
     def publish(self, line: LogLine) -> None:
         """Give ``line`` to every subscription following its fn."""
         followers = self._followers.get(line.fn_id)

@@ -18,6 +18,8 @@ from drivers.fake import FakeDriver, Program, ProgramContext
 from fnagent.agent import Agent, CallResult
 from fnagent.agent.admission import Budget
 from fnagent.agent.agent import EXIT_REPORT_WAIT_S, UPDATE_RETRY_S
+from fnagent.agent.calllogs import LogLine
+from fnagent.agent.follow import FollowHub
 from fnagent.agent.readiness import MAX_START_STRETCH
 from fnagent.config import AgentConfig
 from fnagent.models import Call
@@ -533,6 +535,37 @@ async def test_each_line_reaches_the_log_sink_with_its_call_and_stream() -> None
         container.router.stdout.write(b"between calls\n")
         last = lines[-1]
         assert (last.call_id, last.fn and last.fn.syslog_url) == (None, None)
+
+
+class PublishedHub(FollowHub):
+    """A follow hub that keeps every line published to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.published: list[LogLine] = []
+
+    def publish(self, line: LogLine) -> None:
+        self.published.append(line)
+        super().publish(line)
+
+
+async def test_lines_are_built_only_for_a_follower_or_a_sink_that_wants_them() -> None:
+    async def chatty(request: Request, ctx: ProgramContext) -> Answer:
+        await ctx.stdout.write(b"out " + request.body + b"\n")
+        return Answer()
+
+    lines = Lines(wanted=lambda fn: bool(fn.syslog_url))
+    async with running({"fn/echo": handler_of(chatty)}, log_sink=lines) as (agent, _):
+        agent.follow = hub = PublishedHub()
+        fn = make_fn()
+        alone = await agent.submit(make_call(fn, b"1"))
+        assert alone.logs == b"out 1\n"
+        assert (lines, hub.published) == ([], []), "nobody wanted the line: none was built"
+        with hub.subscribe(fn.id) as follower:
+            followed = await agent.submit(make_call(fn, b"2"))
+            taken = [x for x in follower.take() if isinstance(x, LogLine)]
+        assert [(x.call_id, x.data) for x in taken] == [(followed.call_id, b"out 2")]
+        assert lines == [], "the sink does not want this fn's lines"
 
 
 # -- trigger protocol -------------------------------------------------------------------------

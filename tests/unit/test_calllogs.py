@@ -340,3 +340,30 @@ def test_no_settle_once_the_call_s_log_is_full() -> None:
     assert split.router.needs_settle("A", split.now(), split.now())
     split.router.stdout.write(b"s" * 99 + b"\n")
     assert not split.router.needs_settle("A", split.now(), split.now())
+
+
+def test_lines_are_built_for_the_sink_only_while_someone_wants_them() -> None:
+    """No follower and no forwarder: no per-line objects (the log still gets every line)."""
+    lines: list[LogLine] = []
+    wanted = {"f1": False}
+    asked: list[tuple[str, object]] = []
+
+    def wants(fn_id: str, fn: object) -> bool:
+        asked.append((fn_id, fn))
+        return wanted[fn_id]
+
+    router = OutputRouter(
+        "c1", {"fn_id": "f1", "app_id": "a1"}, sink=lines.append, sink_wants=wants
+    )
+    router.begin("first", CappedLog(1000))
+    router.end("first")  # unframed from now on
+    log = CappedLog(1000)
+    router.begin("call", log)
+    router.stdout.write(b"nobody follows\n")
+    assert lines == []
+    assert asked == [("f1", None)]
+    wanted["f1"] = True
+    router.stdout.write(b"followed\n")
+    router.end("call")
+    assert [line.data for line in lines] == [b"followed"]
+    assert log.getvalue() == b"nobody follows\nfollowed\n"

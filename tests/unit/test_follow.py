@@ -165,3 +165,12 @@ async def test_following_streams_events_until_the_client_goes_away(
         {"call_id": None, "stream": "stdout", "line": "between", "container": "k1"},
     ]
     assert repr(agent.follow) == "<FollowHub fns=0 subscribers=0>", "the client went away"
+
+
+def test_the_hub_says_which_fns_are_followed() -> None:
+    hub = FollowHub()
+    assert not hub.following("f1")
+    with hub.subscribe("f1"):
+        assert hub.following("f1")
+        assert not hub.following("f2")
+    assert not hub.following("f1")
