@@ -87,6 +87,7 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 # A PostgreSQL store (FN_DB_URL=postgresql://...): its pool and timeouts.
 DEFAULT_DB_MAX_CONNECTIONS = 10
 DEFAULT_DB_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_DB_RESYNC_S = 10.0
 DEFAULT_DB_STATEMENT_TIMEOUT_S = 5.0
 KEEPALIVE_POLICIES = ("adaptive", "fixed")
 
@@ -484,6 +485,9 @@ class ServerConfig:
     """FN_DB_CONNECT_TIMEOUT_MSECS: to connect, or to wait for a connection of the pool."""
     db_statement_timeout_s: float = DEFAULT_DB_STATEMENT_TIMEOUT_S
     """FN_DB_STATEMENT_TIMEOUT_MSECS: PostgreSQL cancels a statement running longer."""
+    db_resync_s: float = DEFAULT_DB_RESYNC_S
+    """FN_DB_RESYNC_MSECS: how often an agent on a shared (PostgreSQL) store reads again
+    every fn it runs, the safety net for a change whose notification was lost."""
     log_level: str = "INFO"
     """FNAGENT_LOG_LEVEL."""
     detached: DetachedConfig = field(default_factory=DetachedConfig)
@@ -496,7 +500,8 @@ class ServerConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerConfig:
         """FN_PORT, FN_DB_URL (and FN_DB_MAX_CONNECTIONS, FN_DB_CONNECT_TIMEOUT_MSECS,
-        FN_DB_STATEMENT_TIMEOUT_MSECS), FN_MAX_REQUEST_SIZE, FN_TOKEN (or FN_TOKEN_FILE),
+        FN_DB_STATEMENT_TIMEOUT_MSECS, FN_DB_RESYNC_MSECS), FN_MAX_REQUEST_SIZE, FN_TOKEN (or
+        FN_TOKEN_FILE),
         FN_INVOKE_REQUIRES_TOKEN, FN_INVOKE_TOKEN, the input bounds FN_MAX_API_BODY_SIZE,
         FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS, FN_SECRETS_KEY_FILE,
         FNAGENT_LOG_LEVEL, DetachedConfig's and the call records' (RecordsConfig); unset ones
@@ -523,6 +528,10 @@ class ServerConfig:
                 "FN_DB_STATEMENT_TIMEOUT_MSECS",
                 int(DEFAULT_DB_STATEMENT_TIMEOUT_S * 1000),
                 minimum=1,
+            )
+            / 1000,
+            db_resync_s=env_msecs(
+                environ, "FN_DB_RESYNC_MSECS", int(DEFAULT_DB_RESYNC_S * 1000), minimum=100
             )
             / 1000,
             max_request_bytes=env_size(environ, "FN_MAX_REQUEST_SIZE", DEFAULT_MAX_REQUEST_BYTES),

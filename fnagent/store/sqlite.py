@@ -262,6 +262,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    # One server owns a SQLite store: its writes need no telling (PostgreSQL's triggers).
+    Migration(5, "change notifications", ()),
 )
 
 # sqlite3's "UNIQUE constraint failed: <columns>" -> the 409 Fn gives for it.

