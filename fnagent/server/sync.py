@@ -9,25 +9,25 @@ drains and removes its containers). Only fns this agent runs are read again: for
 dropped cache is enough. The management routes call it once their write committed; with a
 shared store (PostgreSQL) ``follow`` calls it for every change another agent tells of.
 
-The safety net: ``resync`` reads again the definition of every fn the agent runs and applies
-it as an update (or as a delete when it is gone), and drops the cache, every ``resync_s``
-(FN_DB_RESYNC_MSECS, 10 s) and each time the change listener (re)starts (it may have missed
-changes). It reads first and
-drops the cache only once every read succeeded: with the database down, invokes keep being
-served from the cached definitions.
+The safety net: ``resync`` reads again the definition of every fn the agent runs and every
+cached one, and applies what it read (the agent's versions updated, or forgotten for a fn gone;
+the cache's entries replaced), every ``resync_s`` (FN_DB_RESYNC_MSECS, 10 s) and each time the
+change listener (re)starts (it may have missed changes). It reads first and changes nothing
+unless every read succeeded: with the database down, invokes keep being served from the cached
+definitions.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 import anyio
 
 from fnagent.config import DEFAULT_DB_RESYNC_S
 from fnagent.errors import FnAgentError, NotFoundError, StorageError
 from fnagent.models import Fn
-from fnagent.server.invoke import load_fn
+from fnagent.server.invoke import load_fn, read_cached
 from fnagent.server.state import ServerState
 from fnagent.store.changes import Change, ChangeFeed
 from fnagent.store.secrets import secret_names
@@ -84,35 +84,52 @@ async def _read(state: ServerState, fn_id: str, secret: str = "") -> Fn | None:
 
 
 async def resync(state: ServerState) -> bool:
-    """Read again every fn the agent runs, then drop the cache and apply what was read (an
-    update, or a delete for a fn gone). False, with nothing dropped or applied, when the store
-    failed (the next resync tries again). A fn whose definition does not load (a secret that
-    does not open) keeps its version."""
-    fresh: list[Fn] = []
-    gone: list[str] = []
+    """Read again every fn the agent runs and every cached definition; then replace the cache
+    with what was read (an entry gone from the store is left out) and hand the agent each fn's
+    definition (an update, or a delete for a fn gone). False, with nothing changed, when the
+    store failed (the cached definitions keep serving; the next resync tries again) or a change
+    came while it read (that change's own path applied it). A definition that does not load (a
+    secret that does not open) leaves its fn's version running and its entry out of the cache
+    (the next lookup answers the error)."""
+    writes = state.writes
+    running: dict[str, Fn | None] = {}
+    cache: dict[str, Fn] = {}
     try:
         for fn_id in state.agent.fn_apps():
-            try:
-                fn = await _read(state, fn_id)
-            except NotFoundError:
-                gone.append(fn_id)
-                continue
-            except StorageError:
-                raise
-            except FnAgentError as exc:
-                logger.warning("cannot load a fn", extra={"fn_id": fn_id, "error": exc.message})
-                continue
-            assert fn is not None
-            fresh.append(fn)
+            loaded, fn = await _reread(fn_id, _read(state, fn_id))
+            if loaded:
+                running[fn_id] = fn
+        for key in list(state.cache):
+            _, fn = await _reread(key, read_cached(state, key))
+            if fn is not None:
+                cache[key] = fn
     except StorageError as exc:
         logger.warning("cannot read the registry; serving cached fns", extra={"error": exc.message})
         return False
-    state.changed()
-    for fn in fresh:
-        await state.agent.update(fn)
-    for fn_id in gone:
-        state.agent.forget(fn_id)
+    if state.writes != writes:
+        return False
+    state.cache.clear()
+    state.cache.update(cache)
+    for fn_id, fn in running.items():
+        if fn is None:
+            state.agent.forget(fn_id)
+        else:
+            await state.agent.update(fn)
     return True
+
+
+async def _reread(what: str, read: Awaitable[Fn | None]) -> tuple[bool, Fn | None]:
+    """(True, the definition) read; (True, None) when it is gone; (False, None) when it does
+    not load. A store failure (StorageError) is raised."""
+    try:
+        return True, await read
+    except NotFoundError:
+        return True, None
+    except StorageError:
+        raise
+    except FnAgentError as exc:
+        logger.warning("cannot load a fn", extra={"what": what, "error": exc.message})
+        return False, None
 
 
 async def follow(

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from fnagent.errors import StoreUnavailableError
-from fnagent.server.invoke import fn_by_id
+from fnagent.server.invoke import fn_by_id, fn_by_trigger
 from fnagent.server.state import ServerState
 from fnagent.server.sync import apply_changes, follow, resync
 from fnagent.store import FnRecord, SQLiteStore
@@ -100,11 +100,62 @@ async def test_the_resync_catches_a_lost_change_and_keeps_the_cache_while_the_st
     failing.down = False
     assert await resync(state) is True
     assert [fn.config for fn in stub(state).updated] == [{"K": "new"}]
-    assert state.cache == {}
+    # The cache holds the new definition (kept, not dropped: the next outage serves it).
+    assert state.cache[f"fn:{record.id}"].config == {"K": "new"}
 
     await store.delete_fn(record.id)  # told to nobody either
     assert await resync(state) is True
     assert stub(state).forgotten == [record.id]
+    assert state.cache == {}
+
+
+async def test_the_resync_refreshes_cached_triggers_and_yields_to_a_change(
+    store: SQLiteStore,
+) -> None:
+    state = make_state(store)
+    record = await running_fn(store, state)
+    trigger = await store.create_trigger(
+        {"app_id": record.app_id, "fn_id": record.id, "name": "t", "type": "http", "source": "/a"}
+    )
+    await fn_by_trigger(state, "app", "/a")
+    await store.update_trigger(trigger.id, {"source": "/b"})  # told to nobody
+    assert await resync(state) is True
+    assert set(state.cache) == {f"fn:{record.id}"}  # /a routes nowhere now
+
+    # A change applied while the resync reads wins: the resync applies nothing.
+    failing = PausedStore(store)
+    state.store = failing
+    async with anyio.create_task_group() as tg:
+        done: list[bool] = []
+        tg.start_soon(lambda: _append(done, resync(state)))
+        await failing.paused.wait()
+        await apply_changes(state, [Change("fns", "update", record.id, record.app_id)])
+        failing.resume.set()
+    assert done == [False]
+    assert len(stub(state).updated) == 2  # the resync's first run, then the change's
+
+
+async def _append(done: list[bool], ran: Awaitable[bool]) -> None:
+    done.append(await ran)
+
+
+class PausedStore:
+    """A store whose first ``get_fn`` waits for ``resume`` after reading."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self.paused = anyio.Event()
+        self.resume = anyio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def get_fn(self, fn_id: str) -> FnRecord:
+        record = await self.store.get_fn(fn_id)
+        if not self.paused.is_set():
+            self.paused.set()
+            await self.resume.wait()
+        return record
 
 
 class Feed:
