@@ -3,15 +3,13 @@
 ``start_agent(k, ...)`` starts agent k: its own directory (``<root>/agent-<k>``: log, socket
 dirs), its own port and its own instance id (so each keeps and sweeps its own containers), the
 shared secrets key file every agent on one database needs. ``Agents`` starts N of them and
-stops them all (a killed one's leftover containers are removed too)."""
+stops them all (a killed one is restarted first, which removes what it left)."""
 
 from __future__ import annotations
 
 import signal
 from pathlib import Path
 from types import TracebackType
-
-import docker
 
 from tests.system.helpers import new_instance_id
 from tests.system.server import Server, make_server
@@ -42,8 +40,9 @@ def instance_of(server: Server) -> str:
 
 
 class Agents:
-    """``count`` agents on ``db_url`` (``with Agents(...) as agents``); leaving stops each with
-    SIGTERM (exit status 0 expected) and removes the containers of any the test killed."""
+    """``count`` agents on ``db_url`` (``with Agents(...) as agents``); leaving restarts any the
+    test killed (a restart removes what its killed predecessor left) and stops each with
+    SIGTERM (exit status 0 expected)."""
 
     def __init__(
         self, count: int, root: Path, env: dict[str, str], db_url: str, *extra_args: str
@@ -64,6 +63,12 @@ class Agents:
             raise
         return self.servers
 
+    def add(self) -> Server:
+        """Start one more agent (the next k)."""
+        server = start_agent(len(self.servers), self.root, self.env, self.db_url, *self.extra_args)
+        self.servers.append(server)
+        return server
+
     def kill(self, server: Server) -> None:
         """SIGKILL ``server``: its calls and containers are left as a crash leaves them."""
         server.stop(signal.SIGKILL)
@@ -75,16 +80,14 @@ class Agents:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # A killed agent's containers and socket mounts are removed by its own restart (same
+        # address and instance), as in production.
+        for server in self.killed:
+            server.start()
         codes = {}
         for server in self.servers:
             if server.process is not None:
                 codes[server.port] = (server.stop(), server.log_path)
-        api = docker.APIClient()
-        for server in self.killed:
-            for container in api.containers(
-                all=True, filters={"label": f"fnagent.instance={instance_of(server)}"}
-            ):
-                api.remove_container(container["Id"], force=True)
         if kind is None:
             for code, log in codes.values():
                 assert code == 0, log.read_text()[-3000:]
