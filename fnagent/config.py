@@ -351,6 +351,7 @@ DEFAULT_DETACHED_MAX_BACKOFF_MS = 60_000
 DEFAULT_DETACHED_LEASE_MS = 30_000
 DEFAULT_DETACHED_POLL_MS = 1000
 DEFAULT_DETACHED_DRAIN_MS = 30_000
+DEFAULT_DETACHED_PREFER_HOT_MS = 250
 DEFAULT_CALLBACK_TIMEOUT_MS = 10_000
 DEFAULT_CALLBACK_ATTEMPTS = 3
 DEFAULT_CALLBACK_CONCURRENCY = 16
@@ -380,6 +381,10 @@ class DetachedConfig:
     drain_ms: int = DEFAULT_DETACHED_DRAIN_MS
     """On SIGTERM, how long running detached calls may take to finish
     (FN_DETACHED_DRAIN_MSECS); what is still running then runs again on the next start."""
+    prefer_hot_ms: int = DEFAULT_DETACHED_PREFER_HOT_MS
+    """On a shared (PostgreSQL) store, how long a queued call waits for an agent that has an
+    idle container of its fn before an agent without one leases it
+    (FN_DETACHED_PREFER_HOT_MSECS; 0: no preference). A SQLite store has one agent: none."""
     callback_timeout_ms: int = DEFAULT_CALLBACK_TIMEOUT_MS
     """One callback POST, connecting to answered (FN_CALLBACK_TIMEOUT_MSECS)."""
     callback_attempts: int = DEFAULT_CALLBACK_ATTEMPTS
@@ -408,6 +413,9 @@ class DetachedConfig:
                 environ, "FN_DETACHED_POLL_MSECS", DEFAULT_DETACHED_POLL_MS, minimum=10
             ),
             drain_ms=env_msecs(environ, "FN_DETACHED_DRAIN_MSECS", DEFAULT_DETACHED_DRAIN_MS),
+            prefer_hot_ms=env_msecs(
+                environ, "FN_DETACHED_PREFER_HOT_MSECS", DEFAULT_DETACHED_PREFER_HOT_MS
+            ),
             callback_timeout_ms=env_msecs(
                 environ, "FN_CALLBACK_TIMEOUT_MSECS", DEFAULT_CALLBACK_TIMEOUT_MS, minimum=1
             ),

@@ -194,6 +194,8 @@ async def _serve(
                 owner=agent_config.instance_id,
                 observer=state.observer,
                 metrics=state.metrics,
+                # Several agents share the queue: each prefers the calls of fns it has hot.
+                hot=None if isinstance(store, SQLiteStore) else agent.hot_fns,
             )
             state.dispatcher = dispatcher
             async with dispatcher, anyio.create_task_group() as tg:

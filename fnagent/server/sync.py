@@ -29,7 +29,7 @@ from fnagent.errors import FnAgentError, NotFoundError, StorageError
 from fnagent.models import Fn
 from fnagent.server.invoke import load_fn, read_cached
 from fnagent.server.state import ServerState
-from fnagent.store.changes import Change, ChangeFeed
+from fnagent.store.changes import QUEUE_TABLE, Change, ChangeFeed
 from fnagent.store.secrets import secret_names
 
 logger = logging.getLogger(__name__)
@@ -139,6 +139,10 @@ async def follow(
     listener (re)starts and every ``resync_s``."""
 
     async def on_change(change: Change) -> None:
+        if change.table == QUEUE_TABLE:  # not the registry: the cache stays
+            if state.dispatcher is not None:
+                state.dispatcher.notify()
+            return
         try:
             await apply_changes(state, [change])
         except FnAgentError as exc:  # the next resync makes up for it

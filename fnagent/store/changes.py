@@ -5,7 +5,8 @@ A server applies a change the same way whichever agent made it (fnagent/server/s
 own writes as they commit, another agent's as the shared store tells of them. The PostgreSQL
 store tells of every committed change on the ``CHANNEL`` notification channel, from a trigger on
 each of the four tables (so a cascade, an app's fns deleted with it, is told too), in the
-payload ``{"table": ..., "op": ..., "id": ..., "app_id": ...}``.
+payload ``{"table": ..., "op": ..., "id": ..., "app_id": ...}``, and of every detached call
+queued (``QUEUE_TABLE``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from typing import Literal, Protocol, cast
 CHANNEL = "fnagent_changes"
 """The PostgreSQL notification channel every agent listens on."""
 
-Table = Literal["apps", "fns", "triggers", "secrets"]
+Table = Literal["apps", "fns", "triggers", "secrets", "detached_calls"]
 Op = Literal["insert", "update", "delete"]
 TABLES: tuple[Table, ...] = ("apps", "fns", "triggers", "secrets")
+"""The registry's tables: every change of their rows is told."""
+QUEUE_TABLE: Table = "detached_calls"
+"""A detached call queued is told too (``insert``; ``id`` the call's),
+so an agent with the fn hot can take it at once."""
 OPS: tuple[Op, ...] = ("insert", "update", "delete")
 
 
@@ -52,7 +57,12 @@ def parse_change(payload: str) -> Change | None:
         return None
     table, op = document.get("table"), document.get("op")
     row_id, app_id = document.get("id"), document.get("app_id")
-    if table in TABLES and op in OPS and isinstance(row_id, str) and isinstance(app_id, str):
+    if (
+        (table in TABLES or table == QUEUE_TABLE)
+        and op in OPS
+        and isinstance(row_id, str)
+        and isinstance(app_id, str)
+    ):
         return Change(table=cast(Table, table), op=cast(Op, op), id=row_id, app_id=app_id)
     return None
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
@@ -76,7 +76,7 @@ from fnagent.store.calls import (
     CallFilter,
     CallRecord,
 )
-from fnagent.store.changes import CHANNEL, TABLES, Change, parse_change
+from fnagent.store.changes import CHANNEL, QUEUE_TABLE, TABLES, Change, parse_change
 from fnagent.store.migrations import Migration, latest_version
 from fnagent.store.models import (
     MSG_APP_EXISTS,
@@ -109,6 +109,7 @@ from fnagent.store.queue import (
     QUEUED,
     RUNNING,
     QueuedCall,
+    runnable_when,
 )
 from fnagent.store.rows import (
     APP_COLUMNS,
@@ -333,6 +334,18 @@ MIGRATIONS: tuple[Migration, ...] = (
                 FOR EACH ROW EXECUTE FUNCTION fnagent_notify_change()"""
                 for table in TABLES
             ),
+            # A call queued: agents wake their dispatchers (one with the fn hot leases it).
+            f"""CREATE FUNCTION fnagent_notify_queued() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('{CHANNEL}', json_build_object(
+                    'table', '{QUEUE_TABLE}', 'op', 'insert', 'id', NEW.id, 'app_id', NEW.app_id
+                )::text);
+                RETURN NULL;
+            END
+            $$""",
+            """CREATE TRIGGER detached_calls_notify_queued AFTER INSERT ON detached_calls
+            FOR EACH ROW EXECUTE FUNCTION fnagent_notify_queued()""",
         ),
     ),
 )
@@ -873,7 +886,14 @@ class PostgresStore(AsyncResource):
         await self._run(insert, one_statement=True)
 
     async def lease_calls(
-        self, *, owner: str, limit: int, now: float, lease_s: float
+        self,
+        *,
+        owner: str,
+        limit: int,
+        now: float,
+        lease_s: float,
+        hot: Collection[str] = (),
+        cold_due: float | None = None,
     ) -> list[QueuedCall]:
         """Runnable calls (queued and due, or running with an expired lease), oldest due
         first, leased to ``owner`` until ``now + lease_s`` with attempts + 1.
@@ -883,16 +903,30 @@ class PostgresStore(AsyncResource):
         if limit <= 0:
             return []
 
+        due, hot_due = runnable_when(now, hot, cold_due)
+
         async def lease(conn: Conn) -> list[QueuedCall]:
             result = await conn.execute(
                 "WITH picked AS MATERIALIZED ("
-                "SELECT id FROM detached_calls "
-                "WHERE (status = %s AND not_before <= %s) OR (status = %s AND lease_expires <= %s) "
+                "SELECT id FROM detached_calls WHERE (status = %s AND (not_before <= %s OR "
+                "(not_before <= %s AND fn_id = ANY(%s)))) OR (status = %s AND lease_expires <= %s) "
                 "ORDER BY not_before, id LIMIT %s FOR UPDATE SKIP LOCKED) "
                 "UPDATE detached_calls AS d SET status = %s, lease_owner = %s, "
                 "lease_expires = %s, attempts = d.attempts + 1, started_at = %s "
                 f"FROM picked WHERE d.id = picked.id RETURNING {_qualified('d', QUEUE_COLUMNS)}",
-                (QUEUED, now, RUNNING, now, limit, RUNNING, owner, now + lease_s, now),
+                (
+                    QUEUED,
+                    due,
+                    now,
+                    hot_due,
+                    RUNNING,
+                    now,
+                    limit,
+                    RUNNING,
+                    owner,
+                    now + lease_s,
+                    now,
+                ),
             )
             calls = [queued_call_from_row(row) for row in await result.fetchall()]
             # RETURNING keeps no order.

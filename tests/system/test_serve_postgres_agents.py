@@ -193,3 +193,34 @@ def test_agents_ride_out_the_database_going_away_and_coming_back(
         served_within(second, fn, time.monotonic(), functools.partial(has_config, "2"))
         for server in agents:
             assert "Traceback" not in server.log_path.read_text()
+
+
+def test_a_detached_call_goes_to_the_agent_that_has_its_fn_hot(
+    tmp_path: Path,
+    cli_env: dict[str, str],
+    docker_api: docker.APIClient,
+    postgres_url: str,
+) -> None:
+    require_image(docker_api, FN_TEST)
+    # A long preference, so that a loaded host's slow notification cannot decide the test.
+    env = {**cli_env, "FN_DETACHED_PREFER_HOT_MSECS": "3000"}
+    with Agents(2, tmp_path, env, postgres_url) as (first, second):
+        fn = deploy(first, timeout=30)
+        assert second.request("POST", f"/invoke/{fn['id']}", {}).status == 200  # hot there
+        answer = first.request(
+            "POST", f"/invoke/{fn['id']}", {}, headers={"Fn-Invoke-Type": "detached"}
+        )
+        assert answer.status == 202, answer.body
+        call_id = answer.headers["fn-call-id"]
+
+        def done() -> bool:
+            record = first.request("GET", f"/v2/fns/{fn['id']}/calls/{call_id}")
+            return record.status == 200 and record.json().get("status") == "success"
+
+        wait_for(done, "the detached call to succeed", timeout_s=30)
+        # Run where the fn was hot: the agent that took the call launched nothing for it.
+        assert not [
+            c
+            for c in function_containers(docker_api, instance_of(first))
+            if c["Labels"].get("fnagent.fn_id") == fn["id"]
+        ]

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from fnagent.store.changes import Change, parse_change
+from fnagent.store.changes import QUEUE_TABLE, Change, parse_change
 from fnagent.store.postgres import PostgresStore
+from fnagent.testing.store_conformance import app_fn_trigger, queued_call
 from tests.postgres import PostgresServer
 
 pytestmark = pytest.mark.anyio
@@ -129,4 +130,20 @@ async def test_the_listener_comes_back_after_the_database_restarts(
         await heard.until(lambda: heard.listening == 2, timeout_s=30)
         app = await writer.create_app({"name": "after"})
         await heard.until(lambda: ("apps", "insert", app.id, app.id) in heard.told())
+        tg.cancel_scope.cancel()
+
+
+async def test_a_queued_detached_call_is_told(postgres_url: str) -> None:
+    heard = Heard()
+    async with (
+        PostgresStore(postgres_url) as writer,
+        PostgresStore(postgres_url) as listener,
+        anyio.create_task_group() as tg,
+    ):
+        app, fn, _ = await app_fn_trigger(writer)
+        tg.start_soon(listener.follow_changes, heard.on_change, heard.on_listening)
+        await heard.until(lambda: heard.listening == 1)
+        await writer.enqueue_call(queued_call("c1", fn_id=fn.id, app_id=app.id))
+        await heard.until(lambda: bool(heard.changes))
+        assert heard.changes == [Change(QUEUE_TABLE, "insert", "c1", app.id)]
         tg.cancel_scope.cancel()
