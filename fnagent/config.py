@@ -93,6 +93,7 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 # A PostgreSQL store (FN_DB_URL=postgresql://...): its pool and timeouts.
 DEFAULT_DB_MAX_CONNECTIONS = 10
 DEFAULT_DB_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_DB_RESYNC_S = 10.0
 DEFAULT_DB_STATEMENT_TIMEOUT_S = 5.0
 # A SQLite store's commits (FN_DB_SYNC): "normal" is durable through a killed process (the
 # WAL is written before a commit returns), "full" also through a power cut (it waits for the
@@ -434,6 +435,7 @@ DEFAULT_DETACHED_MAX_BACKOFF_MS = 60_000
 DEFAULT_DETACHED_LEASE_MS = 30_000
 DEFAULT_DETACHED_POLL_MS = 1000
 DEFAULT_DETACHED_DRAIN_MS = 30_000
+DEFAULT_DETACHED_PREFER_HOT_MS = 250
 DEFAULT_CALLBACK_TIMEOUT_MS = 10_000
 DEFAULT_CALLBACK_ATTEMPTS = 3
 DEFAULT_CALLBACK_CONCURRENCY = 16
@@ -463,6 +465,10 @@ class DetachedConfig:
     drain_ms: int = DEFAULT_DETACHED_DRAIN_MS
     """On SIGTERM, how long running detached calls may take to finish
     (FN_DETACHED_DRAIN_MSECS); what is still running then runs again on the next start."""
+    prefer_hot_ms: int = DEFAULT_DETACHED_PREFER_HOT_MS
+    """On a shared (PostgreSQL) store, how long a queued call waits for an agent that has an
+    idle container of its fn before an agent without one leases it
+    (FN_DETACHED_PREFER_HOT_MSECS; 0: no preference). A SQLite store has one agent: none."""
     callback_timeout_ms: int = DEFAULT_CALLBACK_TIMEOUT_MS
     """One callback POST, connecting to answered (FN_CALLBACK_TIMEOUT_MSECS)."""
     callback_attempts: int = DEFAULT_CALLBACK_ATTEMPTS
@@ -491,6 +497,9 @@ class DetachedConfig:
                 environ, "FN_DETACHED_POLL_MSECS", DEFAULT_DETACHED_POLL_MS, minimum=10
             ),
             drain_ms=env_msecs(environ, "FN_DETACHED_DRAIN_MSECS", DEFAULT_DETACHED_DRAIN_MS),
+            prefer_hot_ms=env_msecs(
+                environ, "FN_DETACHED_PREFER_HOT_MSECS", DEFAULT_DETACHED_PREFER_HOT_MS
+            ),
             callback_timeout_ms=env_msecs(
                 environ, "FN_CALLBACK_TIMEOUT_MSECS", DEFAULT_CALLBACK_TIMEOUT_MS, minimum=1
             ),
@@ -570,6 +579,9 @@ class ServerConfig:
     """FN_DB_STATEMENT_TIMEOUT_MSECS: PostgreSQL cancels a statement running longer."""
     db_sync: str = DEFAULT_DB_SYNC
     """FN_DB_SYNC: a SQLite store's synchronous mode, one of DB_SYNC_MODES."""
+    db_resync_s: float = DEFAULT_DB_RESYNC_S
+    """FN_DB_RESYNC_MSECS: how often an agent on a shared (PostgreSQL) store reads again
+    every fn it runs, the safety net for a change whose notification was lost."""
     log_level: str = "INFO"
     """FNAGENT_LOG_LEVEL."""
     detached: DetachedConfig = field(default_factory=DetachedConfig)
@@ -586,11 +598,12 @@ class ServerConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerConfig:
         """FN_PORT, FN_DB_URL (and FN_DB_MAX_CONNECTIONS, FN_DB_CONNECT_TIMEOUT_MSECS,
-        FN_DB_STATEMENT_TIMEOUT_MSECS; FN_DB_SYNC for SQLite), FN_MAX_REQUEST_SIZE, FN_TOKEN
-        (or FN_TOKEN_FILE), FN_INVOKE_REQUIRES_TOKEN, FN_INVOKE_TOKEN, the input bounds
-        FN_MAX_API_BODY_SIZE, FN_MAX_HEADER_SIZE, FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS,
-        FN_SECRETS_KEY_FILE, FN_PUBLIC_LB_URL, FNAGENT_LOG_LEVEL, DetachedConfig's and the call
-        records' (RecordsConfig); unset ones keep their defaults."""
+        FN_DB_STATEMENT_TIMEOUT_MSECS, FN_DB_RESYNC_MSECS; FN_DB_SYNC for SQLite),
+        FN_MAX_REQUEST_SIZE, FN_TOKEN (or FN_TOKEN_FILE), FN_INVOKE_REQUIRES_TOKEN,
+        FN_INVOKE_TOKEN, the input bounds FN_MAX_API_BODY_SIZE, FN_MAX_HEADER_SIZE,
+        FN_MAX_HEADER_COUNT, FN_HEADER_TIMEOUT_MSECS, FN_SECRETS_KEY_FILE, FN_PUBLIC_LB_URL,
+        FNAGENT_LOG_LEVEL, DetachedConfig's and the call records' (RecordsConfig); unset ones
+        keep their defaults."""
         token = environ.get("FN_TOKEN") or None
         token_file = environ.get("FN_TOKEN_FILE")
         if token is None and token_file:
@@ -616,6 +629,10 @@ class ServerConfig:
             )
             / 1000,
             db_sync=_db_sync(environ),
+            db_resync_s=env_msecs(
+                environ, "FN_DB_RESYNC_MSECS", int(DEFAULT_DB_RESYNC_S * 1000), minimum=100
+            )
+            / 1000,
             max_request_bytes=env_size(environ, "FN_MAX_REQUEST_SIZE", DEFAULT_MAX_REQUEST_BYTES),
             max_api_body_bytes=env_size(
                 environ, "FN_MAX_API_BODY_SIZE", DEFAULT_MAX_API_BODY_BYTES, minimum=1

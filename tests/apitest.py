@@ -31,9 +31,14 @@ class StubAgent:
         self.follow = FollowHub()
         self.keepalives: dict[str, tuple[list[KeepAliveView], PrewarmView | None]] = {}
         """fn id -> what ``keepalive`` answers (none learned unless a test says)."""
+        self.running: dict[str, str] = {}
+        """The fns it "runs" (fn id -> app id): only these are told of updates."""
 
     async def update(self, fn: Fn) -> None:
         self.updated.append(fn)
+
+    def fn_apps(self) -> dict[str, str]:
+        return dict(self.running)
 
     def forget(self, fn_id: str) -> None:
         self.forgotten.append(fn_id)

@@ -236,6 +236,15 @@ class Agent:
         """The version key ``fn_id``'s calls go to now; None when it has none."""
         return self.versions.serving_version(fn_id)
 
+    def hot_fns(self) -> set[str]:
+        """The fns whose calls an idle container (frozen or not) of this agent would take
+        now."""
+        return {queue.fn.id for queue in self.versions.queues if queue.idle and not queue.draining}
+
+    def fn_apps(self) -> dict[str, str]:
+        """The fns this agent has a queue of (a draining one too): fn id -> app id."""
+        return {queue.fn.id: queue.fn.app_id for queue in self.versions.queues}
+
     # -- life ---------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:

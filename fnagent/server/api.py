@@ -4,7 +4,8 @@ Create and update answer 200 with the entity, delete 204; list answers ``{"items
 "next_cursor": ...}``. Bodies go to the store as sent: validation, merge-on-update, paging
 and conflicts are the store's (Fn's rules, in ``fnagent.store.models``), and its errors are
 rendered as they are. This layer reads JSON, adds Fn's endpoint annotations to responses,
-keeps the invoke cache honest, and tells the agent when functions change or go.
+and hands every committed change to ``fnagent.server.sync.apply_changes`` (the invoke
+cache and the agent's versions follow it).
 
 One module-level function per route, each taking the server's state and the request;
 ``routes`` binds them to the state.
@@ -24,6 +25,8 @@ from fnagent.errors import InvalidInputError
 from fnagent.server.invoke import load_fn
 from fnagent.server.logs import follow_logs
 from fnagent.server.state import Handler, ServerState, check_token, read_json
+from fnagent.server.sync import apply_changes
+from fnagent.store.changes import Change
 from fnagent.store.models import MAX_PER_PAGE, App, FnRecord, Trigger, format_timestamp, utcnow
 
 INVOKE_ANNOTATION = "fnproject.io/fn/invokeEndpoint"
@@ -88,18 +91,6 @@ async def _one_trigger_json(state: ServerState, request: Request, trigger: Trigg
     return JSONResponse(_trigger_json(state, request, trigger, app.name))
 
 
-async def all_fns(state: ServerState, app_id: str) -> list[FnRecord]:
-    found: list[FnRecord] = []
-    cursor = None
-    while True:
-        page, cursor = await state.store.list_fns(
-            app_id=app_id, cursor=cursor, per_page=MAX_PER_PAGE
-        )
-        found.extend(page)
-        if not cursor:
-            return found
-
-
 # --- apps -------------------------------------------------------------------------------------
 
 
@@ -112,7 +103,7 @@ async def list_apps(state: ServerState, request: Request) -> Response:
 async def create_app(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     app = await state.store.create_app(await _body(state, request))
-    state.changed()
+    await apply_changes(state, [Change("apps", "insert", app.id, app.id)])
     return JSONResponse(app.to_json())
 
 
@@ -125,31 +116,16 @@ async def update_app(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     body = await _body(state, request)
     app = await state.store.update_app(request.path_params["app_id"], body)
-    state.changed()
-    await _refresh_app_fns(state, app)
+    # App config is part of every fn's containers: each fn the agent runs rolls forward.
+    await apply_changes(state, [Change("apps", "update", app.id, app.id)])
     return JSONResponse(app.to_json())
-
-
-async def _refresh_app_fns(state: ServerState, app: App) -> None:
-    """App config is part of every fn's containers: pre-pull / roll each fn forward."""
-    await refresh_fns(state, app, await all_fns(state, app.id))
-
-
-async def refresh_fns(state: ServerState, app: App, records: list[FnRecord]) -> None:
-    """Roll each of ``records`` (fns of ``app``) forward to its definition now, as after an
-    update: a new version gets new containers; the old ones drain."""
-    for record in records:
-        await state.agent.update(await load_fn(state, app, record))
 
 
 async def delete_app(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     app_id = request.path_params["app_id"]
-    fns = await all_fns(state, app_id)
     await state.store.delete_app(app_id)
-    state.changed()
-    for record in fns:
-        state.agent.forget(record.id)
+    await apply_changes(state, [Change("apps", "delete", app_id, app_id)])
     return Response(status_code=204)
 
 
@@ -166,7 +142,7 @@ async def list_fns(state: ServerState, request: Request) -> Response:
 async def create_fn(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     record = await state.store.create_fn(await _body(state, request))
-    state.changed()
+    await apply_changes(state, [Change("fns", "insert", record.id, record.app_id)])
     return JSONResponse(_fn_json(state, request, record))
 
 
@@ -180,9 +156,7 @@ async def update_fn(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     body = await _body(state, request)
     record = await state.store.update_fn(request.path_params["fn_id"], body)
-    state.changed()
-    app = await state.store.get_app(record.app_id)
-    await state.agent.update(await load_fn(state, app, record))
+    await apply_changes(state, [Change("fns", "update", record.id, record.app_id)])
     return JSONResponse(_fn_json(state, request, record))
 
 
@@ -190,8 +164,8 @@ async def delete_fn(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     fn_id = request.path_params["fn_id"]
     await state.store.delete_fn(fn_id)
-    state.changed()
-    state.agent.forget(fn_id)
+    # The app id only matters to an app's changes.
+    await apply_changes(state, [Change("fns", "delete", fn_id, "")])
     return Response(status_code=204)
 
 
@@ -269,7 +243,7 @@ async def list_triggers(state: ServerState, request: Request) -> Response:
 async def create_trigger(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     trigger = await state.store.create_trigger(await _body(state, request))
-    state.changed()
+    await apply_changes(state, [Change("triggers", "insert", trigger.id, trigger.app_id)])
     return await _one_trigger_json(state, request, trigger)
 
 
@@ -283,14 +257,15 @@ async def update_trigger(state: ServerState, request: Request) -> Response:
     check_token(state, request)
     body = await _body(state, request)
     trigger = await state.store.update_trigger(request.path_params["trigger_id"], body)
-    state.changed()
+    await apply_changes(state, [Change("triggers", "update", trigger.id, trigger.app_id)])
     return await _one_trigger_json(state, request, trigger)
 
 
 async def delete_trigger(state: ServerState, request: Request) -> Response:
     check_token(state, request)
-    await state.store.delete_trigger(request.path_params["trigger_id"])
-    state.changed()
+    trigger_id = request.path_params["trigger_id"]
+    await state.store.delete_trigger(trigger_id)
+    await apply_changes(state, [Change("triggers", "delete", trigger_id, "")])
     return Response(status_code=204)
 
 

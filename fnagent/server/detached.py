@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -151,6 +151,7 @@ class Dispatcher:
         observer: CallObserver | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        hot: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.store = store
         self.agent = agent
@@ -160,6 +161,10 @@ class Dispatcher:
         self.observer: CallObserver = observer or NoObserver()
         self.metrics = metrics
         self.clock = clock
+        self.hot = hot
+        """The fns this agent has an idle container of now; given (a shared store), a queued
+        call of another fn is leased only once it waited ``config.prefer_hot_ms``, which
+        leaves it to an agent that has its fn hot."""
         self.running: dict[str, QueuedCall] = {}
         self.callbacks = 0
         self.depth = 0
@@ -235,6 +240,8 @@ class Dispatcher:
     async def _lease_loop(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         task_status.started()
         poll_s = self.config.poll_ms / 1000
+        prefer_s = self._prefer_hot_s()
+        wait_s = poll_s
         while not self._stopping:
             self._wake = anyio.Event()
             leased = await self._lease(self.config.concurrency - len(self.running))
@@ -243,18 +250,25 @@ class Dispatcher:
             for call in leased:
                 self.running[call.id] = call
                 self._tg.start_soon(self._run, call)
-            with anyio.move_on_after(poll_s):
+            with anyio.move_on_after(wait_s):
                 await self._wake.wait()
+            # Woken by a call queued here: if no agent has its fn hot, it is this one's to
+            # take once the preference's wait is over, not at the next poll.
+            wait_s = min(poll_s, prefer_s) if self._wake.is_set() and prefer_s else poll_s
 
     async def _lease(self, limit: int) -> list[QueuedCall]:
         """Up to ``limit`` calls (none when 0); the depth read afresh at most once a poll
         interval (a count costs a scan of the queued calls)."""
         try:
+            now = self.clock()
+            prefer_s = self._prefer_hot_s()
             leased = await self.store.lease_calls(
                 owner=self.owner,
                 limit=limit,
-                now=self.clock(),
+                now=now,
                 lease_s=self.config.lease_ms / 1000,
+                hot=self.hot() if self.hot is not None and prefer_s and limit else (),
+                cold_due=now - prefer_s if prefer_s else None,
             )
             if time.monotonic() >= self._depth_due:
                 self._depth_due = time.monotonic() + self.config.poll_ms / 1000
@@ -263,6 +277,9 @@ class Dispatcher:
             logger.warning("detached queue unreadable", extra={"error": exc.message})
             return []
         return leased
+
+    def _prefer_hot_s(self) -> float:
+        return self.config.prefer_hot_ms / 1000 if self.hot is not None else 0.0
 
     async def _renew_loop(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         task_status.started()

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import anyio
@@ -118,12 +119,7 @@ async def fn_by_id(state: ServerState, fn_id: str) -> Fn:
     if cached is not None:
         assert isinstance(cached, Fn)
         return cached
-
-    async def read() -> Fn:
-        record = await state.store.get_fn(fn_id)
-        return await load_fn(state, await state.store.get_app(record.app_id), record)
-
-    return await _read_through(state, f"fn:{fn_id}", read)
+    return await _read_through(state, f"fn:{fn_id}", partial(_read_fn, state, fn_id))
 
 
 async def fn_by_trigger(state: ServerState, app_name: str, source: str) -> Fn:
@@ -131,12 +127,28 @@ async def fn_by_trigger(state: ServerState, app_name: str, source: str) -> Fn:
     if cached is not None:
         assert isinstance(cached, Fn)
         return cached
-
-    async def read() -> Fn:
-        app, record, _ = await state.store.find_http_trigger(app_name, source)
-        return await load_fn(state, app, record)
-
+    read = partial(_read_trigger, state, app_name, source)
     return await _read_through(state, f"t:{app_name}:{source}", read)
+
+
+async def _read_fn(state: ServerState, fn_id: str) -> Fn:
+    record = await state.store.get_fn(fn_id)
+    return await load_fn(state, await state.store.get_app(record.app_id), record)
+
+
+async def _read_trigger(state: ServerState, app_name: str, source: str) -> Fn:
+    app, record, _ = await state.store.find_http_trigger(app_name, source)
+    return await load_fn(state, app, record)
+
+
+async def read_cached(state: ServerState, key: str) -> Fn:
+    """What the cache entry ``key`` holds, read from the store now (NotFoundError when it is
+    gone): ``fn:<id>``, or ``t:<app name>:<source>`` (an app name never holds ``:``)."""
+    kind, _, rest = key.partition(":")
+    if kind == "fn":
+        return await _read_fn(state, rest)
+    app_name, _, source = rest.partition(":")
+    return await _read_trigger(state, app_name, source)
 
 
 async def _read_through(state: ServerState, key: str, read: Callable[[], Awaitable[Fn]]) -> Fn:

@@ -21,10 +21,12 @@ from starlette.responses import JSONResponse, Response
 
 from fnagent.errors import SecretKeyError
 from fnagent.secretbox import SecretBox, create_key, load_key
-from fnagent.server.api import all_fns, page_arguments, refresh_fns
+from fnagent.server.api import page_arguments
 from fnagent.server.state import Handler, ServerState, check_token, read_json
+from fnagent.server.sync import apply_changes
 from fnagent.store.base import Store
-from fnagent.store.secrets import secret_names, secret_value_from_body, validate_secret_name
+from fnagent.store.changes import Change
+from fnagent.store.secrets import secret_value_from_body, validate_secret_name
 
 KEY_SUFFIX = ".secrets-key"
 
@@ -37,10 +39,8 @@ async def put_secret(state: ServerState, request: Request) -> Response:
     value = secret_value_from_body(body)
     sealed = state.secretbox.seal(app_id, name, value.encode("utf-8"))
     secret = await state.store.put_secret(app_id, name, sealed)
-    state.changed()
-    app = await state.store.get_app(app_id)
-    users = [r for r in await all_fns(state, app_id) if name in secret_names(r.annotations)]
-    await refresh_fns(state, app, users)
+    # The fns naming it roll forward to the new value.
+    await apply_changes(state, [Change("secrets", "update", name, app_id)])
     return JSONResponse(secret.to_json())
 
 
@@ -58,8 +58,9 @@ async def list_secrets(state: ServerState, request: Request) -> Response:
 
 async def delete_secret(state: ServerState, request: Request) -> Response:
     check_token(state, request)
-    await state.store.delete_secret(request.path_params["app_id"], request.path_params["name"])
-    state.changed()
+    app_id, name = request.path_params["app_id"], request.path_params["name"]
+    await state.store.delete_secret(app_id, name)
+    await apply_changes(state, [Change("secrets", "delete", name, app_id)])
     return Response(status_code=204)
 
 

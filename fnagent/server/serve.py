@@ -23,6 +23,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,6 +143,7 @@ async def _serve(
     from fnagent.server.invoke import fn_by_id
     from fnagent.server.metrics import Metrics
     from fnagent.server.secrets import default_key_file, open_secretbox
+    from fnagent.server.sync import follow
     from fnagent.syslog.forwarder import SyslogForwarder
 
     key_file = server_config.secrets_key_file
@@ -193,10 +195,16 @@ async def _serve(
                 owner=agent_config.instance_id,
                 observer=state.observer,
                 metrics=state.metrics,
+                # Several agents share the queue: each prefers the calls of fns it has hot.
+                hot=None if isinstance(store, SQLiteStore) else agent.hot_fns,
             )
             state.dispatcher = dispatcher
-            async with dispatcher:
+            async with dispatcher, anyio.create_task_group() as tg:
+                if not isinstance(store, SQLiteStore):
+                    # Other agents' changes, and the periodic re-read (fnagent/server/sync.py).
+                    tg.start_soon(partial(follow, state, store, resync_s=server_config.db_resync_s))
                 await _serve_http(server_config, state, sock, stop, db_url, agent_config)
+                tg.cancel_scope.cancel()
             logger.info("stopping: calls in flight finish, containers are removed")
 
 

@@ -37,7 +37,7 @@ one must pass):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -182,11 +182,20 @@ class Store(Protocol):
         ...
 
     async def lease_calls(
-        self, *, owner: str, limit: int, now: float, lease_s: float
+        self,
+        *,
+        owner: str,
+        limit: int,
+        now: float,
+        lease_s: float,
+        hot: Collection[str] = (),
+        cold_due: float | None = None,
     ) -> list[QueuedCall]:
         """Take up to ``limit`` runnable calls, oldest ``not_before`` first: queued ones due
-        by ``now``, and running ones whose lease expired. Each becomes running, owned by
-        ``owner`` until ``now + lease_s``, with ``attempts`` + 1 (``started_at`` = now)."""
+        by ``now`` (those of fns not in ``hot`` only when due by ``cold_due``, when given: an
+        agent without the fn hot leaves its calls a moment to one that has it), and running
+        ones whose lease expired. Each becomes running, owned by ``owner`` until
+        ``now + lease_s``, with ``attempts`` + 1 (``started_at`` = now)."""
         ...
 
     async def renew_leases(

@@ -30,13 +30,17 @@ connection that holds a session advisory lock (``MIGRATION_LOCK_KEY``) meanwhile
 starting at once migrate exactly once: the others wait for the lock, then find the schema
 current. Names sort with the "C" collation (byte order, as in SQLite), so cursors page the same
 whatever the database's locale.
+
+Changes: migration 5 adds a trigger to apps, fns, triggers and secrets that tells every committed
+change of a row on ``CHANNEL`` (fnagent/store/changes.py); ``follow_changes`` listens on a
+connection of its own, outside the pool, and reconnects by itself.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
@@ -72,6 +76,7 @@ from fnagent.store.calls import (
     CallFilter,
     CallRecord,
 )
+from fnagent.store.changes import CHANNEL, QUEUE_TABLE, TABLES, Change, parse_change
 from fnagent.store.migrations import Migration, latest_version
 from fnagent.store.models import (
     MSG_APP_EXISTS,
@@ -104,6 +109,7 @@ from fnagent.store.queue import (
     QUEUED,
     RUNNING,
     QueuedCall,
+    runnable_when,
 )
 from fnagent.store.rows import (
     APP_COLUMNS,
@@ -153,6 +159,11 @@ DEFAULT_MIGRATION_TIMEOUT_S = 120.0
 MIGRATION_LOCK_KEY = 0x666E6167656E74
 # A call that loses a deadlock or serialization conflict is run again, up to this many times.
 _ATTEMPTS = 3
+# The change listener (follow_changes): how often a quiet connection is checked, and its
+# reconnect backoff.
+LISTEN_CHECK_S = 5.0
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 5.0
 
 # Append-only, numbered as the SQLite store's list (fnagent/store/migrations.py).
 MIGRATIONS: tuple[Migration, ...] = (
@@ -292,6 +303,49 @@ MIGRATIONS: tuple[Migration, ...] = (
                     FOREIGN KEY (app_id) REFERENCES apps (id) ON DELETE CASCADE,
                 CONSTRAINT secrets_pkey PRIMARY KEY (app_id, name)
             )""",
+        ),
+    ),
+    Migration(
+        5,
+        "change notifications",
+        (
+            # Every committed change of a row of these four tables, cascades included, is told
+            # on CHANNEL (fnagent/store/changes.py); a secret's id is its name, an app's app_id
+            # its own id. pg_notify in the writing transaction: delivered at its commit, never
+            # for a rolled-back write.
+            f"""CREATE FUNCTION fnagent_notify_change() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            DECLARE
+                r jsonb;
+            BEGIN
+                IF TG_OP = 'DELETE' THEN r := to_jsonb(OLD); ELSE r := to_jsonb(NEW); END IF;
+                PERFORM pg_notify('{CHANNEL}', json_build_object(
+                    'table', TG_TABLE_NAME,
+                    'op', lower(TG_OP),
+                    'id', COALESCE(r ->> 'id', r ->> 'name'),
+                    'app_id', COALESCE(r ->> 'app_id', r ->> 'id')
+                )::text);
+                RETURN NULL;
+            END
+            $$""",
+            *(
+                f"""CREATE TRIGGER {table}_notify_change
+                AFTER INSERT OR UPDATE OR DELETE ON {table}
+                FOR EACH ROW EXECUTE FUNCTION fnagent_notify_change()"""
+                for table in TABLES
+            ),
+            # A call queued: agents wake their dispatchers (one with the fn hot leases it).
+            f"""CREATE FUNCTION fnagent_notify_queued() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('{CHANNEL}', json_build_object(
+                    'table', '{QUEUE_TABLE}', 'op', 'insert', 'id', NEW.id, 'app_id', NEW.app_id
+                )::text);
+                RETURN NULL;
+            END
+            $$""",
+            """CREATE TRIGGER detached_calls_notify_queued AFTER INSERT ON detached_calls
+            FOR EACH ROW EXECUTE FUNCTION fnagent_notify_queued()""",
         ),
     ),
 )
@@ -500,6 +554,56 @@ class PostgresStore(AsyncResource):
                     "store schema migrated",
                     extra={"db": self.identity(), "version": migration.version},
                 )
+
+    # --- changes told by other agents ---------------------------------------------------------
+
+    async def follow_changes(
+        self,
+        on_change: Callable[[Change], Awaitable[None]],
+        on_listening: Callable[[], Awaitable[None]],
+        *,
+        check_s: float = LISTEN_CHECK_S,
+    ) -> None:
+        """Until cancelled: LISTEN on ``CHANNEL`` on a connection of its own (outside the pool,
+        which it never holds a slot of) and await ``on_change`` for each change told, in
+        order; payloads this fnagent does not know are skipped. A quiet connection is checked
+        every ``check_s``; a lost one is made again with backoff (RECONNECT_MIN_S doubling to
+        RECONNECT_MAX_S). ``on_listening()`` is awaited each time the listener (re)starts,
+        the first time included: changes made while nobody listened were not told, so
+        everything must be read again. The callbacks must not raise (a raise ends this)."""
+        delay = RECONNECT_MIN_S
+        down = False
+        while True:
+            try:
+                with anyio.fail_after(self._connect_timeout_s):
+                    conn = await psycopg.AsyncConnection.connect(**self._connect_kwargs())
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    if down:
+                        logger.info("listening for changes again", extra={"db": self.identity()})
+                    down, delay = False, RECONNECT_MIN_S
+                    await on_listening()
+                    while True:
+                        async for notify in conn.notifies(timeout=check_s):
+                            change = parse_change(notify.payload)
+                            if change is not None:
+                                await on_change(change)
+                        with anyio.fail_after(self._statement_timeout_s):
+                            await conn.execute("SELECT 1")
+            except (psycopg.Error, TimeoutError, OSError) as exc:
+                if not down:
+                    message = (
+                        self._error(exc).message
+                        if isinstance(exc, psycopg.Error)
+                        else (f"the database is unavailable: {self.where} did not answer in time")
+                    )
+                    logger.warning(
+                        "lost the change listener; reconnecting",
+                        extra={"db": self.identity(), "error": message},
+                    )
+                down = True
+            await anyio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
 
     # --- running queries ------------------------------------------------------------------
 
@@ -782,7 +886,14 @@ class PostgresStore(AsyncResource):
         await self._run(insert, one_statement=True)
 
     async def lease_calls(
-        self, *, owner: str, limit: int, now: float, lease_s: float
+        self,
+        *,
+        owner: str,
+        limit: int,
+        now: float,
+        lease_s: float,
+        hot: Collection[str] = (),
+        cold_due: float | None = None,
     ) -> list[QueuedCall]:
         """Runnable calls (queued and due, or running with an expired lease), oldest due
         first, leased to ``owner`` until ``now + lease_s`` with attempts + 1.
@@ -792,16 +903,30 @@ class PostgresStore(AsyncResource):
         if limit <= 0:
             return []
 
+        due, hot_due = runnable_when(now, hot, cold_due)
+
         async def lease(conn: Conn) -> list[QueuedCall]:
             result = await conn.execute(
                 "WITH picked AS MATERIALIZED ("
-                "SELECT id FROM detached_calls "
-                "WHERE (status = %s AND not_before <= %s) OR (status = %s AND lease_expires <= %s) "
+                "SELECT id FROM detached_calls WHERE (status = %s AND (not_before <= %s OR "
+                "(not_before <= %s AND fn_id = ANY(%s)))) OR (status = %s AND lease_expires <= %s) "
                 "ORDER BY not_before, id LIMIT %s FOR UPDATE SKIP LOCKED) "
                 "UPDATE detached_calls AS d SET status = %s, lease_owner = %s, "
                 "lease_expires = %s, attempts = d.attempts + 1, started_at = %s "
                 f"FROM picked WHERE d.id = picked.id RETURNING {_qualified('d', QUEUE_COLUMNS)}",
-                (QUEUED, now, RUNNING, now, limit, RUNNING, owner, now + lease_s, now),
+                (
+                    QUEUED,
+                    due,
+                    now,
+                    hot_due,
+                    RUNNING,
+                    now,
+                    limit,
+                    RUNNING,
+                    owner,
+                    now + lease_s,
+                    now,
+                ),
             )
             calls = [queued_call_from_row(row) for row in await result.fetchall()]
             # RETURNING keeps no order.

@@ -14,6 +14,7 @@ it was leased.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 QUEUED = "queued"
@@ -50,3 +51,13 @@ class QueuedCall:
     http_status: int | None = None
     last_error: str | None = None
     """Why the last attempt failed or was retried; for a failed call, why it failed."""
+
+
+def runnable_when(
+    now: float, hot: Collection[str], cold_due: float | None
+) -> tuple[float, list[str]]:
+    """A lease's bounds (``Store.lease_calls``): the ``not_before`` by which any queued call
+    is runnable, and the fns whose calls are runnable by ``now`` (none when every call is)."""
+    if cold_due is None or cold_due >= now:
+        return now, []
+    return cold_due, sorted(hot)

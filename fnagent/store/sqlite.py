@@ -33,7 +33,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -92,6 +92,7 @@ from fnagent.store.queue import (
     QUEUED,
     RUNNING,
     QueuedCall,
+    runnable_when,
 )
 from fnagent.store.rows import (
     APP_COLUMNS,
@@ -274,6 +275,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    # One server owns a SQLite store: its writes need no telling (PostgreSQL's triggers).
+    Migration(5, "change notifications", ()),
 )
 
 # sqlite3's "UNIQUE constraint failed: <columns>" -> the 409 Fn gives for it.
@@ -943,21 +946,31 @@ class SQLiteStore:
                 self._enqueue_writing = False
 
     async def lease_calls(
-        self, *, owner: str, limit: int, now: float, lease_s: float
+        self,
+        *,
+        owner: str,
+        limit: int,
+        now: float,
+        lease_s: float,
+        hot: Collection[str] = (),
+        cold_due: float | None = None,
     ) -> list[QueuedCall]:
         """Runnable calls (queued and due, or running with an expired lease), oldest due
         first, leased to ``owner`` until ``now + lease_s`` with attempts + 1."""
         if limit <= 0:
             return []
 
+        due, hot_due = runnable_when(now, hot, cold_due)
+        marks = ", ".join("?" * len(hot_due))
+
         def lease(conn: sqlite3.Connection) -> list[QueuedCall]:
             ids = [
                 row["id"]
                 for row in conn.execute(
-                    "SELECT id FROM detached_calls "
-                    "WHERE (status = ? AND not_before <= ?) OR (status = ? AND lease_expires <= ?) "
-                    "ORDER BY not_before, id LIMIT ?",
-                    (QUEUED, now, RUNNING, now, limit),
+                    "SELECT id FROM detached_calls WHERE (status = ? AND (not_before <= ? OR "
+                    f"(not_before <= ? AND fn_id IN ({marks})))) "
+                    "OR (status = ? AND lease_expires <= ?) ORDER BY not_before, id LIMIT ?",
+                    (QUEUED, due, now, *hot_due, RUNNING, now, limit),
                 )
             ]
             leased = []

@@ -631,6 +631,25 @@ async def case_calls_are_leased_oldest_due_first_up_to_the_limit(store: Store) -
     assert await store.lease_calls(owner="a", limit=0, now=3000.0, lease_s=30) == []
 
 
+async def case_a_lease_takes_calls_of_hot_fns_at_once_and_others_after_a_delay(
+    store: Store,
+) -> None:
+    """``hot`` fns' calls are runnable when due; the others' once due by ``cold_due``."""
+    await store.enqueue_call(queued_call("cold", fn_id="fn1", not_before=1000.0))
+    await store.enqueue_call(queued_call("hot", fn_id="fn2", not_before=1000.5))
+    leased = await store.lease_calls(
+        owner="a", limit=5, now=1000.6, lease_s=30, hot=["fn2"], cold_due=999.6
+    )
+    assert [c.id for c in leased] == ["hot"]
+    # Another agent, with nothing hot, takes the cold one once it has waited the delay.
+    assert await store.lease_calls(owner="b", limit=5, now=1000.9, lease_s=30, cold_due=999.9) == []
+    [late] = await store.lease_calls(owner="b", limit=5, now=1001.0, lease_s=30, cold_due=1000.0)
+    assert late.id == "cold"
+    # An expired lease waits for no one.
+    [again] = await store.lease_calls(owner="c", limit=5, now=1030.8, lease_s=30, cold_due=0.0)
+    assert (again.id, again.attempts) == ("hot", 2)
+
+
 async def case_an_expired_lease_makes_the_call_runnable_again(store: Store) -> None:
     await store.enqueue_call(queued_call("c1"))
     await store.lease_calls(owner="dead", limit=1, now=1000.0, lease_s=10)
@@ -1009,6 +1028,7 @@ CASES: list[Case] = [
     case_cancelled_calls_leave_the_store_usable,
     case_a_queued_call_round_trips_and_is_leased_once,
     case_calls_are_leased_oldest_due_first_up_to_the_limit,
+    case_a_lease_takes_calls_of_hot_fns_at_once_and_others_after_a_delay,
     case_an_expired_lease_makes_the_call_runnable_again,
     case_a_requeued_call_waits_for_its_time_and_keeps_the_reason,
     case_a_restarted_owner_takes_its_calls_back_at_once,

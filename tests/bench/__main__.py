@@ -15,6 +15,7 @@ MODULES = {
     "records": "tests.bench.bench_records",
     "keepalive": "tests.bench.bench_keepalive",
     "cluster": "tests.bench.bench_cluster",
+    "propagation": "tests.bench.bench_propagation",
 }
 
 

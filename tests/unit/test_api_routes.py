@@ -144,6 +144,7 @@ async def test_apps_create_get_update_delete(client: Client, agent: StubAgent) -
     fn = await ok(
         client, "POST", "/v2/fns", {"app_id": app["id"], "name": "f", "image": "fnproject/hello"}
     )
+    agent.running[fn["id"]] = app["id"]  # as after a call
 
     updated = await ok(client, "PUT", f"/v2/apps/{app['id']}", {"config": {"A": "", "B": "2"}})
     assert updated["config"] == {"B": "2"} and updated["id"] == app["id"]
@@ -222,7 +223,8 @@ async def test_deleting_an_app_deletes_its_fns_and_triggers(
     client: Client, agent: StubAgent
 ) -> None:
     app, fn, trigger = await app_fn_trigger(client)
-    _, other_fn, other_trigger = await app_fn_trigger(client, "2")
+    other_app, other_fn, other_trigger = await app_fn_trigger(client, "2")
+    agent.running.update({fn["id"]: app["id"], other_fn["id"]: other_app["id"]})
     assert (await client.send("DELETE", f"/v2/apps/{app['id']}"))[0] == 204
     assert agent.forgotten == [fn["id"]]
     assert await refused(client, "GET", f"/v2/fns/{fn['id']}") == (404, "Fn not found")
@@ -250,6 +252,7 @@ async def test_fns_create_get_update_delete(client: Client, agent: StubAgent) ->
     assert fn["annotations"] == {INVOKE: f"http://127.0.0.1:8080/invoke/{fn['id']}"}
     assert await ok(client, "GET", f"/v2/fns/{fn['id']}") == fn
 
+    agent.running[fn["id"]] = app["id"]  # as after a call: an update reaches the agent
     updated = await ok(client, "PUT", f"/v2/fns/{fn['id']}", {"timeout": 10, "config": {"A": "1"}})
     assert (updated["timeout"], updated["memory"], updated["config"]) == (10, 256, {"A": "1"})
     assert [(f.id, f.timeout_s) for f in agent.updated] == [(fn["id"], 10)]

@@ -199,6 +199,7 @@ def make_dispatcher(
     owner: str = "me",
     config: DetachedConfig = FAST,
     observer: Observed | None = None,
+    hot: Callable[[], set[str]] | None = None,
 ) -> Dispatcher:
     async def lookup(fn_id: str) -> Fn:
         record = await store.get_fn(fn_id)
@@ -212,6 +213,7 @@ def make_dispatcher(
         owner=owner,
         observer=observer,
         clock=clock or Clock(),
+        hot=hot,
     )
 
 
@@ -318,6 +320,24 @@ async def test_a_dead_servers_call_runs_again_when_its_lease_expires(store: SQLi
         dispatcher.notify()
         row = await row_when(store, "c1", is_(q.SUCCESS), "the call done")
     assert row.attempts == 2
+
+
+async def test_on_a_shared_store_calls_of_hot_fns_go_first_others_after_the_delay(
+    store: SQLiteStore,
+) -> None:
+    _, cold, _ = await app_fn_trigger(store)
+    _, hot, _ = await app_fn_trigger(store, "2")
+    await store.enqueue_call(queued_call("cold", fn_id=cold.id, at=1000.0))
+    await store.enqueue_call(queued_call("hot", fn_id=hot.id, at=1000.0))
+    agent, clock = ScriptedAgent(), Clock(1001.0)
+    config = DetachedConfig(poll_ms=10, prefer_hot_ms=5000)
+    async with dispatching(store, agent, clock=clock, config=config, hot=lambda: {hot.id}):
+        await row_when(store, "hot", is_(q.SUCCESS), "the hot fn's call done")
+        # Left for an agent that has its fn hot, until it waited the preference's delay.
+        assert (await store.get_queued_call("cold")).status == q.QUEUED
+        clock.now = 1005.0
+        await row_when(store, "cold", is_(q.SUCCESS), "the cold fn's call done")
+    assert [call.id for call in agent.calls] == ["hot", "cold"]
 
 
 async def test_a_restart_takes_its_own_running_calls_back_at_once(store: SQLiteStore) -> None:

@@ -63,6 +63,9 @@ class StubAgent:
     async def update(self, fn: Fn) -> None:
         pass
 
+    def fn_apps(self) -> dict[str, str]:
+        return {}
+
     def forget(self, fn_id: str) -> None:
         pass
 

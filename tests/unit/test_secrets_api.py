@@ -150,6 +150,7 @@ async def test_the_agent_gets_the_value_and_a_change_makes_a_new_version(
     assert (await fn_by_id(state, plain["id"])).secrets == ()
 
     # A new value: the fn that names it rolls forward (a new version); others are untouched.
+    agent.running.update({fn["id"]: app_id, plain["id"]: app_id})  # as after calls
     agent.updated.clear()
     await answer(client, "PUT", f"{secrets}/token", {"value": "new value"})
     assert [f.id for f in agent.updated] == [fn["id"]]
