@@ -103,11 +103,23 @@ def running_cluster(
                 assert agent.stop() == 0, agent.log_path.read_text()[-3000:]
 
 
-def kill_agent(cluster: Cluster, k: int, api: docker.APIClient) -> None:
-    """SIGKILL agent k and remove what it left (its successor would; there is none here)."""
+def kill_agent(cluster: Cluster, k: int) -> None:
+    """SIGKILL agent k. What it leaves (containers, socket dir mounts) its restart removes:
+    ``restart_agent`` before the test ends."""
     cluster.agents[k].stop(signal.SIGKILL)
-    for container in instance_containers(api, agent_instance(cluster.env, k)):
-        api.remove_container(container["Id"], force=True, v=True)
+
+
+def restart_agent(cluster: Cluster, k: int, api: docker.APIClient) -> None:
+    """Start the killed agent k again on its address; wait until it removed what its
+    predecessor left (it runs no prefork pool: none of its containers is left)."""
+    agent = cluster.agents[k].start()
+    instance = agent_instance(cluster.env, k)
+    wait_for(lambda: not instance_containers(api, instance), f"{instance}'s orphans removed")
+    iofs = agent.env["FN_IOFS_PATH"]
+    wait_for(
+        lambda: iofs not in Path("/proc/mounts").read_text(),
+        f"the socket dirs under {iofs} unmounted",
+    )
 
 
 def answered(cluster: Cluster, fn: dict[str, Any], body: dict[str, Any]) -> tuple[int, bytes]:
