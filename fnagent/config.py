@@ -132,6 +132,9 @@ class KeepAliveConfig:
     chance of a call there, times the fn's cold-start seconds times this weight, outweighs the
     memory-time the container costs there (see fnagent.keepalive). ``inf`` (the default): every
     stretch between the head and the tail is worth it, which is the paper's policy."""
+    weigh_per_start: bool = False
+    """Ours: ``cold_start_weight`` is the memory-time one cold start is worth, whatever its
+    length, instead of one second of it (a slow call counts once, short cold start or long)."""
 
     def __post_init__(self) -> None:
         if self.policy not in KEEPALIVE_POLICIES:

@@ -311,6 +311,8 @@ class KeepAlivePolicy:
 
             GB x E[memory-seconds] + weight x cold-start s x P(cold start)
 
+        (with ``weigh_per_start``, weight x P(cold start): each cold start costs the same)
+
         where x costs min(x, K) seconds of memory, plus min(x, T) - (S - cold start) when x
         passes S (the pre-warmed container's life), and is a cold start unless x <= K or
         S <= x <= T. Idle times beyond the range never end. A pre-warm window holds at least
@@ -324,7 +326,7 @@ class KeepAlivePolicy:
         K before S less the cold start: O(bins) in all. Ties go to the shorter plan."""
         histogram = self._level(level)
         gb, cold = self.memory_mb / 1024, self.cold_start_s
-        worth = self.config.cold_start_weight * cold
+        worth = self.config.cold_start_weight * (1.0 if self.config.weigh_per_start else cold)
         total = histogram.samples
         bins = histogram.top + 1
         ends = [0.0] * (bins + 1)  # keep until ends[k]: through bins 0 .. k - 1
@@ -341,9 +343,13 @@ class KeepAlivePolicy:
                 starts[index] = histogram.span(index)[0]
                 start_memory[index] = below_sum + starts[index] * left
                 survivors[index] = left
-            if index:
-                ends[index] = max(ends[index - 1], histogram.span(index - 1)[1])
+            if index:  # an empty bin adds nothing worth holding a container for
+                ends[index] = ends[index - 1]
+                if histogram.count(index - 1):
+                    ends[index] = histogram.span(index - 1)[1]
             keep_cost[index] = gb * (below_sum + ends[index] * left) + worth * left
+            if ends[index] <= 0:  # kept until 0 is removed at once: every call is cold
+                keep_cost[index] = worth * total
             if index < bins:
                 below += histogram.count(index)
                 below_sum += histogram.total(index)
