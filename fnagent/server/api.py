@@ -27,7 +27,7 @@ from fnagent.server.logs import follow_logs
 from fnagent.server.state import Handler, ServerState, check_token, read_json
 from fnagent.server.sync import apply_changes
 from fnagent.store.changes import Change
-from fnagent.store.models import MAX_PER_PAGE, App, FnRecord, Trigger, format_timestamp, utcnow
+from fnagent.store.models import FnRecord, Trigger, format_timestamp, utcnow
 
 INVOKE_ANNOTATION = "fnproject.io/fn/invokeEndpoint"
 TRIGGER_ANNOTATION = "fnproject.io/trigger/httpEndpoint"

@@ -213,11 +213,17 @@ def test_a_detached_call_goes_to_the_agent_that_has_its_fn_hot(
         assert answer.status == 202, answer.body
         call_id = answer.headers["fn-call-id"]
 
+        seen: list[bytes] = []
+
         def done() -> bool:
             record = first.request("GET", f"/v2/fns/{fn['id']}/calls/{call_id}")
+            seen[:] = [record.body]
             return record.status == 200 and record.json().get("status") == "success"
 
-        wait_for(done, "the detached call to succeed", timeout_s=30)
+        try:
+            wait_for(done, "the detached call to succeed", timeout_s=30)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its record: {seen}") from None
         # Run where the fn was hot: the agent that took the call launched nothing for it.
         assert not [
             c

@@ -301,6 +301,8 @@ def test_keepalive_settings_are_read_with_the_agents() -> None:
 def test_bad_keepalive_settings_are_refused_by_name(environ: dict[str, str], message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         AgentConfig.from_env(environ)
+
+
 @pytest.mark.parametrize(
     ("text", "url"),
     [
