@@ -21,6 +21,8 @@ import anyio
 from drivers.libc import load_libc
 from fnagent.errors import FnAgentError
 
+logger = logging.getLogger(__name__)
+
 LISTENER = "lsnr.sock"
 # Appended to every "never listened" failure: the usual cause is an image that is not an
 # http-stream function at all.
@@ -62,9 +64,6 @@ async def wait_until_listening(
     finally:
         if watch is not None:
             watch.close()
-
-
-logger = logging.getLogger(__name__)
 
 
 def start_allowance(*, timeout_s: float, cpu_wait_s: float | None) -> float:
