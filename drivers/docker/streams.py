@@ -163,7 +163,9 @@ class AttachedStream:
         self._transport.write_eof()
 
     async def aclose(self) -> None:
-        self._transport.close()
+        """Close now: stdin not yet taken by the container is dropped (a transport's ``close``
+        would wait for it, for ever if the container never reads)."""
+        self._transport.abort()
         await anyio.lowlevel.checkpoint()
 
 

@@ -171,6 +171,20 @@ async def test_feed_input_to_a_closed_stream_stops_quietly() -> None:
     theirs.close()
 
 
+@pytest.mark.anyio
+async def test_closing_with_stdin_unsent_closes_at_once() -> None:
+    """A container that does not read its stdin cannot hold the connection open past aclose."""
+    ours, theirs = pair()
+    stream = await wrap_socket(ours)
+    with anyio.move_on_after(0.2):
+        await stream.send(b"z" * (8 * 1024 * 1024))  # more than the kernel takes: waits
+    await stream.aclose()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(copy_output, stream, TaskLogger())  # ends: the connection is gone
+    theirs.close()
+
+
 def test_the_stream_works_on_uvloop() -> None:
     """``fnagent serve`` runs on uvloop: the same transport calls there."""
 
@@ -178,5 +192,6 @@ def test_the_stream_works_on_uvloop() -> None:
         await test_output_goes_to_its_sinks_until_the_end_of_the_stream()
         await test_a_sink_that_pushes_back_holds_the_rest_in_order()
         await test_closing_the_stream_ends_copy_output()
+        await test_closing_with_stdin_unsent_closes_at_once()
 
     anyio.run(main, backend_options={"use_uvloop": True})
