@@ -1,8 +1,7 @@
 """Several ``fnagent serve`` agents on one PostgreSQL database behind nginx, for system tests.
 
-``start_agent`` starts agent k of a test on a database (its own folder, its instance label
-``<FNAGENT_INSTANCE_ID>-k``, the test's shared FN_SECRETS_KEY_FILE); ``running_cluster``
-starts N of them and nginx in front (scripts/cluster.py's ``Nginx``: deploy/nginx.conf with
+``running_cluster`` starts N agents on a database (tests/system/agents.py's ``start_agent``)
+and nginx in front (scripts/cluster.py's ``Nginx``: deploy/nginx.conf with
 the agents and a loopback port, in the foreground with a temporary prefix, never the
 system's nginx), and stops everything at the end.
 """
@@ -21,23 +20,9 @@ import docker
 from fnagent.agent.agent import FN_LABEL
 from scripts.cluster import Nginx
 from tests.helpers import wait_for
+from tests.system.agents import instance_of, start_agent
 from tests.system.helpers import free_port, function_containers, instance_containers
-from tests.system.server import Server, make_server
-
-
-def agent_instance(env: dict[str, str], k: int) -> str:
-    """Agent k's instance label: the test's, suffixed (the session's leak check sees it)."""
-    return f"{env['FNAGENT_INSTANCE_ID']}-{k}"
-
-
-def start_agent(root: Path, k: int, env: dict[str, str], db_url: str) -> Server:
-    """Agent k on ``db_url``, in ``root/agent<k>``; ``env`` must name FN_SECRETS_KEY_FILE (one
-    for all the agents of a database) and the test's FNAGENT_INSTANCE_ID."""
-    folder = root / f"agent{k}"
-    folder.mkdir()
-    server = make_server(folder, {**env, "FNAGENT_INSTANCE_ID": agent_instance(env, k)})
-    server.db_url = db_url
-    return server.start()
+from tests.system.server import Server
 
 
 @dataclass
@@ -55,7 +40,7 @@ class Cluster:
             for k in range(len(self.agents))
             if any(
                 c["Labels"].get(FN_LABEL) == fn_id
-                for c in function_containers(api, agent_instance(self.env, k))
+                for c in function_containers(api, instance_of(self.agents[k]))
             )
         ]
 
@@ -80,7 +65,7 @@ def running_cluster(
     try:
         # The first agent migrates the schema and writes the secrets key; then the others.
         for k in range(count):
-            agents.append(start_agent(root, k, env, db_url))
+            agents.append(start_agent(k, root, env, db_url))
         nginx = Nginx(root / "nginx", [f"127.0.0.1:{a.port}" for a in agents], f"127.0.0.1:{port}")
         nginx.start()
         front = Server(port=port, db_path=root / "none", env={}, log_path=nginx.log)
@@ -113,7 +98,7 @@ def restart_agent(cluster: Cluster, k: int, api: docker.APIClient) -> None:
     """Start the killed agent k again on its address; wait until it removed what its
     predecessor left (it runs no prefork pool: none of its containers is left)."""
     agent = cluster.agents[k].start()
-    instance = agent_instance(cluster.env, k)
+    instance = instance_of(agent)
     wait_for(lambda: not instance_containers(api, instance), f"{instance}'s orphans removed")
     iofs = agent.env["FN_IOFS_PATH"]
     wait_for(
