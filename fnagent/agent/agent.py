@@ -621,8 +621,9 @@ class Agent:
 
     async def _prewarm_when_due(self, queue: SlotQueue, prewarm: Prewarm) -> None:
         """Wait (on the agent's clock, retimed by later plans) until the pre-warm is due, then
-        launch it unless the version has an idle container or a launch under way, or the fn's
-        max-concurrency has no room. A launch that fails is logged and forgotten."""
+        launch it unless the version has an idle container (which is then kept until the
+        pre-warm's unload time instead) or a launch under way, or the fn's max-concurrency has
+        no room. A launch that fails is logged and forgotten."""
         while not prewarm.cancelled:
             delay = prewarm.at - self.clock.now()
             if delay <= 0:
@@ -632,6 +633,9 @@ class Agent:
             queue.prewarm = None
         if prewarm.cancelled or self._closing or queue.draining:
             return
+        kept = queue.keep_idle_until(prewarm.unload_at)
+        if kept is not None:
+            kept.notify()  # its life task re-times the removal
         if queue.has_idle() or queue.starting:
             return
         if not capped(1, self.concurrency.room(queue.fn)):
