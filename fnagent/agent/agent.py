@@ -219,6 +219,9 @@ class Agent:
         """fn id -> bytes of output between calls dropped over FN_MAX_IDLE_LOG_BYTES_PER_SEC."""
         self._tg: anyio.abc.TaskGroup | None = None
         self._closing = False
+        self._waiting_for_room = 0
+        """Launches (and one-off runs) waiting for room in the budget now: a pre-warm never
+        takes room one of them waits for."""
         self._inflight = 0
         self._idle_calls = anyio.Event()
         self.socket_root = socket_root(config)
@@ -766,8 +769,10 @@ class Agent:
         try:
             if not prewarm:
                 await self._admit(queue, memory, cpus)
-            elif not self.admission.try_reserve(memory, cpus):
-                # Speculative: a pre-warm takes free room only, never evicts.
+            elif self._waiting_for_room or not self.admission.try_reserve(memory, cpus):
+                # Speculative: a pre-warm takes free room only, never evicts, and never room
+                # a launch waits for (the call behind it would wait for the pre-warm's start,
+                # then evict it).
                 logger.info("pre-warm skipped: no room", extra={"fn_id": fn.id})
                 return
             reserved = True
@@ -991,7 +996,7 @@ class Agent:
                 if not queue.waiters and queue.min_hot <= len(queue.containers):
                     raise ServerBusyError()
                 continue_waiting = 0.5
-            await self.clock.wait(self.admission.released, continue_waiting)
+            await self._wait_for_room(continue_waiting)
         queue.admission_blocked = False
 
     @contextlib.asynccontextmanager
@@ -1004,11 +1009,19 @@ class Agent:
         while not self.admission.try_reserve(memory_bytes, cpu_mcpus):
             if not self._evict_one(None):
                 raise ServerBusyError()
-            await self.clock.wait(self.admission.released, 1.0)
+            await self._wait_for_room(1.0)
         try:
             yield
         finally:
             self.admission.release(memory_bytes, cpu_mcpus)
+
+    async def _wait_for_room(self, timeout_s: float) -> None:
+        """Wait for the next release, at most ``timeout_s``, counted in ``_waiting_for_room``."""
+        self._waiting_for_room += 1
+        try:
+            await self.clock.wait(self.admission.released, timeout_s)
+        finally:
+            self._waiting_for_room -= 1
 
     def _evict_one(self, keep: SlotQueue | None) -> bool:
         """Doom the idle container of another queue that ``self.evict`` chooses."""

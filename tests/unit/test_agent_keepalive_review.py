@@ -13,13 +13,14 @@ import pytest
 from drivers.errors import DockerAPIError
 from drivers.fake import FakeCookie, ProgramContext
 from fnagent.agent import Agent
+from fnagent.agent.admission import Budget
 from fnagent.config import KeepAliveConfig
 from fnagent.keepalive import KeepAlivePolicy, Plan
-from fnagent.models import MAX_CONCURRENCY_ANNOTATION
+from fnagent.models import MAX_CONCURRENCY_ANNOTATION, Fn
 from fnagent.testing.clock import ManualClock
 from fnagent.testing.fakefn import Answer, Request, http_function
 from tests.helpers import poll
-from tests.unit.helpers import handler_of, make_call, make_fn, running
+from tests.unit.helpers import MIB, handler_of, make_call, make_fn, running
 
 pytestmark = pytest.mark.anyio
 
@@ -226,3 +227,47 @@ async def test_a_container_idle_when_its_prewarm_is_due_is_kept_as_the_prewarm()
         result = await agent.submit(make_call(fn))
         assert (result.status, result.start) == (200, "thawed")
         assert len(driver.containers) == 1
+
+
+async def test_a_prewarm_takes_no_room_a_launch_is_waiting_for() -> None:
+    """Room for 512 MiB: b's busy container holds 256, c's call wants 384 and waits for room.
+    a's pre-warm (128) would fit in what is free, but c waits for that room: no pre-warm."""
+    gate = anyio.Event()
+
+    async def held(request: Request, ctx: ProgramContext) -> Answer:
+        if request.body == b"hold":
+            await gate.wait()
+        return Answer()
+
+    clock = ManualClock()
+    images = {"fn/a": http_function(), "fn/b": handler_of(held), "fn/c": http_function()}
+    async with running(
+        images, clock=clock, keepalive=LEARN_FAST, budget=Budget(512 * MIB, 2000)
+    ) as (agent, driver):
+        fn_a = make_fn("fn/a", id="a", memory_mb=128)
+        fn_b = make_fn("fn/b", id="b", memory_mb=256)
+        fn_c = make_fn("fn/c", id="c", memory_mb=384)
+        for i in range(4):
+            if i:
+                clock.advance(IDLE_S)
+            assert (await agent.submit(make_call(fn_a))).status == 200
+        await poll(lambda: driver.live() == [], "a unloaded at once")
+        results = []
+
+        async def call(fn: Fn, body: bytes) -> None:
+            results.append((fn.id, (await agent.submit(make_call(fn, body))).status))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, fn_b, b"hold")
+            await poll(lambda: agent.containers("b")["running"] == 1, "b busy")
+            tg.start_soon(call, fn_c, b"x")
+            await poll(lambda: any(q.admission_blocked for q in agent.queues), "c waiting for room")
+            clock.advance(1.8)  # a's pre-warm is due
+            await anyio.sleep(0.05)
+            assert agent.containers("a") == {"running": 0, "frozen": 0, "starting": 0}
+            gate.set()
+            await poll(lambda: len(results) == 2 or clock.sleepers > 0, "b done")
+            while len(results) < 2:
+                clock.advance(0.5)  # c's wait for room, evicting b's idle container
+                await anyio.sleep(0.01)
+        assert sorted(results) == [("b", 200), ("c", 200)]
