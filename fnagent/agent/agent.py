@@ -297,11 +297,15 @@ class Agent:
         self.admission.check_fits_ever(fn.memory_mb * MIB, fn.cpus_mcpus)
         queue = self._route(fn)
         waiting_since = self.clock.now()
+        # One call to the version's policy, however many containers it tries: each attempt
+        # would otherwise count as a call, with an idle time of 0 s that never happened.
+        self._keepalive(queue).before_call(waiting_since)
         for _ in range(MAX_ATTEMPTS):
             try:
-                self._keepalive(queue).before_call(self.clock.now())
                 try:
                     container, start = await self._acquire(queue, call)
+                except _Retry:
+                    raise
                 except BaseException:
                     self._after_call(queue)  # no container: only the pairing and the pre-warm
                     raise
@@ -314,7 +318,12 @@ class Agent:
             except _Retry:
                 # Again on the version serving the fn now, which may be newer than this
                 # call's: routing the call's own version would switch the fn back to it.
-                queue = self.versions.serving(fn.id) or self._route(fn)
+                retry = self.versions.serving(fn.id) or self._route(fn)
+                if retry is not queue:  # another version's policy hears the call from now
+                    self._after_call(queue)
+                    queue = retry
+                    self._keepalive(queue).before_call(self.clock.now())
+        self._after_call(queue)
         raise ContainerGoneError("error receiving function response: containers kept failing")
 
     def _route(self, fn: Fn) -> SlotQueue:
@@ -463,12 +472,13 @@ class Agent:
         )
         try:
             response = await self._exchange(container, call)
-        except (_Retry, anyio.get_cancelled_exc_class()):
+        except (_Retry, anyio.get_cancelled_exc_class()) as exc:
             # A cancelled call may still be running inside: never hand that container on.
             self._doom(container)
             router.end(call.id)
             container.stats = None
-            self._after_call(queue)
+            if not isinstance(exc, _Retry):  # a retried call ends later (_submit)
+                self._after_call(queue)
             queue.release(container, self.clock.now())
             raise
         except FnAgentError as exc:

@@ -14,9 +14,12 @@ from drivers.errors import DockerAPIError
 from drivers.fake import FakeCookie, ProgramContext
 from fnagent.agent import Agent
 from fnagent.agent.admission import Budget
+from fnagent.agent.agent import _Retry
+from fnagent.agent.httpclient import Response
+from fnagent.agent.slots import HotContainer
 from fnagent.config import KeepAliveConfig
 from fnagent.keepalive import KeepAlivePolicy, Plan
-from fnagent.models import MAX_CONCURRENCY_ANNOTATION, Fn
+from fnagent.models import MAX_CONCURRENCY_ANNOTATION, Call, Fn
 from fnagent.testing.clock import ManualClock
 from fnagent.testing.fakefn import Answer, Request, http_function
 from tests.helpers import poll
@@ -271,3 +274,36 @@ async def test_a_prewarm_takes_no_room_a_launch_is_waiting_for() -> None:
                 clock.advance(0.5)  # c's wait for room, evicting b's idle container
                 await anyio.sleep(0.01)
         assert sorted(results) == [("b", 200), ("c", 200)]
+
+
+async def test_a_call_retried_on_another_container_is_one_call_to_its_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing reached the first container (it went away): the call goes to another one of
+    the same version. The policy hears one call (one idle time), not a call that ended and
+    another that started at once (an idle time of 0 s that never happened)."""
+    exchange = Agent._exchange
+    failures = [1]
+
+    async def flaky(self: Agent, container: HotContainer, call: Call) -> Response:
+        if failures:
+            failures.pop()
+            self._doom(container)
+            raise _Retry()
+        return await exchange(self, container, call)
+
+    clock = ManualClock()
+    async with running({"fn/echo": http_function()}, clock=clock, keepalive=LEARN_FAST) as (
+        agent,
+        _,
+    ):
+        fn = make_fn()
+        assert (await agent.submit(make_call(fn))).status == 200
+        clock.advance(IDLE_S)
+        monkeypatch.setattr(Agent, "_exchange", flaky)
+        assert (await agent.submit(make_call(fn))).status == 200
+        assert not failures
+        (queue,) = agent.queues
+        assert queue.keepalive is not None
+        assert queue.keepalive.histogram.samples == 1
+        assert in_flight(agent) == [0]
