@@ -219,6 +219,9 @@ class Agent:
         """fn id -> bytes of output between calls dropped over FN_MAX_IDLE_LOG_BYTES_PER_SEC."""
         self._tg: anyio.abc.TaskGroup | None = None
         self._closing = False
+        self._waiting_for_room = 0
+        """Launches (and one-off runs) waiting for room in the budget now: a pre-warm never
+        takes room one of them waits for."""
         self._inflight = 0
         self._idle_calls = anyio.Event()
         self.socket_root = socket_root(config)
@@ -303,11 +306,15 @@ class Agent:
         self.admission.check_fits_ever(fn.memory_mb * MIB, self.cpus_of(fn))
         queue = self._route(fn)
         waiting_since = self.clock.now()
+        # One call to the version's policy, however many containers it tries: each attempt
+        # would otherwise count as a call, with an idle time of 0 s that never happened.
+        self._keepalive(queue).before_call(waiting_since)
         for _ in range(MAX_ATTEMPTS):
             try:
-                self._keepalive(queue).before_call(self.clock.now())
                 try:
                     container, start = await self._acquire(queue, call)
+                except _Retry:
+                    raise
                 except BaseException:
                     self._after_call(queue)  # no container: only the pairing and the pre-warm
                     raise
@@ -320,7 +327,12 @@ class Agent:
             except _Retry:
                 # Again on the version serving the fn now, which may be newer than this
                 # call's: routing the call's own version would switch the fn back to it.
-                queue = self.versions.serving(fn.id) or self._route(fn)
+                retry = self.versions.serving(fn.id) or self._route(fn)
+                if retry is not queue:  # another version's policy hears the call from now
+                    self._after_call(queue)
+                    queue = retry
+                    self._keepalive(queue).before_call(self.clock.now())
+        self._after_call(queue)
         raise ContainerGoneError("error receiving function response: containers kept failing")
 
     def _route(self, fn: Fn) -> SlotQueue:
@@ -469,12 +481,13 @@ class Agent:
         )
         try:
             response = await self._exchange(container, call)
-        except (_Retry, anyio.get_cancelled_exc_class()):
+        except (_Retry, anyio.get_cancelled_exc_class()) as exc:
             # A cancelled call may still be running inside: never hand that container on.
             self._doom(container)
             router.end(call.id)
             container.stats = None
-            self._after_call(queue)
+            if not isinstance(exc, _Retry):  # a retried call ends later (_submit)
+                self._after_call(queue)
             queue.release(container, self.clock.now())
             raise
         except FnAgentError as exc:
@@ -630,8 +643,9 @@ class Agent:
 
     async def _prewarm_when_due(self, queue: SlotQueue, prewarm: Prewarm) -> None:
         """Wait (on the agent's clock, retimed by later plans) until the pre-warm is due, then
-        launch it unless the version has an idle container or a launch under way, or the fn's
-        max-concurrency has no room. A launch that fails is logged and forgotten."""
+        launch it unless the version has an idle container (which is then kept until the
+        pre-warm's unload time instead) or a launch under way, or the fn's max-concurrency has
+        no room. A launch that fails is logged and forgotten."""
         while not prewarm.cancelled:
             delay = prewarm.at - self.clock.now()
             if delay <= 0:
@@ -641,6 +655,9 @@ class Agent:
             queue.prewarm = None
         if prewarm.cancelled or self._closing or queue.draining:
             return
+        kept = queue.keep_idle_until(prewarm.unload_at)
+        if kept is not None:
+            kept.notify()  # its life task re-times the removal
         if queue.has_idle() or queue.starting:
             return
         if not capped(1, self.concurrency.room(queue.fn)):
@@ -781,8 +798,10 @@ class Agent:
         try:
             if not prewarm:
                 await self._admit(queue, memory, cpus)
-            elif not self.admission.try_reserve(memory, cpus):
-                # Speculative: a pre-warm takes free room only, never evicts.
+            elif self._waiting_for_room or not self.admission.try_reserve(memory, cpus):
+                # Speculative: a pre-warm takes free room only, never evicts, and never room
+                # a launch waits for (the call behind it would wait for the pre-warm's start,
+                # then evict it).
                 logger.info("pre-warm skipped: no room", extra={"fn_id": fn.id})
                 return
             reserved = True
@@ -1011,7 +1030,7 @@ class Agent:
                 if not queue.waiters and queue.min_hot <= len(queue.containers):
                     raise ServerBusyError()
                 continue_waiting = 0.5
-            await self.clock.wait(self.admission.released, continue_waiting)
+            await self._wait_for_room(continue_waiting)
         queue.admission_blocked = False
 
     @contextlib.asynccontextmanager
@@ -1024,11 +1043,19 @@ class Agent:
         while not self.admission.try_reserve(memory_bytes, cpu_mcpus):
             if not self._evict_one(None):
                 raise ServerBusyError()
-            await self.clock.wait(self.admission.released, 1.0)
+            await self._wait_for_room(1.0)
         try:
             yield
         finally:
             self.admission.release(memory_bytes, cpu_mcpus)
+
+    async def _wait_for_room(self, timeout_s: float) -> None:
+        """Wait for the next release, at most ``timeout_s``, counted in ``_waiting_for_room``."""
+        self._waiting_for_room += 1
+        try:
+            await self.clock.wait(self.admission.released, timeout_s)
+        finally:
+            self._waiting_for_room -= 1
 
     def _evict_one(self, keep: SlotQueue | None) -> bool:
         """Doom the idle container of another queue that ``self.evict`` chooses."""

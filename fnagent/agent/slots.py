@@ -291,6 +291,23 @@ class SlotQueue:
     def has_idle(self) -> bool:
         return any(not c.doomed for c in self.idle)
 
+    def keep_idle_until(self, at: float) -> HotContainer | None:
+        """A pre-warm is due while a container is idle: that container (the next call's, the
+        most recently used) stands in for it, kept at least until ``at`` (the pre-warm's
+        unload time), or the predicted call would find it gone. Returns it when its removal
+        time moved (its life task is to be woken), else None."""
+        for container in reversed(self.idle):
+            if container.doomed:
+                continue
+            unload_at = container.unload_at
+            if unload_at is None:
+                unload_at = container.idle_since + container.fn.idle_timeout_s
+            if unload_at >= at:
+                return None
+            container.unload_at = at
+            return container
+        return None
+
     @property
     def empty(self) -> bool:
         return not self.containers and not self.starting and not self.waiters
