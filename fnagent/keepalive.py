@@ -1,5 +1,7 @@
 """Keep-alive that learns: when a fn version's idle container is removed, and when one is
 started again before the next call. Pure bookkeeping: no I/O, time comes in as numbers.
+A plan is cached per concurrency level and recomputed only as ``RelativePlan`` says, so that a
+call's end costs O(1) amortised.
 
 Three parts:
 
@@ -246,15 +248,16 @@ class KeepAlivePolicy:
     counts of at least ``cv_threshold``), it decides *runs*: stretches of idle time through
     which a ready container is held (``warm_runs``).
 
-    - The paper's policy (``cold_start_weight`` ``inf``, the default): one run, from the
+    - The paper's policy (``cold_start_weight`` ``inf``): one run, from the
       ``head_percentile`` bin's lower edge to the ``tail_percentile`` bin's upper edge.
     - Cost-aware (a finite ``cold_start_weight``, GB-s of memory-time worth one second of cold
-      start): the plan of least expected cost on the idle times seen, memory-time (GB x
-      seconds held) plus weight x cold-start seconds x cold starts (``costed_runs``): a kept
-      run from 0, and a pre-warmed window, each only where the cold starts it saves outweigh
-      the memory it holds. Its times are the bins' spans (their shortest and longest idle
-      times), not their edges, and it weighs a mode as a whole: a sparse mode's empty bins
-      do not cut it, and a timer's pre-warm lasts its jitter, not a minute-wide bin.
+      start; the default, 300): the plan of least expected cost on the idle times seen,
+      memory-time (GB x seconds held) plus weight x cold-start seconds x cold starts
+      (``costed_runs``): a kept run from 0, and a pre-warmed window, each only where the
+      cold starts it saves outweigh the memory it holds. Its times are the bins' spans
+      (their shortest and longest idle times), not their edges, and it weighs a mode as a
+      whole: a sparse mode's empty bins do not cut it, and a timer's pre-warm lasts its
+      jitter, not a minute-wide bin.
 
     With the margin taken off a run's start and added to its end:
 
@@ -457,7 +460,7 @@ class KeepAlivePolicy:
     def windows(self, level: int = 1) -> tuple[float, float] | None:
         """(head, tail) in seconds after a call's end when the level's histogram decides, else
         None: the warm runs' first start less the margin and last end plus the margin (with
-        the default weight, the paper's head and tail)."""
+        weight ``inf``, the paper's head and tail)."""
         runs = self.warm_runs(level)
         if not runs:
             return None
