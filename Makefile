@@ -39,8 +39,8 @@ test: install docker images test-tools postgres nginx  ## the whole suite on a r
 unit: install postgres  ## the tests that need no Docker (they start their own PostgreSQL)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-# BENCH=keepalive alone is a simulation: no Docker, no images.
-BENCH_NEEDS := $(if $(filter-out keepalive,$(BENCH)),docker images bench-tools,$(if $(BENCH),,docker images bench-tools))
+# BENCH=keepalive (or keepalive-plan) alone is a simulation: no Docker, no images.
+BENCH_NEEDS := $(if $(filter-out keepalive keepalive-plan,$(BENCH)),docker images bench-tools,$(if $(BENCH),,docker images bench-tools))
 # BENCH=cluster (and all of them) also runs PostgreSQL and nginx.
 BENCH_NEEDS += $(if $(filter cluster,$(BENCH)),postgres nginx,$(if $(BENCH),,postgres nginx))
 

@@ -30,13 +30,13 @@ containers and pool slots go on fnagent's function network (drivers/docker/netwo
 Keep-alive (``KeepAliveConfig.from_env``, the policy of fnagent.keepalive, as
 ``AgentConfig.keepalive``): ``FN_KEEPALIVE_POLICY`` (``adaptive`` or ``fixed``),
 ``FN_KEEPALIVE_RANGE_MSECS``, ``FN_KEEPALIVE_HEAD_PERCENTILE``, ``FN_KEEPALIVE_TAIL_PERCENTILE``,
-``FN_KEEPALIVE_MARGIN_PERCENT``, ``FN_KEEPALIVE_CV_THRESHOLD``, ``FN_KEEPALIVE_MIN_SAMPLES`` and
-``FN_KEEPALIVE_COLD_START_WEIGHT`` (GB-s, or ``inf``).
+``FN_KEEPALIVE_MARGIN_PERCENT``, ``FN_KEEPALIVE_CV_THRESHOLD``, ``FN_KEEPALIVE_MIN_SAMPLES``,
+``FN_KEEPALIVE_COLD_START_WEIGHT`` (GB-s, or ``inf``) and ``FN_KEEPALIVE_WEIGH_PER_START``
+(a boolean).
 """
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -107,9 +107,12 @@ MIN_KEEPALIVE_RANGE_MS = 60_000
 @dataclass(frozen=True, kw_only=True)
 class KeepAliveConfig:
     """How long an idle container is kept, and when one is started before a predicted call
-    (fnagent.keepalive). Defaults are those of Shahrad et al., "Serverless in the Wild" (USENIX
-    ATC'20): a 4-hour histogram, the 5th and 99th percentiles, a 10% margin, a coefficient of
-    variation of 2; ``min_samples`` is ours."""
+    (fnagent.keepalive). The histogram, percentiles and coefficient of variation are those of
+    Shahrad et al., "Serverless in the Wild" (USENIX ATC'20): a 4-hour histogram, the 5th and
+    99th percentiles, a coefficient of variation of 2; the default plan is ours, cost-aware
+    (``cold_start_weight`` 300 GB-s, a 2% margin: the keep-alive benchmark's fewer-cold-starts
+    point); ``cold_start_weight=inf`` with ``margin_percent=10`` is the paper's policy.
+    ``min_samples`` is ours."""
 
     policy: str = "adaptive"
     """``adaptive`` (the hybrid histogram policy) or ``fixed`` (every fn keeps an idle
@@ -120,18 +123,20 @@ class KeepAliveConfig:
     """Its lower edge, less the margin, is when a pre-warmed container is started."""
     tail_percentile: float = 99.0
     """Its upper edge, plus the margin, is when an idle container is removed."""
-    margin_percent: float = 10.0
+    margin_percent: float = 2.0
+    """Taken off a warm run's start and added to its end (the paper's: 10)."""
     cv_threshold: float = 2.0
     """Below this coefficient of variation of the bin counts the idle times are too spread
     out to predict, and the fixed keep-alive applies."""
     min_samples: int = 5
     """Fewer idle times than this: the fixed keep-alive applies."""
-    cold_start_weight: float = math.inf
+    cold_start_weight: float = 300.0
     """Ours: the memory-time, in GB x seconds, that saving one second of cold start is worth.
     An idle container is kept (or pre-warmed) through a stretch of idle time only where the
     chance of a call there, times the fn's cold-start seconds times this weight, outweighs the
-    memory-time the container costs there (see fnagent.keepalive). ``inf`` (the default): every
-    stretch between the head and the tail is worth it, which is the paper's policy."""
+    memory-time the container costs there (see fnagent.keepalive). Default 300. ``inf``: every
+    stretch between the head and the tail is worth it, which is the paper's policy (with its
+    10% margin)."""
     weigh_per_start: bool = False
     """Ours: ``cold_start_weight`` is the memory-time one cold start is worth, whatever its
     length, instead of one second of it (a slow call counts once, short cold start or long)."""
@@ -197,6 +202,9 @@ class KeepAliveConfig:
                 "FN_KEEPALIVE_COLD_START_WEIGHT",
                 defaults.cold_start_weight,
                 above_minimum=True,
+            ),
+            weigh_per_start=env_bool(
+                environ, "FN_KEEPALIVE_WEIGH_PER_START", defaults.weigh_per_start
             ),
         )
 

@@ -1,5 +1,7 @@
 """Keep-alive that learns: when a fn version's idle container is removed, and when one is
 started again before the next call. Pure bookkeeping: no I/O, time comes in as numbers.
+A plan is cached per concurrency level and recomputed only as ``RelativePlan`` says, so that a
+call's end costs O(1) amortised.
 
 Three parts:
 
@@ -188,6 +190,55 @@ class Plan:
     """True when the histogram decided; False for the fixed keep-alive (policy, or fallback)."""
 
 
+RECOMPUTE_GROWTH = 10
+"""A cached plan is recomputed once its histogram holds 1/RECOMPUTE_GROWTH (10%) more idle
+times than when it was computed (see ``RelativePlan``)."""
+
+
+@dataclass(frozen=True)
+class RelativePlan:
+    """A concurrency level's plan relative to a call's end (seconds after it), before the
+    bound, cached by ``KeepAlivePolicy.relative_plan``: computing a plan scans the histogram's
+    bins (up to ~360; with a finite weight, about a millisecond when all are filled), and the
+    agent asks for one at every call's end, on its event loop.
+
+    The cache rule: a level's plan is recomputed at a call's end when
+
+    - its histogram has grown by 10% of the idle times it held when the plan was computed (at
+      least one; below ``min_samples``, also on reaching it): a plan never misses more than
+      ~9% of the idle times it could have seen, and a fn with n idle times has computed about
+      log(n) / log(1.1) plans in all (145 for a million);
+    - an idle time fell outside the plan, neither in its kept run nor in its pre-warm window
+      (so the plan made it a cold start): a new mode or a timer's drift is learned at the next
+      call's end, and such a recomputation costs far less than the container start it follows;
+    - the fn version's cold-start estimate or memory changed (they weigh the plan).
+    """
+
+    learned: bool
+    """The histogram decided (else: the fixed keep-alive, ``keep_s``)."""
+    keep_s: float
+    """Keep the container that became idle this long (margin included)."""
+    samples: int
+    """The level's idle times when the plan was computed."""
+    recompute_at: int
+    """Recompute once the level holds this many idle times."""
+    cold_start_s: float
+    memory_mb: float
+    prewarm: tuple[float, float] | None = None
+    """(start, remove) of a pre-warmed container, cold start and margins included."""
+
+    def covers(self, idle_s: float) -> bool:
+        """An idle time this plan serves warm: within the kept run or the pre-warm window."""
+        if idle_s <= self.keep_s:
+            return True
+        if self.prewarm is None:
+            return False
+        start, remove = self.prewarm
+        if start <= self.keep_s:  # the plan keeps the container through to the window's end
+            return idle_s <= remove
+        return start + self.cold_start_s <= idle_s <= remove  # the pre-warm is ready
+
+
 class KeepAlivePolicy:
     """The hybrid histogram policy of Shahrad et al. (ATC'20) for one fn version, generalised
     to histograms with more than one mode and weighed against memory.
@@ -197,15 +248,16 @@ class KeepAlivePolicy:
     counts of at least ``cv_threshold``), it decides *runs*: stretches of idle time through
     which a ready container is held (``warm_runs``).
 
-    - The paper's policy (``cold_start_weight`` ``inf``, the default): one run, from the
+    - The paper's policy (``cold_start_weight`` ``inf``): one run, from the
       ``head_percentile`` bin's lower edge to the ``tail_percentile`` bin's upper edge.
     - Cost-aware (a finite ``cold_start_weight``, GB-s of memory-time worth one second of cold
-      start): the plan of least expected cost on the idle times seen, memory-time (GB x
-      seconds held) plus weight x cold-start seconds x cold starts (``costed_runs``): a kept
-      run from 0, and a pre-warmed window, each only where the cold starts it saves outweigh
-      the memory it holds. Its times are the bins' spans (their shortest and longest idle
-      times), not their edges, and it weighs a mode as a whole: a sparse mode's empty bins
-      do not cut it, and a timer's pre-warm lasts its jitter, not a minute-wide bin.
+      start; the default, 300): the plan of least expected cost on the idle times seen,
+      memory-time (GB x seconds held) plus weight x cold-start seconds x cold starts
+      (``costed_runs``): a kept run from 0, and a pre-warmed window, each only where the
+      cold starts it saves outweigh the memory it holds. Its times are the bins' spans
+      (their shortest and longest idle times), not their edges, and it weighs a mode as a
+      whole: a sparse mode's empty bins do not cut it, and a timer's pre-warm lasts its
+      jitter, not a minute-wide bin.
 
     With the margin taken off a run's start and added to its end:
 
@@ -244,6 +296,10 @@ class KeepAlivePolicy:
         self._in_flight = 0
         self._last_end: dict[int, float] = {}
         """Per concurrency level k: when the fn last went from k calls in flight to k - 1."""
+        self._cached: dict[int, RelativePlan] = {}
+        """Per concurrency level: its latest relative plan (``relative_plan``)."""
+        self.computed = 0
+        """Plans computed so far (the cache's misses; for tests and benchmarks)."""
 
     def __repr__(self) -> str:
         return (
@@ -275,8 +331,14 @@ class KeepAlivePolicy:
         return self.plan(now, level=level)
 
     def observe_idle(self, idle_s: float, *, level: int = 1) -> None:
-        """Record an idle time seen at concurrency ``level`` (1: no other call in flight)."""
+        """Record an idle time seen at concurrency ``level`` (1: no other call in flight). An
+        idle time the level's cached plan did not cover (a cold start under it) drops that
+        plan: the next one is computed afresh."""
         self._level(level).add(idle_s)
+        level = min(level, MAX_LEVELS)
+        cached = self._cached.get(level)
+        if cached is not None and not cached.covers(idle_s):
+            del self._cached[level]
 
     def representative(self, level: int = 1) -> bool:
         histogram, config = self._level(level), self.config
@@ -398,7 +460,7 @@ class KeepAlivePolicy:
     def windows(self, level: int = 1) -> tuple[float, float] | None:
         """(head, tail) in seconds after a call's end when the level's histogram decides, else
         None: the warm runs' first start less the margin and last end plus the margin (with
-        the default weight, the paper's head and tail)."""
+        weight ``inf``, the paper's head and tail)."""
         runs = self.warm_runs(level)
         if not runs:
             return None
@@ -407,19 +469,16 @@ class KeepAlivePolicy:
 
     def plan(self, now: float, *, level: int = 1) -> Plan:
         """The plan for a container that became idle at ``now`` as the fn went down from
-        ``level`` calls in flight (see the module's contract)."""
-        runs = self.warm_runs(level)
-        if runs is None:
+        ``level`` calls in flight (see the module's contract), from the level's cached relative
+        plan (``relative_plan``)."""
+        relative = self.relative_plan(level)
+        if not relative.learned:
             return Plan(unload_at=now + self.fallback_s)
-        margin = self.config.margin_percent / 100
         bound = math.inf if self.bound_s is None else self.bound_s
-        keep = 0.0
-        if runs and runs[0][0] <= 0:
-            keep = runs.pop(0)[1] * (1 + margin)
-        if level > 1 or not runs:
+        keep = relative.keep_s
+        if relative.prewarm is None:
             return Plan(unload_at=now + min(keep, bound), learned=True)
-        head = max(runs[0][0] * (1 - margin) - self.cold_start_s, 0.0)
-        tail = runs[-1][1] * (1 + margin)
+        head, tail = relative.prewarm
         if head <= keep:
             return Plan(unload_at=now + min(tail, bound), learned=True)
         return Plan(
@@ -428,6 +487,53 @@ class KeepAlivePolicy:
             prewarm_unload_at=now + head + min(tail - head, bound),
             learned=True,
         )
+
+    def relative_plan(self, level: int = 1) -> RelativePlan:
+        """The level's plan relative to a call's end, recomputed only when the cache rule
+        (``RelativePlan``) says so: amortised O(1) per call, where a plan scans the bins."""
+        level = min(level, MAX_LEVELS)  # the levels sharing a histogram share its plan
+        histogram = self._level(level)
+        cached = self._cached.get(level)
+        if (
+            cached is None
+            or histogram.samples >= cached.recompute_at
+            or cached.cold_start_s != self.cold_start_s
+            or cached.memory_mb != self.memory_mb
+        ):
+            cached = self._cached[level] = self._compute_relative(level)
+            self.computed += 1
+        return cached
+
+    def _compute_relative(self, level: int) -> RelativePlan:
+        histogram = self._level(level)
+        samples, need = histogram.samples, self.config.min_samples
+        recompute_at = samples + max(1, samples // RECOMPUTE_GROWTH)
+        if samples < need:
+            recompute_at = min(recompute_at, need)
+        learned, keep, prewarm = self._relative_times(level)
+        return RelativePlan(
+            learned=learned,
+            keep_s=keep,
+            samples=samples,
+            recompute_at=recompute_at,
+            cold_start_s=self.cold_start_s,
+            memory_mb=self.memory_mb,
+            prewarm=prewarm,
+        )
+
+    def _relative_times(self, level: int) -> tuple[bool, float, tuple[float, float] | None]:
+        """(learned, keep, pre-warm window) after a call's end, from the warm runs."""
+        runs = self.warm_runs(level)
+        if runs is None:
+            return False, self.fallback_s, None
+        margin = self.config.margin_percent / 100
+        keep = 0.0
+        if runs and runs[0][0] <= 0:
+            keep = runs.pop(0)[1] * (1 + margin)
+        if level > 1 or not runs:
+            return True, keep, None
+        head = max(runs[0][0] * (1 - margin) - self.cold_start_s, 0.0)
+        return True, keep, (head, runs[-1][1] * (1 + margin))
 
 
 K = TypeVar("K", bound=Hashable)

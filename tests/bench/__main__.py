@@ -14,6 +14,7 @@ MODULES = {
     "detached": "tests.bench.bench_detached",
     "records": "tests.bench.bench_records",
     "keepalive": "tests.bench.bench_keepalive",
+    "keepalive-plan": "tests.bench.bench_keepalive_plan",
     "cluster": "tests.bench.bench_cluster",
     "propagation": "tests.bench.bench_propagation",
 }

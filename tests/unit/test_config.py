@@ -4,6 +4,7 @@ flags of ``run`` and ``serve`` are applied the same way."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import pytest
@@ -261,6 +262,7 @@ def test_keepalive_settings_are_read_with_the_agents() -> None:
             "FN_KEEPALIVE_CV_THRESHOLD": "1.5",
             "FN_KEEPALIVE_MIN_SAMPLES": "3",
             "FN_KEEPALIVE_COLD_START_WEIGHT": "40",
+            "FN_KEEPALIVE_WEIGH_PER_START": "Yes",
         }
     ).keepalive
     assert keepalive == KeepAliveConfig(
@@ -272,10 +274,19 @@ def test_keepalive_settings_are_read_with_the_agents() -> None:
         cv_threshold=1.5,
         min_samples=3,
         cold_start_weight=40.0,
+        weigh_per_start=True,
     )
-    assert AgentConfig.from_env({"FN_KEEPALIVE_COLD_START_WEIGHT": "inf"}).keepalive == (
-        KeepAliveConfig()
-    )
+
+
+def test_the_default_keepalive_is_cost_aware_and_the_papers_stays_available() -> None:
+    default = AgentConfig.from_env({}).keepalive
+    assert (default.cold_start_weight, default.margin_percent) == (300.0, 2.0)
+    assert not default.weigh_per_start
+    papers = AgentConfig.from_env(
+        {"FN_KEEPALIVE_COLD_START_WEIGHT": "inf", "FN_KEEPALIVE_MARGIN_PERCENT": "10"}
+    ).keepalive
+    assert papers == KeepAliveConfig(cold_start_weight=math.inf, margin_percent=10.0)
+    assert AgentConfig.from_env({"FN_KEEPALIVE_WEIGH_PER_START": "off"}).keepalive == default
 
 
 @pytest.mark.parametrize(
@@ -296,6 +307,10 @@ def test_keepalive_settings_are_read_with_the_agents() -> None:
         ({"FN_KEEPALIVE_MIN_SAMPLES": "two"}, "FN_KEEPALIVE_MIN_SAMPLES='two' is not a whole"),
         ({"FN_KEEPALIVE_COLD_START_WEIGHT": "0"}, "FN_KEEPALIVE_COLD_START_WEIGHT=0: must be"),
         ({"FN_KEEPALIVE_COLD_START_WEIGHT": "heavy"}, "'heavy' is not a number"),
+        (
+            {"FN_KEEPALIVE_WEIGH_PER_START": "maybe"},
+            "FN_KEEPALIVE_WEIGH_PER_START='maybe' is not a boolean",
+        ),
     ],
 )
 def test_bad_keepalive_settings_are_refused_by_name(environ: dict[str, str], message: str) -> None:

@@ -16,7 +16,8 @@ from fnagent.config import KeepAliveConfig
 from fnagent.errors import InvalidInputError
 from fnagent.keepalive import GreedyDual, IdleHistogram, KeepAlivePolicy, Plan
 
-CONFIG = KeepAliveConfig()
+CONFIG = KeepAliveConfig(cold_start_weight=math.inf, margin_percent=10.0)
+"""The paper's policy (the default before the cost-aware plan)."""
 
 
 def periodic(policy: KeepAlivePolicy, *, period_s: float, duration_s: float, calls: int) -> Plan:
@@ -254,7 +255,9 @@ def test_a_sparse_mode_is_held_whole_not_cut_at_its_empty_bins() -> None:
     """Idle times every other second from 20 to 40 s leave empty 1-second bins inside the mode
     (a per-bin hazard of 0 once cut it into runs, and calls in the holes started cold)."""
     policy = KeepAlivePolicy(
-        KeepAliveConfig(cold_start_weight=1000.0), fallback_s=30.0, cold_start_s=1.0
+        KeepAliveConfig(cold_start_weight=1000.0, margin_percent=10.0),
+        fallback_s=30.0,
+        cold_start_s=1.0,
     )
     for idle_s in range(20, 41, 2):
         policy.observe_idle(idle_s + 0.5)
@@ -308,7 +311,7 @@ def test_memoryless_idle_times_keep_to_the_tail_or_not_at_all(weight: float, kep
     0.125 GB (a weight above 7.5), nowhere below. (The samples leave gaps of a few seconds in
     the tail, where unloading and pre-warming again looks cheaper on paper; the margin joins
     the two, so the container is simply kept.)"""
-    config = KeepAliveConfig(cold_start_weight=weight)
+    config = KeepAliveConfig(cold_start_weight=weight, margin_percent=10.0)
     policy = KeepAlivePolicy(config, fallback_s=30.0, memory_mb=128, cold_start_s=1.0)
     idle_times = [-60.0 * math.log(1 - (index + 0.5) / 200) for index in range(200)]
     for idle_s in idle_times:
@@ -326,7 +329,9 @@ def test_weighing_per_start_prices_a_short_cold_start_like_a_long_one(
     0.5 GB x 60 s = 30 GB-s a cold start saved; at a weight of 100 a cold start is worth 10
     GB-s per cold-start second (not kept), or 100 GB-s per start (kept to the tail, plus the
     margin)."""
-    config = KeepAliveConfig(cold_start_weight=100.0, weigh_per_start=per_start)
+    config = KeepAliveConfig(
+        cold_start_weight=100.0, margin_percent=10.0, weigh_per_start=per_start
+    )
     policy = KeepAlivePolicy(config, fallback_s=30.0, memory_mb=512, cold_start_s=0.1)
     idle_times = [-60.0 * math.log(1 - (index + 0.5) / 200) for index in range(200)]
     for idle_s in idle_times:
@@ -435,6 +440,139 @@ def test_no_plan_keeps_a_container_idle_longer_than_the_bound(
         assert plan.prewarm_at <= plan.prewarm_unload_at <= plan.prewarm_at + bound_s
 
 
+# The plan cache (RelativePlan): after_call recomputes a plan only when the rule says so
+
+
+def fresh_plan(policy: KeepAlivePolicy, now: float, level: int = 1) -> Plan:
+    """The plan computed afresh on ``policy``'s histograms (no cache)."""
+    twin = KeepAlivePolicy(
+        policy.config,
+        fallback_s=policy.fallback_s,
+        bound_s=policy.bound_s,
+        memory_mb=policy.memory_mb,
+        cold_start_s=policy.cold_start_s,
+    )
+    twin.histograms = policy.histograms
+    return twin.plan(now, level=level)
+
+
+def test_a_hot_fn_computes_a_plan_per_ten_percent_growth_not_per_call() -> None:
+    policy = KeepAlivePolicy(KeepAliveConfig(), fallback_s=30.0, memory_mb=256, cold_start_s=0.8)
+    now = 0.0
+    for index in range(20_000):
+        level = 1 + index % 16
+        for _ in range(level):
+            now += 0.001
+            policy.before_call(now)
+        for _ in range(level):
+            now += 0.002
+            policy.after_call(now)
+    calls = sum(1 + index % 16 for index in range(20_000))
+    assert calls > 150_000
+    # 8 levels, each ~log(n)/log(1.1) computations from its first idle time
+    assert policy.computed < 8 * 120
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=0.0, max_value=2.0),
+            st.floats(min_value=0.0, max_value=20_000.0),
+        ),
+        min_size=1,
+        max_size=300,
+    ),
+    st.sampled_from([COSTED, KeepAliveConfig(), KeepAliveConfig(cold_start_weight=math.inf)]),
+)
+def test_a_cached_plan_never_misses_more_than_a_tenth_of_the_idle_times(
+    idle_times: list[float], config: KeepAliveConfig
+) -> None:
+    policy = KeepAlivePolicy(config, fallback_s=30.0, memory_mb=256, cold_start_s=1.0)
+    for idle_s in idle_times:
+        policy.observe_idle(idle_s)
+        plan = policy.plan(0.0)
+        relative = policy.relative_plan()
+        samples = policy.histogram.samples
+        assert samples - relative.samples <= max(1, relative.samples // 10)
+        if samples >= config.min_samples:  # reaching min_samples is never missed
+            assert relative.samples >= config.min_samples
+        if relative.samples == samples:
+            assert plan == fresh_plan(policy, 0.0)
+
+
+def test_the_plan_is_recomputed_once_the_histogram_grew_by_ten_percent() -> None:
+    policy = KeepAlivePolicy(COSTED, fallback_s=30.0, memory_mb=256, cold_start_s=1.0)
+    for _ in range(100):
+        policy.observe_idle(0.5)
+    policy.plan(0.0)
+    computed = policy.computed
+    for _ in range(9):
+        policy.observe_idle(0.5)
+        policy.plan(0.0)
+    assert policy.computed == computed  # 109 idle times: not yet
+    policy.observe_idle(0.5)
+    policy.plan(0.0)
+    assert policy.computed == computed + 1  # 110: 10% more
+    assert policy.relative_plan().samples == 110
+
+
+def test_an_idle_time_outside_the_plan_recomputes_it_at_the_next_call_end() -> None:
+    policy = KeepAlivePolicy(COSTED, fallback_s=30.0, memory_mb=256, cold_start_s=1.0)
+    for _ in range(1000):
+        policy.observe_idle(0.5)
+    assert policy.plan(0.0) == Plan(unload_at=0.5, learned=True)
+    computed = policy.computed
+    policy.observe_idle(0.4)  # inside the kept run: the plan stands
+    policy.plan(0.0)
+    assert policy.computed == computed
+    cold = 0
+    for _ in range(200):  # a new mode at 20 s: while the plan makes it a cold start ...
+        covered = policy.relative_plan().covers(20.0)
+        policy.observe_idle(20.0)
+        if not covered:  # ... the next plan is computed afresh
+            cold += 1
+            assert policy.plan(0.0) == fresh_plan(policy, 0.0)
+    assert 0 < cold < 20  # a few until the plan covers the new mode (a pre-warm ready at 20 s)
+    assert policy.relative_plan().covers(20.0)
+    assert policy.computed <= computed + cold + 3  # and the rest only by the growth rule
+
+
+def test_a_timers_drift_past_its_prewarm_window_recomputes_the_plan() -> None:
+    policy = KeepAlivePolicy(COSTED, fallback_s=30.0, memory_mb=256, cold_start_s=1.5)
+    for index in range(100):
+        policy.observe_idle(3598.0 + index % 3)
+    relative = policy.relative_plan()
+    assert relative.prewarm is not None and relative.covers(3599.0)
+    assert not relative.covers(3650.0)
+    policy.observe_idle(3650.0)
+    assert policy.relative_plan() is not relative
+
+
+def test_a_new_cold_start_estimate_or_memory_recomputes_the_plan() -> None:
+    policy = KeepAlivePolicy(COSTED, fallback_s=30.0, memory_mb=256, cold_start_s=1.0)
+    for _ in range(100):
+        policy.observe_idle(5.5)
+    before = policy.relative_plan()
+    assert policy.relative_plan() is before
+    policy.cold_start_s = 0.001
+    assert policy.relative_plan() is not before
+    assert policy.plan(0.0) == fresh_plan(policy, 0.0)
+    after = policy.relative_plan()
+    policy.memory_mb = 4096
+    assert policy.relative_plan() is not after
+
+
+def test_reaching_min_samples_is_learned_at_once_whatever_the_growth_step() -> None:
+    config = KeepAliveConfig(min_samples=50, cold_start_weight=math.inf, margin_percent=10.0)
+    policy = KeepAlivePolicy(config, fallback_s=30.0, memory_mb=256, cold_start_s=1.0)
+    for _ in range(49):
+        policy.observe_idle(0.5)
+        assert not policy.plan(0.0).learned
+    policy.observe_idle(0.5)
+    assert policy.plan(0.0) == Plan(unload_at=1.1, learned=True)
+
+
 # Greedy-Dual
 
 
@@ -480,10 +618,11 @@ def test_greedy_dual_puts_never_used_containers_first() -> None:
 # Settings
 
 
-def test_keepalive_defaults_are_the_papers() -> None:
+def test_keepalive_defaults_are_the_papers_histogram_with_the_cost_aware_plan() -> None:
     config = KeepAliveConfig()
     assert (config.policy, config.range_s, config.head_percentile) == ("adaptive", 14400.0, 5.0)
-    assert (config.tail_percentile, config.margin_percent, config.cv_threshold) == (99, 10, 2)
+    assert (config.tail_percentile, config.cv_threshold) == (99, 2)
+    assert (config.cold_start_weight, config.margin_percent) == (300.0, 2.0)
 
 
 @pytest.mark.parametrize(
