@@ -52,9 +52,11 @@ class CallObserver(Protocol):
     """Told of every detached call's transitions; must not block (it runs on the call path).
     ``created_at`` is when the call was accepted (Unix seconds), in every transition."""
 
-    def queued(self, call_id: str, fn: Fn, at: float, *, created_at: float) -> None:
-        """Stored as queued (202 answered next), or queued again for a retry (``at`` is
-        when it may run)."""
+    def queued(
+        self, call_id: str, fn: Fn, at: float, *, created_at: float, attempts: int = 0
+    ) -> None:
+        """Stored as queued (202 answered next), or queued again for a retry after
+        ``attempts`` attempts (``at`` is when it may run)."""
 
     def running(self, call_id: str, fn: Fn, attempt: int, at: float, *, created_at: float) -> None:
         """Run ``attempt`` (1, 2, ...) starts."""
@@ -73,7 +75,9 @@ class CallObserver(Protocol):
 
 
 class NoObserver:
-    def queued(self, call_id: str, fn: Fn, at: float, *, created_at: float) -> None:
+    def queued(
+        self, call_id: str, fn: Fn, at: float, *, created_at: float, attempts: int = 0
+    ) -> None:
         pass
 
     def running(self, call_id: str, fn: Fn, attempt: int, at: float, *, created_at: float) -> None:
@@ -99,8 +103,12 @@ class RecordingObserver:
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
 
-    def queued(self, call_id: str, fn: Fn, at: float, *, created_at: float) -> None:
-        self.recorder.queued(Call(fn=fn, id=call_id), created_at=_utc(created_at))
+    def queued(
+        self, call_id: str, fn: Fn, at: float, *, created_at: float, attempts: int = 0
+    ) -> None:
+        self.recorder.queued(
+            Call(fn=fn, id=call_id), created_at=_utc(created_at), attempts=attempts
+        )
 
     def running(self, call_id: str, fn: Fn, attempt: int, at: float, *, created_at: float) -> None:
         call = Call(fn=fn, id=call_id)
@@ -342,7 +350,9 @@ class Dispatcher:
                 if await self.store.requeue_call(
                     row.id, owner=self.owner, not_before=due, error=reason
                 ):
-                    self.observer.queued(row.id, fn, due, created_at=row.created_at)
+                    self.observer.queued(
+                        row.id, fn, due, created_at=row.created_at, attempts=attempt
+                    )
                 return
             # Busy, whoever said so (the host or the function): the reason says which.
             result.error = ServerBusyError(f"gave up after {attempt} attempts: {reason}")

@@ -122,6 +122,7 @@ from fnagent.store.rows import (
     app_from_row,
     app_values,
     call_from_row,
+    call_upsert_statement,
     call_values,
     calls_page_statement,
     fn_changes,
@@ -350,11 +351,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
-_CALL_UPSERT = (
-    f"INSERT INTO calls ({CALL_COLUMNS}) VALUES ({', '.join(['%s'] * 15)}) "
-    "ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in CALL_COLUMNS.split(", ")[1:])
-)
+_CALL_UPSERT = call_upsert_statement("%s")
 
 # A violated constraint -> the error Fn gives for it.
 _CONSTRAINT_ERRORS: dict[str, tuple[type[FnAgentError], str]] = {

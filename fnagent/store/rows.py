@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from fnagent.store.calls import CallFilter, CallRecord
+from fnagent.store.calls import STATUS_QUEUED, STATUS_RUNNING, CallFilter, CallRecord
 from fnagent.store.models import App, FnRecord, Trigger
 from fnagent.store.queue import QUEUED, QueuedCall
 from fnagent.store.secrets import Secret
@@ -139,6 +139,32 @@ def update_statement(
     placeholder ``mark`` (``?`` for sqlite3, ``%s`` for psycopg)."""
     sets = ", ".join(f"{column} = {mark}" for column in changes)
     return f"UPDATE {table} SET {sets} WHERE id = {mark}", (*changes.values(), row_id)
+
+
+def _call_progress(table: str) -> str:
+    """SQL for how far a call record of ``table`` (``calls`` or ``excluded``) has come, a number
+    that only grows along a call's life: waiting for attempt n (queued after n - 1 attempts),
+    then running attempt n, then its outcome."""
+    return (
+        f"((CASE WHEN {table}.status = '{STATUS_QUEUED}' THEN {table}.attempts + 1 "
+        f"ELSE {table}.attempts END) * 3 + (CASE {table}.status WHEN '{STATUS_QUEUED}' THEN 0 "
+        f"WHEN '{STATUS_RUNNING}' THEN 1 ELSE 2 END))"
+    )
+
+
+def call_upsert_statement(mark: str) -> str:
+    """``INSERT`` of a call record that replaces the stored one only when it is not behind
+    it (``_call_progress``), with the backend's placeholder ``mark``. Records of one call come
+    from more than one writer: on a shared store the agent that queued a detached call writes
+    "queued" while the agent that ran it writes the outcome, each batched behind, so the
+    queued record may arrive last; it must not undo the outcome."""
+    columns = CALL_COLUMNS.split(", ")
+    return (
+        f"INSERT INTO calls ({CALL_COLUMNS}) VALUES ({', '.join([mark] * len(columns))}) "
+        "ON CONFLICT (id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+        + f" WHERE {_call_progress('excluded')} >= {_call_progress('calls')}"
+    )
 
 
 def calls_page_statement(

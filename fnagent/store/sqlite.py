@@ -105,6 +105,7 @@ from fnagent.store.rows import (
     app_from_row,
     app_values,
     call_from_row,
+    call_upsert_statement,
     call_values,
     calls_page_statement,
     fn_changes,
@@ -287,11 +288,7 @@ _UNIQUE_MESSAGES = {
     "triggers.app_id, triggers.type, triggers.source": MSG_TRIGGER_SOURCE_EXISTS,
 }
 
-_CALL_UPSERT = (
-    f"INSERT INTO calls ({CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in CALL_COLUMNS.split(", ")[1:])
-)
+_CALL_UPSERT = call_upsert_statement("?")
 # SQLite's default bound on host parameters in one statement is 999 on old builds.
 _IN_CHUNK = 500
 

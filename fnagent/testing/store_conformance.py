@@ -785,6 +785,42 @@ async def case_call_records_round_trip_and_upsert(store: Store) -> None:
     assert await store.list_calls(fn.id) == ([done], None)
 
 
+async def case_a_call_record_never_goes_back(store: Store) -> None:
+    # On a shared store one call's records come from two agents, each written behind: the
+    # accepting agent's "queued" may arrive after the running agent's outcome.
+    app, fn, _ = await app_fn_trigger(store)
+    queued = call_record(
+        fn,
+        1,
+        status="queued",
+        started_at=None,
+        completed_at=None,
+        http_status=None,
+        start=None,
+        detached=True,
+        attempts=0,
+        queued_ms=None,
+        start_ms=None,
+        exec_ms=None,
+    )
+    running = replace(queued, status="running", attempts=1, started_at=queued.created_at)
+    done = replace(running, status="success", http_status=200, completed_at=queued.created_at)
+    await store.put_calls([done], {})
+    assert await store.put_calls([queued], {}) == 1  # written: the fn exists; not applied
+    await store.put_calls([running], {})
+    assert await store.get_call(fn.id, done.id) == done
+    # A retry: queued again after attempt 1 is ahead of attempt 1 and behind attempt 2.
+    requeued = replace(queued, attempts=1, error="busy")
+    await store.put_calls([running], {})
+    await store.put_calls([requeued], {})
+    assert await store.get_call(fn.id, queued.id) == requeued
+    await store.put_calls([running], {})
+    assert await store.get_call(fn.id, queued.id) == requeued
+    second = replace(running, attempts=2)
+    await store.put_calls([second], {})
+    assert await store.get_call(fn.id, queued.id) == second
+
+
 async def case_call_records_404s(store: Store) -> None:
     app, fn, _ = await app_fn_trigger(store)
     other = await store.create_fn(fn_body(app.id, "other", "fnproject/hello"))
@@ -1034,6 +1070,7 @@ CASES: list[Case] = [
     case_a_restarted_owner_takes_its_calls_back_at_once,
     case_concurrent_enqueues_all_commit_and_lease_once,
     case_call_records_round_trip_and_upsert,
+    case_a_call_record_never_goes_back,
     case_call_records_404s,
     case_call_records_of_a_deleted_fn_are_skipped,
     case_calls_list_newest_first_with_filters,

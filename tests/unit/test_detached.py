@@ -136,7 +136,9 @@ def test_callback_urls_are_checked() -> None:
 class Observed:
     events: list[tuple[Any, ...]] = field(default_factory=list)
 
-    def queued(self, call_id: str, fn: Fn, at: float, *, created_at: float) -> None:
+    def queued(
+        self, call_id: str, fn: Fn, at: float, *, created_at: float, attempts: int = 0
+    ) -> None:
         self.events.append(("queued", call_id, at))
 
     def running(self, call_id: str, fn: Fn, attempt: int, at: float, *, created_at: float) -> None:
