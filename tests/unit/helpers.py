@@ -4,6 +4,7 @@ fake driver (``running``) with roomy budgets and a host that never looks busy.""
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,13 +14,16 @@ from drivers.fake import FakeDriver, Program, ProgramContext
 from fnagent.agent import Agent, CallResult
 from fnagent.agent.admission import Budget
 from fnagent.agent.calllogs import LineForwarder, LogLine
-from fnagent.config import AgentConfig
+from fnagent.config import AgentConfig, KeepAliveConfig
 from fnagent.models import Call, CallRequest, Fn
 from fnagent.server.invoke import error_answer
 from fnagent.testing.clock import ManualClock
 from fnagent.testing.fakefn import Answer, Request, http_function
 
 MIB = 1024 * 1024
+LEARN_FAST = KeepAliveConfig(min_samples=3, cold_start_weight=math.inf, margin_percent=10.0)
+"""The paper's keep-alive policy (its plans' times are simple to state), learning from 3 idle
+times: the agent's keep-alive tests."""
 ROOMY = Budget(memory_bytes=4096 * MIB, cpu_mcpus=4000)
 
 

@@ -4,8 +4,6 @@ idle_timeout bound, the fixed policy, Greedy-Dual eviction, and cancellation."""
 
 from __future__ import annotations
 
-import math
-
 import anyio
 import pytest
 
@@ -17,12 +15,10 @@ from fnagent.models import Fn
 from fnagent.testing.clock import ManualClock
 from fnagent.testing.fakefn import Answer, Request, http_function
 from tests.helpers import poll
-from tests.unit.helpers import MIB, handler_of, make_call, make_fn, running
+from tests.unit.helpers import LEARN_FAST, MIB, handler_of, make_call, make_fn, running
 
 pytestmark = pytest.mark.anyio
 
-LEARN_FAST = KeepAliveConfig(min_samples=3, cold_start_weight=math.inf, margin_percent=10.0)
-"""The paper's policy (its plans' times are simple to state), learning from 3 idle times."""
 IDLE_S = 2.5
 """Idle times in the 2-3 s bin: the plan removes the container at once, starts one at 1.8 s
 (2 s less the 10% margin; the fake's launches take no clock time) and keeps it to 3.3 s."""

@@ -17,17 +17,15 @@ from fnagent.agent.admission import Budget
 from fnagent.agent.agent import _Retry
 from fnagent.agent.httpclient import Response
 from fnagent.agent.slots import HotContainer
-from fnagent.config import KeepAliveConfig
 from fnagent.keepalive import KeepAlivePolicy, Plan
 from fnagent.models import MAX_CONCURRENCY_ANNOTATION, Call, Fn
 from fnagent.testing.clock import ManualClock
 from fnagent.testing.fakefn import Answer, Request, http_function
 from tests.helpers import poll
-from tests.unit.helpers import MIB, handler_of, make_call, make_fn, running
+from tests.unit.helpers import LEARN_FAST, MIB, handler_of, make_call, make_fn, running
 
 pytestmark = pytest.mark.anyio
 
-LEARN_FAST = KeepAliveConfig(min_samples=3)
 IDLE_S = 2.5
 
 
