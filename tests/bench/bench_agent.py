@@ -18,7 +18,7 @@ from drivers.docker import DockerDriver
 from drivers.docker.freezer import FreezerMode
 from fnagent.agent import Agent
 from fnagent.agent.httpclient import UnixHTTPConnection
-from fnagent.config import AgentConfig
+from fnagent.config import AgentConfig, KeepAliveConfig
 from fnagent.models import Call, CallRequest, Fn
 from tests.bench.hello import docker_rm, docker_run_hello
 from tests.bench.report import Report, Row, median_ms, percentile_ms
@@ -35,9 +35,13 @@ def hello(fn_id: str) -> Fn:
 
 
 def _config(**changes: Any) -> AgentConfig:
+    # The fixed keep-alive: these rows time the call path, and they call a fn back to back and
+    # then reach its container between calls (hot, frozen), which the learned keep-alive of a
+    # back-to-back fn does not keep (README, Keep-alive).
     base = AgentConfig(
         instance_id=f"bench-{uuid.uuid4().hex[:8]}",
         iofs_path=tempfile.mkdtemp(prefix="fnagent-bench-"),
+        keepalive=KeepAliveConfig(policy="fixed"),
     )
     return replace(base, **changes)
 
