@@ -56,6 +56,9 @@ FINE_BIN_S = 1.0
 COARSE_BIN_S = 60.0
 FINE_BINS = int(COARSE_BIN_S / FINE_BIN_S)
 MAX_LEVELS = 8
+MIN_KEEP_S = FINE_BIN_S
+"""The least a learned plan that keeps a container keeps it after its call (an explicit
+idle_timeout below it still bounds it)."""
 """Concurrency levels with a histogram of their own; higher ones share the last."""
 MAX_OUT_OF_RANGE_FRACTION = 0.5
 """Ours: when more than this share of a fn's idle times exceed the range, the histogram does not
@@ -476,6 +479,12 @@ class KeepAlivePolicy:
             return Plan(unload_at=now + self.fallback_s)
         bound = math.inf if self.bound_s is None else self.bound_s
         keep = relative.keep_s
+        if 0 < keep < MIN_KEEP_S:
+            # A kept container stays at least a fine bin: idle times below the histogram's
+            # resolution tell nothing of the next pause, and a fn called back to back (idle
+            # times of a millisecond) would lose its container to any pause in its caller's
+            # loop. A plan that removes the container at once (keep 0) stays so.
+            keep = MIN_KEEP_S
         if relative.prewarm is None:
             return Plan(unload_at=now + min(keep, bound), learned=True)
         head, tail = relative.prewarm

@@ -35,9 +35,8 @@ def hello(fn_id: str) -> Fn:
 
 
 def _config(**changes: Any) -> AgentConfig:
-    # The fixed keep-alive: these rows time the call path, and they call a fn back to back and
-    # then reach its container between calls (hot, frozen), which the learned keep-alive of a
-    # back-to-back fn does not keep (README, Keep-alive).
+    # The fixed keep-alive: these rows time the call path, not the keep-alive, and reach a fn's
+    # container between calls (hot, frozen) for longer than a learned plan may keep it.
     base = AgentConfig(
         instance_id=f"bench-{uuid.uuid4().hex[:8]}",
         iofs_path=tempfile.mkdtemp(prefix="fnagent-bench-"),

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from fnagent.config import KeepAliveConfig
 from fnagent.errors import InvalidInputError
-from fnagent.keepalive import GreedyDual, IdleHistogram, KeepAlivePolicy, Plan
+from fnagent.keepalive import MIN_KEEP_S, GreedyDual, IdleHistogram, KeepAlivePolicy, Plan
 
 CONFIG = KeepAliveConfig(cold_start_weight=math.inf, margin_percent=10.0)
 """The paper's policy (the default before the cost-aware plan)."""
@@ -282,9 +282,9 @@ def test_a_mode_is_prewarmed_only_when_its_cold_starts_outweigh_its_memory() -> 
             policy.observe_idle(600.0 + index * 2400 / 9)
         return policy
 
-    assert spread(100.0).plan(0.0) == Plan(unload_at=0.5, learned=True)
+    assert spread(100.0).plan(0.0) == Plan(unload_at=1.0, learned=True)
     assert spread(10_000.0).plan(0.0) == Plan(
-        unload_at=0.5, prewarm_at=599.0, prewarm_unload_at=3000.0, learned=True
+        unload_at=1.0, prewarm_at=599.0, prewarm_unload_at=3000.0, learned=True
     )
 
 
@@ -295,13 +295,13 @@ def test_a_prewarm_window_holds_at_least_min_samples_idle_times() -> None:
     for _ in range(10):
         policy.observe_idle(0.5)
     policy.observe_idle(3000.0)
-    assert policy.plan(0.0) == Plan(unload_at=0.5, learned=True)
+    assert policy.plan(0.0) == Plan(unload_at=1.0, learned=True)
 
 
 def test_a_narrow_mode_is_prewarmed_even_at_a_small_weight() -> None:
     """10-minute gaps at 600.5 s exactly: a pre-warm holds 2 s of memory a gap, cheap."""
     plan = bimodal(COSTED, memory_mb=128, cold_start_s=2.0).plan(0.0)
-    assert plan == Plan(unload_at=0.5, prewarm_at=598.5, prewarm_unload_at=600.5, learned=True)
+    assert plan == Plan(unload_at=1.0, prewarm_at=598.5, prewarm_unload_at=600.5, learned=True)
 
 
 @pytest.mark.parametrize(("weight", "kept"), [(30.0, True), (2.0, False)])
@@ -353,7 +353,7 @@ def test_costed_extra_containers_are_kept_through_their_level_never_prewarmed() 
         policy.observe_idle(0.5, level=2)
         policy.observe_idle(600.5, level=2)
     assert policy.warm_runs(2) == [(0.0, 0.5)]
-    assert policy.plan(0.0, level=2) == Plan(unload_at=0.5, learned=True)
+    assert policy.plan(0.0, level=2) == Plan(unload_at=1.0, learned=True)
 
 
 def test_a_finite_weight_learns_spread_out_idle_times_the_cv_test_refuses() -> None:
@@ -521,7 +521,7 @@ def test_an_idle_time_outside_the_plan_recomputes_it_at_the_next_call_end() -> N
     policy = KeepAlivePolicy(COSTED, fallback_s=30.0, memory_mb=256, cold_start_s=1.0)
     for _ in range(1000):
         policy.observe_idle(0.5)
-    assert policy.plan(0.0) == Plan(unload_at=0.5, learned=True)
+    assert policy.plan(0.0) == Plan(unload_at=1.0, learned=True)
     computed = policy.computed
     policy.observe_idle(0.4)  # inside the kept run: the plan stands
     policy.plan(0.0)
@@ -639,3 +639,18 @@ def test_keepalive_defaults_are_the_papers_histogram_with_the_cost_aware_plan() 
 def test_bad_keepalive_configs_are_refused(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         KeepAliveConfig(**fields)
+
+
+def test_a_kept_container_stays_at_least_a_fine_bin_after_back_to_back_calls() -> None:
+    """Idle times of a millisecond (a caller's tight loop) keep the container a second, not a
+    millisecond: its next pause would otherwise start cold. An explicit bound still wins."""
+    policy = KeepAlivePolicy(COSTED, fallback_s=30.0, memory_mb=128, cold_start_s=0.3)
+    for _ in range(30):
+        policy.observe_idle(0.001)
+    assert policy.plan(10.0) == Plan(unload_at=10.0 + MIN_KEEP_S, learned=True)
+    bounded = KeepAlivePolicy(
+        COSTED, fallback_s=30.0, bound_s=0.25, memory_mb=128, cold_start_s=0.3
+    )
+    for _ in range(30):
+        bounded.observe_idle(0.001)
+    assert bounded.plan(10.0) == Plan(unload_at=10.25, learned=True)
