@@ -742,11 +742,11 @@ def call_record(fn: FnRecord, n: int, **fields: Any) -> CallRecord:
     return CallRecord(**values)
 
 
-async def case_call_records_round_trip_and_upsert(store: Store) -> None:
-    app, fn, _ = await app_fn_trigger(store)
-    queued = call_record(
+def queued_record(fn: FnRecord, n: int) -> CallRecord:
+    """The ``n``-th call of ``fn`` as a detached call waiting for its first attempt."""
+    return call_record(
         fn,
-        1,
+        n,
         status="queued",
         started_at=None,
         completed_at=None,
@@ -758,6 +758,11 @@ async def case_call_records_round_trip_and_upsert(store: Store) -> None:
         start_ms=None,
         exec_ms=None,
     )
+
+
+async def case_call_records_round_trip_and_upsert(store: Store) -> None:
+    app, fn, _ = await app_fn_trigger(store)
+    queued = queued_record(fn, 1)
     assert await store.put_calls([queued], {}) == 1
     assert await store.get_call(fn.id, queued.id) == queued
     await raises(NotFoundError, "Call log not found", store.get_call_log(fn.id, queued.id))
@@ -789,20 +794,7 @@ async def case_a_call_record_never_goes_back(store: Store) -> None:
     # On a shared store one call's records come from two agents, each written behind: the
     # accepting agent's "queued" may arrive after the running agent's outcome.
     app, fn, _ = await app_fn_trigger(store)
-    queued = call_record(
-        fn,
-        1,
-        status="queued",
-        started_at=None,
-        completed_at=None,
-        http_status=None,
-        start=None,
-        detached=True,
-        attempts=0,
-        queued_ms=None,
-        start_ms=None,
-        exec_ms=None,
-    )
+    queued = queued_record(fn, 1)
     running = replace(queued, status="running", attempts=1, started_at=queued.created_at)
     done = replace(running, status="success", http_status=200, completed_at=queued.created_at)
     await store.put_calls([done], {})
