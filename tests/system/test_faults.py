@@ -343,6 +343,10 @@ def test_a_failed_launch_does_not_fail_a_call_a_running_container_can_serve(
             **cli_env,
             "DOCKER_HOST": f"unix://{proxy.path}",
             "FN_HOT_START_TIMEOUT_MSECS": "2000",
+            # Launch for the waiting call at once: with patience, a short call on a host whose
+            # CPUs are full waits for the busy container instead, and nothing stalls (seen in
+            # CI under load).
+            "FN_HOT_LAUNCH_PATIENCE_MSECS": "0",
         }
         server = make_server(tmp_path, env).start()
         try:
