@@ -4,23 +4,39 @@ same CPU share; target: 3 agents >= 2.5x one.
 
 Method. This machine has 2 cores (shared), so an agent cannot have a core of its own; each
 gets a CPU share instead: the agent process and its function containers run in one CPU
-cgroup with a CFS quota of ``AGENT_CPUS`` (0.5 CPU; cgroup v1's ``cpu`` controller or v2's
-``cpu.max``; root only). The agent runs in a child of it; its containers go under it through
-FN_DOCKER_CGROUP_PARENT (Docker's ``--cgroup-parent``), so the agent and all its functions
-share the quota, however the fns are spread. ``FNS`` (6) hello fns keep one container each
-(``fnagent.io/max-concurrency: 1``, so no launch runs while measuring); wrk (one thread,
-``2 x FNS`` connections, a Lua script cycling through the fns' invoke URLs) loads nginx,
-whose consistent hash spreads the fns over the agents. How evenly it spreads them decides how
-much of the added agents' share is used (the spread is in the notes). nginx, wrk and
-PostgreSQL run outside the quotas: 3 x 0.5 CPU leaves them half a core.
-``BENCH_CLUSTER_DURATION_S`` (8) and ``BENCH_CLUSTER_ROUNDS`` (1: the three sizes in turn,
-repeated; the median per size is reported).
+cgroup with a CFS quota of ``BENCH_CLUSTER_CPUS`` (0.25 CPU; cgroup v1's ``cpu`` controller,
+with a ``cpuacct`` group beside it to count the group's CPU, or v2's ``cpu.max``; root only).
+The agent runs in a child of it; its containers go under it through FN_DOCKER_CGROUP_PARENT
+(Docker's ``--cgroup-parent``), so the agent and all its functions share the quota.
+
+What it measures is the hot steady state, nothing else: every agent serves the same number
+of fns, ``FNS_PER_AGENT`` (4), each kept by one container (``fnagent.io/max-concurrency: 1``,
+an hour's idle timeout) and loaded by one wrk connection of its own (one wrk thread per
+connection, each pinned to its fn's invoke URL), so each agent is loaded on its own and no
+agent paces another's calls. The fns are placed before any is called: fns are created until
+every agent has its four (which agent serves a fn is read from a header,
+``X-Fnagent-Upstream: $upstream_addr``, that the bench's copy of the nginx config adds);
+the others are left uncalled. The warm-up runs with no quota (a Python FDK's cold start at a
+quarter of a CPU of a busy machine takes longer than the agent's start timeout, which does
+not forgive the container's own throttling): it launches every container the run needs,
+checks that each agent has exactly its four, then the quota is set (a CFS quota can change
+at run time), wrk warms for 2 s and measures for ``BENCH_CLUSTER_DURATION_S`` (8) s; the
+containers are counted again after it (a launch inside the run would show).
+
+What runs outside the shares: nginx, wrk, PostgreSQL (the call records), dockerd and the
+containerd shims (every call's log frames, which the FDK writes on stdout and stderr, pass
+through them to the agent's attach stream). They scale with the rate, so the shares must
+leave them room, or the machine, not the shares, is what is measured: the notes record,
+for each run, the machine's idle CPU and the CPU of the groups and of the rest (ms per
+call) over the measured window, and how often the groups were throttled. The sizes are
+interleaved and repeated (``BENCH_CLUSTER_ROUNDS``, 3); the median per size is reported.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,7 +47,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from scripts.cluster import Nginx, http_get, stop_process
@@ -40,49 +56,85 @@ from tests.bench.report import Report, Row
 from tests.postgres import PostgresServer
 
 FN_HELLO = "fnagent/fn-hello"
-AGENT_CPUS = 0.5
-FNS = 6
+AGENT_CPUS = float(os.environ.get("BENCH_CLUSTER_CPUS") or 0.25)
+FNS_PER_AGENT = 4
 SIZES = (1, 2, 3)
 CGROUP_PERIOD_US = 100_000
 DURATION_S = float(os.environ.get("BENCH_CLUSTER_DURATION_S") or 8)
-ROUNDS = int(os.environ.get("BENCH_CLUSTER_ROUNDS") or 1)
+ROUNDS = int(os.environ.get("BENCH_CLUSTER_ROUNDS") or 3)
+UPSTREAM_HEADER = "X-Fnagent-Upstream"
+SHARE_BOUND = 0.9
+"""A run is bound by the shares when every group used at least this much of its share."""
+MAX_FNS = 60
+"""Fns created at most to find ``FNS_PER_AGENT`` for every agent (the hash is uneven)."""
 
 
 class CpuGroup:
-    """A CPU cgroup ``/<name>`` with a CFS quota of ``cpus`` (cgroup v1's ``cpu`` controller,
-    or v2's ``cpu.max``), for an agent and its function containers: the agent runs in its
-    child ``agent`` (``wrap``), the containers in children Docker makes
-    (FN_DOCKER_CGROUP_PARENT=/<name>), so the quota bounds them together."""
+    """A CPU cgroup ``/<name>`` for an agent and its function containers, at first with no
+    quota (``set_quota`` sets it): the agent runs in its child ``agent`` (``wrap``), the
+    containers in children Docker makes (FN_DOCKER_CGROUP_PARENT=/<name>), so the quota
+    bounds them together. Its CPU time (``usage_s``) and throttled periods (``throttled``)
+    count them all: cgroup v2's ``cpu.stat``, or v1's ``cpuacct`` group of the same name
+    (v1 has one tree per controller; the agent joins both, Docker makes its containers'
+    groups in every tree)."""
 
     V1 = Path("/sys/fs/cgroup/cpu")
+    V1_ACCT = Path("/sys/fs/cgroup/cpuacct")
     V2 = Path("/sys/fs/cgroup")
 
-    def __init__(self, name: str, cpus: float) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        quota = int(cpus * CGROUP_PERIOD_US)
-        if (self.V2 / "cgroup.controllers").exists():
+        self.v2 = (self.V2 / "cgroup.controllers").exists()
+        if self.v2:
             self.path = self.V2 / name
             self.path.mkdir()
-            (self.path / "cpu.max").write_text(f"{quota} {CGROUP_PERIOD_US}\n")
             (self.path / "cgroup.subtree_control").write_text("+cpu\n")
-        elif (self.V1 / "cpu.cfs_quota_us").exists():
+            self.acct = self.path
+        elif (self.V1 / "cpu.cfs_quota_us").exists() and (self.V1_ACCT / "cpuacct.usage").exists():
             self.path = self.V1 / name
             self.path.mkdir()
             (self.path / "cpu.cfs_period_us").write_text(f"{CGROUP_PERIOD_US}\n")
-            (self.path / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+            self.acct = self.V1_ACCT / name
+            self.acct.mkdir()
+            (self.acct / "agent").mkdir()
         else:
             raise RuntimeError("no CPU cgroup controller to give each agent its share")
         (self.path / "agent").mkdir()
+        self.set_quota(None)
+
+    def set_quota(self, cpus: float | None) -> None:
+        """A CFS quota of ``cpus`` for the group and all below it; None: no quota."""
+        quota = int(cpus * CGROUP_PERIOD_US) if cpus is not None else None
+        if self.v2:
+            value = str(quota) if quota is not None else "max"
+            (self.path / "cpu.max").write_text(f"{value} {CGROUP_PERIOD_US}\n")
+        else:
+            (self.path / "cpu.cfs_quota_us").write_text(f"{quota if quota else -1}\n")
+
+    def usage_s(self) -> float:
+        """CPU seconds used by the group and all below it so far."""
+        if self.v2:
+            return _stat(self.path / "cpu.stat")["usage_usec"] / 1e6
+        return int((self.acct / "cpuacct.usage").read_text()) / 1e9
+
+    def throttled(self) -> tuple[int, int]:
+        """(CFS periods, periods in which the group was throttled) so far."""
+        stat = _stat(self.path / "cpu.stat")
+        return stat["nr_periods"], stat["nr_throttled"]
 
     def wrap(self, argv: list[str]) -> list[str]:
         """``argv`` run in the group's ``agent`` child (the shell moves in, then execs)."""
-        procs = str(self.path / "agent" / "cgroup.procs")
-        return ["sh", "-c", 'echo $$ > "$0" && exec "$@"', procs, *argv]
+        procs = [str(self.path / "agent" / "cgroup.procs")]
+        if self.acct != self.path:
+            procs.append(str(self.acct / "agent" / "cgroup.procs"))
+        moves = " && ".join(f'echo $$ > "${i}"' for i in range(len(procs)))
+        script = f'{moves} && shift {len(procs) - 1} && exec "$@"'
+        return ["sh", "-c", script, *procs, *argv]
 
     def remove(self) -> None:
-        """Remove the group and what Docker made of it in every controller (v1 has one tree
-        per controller), once their processes are gone."""
-        trees = [self.V2] if self.path.parent == self.V2 else list(self.V2.glob("*"))
+        """Remove the group and what Docker made of it in every controller, once their
+        processes are gone."""
+        trees = [self.V2] if self.v2 else list(self.V2.glob("*"))
         for tree in trees:
             top = tree / self.name
             if not top.is_dir():
@@ -90,6 +142,13 @@ class CpuGroup:
             for folder in sorted((p for p in top.rglob("*") if p.is_dir()), reverse=True):
                 _rmdir(folder)
             _rmdir(top)
+
+
+def _stat(path: Path) -> dict[str, int]:
+    return {
+        key: int(value)
+        for key, value in (line.split() for line in path.read_text().splitlines() if line)
+    }
 
 
 def _rmdir(folder: Path) -> None:
@@ -103,34 +162,99 @@ def _rmdir(folder: Path) -> None:
             time.sleep(0.1)
 
 
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole machine so far (/proc/stat; iowait is idle)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]
+    # guest time is already in user time
+    return (sum(fields[:8]) - idle) / tick, idle / tick
+
+
+OUTSIDE = ("dockerd", "containerd-shim", "containerd", "nginx", "postgres")
+"""The processes outside the groups that the calls use, by name; the rest is ``other``
+(wrk is counted apart, from its own resource usage)."""
+
+
+def outside_snapshot(groups: list[CpuGroup]) -> dict[tuple[int, int], tuple[str, float]]:
+    """The processes now outside ``groups``: (pid, start time) -> (OUTSIDE name or
+    ``other``, CPU seconds so far)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {group.name for group in groups}
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cgroups = (proc / "cgroup").read_text()
+        except OSError:  # gone
+            continue
+        if any(f":/{name}/" in cgroups for name in names):
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # utime, stime (all threads); starttime tells a reused pid apart
+        used = (int(fields[11]) + int(fields[12])) / tick
+        key = next((name for name in OUTSIDE if comm.startswith(name)), "other")
+        found[(int(proc.name), int(fields[19]))] = (key, used)
+    return found
+
+
+def outside_cpu_s(
+    before: dict[tuple[int, int], tuple[str, float]],
+    after: dict[tuple[int, int], tuple[str, float]],
+) -> dict[str, float]:
+    """CPU seconds between two snapshots by name, of the processes in both (one that
+    started or ended in between is missed: the machine's total counts it)."""
+    spent = dict.fromkeys((*OUTSIDE, "other"), 0.0)
+    for process, (key, used) in after.items():
+        if process in before:
+            spent[key] += used - before[process][1]
+    return spent
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's children that ended and were waited for (wrk)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Cluster:
+    front: str
+    agents: list[str]
+    """The agents' ``host:port``, as nginx's $upstream_addr names them."""
+    labels: list[str]
+    groups: list[CpuGroup]
+
+
 @contextmanager
-def agents_behind_nginx(
-    work: Path, db_url: str, count: int, instance: str
-) -> Iterator[tuple[str, list[str]]]:
-    """``count`` agents (each in its CPU cgroup) and nginx; the front door's URL and the
-    agents' instance labels."""
+def agents_behind_nginx(work: Path, db_url: str, count: int, instance: str) -> Iterator[Cluster]:
+    """``count`` agents (each in its CPU cgroup, no quota yet) and nginx, whose config adds
+    the ``X-Fnagent-Upstream`` header."""
     port = _free_port()
     env = {
         **os.environ,
         "FN_DB_URL": db_url,
         "FN_SECRETS_KEY_FILE": str(work / "secrets-key"),
         "FN_EXPERIMENTAL_PREFORK_POOL_SIZE": "0",
-        # A Python FDK starting on a tenth of a CPU of a busy machine takes seconds.
+        # A Python FDK starting on a busy 2-core machine takes seconds.
         "FN_HOT_START_TIMEOUT_MSECS": "60000",
         "FNAGENT_LOG_LEVEL": "WARNING",
     }
     processes: list[subprocess.Popen[bytes]] = []
     groups: list[CpuGroup] = []
     labels: list[str] = []
+    addresses: list[str] = []
     nginx: Nginx | None = None
     try:
-        addresses = []
         for k in range(count):
             folder = work / f"agent{k}"
             folder.mkdir()
             agent_port = _free_port()
             labels.append(f"{instance}-{k}")
-            group = CpuGroup(f"fnagent-bench-{instance}-{k}", AGENT_CPUS)
+            group = CpuGroup(f"fnagent-bench-{instance}-{k}")
             groups.append(group)
             argv = [sys.executable, "-m", "fnagent", "serve", "--port", str(agent_port)]
             own = {
@@ -144,11 +268,22 @@ def agents_behind_nginx(
                 )
             _wait(f"http://127.0.0.1:{agent_port}/version", processes[-1], folder / "serve.log")
             addresses.append(f"127.0.0.1:{agent_port}")
-        nginx = Nginx(work / "nginx", addresses, f"127.0.0.1:{port}").start()
+        nginx = Nginx(work / "nginx", addresses, f"127.0.0.1:{port}")
+        conf = nginx.root / "nginx.conf"
+        tagged = conf.read_text().replace(
+            "        location / {\n",
+            f"        location / {{\n            add_header {UPSTREAM_HEADER} $upstream_addr"
+            " always;\n",
+            1,
+        )
+        if UPSTREAM_HEADER not in tagged:
+            raise RuntimeError("deploy/nginx.conf: no `location / {` to add the upstream header")
+        conf.write_text(tagged)
+        nginx.start()
         assert nginx.process is not None
         front = f"http://127.0.0.1:{port}"
         _wait(f"{front}/version", nginx.process, nginx.log)
-        yield front, labels
+        yield Cluster(front, addresses, labels, groups)
     finally:
         if nginx is not None:
             nginx.stop()
@@ -174,12 +309,24 @@ def _wait(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.1)
 
 
-def deploy_fns(front: str) -> list[str]:
-    """``FNS`` hello fns through the front door, warmed; their invoke paths."""
-    port = int(front.rsplit(":", 1)[1])
+def _upstream(front: str, path: str) -> str:
+    """The agent (``host:port``) nginx sends ``path`` to: a GET of the fn's scale, hashed on
+    the fn id like its invokes, and answered without a container."""
+    import urllib.request
+
+    with urllib.request.urlopen(front + path, timeout=30) as answer:
+        return str(answer.headers[UPSTREAM_HEADER])
+
+
+def place_fns(cluster: Cluster) -> list[list[str]]:
+    """Hello fns created through the front door until every agent serves
+    ``FNS_PER_AGENT`` of them; their invoke paths, per agent."""
+    port = int(cluster.front.rsplit(":", 1)[1])
     app = _request(port, "POST", "/v2/apps", {"name": "bench"})
-    paths = []
-    for i in range(FNS):
+    placed: dict[str, list[str]] = {agent: [] for agent in cluster.agents}
+    for i in range(MAX_FNS):
+        if all(len(paths) == FNS_PER_AGENT for paths in placed.values()):
+            return [placed[agent] for agent in cluster.agents]
         fn = _request(
             port,
             "POST",
@@ -189,37 +336,55 @@ def deploy_fns(front: str) -> list[str]:
                 "name": f"hello{i}",
                 "image": FN_HELLO,
                 "memory": 64,
-                # Kept through the setup of every fn (a start takes seconds at this share).
+                # Kept through the warm-up and the run, whatever the keep-alive learns.
                 "idle_timeout": 3600,
                 "annotations": {"fnagent.io/max-concurrency": 1},
             },
         )
-        paths.append(f"/invoke/{fn['id']}")
+        agent = _upstream(cluster.front, f"/v2/fns/{fn['id']}/scale")
+        if len(placed[agent]) < FNS_PER_AGENT:
+            placed[agent].append(f"/invoke/{fn['id']}")
+    raise RuntimeError(f"{MAX_FNS} fns did not give every agent {FNS_PER_AGENT}: {placed}")
 
-    def warm(path: str) -> None:
-        for _ in range(10):  # the first call launches the fn's container
+
+def warm(front: str, paths: list[str]) -> None:
+    """Every fn called a few times, all at once: each launches its one container."""
+    port = int(front.rsplit(":", 1)[1])
+
+    def calls(path: str) -> None:
+        for _ in range(5):
             _request(port, "POST", path, {"name": "warm"})
 
-    with ThreadPoolExecutor(FNS) as pool:
-        list(pool.map(warm, paths))
-    return paths
+    with ThreadPoolExecutor(len(paths)) as pool:
+        list(pool.map(calls, paths))
 
 
 def lua(paths: list[str]) -> str:
+    """wrk's script: thread k (with one connection of its own) calls ``paths[k]`` only."""
     listed = ", ".join(json.dumps(path) for path in paths)
     return f"""
 local paths = {{{listed}}}
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format("POST", paths[(i % #paths) + 1],
-    {{["Content-Type"] = "application/json"}}, '{{"name": "bench"}}')
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("path", paths[threads])
+end
+function init(args)
+  wrk.method = "POST"
+  wrk.path = path
+  wrk.body = '{{"name": "bench"}}'
+  wrk.headers["Content-Type"] = "application/json"
 end
 """
 
 
-def spread(labels: list[str]) -> list[int]:
-    """Function containers per agent (the hash's spread of the fns)."""
+def pinned_wrk(front: str, paths: list[str], script: Path, duration_s: float) -> dict[str, float]:
+    """wrk with one thread and one connection per fn (``lua``)."""
+    return _wrk(front, len(paths), script, duration_s, threads=len(paths))
+
+
+def containers(labels: list[str]) -> list[int]:
+    """Function containers per agent."""
     counts = []
     for label in labels:
         listed = subprocess.run(
@@ -234,31 +399,92 @@ def spread(labels: list[str]) -> list[int]:
 
 @dataclass
 class Run:
+    size: int
     rate: float
     total: int
     errors: int
-    spread: list[int]
-    """Function containers per agent at the end."""
+    non2xx: int
+    timeouts: int
+    """wrk's (2 s)."""
+    p99_ms: float
+    containers: list[int]
+    """Function containers per agent, after the run (FNS_PER_AGENT each, unless one
+    launched)."""
+    bound: str
+    """``share`` when every group used at least SHARE_BOUND of its share over the window,
+    else ``machine`` (the machine, shared, did not give a group its share)."""
+    idle_cpus: float
+    """The machine's idle CPUs (of its cores) over the measured window."""
+    groups_cpus: list[float]
+    """CPUs each agent's group used over the window (at most its share)."""
+    throttled: list[float]
+    """Share of each group's CFS periods that ended throttled over the window."""
+    groups_ms_per_call: float
+    outside_ms_per_call: float
+    """The machine's busy CPU outside the groups per call: nginx, wrk, PostgreSQL, dockerd,
+    the shims, and whatever else the machine ran (it is shared)."""
+    outside_by_name_ms_per_call: dict[str, float]
+    """The same by process name (OUTSIDE, ``other``: of the processes alive at both ends of
+    the window; ``wrk``: its own resource usage)."""
 
 
-def measure(postgres: PostgresServer, count: int) -> Run:
+def measure(postgres: PostgresServer, size: int) -> Run:
     work = Path(tempfile.mkdtemp(prefix="fnagent-bench-cluster-"))
     work.chmod(0o755)
     instance = f"bench-{uuid.uuid4().hex[:8]}"
     try:
-        with agents_behind_nginx(work, postgres.create_database(), count, instance) as (
-            front,
-            labels,
-        ):
-            script = work / "cycle.lua"
-            script.write_text(lua(deploy_fns(front)))
-            _wrk(front, 2 * FNS, script, 2)  # warm
-            loaded = _wrk(front, 2 * FNS, script, DURATION_S)
+        with agents_behind_nginx(work, postgres.create_database(), size, instance) as cluster:
+            paths = [path for placed in place_fns(cluster) for path in placed]
+            warm(cluster.front, paths)
+            launched = containers(cluster.labels)
+            if launched != [FNS_PER_AGENT] * size:
+                raise RuntimeError(f"containers per agent after the warm-up: {launched}")
+            for group in cluster.groups:
+                group.set_quota(AGENT_CPUS)
+            script = work / "pinned.lua"
+            script.write_text(lua(paths))
+            pinned_wrk(cluster.front, paths, script, 2)  # warm, under the quota
+            busy0, idle0 = machine_cpu_s()
+            used0 = [group.usage_s() for group in cluster.groups]
+            periods0 = [group.throttled() for group in cluster.groups]
+            outside0 = outside_snapshot(cluster.groups)
+            wrk0 = children_cpu_s()
+            start = time.monotonic()
+            loaded = pinned_wrk(cluster.front, paths, script, DURATION_S)
+            elapsed = time.monotonic() - start
+            wrk = children_cpu_s() - wrk0
+            busy1, idle1 = machine_cpu_s()
+            outside = outside_cpu_s(outside0, outside_snapshot(cluster.groups))
+            used = [g.usage_s() - u for g, u in zip(cluster.groups, used0, strict=True)]
+            periods = [
+                (g.throttled()[0] - p[0], g.throttled()[1] - p[1])
+                for g, p in zip(cluster.groups, periods0, strict=True)
+            ]
+            calls = max(1, int(loaded["total"]))
+
+            def per_call(cpu_s: float) -> float:
+                return round(cpu_s * 1000 / calls, 3)
+
+            groups_cpus = [round(u / elapsed, 3) for u in used]
             return Run(
+                size=size,
                 rate=loaded["rate"],
                 total=int(loaded["total"]),
                 errors=int(loaded["errors"]),
-                spread=spread(labels),
+                non2xx=int(loaded["non2xx"]),
+                timeouts=int(loaded["timeouts"]),
+                p99_ms=loaded["p99"],
+                containers=containers(cluster.labels),
+                bound="share" if min(groups_cpus) >= SHARE_BOUND * AGENT_CPUS else "machine",
+                idle_cpus=round((idle1 - idle0) / elapsed, 2),
+                groups_cpus=groups_cpus,
+                throttled=[round(t / n, 2) if n else 0.0 for n, t in periods],
+                groups_ms_per_call=per_call(sum(used)),
+                outside_ms_per_call=per_call(busy1 - busy0 - sum(used)),
+                outside_by_name_ms_per_call={
+                    **{name: per_call(cpu_s) for name, cpu_s in outside.items()},
+                    "wrk": per_call(wrk),
+                },
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -271,39 +497,47 @@ def main() -> Report:
     try:
         for _ in range(ROUNDS):
             for size in SIZES:
-                runs[size].append(measure(postgres, size))
+                run = measure(postgres, size)
+                print(f"    {size} agent(s): {json.dumps(asdict(run))}", flush=True)
+                runs[size].append(run)
     finally:
         postgres.remove()
 
-    def rate(size: int) -> float:
-        return round(statistics.median(r.rate for r in runs[size]), 1)
-
-    one = rate(1)
-    for size in SIZES:
-        target = ">= 2.5x 1 agent" if size == 3 else ""
-        report.add(
-            Row(
-                f"hot invokes/s through nginx, {size} agent{'s' if size > 1 else ''}",
-                rate(size),
-                "1/s",
-                "1 agent" if size > 1 else "",
-                one if size > 1 else None,
-                target,
-                sum(r.total for r in runs[size]),
+    def add_rows(chosen: dict[int, list[Run]], which: str) -> None:
+        if not all(chosen.values()):
+            print(f"  (no {which}: some size has none)")
+            return
+        rates = {size: round(statistics.median(r.rate for r in chosen[size]), 1) for size in SIZES}
+        for size in SIZES:
+            report.add(
+                Row(
+                    f"hot invokes/s through nginx, {size} agent{'s' if size > 1 else ''}, {which}",
+                    rates[size],
+                    "1/s",
+                    "1 agent" if size > 1 else "",
+                    rates[1] if size > 1 else None,
+                    ">= 2.5x 1 agent" if size == 3 else "",
+                    len(chosen[size]),
+                )
             )
-        )
+
+    add_rows(runs, "all runs")
+    add_rows({size: [r for r in runs[size] if r.bound == "share"] for size in SIZES}, "share-bound")
     errors = sum(r.errors for size in SIZES for r in runs[size])
     report.add(Row("errors (non-2xx, socket), all runs", errors, "count", target="0"))
     report.notes = {
         "agent_and_containers_cpus": AGENT_CPUS,
-        "fns": FNS,
-        "connections": 2 * FNS,
+        "fns_per_agent": FNS_PER_AGENT,
         "duration_s": DURATION_S,
         "rounds": ROUNDS,
-        "containers_per_agent": {str(size): [r.spread for r in runs[size]] for size in SIZES},
+        "share_bound": SHARE_BOUND,
+        "runs": {str(size): [asdict(r) for r in runs[size]] for size in SIZES},
         "method": "each agent and its function containers (FN_DOCKER_CGROUP_PARENT) in one "
-        "CPU cgroup with a CFS quota of agent_and_containers_cpus; one container per fn "
-        "(max-concurrency 1); wrk cycles through the fns' invoke URLs through nginx; nginx, "
-        "wrk and PostgreSQL unconfined",
+        "CPU cgroup; every agent serves fns_per_agent fns (placed by the header nginx adds), "
+        "one container each (max-concurrency 1), launched with no quota; then the CFS quota "
+        "of agent_and_containers_cpus is set and only the hot steady state is measured: wrk, "
+        "one thread and one connection per fn, pinned to it, through nginx; nginx, wrk, "
+        "PostgreSQL, dockerd and the shims run outside the quotas (outside_ms_per_call, "
+        "idle_cpus: the machine's idle CPUs over the window)",
     }
     return report

@@ -63,13 +63,13 @@ def _request(
 
 
 def _wrk(
-    url: str, connections: int, script: Path, duration_s: float = DURATION_S
+    url: str, connections: int, script: Path, duration_s: float = DURATION_S, threads: int = 1
 ) -> dict[str, float]:
     done = subprocess.run(
         [
             "wrk",
             "-t",
-            "1",
+            str(threads),
             "-c",
             str(connections),
             "-d",
@@ -94,23 +94,21 @@ def _wrk(
 
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    errors = 0
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        errors += int(non2xx.group(1))
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), "
         r"timeout (\d+)",
         out,
     )
-    if socket_errors:
-        errors += sum(int(g) for g in socket_errors.groups())
+    counts = [int(g) for g in socket_errors.groups()] if socket_errors else [0, 0, 0, 0]
     return {
         "p50": latency("50"),
         "p99": latency("99"),
         "rate": rate,
         "total": total,
-        "errors": errors,
+        "errors": (int(non2xx.group(1)) if non2xx else 0) + sum(counts),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "timeouts": counts[3],
     }
 
 
