@@ -28,8 +28,16 @@ containerd shims (every call's log frames, which the FDK writes on stdout and st
 through them to the agent's attach stream). They scale with the rate, so the shares must
 leave them room, or the machine, not the shares, is what is measured: the notes record,
 for each run, the machine's idle CPU and the CPU of the groups and of the rest (ms per
-call) over the measured window, and how often the groups were throttled. The sizes are
-interleaved and repeated (``BENCH_CLUSTER_ROUNDS``, 3); the median per size is reported.
+call) over the measured window, and how often the groups were throttled. Measured here:
+about 1 ms of CPU outside per call (dockerd 0.3-0.4, the shims 0.2-0.3, nginx 0.15-0.2,
+PostgreSQL 0.1-0.2, wrk) against 2-2.7 ms inside a group; a 0.25-CPU share serves about
+100 calls/s, so 3 agents take 0.75 CPU and their calls about 0.3 more, which leaves the
+machine room (at 0.5 CPU each, 3 agents and their calls' outside work needed all of it).
+
+The sizes are interleaved and repeated (``BENCH_CLUSTER_ROUNDS``, 3); the median per size
+is reported over all runs, and again over the runs the shares bound (``bound``: every group
+used at least SHARE_BOUND of its share; on a shared machine a busy neighbour can leave a
+group less, and such a run measures the neighbour).
 """
 
 from __future__ import annotations
@@ -397,6 +405,18 @@ def containers(labels: list[str]) -> list[int]:
     return counts
 
 
+def starts(agents: list[str]) -> dict[str, int]:
+    """The agents' starts so far, summed: {cold, thawed, hot} (their /v2/stats)."""
+    summed: dict[str, int] = {"cold": 0, "thawed": 0, "hot": 0}
+    for agent in agents:
+        status, body = http_get(f"http://{agent}/v2/stats", timeout_s=30)
+        if status != 200:
+            raise RuntimeError(f"{agent}/v2/stats: {status} {body[:200]!r}")
+        for kind, count in json.loads(body)["starts"].items():
+            summed[kind] = summed.get(kind, 0) + count
+    return summed
+
+
 @dataclass
 class Run:
     size: int
@@ -407,6 +427,10 @@ class Run:
     timeouts: int
     """wrk's (2 s)."""
     p99_ms: float
+    max_ms: float
+    starts: dict[str, int]
+    """The agents' starts over the window (their /v2/stats): cold (a launch), thawed (a
+    frozen container: idle for FN_FREEZE_IDLE_MSECS, 50 ms), hot."""
     containers: list[int]
     """Function containers per agent, after the run (FNS_PER_AGENT each, unless one
     launched)."""
@@ -449,10 +473,12 @@ def measure(postgres: PostgresServer, size: int) -> Run:
             periods0 = [group.throttled() for group in cluster.groups]
             outside0 = outside_snapshot(cluster.groups)
             wrk0 = children_cpu_s()
+            starts0 = starts(cluster.agents)
             start = time.monotonic()
             loaded = pinned_wrk(cluster.front, paths, script, DURATION_S)
             elapsed = time.monotonic() - start
             wrk = children_cpu_s() - wrk0
+            started = starts(cluster.agents)
             busy1, idle1 = machine_cpu_s()
             outside = outside_cpu_s(outside0, outside_snapshot(cluster.groups))
             used = [g.usage_s() - u for g, u in zip(cluster.groups, used0, strict=True)]
@@ -474,6 +500,8 @@ def measure(postgres: PostgresServer, size: int) -> Run:
                 non2xx=int(loaded["non2xx"]),
                 timeouts=int(loaded["timeouts"]),
                 p99_ms=loaded["p99"],
+                max_ms=loaded["max"],
+                starts={kind: started[kind] - starts0[kind] for kind in started},
                 containers=containers(cluster.labels),
                 bound="share" if min(groups_cpus) >= SHARE_BOUND * AGENT_CPUS else "machine",
                 idle_cpus=round((idle1 - idle0) / elapsed, 2),

@@ -85,10 +85,10 @@ def _wrk(
     )
     out = done.stdout
 
-    def latency(pct: str) -> float:
-        match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)", out, re.MULTILINE)
+    def latency(pattern: str) -> float:
+        match = re.search(pattern + r"([\d.]+)(us|ms|s)\b", out, re.MULTILINE)
         if not match:
-            raise RuntimeError(f"no {pct}% latency in wrk output:\n{out}")
+            raise RuntimeError(f"no latency {pattern!r} in wrk output:\n{out}")
         value, unit = float(match.group(1)), match.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
@@ -102,8 +102,9 @@ def _wrk(
     )
     counts = [int(g) for g in socket_errors.groups()] if socket_errors else [0, 0, 0, 0]
     return {
-        "p50": latency("50"),
-        "p99": latency("99"),
+        "p50": latency(r"^\s+50%\s+"),
+        "p99": latency(r"^\s+99%\s+"),
+        "max": latency(r"^\s+Latency\s+\S+\s+\S+\s+"),
         "rate": rate,
         "total": total,
         "errors": (int(non2xx.group(1)) if non2xx else 0) + sum(counts),
