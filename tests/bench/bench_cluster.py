@@ -11,17 +11,18 @@ The agent runs in a child of it; its containers go under it through FN_DOCKER_CG
 
 What it measures is the hot steady state, nothing else: every agent serves the same number
 of fns, ``FNS_PER_AGENT`` (4), each kept by one container (``fnagent.io/max-concurrency: 1``,
-an hour's idle timeout) and loaded by one wrk connection of its own (one wrk thread per
-connection, each pinned to its fn's invoke URL), so each agent is loaded on its own and no
-agent paces another's calls. The fns are placed before any is called: fns are created until
-every agent has its four (which agent serves a fn is read from a header,
+an hour's idle timeout, the fixed keep-alive policy) and loaded by one wrk connection of its
+own (one wrk thread per connection, pinned to its fn's invoke URL), so each agent is loaded
+on its own and no agent paces another's calls. The fns are placed before any is called: fns
+are created until every agent has its four (which agent serves a fn is read from a header,
 ``X-Fnagent-Upstream: $upstream_addr``, that the bench's copy of the nginx config adds);
 the others are left uncalled. The warm-up runs with no quota (a Python FDK's cold start at a
-quarter of a CPU of a busy machine takes longer than the agent's start timeout, which does
-not forgive the container's own throttling): it launches every container the run needs,
-checks that each agent has exactly its four, then the quota is set (a CFS quota can change
-at run time), wrk warms for 2 s and measures for ``BENCH_CLUSTER_DURATION_S`` (8) s; the
-containers are counted again after it (a launch inside the run would show).
+quarter of a CPU of a busy machine can outlast the agent's start timeout, which does not
+forgive the container's own throttling): it launches every container the run needs and
+checks that each agent has exactly its four; then the quota is set (a CFS quota can change
+at run time), wrk warms for 2 s and measures for ``BENCH_CLUSTER_DURATION_S`` (8) s. The
+agents' starts over the window (``starts``: cold ones would be launches inside the run) and
+the containers after it are recorded.
 
 What runs outside the shares: nginx, wrk, PostgreSQL (the call records), dockerd and the
 containerd shims (every call's log frames, which the FDK writes on stdout and stderr, pass
@@ -249,6 +250,11 @@ def agents_behind_nginx(work: Path, db_url: str, count: int, instance: str) -> I
         "FN_EXPERIMENTAL_PREFORK_POOL_SIZE": "0",
         # A Python FDK starting on a busy 2-core machine takes seconds.
         "FN_HOT_START_TIMEOUT_MSECS": "60000",
+        # Every fn keeps its container for its idle_timeout: the adaptive keep-alive, having
+        # seen only back-to-back calls, removes a container after a second's pause (such as
+        # the one between the warm-up and the run), and its cold start under the quota then
+        # falls inside the run (a wrk timeout, a cold start in the window's starts).
+        "FN_KEEPALIVE_POLICY": "fixed",
         "FNAGENT_LOG_LEVEL": "WARNING",
     }
     processes: list[subprocess.Popen[bytes]] = []
