@@ -84,8 +84,8 @@ class CpuGroup:
     containers in children Docker makes (FN_DOCKER_CGROUP_PARENT=/<name>), so the quota
     bounds them together. Its CPU time (``usage_s``) and throttled periods (``throttled``)
     count them all: cgroup v2's ``cpu.stat``, or v1's ``cpuacct`` group of the same name
-    (v1 has one tree per controller; the agent joins both, Docker makes its containers'
-    groups in every tree)."""
+    (v1 mounts one tree per controller, or one for both; the agent joins each, Docker makes
+    its containers' groups in every tree)."""
 
     V1 = Path("/sys/fs/cgroup/cpu")
     V1_ACCT = Path("/sys/fs/cgroup/cpuacct")
@@ -104,8 +104,11 @@ class CpuGroup:
             self.path.mkdir()
             (self.path / "cpu.cfs_period_us").write_text(f"{CGROUP_PERIOD_US}\n")
             self.acct = self.V1_ACCT / name
-            self.acct.mkdir()
-            (self.acct / "agent").mkdir()
+            if self.acct.resolve() == self.path.resolve():  # one tree: cpu,cpuacct
+                self.acct = self.path
+            else:
+                self.acct.mkdir()
+                (self.acct / "agent").mkdir()
         else:
             raise RuntimeError("no CPU cgroup controller to give each agent its share")
         (self.path / "agent").mkdir()
