@@ -74,6 +74,7 @@ ROUNDS = int(os.environ.get("BENCH_CLUSTER_ROUNDS") or 3)
 UPSTREAM_HEADER = "X-Fnagent-Upstream"
 SHARE_BOUND = 0.9
 """A run is bound by the shares when every group used at least this much of its share."""
+LOG_LINES = 5
 MAX_FNS = 60
 """Fns created at most to find ``FNS_PER_AGENT`` for every agent (the hash is uneven)."""
 
@@ -318,6 +319,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _tail_lines(log: Path) -> list[str]:
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-LOG_LINES:]
+
+
 def _wait(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 60
     while http_get(url)[0] != 200:
@@ -459,6 +465,9 @@ class Run:
     outside_by_name_ms_per_call: dict[str, float]
     """The same by process name (OUTSIDE, ``other``: of the processes alive at both ends of
     the window; ``wrk``: its own resource usage)."""
+    agent_log: list[str]
+    """The agents' last log lines (warnings and errors: a failed freeze or thaw, a failed
+    container), at most LOG_LINES per agent, from the start up to the end of the run."""
 
 
 def measure(postgres: PostgresServer, size: int) -> Run:
@@ -522,6 +531,11 @@ def measure(postgres: PostgresServer, size: int) -> Run:
                     **{name: per_call(cpu_s) for name, cpu_s in outside.items()},
                     "wrk": per_call(wrk),
                 },
+                agent_log=[
+                    f"agent{k}: {line[:400]}"
+                    for k in range(size)
+                    for line in _tail_lines(work / f"agent{k}" / "serve.log")
+                ],
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
