@@ -259,7 +259,7 @@ def agents_behind_nginx(work: Path, db_url: str, count: int, instance: str) -> I
         # the one between the warm-up and the run), and its cold start under the quota then
         # falls inside the run (a wrk timeout, a cold start in the window's starts).
         "FN_KEEPALIVE_POLICY": "fixed",
-        "FNAGENT_LOG_LEVEL": "WARNING",
+        "FNAGENT_LOG_LEVEL": os.environ.get("FNAGENT_LOG_LEVEL") or "WARNING",
     }
     processes: list[subprocess.Popen[bytes]] = []
     groups: list[CpuGroup] = []
@@ -432,6 +432,23 @@ def starts(agents: list[str]) -> dict[str, int]:
     return summed
 
 
+def container_events(labels: list[str], since: float) -> list[str]:
+    """The die, kill and oom events of the agents' containers since ``since`` (unix time)."""
+    found = []
+    for k, label in enumerate(labels):
+        listed = subprocess.run(
+            ["docker", "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}"]
+            + ["--filter", f"label=fnagent.instance={label}"]
+            + [f"--filter=event={event}" for event in ("die", "kill", "oom")]
+            + ["--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        found += [f"agent{k}: {line[:300]}" for line in listed.stdout.splitlines() if line]
+    return found
+
+
 @dataclass
 class Run:
     size: int
@@ -465,6 +482,9 @@ class Run:
     outside_by_name_ms_per_call: dict[str, float]
     """The same by process name (OUTSIDE, ``other``: of the processes alive at both ends of
     the window; ``wrk``: its own resource usage)."""
+    container_events: list[str]
+    """The agents' containers that died, were killed or ran out of memory over the warm wrk
+    and the window (Docker's events): a replaced container shows here."""
     agent_log: list[str]
     """The agents' last log lines (warnings and errors: a failed freeze or thaw, a failed
     container), at most LOG_LINES per agent, from the start up to the end of the run."""
@@ -485,6 +505,7 @@ def measure(postgres: PostgresServer, size: int) -> Run:
                 group.set_quota(AGENT_CPUS)
             script = work / "pinned.lua"
             script.write_text(lua(paths))
+            warm_from = time.time()
             pinned_wrk(cluster.front, paths, script, 2)  # warm, under the quota
             busy0, idle0 = machine_cpu_s()
             used0 = [group.usage_s() for group in cluster.groups]
@@ -531,6 +552,7 @@ def measure(postgres: PostgresServer, size: int) -> Run:
                     **{name: per_call(cpu_s) for name, cpu_s in outside.items()},
                     "wrk": per_call(wrk),
                 },
+                container_events=container_events(cluster.labels, warm_from),
                 agent_log=[
                     f"agent{k}: {line[:400]}"
                     for k in range(size)
