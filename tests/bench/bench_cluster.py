@@ -20,9 +20,14 @@ the others are left uncalled. The warm-up runs with no quota (a Python FDK's col
 quarter of a CPU of a busy machine can outlast the agent's start timeout, which does not
 forgive the container's own throttling): it launches every container the run needs and
 checks that each agent has exactly its four; then the quota is set (a CFS quota can change
-at run time), wrk warms for 2 s and measures for ``BENCH_CLUSTER_DURATION_S`` (8) s. The
-agents' starts over the window (``starts``: cold ones would be launches inside the run) and
-the containers after it are recorded.
+at run time) and one wrk run spans a 2 s warm-up under the quota, the window
+(``BENCH_CLUSTER_DURATION_S``, 8 s) and a 1 s tail; the window's calls are counted by the
+agents (``/v2/stats``). Not two wrk runs: wrk's end closes connections with calls in flight,
+nginx closes its own to the agents, and an agent retires a container whose call was
+cancelled (it may still be running), so a second run began with cold starts under the quota
+(seen as kill events, cold starts and wrk timeouts). The agents' starts over the window
+(``starts``: cold ones would be launches inside it), the containers at its end and their
+Docker events are recorded.
 
 What runs outside the shares: nginx, wrk, PostgreSQL (the call records), dockerd and the
 containerd shims (every call's log frames, which the FDK writes on stdout and stderr, pass
@@ -45,7 +50,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -70,6 +74,8 @@ FNS_PER_AGENT = 4
 SIZES = (1, 2, 3)
 CGROUP_PERIOD_US = 100_000
 DURATION_S = float(os.environ.get("BENCH_CLUSTER_DURATION_S") or 8)
+WARM_S = 2.0
+TAIL_S = 1.0
 ROUNDS = int(os.environ.get("BENCH_CLUSTER_ROUNDS") or 3)
 UPSTREAM_HEADER = "X-Fnagent-Upstream"
 SHARE_BOUND = 0.9
@@ -184,9 +190,8 @@ def machine_cpu_s() -> tuple[float, float]:
     return (sum(fields[:8]) - idle) / tick, idle / tick
 
 
-OUTSIDE = ("dockerd", "containerd-shim", "containerd", "nginx", "postgres")
-"""The processes outside the groups that the calls use, by name; the rest is ``other``
-(wrk is counted apart, from its own resource usage)."""
+OUTSIDE = ("dockerd", "containerd-shim", "containerd", "nginx", "postgres", "wrk")
+"""The processes outside the groups that the calls use, by name; the rest is ``other``."""
 
 
 def outside_snapshot(groups: list[CpuGroup]) -> dict[tuple[int, int], tuple[str, float]]:
@@ -225,12 +230,6 @@ def outside_cpu_s(
         if process in before:
             spent[key] += used - before[process][1]
     return spent
-
-
-def children_cpu_s() -> float:
-    """CPU seconds of this process's children that ended and were waited for (wrk)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass
@@ -420,14 +419,17 @@ def containers(labels: list[str]) -> list[int]:
     return counts
 
 
-def starts(agents: list[str]) -> dict[str, int]:
-    """The agents' starts so far, summed: {cold, thawed, hot} (their /v2/stats)."""
-    summed: dict[str, int] = {"cold": 0, "thawed": 0, "hot": 0}
+def counters(agents: list[str]) -> dict[str, int]:
+    """The agents' calls and starts so far, summed: {calls, cold, thawed, hot} (their
+    /v2/stats; a call is counted when it ends)."""
+    summed: dict[str, int] = {"calls": 0, "cold": 0, "thawed": 0, "hot": 0}
     for agent in agents:
         status, body = http_get(f"http://{agent}/v2/stats", timeout_s=30)
         if status != 200:
             raise RuntimeError(f"{agent}/v2/stats: {status} {body[:200]!r}")
-        for kind, count in json.loads(body)["starts"].items():
+        stats = json.loads(body)
+        summed["calls"] += int(stats["calls"])
+        for kind, count in stats["starts"].items():
             summed[kind] = summed.get(kind, 0) + count
     return summed
 
@@ -453,19 +455,23 @@ def container_events(labels: list[str], since: float) -> list[str]:
 class Run:
     size: int
     rate: float
+    """Calls/s over the window, counted by the agents (/v2/stats)."""
     total: int
+    """Calls over the window."""
     errors: int
+    """wrk's over its whole run (warm-up, window, tail): non-2xx and socket errors."""
     non2xx: int
     timeouts: int
-    """wrk's (2 s)."""
+    """wrk's (a call over 2 s)."""
     p99_ms: float
+    """wrk's latencies, over its whole run."""
     max_ms: float
     starts: dict[str, int]
     """The agents' starts over the window (their /v2/stats): cold (a launch), thawed (a
     frozen container: idle for FN_FREEZE_IDLE_MSECS, 50 ms), hot."""
     containers: list[int]
-    """Function containers per agent, after the run (FNS_PER_AGENT each, unless one
-    launched)."""
+    """Function containers per agent at the window's end (FNS_PER_AGENT each, unless one
+    was launched or removed)."""
     bound: str
     """``share`` when every group used at least SHARE_BOUND of its share over the window,
     else ``machine`` (the machine, shared, did not give a group its share)."""
@@ -480,11 +486,12 @@ class Run:
     """The machine's busy CPU outside the groups per call: nginx, wrk, PostgreSQL, dockerd,
     the shims, and whatever else the machine ran (it is shared)."""
     outside_by_name_ms_per_call: dict[str, float]
-    """The same by process name (OUTSIDE, ``other``: of the processes alive at both ends of
-    the window; ``wrk``: its own resource usage)."""
+    """The same by process name (OUTSIDE, ``other``), of the processes alive at both ends of
+    the window."""
     container_events: list[str]
-    """The agents' containers that died, were killed or ran out of memory over the warm wrk
-    and the window (Docker's events): a replaced container shows here."""
+    """The agents' containers that died, were killed or ran out of memory from the start of
+    wrk's run to its end (Docker's events): a replaced container shows here, and so may the
+    containers whose calls wrk's end cut (after the window)."""
     agent_log: list[str]
     """The agents' last log lines (warnings and errors: a failed freeze or thaw, a failed
     container), at most LOG_LINES per agent, from the start up to the end of the run."""
@@ -505,27 +512,37 @@ def measure(postgres: PostgresServer, size: int) -> Run:
                 group.set_quota(AGENT_CPUS)
             script = work / "pinned.lua"
             script.write_text(lua(paths))
+            # One wrk run spans the warm-up under the quota, the window and a tail: when wrk
+            # ends, it closes its connections with calls in flight, nginx closes theirs to the
+            # agents, and an agent retires a container whose call was cancelled (it may still
+            # be running): a second wrk run would start with cold starts under the quota. So
+            # the window is measured inside the run, its calls counted by the agents.
             warm_from = time.time()
-            pinned_wrk(cluster.front, paths, script, 2)  # warm, under the quota
-            busy0, idle0 = machine_cpu_s()
-            used0 = [group.usage_s() for group in cluster.groups]
-            periods0 = [group.throttled() for group in cluster.groups]
-            outside0 = outside_snapshot(cluster.groups)
-            wrk0 = children_cpu_s()
-            starts0 = starts(cluster.agents)
-            start = time.monotonic()
-            loaded = pinned_wrk(cluster.front, paths, script, DURATION_S)
-            elapsed = time.monotonic() - start
-            wrk = children_cpu_s() - wrk0
-            started = starts(cluster.agents)
-            busy1, idle1 = machine_cpu_s()
-            outside = outside_cpu_s(outside0, outside_snapshot(cluster.groups))
-            used = [g.usage_s() - u for g, u in zip(cluster.groups, used0, strict=True)]
-            periods = [
-                (g.throttled()[0] - p[0], g.throttled()[1] - p[1])
-                for g, p in zip(cluster.groups, periods0, strict=True)
-            ]
-            calls = max(1, int(loaded["total"]))
+            with ThreadPoolExecutor(1) as background:
+                loading = background.submit(
+                    pinned_wrk, cluster.front, paths, script, WARM_S + DURATION_S + TAIL_S
+                )
+                time.sleep(WARM_S)
+                busy0, idle0 = machine_cpu_s()
+                used0 = [group.usage_s() for group in cluster.groups]
+                periods0 = [group.throttled() for group in cluster.groups]
+                outside0 = outside_snapshot(cluster.groups)
+                counted0 = counters(cluster.agents)
+                start = time.monotonic()
+                time.sleep(DURATION_S)
+                counted = counters(cluster.agents)
+                elapsed = time.monotonic() - start
+                busy1, idle1 = machine_cpu_s()
+                outside = outside_cpu_s(outside0, outside_snapshot(cluster.groups))
+                used = [g.usage_s() - u for g, u in zip(cluster.groups, used0, strict=True)]
+                periods = [
+                    (g.throttled()[0] - p[0], g.throttled()[1] - p[1])
+                    for g, p in zip(cluster.groups, periods0, strict=True)
+                ]
+                in_window = containers(cluster.labels)
+                loaded = loading.result()
+            window = {kind: counted[kind] - counted0[kind] for kind in counted}
+            calls = max(1, window["calls"])
 
             def per_call(cpu_s: float) -> float:
                 return round(cpu_s * 1000 / calls, 3)
@@ -533,15 +550,15 @@ def measure(postgres: PostgresServer, size: int) -> Run:
             groups_cpus = [round(u / elapsed, 3) for u in used]
             return Run(
                 size=size,
-                rate=loaded["rate"],
-                total=int(loaded["total"]),
+                rate=round(window["calls"] / elapsed, 2),
+                total=window["calls"],
                 errors=int(loaded["errors"]),
                 non2xx=int(loaded["non2xx"]),
                 timeouts=int(loaded["timeouts"]),
                 p99_ms=loaded["p99"],
                 max_ms=loaded["max"],
-                starts={kind: started[kind] - starts0[kind] for kind in started},
-                containers=containers(cluster.labels),
+                starts={kind: window[kind] for kind in ("cold", "thawed", "hot")},
+                containers=in_window,
                 bound="share" if min(groups_cpus) >= SHARE_BOUND * AGENT_CPUS else "machine",
                 idle_cpus=round((idle1 - idle0) / elapsed, 2),
                 groups_cpus=groups_cpus,
@@ -549,8 +566,7 @@ def measure(postgres: PostgresServer, size: int) -> Run:
                 groups_ms_per_call=per_call(sum(used)),
                 outside_ms_per_call=per_call(busy1 - busy0 - sum(used)),
                 outside_by_name_ms_per_call={
-                    **{name: per_call(cpu_s) for name, cpu_s in outside.items()},
-                    "wrk": per_call(wrk),
+                    name: per_call(cpu_s) for name, cpu_s in outside.items()
                 },
                 container_events=container_events(cluster.labels, warm_from),
                 agent_log=[
