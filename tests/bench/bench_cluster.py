@@ -7,7 +7,10 @@ gets a CPU share instead: the agent process and its function containers run in o
 cgroup with a CFS quota of ``BENCH_CLUSTER_CPUS`` (0.25 CPU; cgroup v1's ``cpu`` controller,
 with a ``cpuacct`` group beside it to count the group's CPU, or v2's ``cpu.max``; root only).
 The agent runs in a child of it; its containers go under it through FN_DOCKER_CGROUP_PARENT
-(Docker's ``--cgroup-parent``), so the agent and all its functions share the quota.
+(Docker's ``--cgroup-parent``), so the agent and all its functions share the quota. The
+group weighs 10 default groups (v1's ``cpu.shares``, v2's ``cpu.weight``), so that the quota
+is a reservation, as a host of its own would be: without it, the other sessions of a shared
+machine left a group less than its share in about a third of the runs.
 
 What it measures is the hot steady state, nothing else: every agent serves the same number
 of fns, ``FNS_PER_AGENT`` (4), each kept by one container (``fnagent.io/max-concurrency: 1``,
@@ -119,6 +122,12 @@ class CpuGroup:
         else:
             raise RuntimeError("no CPU cgroup controller to give each agent its share")
         (self.path / "agent").mkdir()
+        # A weight of 10 default groups: the quota is a reservation, as a host of its own would
+        # be, so a busy neighbour on a shared machine cannot leave the group less than it.
+        if self.v2:
+            (self.path / "cpu.weight").write_text(f"{10 * 100}\n")
+        else:
+            (self.path / "cpu.shares").write_text(f"{10 * 1024}\n")
         self.set_quota(None)
 
     def set_quota(self, cpus: float | None) -> None:
