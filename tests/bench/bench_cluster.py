@@ -38,10 +38,11 @@ through them to the agent's attach stream). They scale with the rate, so the sha
 leave them room, or the machine, not the shares, is what is measured: the notes record,
 for each run, the machine's idle CPU and the CPU of the groups and of the rest (ms per
 call) over the measured window, and how often the groups were throttled. Measured here:
-about 1 ms of CPU outside per call (dockerd 0.3-0.4, the shims 0.2-0.3, nginx 0.15-0.2,
-PostgreSQL 0.1-0.2, wrk) against 2-2.7 ms inside a group; a 0.25-CPU share serves about
-100 calls/s, so 3 agents take 0.75 CPU and their calls about 0.3 more, which leaves the
-machine room (at 0.5 CPU each, 3 agents and their calls' outside work needed all of it).
+about 1 ms of CPU outside per call (dockerd 0.25-0.4, the shims 0.15-0.25, nginx 0.1-0.2,
+PostgreSQL 0.1-0.15, wrk 0.05-0.09) against 1.5-2.7 ms inside a group; a 0.25-CPU share
+serves 90-170 calls/s, so 3 agents take 0.75 CPU and their calls about 0.3 more, which
+leaves the machine room (at 0.5 CPU each, 3 agents and their calls' outside work needed all
+of it: no run was bound by the shares).
 
 The sizes are interleaved and repeated (``BENCH_CLUSTER_ROUNDS``, 3); the median per size
 is reported over all runs, and again over the runs the shares bound (``bound``: every group
