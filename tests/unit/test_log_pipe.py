@@ -112,3 +112,14 @@ async def test_each_hot_container_writes_into_a_dir_of_its_own_beside_its_socket
 async def test_with_docker_the_output_stays_attached() -> None:
     seen = await output_dirs(log_pipe="docker")
     assert [out for out, _ in seen] == [None, None]
+
+
+async def test_the_docker_driver_refuses_a_shell_that_is_not_static_at_start(
+    tmp_path: Path,
+) -> None:
+    from drivers.docker import DockerDriver
+
+    driver = DockerDriver(DockerConfig(instance_id="i", output_shell=str(tmp_path / "none")))
+    with pytest.raises(InvalidInputError, match="or set FN_LOG_PIPE=docker"):
+        async with driver:
+            pass
