@@ -359,6 +359,7 @@ class DockerWaitResult(WaitResult):
             return self.result
         task = self._cookie.task
         timeout = task.timeout_s
+        pipes = self._cookie.pipes
         try:
             with anyio.fail_after(timeout) if timeout else nullcontext():
                 async with anyio.create_task_group() as tg:
@@ -366,16 +367,16 @@ class DockerWaitResult(WaitResult):
                         tg.start_soon(feed_input, self._stream, task.input)
                     if task.write_stat is not None:
                         tg.start_soon(self._cookie.sample_stats)
-                    pipes = self._cookie.pipes
                     if pipes is not None:
                         tg.start_soon(pipes.copy, task.logger)
                     await copy_output(self._stream, task.logger)
                     tg.cancel_scope.cancel()
-                if pipes is not None:
-                    # The attach connection ends with the container: its processes, the
-                    # FIFOs' writers, are gone.
-                    await pipes.drain(task.logger)
                 self.result = await self._exit_result()
+                if pipes is not None:
+                    # The container has stopped (Docker's wait returned): every process of
+                    # it, every writer of the FIFOs, is gone. The attach connection may end
+                    # a little earlier, as the init process closes its files.
+                    await pipes.drain(task.logger)
         except TimeoutError:
             await self._cookie.kill()
             self.result = timed_out(timeout)

@@ -15,9 +15,9 @@ writes into FIFOs the driver reads (``OutputPipes``):
   command is not found) still goes to the attached streams, which stay attached.
 - The driver opens each FIFO read-write (``O_RDWR``) before the container starts: opening
   never blocks, the function's open finds a reader, and a read never sees an end of file
-  while the container lives (the driver holds a write end). The container's end is known from
-  its attach connection; then ``drain`` reads what is left (every writer is dead by then: the
-  container's processes die with its init) and the driver stops reading.
+  while the container lives (the driver holds a write end). Once the container has stopped
+  (Docker's wait returned: its processes, the FIFOs' writers, are all gone) ``drain`` reads
+  what is left and the driver stops reading.
 
 The FIFOs are read from the event loop's reader callbacks, one read per readiness, written to
 the task's sinks there and then. A sink that pushes back (its ``write`` returns an awaitable)
