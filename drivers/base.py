@@ -89,6 +89,12 @@ class ContainerTask:
     labels: dict[str, str] = field(default_factory=dict)
     extensions: dict[str, str] = field(default_factory=dict)
     uds_path: str | None = None
+    output_dir: str | None = None
+    """A host directory of this container's alone (no other container mounts it; the
+    function cannot write in it) where the driver may make pipes that the container's stdout
+    and stderr are written to directly, bypassing the container runtime (the Docker driver
+    does when its ``output_shell`` is set: drivers/docker/pipes.py). None: the output goes
+    through the runtime, attached."""
     secrets: dict[str, bytes] = field(default_factory=dict, repr=False)
     """name -> value: each is the read-only file ``/run/secrets/<name>`` in this container
     alone, readable by ``user``; never in the environment, labels or create options, and gone

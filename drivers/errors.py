@@ -108,6 +108,13 @@ class SecretFilesError(FnAgentError):
     default_message = "cannot make the function's secret files"
 
 
+class OutputPipesError(FnAgentError):
+    """A container's output pipes (drivers/docker/pipes.py) cannot be made."""
+
+    status = 500
+    default_message = "cannot make the function's output pipes"
+
+
 class ClosedError(FnAgentError):
     status = 500
     default_message = "used after aclose()"

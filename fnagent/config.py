@@ -101,6 +101,11 @@ DEFAULT_DB_STATEMENT_TIMEOUT_S = 5.0
 DB_SYNC_MODES = ("normal", "full")
 DEFAULT_DB_SYNC = "normal"
 KEEPALIVE_POLICIES = ("adaptive", "fixed")
+LOG_PIPE_DIRECT = "direct"
+LOG_PIPE_DOCKER = "docker"
+LOG_PIPES = (LOG_PIPE_DIRECT, LOG_PIPE_DOCKER)
+DEFAULT_LOG_PIPE = LOG_PIPE_DIRECT
+DEFAULT_LOG_PIPE_SHELL = "/bin/busybox"
 MIN_KEEPALIVE_RANGE_MS = 60_000
 
 
@@ -283,6 +288,14 @@ class AgentConfig:
     Engine API where it cannot be used); ``api`` only through the Engine API (docker pause)."""
     keepalive: KeepAliveConfig = field(default_factory=KeepAliveConfig)
     """How long idle containers are kept and when one is pre-warmed (FN_KEEPALIVE_*)."""
+    log_pipe: str = DEFAULT_LOG_PIPE
+    """Ours (FN_LOG_PIPE): how a hot container's stdout and stderr reach the agent:
+    ``direct``, through FIFOs in its socket dir that the function writes itself (its command
+    wrapped by ``log_pipe_shell``: drivers/docker/pipes.py); ``docker``, attached, through
+    containerd-shim and dockerd. One-off runs are always attached."""
+    log_pipe_shell: str = DEFAULT_LOG_PIPE_SHELL
+    """Ours (FN_LOG_PIPE_SHELL): the static shell that wraps a hot container's command with
+    ``log_pipe=direct`` (Debian's busybox-static), bind-mounted read-only into it."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AgentConfig:
@@ -346,6 +359,8 @@ class AgentConfig:
             docker_cgroup_parent=environ.get("FN_DOCKER_CGROUP_PARENT", "").strip() or None,
             freezer=_freezer_mode(environ),
             keepalive=KeepAliveConfig.from_env(environ),
+            log_pipe=_log_pipe(environ),
+            log_pipe_shell=environ.get("FN_LOG_PIPE_SHELL", "").strip() or DEFAULT_LOG_PIPE_SHELL,
         )
 
     def with_prefork(self, size: int | None) -> AgentConfig:
@@ -415,6 +430,7 @@ class AgentConfig:
             freezer=self.freezer,
             pool=pool,
             cgroup_parent=self.docker_cgroup_parent,
+            output_shell=self.log_pipe_shell if self.log_pipe == LOG_PIPE_DIRECT else None,
         )
 
 
@@ -427,6 +443,16 @@ def _freezer_mode(environ: Mapping[str, str]) -> FreezerMode:
     except ValueError:
         choices = " or ".join(mode.value for mode in FreezerMode)
         raise InvalidInputError(f"FN_FREEZER must be {choices}, got {text!r}") from None
+
+
+def _log_pipe(environ: Mapping[str, str]) -> str:
+    text = environ.get("FN_LOG_PIPE", "").strip().lower()
+    if not text:
+        return DEFAULT_LOG_PIPE
+    if text not in LOG_PIPES:
+        choices = " or ".join(LOG_PIPES)
+        raise InvalidInputError(f"FN_LOG_PIPE must be {choices}, got {text!r}")
+    return text
 
 
 def _db_sync(environ: Mapping[str, str]) -> str:

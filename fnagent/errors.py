@@ -22,6 +22,7 @@ this module only::
     ├── SocketDirError (500)                a container's socket dir cannot be made
     ├── SecretKeyError (500)                the secrets key is missing, unreadable or wrong
     ├── SecretFilesError (500)              a container's secret files cannot be made
+    ├── OutputPipesError (500)              a container's output pipes cannot be made
     ├── NetworkSetupError (500)             the function network or its host rule cannot be made
     ├── ImageError
     │   ├── ImageNotFoundError (404)        no such image or tag, or pull access denied
@@ -68,6 +69,7 @@ from drivers.errors import (
     MemoryNeverFitsError,
     NetworkSetupError,
     OutOfMemoryError,
+    OutputPipesError,
     PoolEmpty,
     PullTimeoutError,
     RegistryAuthError,
@@ -99,6 +101,7 @@ __all__ = [
     "NetworkSetupError",
     "NotFoundError",
     "OutOfMemoryError",
+    "OutputPipesError",
     "PoolEmpty",
     "PullTimeoutError",
     "ReceiveError",

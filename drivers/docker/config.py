@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from drivers.base import IOFS_MOUNT, SECRETS_MOUNT, ContainerTask
 from drivers.docker.freezer import FreezerMode
+from drivers.docker.pipes import PIPES_MOUNT, SHELL_MOUNT
 from drivers.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -130,6 +131,10 @@ class DockerConfig:
     cgroup_parent: str | None = None
     """Docker's ``--cgroup-parent`` for function containers (FN_DOCKER_CGROUP_PARENT); None:
     the daemon's default. A CPU or memory limit set on that cgroup bounds all of them."""
+    output_shell: str | None = None
+    """A static shell (busybox) on the host: a task with an ``output_dir`` then writes its
+    output into pipes there, its command wrapped by this shell, bind-mounted read-only
+    (drivers/docker/pipes.py). None: every container's output is attached."""
     function_network: FunctionNetwork | None = None
     """Made (unless it exists) and checked on entering the driver, before the pool starts; the
     host rule it implies is added then too (drivers/docker/network.py). Naming it in
@@ -155,6 +160,12 @@ def ulimits(config: DockerConfig) -> list[dict[str, Any]]:
         "msgqueue": config.msgqueue_bytes,
     }
     return [{"Name": name, "Soft": value, "Hard": value} for name, value in limits.items()]
+
+
+def direct_output(task: ContainerTask, config: DockerConfig) -> bool:
+    """Whether ``task``'s output goes through pipes of its own (drivers/docker/pipes.py)
+    rather than the attached streams."""
+    return task.output_dir is not None and config.output_shell is not None
 
 
 def container_options(
@@ -191,6 +202,10 @@ def container_options(
         host["Binds"].append(f"{task.uds_path}:{config.iofs_mount}")
     if secrets_dir:
         host["Binds"].append(f"{secrets_dir}:{SECRETS_MOUNT}:ro")
+    if direct_output(task, config):
+        assert task.output_dir is not None and config.output_shell is not None
+        host["Binds"].append(f"{config.output_shell}:{SHELL_MOUNT}:ro")
+        host["Binds"].append(f"{task.output_dir}:{PIPES_MOUNT}:ro")
     interactive = task.input is not None
     options: dict[str, Any] = {
         "Image": task.image,

@@ -20,6 +20,7 @@ import anyio
 from drivers.base import ContainerTask, Cookie, RunResult, RunStatus, WaitResult
 from drivers.docker.cpuwait import CpuWait, find_cpu_wait
 from drivers.docker.freezer import CgroupFreezer, FreezerMode, locate
+from drivers.docker.pipes import OutputPipes, command_of, wrap_command
 from drivers.docker.streams import (
     AttachedStream,
     copy_output,
@@ -27,7 +28,13 @@ from drivers.docker.streams import (
     take_socket,
     wrap_socket,
 )
-from drivers.errors import ClosedError, ContainerGoneError, DockerUnavailableError, FnAgentError
+from drivers.errors import (
+    ClosedError,
+    ContainerGoneError,
+    DockerUnavailableError,
+    FnAgentError,
+    OutputPipesError,
+)
 from drivers.results import cancelled, exit_result, lost, out_of_memory, timed_out
 from drivers.stats import Stat
 
@@ -56,8 +63,12 @@ class DockerCookie(Cookie):
         on_close: Callable[[DockerCookie], None],
         freezer: FreezerMode = FreezerMode.CGROUP,
         secret_files: SecretFiles | None = None,
+        pipes: OutputPipes | None = None,
     ) -> None:
         self.task = task
+        self.pipes = pipes
+        """The FIFOs the container's output is written to (drivers/docker/pipes.py); None:
+        it is attached. Made at the first start, closed with the container."""
         self.secret_files = secret_files
         """The host side of the task's /run/secrets, made by ``make_secret_files`` and
         removed with the container."""
@@ -107,6 +118,19 @@ class DockerCookie(Cookie):
         if files is not None and not files.mounted:
             files.make(self.task.secrets, self.task.user)
 
+    def wrap_output(self, image_config: dict[str, Any]) -> None:
+        """Make the container's command write its output into ``pipes``: the command Docker
+        would run (the create options' Entrypoint and Cmd over the image's ``image_config``)
+        becomes the wrapper's arguments. A container with no command at all is left as it
+        is: Docker refuses it with its own message."""
+        if self.pipes is None:
+            return
+        argv = command_of(self.container_options, image_config)
+        if argv:
+            entrypoint, cmd = wrap_command(argv)
+            self.container_options["Entrypoint"] = entrypoint
+            self.container_options["Cmd"] = cmd
+
     async def create(self) -> None:
         """Create the container from ``container_options`` (called by prepare_cookie)."""
         self._check_open()
@@ -149,6 +173,13 @@ class DockerCookie(Cookie):
 
     async def _attach_and_start(self) -> WaitResult:
         cid = self._require_id()
+        if self.pipes is not None:
+            try:
+                self.pipes.make()
+            except OSError as exc:
+                raise OutputPipesError(
+                    f"cannot make the container's output pipes in {self.pipes.directory}: {exc}"
+                ) from None
         attached = await self._client.call(
             "attach to container",
             "attach_socket",
@@ -282,6 +313,8 @@ class DockerCookie(Cookie):
                             extra={"container": self._id, "error": exc.message},
                         )
         finally:
+            if self.pipes is not None:
+                self.pipes.close()
             if self.secret_files is not None:
                 self.secret_files.remove()
             self._on_close(self)
@@ -326,6 +359,7 @@ class DockerWaitResult(WaitResult):
             return self.result
         task = self._cookie.task
         timeout = task.timeout_s
+        pipes = self._cookie.pipes
         try:
             with anyio.fail_after(timeout) if timeout else nullcontext():
                 async with anyio.create_task_group() as tg:
@@ -333,9 +367,16 @@ class DockerWaitResult(WaitResult):
                         tg.start_soon(feed_input, self._stream, task.input)
                     if task.write_stat is not None:
                         tg.start_soon(self._cookie.sample_stats)
+                    if pipes is not None:
+                        tg.start_soon(pipes.copy, task.logger)
                     await copy_output(self._stream, task.logger)
                     tg.cancel_scope.cancel()
                 self.result = await self._exit_result()
+                if pipes is not None:
+                    # The container has stopped (Docker's wait returned): every process of
+                    # it, every writer of the FIFOs, is gone. The attach connection may end
+                    # a little earlier, as the init process closes its files.
+                    await pipes.drain(task.logger)
         except TimeoutError:
             await self._cookie.kill()
             self.result = timed_out(timeout)

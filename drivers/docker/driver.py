@@ -14,9 +14,16 @@ from anyio.abc import TaskGroup
 from drivers.backoff import backoff_s
 from drivers.base import ContainerTask, Cookie, Driver, check_secret_names
 from drivers.docker.client import DEFAULT_MAX_CONCURRENT_CALLS, DockerClient
-from drivers.docker.config import DockerConfig, PullPolicy, container_options, secrets_root
+from drivers.docker.config import (
+    DockerConfig,
+    PullPolicy,
+    container_options,
+    direct_output,
+    secrets_root,
+)
 from drivers.docker.cookie import DockerCookie
 from drivers.docker.freezer import thaw_leftover
+from drivers.docker.pipes import OutputPipes, check_static_shell
 from drivers.docker.pull import ImagePuller, PullProgress
 from drivers.docker.secretfiles import SecretFiles, remove_all, remove_root_if_empty
 from drivers.errors import (
@@ -98,6 +105,8 @@ class DockerDriver(Driver):
         if self._closed:
             raise ClosedError("the Docker driver is closed")
         if self._stack is None:
+            if self.config.output_shell is not None:
+                check_static_shell(self.config.output_shell)
             stack = AsyncExitStack()
             tg = await stack.enter_async_context(anyio.create_task_group())
             try:
@@ -152,6 +161,9 @@ class DockerDriver(Driver):
             on_close=self._forget,
             freezer=self.config.freezer,
             secret_files=secret_files,
+            pipes=OutputPipes(task.output_dir)
+            if task.output_dir is not None and direct_output(task, self.config)
+            else None,
         )
         if network in self._network_use:
             self._network_use[network] += 1
@@ -206,6 +218,11 @@ class DockerDriver(Driver):
             raise TypeError(f"not a Docker cookie: {cookie!r}")
         cookie.make_secret_files()
         image = cookie.container_options["Image"]
+        if cookie.pipes is not None:
+            # The wrapper runs the image's own command: it must be known before the create.
+            cookie.wrap_output(await self._image_config(image, progress))
+            await cookie.create()
+            return
         if self.puller.policy is not PullPolicy.ALWAYS:
             try:
                 await cookie.create()
@@ -214,6 +231,23 @@ class DockerDriver(Driver):
                 pass  # ensured below: pulled, or refused with the policy's own message
         await self.puller.ensure(image, progress=progress)
         await cookie.create()
+
+    async def _image_config(self, image: str, progress: PullProgress | None) -> dict[str, Any]:
+        """The image's config (Entrypoint, Cmd...), ensured by the pull policy first; as in
+        ``prepare_cookie``, a present image is looked at without a pull unless the policy is
+        ``always``."""
+        if self.puller.policy is not PullPolicy.ALWAYS:
+            try:
+                return await self._inspect_config(image)
+            except ImageNotFoundError:
+                pass
+        await self.puller.ensure(image, progress=progress)
+        return await self._inspect_config(image)
+
+    async def _inspect_config(self, image: str) -> dict[str, Any]:
+        inspected = await self.client.call("inspect image", "inspect_image", image)
+        config: dict[str, Any] = inspected.get("Config") or {}
+        return config
 
     async def ensure_image(self, image: str) -> None:
         await self.puller.ensure(image)

@@ -73,7 +73,7 @@ from fnagent.agent.sockdir import SocketDir, remove_root
 from fnagent.agent.versions import Moves, Versions
 from fnagent.bounds import DEFAULT_IDLE_TIMEOUT_S
 from fnagent.clock import Clock
-from fnagent.config import AgentConfig
+from fnagent.config import LOG_PIPE_DIRECT, AgentConfig
 from fnagent.errors import (
     ContainerGoneError,
     FnAgentError,
@@ -805,7 +805,8 @@ class Agent:
                 logger.info("pre-warm skipped: no room", extra={"fn_id": fn.id})
                 return
             reserved = True
-            container.socket_dir.make(self.config.iofs_size_bytes)
+            direct = self.config.log_pipe == LOG_PIPE_DIRECT
+            container.socket_dir.make(self.config.iofs_size_bytes, output=direct)
             task = ContainerTask(
                 id=container.name,
                 image=fn.image,
@@ -814,6 +815,7 @@ class Agent:
                 memory_bytes=memory,
                 cpus_mcpus=cpus,
                 uds_path=container.socket_dir.shared,
+                output_dir=container.socket_dir.out if direct else None,
                 secrets={secret.name: secret.value for secret in fn.secrets},
                 labels={FN_LABEL: fn.id, APP_LABEL: fn.app_id},
                 extensions=extensions,

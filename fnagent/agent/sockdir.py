@@ -6,6 +6,8 @@ out as::
     <path>/          a tmpfs of FN_IOFS_SIZE_BYTES (0: a plain directory), root's, 0711
     <path>/iofs/     bind-mounted at /tmp/iofs: the function's, where it binds lsnr.sock
     <path>/own/      the agent's alone (0700, never mounted): a hard link to the listener
+    <path>/out/      with ``output``: root's, 0711, bind-mounted read-only; the driver's FIFOs
+                     for the container's stdout and stderr (drivers/docker/pipes.py)
 
 The function controls everything in ``iofs/``: ``lsnr.sock`` may be a symlink to anywhere, and
 may be re-pointed at any moment. So the agent never connects through it. Once, at readiness,
@@ -36,6 +38,7 @@ from fnagent.errors import SocketDirError
 
 SHARED = "iofs"
 OWN = "own"
+OUT = "out"
 # Inodes cost kernel memory that the size option does not count: bound them too.
 IOFS_MAX_INODES = 1024
 
@@ -57,16 +60,21 @@ class SocketDir:
         self.own = os.path.join(path, OWN)
         self.listener = os.path.join(self.own, LISTENER)
         """The path the agent connects to (there once ``pin`` returned True)."""
+        self.out = os.path.join(path, OUT)
+        """The container's output dir (``ContainerTask.output_dir``), made with ``output``.
+        Not in ``shared``: the function must not replace the FIFOs, and their writes would
+        wake the readiness watch on ``shared``."""
 
     @classmethod
     def under(cls, root: str, prefix: str = "c-") -> SocketDir:
         # Short: a unix socket's path (``listener``) must stay under 108 bytes.
         return cls(os.path.join(root, prefix + secrets.token_hex(4)))
 
-    def make(self, size_bytes: int) -> None:
+    def make(self, size_bytes: int, *, output: bool = False) -> None:
         """Create the socket dir, and its parent when missing (someone may have removed it
-        while the agent ran). ``size_bytes`` 0 makes a plain directory with no size limit.
-        Raises SocketDirError (and then leaves nothing behind)."""
+        while the agent ran). ``size_bytes`` 0 makes a plain directory with no size limit;
+        ``output`` also makes ``out``. Raises SocketDirError (and then leaves nothing
+        behind)."""
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o711, exist_ok=True)
             os.mkdir(self.path, 0o711)
@@ -84,6 +92,8 @@ class SocketDir:
                     ) from None
                 self.mounted = True
             os.mkdir(self.own, 0o700)
+            if output:
+                os.mkdir(self.out, 0o711)
             os.mkdir(self.shared)
             # The function runs as an unprivileged user and must create its socket here.
             os.chmod(self.shared, 0o777)

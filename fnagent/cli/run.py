@@ -93,10 +93,13 @@ def run_command(
 
         from drivers.docker import OrphanReaper, PullPolicy
         from fnagent.agent.oneoff import Format, RunRequest
-        from fnagent.config import AgentConfig
+        from fnagent.config import LOG_PIPE_DOCKER, AgentConfig
 
         config = AgentConfig.from_env(os.environ)
-        config = replace(config, pull_policy=PullPolicy(pull)).with_prefork(prefork)
+        # A one-off run's output stays attached (the wrapper of FN_LOG_PIPE=direct saves CPU
+        # per call on hot containers, nothing on one call), so it needs no static shell.
+        config = replace(config, pull_policy=PullPolicy(pull), log_pipe=LOG_PIPE_DOCKER)
+        config = config.with_prefork(prefork)
         request = RunRequest(
             **{**spec, "format": Format(fmt)},
             hot_start_timeout_s=config.hot_start_timeout_ms / 1000,

@@ -1,6 +1,7 @@
 """Per-call logs on a real dockerd: each call of one hot container gets its own lines (the FDK
 frames them; a raw function is cut by time), and a container that fails to start leaves its
-last stderr lines in the caller's answer and the call's log."""
+last stderr lines in the caller's answer and the call's log. Every test runs with both ways
+the output can travel (FN_LOG_PIPE): the container's own FIFOs, and Docker's attach."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from drivers.docker import DockerDriver
 from fnagent.agent import Agent, CallResult
-from fnagent.agent.calllogs import FRAME_NAME
+from fnagent.agent.calllogs import FRAME_NAME, TRUNCATED
 from fnagent.client import ApiClient, ApiError
 from fnagent.config import AgentConfig
 from fnagent.models import Call, CallRequest, Fn
@@ -40,14 +41,27 @@ def call(fn: Fn, request: dict[str, Any] | None = None) -> Call:
     return Call(fn=fn, request=CallRequest(body=json.dumps(request or {}).encode()))
 
 
+@pytest.fixture(params=["direct", "docker"])
+def log_pipe(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def cli_env(cli_env: dict[str, str], log_pipe: str) -> dict[str, str]:
+    return {**cli_env, "FN_LOG_PIPE": log_pipe}
+
+
 @pytest.fixture
 async def agent(
-    instance_id: str, docker_api: docker.APIClient, tmp_path: Path
+    instance_id: str, docker_api: docker.APIClient, tmp_path: Path, log_pipe: str
 ) -> AsyncIterator[Agent]:
     require_image(docker_api, FN_TEST)
     require_image(docker_api, FN_HELLO)
     config = AgentConfig(
-        instance_id=instance_id, iofs_path=str(tmp_path / "iofs"), hot_start_timeout_ms=5000
+        instance_id=instance_id,
+        iofs_path=str(tmp_path / "iofs"),
+        hot_start_timeout_ms=5000,
+        log_pipe=log_pipe,
     )
     async with DockerDriver(config.docker_config()) as driver:
         async with Agent(driver, config) as made:
@@ -131,6 +145,24 @@ async def test_each_unframed_call_s_log_holds_only_its_own_lines(agent: Agent) -
     assert own_only >= CALLS - 2 and complete >= CALLS // 2, logs
     every = [line for log in logs for line in log.splitlines()]
     assert len(every) == len(set(every)), "no line in two logs"
+
+
+async def test_a_call_s_log_is_capped_with_a_truncation_line(agent: Agent) -> None:
+    agent.config = replace(agent.config, max_log_size_bytes=4096)
+    fn = make_fn()
+    lines = "".join(f"{i:05d}{'y' * 94}\n" for i in range(100))  # 10,000 bytes
+    results = []
+    for _ in range(3):
+        made = call(fn)
+        # Framed (as an FDK does), so that lines Docker hands over late are still the call's.
+        body = {"stdout": f"\n{FRAME_NAME}={made.id}\n\n{lines}"}
+        request = CallRequest(body=json.dumps(body).encode())
+        results.append(await agent.submit(Call(fn=fn, id=made.id, request=request)))
+    assert [r.status for r in results] == [200] * 3
+    # The first call's lines may be taken for start-up output (whether the container frames
+    # is known at its end): the next ones on the same container are whole.
+    for result in results[1:]:
+        assert result.logs == lines.encode()[:4096] + TRUNCATED % 4096, result.logs[-200:]
 
 
 async def test_exit_before_listening_answers_502_with_the_stderr_lines(agent: Agent) -> None:

@@ -583,9 +583,13 @@ def test_a_killed_servers_socket_directories_are_removed_on_restart(
     fn = deploy(server)
     assert invoke(server, fn, {}).status == 200
     (container,) = fn_containers(docker_api, instance, fn["id"])
-    (mount,) = docker_api.inspect_container(container["Id"])["Mounts"]
+    mounts = docker_api.inspect_container(container["Id"])["Mounts"]
+    # With FN_LOG_PIPE=direct the output FIFOs' dir (beside the socket dir, under the same
+    # per-container root) and the shell are mounted too.
+    (mount,) = [m for m in mounts if m["Destination"] == "/tmp/iofs"]
     socket_dir = Path(mount["Source"])
-    assert socket_dir.is_dir() and mount["Destination"] == "/tmp/iofs"
+    assert socket_dir.is_dir()
+    assert (socket_dir.parent / "out" / "stdout").is_fifo()
     server.stop(signal.SIGKILL)
     server.start()
     wait_for(

@@ -144,8 +144,16 @@ def test_hot_function_cannot_see_the_docker_socket(
     mountinfo = probe(server, fn, read_file="/proc/self/mountinfo")["file"]
     assert "docker.sock" not in mountinfo
     container = fn_container(docker_api, cli_env["FNAGENT_INSTANCE_ID"], fn["id"])
-    binds = [(m["Type"], m["Destination"]) for m in container["Mounts"]]
-    assert binds == [("bind", "/tmp/iofs")], container["Mounts"]
+    binds = sorted((m["Type"], m["Destination"], m["RW"]) for m in container["Mounts"])
+    # The socket dir, and (FN_LOG_PIPE=direct) the output FIFOs and the shell that opens them,
+    # both read-only.
+    assert binds == [
+        ("bind", "/run/fnagent/out", False),
+        ("bind", "/run/fnagent/sh", False),
+        ("bind", "/tmp/iofs", True),
+    ], container["Mounts"]
+    # The output dir is root's, 0711: the function opens its FIFOs by name, lists nothing.
+    assert "Permission denied" in probe(server, fn, list_dir="/run/fnagent/out")["listing"]
 
 
 def test_hot_function_sees_only_its_own_socket_directory(
@@ -156,7 +164,8 @@ def test_hot_function_sees_only_its_own_socket_directory(
     inside = {fn["name"]: probe(server, fn, list_dir="/tmp/iofs")["listing"] for fn in (one, two)}
     sources = {}
     for fn in (one, two):
-        (mount,) = fn_container(docker_api, instance, fn["id"])["Mounts"]
+        mounts = fn_container(docker_api, instance, fn["id"])["Mounts"]
+        (mount,) = [m for m in mounts if m["Destination"] == "/tmp/iofs"]
         sources[fn["name"]] = Path(mount["Source"])
         # What the function sees in /tmp/iofs is its own host directory, nothing more.
         assert inside[fn["name"]] == sorted(p.name for p in sources[fn["name"]].iterdir())

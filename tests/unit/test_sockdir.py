@@ -202,3 +202,17 @@ def test_remove_root_unmounts_leftovers(tmp_path: Path) -> None:
     remove_root(str(root))
     assert not root.exists()
     assert str(root) not in Path("/proc/self/mounts").read_text()
+
+
+def test_the_output_dir_is_made_only_when_asked_root_s_and_beside_the_shared_dir(
+    tmp_path: Path,
+) -> None:
+    plain = SocketDir(str(tmp_path / "plain"))
+    plain.make(0)
+    assert not os.path.exists(plain.out)
+    made = SocketDir(str(tmp_path / "with"))
+    made.make(0, output=True)
+    assert stat.S_IMODE(os.stat(made.out).st_mode) == 0o711
+    assert os.path.dirname(made.out) == made.path and made.out != made.shared
+    made.remove()
+    assert not os.path.exists(made.path)
