@@ -957,19 +957,10 @@ class SQLiteStore:
         if limit <= 0:
             return []
 
-        due, hot_due = runnable_when(now, hot, cold_due)
-        marks = ", ".join("?" * len(hot_due))
+        select, params = _runnable_statement(now, hot, cold_due, limit)
 
         def lease(conn: sqlite3.Connection) -> list[QueuedCall]:
-            ids = [
-                row["id"]
-                for row in conn.execute(
-                    "SELECT id FROM detached_calls WHERE (status = ? AND (not_before <= ? OR "
-                    f"(not_before <= ? AND fn_id IN ({marks})))) "
-                    "OR (status = ? AND lease_expires <= ?) ORDER BY not_before, id LIMIT ?",
-                    (QUEUED, due, now, *hot_due, RUNNING, now, limit),
-                )
-            ]
+            ids = [row["id"] for row in conn.execute(select, params)]
             leased = []
             for call_id in ids:
                 conn.execute(
@@ -1271,6 +1262,34 @@ class _Checkpointer:
             self._dirty.set()
         if os.path.getsize(self.wal_path) > self.limit_bytes:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+
+def _runnable_statement(
+    now: float, hot: Collection[str], cold_due: float | None, limit: int
+) -> tuple[str, tuple[Any, ...]]:
+    """The ``SELECT`` of a lease's calls (``runnable_when``), oldest due first, and its
+    parameters. One bounded search per kind of runnable call, each through an index, merged:
+    an ``OR`` of them would make SQLite scan the whole table, finished calls included (they
+    stay), with the store held meanwhile."""
+    due, hot_due = runnable_when(now, hot, cold_due)
+    kinds: list[tuple[str, tuple[Any, ...]]] = [("status = ? AND not_before <= ?", (QUEUED, due))]
+    if hot_due:
+        marks = ", ".join("?" * len(hot_due))
+        kinds.append(
+            (
+                f"status = ? AND not_before > ? AND not_before <= ? AND fn_id IN ({marks})",
+                (QUEUED, due, now, *hot_due),
+            )
+        )
+    kinds.append(("status = ? AND lease_expires <= ?", (RUNNING, now)))
+    order = "ORDER BY not_before, id LIMIT ?"
+    select = " UNION ALL ".join(
+        f"SELECT id, not_before FROM (SELECT id, not_before FROM detached_calls WHERE {where} "
+        f"{order})"
+        for where, _ in kinds
+    )
+    params = tuple(value for _, values in kinds for value in (*values, limit))
+    return f"{select} {order}", (*params, limit)
 
 
 # --- synchronous helpers, run in the store's thread ------------------------------------------

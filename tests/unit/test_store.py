@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +310,57 @@ async def test_an_enqueue_never_waits_for_sqlites_lock_on_the_event_loop(tmp_pat
         finally:
             other.close()
         assert await store.count_queued() == 1
+
+
+# --- the queue's cost -----------------------------------------------------------------------
+
+
+def _lease_steps(store: SQLiteStore) -> int:
+    """SQLite's virtual-machine steps (in thousands) that one lease of a call takes."""
+    conn = store._conn
+    assert conn is not None
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    conn.set_progress_handler(count, 1000)
+    try:
+        [leased] = anyio.from_thread.run(
+            partial(store.lease_calls, owner="a", limit=8, now=5000.0, lease_s=30)
+        )
+    finally:
+        conn.set_progress_handler(None, 0)
+    assert leased.id == "due"
+    return steps[0]
+
+
+async def test_a_lease_reads_the_runnable_calls_only_not_the_queues_history(
+    tmp_path: Path,
+) -> None:
+    """Finished calls stay in the table, and thousands wait queued behind a busy fn: a lease
+    (which holds the store while it runs, so enqueues wait for it) finds what it may take
+    through the indexes, at the same cost whatever else the table holds, where a scan of
+    every row cost milliseconds per lease once the table held tens of thousands."""
+
+    async def lease_cost(finished: int, queued: int) -> int:
+        async with SQLiteStore(tmp_path / f"{finished}-{queued}.db") as store:
+            rows = [queued_call(f"f{i:05}", not_before=float(i)) for i in range(finished)]
+            rows += [queued_call(f"q{i:05}", not_before=6000.0 + i) for i in range(queued)]
+            for i in range(0, len(rows), 500):
+                async with anyio.create_task_group() as tg:
+                    for row in rows[i : i + 500]:
+                        tg.start_soon(store.enqueue_call, row)
+            await store._run(
+                lambda conn: conn.execute(
+                    "UPDATE detached_calls SET status = ? WHERE id LIKE 'f%'", (SUCCESS,)
+                ),
+                write=True,
+            )
+            await store.enqueue_call(queued_call("due", not_before=100.0))
+            return await anyio.to_thread.run_sync(_lease_steps, store)
+
+    alone = await lease_cost(0, 0)
+    crowded = await lease_cost(3000, 3000)
+    assert crowded <= alone * 2 + 1, (alone, crowded)
