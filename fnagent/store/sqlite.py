@@ -18,9 +18,11 @@ WAL when it returns, so it survives a killed process (SIGKILL, OOM, a crash), no
 or a kernel crash, which may lose the last commits (never corrupt the file); ``full`` waits for
 the disk at every commit (an fsync: milliseconds, tens at the tail on a busy disk) and survives
 those too. Commits never checkpoint (``wal_autocheckpoint`` off): the ``_Checkpointer`` thread
-copies the WAL into the database beside them, so no commit waits for a checkpoint's fsyncs. A
-failed statement rolls its transaction back and raises ``StorageError`` from the sqlite3
-error; committed data is untouched.
+copies the WAL into the database beside them, so no commit waits for a checkpoint's fsyncs;
+once the WAL is large, one checkpoint catches up between two batches of enqueues, so that the
+WAL starts over rather than grow while writes never pause. A failed statement rolls its
+transaction back and raises ``StorageError`` from the sqlite3 error; committed data is
+untouched.
 
 Schema: ``schema_version`` holds the version; ``MIGRATIONS`` is applied in order, each in its
 own transaction, on ``open()``. To change the schema, append a ``Migration(2, ...)`` (see the
@@ -139,6 +141,7 @@ T = TypeVar("T")
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 DEFAULT_CHECKPOINT_INTERVAL_S = 1.0
 DEFAULT_WAL_LIMIT_BYTES = 64 * 1024 * 1024
+DEFAULT_WAL_RESET_BYTES = 16 * 1024 * 1024
 SUPPORTED_URLS = (
     "sqlite3:///absolute/path.db, sqlite3://relative/path.db, sqlite3://:memory: or "
     f"{POSTGRES_URL_FORM}"
@@ -336,6 +339,7 @@ class SQLiteStore:
         synchronous: str = DEFAULT_DB_SYNC,
         checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
         wal_limit_bytes: int = DEFAULT_WAL_LIMIT_BYTES,
+        wal_reset_bytes: int = DEFAULT_WAL_RESET_BYTES,
     ) -> None:
         if synchronous not in DB_SYNC_MODES:
             choices = " or ".join(DB_SYNC_MODES)
@@ -359,9 +363,12 @@ class SQLiteStore:
                 synchronous=synchronous,
                 interval_s=checkpoint_interval_s,
                 limit_bytes=wal_limit_bytes,
+                reset_bytes=wal_reset_bytes,
                 busy_timeout_s=busy_timeout_s,
             )
         )
+        self.wal_resets = 0
+        """Checkpoints that caught up with every write (``_let_the_wal_start_over``)."""
         # Guards _conn between the event loop (aclose) and the worker thread.
         self._lock = threading.Lock()
         # Group commit of enqueue_call: the calls waiting for the next transaction, and
@@ -916,6 +923,7 @@ class SQLiteStore:
         """Write every waiting call in one transaction, then wake them, and hand the
         writer's role to the first call that came meanwhile."""
         self._enqueue_writing = True
+        await self._let_the_wal_start_over()
         # The calls whose requests are ready in this turn of the loop join this batch.
         await anyio.lowlevel.checkpoint()
         batch, self._enqueue_waiting = self._enqueue_waiting, []
@@ -941,6 +949,36 @@ class SQLiteStore:
                 self._enqueue_waiting[0].turn.set()
             else:
                 self._enqueue_writing = False
+
+    async def _let_the_wal_start_over(self) -> None:
+        """When the checkpointer asks (the WAL passed ``wal_reset_bytes``): copy the frames
+        written since its last checkpoint, in the store's thread and holding the store, so
+        that no commit comes meanwhile. Then the checkpoint has caught up with every write,
+        and the next commit writes the WAL from its start again instead of growing it.
+        Writes that never pause (detached calls at full rate) would keep the checkpointer's
+        own checkpoints from ever catching up, and the WAL would grow until a TRUNCATE
+        checkpoint bounded it with every writer waiting for it (60-110 ms at 64 MiB). This
+        wait is one checkpoint of a moment's writes. Never raises: a failed one is tried
+        again at the checkpointer's next request."""
+        checkpointer = self._checkpointer
+        if checkpointer is None or not checkpointer.catch_up_due:
+            return
+        checkpointer.catch_up_due = False
+
+        def catch_up() -> None:
+            with self._lock:
+                conn = self._conn
+            if conn is None:
+                return
+            try:
+                busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error:
+                logger.warning("store checkpoint failed", exc_info=True)
+                return
+            if not busy and copied == frames:
+                self.wal_resets += 1
+
+        await anyio.to_thread.run_sync(catch_up, limiter=self._limiter)
 
     async def lease_calls(
         self,
@@ -1185,6 +1223,9 @@ class _Enqueued:
         self.error: FnAgentError | None = None
 
 
+_WAL_FRAME_HEADER_BYTES = 24
+
+
 class _Busy(Exception):
     """Another connection holds the lock a transaction needs (see SQLiteStore._write_here)."""
 
@@ -1199,8 +1240,10 @@ class _Checkpointer:
     writer waits for. The WAL restarts from its beginning only once a checkpoint has caught
     up with it, which writes that never pause keep from happening; a WAL still larger than
     ``limit_bytes`` after a passive checkpoint gets a TRUNCATE one, which makes writers wait
-    while it runs: a rare stall that bounds the file. ``start`` once; ``stop`` (blocking)
-    waits for a checkpoint under way."""
+    while it runs: a stall that bounds the file. Before that, a WAL holding more than
+    ``reset_bytes`` of frames sets ``catch_up_due``: the store then lets a checkpoint catch
+    up between two commits (``SQLiteStore._let_the_wal_start_over``), and the WAL starts
+    over. ``start`` once; ``stop`` (blocking) waits for a checkpoint under way."""
 
     def __init__(
         self,
@@ -1209,6 +1252,7 @@ class _Checkpointer:
         synchronous: str,
         interval_s: float,
         limit_bytes: int,
+        reset_bytes: int,
         busy_timeout_s: float,
     ) -> None:
         self.path = path
@@ -1216,6 +1260,9 @@ class _Checkpointer:
         self.synchronous = synchronous
         self.interval_s = interval_s
         self.limit_bytes = limit_bytes
+        self.reset_bytes = reset_bytes
+        self.catch_up_due = False
+        """Set here, cleared by the store (a plain flag: one writer each way)."""
         self.busy_timeout_s = busy_timeout_s
         self.checkpoints = 0
         self._dirty = threading.Event()
@@ -1260,6 +1307,9 @@ class _Checkpointer:
         self.checkpoints += 1
         if copied < wal_frames:  # writes came meanwhile: their frames next time
             self._dirty.set()
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        if wal_frames * (page_size + _WAL_FRAME_HEADER_BYTES) > self.reset_bytes:
+            self.catch_up_due = True
         if os.path.getsize(self.wal_path) > self.limit_bytes:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 

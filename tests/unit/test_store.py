@@ -223,6 +223,30 @@ async def test_commits_never_checkpoint_the_checkpointer_does(tmp_path: Path) ->
         assert conn.execute("SELECT count(*) FROM detached_calls").fetchone()[0] == 40
 
 
+async def test_the_wal_starts_over_while_writes_never_pause(
+    tmp_path: Path,
+) -> None:
+    """Writes that never pause keep a checkpoint beside them from ever catching up, so the
+    WAL only grew, until a TRUNCATE checkpoint bounded it with every writer waiting (60-110
+    ms with 64 MiB, every few seconds of detached calls at full rate). The store instead
+    lets its checkpoint catch up, between two batches of enqueues, once the WAL passes
+    ``wal_reset_bytes``: the next commit starts the WAL over, and the file stays small."""
+    path = tmp_path / "fn.db"
+    wal = tmp_path / "fn.db-wal"
+    limit = 64 * 1024 * 1024
+    async with SQLiteStore(
+        path, checkpoint_interval_s=0.005, wal_limit_bytes=limit, wal_reset_bytes=256 * 1024
+    ) as store:
+        for i in range(400):
+            async with anyio.create_task_group() as tg:
+                for j in range(4):
+                    tg.start_soon(store.enqueue_call, queued_call(f"c{i:03}{j}", body=b"x" * 4096))
+        assert store.checkpoints > 0
+        assert store.wal_resets > 0
+        assert wal.stat().st_size < 2 * 1024 * 1024  # 1,600 calls of 4 KiB: ~8 MiB written
+        assert await store.count_queued() == 1600
+
+
 _ENQUEUE_THEN_DIE = """
 import os, signal, sys
 import anyio
