@@ -141,7 +141,7 @@ T = TypeVar("T")
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 DEFAULT_CHECKPOINT_INTERVAL_S = 1.0
 DEFAULT_WAL_LIMIT_BYTES = 64 * 1024 * 1024
-DEFAULT_WAL_RESET_BYTES = 16 * 1024 * 1024
+DEFAULT_WAL_RESET_BYTES = 32 * 1024 * 1024
 SUPPORTED_URLS = (
     "sqlite3:///absolute/path.db, sqlite3://relative/path.db, sqlite3://:memory: or "
     f"{POSTGRES_URL_FORM}"
