@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from drivers.errors import ClosedError, InvalidInputError
@@ -162,6 +163,70 @@ async def test_concurrent_enqueues_share_commits(store: SQLiteStore) -> None:
                 tg.start_soon(store.enqueue_call, queued_call(f"c{i}"))
     assert await store.count_queued() == 16
     assert transactions[0] <= 3  # the first alone, then the rest in one or two
+
+
+async def test_each_enqueue_returns_after_its_own_commit_and_a_failed_one_fails_its_batch(
+    tmp_path: Path,
+) -> None:
+    """What a 202 rests on: every enqueue of a group commit returns only once its call is
+    committed (another connection reads it then); a commit that fails fails every call of
+    its batch (none is stored, none may be answered 202), and the next batch is written."""
+    path = tmp_path / "fn.db"
+    async with SQLiteStore(path) as store:
+        write_here = store._write_here
+        outcomes: dict[str, str] = {}
+        reader = sqlite3.connect(path)
+        try:
+
+            async def enqueue(call_id: str) -> None:
+                await store.enqueue_call(queued_call(call_id))
+                found = reader.execute("SELECT 1 FROM detached_calls WHERE id = ?", (call_id,))
+                outcomes[call_id] = "stored" if found.fetchone() else "returned before its commit"
+
+            async with anyio.create_task_group() as tg:
+                for i in range(12):
+                    tg.start_soon(enqueue, f"c{i:02}")
+                    if i % 4 == 3:
+                        await anyio.lowlevel.checkpoint()  # batches, one after another
+        finally:
+            reader.close()
+        assert outcomes == {f"c{i:02}": "stored" for i in range(12)}
+
+        # A batch of several that fails: all of them fail, none is stored.
+        commits = [0]
+        outcomes.clear()
+        gate = anyio.Event()
+
+        async def blocked_then_failing(op: Any) -> Any:
+            commits[0] += 1
+            if commits[0] == 1:
+                await gate.wait()  # the others gather into the second batch meanwhile
+                return await write_here(op)
+            if commits[0] == 2:
+                raise StorageError("storage failure: disk I/O error")
+            return await write_here(op)
+
+        store._write_here = blocked_then_failing  # type: ignore[method-assign]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(enqueue_outcome, store, "d00", outcomes)
+            await anyio.sleep(0.01)
+            for i in range(1, 6):
+                tg.start_soon(enqueue_outcome, store, f"d{i:02}", outcomes)
+            await anyio.sleep(0.01)
+            gate.set()
+        assert outcomes == {"d00": "stored"} | {f"d{i:02}": "failed" for i in range(1, 6)}
+        await enqueue_outcome(store, "d06", outcomes)  # the next batch is written
+        assert outcomes["d06"] == "stored"
+        assert await store.count_queued() == 14
+
+
+async def enqueue_outcome(store: SQLiteStore, call_id: str, outcomes: dict[str, str]) -> None:
+    try:
+        await store.enqueue_call(queued_call(call_id))
+    except StorageError:
+        outcomes[call_id] = "failed"
+    else:
+        outcomes[call_id] = "stored"
 
 
 @contextlib.contextmanager
