@@ -921,26 +921,35 @@ class SQLiteStore:
 
     async def _write_enqueued(self) -> None:
         """Write every waiting call in one transaction, then wake them, and hand the
-        writer's role to the first call that came meanwhile."""
+        writer's role to the first call that came meanwhile. Whatever goes wrong, each call
+        of the batch is told: stored only once its commit returned, else failed (a failure
+        other than the store's own errors, a bug, fails them with a storage error)."""
         self._enqueue_writing = True
-        await self._let_the_wal_start_over()
-        # The calls whose requests are ready in this turn of the loop join this batch.
-        await anyio.lowlevel.checkpoint()
-        batch, self._enqueue_waiting = self._enqueue_waiting, []
-        rows = [queued_call_values(entry.call) for entry in batch]
-
-        def insert(conn: sqlite3.Connection) -> None:
-            placeholders = ", ".join("?" * len(rows[0]))
-            conn.executemany(
-                f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({placeholders})", rows
-            )
-
-        error: FnAgentError | None = None
+        batch: list[_Enqueued] | None = None
+        error: FnAgentError | None = StorageError("storage failure: the calls were not written")
         try:
+            await self._let_the_wal_start_over()
+            # The calls whose requests are ready in this turn of the loop join this batch.
+            await anyio.lowlevel.checkpoint()
+            batch, self._enqueue_waiting = self._enqueue_waiting, []
+            rows = [queued_call_values(entry.call) for entry in batch]
+
+            def insert(conn: sqlite3.Connection) -> None:
+                placeholders = ", ".join("?" * len(rows[0]))
+                conn.executemany(
+                    f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({placeholders})", rows
+                )
+
             await self._write_here(insert)
+            error = None
         except FnAgentError as exc:
             error = exc
+        except Exception as exc:
+            logger.exception("detached calls not stored")
+            error = StorageError(f"storage failure: {exc}")
         finally:
+            if batch is None:  # failed before the batch was taken: the waiting calls fail
+                batch, self._enqueue_waiting = self._enqueue_waiting, []
             for entry in batch:
                 entry.written = True
                 entry.error = error
