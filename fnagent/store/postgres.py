@@ -77,6 +77,7 @@ from fnagent.store.calls import (
     CallRecord,
 )
 from fnagent.store.changes import CHANNEL, QUEUE_TABLE, TABLES, Change, parse_change
+from fnagent.store.group import GroupCommit
 from fnagent.store.migrations import Migration, latest_version
 from fnagent.store.models import (
     MSG_APP_EXISTS,
@@ -425,6 +426,7 @@ class PostgresStore(AsyncResource):
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._opening = anyio.Lock()
         self._closed = False
+        self._enqueues = GroupCommit(self._write_enqueued)
 
     @property
     def where(self) -> str:
@@ -871,16 +873,22 @@ class PostgresStore(AsyncResource):
     # --- detached calls -------------------------------------------------------------------
 
     async def enqueue_call(self, call: QueuedCall) -> None:
-        """Store ``call`` as queued; returns once committed (PostgreSQL's group commit lets
-        concurrent enqueues share the flush)."""
+        """Store ``call`` as queued; returns once committed. Group commit
+        (fnagent/store/group.py): calls that arrive while a batch is being written go
+        together in the next transaction, one commit (and one flush of the database's log)
+        for all of them instead of one each, each waiting for a pooled connection."""
+        await self._enqueues.submit(call)
+
+    async def _write_enqueued(self, calls: list[QueuedCall]) -> None:
+        rows = [queued_call_values(call) for call in calls]
 
         async def insert(conn: Conn) -> None:
-            await conn.execute(
-                f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({_marks(19)})",
-                queued_call_values(call),
-            )
+            async with conn.cursor() as cursor:
+                await cursor.executemany(
+                    f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({_marks(19)})", rows
+                )
 
-        await self._run(insert, one_statement=True)
+        await self._run(insert, one_statement=len(rows) == 1)
 
     async def lease_calls(
         self,

@@ -49,7 +49,6 @@ from fnagent.config import DB_SYNC_MODES, DEFAULT_DB_SYNC
 from fnagent.errors import (
     ClosedError,
     ConflictError,
-    FnAgentError,
     InvalidInputError,
     NotFoundError,
     StorageError,
@@ -62,6 +61,7 @@ from fnagent.store.calls import (
     CallFilter,
     CallRecord,
 )
+from fnagent.store.group import GroupCommit
 from fnagent.store.migrations import Migration, latest_version
 from fnagent.store.models import (
     MSG_APP_EXISTS,
@@ -371,10 +371,8 @@ class SQLiteStore:
         """Checkpoints that caught up with every write (``_let_the_wal_start_over``)."""
         # Guards _conn between the event loop (aclose) and the worker thread.
         self._lock = threading.Lock()
-        # Group commit of enqueue_call: the calls waiting for the next transaction, and
-        # whether one caller is writing a batch now (see enqueue_call).
-        self._enqueue_waiting: list[_Enqueued] = []
-        self._enqueue_writing = False
+        # Group commit of enqueue_call; a batch first lets the WAL start over when due.
+        self._enqueues = GroupCommit(self._write_enqueued, prepare=self._let_the_wal_start_over)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SQLiteStore:
@@ -903,61 +901,22 @@ class SQLiteStore:
         which a killed process keeps; full: on disk). With normal the transaction runs on the
         event loop's thread (see _write_here).
 
-        Group commit: calls that arrive while a batch is being written (or in the same turn
-        of the event loop) wait and go together in the next transaction, written by the
-        first of them, so concurrent enqueues share one commit instead of queueing for one
-        each. Shielded from cancellation: a caller that goes away while its call is written
-        still leaves it written (and the batch it leads still gets written for the
-        others)."""
-        entry = _Enqueued(call)
-        with anyio.CancelScope(shield=True):
-            self._enqueue_waiting.append(entry)
-            if self._enqueue_writing:
-                await entry.turn.wait()
-            if not entry.written:
-                await self._write_enqueued()
-        if entry.error is not None:
-            raise entry.error
+        Group commit (fnagent/store/group.py): calls that arrive while a batch is being
+        written (or in the same turn of the event loop) wait and go together in the next
+        transaction, so concurrent enqueues share one commit instead of queueing for one
+        each; a failed commit fails every call of its batch."""
+        await self._enqueues.submit(call)
 
-    async def _write_enqueued(self) -> None:
-        """Write every waiting call in one transaction, then wake them, and hand the
-        writer's role to the first call that came meanwhile. Whatever goes wrong, each call
-        of the batch is told: stored only once its commit returned, else failed (a failure
-        other than the store's own errors, a bug, fails them with a storage error)."""
-        self._enqueue_writing = True
-        batch: list[_Enqueued] | None = None
-        error: FnAgentError | None = StorageError("storage failure: the calls were not written")
-        try:
-            await self._let_the_wal_start_over()
-            # The calls whose requests are ready in this turn of the loop join this batch.
-            await anyio.lowlevel.checkpoint()
-            batch, self._enqueue_waiting = self._enqueue_waiting, []
-            rows = [queued_call_values(entry.call) for entry in batch]
+    async def _write_enqueued(self, calls: list[QueuedCall]) -> None:
+        rows = [queued_call_values(call) for call in calls]
 
-            def insert(conn: sqlite3.Connection) -> None:
-                placeholders = ", ".join("?" * len(rows[0]))
-                conn.executemany(
-                    f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({placeholders})", rows
-                )
+        def insert(conn: sqlite3.Connection) -> None:
+            placeholders = ", ".join("?" * len(rows[0]))
+            conn.executemany(
+                f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({placeholders})", rows
+            )
 
-            await self._write_here(insert)
-            error = None
-        except FnAgentError as exc:
-            error = exc
-        except Exception as exc:
-            logger.exception("detached calls not stored")
-            error = StorageError(f"storage failure: {exc}")
-        finally:
-            if batch is None:  # failed before the batch was taken: the waiting calls fail
-                batch, self._enqueue_waiting = self._enqueue_waiting, []
-            for entry in batch:
-                entry.written = True
-                entry.error = error
-                entry.turn.set()
-            if self._enqueue_waiting:
-                self._enqueue_waiting[0].turn.set()
-            else:
-                self._enqueue_writing = False
+        await self._write_here(insert)
 
     async def _let_the_wal_start_over(self) -> None:
         """When the checkpointer asks (the WAL passed ``wal_reset_bytes``): copy the frames
@@ -1217,19 +1176,6 @@ class SQLiteStore:
             return int(deleted)
 
         return await self._run(prune, write=True)
-
-
-class _Enqueued:
-    """One enqueue_call waiting for its batch: ``turn`` is set when it was written (or
-    failed: ``error``), or when it is the next batch's writer."""
-
-    __slots__ = ("call", "error", "turn", "written")
-
-    def __init__(self, call: QueuedCall) -> None:
-        self.call = call
-        self.turn = anyio.Event()
-        self.written = False
-        self.error: FnAgentError | None = None
 
 
 _WAL_FRAME_HEADER_BYTES = 24

@@ -206,6 +206,39 @@ async def test_a_lease_skips_calls_another_agent_is_leasing(postgres_url: str) -
         assert (rest.id, rest.lease_owner) == ("c1", "b")
 
 
+@pytest.mark.anyio
+async def test_concurrent_enqueues_share_transactions(postgres_url: str) -> None:
+    """Group commit: calls enqueued while a batch is written go together in the next
+    transaction (one commit, one flush of the database's log), each returning only once its
+    own is committed; without it each 202 waited for a pooled connection and its own
+    flush."""
+    async with PostgresStore(postgres_url) as store:
+        run = store._run
+        transactions = [0]
+
+        async def counting(op: Any, *, one_statement: bool = False) -> Any:
+            transactions[0] += 1
+            return await run(op, one_statement=one_statement)
+
+        store._run = counting  # type: ignore[method-assign]
+        stored: list[str] = []
+
+        async def enqueue(call_id: str) -> None:
+            await store.enqueue_call(queued_call(call_id))
+            with psycopg.connect(postgres_url) as conn:
+                found = conn.execute("SELECT 1 FROM detached_calls WHERE id = %s", (call_id,))
+                if found.fetchone():
+                    stored.append(call_id)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(16):
+                tg.start_soon(enqueue, f"c{i:02}")
+        store._run = run  # type: ignore[method-assign]
+        assert transactions[0] <= 3  # the first alone, then the rest in one or two
+        assert sorted(stored) == [f"c{i:02}" for i in range(16)]
+        assert await store.count_queued() == 16
+
+
 def _plan_rows(node: dict[str, Any]) -> Iterator[int]:
     yield int(node["Actual Rows"]) * int(node["Actual Loops"])
     for child in node.get("Plans", ()):
