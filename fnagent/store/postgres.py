@@ -77,6 +77,7 @@ from fnagent.store.calls import (
     CallRecord,
 )
 from fnagent.store.changes import CHANNEL, QUEUE_TABLE, TABLES, Change, parse_change
+from fnagent.store.group import GroupCommit
 from fnagent.store.migrations import Migration, latest_version
 from fnagent.store.models import (
     MSG_APP_EXISTS,
@@ -425,6 +426,7 @@ class PostgresStore(AsyncResource):
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._opening = anyio.Lock()
         self._closed = False
+        self._enqueues = GroupCommit(self._write_enqueued)
 
     @property
     def where(self) -> str:
@@ -871,16 +873,22 @@ class PostgresStore(AsyncResource):
     # --- detached calls -------------------------------------------------------------------
 
     async def enqueue_call(self, call: QueuedCall) -> None:
-        """Store ``call`` as queued; returns once committed (PostgreSQL's group commit lets
-        concurrent enqueues share the flush)."""
+        """Store ``call`` as queued; returns once committed. Group commit
+        (fnagent/store/group.py): calls that arrive while a batch is being written go
+        together in the next transaction, one commit (and one flush of the database's log)
+        for all of them instead of one each, each waiting for a pooled connection."""
+        await self._enqueues.submit(call)
+
+    async def _write_enqueued(self, calls: list[QueuedCall]) -> None:
+        rows = [queued_call_values(call) for call in calls]
 
         async def insert(conn: Conn) -> None:
-            await conn.execute(
-                f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({_marks(19)})",
-                queued_call_values(call),
-            )
+            async with conn.cursor() as cursor:
+                await cursor.executemany(
+                    f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({_marks(19)})", rows
+                )
 
-        await self._run(insert, one_statement=True)
+        await self._run(insert, one_statement=len(rows) == 1)
 
     async def lease_calls(
         self,
@@ -900,31 +908,12 @@ class PostgresStore(AsyncResource):
         if limit <= 0:
             return []
 
-        due, hot_due = runnable_when(now, hot, cold_due)
+        statement, params = lease_statement(
+            owner=owner, limit=limit, now=now, lease_s=lease_s, hot=hot, cold_due=cold_due
+        )
 
         async def lease(conn: Conn) -> list[QueuedCall]:
-            result = await conn.execute(
-                "WITH picked AS MATERIALIZED ("
-                "SELECT id FROM detached_calls WHERE (status = %s AND (not_before <= %s OR "
-                "(not_before <= %s AND fn_id = ANY(%s)))) OR (status = %s AND lease_expires <= %s) "
-                "ORDER BY not_before, id LIMIT %s FOR UPDATE SKIP LOCKED) "
-                "UPDATE detached_calls AS d SET status = %s, lease_owner = %s, "
-                "lease_expires = %s, attempts = d.attempts + 1, started_at = %s "
-                f"FROM picked WHERE d.id = picked.id RETURNING {_qualified('d', QUEUE_COLUMNS)}",
-                (
-                    QUEUED,
-                    due,
-                    now,
-                    hot_due,
-                    RUNNING,
-                    now,
-                    limit,
-                    RUNNING,
-                    owner,
-                    now + lease_s,
-                    now,
-                ),
-            )
+            result = await conn.execute(statement, params)
             calls = [queued_call_from_row(row) for row in await result.fetchall()]
             # RETURNING keeps no order.
             return sorted(calls, key=lambda call: (call.not_before, call.id))
@@ -1234,6 +1223,71 @@ class PostgresStore(AsyncResource):
 
 def _marks(count: int) -> str:
     return ", ".join(["%s"] * count)
+
+
+LEASE_CANDIDATES_PER_CALL = 4
+"""A lease looks at this many of the first runnable calls per call it may take: enough that
+agents leasing at once, each skipping the rows the others are locking, still fill theirs."""
+
+
+def lease_statement(
+    *,
+    owner: str,
+    limit: int,
+    now: float,
+    lease_s: float,
+    hot: Collection[str],
+    cold_due: float | None,
+) -> tuple[str, tuple[Any, ...]]:
+    """The lease's one statement (``PostgresStore.lease_calls``) and its parameters.
+
+    The candidates come from one indexed search per kind of runnable call (queued and due;
+    queued for a fn this agent has hot; running with an expired lease), each ordered and
+    limited in its index, so the statement reads a few rows whatever the table holds: an
+    ``OR`` of the kinds made PostgreSQL fetch and sort every queued call on each lease (17-34
+    ms with 20,000 queued). The candidates are then locked ``FOR UPDATE SKIP LOCKED`` (not
+    allowed in the ``UNION`` itself), re-checked, oldest due first, and leased."""
+    due, hot_due = runnable_when(now, hot, cold_due)
+    window = limit * LEASE_CANDIDATES_PER_CALL
+    order = "ORDER BY not_before, id LIMIT %s"
+    kinds: list[tuple[str, tuple[Any, ...]]] = [("status = %s AND not_before <= %s", (QUEUED, due))]
+    if hot_due:
+        kinds.append(
+            (
+                "status = %s AND not_before > %s AND not_before <= %s AND fn_id = ANY(%s)",
+                (QUEUED, due, now, hot_due),
+            )
+        )
+    kinds.append(("status = %s AND lease_expires <= %s", (RUNNING, now)))
+    candidates = " UNION ALL ".join(
+        f"(SELECT id FROM detached_calls WHERE {where} {order})" for where, _ in kinds
+    )
+    statement = (
+        f"WITH candidates AS MATERIALIZED ({candidates}), "
+        "picked AS MATERIALIZED ("
+        "SELECT id FROM detached_calls WHERE id = ANY(ARRAY(SELECT id FROM candidates)) AND "
+        "((status = %s AND (not_before <= %s OR (not_before <= %s AND fn_id = ANY(%s)))) "
+        "OR (status = %s AND lease_expires <= %s)) "
+        "ORDER BY not_before, id LIMIT %s FOR UPDATE SKIP LOCKED) "
+        "UPDATE detached_calls AS d SET status = %s, lease_owner = %s, "
+        "lease_expires = %s, attempts = d.attempts + 1, started_at = %s "
+        f"FROM picked WHERE d.id = picked.id RETURNING {_qualified('d', QUEUE_COLUMNS)}"
+    )
+    params = (
+        *(value for _, values in kinds for value in (*values, window)),
+        QUEUED,
+        due,
+        now,
+        hot_due,
+        RUNNING,
+        now,
+        limit,
+        RUNNING,
+        owner,
+        now + lease_s,
+        now,
+    )
+    return statement, params
 
 
 def _qualified(alias: str, columns: str) -> str:

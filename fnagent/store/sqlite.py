@@ -18,9 +18,11 @@ WAL when it returns, so it survives a killed process (SIGKILL, OOM, a crash), no
 or a kernel crash, which may lose the last commits (never corrupt the file); ``full`` waits for
 the disk at every commit (an fsync: milliseconds, tens at the tail on a busy disk) and survives
 those too. Commits never checkpoint (``wal_autocheckpoint`` off): the ``_Checkpointer`` thread
-copies the WAL into the database beside them, so no commit waits for a checkpoint's fsyncs. A
-failed statement rolls its transaction back and raises ``StorageError`` from the sqlite3
-error; committed data is untouched.
+copies the WAL into the database beside them, so no commit waits for a checkpoint's fsyncs;
+once the WAL is large, one checkpoint catches up between two batches of enqueues, so that the
+WAL starts over rather than grow while writes never pause. A failed statement rolls its
+transaction back and raises ``StorageError`` from the sqlite3 error; committed data is
+untouched.
 
 Schema: ``schema_version`` holds the version; ``MIGRATIONS`` is applied in order, each in its
 own transaction, on ``open()``. To change the schema, append a ``Migration(2, ...)`` (see the
@@ -47,7 +49,6 @@ from fnagent.config import DB_SYNC_MODES, DEFAULT_DB_SYNC
 from fnagent.errors import (
     ClosedError,
     ConflictError,
-    FnAgentError,
     InvalidInputError,
     NotFoundError,
     StorageError,
@@ -60,6 +61,7 @@ from fnagent.store.calls import (
     CallFilter,
     CallRecord,
 )
+from fnagent.store.group import GroupCommit
 from fnagent.store.migrations import Migration, latest_version
 from fnagent.store.models import (
     MSG_APP_EXISTS,
@@ -139,6 +141,7 @@ T = TypeVar("T")
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 DEFAULT_CHECKPOINT_INTERVAL_S = 1.0
 DEFAULT_WAL_LIMIT_BYTES = 64 * 1024 * 1024
+DEFAULT_WAL_RESET_BYTES = 32 * 1024 * 1024
 SUPPORTED_URLS = (
     "sqlite3:///absolute/path.db, sqlite3://relative/path.db, sqlite3://:memory: or "
     f"{POSTGRES_URL_FORM}"
@@ -336,6 +339,7 @@ class SQLiteStore:
         synchronous: str = DEFAULT_DB_SYNC,
         checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
         wal_limit_bytes: int = DEFAULT_WAL_LIMIT_BYTES,
+        wal_reset_bytes: int = DEFAULT_WAL_RESET_BYTES,
     ) -> None:
         if synchronous not in DB_SYNC_MODES:
             choices = " or ".join(DB_SYNC_MODES)
@@ -359,15 +363,16 @@ class SQLiteStore:
                 synchronous=synchronous,
                 interval_s=checkpoint_interval_s,
                 limit_bytes=wal_limit_bytes,
+                reset_bytes=wal_reset_bytes,
                 busy_timeout_s=busy_timeout_s,
             )
         )
+        self.wal_resets = 0
+        """Checkpoints that caught up with every write (``_let_the_wal_start_over``)."""
         # Guards _conn between the event loop (aclose) and the worker thread.
         self._lock = threading.Lock()
-        # Group commit of enqueue_call: the calls waiting for the next transaction, and
-        # whether one caller is writing a batch now (see enqueue_call).
-        self._enqueue_waiting: list[_Enqueued] = []
-        self._enqueue_writing = False
+        # Group commit of enqueue_call; a batch first lets the WAL start over when due.
+        self._enqueues = GroupCommit(self._write_enqueued, prepare=self._let_the_wal_start_over)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SQLiteStore:
@@ -896,30 +901,14 @@ class SQLiteStore:
         which a killed process keeps; full: on disk). With normal the transaction runs on the
         event loop's thread (see _write_here).
 
-        Group commit: calls that arrive while a batch is being written (or in the same turn
-        of the event loop) wait and go together in the next transaction, written by the
-        first of them, so concurrent enqueues share one commit instead of queueing for one
-        each. Shielded from cancellation: a caller that goes away while its call is written
-        still leaves it written (and the batch it leads still gets written for the
-        others)."""
-        entry = _Enqueued(call)
-        with anyio.CancelScope(shield=True):
-            self._enqueue_waiting.append(entry)
-            if self._enqueue_writing:
-                await entry.turn.wait()
-            if not entry.written:
-                await self._write_enqueued()
-        if entry.error is not None:
-            raise entry.error
+        Group commit (fnagent/store/group.py): calls that arrive while a batch is being
+        written (or in the same turn of the event loop) wait and go together in the next
+        transaction, so concurrent enqueues share one commit instead of queueing for one
+        each; a failed commit fails every call of its batch."""
+        await self._enqueues.submit(call)
 
-    async def _write_enqueued(self) -> None:
-        """Write every waiting call in one transaction, then wake them, and hand the
-        writer's role to the first call that came meanwhile."""
-        self._enqueue_writing = True
-        # The calls whose requests are ready in this turn of the loop join this batch.
-        await anyio.lowlevel.checkpoint()
-        batch, self._enqueue_waiting = self._enqueue_waiting, []
-        rows = [queued_call_values(entry.call) for entry in batch]
+    async def _write_enqueued(self, calls: list[QueuedCall]) -> None:
+        rows = [queued_call_values(call) for call in calls]
 
         def insert(conn: sqlite3.Connection) -> None:
             placeholders = ", ".join("?" * len(rows[0]))
@@ -927,20 +916,37 @@ class SQLiteStore:
                 f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({placeholders})", rows
             )
 
-        error: FnAgentError | None = None
-        try:
-            await self._write_here(insert)
-        except FnAgentError as exc:
-            error = exc
-        finally:
-            for entry in batch:
-                entry.written = True
-                entry.error = error
-                entry.turn.set()
-            if self._enqueue_waiting:
-                self._enqueue_waiting[0].turn.set()
-            else:
-                self._enqueue_writing = False
+        await self._write_here(insert)
+
+    async def _let_the_wal_start_over(self) -> None:
+        """When the checkpointer asks (the WAL passed ``wal_reset_bytes``): copy the frames
+        written since its last checkpoint, in the store's thread and holding the store, so
+        that no commit comes meanwhile. Then the checkpoint has caught up with every write,
+        and the next commit writes the WAL from its start again instead of growing it.
+        Writes that never pause (detached calls at full rate) would keep the checkpointer's
+        own checkpoints from ever catching up, and the WAL would grow until a TRUNCATE
+        checkpoint bounded it with every writer waiting for it (60-110 ms at 64 MiB). This
+        wait is one checkpoint of a moment's writes. Never raises: a failed one is tried
+        again at the checkpointer's next request."""
+        checkpointer = self._checkpointer
+        if checkpointer is None or not checkpointer.catch_up_due:
+            return
+        checkpointer.catch_up_due = False
+
+        def catch_up() -> None:
+            with self._lock:
+                conn = self._conn
+            if conn is None:
+                return
+            try:
+                busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error:
+                logger.warning("store checkpoint failed", exc_info=True)
+                return
+            if not busy and copied == frames:
+                self.wal_resets += 1
+
+        await anyio.to_thread.run_sync(catch_up, limiter=self._limiter)
 
     async def lease_calls(
         self,
@@ -957,19 +963,10 @@ class SQLiteStore:
         if limit <= 0:
             return []
 
-        due, hot_due = runnable_when(now, hot, cold_due)
-        marks = ", ".join("?" * len(hot_due))
+        select, params = _runnable_statement(now, hot, cold_due, limit)
 
         def lease(conn: sqlite3.Connection) -> list[QueuedCall]:
-            ids = [
-                row["id"]
-                for row in conn.execute(
-                    "SELECT id FROM detached_calls WHERE (status = ? AND (not_before <= ? OR "
-                    f"(not_before <= ? AND fn_id IN ({marks})))) "
-                    "OR (status = ? AND lease_expires <= ?) ORDER BY not_before, id LIMIT ?",
-                    (QUEUED, due, now, *hot_due, RUNNING, now, limit),
-                )
-            ]
+            ids = [row["id"] for row in conn.execute(select, params)]
             leased = []
             for call_id in ids:
                 conn.execute(
@@ -1181,17 +1178,7 @@ class SQLiteStore:
         return await self._run(prune, write=True)
 
 
-class _Enqueued:
-    """One enqueue_call waiting for its batch: ``turn`` is set when it was written (or
-    failed: ``error``), or when it is the next batch's writer."""
-
-    __slots__ = ("call", "error", "turn", "written")
-
-    def __init__(self, call: QueuedCall) -> None:
-        self.call = call
-        self.turn = anyio.Event()
-        self.written = False
-        self.error: FnAgentError | None = None
+_WAL_FRAME_HEADER_BYTES = 24
 
 
 class _Busy(Exception):
@@ -1208,8 +1195,10 @@ class _Checkpointer:
     writer waits for. The WAL restarts from its beginning only once a checkpoint has caught
     up with it, which writes that never pause keep from happening; a WAL still larger than
     ``limit_bytes`` after a passive checkpoint gets a TRUNCATE one, which makes writers wait
-    while it runs: a rare stall that bounds the file. ``start`` once; ``stop`` (blocking)
-    waits for a checkpoint under way."""
+    while it runs: a stall that bounds the file. Before that, a WAL holding more than
+    ``reset_bytes`` of frames sets ``catch_up_due``: the store then lets a checkpoint catch
+    up between two commits (``SQLiteStore._let_the_wal_start_over``), and the WAL starts
+    over. ``start`` once; ``stop`` (blocking) waits for a checkpoint under way."""
 
     def __init__(
         self,
@@ -1218,6 +1207,7 @@ class _Checkpointer:
         synchronous: str,
         interval_s: float,
         limit_bytes: int,
+        reset_bytes: int,
         busy_timeout_s: float,
     ) -> None:
         self.path = path
@@ -1225,6 +1215,9 @@ class _Checkpointer:
         self.synchronous = synchronous
         self.interval_s = interval_s
         self.limit_bytes = limit_bytes
+        self.reset_bytes = reset_bytes
+        self.catch_up_due = False
+        """Set here, cleared by the store (a plain flag: one writer each way)."""
         self.busy_timeout_s = busy_timeout_s
         self.checkpoints = 0
         self._dirty = threading.Event()
@@ -1269,8 +1262,39 @@ class _Checkpointer:
         self.checkpoints += 1
         if copied < wal_frames:  # writes came meanwhile: their frames next time
             self._dirty.set()
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        if wal_frames * (page_size + _WAL_FRAME_HEADER_BYTES) > self.reset_bytes:
+            self.catch_up_due = True
         if os.path.getsize(self.wal_path) > self.limit_bytes:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+
+def _runnable_statement(
+    now: float, hot: Collection[str], cold_due: float | None, limit: int
+) -> tuple[str, tuple[Any, ...]]:
+    """The ``SELECT`` of a lease's calls (``runnable_when``), oldest due first, and its
+    parameters. One bounded search per kind of runnable call, each through an index, merged:
+    an ``OR`` of them would make SQLite scan the whole table, finished calls included (they
+    stay), with the store held meanwhile."""
+    due, hot_due = runnable_when(now, hot, cold_due)
+    kinds: list[tuple[str, tuple[Any, ...]]] = [("status = ? AND not_before <= ?", (QUEUED, due))]
+    if hot_due:
+        marks = ", ".join("?" * len(hot_due))
+        kinds.append(
+            (
+                f"status = ? AND not_before > ? AND not_before <= ? AND fn_id IN ({marks})",
+                (QUEUED, due, now, *hot_due),
+            )
+        )
+    kinds.append(("status = ? AND lease_expires <= ?", (RUNNING, now)))
+    order = "ORDER BY not_before, id LIMIT ?"
+    select = " UNION ALL ".join(
+        f"SELECT id, not_before FROM (SELECT id, not_before FROM detached_calls WHERE {where} "
+        f"{order})"
+        for where, _ in kinds
+    )
+    params = tuple(value for _, values in kinds for value in (*values, limit))
+    return f"{select} {order}", (*params, limit)
 
 
 # --- synchronous helpers, run in the store's thread ------------------------------------------

@@ -12,10 +12,12 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from drivers.errors import ClosedError, InvalidInputError
@@ -163,6 +165,97 @@ async def test_concurrent_enqueues_share_commits(store: SQLiteStore) -> None:
     assert transactions[0] <= 3  # the first alone, then the rest in one or two
 
 
+async def test_each_enqueue_returns_after_its_own_commit_and_a_failed_one_fails_its_batch(
+    tmp_path: Path,
+) -> None:
+    """What a 202 rests on: every enqueue of a group commit returns only once its call is
+    committed (another connection reads it then); a commit that fails fails every call of
+    its batch (none is stored, none may be answered 202), and the next batch is written."""
+    path = tmp_path / "fn.db"
+    async with SQLiteStore(path) as store:
+        write_here = store._write_here
+        outcomes: dict[str, str] = {}
+        reader = sqlite3.connect(path)
+        try:
+
+            async def enqueue(call_id: str) -> None:
+                await store.enqueue_call(queued_call(call_id))
+                found = reader.execute("SELECT 1 FROM detached_calls WHERE id = ?", (call_id,))
+                outcomes[call_id] = "stored" if found.fetchone() else "returned before its commit"
+
+            async with anyio.create_task_group() as tg:
+                for i in range(12):
+                    tg.start_soon(enqueue, f"c{i:02}")
+                    if i % 4 == 3:
+                        await anyio.lowlevel.checkpoint()  # batches, one after another
+        finally:
+            reader.close()
+        assert outcomes == {f"c{i:02}": "stored" for i in range(12)}
+
+        # A batch of several that fails: all of them fail, none is stored.
+        commits = [0]
+        outcomes.clear()
+        gate = anyio.Event()
+
+        async def blocked_then_failing(op: Any) -> Any:
+            commits[0] += 1
+            if commits[0] == 1:
+                await gate.wait()  # the others gather into the second batch meanwhile
+                return await write_here(op)
+            if commits[0] == 2:
+                raise StorageError("storage failure: disk I/O error")
+            return await write_here(op)
+
+        store._write_here = blocked_then_failing  # type: ignore[method-assign]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(enqueue_outcome, store, "d00", outcomes)
+            await anyio.sleep(0.01)
+            for i in range(1, 6):
+                tg.start_soon(enqueue_outcome, store, f"d{i:02}", outcomes)
+            await anyio.sleep(0.01)
+            gate.set()
+        assert outcomes == {"d00": "stored"} | {f"d{i:02}": "failed" for i in range(1, 6)}
+        await enqueue_outcome(store, "d06", outcomes)  # the next batch is written
+        assert outcomes["d06"] == "stored"
+        assert await store.count_queued() == 14
+
+
+async def test_a_batch_that_fails_unexpectedly_fails_every_call_and_the_queue_goes_on(
+    store: SQLiteStore,
+) -> None:
+    """A failure other than the store's own errors (a bug) while a batch is written: every
+    call of the batch fails with a storage error (none returns as if stored, so none is
+    answered 202), and later enqueues are written (the writer's role is handed on)."""
+    write_here = store._write_here
+    failures = [1]
+
+    async def bug_once(op: Any) -> Any:
+        if failures[0]:
+            failures[0] -= 1
+            raise RuntimeError("a bug")
+        return await write_here(op)
+
+    store._write_here = bug_once  # type: ignore[method-assign]
+    outcomes: dict[str, str] = {}
+    async with anyio.create_task_group() as tg:
+        for i in range(4):
+            tg.start_soon(enqueue_outcome, store, f"c{i}", outcomes)
+    assert outcomes == {f"c{i}": "failed" for i in range(4)}
+    with anyio.fail_after(10):
+        await enqueue_outcome(store, "c4", outcomes)
+    assert outcomes["c4"] == "stored"
+    assert await store.count_queued() == 1
+
+
+async def enqueue_outcome(store: SQLiteStore, call_id: str, outcomes: dict[str, str]) -> None:
+    try:
+        await store.enqueue_call(queued_call(call_id))
+    except StorageError:
+        outcomes[call_id] = "failed"
+    else:
+        outcomes[call_id] = "stored"
+
+
 @contextlib.contextmanager
 def threaded_transactions(store: SQLiteStore) -> Iterator[list[int]]:
     """``[n]``: how many transactions the store ran in its thread while this was open."""
@@ -220,6 +313,31 @@ async def test_commits_never_checkpoint_the_checkpointer_does(tmp_path: Path) ->
         assert await store.count_queued() == 40
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM detached_calls").fetchone()[0] == 40
+
+
+async def test_the_wal_starts_over_while_writes_never_pause(
+    tmp_path: Path,
+) -> None:
+    """Writes that never pause keep a checkpoint beside them from ever catching up, so the
+    WAL only grew, until a TRUNCATE checkpoint bounded it with every writer waiting (60-110
+    ms with 64 MiB, every few seconds of detached calls at full rate). The store instead
+    lets its checkpoint catch up, between two batches of enqueues, once the WAL passes
+    ``wal_reset_bytes``: the next commit starts the WAL over, and the file stays small."""
+    path = tmp_path / "fn.db"
+    wal = tmp_path / "fn.db-wal"
+    limit = 64 * 1024 * 1024
+    async with SQLiteStore(
+        path, checkpoint_interval_s=0.005, wal_limit_bytes=limit, wal_reset_bytes=256 * 1024
+    ) as store:
+        for i in range(400):
+            async with anyio.create_task_group() as tg:
+                for j in range(4):
+                    tg.start_soon(store.enqueue_call, queued_call(f"c{i:03}{j}", body=b"x" * 4096))
+        assert store.checkpoints > 0
+        assert store.wal_resets > 0
+        # 1,600 calls of 4 KiB, ~10 MiB with their pages: 17 MiB of WAL before, ~2 MiB now.
+        assert wal.stat().st_size < 8 * 1024 * 1024
+        assert await store.count_queued() == 1600
 
 
 _ENQUEUE_THEN_DIE = """
@@ -309,3 +427,57 @@ async def test_an_enqueue_never_waits_for_sqlites_lock_on_the_event_loop(tmp_pat
         finally:
             other.close()
         assert await store.count_queued() == 1
+
+
+# --- the queue's cost -----------------------------------------------------------------------
+
+
+def _lease_steps(store: SQLiteStore) -> int:
+    """SQLite's virtual-machine steps (in thousands) that one lease of a call takes."""
+    conn = store._conn
+    assert conn is not None
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    conn.set_progress_handler(count, 1000)
+    try:
+        [leased] = anyio.from_thread.run(
+            partial(store.lease_calls, owner="a", limit=8, now=5000.0, lease_s=30)
+        )
+    finally:
+        conn.set_progress_handler(None, 0)
+    assert leased.id == "due"
+    return steps[0]
+
+
+async def test_a_lease_reads_the_runnable_calls_only_not_the_queues_history(
+    tmp_path: Path,
+) -> None:
+    """Finished calls stay in the table, and thousands wait queued behind a busy fn: a lease
+    (which holds the store while it runs, so enqueues wait for it) finds what it may take
+    through the indexes, at the same cost whatever else the table holds, where a scan of
+    every row cost milliseconds per lease once the table held tens of thousands."""
+
+    async def lease_cost(finished: int, queued: int) -> int:
+        async with SQLiteStore(tmp_path / f"{finished}-{queued}.db") as store:
+            rows = [queued_call(f"f{i:05}", not_before=float(i)) for i in range(finished)]
+            rows += [queued_call(f"q{i:05}", not_before=6000.0 + i) for i in range(queued)]
+            for i in range(0, len(rows), 500):
+                async with anyio.create_task_group() as tg:
+                    for row in rows[i : i + 500]:
+                        tg.start_soon(store.enqueue_call, row)
+            await store._run(
+                lambda conn: conn.execute(
+                    "UPDATE detached_calls SET status = ? WHERE id LIKE 'f%'", (SUCCESS,)
+                ),
+                write=True,
+            )
+            await store.enqueue_call(queued_call("due", not_before=100.0))
+            return await anyio.to_thread.run_sync(_lease_steps, store)
+
+    alone = await lease_cost(0, 0)
+    crowded = await lease_cost(3000, 3000)
+    assert crowded <= alone * 2 + 1, (alone, crowded)

@@ -4,13 +4,16 @@ conformance suite's (test_store_conformance.py runs it on PostgreSQL too)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import anyio
 import psycopg
 import pytest
 
 from fnagent.errors import InvalidInputError, StorageError, StoreUnavailableError
 from fnagent.store import Migration, SQLiteStore, store_from_url
-from fnagent.store.postgres import MIGRATIONS, PostgresStore, parse_url
+from fnagent.store.postgres import MIGRATIONS, PostgresStore, lease_statement, parse_url
 from fnagent.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from fnagent.store.urls import redact_url
 from fnagent.testing.store_conformance import (
@@ -201,6 +204,78 @@ async def test_a_lease_skips_calls_another_agent_is_leasing(postgres_url: str) -
             assert [c.id for c in leased] == ["c2", "c3"]
         [rest] = await store.lease_calls(owner="b", limit=5, now=2000.0, lease_s=30)
         assert (rest.id, rest.lease_owner) == ("c1", "b")
+
+
+@pytest.mark.anyio
+async def test_concurrent_enqueues_share_transactions(postgres_url: str) -> None:
+    """Group commit: calls enqueued while a batch is written go together in the next
+    transaction (one commit, one flush of the database's log), each returning only once its
+    own is committed; without it each 202 waited for a pooled connection and its own
+    flush."""
+    async with PostgresStore(postgres_url) as store:
+        run = store._run
+        transactions = [0]
+
+        async def counting(op: Any, *, one_statement: bool = False) -> Any:
+            transactions[0] += 1
+            return await run(op, one_statement=one_statement)
+
+        store._run = counting  # type: ignore[method-assign]
+        stored: list[str] = []
+
+        async def enqueue(call_id: str) -> None:
+            await store.enqueue_call(queued_call(call_id))
+            with psycopg.connect(postgres_url) as conn:
+                found = conn.execute("SELECT 1 FROM detached_calls WHERE id = %s", (call_id,))
+                if found.fetchone():
+                    stored.append(call_id)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(16):
+                tg.start_soon(enqueue, f"c{i:02}")
+        store._run = run  # type: ignore[method-assign]
+        assert transactions[0] <= 3  # the first alone, then the rest in one or two
+        assert sorted(stored) == [f"c{i:02}" for i in range(16)]
+        assert await store.count_queued() == 16
+
+
+def _plan_rows(node: dict[str, Any]) -> Iterator[int]:
+    yield int(node["Actual Rows"]) * int(node["Actual Loops"])
+    for child in node.get("Plans", ()):
+        yield from _plan_rows(child)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("hot", [(), ("fn1",)])
+async def test_a_lease_reads_a_few_rows_whatever_the_queue_holds(
+    postgres_url: str, hot: tuple[str, ...]
+) -> None:
+    """Thousands of calls queued and finished: the lease's statement reads a window of the
+    runnable ones through the indexes (every plan node a few rows), where an OR of the kinds
+    of runnable call fetched and sorted every queued call on each lease."""
+    async with PostgresStore(postgres_url) as store:
+        await store.enqueue_call(queued_call("first"))
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for status, prefix in (("queued", "q"), ("success", "f")):
+            conn.execute(
+                "INSERT INTO detached_calls (id, fn_id, app_id, is_trigger, method, url, "
+                "headers, body, created_at, status, attempts, not_before) "
+                "SELECT %s || g, 'fn1', 'app1', 0, 'POST', 'u', '[]', '', 1000, %s, 0, 1000 + g "
+                "FROM generate_series(1, 3000) AS g",
+                (prefix, status),
+            )
+        conn.execute("ANALYZE detached_calls")
+        statement, params = lease_statement(
+            owner="a", limit=8, now=9000.0, lease_s=30, hot=hot, cold_due=8999.5 if hot else None
+        )
+        conn.execute("BEGIN")
+        try:
+            [(plan,)] = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", params)
+        finally:
+            conn.execute("ROLLBACK")
+    rows = list(_plan_rows(plan[0]["Plan"]))
+    assert plan[0]["Plan"]["Actual Rows"] == 8
+    assert max(rows) <= 100, rows  # 3,001 queued ones read and sorted before
 
 
 @pytest.mark.anyio
