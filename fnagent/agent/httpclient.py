@@ -69,6 +69,11 @@ class BodyTooLarge(Exception):
     """The response body is over the caller's limit (the connection is no longer usable)."""
 
 
+class RequestTimeout(Exception):
+    """The request's ``timeout_s`` passed before its whole response arrived (the connection
+    was cut, so it is no longer usable)."""
+
+
 @dataclass
 class Response:
     status: int
@@ -113,6 +118,7 @@ class UnixHTTPConnection:
         *,
         max_body_bytes: int = DEFAULT_MAX_RESPONSE_SIZE_BYTES,
         content_length: int | None = None,
+        timeout_s: float | None = None,
     ) -> Response:
         """Send one request and read the whole (final) response, its body at most
         ``max_body_bytes`` (> 0: a response is always held in memory, so always bounded).
@@ -121,6 +127,13 @@ class UnixHTTPConnection:
         chunk, so it is never held whole: chunked, or with ``content_length`` when the caller
         knows its size (a stream that then ends short or runs long raises BodySizeMismatch).
 
+        ``timeout_s``, on a connection that is open already (``connected``): the whole
+        exchange must end within it, or the connection is cut (aborted: whatever the peer
+        still has to read or write, it ends now) and RequestTimeout raised. One timer on the
+        event loop, which costs a hot call less than a cancel scope; opening a connection has
+        no such bound (the caller's own deadline covers it), so a ``timeout_s`` without one is
+        a ValueError.
+
         Raises OSError / asyncio.IncompleteReadError when the connection fails, ProtocolError
         for a malformed answer, BodyTooLarge as soon as the body passes the limit (the rest is
         never read); after any of them the connection is closed and the next request
@@ -128,11 +141,51 @@ class UnixHTTPConnection:
         """
         if max_body_bytes <= 0:
             raise ValueError(f"max_body_bytes must be positive, not {max_body_bytes}")
+        if timeout_s is not None and not self.connected:
+            raise ValueError("timeout_s bounds a request on an open connection")
         if not self.connected:
             try:
                 self._reader, self._writer = await _open(self.path)
             except OSError as exc:
                 raise ConnectFailed(exc.errno, f"cannot connect to {self.path}: {exc}") from exc
+        assert self._reader is not None and self._writer is not None
+        if timeout_s is None:
+            return await self._exchange(
+                method, target, headers, body, max_body_bytes, content_length
+            )
+        writer = self._writer
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            writer.transport.abort()
+
+        timer = asyncio.get_running_loop().call_later(max(timeout_s, 0.0), expire)
+        try:
+            response = await self._exchange(
+                method, target, headers, body, max_body_bytes, content_length
+            )
+        except Exception:
+            if expired:
+                raise RequestTimeout() from None
+            raise
+        finally:
+            timer.cancel()
+        if expired:  # the cut ended a body read to the end of the connection: not all of it
+            self.close()
+            raise RequestTimeout()
+        return response
+
+    async def _exchange(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes | AsyncIterable[bytes],
+        max_body_bytes: int,
+        content_length: int | None,
+    ) -> Response:
         assert self._reader is not None and self._writer is not None
         head = [f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n"]
         head.extend(f"{name}: {value}\r\n" for name, value in headers)

@@ -14,8 +14,10 @@ how its answer becomes the caller's. The hot agent and ``fnagent run`` both use 
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from fnagent.agent.calllogs import FRAME_ENV
 from fnagent.agent.httpclient import Response, is_hop_by_hop
@@ -82,9 +84,18 @@ def fn_environment(fn: Fn, listener: str) -> dict[str, str]:
 
 
 def deadline_header(remaining_s: float, now: datetime | None = None) -> str:
-    """``Fn-Deadline``: ``remaining_s`` from ``now``, RFC 3339 with milliseconds, UTC ``Z``."""
-    deadline = (now or datetime.now(UTC)) + timedelta(seconds=remaining_s)
-    return deadline.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``Fn-Deadline``: ``remaining_s`` from ``now``, RFC 3339 with milliseconds, UTC ``Z``.
+
+    Every call sends one, so it is made from Unix time with the text up to the second made
+    once per second (``_utc_second``)."""
+    start = time.time() if now is None else now.timestamp()
+    second, micros = divmod(round((start + remaining_s) * 1_000_000), 1_000_000)
+    return f"{_utc_second(second)}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=16)
+def _utc_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def call_headers(

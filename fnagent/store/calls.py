@@ -37,7 +37,10 @@ MSG_CALL_LOG_NOT_FOUND = "Call log not found"  # 404
 MAX_UNIX_S = 253402300799
 
 
-@dataclass(frozen=True, kw_only=True)
+# Not frozen: a record is made for every call, and a frozen dataclass sets each of its
+# fields through object.__setattr__ (several times the cost of the rest of the recording on
+# the call's path). Nothing changes a record once made: a call's next state is a new one.
+@dataclass(kw_only=True)
 class CallRecord:
     """One call: Fn v1's call fields plus how its container was found and where time went.
 

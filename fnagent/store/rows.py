@@ -52,7 +52,26 @@ class Row(Protocol):
 
 
 def ts(when: datetime) -> str:
-    return when.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
+    """``when`` as the stored text (``_TIMESTAMP_FORMAT`` in UTC, the year always four
+    digits). Every call record writes three, so the text up to the second is made once per
+    second (records come in time order: most share their seconds) and only the microseconds
+    each time."""
+    if when.tzinfo is not UTC:
+        when = when.astimezone(UTC)
+    second = (when.year, when.month, when.day, when.hour, when.minute, when.second)
+    text = _SECONDS.get(second)
+    if text is None:
+        if len(_SECONDS) >= _MAX_SECONDS:
+            _SECONDS.clear()
+        year, month, day, hour, minute, sec = second
+        text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{sec:02d}."
+        _SECONDS[second] = text
+    return f"{text}{when.microsecond:06d}Z"
+
+
+# ts's texts by second: a cache that is emptied when full.
+_SECONDS: dict[tuple[int, ...], str] = {}
+_MAX_SECONDS = 4096
 
 
 def parse_ts(text: str) -> datetime:

@@ -16,6 +16,7 @@ from fnagent.agent.httpclient import (
     MAX_RESPONSE_HEADERS,
     BodyTooLarge,
     ProtocolError,
+    RequestTimeout,
     UnixHTTPConnection,
     is_hop_by_hop,
 )
@@ -239,3 +240,86 @@ async def test_204_has_no_body_whatever_it_announces() -> None:
 
 def test_expect_is_hop_by_hop() -> None:
     assert is_hop_by_hop("Expect") and is_hop_by_hop("expect")
+
+
+# -- the request's timeout --------------------------------------------------------------------
+
+
+def silent() -> Script:
+    """Never answers (waits until the client goes away)."""
+
+    async def script(writer: asyncio.StreamWriter) -> None:
+        await anyio.sleep(30)
+
+    return script
+
+
+async def opened(connection: UnixHTTPConnection) -> None:
+    """The connection opened by a first, answered request (timeout_s needs one open)."""
+    assert await post(connection) == (200, b"ok")
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def test_a_response_that_does_not_come_in_time_cuts_the_connection() -> None:
+    async with serving(send(OK), silent()) as (connection, _):
+        await opened(connection)
+        started = anyio.current_time()
+        with anyio.fail_after(10), pytest.raises(RequestTimeout):
+            await connection.request("POST", "/call", [], b"{}", timeout_s=0.2)
+        assert anyio.current_time() - started >= 0.2
+        assert not connection.connected
+
+
+async def test_a_body_read_to_the_end_of_the_connection_cut_by_the_timeout_is_no_answer() -> None:
+    written: list[int] = []
+    async with serving(send(OK), endless(b"HTTP/1.1 200 OK\r\n\r\n", b"x" * 16, written)) as (
+        connection,
+        _,
+    ):
+        await opened(connection)
+        with anyio.fail_after(10), pytest.raises(RequestTimeout):
+            await connection.request("POST", "/call", [], b"{}", timeout_s=0.2)
+
+
+async def test_a_peer_that_never_reads_the_request_body_still_times_out() -> None:
+    """The cut aborts the connection: it does not wait for a write buffer the peer will
+    never drain."""
+    with tempfile.TemporaryDirectory(prefix="fnagent-http-") as folder:
+        path = os.path.join(folder, "lsnr.sock")
+        held: list[asyncio.StreamWriter] = []
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(2)
+            writer.write(OK)
+            held.append(writer)  # then reads nothing more, and never closes
+
+        server = await asyncio.start_unix_server(handle, path)
+        connection = UnixHTTPConnection(path)
+        try:
+            await opened(connection)
+            with anyio.fail_after(10), pytest.raises(RequestTimeout):
+                await connection.request("POST", "/call", [], b"b" * (8 * MIB), timeout_s=0.2)
+        finally:
+            connection.close()
+            for writer in held:
+                writer.close()
+            server.close()
+
+
+async def test_an_answer_in_time_keeps_the_connection_and_no_timer_fires_later() -> None:
+    async with serving(send(OK), send(OK), send(OK)) as (connection, _):
+        await opened(connection)
+        response = await connection.request("POST", "/call", [], b"{}", timeout_s=0.1)
+        assert (response.status, response.body) == (200, b"ok")
+        await anyio.sleep(0.2)
+        assert connection.connected
+        assert await post(connection) == (200, b"ok")
+
+
+async def test_a_timeout_needs_an_open_connection() -> None:
+    async with serving(send(OK)) as (connection, _):
+        with pytest.raises(ValueError, match="open connection"):
+            await connection.request("POST", "/call", [], b"{}", timeout_s=1)

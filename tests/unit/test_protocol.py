@@ -4,7 +4,10 @@ container the same environment and send it the same headers, in one Fn-Deadline 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.base import IOFS_MOUNT
 from drivers.docker.config import DockerConfig
@@ -43,6 +46,24 @@ def test_the_deadline_is_rfc3339_with_milliseconds_in_utc() -> None:
     now = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
     assert protocol.deadline_header(1.5, now) == "2024-05-06T07:08:10.623Z"
     assert RFC3339_MS_UTC.match(protocol.deadline_header(30))
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    ),
+    st.floats(0, 3600),
+)
+def test_the_deadline_is_the_datetime_arithmetics_to_the_millisecond(
+    now: datetime, remaining_s: float
+) -> None:
+    """Made from Unix time for speed: the same text as datetime's arithmetic gives, but for
+    float rounding at a millisecond's edge (within 1 ms)."""
+    expected = (now + timedelta(seconds=remaining_s)).isoformat(timespec="milliseconds")
+    made = protocol.deadline_header(remaining_s, now)
+    assert made.endswith("Z") and RFC3339_MS_UTC.match(made)
+    gap = datetime.fromisoformat(made[:-1] + "+00:00") - datetime.fromisoformat(expected)
+    assert abs(gap) <= timedelta(milliseconds=1)
 
 
 def test_serve_and_run_give_the_container_the_same_contract_env() -> None:
