@@ -359,7 +359,7 @@ class AgentConfig:
             docker_cgroup_parent=environ.get("FN_DOCKER_CGROUP_PARENT", "").strip() or None,
             freezer=_freezer_mode(environ),
             keepalive=KeepAliveConfig.from_env(environ),
-            log_pipe=_log_pipe(environ),
+            log_pipe=_choice(environ, "FN_LOG_PIPE", LOG_PIPES, DEFAULT_LOG_PIPE),
             log_pipe_shell=environ.get("FN_LOG_PIPE_SHELL", "").strip() or DEFAULT_LOG_PIPE_SHELL,
         )
 
@@ -445,23 +445,14 @@ def _freezer_mode(environ: Mapping[str, str]) -> FreezerMode:
         raise InvalidInputError(f"FN_FREEZER must be {choices}, got {text!r}") from None
 
 
-def _log_pipe(environ: Mapping[str, str]) -> str:
-    text = environ.get("FN_LOG_PIPE", "").strip().lower()
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    """The setting ``name``, one of ``choices`` (case-insensitive); ``default`` when unset or
+    blank; anything else is refused by name."""
+    text = environ.get(name, "").strip().lower()
     if not text:
-        return DEFAULT_LOG_PIPE
-    if text not in LOG_PIPES:
-        choices = " or ".join(LOG_PIPES)
-        raise InvalidInputError(f"FN_LOG_PIPE must be {choices}, got {text!r}")
-    return text
-
-
-def _db_sync(environ: Mapping[str, str]) -> str:
-    text = environ.get("FN_DB_SYNC", "").strip().lower()
-    if not text:
-        return DEFAULT_DB_SYNC
-    if text not in DB_SYNC_MODES:
-        choices = " or ".join(DB_SYNC_MODES)
-        raise InvalidInputError(f"FN_DB_SYNC must be {choices}, got {text!r}")
+        return default
+    if text not in choices:
+        raise InvalidInputError(f"{name} must be {' or '.join(choices)}, got {text!r}")
     return text
 
 
@@ -665,7 +656,7 @@ class ServerConfig:
                 minimum=1,
             )
             / 1000,
-            db_sync=_db_sync(environ),
+            db_sync=_choice(environ, "FN_DB_SYNC", DB_SYNC_MODES, DEFAULT_DB_SYNC),
             db_resync_s=env_msecs(
                 environ, "FN_DB_RESYNC_MSECS", int(DEFAULT_DB_RESYNC_S * 1000), minimum=100
             )
