@@ -1,10 +1,10 @@
 """The OpenAPI 3.0 document of what ``fnagent serve`` implements (served at /openapi.json).
 
-It follows Fn's v2 swagger (shared/reference/fn_swagger_v2.yml) for apps, fns and triggers, and
-adds what is ours: invoke, triggers' gateway (``/t/{app_name}/{trigger_source}``, every method),
-scale, a fn's call records and logs, following a fn's logs, an app's secrets (write-only: no
-answer schema has a value), stats, ping, version, health, metrics, this document and the page
-at /ui.
+It follows Fn's v2 API spec (the Swagger 2.0 document ``swagger_v2.yml`` of the fnproject/fn
+repository) for apps, fns and triggers, and adds what is ours: invoke, triggers' gateway
+(``/t/{app_name}/{trigger_source}``, every method), scale, a fn's call records and logs,
+following a fn's logs, an app's secrets (write-only: no answer schema has a value), stats, ping,
+version, health, metrics, this document and the page at /ui.
 """
 
 from __future__ import annotations
