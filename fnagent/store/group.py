@@ -22,12 +22,13 @@ class _Waiting(Generic[T]):
     """One item waiting for its batch: ``turn`` is set when it was written (or failed:
     ``error``), or when its submitter is the next batch's writer."""
 
-    __slots__ = ("error", "item", "turn", "written")
+    __slots__ = ("done", "error", "item", "turn")
 
     def __init__(self, item: T) -> None:
         self.item = item
         self.turn = anyio.Event()
-        self.written = False
+        self.done = False
+        """Its batch ended: written, or failed with ``error``."""
         self.error: FnAgentError | None = None
 
 
@@ -64,7 +65,7 @@ class GroupCommit(Generic[T]):
             self._waiting.append(entry)
             if self._writing:
                 await entry.turn.wait()
-            if not entry.written:
+            if not entry.done:
                 await self._write_batch()
         if entry.error is not None:
             raise entry.error
@@ -91,7 +92,7 @@ class GroupCommit(Generic[T]):
             if batch is None:  # failed before the batch was taken: the waiting ones fail
                 batch, self._waiting = self._waiting, []
             for entry in batch:
-                entry.written = True
+                entry.done = True
                 entry.error = error
                 entry.turn.set()
             if self._waiting:
