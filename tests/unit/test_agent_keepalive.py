@@ -8,32 +8,27 @@ import anyio
 import pytest
 
 from drivers.fake import FakeContainer, FakeDriver, ProgramContext
-from fnagent.agent import Agent
 from fnagent.agent.admission import Budget
 from fnagent.config import KeepAliveConfig
-from fnagent.models import Fn
 from fnagent.testing.clock import ManualClock
-from fnagent.testing.fakefn import Answer, Request, http_function
+from fnagent.testing.fakefn import http_function
 from tests.helpers import poll
-from tests.unit.helpers import LEARN_FAST, MIB, handler_of, make_call, make_fn, running
+from tests.unit.helpers import (
+    KEEPALIVE_IDLE_S,
+    LEARN_FAST,
+    MIB,
+    Hold,
+    learn,
+    make_call,
+    make_fn,
+    running,
+)
 
 pytestmark = pytest.mark.anyio
-
-IDLE_S = 2.5
-"""Idle times in the 2-3 s bin: the plan removes the container at once, starts one at 1.8 s
-(2 s less the 10% margin; the fake's launches take no clock time) and keeps it to 3.3 s."""
 
 
 async def settled(clock: ManualClock, sleepers: int) -> None:
     await poll(lambda: clock.sleepers >= sleepers, f"{sleepers} timers")
-
-
-async def learn(agent: Agent, clock: ManualClock, fn: Fn, calls: int = 4) -> None:
-    """``calls`` calls IDLE_S apart (the last one ends now)."""
-    for i in range(calls):
-        if i:
-            clock.advance(IDLE_S)
-        assert (await agent.submit(make_call(fn))).status == 200
 
 
 def live(driver: FakeDriver) -> list[FakeContainer]:
@@ -59,7 +54,7 @@ async def test_a_learned_plan_unloads_at_once_prewarms_frozen_and_the_call_thaws
         await settled(clock, 1)
         clock.advance(0.06)
         await poll(lambda: prewarmed.state == "paused", "the pre-warmed container frozen")
-        clock.advance(IDLE_S - 1.8 - 0.06)
+        clock.advance(KEEPALIVE_IDLE_S - 1.8 - 0.06)
         result = await agent.submit(make_call(fn, b"again"))
         assert (result.status, result.body, result.start) == (200, b"again", "thawed")
         assert live(driver) == [prewarmed]
@@ -186,15 +181,9 @@ async def test_a_prewarm_launch_under_way_is_removed_when_the_fn_is_deleted() ->
 
 
 async def test_a_prewarm_that_does_not_fit_is_skipped_and_evicts_nothing() -> None:
-    gate = anyio.Event()
-
-    async def held(request: Request, ctx: ProgramContext) -> Answer:
-        if request.body == b"hold":
-            await gate.wait()
-        return Answer()
-
+    hold = Hold()
     clock = ManualClock()
-    images = {"fn/a": http_function(), "fn/b": handler_of(held)}
+    images = {"fn/a": http_function(), "fn/b": hold.program}
     async with running(
         images, clock=clock, keepalive=LEARN_FAST, budget=Budget(256 * MIB, 2000)
     ) as (agent, driver):
@@ -209,7 +198,7 @@ async def test_a_prewarm_that_does_not_fit_is_skipped_and_evicts_nothing() -> No
             await anyio.sleep(0.05)
             assert agent.containers("a") == {"running": 0, "frozen": 0, "starting": 0}
             assert len(driver.containers) == 2, "no pre-warm of a, b's busy container kept"
-            gate.set()
+            hold.gate.set()
         assert agent.containers("b")["running"] + agent.containers("b")["frozen"] == 1
 
 
@@ -244,7 +233,7 @@ async def test_scale_view_shows_the_learned_keepalive_and_the_planned_prewarm() 
         assert (view.learned, view.representative, view.idle_samples) == (False, False, 0)
         assert view.keepalive_s == 30.0
         assert prewarm is None
-        clock.advance(IDLE_S)
+        clock.advance(KEEPALIVE_IDLE_S)
         await learn(agent, clock, fn, calls=3)
         (view,), prewarm = agent.keepalive("fn1")
         assert (view.learned, view.representative, view.idle_samples) == (True, True, 3)

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from drivers.errors import DockerAPIError
-from drivers.fake import FakeCookie, ProgramContext
+from drivers.fake import FakeContainer, FakeCookie, FakeDriver
 from fnagent.agent import Agent
 from fnagent.agent.admission import Budget
 from fnagent.agent.agent import _Retry
@@ -20,21 +20,32 @@ from fnagent.agent.slots import HotContainer
 from fnagent.keepalive import KeepAlivePolicy, Plan
 from fnagent.models import MAX_CONCURRENCY_ANNOTATION, Call, Fn
 from fnagent.testing.clock import ManualClock
-from fnagent.testing.fakefn import Answer, Request, http_function
+from fnagent.testing.fakefn import http_function
 from tests.helpers import poll
-from tests.unit.helpers import LEARN_FAST, MIB, handler_of, make_call, make_fn, running
+from tests.unit.helpers import (
+    KEEPALIVE_IDLE_S,
+    LEARN_FAST,
+    MIB,
+    Hold,
+    learn,
+    make_call,
+    make_fn,
+    running,
+)
 
 pytestmark = pytest.mark.anyio
 
-IDLE_S = 2.5
 
-
-async def learn(agent: Agent, clock: ManualClock, fn_id: str = "fn1", calls: int = 4) -> None:
-    fn = make_fn(id=fn_id)
-    for i in range(calls):
-        if i:
-            clock.advance(IDLE_S)
-        assert (await agent.submit(make_call(fn))).status == 200
+async def launch_prewarm(agent: Agent, driver: FakeDriver, clock: ManualClock) -> FakeContainer:
+    """fn1 learned (so unloaded at once), then the clock at its pre-warm: the pre-warmed
+    container, launched, its freeze timer set (due 0.05 s on)."""
+    await learn(agent, clock, make_fn())
+    await poll(lambda: driver.live() == [], "unloaded at once")
+    clock.advance(1.8)
+    await poll(lambda: len(driver.live()) == 1, "the pre-warm")
+    await poll(lambda: clock.sleepers >= 1, "its freeze timer")
+    (container,) = driver.live()
+    return container
 
 
 def in_flight(agent: Agent) -> list[int]:
@@ -48,7 +59,7 @@ async def test_a_version_switch_during_a_prewarm_launch_removes_the_prewarmed_co
         agent,
         driver,
     ):
-        await learn(agent, clock)
+        await learn(agent, clock, make_fn())
         await poll(lambda: driver.live() == [], "unloaded at once")
         clock.advance(1.8)
         await poll(lambda: len(driver.containers) == 2, "the pre-warm launching")
@@ -68,7 +79,7 @@ async def test_shutdown_during_a_prewarm_launch_leaves_nothing() -> None:
         agent,
         driver,
     ):
-        await learn(agent, clock)
+        await learn(agent, clock, make_fn())
         await poll(lambda: driver.live() == [], "unloaded at once")
         clock.advance(1.8)
         await poll(lambda: len(driver.containers) == 2, "the pre-warm launching")
@@ -84,7 +95,7 @@ async def test_many_fns_created_called_and_deleted_leave_no_keepalive_state() ->
         driver,
     ):
         for n in range(40):
-            await learn(agent, clock, fn_id=f"fn{n}")
+            await learn(agent, clock, make_fn(id=f"fn{n}"))
             assert agent.keepalive(f"fn{n}")[1] is not None, "a pre-warm is planned"
             agent.forget(f"fn{n}")
         await poll(lambda: driver.live() == [], "every container removed")
@@ -95,15 +106,9 @@ async def test_many_fns_created_called_and_deleted_leave_no_keepalive_state() ->
 
 
 async def test_before_and_after_call_stay_paired_on_429_timeouts_and_cancellation() -> None:
-    gate = anyio.Event()
-
-    async def held(request: Request, ctx: ProgramContext) -> Answer:
-        if request.body == b"hold":
-            await gate.wait()
-        return Answer()
-
+    hold = Hold()
     clock = ManualClock()
-    async with running({"fn/echo": handler_of(held)}, clock=clock, keepalive=LEARN_FAST) as (
+    async with running({"fn/echo": hold.program}, clock=clock, keepalive=LEARN_FAST) as (
         agent,
         _,
     ):
@@ -121,14 +126,14 @@ async def test_before_and_after_call_stay_paired_on_429_timeouts_and_cancellatio
             with anyio.move_on_after(0.05):
                 await agent.submit(make_call(fn))
             assert in_flight(agent) == [1]
-            gate.set()
+            hold.gate.set()
         assert in_flight(agent) == [0]
         # A call cancelled mid-call (its container is doomed).
-        gate = anyio.Event()
+        hold.gate = anyio.Event()
         with anyio.move_on_after(0.05):
             await agent.submit(make_call(fn, b"hold"))
         assert in_flight(agent) == [0]
-        gate.set()
+        hold.gate.set()
 
 
 async def test_a_prewarmed_container_that_cannot_be_frozen_still_serves_and_goes_on_time(
@@ -142,12 +147,8 @@ async def test_a_prewarmed_container_that_cannot_be_frozen_still_serves_and_goes
         agent,
         driver,
     ):
-        await learn(agent, clock)
-        await poll(lambda: driver.live() == [], "unloaded at once")
-        monkeypatch.setattr(FakeCookie, "freeze", refuse)
-        clock.advance(1.8)
-        await poll(lambda: len(driver.live()) == 1, "the pre-warm")
-        await poll(lambda: clock.sleepers >= 1, "its freeze timer")
+        await launch_prewarm(agent, driver, clock)
+        monkeypatch.setattr(FakeCookie, "freeze", refuse)  # before its freeze timer fires
         clock.advance(0.06)
         await poll(lambda: agent.queues[0].idle[0].freeze_failed, "the freeze refused")
         assert agent.containers("fn1") == {"running": 1, "frozen": 0, "starting": 0}
@@ -168,12 +169,7 @@ async def test_a_prewarmed_container_that_cannot_be_thawed_is_removed_and_the_ca
         agent,
         driver,
     ):
-        await learn(agent, clock)
-        await poll(lambda: driver.live() == [], "unloaded at once")
-        clock.advance(1.8)
-        await poll(lambda: len(driver.live()) == 1, "the pre-warm")
-        (prewarmed,) = driver.live()
-        await poll(lambda: clock.sleepers >= 1, "its freeze timer")
+        prewarmed = await launch_prewarm(agent, driver, clock)
         clock.advance(0.06)
         await poll(lambda: prewarmed.state == "paused", "frozen")
         monkeypatch.setattr(FakeCookie, "unfreeze", refuse)
@@ -233,25 +229,16 @@ async def test_a_container_idle_when_its_prewarm_is_due_is_kept_as_the_prewarm()
 async def test_a_prewarm_takes_no_room_a_launch_is_waiting_for() -> None:
     """Room for 512 MiB: b's busy container holds 256, c's call wants 384 and waits for room.
     a's pre-warm (128) would fit in what is free, but c waits for that room: no pre-warm."""
-    gate = anyio.Event()
-
-    async def held(request: Request, ctx: ProgramContext) -> Answer:
-        if request.body == b"hold":
-            await gate.wait()
-        return Answer()
-
+    hold = Hold()
     clock = ManualClock()
-    images = {"fn/a": http_function(), "fn/b": handler_of(held), "fn/c": http_function()}
+    images = {"fn/a": http_function(), "fn/b": hold.program, "fn/c": http_function()}
     async with running(
         images, clock=clock, keepalive=LEARN_FAST, budget=Budget(512 * MIB, 2000)
     ) as (agent, driver):
         fn_a = make_fn("fn/a", id="a", memory_mb=128)
         fn_b = make_fn("fn/b", id="b", memory_mb=256)
         fn_c = make_fn("fn/c", id="c", memory_mb=384)
-        for i in range(4):
-            if i:
-                clock.advance(IDLE_S)
-            assert (await agent.submit(make_call(fn_a))).status == 200
+        await learn(agent, clock, fn_a)
         await poll(lambda: driver.live() == [], "a unloaded at once")
         results = []
 
@@ -266,7 +253,7 @@ async def test_a_prewarm_takes_no_room_a_launch_is_waiting_for() -> None:
             clock.advance(1.8)  # a's pre-warm is due
             await anyio.sleep(0.05)
             assert agent.containers("a") == {"running": 0, "frozen": 0, "starting": 0}
-            gate.set()
+            hold.gate.set()
             await poll(lambda: len(results) == 2 or clock.sleepers > 0, "b done")
             while len(results) < 2:
                 clock.advance(0.5)  # c's wait for room, evicting b's idle container
@@ -297,7 +284,7 @@ async def test_a_call_retried_on_another_container_is_one_call_to_its_policy(
     ):
         fn = make_fn()
         assert (await agent.submit(make_call(fn))).status == 200
-        clock.advance(IDLE_S)
+        clock.advance(KEEPALIVE_IDLE_S)
         monkeypatch.setattr(Agent, "_exchange", flaky)
         assert (await agent.submit(make_call(fn))).status == 200
         assert not failures

@@ -20,7 +20,7 @@ from fnagent.models import Fn
 from fnagent.server.invoke import error_answer
 from fnagent.testing.fakefn import Answer, Request, http_function
 from tests.helpers import poll
-from tests.unit.helpers import MIB, handler_of, make_call, make_fn, message, running
+from tests.unit.helpers import MIB, Hold, handler_of, make_call, make_fn, message, running
 
 pytestmark = pytest.mark.anyio
 
@@ -101,21 +101,15 @@ async def test_max_concurrency_n_keeps_at_most_n_containers_and_serves_all() -> 
 
 
 async def test_a_call_that_waits_for_the_limit_until_its_deadline_is_429_with_retry_after() -> None:
-    gate = anyio.Event()
-
-    async def held(request: Request, ctx: ProgramContext) -> Answer:
-        if request.body == b"hold":
-            await gate.wait()
-        return Answer()
-
-    async with running({"fn/echo": handler_of(held)}) as (agent, driver):
+    hold = Hold()
+    async with running({"fn/echo": hold.program}) as (agent, driver):
         fn = limited(1, timeout_s=1)
         async with anyio.create_task_group() as tg:
             tg.start_soon(agent.submit, make_call(limited(1), b"hold"))
             await poll(lambda: agent.containers("fn1")["running"] == 1, "the first call busy")
             result = await agent.submit(make_call(fn, b"late"))
             assert agent.queues[0].waiters == type(agent.queues[0].waiters)()  # it left
-            gate.set()
+            hold.gate.set()
         assert result.status == 429
         assert message(result) == "Too many requests submitted"
         assert result.error is not None
