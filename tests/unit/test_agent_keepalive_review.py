@@ -36,12 +36,18 @@ from tests.unit.helpers import (
 pytestmark = pytest.mark.anyio
 
 
-async def launch_prewarm(agent: Agent, driver: FakeDriver, clock: ManualClock) -> FakeContainer:
-    """fn1 learned (so unloaded at once), then the clock at its pre-warm: the pre-warmed
-    container, launched, its freeze timer set (due 0.05 s on)."""
+async def begin_prewarm(agent: Agent, driver: FakeDriver, clock: ManualClock) -> None:
+    """fn1 learned (so unloaded at once), then the clock at its pre-warm: its launch begun."""
     await learn(agent, clock, make_fn())
     await poll(lambda: driver.live() == [], "unloaded at once")
     clock.advance(1.8)
+    await poll(lambda: len(driver.containers) == 2, "the pre-warm launching")
+
+
+async def launch_prewarm(agent: Agent, driver: FakeDriver, clock: ManualClock) -> FakeContainer:
+    """As ``begin_prewarm``, and then the pre-warmed container, launched, its freeze timer
+    set (due 0.05 s on)."""
+    await begin_prewarm(agent, driver, clock)
     await poll(lambda: len(driver.live()) == 1, "the pre-warm")
     await poll(lambda: clock.sleepers >= 1, "its freeze timer")
     (container,) = driver.live()
@@ -59,10 +65,7 @@ async def test_a_version_switch_during_a_prewarm_launch_removes_the_prewarmed_co
         agent,
         driver,
     ):
-        await learn(agent, clock, make_fn())
-        await poll(lambda: driver.live() == [], "unloaded at once")
-        clock.advance(1.8)
-        await poll(lambda: len(driver.containers) == 2, "the pre-warm launching")
+        await begin_prewarm(agent, driver, clock)
         changed = make_fn(config={"V": "2"})  # the same image: switched at once
         assert (await agent.submit(make_call(changed))).status == 200
         await poll(lambda: len(agent.queues) == 1, "the old version dropped")
@@ -79,10 +82,7 @@ async def test_shutdown_during_a_prewarm_launch_leaves_nothing() -> None:
         agent,
         driver,
     ):
-        await learn(agent, clock, make_fn())
-        await poll(lambda: driver.live() == [], "unloaded at once")
-        clock.advance(1.8)
-        await poll(lambda: len(driver.containers) == 2, "the pre-warm launching")
+        await begin_prewarm(agent, driver, clock)
     assert driver.live() == []
 
 
