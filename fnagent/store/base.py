@@ -270,9 +270,13 @@ class Store(Protocol):
         has none (or there is no such call)."""
         ...
 
-    async def prune_calls(self, *, keep_per_fn: int, before: datetime) -> int:
+    async def prune_calls(
+        self, *, keep_per_fn: int, before: datetime, max_rows: int | None = None
+    ) -> int:
         """Retention: delete the calls (and logs) created before ``before``, and those of
-        each fn beyond its ``keep_per_fn`` newest. Returns how many calls were deleted."""
+        each fn beyond its ``keep_per_fn`` newest, at most ``max_rows`` of them (None: all)
+        in this transaction, each fn's oldest first. Returns how many calls were deleted: ``max_rows``
+        when more may be left."""
 
     # --- secrets --------------------------------------------------------------------------
 

@@ -1100,21 +1100,33 @@ class PostgresStore(AsyncResource):
 
         return await self._run(get)
 
-    async def prune_calls(self, *, keep_per_fn: int, before: datetime) -> int:
+    async def prune_calls(
+        self, *, keep_per_fn: int, before: datetime, max_rows: int | None = None
+    ) -> int:
         """Delete calls created before ``before`` and each fn's beyond its ``keep_per_fn``
-        newest (their logs go with them). Returns how many calls were deleted."""
+        newest (their logs go with them), at most ``max_rows`` (None: all), each fn's oldest
+        first.
+        Returns how many calls were deleted."""
 
         async def prune(conn: Conn) -> int:
-            aged = await conn.execute("DELETE FROM calls WHERE created_at < %s", (ts(before),))
+            aged = await conn.execute(
+                "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE created_at < %s "
+                "ORDER BY created_at LIMIT %s)",
+                (ts(before), max_rows),
+            )
+            deleted = aged.rowcount
+            left = None if max_rows is None else max_rows - deleted
+            if left is not None and left <= 0:
+                return deleted
             # Per fn, on the (fn_id, id) index: the newest call past the count, and all older.
             counted = await conn.execute(
-                "DELETE FROM calls AS c USING ("
+                "DELETE FROM calls WHERE id IN (SELECT c.id FROM calls AS c JOIN ("
                 "SELECT f.id AS fn_id, (SELECT id FROM calls WHERE fn_id = f.id "
                 "ORDER BY id DESC OFFSET %s LIMIT 1) AS first_dropped FROM fns AS f) AS d "
-                "WHERE c.fn_id = d.fn_id AND c.id <= d.first_dropped",
-                (keep_per_fn,),
+                "ON c.fn_id = d.fn_id AND c.id <= d.first_dropped ORDER BY c.id LIMIT %s)",
+                (keep_per_fn, left),
             )
-            return aged.rowcount + counted.rowcount
+            return deleted + counted.rowcount
 
         return await self._run(prune)
 

@@ -882,6 +882,26 @@ async def case_retention_keeps_the_newest_per_fn_and_drops_old_ones(store: Store
     assert await store.prune_calls(keep_per_fn=100, before=T0) == 0
 
 
+async def case_retention_deletes_at_most_max_rows_a_transaction_oldest_first(
+    store: Store,
+) -> None:
+    app, fn, _ = await app_fn_trigger(store)
+    other = await store.create_fn(fn_body(app.id, "other", "fnproject/hello"))
+    mine = [call_record(fn, n) for n in range(10)]
+    theirs = [call_record(other, n) for n in range(10, 16)]
+    await store.put_calls(mine + theirs, {c.id: b"log" for c in mine + theirs})
+    # Too old: mine[0:3]; beyond the 4 newest: mine[3:6] and theirs[0:2].
+    before = T0 + timedelta(seconds=3)
+    assert await store.prune_calls(keep_per_fn=4, before=before, max_rows=2) == 2
+    assert (await store.list_calls(fn.id))[0] == mine[:1:-1]  # the oldest two went first
+    assert await store.prune_calls(keep_per_fn=4, before=before, max_rows=3) == 3
+    assert await store.prune_calls(keep_per_fn=4, before=before, max_rows=3) == 3
+    assert await store.prune_calls(keep_per_fn=4, before=before, max_rows=3) == 0
+    assert (await store.list_calls(fn.id))[0] == mine[:-5:-1]
+    assert (await store.list_calls(other.id))[0] == theirs[:-5:-1]
+    await raises(NotFoundError, "Call log not found", store.get_call_log(fn.id, mine[5].id))
+
+
 async def case_deleting_a_fn_or_app_deletes_its_calls_and_logs(store: Store) -> None:
     app, fn, _ = await app_fn_trigger(store)
     keep = await store.create_fn(fn_body(app.id, "keep", "fnproject/hello"))
@@ -1067,6 +1087,7 @@ CASES: list[Case] = [
     case_call_records_of_a_deleted_fn_are_skipped,
     case_calls_list_newest_first_with_filters,
     case_retention_keeps_the_newest_per_fn_and_drops_old_ones,
+    case_retention_deletes_at_most_max_rows_a_transaction_oldest_first,
     case_deleting_a_fn_or_app_deletes_its_calls_and_logs,
     case_secrets_put_list_read_and_replace,
     case_secrets_page_by_name,

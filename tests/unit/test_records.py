@@ -176,7 +176,9 @@ class MemoryStore:
         self.logs.update(logs)
         return len(calls)
 
-    async def prune_calls(self, *, keep_per_fn: int, before: datetime) -> int:
+    async def prune_calls(
+        self, *, keep_per_fn: int, before: datetime, max_rows: int | None = None
+    ) -> int:
         return 0
 
     @property
@@ -215,6 +217,23 @@ async def test_a_full_batch_is_written_before_the_interval() -> None:
         assert all(len(batch) <= 3 for batch in store.batches)
     # Leaving writes the rest.
     assert rec.written == 7 and rec.buffered == 0
+
+
+async def test_a_transaction_holds_a_bounded_size_of_logs_and_a_larger_log_goes_alone() -> None:
+    """The store serves one transaction at a time and a detached call's enqueue waits for
+    it: batches are cut by records and by bytes of logs."""
+    store = MemoryStore()
+    async with recorder(store, flush_interval_s=60, batch_size=3, batch_log_bytes=100) as rec:
+        calls = [make_call(make_fn()) for _ in range(7)]
+        for call, size in zip(calls, (40, 40, 40, 0, 150, 10, 10), strict=True):
+            rec.finished(call, ok_result(call, b"x" * size), created_at=T0)
+    assert [[r.id for r in batch] for batch in store.batches] == [
+        [calls[0].id, calls[1].id],  # a third 40-byte log would pass 100 bytes
+        [calls[2].id, calls[3].id],
+        [calls[4].id],  # 150 bytes: alone
+        [calls[5].id, calls[6].id],
+    ]
+    assert rec.written == 7 and len(store.logs) == 6
 
 
 async def test_later_states_replace_earlier_ones() -> None:
@@ -313,7 +332,7 @@ async def test_retention_prunes_by_count_and_age_in_the_background() -> None:
         fn = await store.create_fn({"app_id": app.id, "name": "fn", "image": "fn/echo"})
         agent_fn = make_fn(id=fn.id, app_id=app.id)
         now = T0 + timedelta(days=30)
-        retention = Retention(count=3, max_age_s=3600, interval_s=0.05)
+        retention = Retention(count=3, max_age_s=3600, interval_s=0.05, rows_per_write=2)
         writer = Recorder(store, now=lambda: now, flush_interval_s=0.01)
         async with writer:
             calls = [make_call(agent_fn) for _ in range(5)]
@@ -332,8 +351,14 @@ async def test_retention_prunes_by_count_and_age_in_the_background() -> None:
         deleted: list[int] = []
 
         class Counting(SQLiteStore):
-            async def prune_calls(self, *, keep_per_fn: int, before: datetime) -> int:
-                deleted.append(await store.prune_calls(keep_per_fn=keep_per_fn, before=before))
+            async def prune_calls(
+                self, *, keep_per_fn: int, before: datetime, max_rows: int | None = None
+            ) -> int:
+                deleted.append(
+                    await store.prune_calls(
+                        keep_per_fn=keep_per_fn, before=before, max_rows=max_rows
+                    )
+                )
                 return deleted[-1]
 
         async with Recorder(store, now=lambda: now, flush_interval_s=0.01) as again:
@@ -343,8 +368,8 @@ async def test_retention_prunes_by_count_and_age_in_the_background() -> None:
         async with Recorder(
             Counting(":memory:"), retention=retention, now=lambda: now, enabled=False
         ):
-            await poll(lambda: len(deleted) >= 2, "two prunes")
-        assert deleted[:2] == [4, 0]
+            await poll(lambda: len(deleted) >= 4, "two prunes")
+        assert deleted[:4] == [2, 2, 0, 0]  # 2 calls a transaction; then nothing left
         listed, _ = await store.list_calls(fn.id)
         # The newest by id (ids made within one millisecond sort in any order).
         assert [c.id for c in listed] == sorted((c.id for c in more + calls), reverse=True)[:3]
