@@ -275,8 +275,8 @@ class Store(Protocol):
     ) -> int:
         """Retention: delete the calls (and logs) created before ``before``, and those of
         each fn beyond its ``keep_per_fn`` newest, at most ``max_rows`` of them (None: all)
-        in this transaction, each fn's oldest first. Returns how many calls were deleted: ``max_rows``
-        when more may be left."""
+        in this transaction, each fn's oldest first. Returns how many calls were deleted:
+        ``max_rows`` when more may be left."""
 
     # --- secrets --------------------------------------------------------------------------
 

@@ -408,7 +408,7 @@ async def test_small_batches_of_call_records_commit_on_the_event_loop(
     tmp_path: Path, mode: str, in_thread: int
 ) -> None:
     """Written in the store's thread, a batch of call records competes with the event loop
-    for the GIL at every row it binds (15% of the hot path's throughput at concurrency 16):
+    for the GIL at every row it binds (11-16% of the hot path's invokes/s at concurrency 16):
     a small one commits on the loop as the queue's writes do; a large one, or any with
     synchronous=full, in the thread."""
     async with SQLiteStore(tmp_path / "fn.db", synchronous=mode) as store:
