@@ -53,11 +53,11 @@ class OneWriteTransport:
     go out together, while a head whose body comes later (a stream, a HEAD or 204 answer)
     still leaves before the loop waits for anything. The bytes and their order are
     unchanged; at most one write is held, so the transport's flow control (``pause_writing``
-    at its high-water mark) lags by one write at most. What is held when the connection is
-    lost, or a write after the transport began closing, is dropped, as asyncio's own
-    transports drop writes after ``close`` (uvloop's raise once the socket is closed, which
-    turned a client's disconnect into an application error). Everything else is the
-    transport's.
+    at its high-water mark) lags by one write at most. What is still held at the end of the
+    turn after the transport began closing by itself (the connection was lost) is dropped,
+    as the transport drops writes then; uvloop's transport raises on a write once
+    ``connection_lost`` has run, which that end-of-turn flush could otherwise meet.
+    Everything else is the transport's.
     """
 
     __slots__ = ("_transport", "_loop", "_held")
@@ -76,8 +76,7 @@ class OneWriteTransport:
             self._loop.call_soon(self.flush)
         else:
             self._held = None
-            if not self._transport.is_closing():
-                self._transport.writelines((held, data))
+            self._transport.writelines((held, data))
 
     def writelines(self, parts: Iterable[bytes | bytearray | memoryview]) -> None:
         self.write(b"".join(parts))

@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 import uvloop
 
-from fnagent.server.protocol import protocol_class
+from fnagent.server.protocol import OneWriteTransport, protocol_class
 
 TIMEOUT_S = 10.0  # a client that waits longer has found a bug: it fails instead of hanging
 
@@ -305,3 +305,30 @@ def test_errors_and_the_protocols_own_answers_arrive_whole(served: Served) -> No
         assert (status, headers["connection"], body) == (200, "close", b"hello")
         assert reader.closed()
     assert served.errors == ["Exception in ASGI application\n"]
+
+
+class LostTransport:
+    """A transport whose connection is lost: closing, and (like uvloop's once
+    ``connection_lost`` has run) raising on a write."""
+
+    def is_closing(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("unable to perform operation: the handler is closed")
+
+
+def test_what_is_held_when_the_connection_is_lost_is_dropped_at_the_turns_end() -> None:
+    async def main() -> None:
+        proxy = OneWriteTransport(LostTransport(), asyncio.get_running_loop())  # type: ignore[arg-type]
+        proxy.write(b"a head")  # held; the connection is lost before the turn ends
+        await asyncio.sleep(0)  # the end-of-turn flush has run
+
+    errors: list[str] = []
+    loop = uvloop.new_event_loop()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context["message"]))
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert errors == []
