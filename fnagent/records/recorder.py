@@ -7,9 +7,9 @@ as soon as ``batch_size`` records wait. Each transaction holds at most ``batch_s
 time, and a detached call's enqueue waits for the one under way, so a write of call records
 must stay short (500 records held a SQLite store 8-24 ms under load and put 115 ms waits in
 front of enqueues). A full buffer drops the record and counts it (``dropped``) rather than hold
-the call up. Leaving the recorder writes
-what is buffered. So a record is lost only when the process dies within a flush interval, or
-when the buffer overflows or a batch fails to write (both counted).
+the call up. Leaving the recorder writes what is buffered. So a record is lost only when the
+process dies within a flush interval, or when the buffer overflows or a batch fails to write
+(both counted).
 
 Records are upserts by call id: a later state of a call replaces an earlier one, also within
 one buffer (only the latest is written). The detached queue uses the same calls as the sync
@@ -40,6 +40,7 @@ from fnagent.store.models import utcnow
 logger = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_INTERVAL_S = 0.1
+# The SQLite store writes batches within these bounds on its event loop (fnagent/store/sqlite.py).
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_BATCH_LOG_BYTES = 256 * 1024
 DEFAULT_MAX_BUFFERED = 20_000

@@ -1105,8 +1105,7 @@ class PostgresStore(AsyncResource):
     ) -> int:
         """Delete calls created before ``before`` and each fn's beyond its ``keep_per_fn``
         newest (their logs go with them), at most ``max_rows`` (None: all), each fn's oldest
-        first.
-        Returns how many calls were deleted."""
+        first. Returns how many calls were deleted."""
 
         async def prune(conn: Conn) -> int:
             aged = await conn.execute(

@@ -295,7 +295,8 @@ _CALL_UPSERT = call_upsert_statement("?")
 # SQLite's default bound on host parameters in one statement is 999 on old builds.
 _IN_CHUNK = 500
 # A batch of call records this small is written on the event loop (``_write_here``): about
-# 25 us a record, so at most ~2 ms of loop time.
+# 25 us a record, so at most ~2 ms of loop time. The recorder cuts its batches to the same
+# bounds (DEFAULT_BATCH_SIZE, DEFAULT_BATCH_LOG_BYTES in fnagent/records/recorder.py).
 _HERE_MAX_RECORDS = 64
 _HERE_MAX_LOG_BYTES = 256 * 1024
 
@@ -1169,8 +1170,7 @@ class SQLiteStore:
     ) -> int:
         """Delete calls created before ``before`` and each fn's beyond its ``keep_per_fn``
         newest (their logs go with them), at most ``max_rows`` (None: all), each fn's oldest
-        first.
-        Returns how many calls were deleted."""
+        first. Returns how many calls were deleted."""
 
         def prune(conn: sqlite3.Connection) -> int:
             left = -1 if max_rows is None else max_rows  # SQLite: LIMIT -1 is no limit
