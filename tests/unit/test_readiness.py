@@ -1,11 +1,91 @@
-"""The start timeout's allowance (fnagent/agent/readiness.py) on plain numbers."""
+"""fnagent/agent/readiness.py: the start timeout's allowance on plain numbers, and the
+directory watch (a real inotify descriptor on a temporary directory), closed off the caller's
+thread."""
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fnagent.agent.readiness import MAX_START_STRETCH, start_allowance
+from fnagent.agent import readiness
+from fnagent.agent.readiness import LISTENER, MAX_START_STRETCH, start_allowance
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _closes_on_threads(monkeypatch: pytest.MonkeyPatch) -> dict[int, str]:
+    """Spy on os.close: which thread closed each descriptor."""
+    closed: dict[int, str] = {}
+    real_close = os.close
+
+    def spy(fd: int) -> None:
+        closed[fd] = threading.current_thread().name
+        real_close(fd)
+
+    monkeypatch.setattr(os, "close", spy)  # the os module readiness closes with
+    return closed
+
+
+def _soon(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    """True once ``predicate()`` is, False if it is not within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_watch_is_closed_off_the_calling_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = _closes_on_threads(monkeypatch)
+    watch = readiness._Inotify.open(str(tmp_path))
+    assert watch is not None, "inotify is available on the machines this runs on"
+    fd = watch.fd
+    assert _is_open(fd)
+    watch.close()
+    assert _soon(lambda: fd in closed)
+    assert closed[fd] == "fd-closer"
+    assert threading.current_thread().name != "fd-closer"
+
+
+@pytest.mark.anyio
+async def test_readiness_is_seen_through_the_watch_and_the_watch_is_then_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = _closes_on_threads(monkeypatch)
+    listener = tmp_path / LISTENER
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    async def listen_soon() -> None:
+        await anyio.sleep(0.05)
+        server.bind(str(listener))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listen_soon)
+            with anyio.fail_after(5):
+                assert await readiness.wait_until_listening(str(tmp_path), listener.exists)
+    finally:
+        server.close()
+    assert _soon(lambda: "fd-closer" in closed.values())
+    assert "MainThread" not in closed.values()
 
 
 def test_a_start_is_allowed_its_timeout_plus_its_cpu_wait_up_to_the_stretch_limit() -> None:
