@@ -4,9 +4,10 @@ the dispatcher runs the queued calls of a function that sleeps, so the answer ca
 the function. The target row starts with the function cold: its first seconds include the
 dispatcher starting the function's containers (and the pool refilling), the machine's busiest
 moment. A second run of the same load follows at once, with those containers running, to show
-the 202 apart from the cold starts. ``BENCH_DETACHED_S`` sets wrk's duration (default 8 s); ``BENCH_DETACHED_DB``
-the store: ``sqlite`` (default; ``FN_DB_SYNC`` from the environment applies) or ``postgres``
-(a private server with PostgreSQL's own durable defaults: fsync and synchronous_commit on)."""
+the 202 apart from the cold starts. ``BENCH_DETACHED_S`` sets the duration of each wrk run
+(default 8 s); ``BENCH_DETACHED_DB`` the store: ``sqlite`` (default; ``FN_DB_SYNC`` from the
+environment applies) or ``postgres`` (a private server with PostgreSQL's own durable defaults:
+fsync and synchronous_commit on)."""
 
 from __future__ import annotations
 
