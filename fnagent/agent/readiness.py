@@ -10,9 +10,9 @@ kept the container's processes from a CPU (other work held it) is added, since n
 caused it; at most MAX_START_STRETCH times the timeout in all.
 
 A watch is closed on a thread of its own (``_Closer``), never on the event loop: closing an
-inotify descriptor waits for the kernel's RCU grace period, which on this 2-CPU machine took
-0.08 ms at p50 when idle but 8 ms at p50, 61 ms at p90 and up to 316 ms while containers were
-being started, and there is one close per container start. On the loop those waits stalled
+inotify descriptor waits for the kernel's RCU grace period, which on a 2-CPU host was measured
+at 0.08 ms p50 when idle but 8 ms p50, 61 ms p90 and up to 316 ms while containers were being
+started, and there is one close per container start. On the loop those waits stalled
 every request in flight (the detached 202's p99 during a cold burst).
 """
 
