@@ -195,6 +195,9 @@ class Call:
     id: str = field(default_factory=new_id)
     trigger: bool = False
     """Came through an HTTP trigger: use the gateway protocol (Fn-Intent: httprequest)."""
+    background: bool = False
+    """No caller waits for it (a detached call): it starts containers one at a time
+    (fnagent/agent/launch.py), not at once as waiting callers do."""
     extensions: dict[str, str] = field(default_factory=dict)
     deadline: float = 0.0
     """time.monotonic() after which the call has timed out; 0 = now + the fn's timeout."""

@@ -404,7 +404,7 @@ class Agent:
                 raise
 
     async def _wait_for_container(self, queue: SlotQueue, call: Call) -> HotContainer:
-        waiter = Waiter()
+        waiter = Waiter(background=call.background)
         queue.waiters.append(waiter)
         patience = launch_patience(
             patience_s=self.config.hot_launch_patience_ms / 1000,
@@ -731,6 +731,7 @@ class Agent:
             launch_time_s=queue.launch_time_s,
             use_history=use_history,
             cpus_full=bool(queue.serving) and not cpus_have_room(self.host_idle()),
+            background=queue.background_waiters,
         )
         launches = capped(count, self.concurrency.room(queue.fn))
         if launches < count:
@@ -852,6 +853,8 @@ class Agent:
                             container, self.clock.now(), unload_at=container.prewarm_unload_at
                         )
                         self._keep_minimum(queue)
+                        if queue.background_waiters:  # they launch one at a time: the next
+                            self._launch_for(queue)
                         await self._idle_policy(queue, container)
                     tg.cancel_scope.cancel()
                 if failure is not None:

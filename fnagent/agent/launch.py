@@ -67,9 +67,16 @@ def launches_for_waiters(
     launch_time_s: float | None,
     use_history: bool = True,
     cpus_full: bool = False,
+    background: int = 0,
 ) -> int:
     """How many launches to start now for the waiters: as many as waiters outnumber starting
     containers (none for a draining queue).
+
+    Of the waiters, ``background`` ones have no caller waiting (detached calls): together
+    they count as one, so they start one launch at a time (the agent starts the next when one
+    is ready). A burst of detached calls would otherwise start a launch each at the moment
+    the server is busiest answering them: measured at concurrency 16 on 2 cores, 8 launches
+    at once took the 202's p99 from 36-58 ms to 232-260 ms.
 
     Scaling from zero with the version's calls known to be short next to a launch
     (``use_history``), only as many start as can serve the waiters within one launch time:
@@ -82,6 +89,8 @@ def launches_for_waiters(
     fn's lone start then took 29 s), while the serving containers free up for the waiters."""
     if draining:
         return 0
+    if background:  # the background waiters count as one
+        waiters = min(waiters, max(0, waiters - background) + 1)
     limit = waiters
     if use_history and not serving and call_time_s is not None:
         launch = launch_time_s or DEFAULT_LAUNCH_ESTIMATE_S

@@ -103,9 +103,11 @@ class Prewarm:
 
 class Waiter:
     """A call waiting for a container: it gets one, or an error; neither means its queue
-    drained away and the call is to be routed again."""
+    drained away and the call is to be routed again. A ``background`` one has no caller
+    waiting for it (Call.background)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, background: bool = False) -> None:
+        self.background = background
         self.ready = anyio.Event()
         self.container: HotContainer | None = None
         self.error: FnAgentError | None = None
@@ -191,6 +193,11 @@ class SlotQueue:
         """Containers that can take calls: launched, not doomed (a doomed one is on its way
         out, e.g. after its caller went away mid-call)."""
         return sum(1 for c in self.containers if not c.doomed)
+
+    @property
+    def background_waiters(self) -> int:
+        """Waiters still waiting with no caller behind them (Waiter.background)."""
+        return sum(1 for w in self.waiters if w.background and not w.ready.is_set())
 
     def needs_launch(self) -> bool:
         return len(self.waiters) > self.starting and not self.draining

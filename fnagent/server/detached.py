@@ -8,9 +8,13 @@ sync call (same containers, limits and statuses). Its contract:
 - At least once: a lease is renewed while the call runs; a server that dies leaves its calls
   running with a lease that expires (another server takes them then), and a restart on the
   same store takes its own back at once (``release_leases`` on start).
-- Retries: a host too busy (503) or a function answering 429 or 503 is run again after a
-  doubling backoff, up to ``max_attempts`` runs; then the call fails with the reason kept in
-  its row (``last_error``).
+- Retries: a host too busy (503), a call that timed out waiting for a container (the function
+  never saw it), or a function answering 429 or 503 is run again after a doubling backoff, up
+  to ``max_attempts`` runs; then the call fails with the reason kept in its row
+  (``last_error``).
+- Background: the calls reach the agent as ``Call.background``: a burst of them starts its
+  containers one at a time (fnagent/agent/launch.py), so they wait for containers longer
+  than a waiting caller would, and a wait that outlasts the call's timeout is retried.
 - Stop (``aclose``): no new lease; running calls and pending callbacks get ``drain_ms`` to
   finish; what still runs then is cancelled and left leased, to run again on the next start.
 - Callbacks (fnagent/server/callback.py) run beside the calls, never in a call's slot.
@@ -33,7 +37,13 @@ import anyio.abc
 
 from fnagent.agent import CallResult
 from fnagent.config import DetachedConfig
-from fnagent.errors import FnAgentError, NotFoundError, ServerBusyError
+from fnagent.errors import (
+    FnAgentError,
+    FunctionTimeoutError,
+    NotFoundError,
+    ServerBusyError,
+    StartTimeoutError,
+)
 from fnagent.models import Call, CallRequest, Fn
 from fnagent.records import Recorder
 from fnagent.server.callback import post_callback
@@ -336,6 +346,7 @@ class Dispatcher:
             fn=fn,
             id=row.id,
             trigger=row.trigger,
+            background=True,
             request=CallRequest(
                 method=row.method, url=row.url, headers=list(row.headers), body=row.body
             ),
@@ -343,7 +354,7 @@ class Dispatcher:
         result = await self.agent.submit(call)
         if self.metrics is not None:
             self.metrics.observe(fn.id, result.status, result.start, result.duration_s)
-        if result.status in RETRY_STATUSES:
+        if result.status in RETRY_STATUSES or _never_ran(result):
             reason = _reason(result)
             if attempt < self.config.max_attempts:
                 due = self.clock() + self.config.backoff_s(attempt)
@@ -424,6 +435,16 @@ def callback_payload(
 
 def _failed(call_id: str, error: FnAgentError) -> CallResult:
     return CallResult(call_id=call_id, status=error.status, error=error)
+
+
+def _never_ran(result: CallResult) -> bool:
+    """Timed out waiting for a container: the function never saw the call (not a container
+    that failed to start, which would fail again)."""
+    return (
+        result.start is None
+        and isinstance(result.error, FunctionTimeoutError)
+        and not isinstance(result.error, StartTimeoutError)
+    )
 
 
 def _reason(result: CallResult) -> str:

@@ -22,7 +22,7 @@ from fnagent.agent.calllogs import LogLine
 from fnagent.agent.follow import FollowHub
 from fnagent.agent.readiness import MAX_START_STRETCH
 from fnagent.config import AgentConfig
-from fnagent.models import Call
+from fnagent.models import Call, CallRequest
 from fnagent.server.invoke import error_answer
 from fnagent.testing.clock import ManualClock
 from fnagent.testing.fakefn import Answer, Request, http_function
@@ -170,6 +170,39 @@ async def test_slow_calls_launch_at_once_but_one_at_a_time_while_the_cpus_are_fu
             assert len(driver.containers) == containers
             gate.set()
         assert len(driver.containers) == containers
+
+
+@pytest.mark.parametrize(("background", "at_once"), [(True, 1), (False, 4)])
+async def test_background_calls_start_their_containers_one_at_a_time(
+    background: bool, at_once: int
+) -> None:
+    # Detached calls (Call.background) have no caller waiting: a burst of them must not start
+    # a launch each while the server is busiest accepting them. Each launch ready starts the
+    # next while they wait, until each has a container; waiting callers launch at once.
+    gate = anyio.Event()
+    async with running({"fn/echo": held_until(gate)}, start_delay_s=0.02) as (agent, driver):
+        fn = make_fn()
+        most_starting = 0
+
+        async def watch_launches() -> None:
+            nonlocal most_starting
+            while True:
+                for queue in agent.queues:
+                    most_starting = max(most_starting, queue.starting)
+                await anyio.sleep(0.002)
+
+        results: list[CallResult] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_launches)
+            async with anyio.create_task_group() as calls:
+                for _ in range(4):
+                    call = Call(fn=fn, request=CallRequest(body=b"hold"), background=background)
+                    calls.start_soon(submit_into, agent, call, results)
+                await poll(lambda: len(driver.containers) == 4, "a container for each call")
+                gate.set()
+            tg.cancel_scope.cancel()
+        assert [result.status for result in results] == [200] * 4
+        assert most_starting == at_once
 
 
 async def test_scaling_from_zero_with_short_calls_known_starts_one_container() -> None:

@@ -16,7 +16,12 @@ import pytest
 
 from fnagent.agent import CallResult
 from fnagent.config import DetachedConfig
-from fnagent.errors import FnAgentError, ServerBusyError
+from fnagent.errors import (
+    FnAgentError,
+    FunctionTimeoutError,
+    ServerBusyError,
+    StartTimeoutError,
+)
 from fnagent.models import Call, Fn
 from fnagent.server.callback import check_callback_url, post_callback
 from fnagent.server.detached import Dispatcher, Submitter
@@ -287,6 +292,29 @@ async def test_a_busy_host_is_retried_with_backoff_then_the_call_fails(store: SQ
     assert (row.attempts, row.http_status) == (3, 503)
     assert row.last_error == "gave up after 3 attempts: 503 Timed out - server too busy"
     assert [e[0] for e in observed.events] == ["running", "queued"] * 2 + ["running", "finished"]
+
+
+async def test_a_call_that_never_got_a_container_is_retried_a_failed_start_is_not(
+    store: SQLiteStore,
+) -> None:
+    # Detached calls start containers one at a time: a wait past the call's timeout is the
+    # host's, the function never saw the call. A container that did not listen is the
+    # function's, and would fail again.
+    _, fn, _ = await app_fn_trigger(store)
+    await store.enqueue_call(queued_call("waited", fn_id=fn.id, at=1000.0))
+    await store.enqueue_call(queued_call("broken", fn_id=fn.id, at=1000.5))
+    waited = FunctionTimeoutError("Timed out waiting for a container")
+    agent = ScriptedAgent(waited, StartTimeoutError("Container initialization timed out"))
+    clock = Clock(1001.0)
+    async with dispatching(store, agent, clock=clock) as dispatcher:
+        row = await row_when(store, "broken", is_(q.ERROR), "the failed start given up")
+        assert (row.attempts, row.http_status) == (1, 504)
+        row = await row_when(store, "waited", is_(q.QUEUED), "the wait queued again")
+        assert row.last_error == "504 Timed out waiting for a container"
+        clock.now = row.not_before
+        dispatcher.notify()
+        row = await row_when(store, "waited", is_(q.SUCCESS), "the call done")
+    assert (row.attempts, row.http_status) == (2, 200)
 
 
 async def test_a_function_answering_429_through_a_trigger_is_retried(store: SQLiteStore) -> None:

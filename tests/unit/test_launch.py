@@ -75,6 +75,14 @@ def test_with_containers_serving_and_the_cpus_full_one_launch_at_a_time() -> Non
     assert launches_for_waiters(waiters=5, starting=0, serving=0, cpus_full=True, **numbers) == 5
 
 
+def test_background_waiters_count_as_one_launch_at_a_time() -> None:
+    numbers: dict[str, Any] = dict(serving=0, draining=False, call_time_s=None, launch_time_s=None)
+    assert launches_for_waiters(waiters=5, starting=0, background=5, **numbers) == 1
+    assert launches_for_waiters(waiters=5, starting=1, background=5, **numbers) == 0
+    # Waiting callers still get a launch each; the background ones share one.
+    assert launches_for_waiters(waiters=5, starting=0, background=3, **numbers) == 3
+
+
 queue_numbers = st.fixed_dictionaries(
     {
         "waiters": counts,
@@ -85,6 +93,7 @@ queue_numbers = st.fixed_dictionaries(
         "launch_time_s": times,
         "use_history": st.booleans(),
         "cpus_full": st.booleans(),
+        "background": counts,
     }
 )
 
@@ -101,7 +110,11 @@ def test_launches_never_outnumber_the_waiters(numbers: dict[str, Any]) -> None:
         assert starting + count <= max(1, starting), "one at a time on full CPUs"
         if waiters and not starting:
             assert count == 1, "waiters with none starting still get a launch"
-    elif waiters > starting:
+    elif numbers["background"] >= waiters:
+        assert starting + count <= max(1, starting), "background waiters: one at a time"
+        if waiters and not starting:
+            assert count == 1, "background waiters with none starting still get a launch"
+    elif waiters > starting + max(0, numbers["background"] - 1):
         assert count >= 1, "a waiter beyond those starting always gets a launch"
 
 
