@@ -84,6 +84,10 @@ class ContainerTask:
     user: str | None = "1000:1000"
     """Container user; None opts out and runs as the image's own user."""
     network_disabled: bool = False
+    background: bool = False
+    """No caller waits for this container to start: the driver may start it the way that
+    costs the host least rather than the fastest (the Docker driver takes a free prefork slot
+    but does not grow the pool for it)."""
     logger_config: dict[str, Any] | None = None
     """Docker log driver config ({"Type": ..., "Config": {...}}); None = the driver's default."""
     labels: dict[str, str] = field(default_factory=dict)

@@ -275,6 +275,8 @@ class FakeContainer:
     task_id: str
     options: dict[str, Any]
     """The create options as they were at ``prepare_cookie``."""
+    background: bool = False
+    """Its task's ``background`` (nobody waited for its start)."""
     state: ContainerState = "created"
     result: RunResult | None = None
     """How the run ended (set when the program ends or is killed, or its waiter gives up)."""
@@ -593,7 +595,12 @@ class FakeDriver(Driver):
             for key, value in cookie.container_options.items()
         }
         await self.ensure_image(str(options["Image"]))
-        container = FakeContainer(id=uuid.uuid4().hex, task_id=cookie.task.id, options=options)
+        container = FakeContainer(
+            id=uuid.uuid4().hex,
+            task_id=cookie.task.id,
+            options=options,
+            background=cookie.task.background,
+        )
         self.containers[container.id] = container
         cookie._container = container
 

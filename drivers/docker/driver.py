@@ -148,7 +148,7 @@ class DockerDriver(Driver):
         slot: str | None = None
         if self.pool is not None and not task.network_disabled:
             try:
-                slot = self.pool.alloc()
+                slot = self.pool.alloc(grow=not task.background)
             except PoolEmpty:
                 logger.debug("prefork pool empty; falling back", extra={"task": task.id})
         network = f"container:{slot}" if slot is not None else self._pick_network(task)

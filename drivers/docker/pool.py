@@ -393,13 +393,15 @@ class PreforkPool:
 
     # lending
 
-    def alloc(self) -> str:
+    def alloc(self, *, grow: bool = True) -> str:
         """A free slot's container id (the most recently freed first), or PoolEmpty; an empty
-        pool then grows by one slot in the background, up to ``max_size``."""
+        pool then grows by one slot in the background, up to ``max_size``, unless ``grow`` is
+        False (a container nobody waits for: a slot's creation would cost more than the
+        network set-up it saves)."""
         try:
             slot_id = self._state.alloc()
         except PoolEmpty:
-            if self._tg is not None:
+            if self._tg is not None and grow:
                 added = self._state.add_slot()
                 if added is not None:
                     logger.debug("prefork pool grows", extra={"slot": added.number})

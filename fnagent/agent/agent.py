@@ -426,7 +426,7 @@ class Agent:
                     and cpus_have_room(self.host_idle())
                 ):
                     if capped(1, self.concurrency.room(queue.fn)):
-                        self._spawn(queue, call.extensions)
+                        self._spawn(queue, call.extensions, background=call.background)
                     else:
                         queue.limit_refused = True
             if not waiter.ready.is_set():
@@ -736,8 +736,9 @@ class Agent:
         launches = capped(count, self.concurrency.room(queue.fn))
         if launches < count:
             queue.limit_refused = True
+        background = not queue.callers_waiting
         for _ in range(launches):
-            self._spawn(queue, extensions)
+            self._spawn(queue, extensions, background=background)
 
     def _spawn(
         self,
@@ -745,9 +746,11 @@ class Agent:
         extensions: dict[str, str] | None = None,
         *,
         prewarm_unload_at: float | None = None,
+        background: bool = False,
     ) -> None:
         """Launch a container for ``queue``; a pre-warm (``prewarm_unload_at`` set) is idle
-        until then once ready."""
+        until then once ready. ``background``: only calls no caller waits for wait for it
+        (ContainerTask.background)."""
         assert self._tg is not None
         name = f"{queue.fn.name}-{new_id().lower()}"
         socket_dir = SocketDir.under(self.socket_root)
@@ -766,6 +769,7 @@ class Agent:
             ),
             connection=UnixHTTPConnection(socket_dir.listener),
             prewarm_unload_at=prewarm_unload_at,
+            background=background,
         )
         container.router.fn = queue.fn
         queue.launching.add(container)
@@ -830,6 +834,7 @@ class Agent:
                 secrets={secret.name: secret.value for secret in fn.secrets},
                 labels={FN_LABEL: fn.id, APP_LABEL: fn.app_id},
                 extensions=extensions,
+                background=container.background,
             )
             launched_at = self.clock.now()
             async with await self.driver.create_cookie(task) as cookie:

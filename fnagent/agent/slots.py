@@ -74,6 +74,8 @@ class HotContainer:
     it went idle."""
     prewarm_unload_at: float | None = None
     """Set for a pre-warm launch: its ``unload_at`` when it is ready."""
+    background: bool = False
+    """Launched for background waiters only (Waiter.background): nobody waits for its start."""
 
     def notify(self) -> None:
         """Wake the container's life task: it was doomed, or what keeps it changed.
@@ -193,6 +195,11 @@ class SlotQueue:
         """Containers that can take calls: launched, not doomed (a doomed one is on its way
         out, e.g. after its caller went away mid-call)."""
         return sum(1 for c in self.containers if not c.doomed)
+
+    @property
+    def callers_waiting(self) -> int:
+        """Waiters still waiting with a caller behind them (not Waiter.background)."""
+        return sum(1 for w in self.waiters if not w.background and not w.ready.is_set())
 
     @property
     def background_waiters(self) -> int:

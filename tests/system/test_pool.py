@@ -236,7 +236,13 @@ async def test_pool_grows_on_demand_and_shrinks_when_idle(
         pool = driver.pool
         assert pool is not None
         await poll(lambda: pool.usage().free == 1, "the minimum", timeout_s=20.0)
-        cookies = [await driver.create_cookie(task(["true"])) for _ in range(3)]
+        cookies = [await driver.create_cookie(task(["true"]))]
+        # A container nobody waits for takes no slot from an empty pool, nor grows it.
+        quiet = await driver.create_cookie(task(["true"], background=True))
+        assert quiet.container_options["HostConfig"]["NetworkMode"] == "default"
+        assert pool.size == 1
+        await quiet.aclose()
+        cookies += [await driver.create_cookie(task(["true"])) for _ in range(2)]
         modes = [c.container_options["HostConfig"]["NetworkMode"] for c in cookies]
         assert modes[0].startswith("container:") and modes[1:] == ["default", "default"]
         assert pool.size == 3  # one more slot per miss
