@@ -736,9 +736,10 @@ class Agent:
         launches = capped(count, self.concurrency.room(queue.fn))
         if launches < count:
             queue.limit_refused = True
-        background = not queue.callers_waiting
+        # With no caller waiting, nobody times these starts: the driver may make them cheaper.
+        for_background = not queue.callers_waiting
         for _ in range(launches):
-            self._spawn(queue, extensions, background=background)
+            self._spawn(queue, extensions, background=for_background)
 
     def _spawn(
         self,
@@ -749,8 +750,8 @@ class Agent:
         background: bool = False,
     ) -> None:
         """Launch a container for ``queue``; a pre-warm (``prewarm_unload_at`` set) is idle
-        until then once ready. ``background``: only calls no caller waits for wait for it
-        (ContainerTask.background)."""
+        until then once ready. ``background``: launched for detached calls only, nobody
+        waiting for its start (ContainerTask.background)."""
         assert self._tg is not None
         name = f"{queue.fn.name}-{new_id().lower()}"
         socket_dir = SocketDir.under(self.socket_root)
