@@ -406,13 +406,7 @@ class Agent:
     async def _wait_for_container(self, queue: SlotQueue, call: Call) -> HotContainer:
         waiter = Waiter(background=call.background)
         queue.waiters.append(waiter)
-        patience = launch_patience(
-            patience_s=self.config.hot_launch_patience_ms / 1000,
-            waiters=len(queue.waiters),
-            serving=queue.serving,
-            call_time_s=queue.call_time_s,
-            launch_time_s=queue.launch_time_s,
-        )
+        patience = self._patience(queue)
         if patience <= 0:
             self._launch_for(queue, call.extensions)
         try:
@@ -461,6 +455,16 @@ class Agent:
         if waiter.container is None:  # its version drained away: route the call again
             raise _Retry()
         return waiter.container
+
+    def _patience(self, queue: SlotQueue) -> float:
+        """How long the queue's newest waiter waits for a busy container (launch.py)."""
+        return launch_patience(
+            patience_s=self.config.hot_launch_patience_ms / 1000,
+            waiters=len(queue.waiters),
+            serving=queue.serving,
+            call_time_s=queue.call_time_s,
+            launch_time_s=queue.launch_time_s,
+        )
 
     async def _dispatch(
         self, queue: SlotQueue, container: HotContainer, call: Call, start: str
@@ -718,12 +722,17 @@ class Agent:
         extensions: dict[str, str] | None = None,
         *,
         use_history: bool = True,
+        background_only: bool = False,
     ) -> None:
-        """Start the launches the waiters need (launch.launches_for_waiters). ``extensions``
-        (the launching call's) reach the driver, which may change the container from them."""
+        """Start the launches the waiters need (launch.launches_for_waiters); with
+        ``background_only``, those of the background waiters only. ``extensions`` (the
+        launching call's) reach the driver, which may change the container from them."""
+        # A held error answers a waiter unless a starting launch serves it: none for it.
+        waiting = len(queue.waiters) - len(queue.held_failures)
+        if background_only:
+            waiting = min(waiting, queue.background_waiters)
         count = launches_for_waiters(
-            # A held error answers a waiter unless a starting launch serves it: none for it.
-            waiters=len(queue.waiters) - len(queue.held_failures),
+            waiters=waiting,
             starting=queue.starting,
             serving=queue.serving,
             draining=queue.draining,
@@ -859,8 +868,7 @@ class Agent:
                             container, self.clock.now(), unload_at=container.prewarm_unload_at
                         )
                         self._keep_minimum(queue)
-                        if queue.background_waiters:  # they launch one at a time: the next
-                            self._launch_for(queue)
+                        self._launch_next_for_background(queue)
                         await self._idle_policy(queue, container)
                     tg.cancel_scope.cancel()
                 if failure is not None:
@@ -887,6 +895,14 @@ class Agent:
             container.socket_dir.remove()
             self.concurrency.removed(fn.id)
             self._after_container_gone(queue, launched=not starting)
+
+    def _launch_next_for_background(self, queue: SlotQueue) -> None:
+        """A launch is ready. Background waiters launch one at a time (launch.py): the next of
+        theirs starts now where a waiter would launch at once (slow calls, or nothing known
+        yet); short calls' waiters take the busy containers as they free up, as waiting
+        callers do. Waiting callers had their launches when they came."""
+        if queue.background_waiters and self._patience(queue) <= 0:
+            self._launch_for(queue, background_only=True)
 
     def _after_container_gone(self, queue: SlotQueue, *, launched: bool) -> None:
         if self._closing:

@@ -147,6 +147,35 @@ async def test_a_short_call_launches_after_its_patience_only_while_the_cpus_have
         assert len(driver.containers) == containers
 
 
+@pytest.mark.parametrize("background", [False, True])
+async def test_short_calls_waiting_launch_once_after_their_patience_background_or_not(
+    background: bool,
+) -> None:
+    # Background waiters' launches go one at a time, each ready starting the next, but only
+    # where a waiting caller would launch at once: short calls take the busy containers as
+    # they free up, whoever waits for them.
+    gate = anyio.Event()
+    async with running({"fn/echo": held_until(gate)}, hot_launch_patience_ms=20) as (
+        agent,
+        driver,
+    ):
+        fn = make_fn()
+        assert (await agent.submit(make_call(fn, b""))).status == 200  # a short call is known
+        (queue,) = agent.queues
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(agent.submit, make_call(fn, b"hold"))
+            await poll(lambda: not queue.idle, "the container busy")
+            queue.launch_time_s = 0.5  # a real launch: far longer than a call
+            for _ in range(3):
+                call = Call(fn=fn, request=CallRequest(body=b"hold"), background=background)
+                tg.start_soon(agent.submit, call)
+            await poll(lambda: len(driver.containers) == 2, "a launch after the patience")
+            await anyio.sleep(0.2)  # well past every waiter's patience and the launch
+            assert len(driver.containers) == 2
+            gate.set()
+        assert len(driver.containers) == 2
+
+
 @pytest.mark.parametrize(("host_idle", "containers"), [(0.5, 5), (0.05, 2)])
 async def test_slow_calls_launch_at_once_but_one_at_a_time_while_the_cpus_are_full(
     host_idle: float, containers: int
