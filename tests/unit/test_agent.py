@@ -119,43 +119,17 @@ def held_until(gate: anyio.Event) -> Program:
     return handler_of(held)
 
 
+@pytest.mark.parametrize("background", [False, True])
 @pytest.mark.parametrize(("host_idle", "containers"), [(0.5, 2), (0.05, 1)])
 async def test_a_short_call_launches_after_its_patience_only_while_the_cpus_have_room(
-    host_idle: float, containers: int
+    host_idle: float, containers: int, background: bool
 ) -> None:
+    # Background waiters (detached calls) launch one at a time, each launch ready starting
+    # the next, but only where a waiting caller would launch at once: short calls take the
+    # busy containers as they free up, whoever waits for them.
     gate = anyio.Event()
     handler = held_until(gate)
     async with running({"fn/echo": handler}, host_idle=host_idle, hot_launch_patience_ms=20) as (
-        agent,
-        driver,
-    ):
-        fn = make_fn()
-        assert (await agent.submit(make_call(fn, b""))).status == 200  # a short call is known
-        (queue,) = agent.queues
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(agent.submit, make_call(fn, b"hold"))
-            await poll(lambda: not queue.idle, "the container busy")
-            tg.start_soon(agent.submit, make_call(fn, b""))
-            # With room, the waiter may launch and be served before a poll sees it wait.
-            await poll(
-                lambda: len(queue.waiters) == 1 or len(driver.containers) > 1,
-                "a waiter or a second container",
-            )
-            await anyio.sleep(0.2)  # well past its patience
-            assert len(driver.containers) == containers
-            gate.set()
-        assert len(driver.containers) == containers
-
-
-@pytest.mark.parametrize("background", [False, True])
-async def test_short_calls_waiting_launch_once_after_their_patience_background_or_not(
-    background: bool,
-) -> None:
-    # Background waiters' launches go one at a time, each ready starting the next, but only
-    # where a waiting caller would launch at once: short calls take the busy containers as
-    # they free up, whoever waits for them.
-    gate = anyio.Event()
-    async with running({"fn/echo": held_until(gate)}, hot_launch_patience_ms=20) as (
         agent,
         driver,
     ):
@@ -169,11 +143,14 @@ async def test_short_calls_waiting_launch_once_after_their_patience_background_o
             for _ in range(3):
                 call = Call(fn=fn, request=CallRequest(body=b"hold"), background=background)
                 tg.start_soon(agent.submit, call)
-            await poll(lambda: len(driver.containers) == 2, "a launch after the patience")
-            await anyio.sleep(0.2)  # well past every waiter's patience and the launch
-            assert len(driver.containers) == 2
+            await poll(
+                lambda: len(queue.waiters) == 3 or len(driver.containers) > 1,
+                "three waiters or a second container",
+            )
+            await anyio.sleep(0.2)  # well past their patience, and a launch
+            assert len(driver.containers) == containers
             gate.set()
-        assert len(driver.containers) == 2
+        assert len(driver.containers) == containers
 
 
 @pytest.mark.parametrize(("host_idle", "containers"), [(0.5, 5), (0.05, 2)])
