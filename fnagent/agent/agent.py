@@ -727,10 +727,11 @@ class Agent:
         """Start the launches the waiters need (launch.launches_for_waiters); with
         ``background_only``, those of the background waiters only. ``extensions`` (the
         launching call's) reach the driver, which may change the container from them."""
+        background = queue.background_waiters
         # A held error answers a waiter unless a starting launch serves it: none for it.
         waiting = len(queue.waiters) - len(queue.held_failures)
         if background_only:
-            waiting = min(waiting, queue.background_waiters)
+            waiting = min(waiting, background)
         count = launches_for_waiters(
             waiters=waiting,
             starting=queue.starting,
@@ -740,7 +741,7 @@ class Agent:
             launch_time_s=queue.launch_time_s,
             use_history=use_history,
             cpus_full=bool(queue.serving) and not cpus_have_room(self.host_idle()),
-            background=queue.background_waiters,
+            background=background,
         )
         launches = capped(count, self.concurrency.room(queue.fn))
         if launches < count:
