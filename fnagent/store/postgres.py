@@ -350,6 +350,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             FOR EACH ROW EXECUTE FUNCTION fnagent_notify_queued()""",
         ),
     ),
+    # SQLite's count of the queued calls held the store and the event loop's writes; here the
+    # count runs in the server, and a counter row every agent's enqueues updated would be one
+    # lock they all queue for.
+    Migration(6, "detached calls: the queue's depth", ()),
 )
 
 _CALL_UPSERT = call_upsert_statement("%s")

@@ -12,6 +12,7 @@ fsync and synchronous_commit on)."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -37,6 +38,7 @@ def main() -> Report:
     duration_s = float(os.environ.get("BENCH_DETACHED_S", "8"))
     work = Path(tempfile.mkdtemp(prefix="fnagent-bench-detached-"))
     with ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)  # the store: ~60 MB a run
         db_url = None
         if database == "postgres":
             from tests.postgres import PostgresServer

@@ -11,6 +11,7 @@ more). ``BENCH_RECORDS_DURATION_S`` (8) and ``BENCH_RECORDS_ROUNDS`` (3) shorten
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -51,6 +52,7 @@ def main() -> Report:
         for server in servers.values():
             server.terminate()
             server.wait(60)
+        shutil.rmtree(work, ignore_errors=True)
 
     def rate(mode: str) -> float:
         runs = results[(mode, 16)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -210,6 +211,7 @@ def main() -> Report:
     finally:
         server.terminate()
         server.wait(60)
+        shutil.rmtree(work, ignore_errors=True)
     raw_p50 = median_ms(raw)
     report.add(Row("raw client on the container socket p50", raw_p50, "ms", samples=len(raw)))
     report.add(

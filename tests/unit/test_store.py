@@ -27,7 +27,12 @@ from fnagent.store import (
     StorageError,
 )
 from fnagent.store.queue import SUCCESS
-from fnagent.store.sqlite import _HERE_MAX_LOG_BYTES, _HERE_MAX_RECORDS, MIGRATIONS
+from fnagent.store.sqlite import (
+    _HERE_MAX_BODY_BYTES,
+    _HERE_MAX_LOG_BYTES,
+    _HERE_MAX_RECORDS,
+    MIGRATIONS,
+)
 from fnagent.testing.store_conformance import (
     FakeClock,
     app_body,
@@ -82,6 +87,25 @@ async def test_migrations_run_in_order_once(tmp_path: Path) -> None:
         await SQLiteStore(path).open()
     with pytest.raises(ValueError, match="numbered 1, 2, 3"):
         SQLiteStore(path, migrations=(version_2,))
+
+
+async def test_the_queue_depth_migration_counts_the_calls_already_queued(tmp_path: Path) -> None:
+    """Migration 6 keeps the depth by triggers: a file from before it starts from the calls it
+    holds, and every transition after moves the count."""
+    path = tmp_path / "fn.db"
+    async with SQLiteStore(path, migrations=MIGRATIONS[:5]) as before:
+        for call_id in ("c1", "c2", "c3"):
+            await before.enqueue_call(queued_call(call_id))
+        await before.lease_calls(owner="a", limit=1, now=1000.0, lease_s=30)
+    async with SQLiteStore(path) as store:
+        assert await store.count_queued() == 2
+        await store.enqueue_call(queued_call("c4"))
+        assert await store.count_queued() == 3
+        assert await store.release_leases("a", now=1001.0) == 1
+        assert await store.count_queued() == 4
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM detached_calls WHERE id = 'c2'")
+        assert conn.execute("SELECT queued FROM detached_queue_depth").fetchone() == (3,)
 
 
 def test_from_url_accepts_fns_sqlite_forms_only() -> None:
@@ -377,13 +401,14 @@ def test_an_enqueued_call_survives_a_killed_process_with_synchronous_normal(
         assert conn.execute("SELECT count(*) FROM detached_calls").fetchone()[0] == 24
 
 
-@pytest.mark.parametrize(("mode", "in_thread"), [("normal", 1), ("full", 6)])
+@pytest.mark.parametrize(("mode", "in_thread"), [("normal", 1), ("full", 9)])
 async def test_the_queues_small_writes_commit_on_the_event_loop_only_when_commits_skip_the_disk(
     tmp_path: Path, mode: str, in_thread: int
 ) -> None:
     """With synchronous=normal a commit is a write to the WAL: cheaper on the event loop than
-    two thread hops, so the queue's small writes run there (a lease, which reads the calls'
-    bodies, stays in the thread); with full a commit waits for the disk: all in the thread."""
+    two thread hops, so the queue's small writes run there, leases included (a leased call
+    whose body is large is read after its lease, in the thread); with full a commit waits for
+    the disk: all in the thread."""
     async with SQLiteStore(tmp_path / "fn.db", synchronous=mode) as store:
         with threaded_transactions(store) as transactions:
             async with anyio.create_task_group() as tg:
@@ -399,6 +424,10 @@ async def test_the_queues_small_writes_commit_on_the_event_loop_only_when_commit
             )
             assert await store.requeue_call(second.id, owner="a", not_before=2003.0, error="x")
             assert await store.release_leases("a", now=2004.0) == 1
+            big = queued_call("big", at=900.0, body=b"b" * (_HERE_MAX_BODY_BYTES + 1))
+            await store.enqueue_call(big)
+            [leased] = await store.lease_calls(owner="a", limit=1, now=2005.0, lease_s=30)
+            assert (leased.id, leased.body, leased.lease_owner) == ("big", big.body, "a")
         assert transactions[0] == in_thread
         assert await store.count_queued() == 7
 
