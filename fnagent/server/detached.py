@@ -10,8 +10,10 @@ sync call (same containers, limits and statuses). Its contract:
   same store takes its own back at once (``release_leases`` on start).
 - Retries: a host too busy (503), a call that timed out waiting for a container (the function
   never saw it), or a function answering 429 or 503 is run again after a doubling backoff, up
-  to ``max_attempts`` runs; then the call fails with the reason kept in its row
-  (``last_error``).
+  to ``max_attempts`` runs (each retry's reason kept in its row, ``last_error``); then the
+  call fails with the last reason.
+- A finished call leaves the queue (``finish_call`` deletes it); its outcome is reported to
+  the observer, which records it.
 - Background: the calls reach the agent as ``Call.background``: a burst of them starts its
   containers one at a time (fnagent/agent/launch.py), so they wait for containers longer
   than a waiting caller would, and a wait that outlasts the call's timeout is retried.
@@ -48,8 +50,8 @@ from fnagent.models import Call, CallRequest, Fn
 from fnagent.records import Recorder
 from fnagent.server.callback import post_callback
 from fnagent.server.metrics import Metrics
-from fnagent.store import queue
 from fnagent.store.base import Store
+from fnagent.store.calls import STATUS_ERROR, STATUS_SUCCESS
 from fnagent.store.queue import QueuedCall
 
 logger = logging.getLogger(__name__)
@@ -372,20 +374,11 @@ class Dispatcher:
     async def _finish(
         self, row: QueuedCall, fn: Fn | None, result: CallResult, attempt: int
     ) -> None:
-        status = queue.SUCCESS if result.error is None else queue.ERROR
-        error = result.error.message if result.error is not None else None
-        finished = await self.store.finish_call(
-            row.id,
-            owner=self.owner,
-            status=status,
-            http_status=result.status,
-            error=error,
-            now=self.clock(),
-        )
-        if not finished:  # the lease was lost: whoever holds it now reports the outcome
-            return
+        if not await self.store.finish_call(row.id, owner=self.owner):
+            return  # the lease was lost: whoever holds it now reports the outcome
         self.observer.finished(row.id, fn, attempt, result, created_at=row.created_at)
         if row.callback_url and self._tg is not None:
+            status = STATUS_SUCCESS if result.error is None else STATUS_ERROR
             self.callbacks += 1
             self._tg.start_soon(self._callback, row, status, result)
 

@@ -25,7 +25,8 @@ one must pass):
   no longer exist (a fn deleted while its calls waited to be written). Calls are listed newest
   first (by id: call ids sort by creation time), paged by cursor like the other lists.
 - Detached calls (``fnagent.store.queue``) are a queue: enqueue is durable when it returns;
-  a lease hands a call to one owner at a time; only the lease's owner may finish or requeue.
+  a lease hands a call to one owner at a time; only the lease's owner may finish or requeue;
+  a finished call is deleted.
 - Secrets (``fnagent.store.secrets``): the store keeps sealed values only and never needs the
   key. A fn created or updated to name (``fnagent.io/secrets``) a secret its app does not have
   is ``InvalidInputError`` (400) naming it; deleting a secret a fn still names is
@@ -212,17 +213,8 @@ class Store(Protocol):
         while ``owner`` holds the lease (else False and nothing changes)."""
         ...
 
-    async def finish_call(
-        self,
-        call_id: str,
-        *,
-        owner: str,
-        status: str,
-        http_status: int | None,
-        error: str | None,
-        now: float,
-    ) -> bool:
-        """Final: ``status`` success or error, ``completed_at`` = now, the lease dropped;
+    async def finish_call(self, call_id: str, *, owner: str) -> bool:
+        """The call ran to its end: it leaves the queue (its outcome is its call record's),
         only while ``owner`` holds the lease (else False and nothing changes)."""
         ...
 

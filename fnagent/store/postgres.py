@@ -106,7 +106,6 @@ from fnagent.store.models import (
     utcnow,
 )
 from fnagent.store.queue import (
-    FINAL_STATUSES,
     QUEUED,
     RUNNING,
     QueuedCall,
@@ -354,6 +353,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     # count runs in the server, and a counter row every agent's enqueues updated would be one
     # lock they all queue for.
     Migration(6, "detached calls: the queue's depth", ()),
+    # A finish now deletes its call (fnagent/store/queue.py); those finished before keep
+    # their requests' bodies and nothing else reads them.
+    Migration(
+        7,
+        "detached calls: finished calls leave the queue",
+        ("DELETE FROM detached_calls WHERE status IN ('success', 'error')",),
+    ),
 )
 
 _CALL_UPSERT = call_upsert_statement("%s")
@@ -889,7 +895,7 @@ class PostgresStore(AsyncResource):
         async def insert(conn: Conn) -> None:
             async with conn.cursor() as cursor:
                 await cursor.executemany(
-                    f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({_marks(19)})", rows
+                    f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({_marks(17)})", rows
                 )
 
         await self._run(insert, one_statement=len(rows) == 1)
@@ -957,26 +963,13 @@ class PostgresStore(AsyncResource):
 
         return await self._run(requeue, one_statement=True)
 
-    async def finish_call(
-        self,
-        call_id: str,
-        *,
-        owner: str,
-        status: str,
-        http_status: int | None,
-        error: str | None,
-        now: float,
-    ) -> bool:
-        """Final ``status`` while ``owner`` holds the lease."""
-        if status not in FINAL_STATUSES:
-            raise InvalidInputError(f"a call finishes as one of {FINAL_STATUSES}, not {status!r}")
+    async def finish_call(self, call_id: str, *, owner: str) -> bool:
+        """Delete the call while ``owner`` holds its lease."""
 
         async def finish(conn: Conn) -> bool:
             result = await conn.execute(
-                "UPDATE detached_calls SET status = %s, http_status = %s, last_error = %s, "
-                "completed_at = %s, lease_owner = NULL, lease_expires = NULL "
-                "WHERE id = %s AND status = %s AND lease_owner = %s",
-                (status, http_status, error, now, call_id, RUNNING, owner),
+                "DELETE FROM detached_calls WHERE id = %s AND status = %s AND lease_owner = %s",
+                (call_id, RUNNING, owner),
             )
             return result.rowcount > 0
 

@@ -2,14 +2,16 @@
 
 A row's life (every transition is one store transaction):
 
-    queued --lease--> running --finish--> success | error
+    queued --lease--> running --finish--> (deleted)
       ^                  |
       +----requeue-------+   (a retry: not before a later time)
       +----lease expired / released by a restarted owner
 
 A lease names its owner (a server's instance id) and an expiry; a running call whose lease
 expired is runnable again, so a call is run at least once, and ``attempts`` counts how often
-it was leased.
+it was leased. A finished call leaves the queue: its outcome is its call record's
+(fnagent/store/calls.py), which retention bounds; a row kept would keep the request's body
+for as long as the store lives.
 """
 
 from __future__ import annotations
@@ -19,9 +21,6 @@ from dataclasses import dataclass
 
 QUEUED = "queued"
 RUNNING = "running"
-SUCCESS = "success"
-ERROR = "error"
-FINAL_STATUSES = (SUCCESS, ERROR)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,10 +46,8 @@ class QueuedCall:
     lease_owner: str | None = None
     lease_expires: float | None = None
     started_at: float | None = None
-    completed_at: float | None = None
-    http_status: int | None = None
     last_error: str | None = None
-    """Why the last attempt failed or was retried; for a failed call, why it failed."""
+    """Why the last attempt was retried."""
 
 
 def runnable_when(

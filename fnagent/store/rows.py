@@ -40,8 +40,7 @@ SECRET_COLUMNS = "app_id, name, created_at, updated_at"
 # Headers are a JSON list of [name, value] pairs (order and repeats kept).
 QUEUE_COLUMNS = (
     "id, fn_id, app_id, is_trigger, method, url, headers, body, callback_url, created_at, "
-    "status, attempts, not_before, lease_owner, lease_expires, started_at, completed_at, "
-    "http_status, last_error"
+    "status, attempts, not_before, lease_owner, lease_expires, started_at, last_error"
 )
 
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -142,8 +141,6 @@ def queued_call_values(call: QueuedCall) -> tuple[Any, ...]:
         QUEUED,
         0,
         call.not_before or call.created_at,
-        None,
-        None,
         None,
         None,
         None,
@@ -303,8 +300,6 @@ def queued_call_from_row(row: Row) -> QueuedCall:
         lease_owner=row["lease_owner"],
         lease_expires=row["lease_expires"],
         started_at=row["started_at"],
-        completed_at=row["completed_at"],
-        http_status=row["http_status"],
         last_error=row["last_error"],
     )
 

@@ -90,7 +90,6 @@ from fnagent.store.models import (
     utcnow,
 )
 from fnagent.store.queue import (
-    FINAL_STATUSES,
     QUEUED,
     RUNNING,
     QueuedCall,
@@ -302,6 +301,13 @@ MIGRATIONS: tuple[Migration, ...] = (
                 WHEN OLD.status = 'queued'
                 BEGIN UPDATE detached_queue_depth SET queued = queued - 1; END""",
         ),
+    ),
+    # A finish now deletes its call (fnagent/store/queue.py); those finished before keep
+    # their requests' bodies and nothing else reads them.
+    Migration(
+        7,
+        "detached calls: finished calls leave the queue",
+        ("DELETE FROM detached_calls WHERE status IN ('success', 'error')",),
     ),
 )
 
@@ -1077,26 +1083,13 @@ class SQLiteStore:
 
         return await self._write_here(requeue)
 
-    async def finish_call(
-        self,
-        call_id: str,
-        *,
-        owner: str,
-        status: str,
-        http_status: int | None,
-        error: str | None,
-        now: float,
-    ) -> bool:
-        """Final ``status`` while ``owner`` holds the lease."""
-        if status not in FINAL_STATUSES:
-            raise InvalidInputError(f"a call finishes as one of {FINAL_STATUSES}, not {status!r}")
+    async def finish_call(self, call_id: str, *, owner: str) -> bool:
+        """Delete the call while ``owner`` holds its lease."""
 
         def finish(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE detached_calls SET status = ?, http_status = ?, last_error = ?, "
-                "completed_at = ?, lease_owner = NULL, lease_expires = NULL "
-                "WHERE id = ? AND status = ? AND lease_owner = ?",
-                (status, http_status, error, now, call_id, RUNNING, owner),
+                "DELETE FROM detached_calls WHERE id = ? AND status = ? AND lease_owner = ?",
+                (call_id, RUNNING, owner),
             )
             return cursor.rowcount > 0
 

@@ -606,18 +606,12 @@ async def case_a_queued_call_round_trips_and_is_leased_once(store: Store) -> Non
     assert await store.count_queued() == 0
     # Leased: nobody else gets it, not even its owner again, until the lease expires.
     assert await store.lease_calls(owner="b", limit=5, now=1030.0, lease_s=30) == []
-    assert await store.finish_call(
-        "c1", owner="a", status=q.SUCCESS, http_status=200, error=None, now=1002.0
-    )
-    done = await store.get_queued_call("c1")
-    assert (done.status, done.http_status, done.completed_at, done.lease_owner) == (
-        q.SUCCESS,
-        200,
-        1002.0,
-        None,
-    )
+    # Finished: the call leaves the queue, once.
+    assert await store.finish_call("c1", owner="a")
+    await raises(NotFoundError, "Call not found", store.get_queued_call("c1"))
+    assert not await store.finish_call("c1", owner="a")
     assert await store.lease_calls(owner="b", limit=5, now=5000.0, lease_s=30) == []
-    await raises(NotFoundError, "Call not found", store.get_queued_call("nope"))
+    assert await store.count_queued() == 0
 
 
 async def case_calls_are_leased_oldest_due_first_up_to_the_limit(store: Store) -> None:
@@ -660,9 +654,7 @@ async def case_an_expired_lease_makes_the_call_runnable_again(store: Store) -> N
     # The dead owner lost it: it can neither renew, requeue nor finish it.
     assert await store.renew_leases(owner="dead", call_ids=["c1"], now=1016, lease_s=10) == set()
     assert not await store.requeue_call("c1", owner="dead", not_before=0, error="x")
-    assert not await store.finish_call(
-        "c1", owner="dead", status=q.ERROR, http_status=None, error="x", now=1017.0
-    )
+    assert not await store.finish_call("c1", owner="dead")
     assert (await store.get_queued_call("c1")).lease_owner == "b"
 
 
@@ -676,16 +668,13 @@ async def case_a_requeued_call_waits_for_its_time_and_keeps_the_reason(store: St
     assert waiting.lease_owner is None and await store.count_queued() == 1
     assert await store.lease_calls(owner="a", limit=1, now=1009.9, lease_s=30) == []
     [again] = await store.lease_calls(owner="a", limit=1, now=1010.0, lease_s=30)
-    assert again.attempts == 2
-    assert await store.finish_call(
-        "c1", owner="a", status=q.ERROR, http_status=503, error="gave up", now=1011.0
-    )
-    failed = await store.get_queued_call("c1")
-    assert (failed.status, failed.http_status, failed.last_error) == (q.ERROR, 503, "gave up")
-    with pytest.raises(InvalidInputError):
-        await store.finish_call(
-            "c1", owner="a", status=q.RUNNING, http_status=None, error=None, now=0
-        )
+    assert (again.attempts, again.last_error) == (2, "too busy")
+    # A requeued call is not its owner's any more: only a lease makes it finishable.
+    await store.enqueue_call(queued_call("c2"))
+    await store.lease_calls(owner="a", limit=1, now=1000.0, lease_s=30)
+    assert await store.requeue_call("c2", owner="a", not_before=2000.0, error="later")
+    assert not await store.finish_call("c2", owner="a")
+    assert (await store.get_queued_call("c2")).status == q.QUEUED
 
 
 async def case_a_restarted_owner_takes_its_calls_back_at_once(store: Store) -> None:

@@ -19,11 +19,20 @@ DETACHED = {"Fn-Invoke-Type": "detached"}
 
 
 def queue_rows(db_path: Path) -> list[sqlite3.Row]:
+    """The calls still in the queue (a finished one leaves it)."""
+    return _select(db_path, "SELECT id, status, attempts FROM detached_calls")
+
+
+def call_records(db_path: Path) -> dict[str, sqlite3.Row]:
+    """The call records written, by call id."""
+    rows = _select(db_path, "SELECT id, status, attempts, http_status FROM calls")
+    return {row["id"]: row for row in rows}
+
+
+def _select(db_path: Path, statement: str) -> list[sqlite3.Row]:
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
         conn.row_factory = sqlite3.Row
-        return conn.execute(
-            "SELECT id, status, attempts, http_status FROM detached_calls"
-        ).fetchall()
+        return conn.execute(statement).fetchall()
 
 
 def test_a_detached_call_answers_202_then_runs_and_calls_back(server: Server) -> None:
@@ -72,12 +81,19 @@ def wait_until_one_runs(server: Server) -> None:
     )
 
 
-def wait_until_all_done(server: Server) -> None:
-    wait_for(
-        lambda: all(row["status"] == "success" for row in queue_rows(server.db_path)),
-        "every detached call done",
-        timeout_s=120,
-    )
+def wait_until_all_done(server: Server, call_ids: list[str]) -> dict[str, sqlite3.Row]:
+    """Once the queue is empty and every call's record is written: the records."""
+
+    def done() -> dict[str, sqlite3.Row] | None:
+        records = call_records(server.db_path)
+        finished = all(
+            i in records and records[i]["status"] not in ("queued", "running") for i in call_ids
+        )
+        return records if finished and not queue_rows(server.db_path) else None
+
+    found = wait_for(done, "every detached call done", timeout_s=120)
+    assert found is not None
+    return found
 
 
 def test_sigkill_with_calls_queued_and_running_then_a_restart_runs_them_all(
@@ -98,13 +114,14 @@ def test_sigkill_with_calls_queued_and_running_then_a_restart_runs_them_all(
         assert sorted(at_kill) == sorted(ids)
         assert "running" in at_kill.values() and "queued" in at_kill.values(), at_kill
         server.start()
-        wait_until_all_done(server)
-        rows = {row["id"]: row for row in queue_rows(server.db_path)}
+        records = wait_until_all_done(server, ids)
         # At least once: what ran when the server died ran again.
         for call_id, status in at_kill.items():
             if status == "running":
-                assert rows[call_id]["attempts"] >= 2, dict(rows[call_id])
-        assert {row["http_status"] for row in rows.values()} == {200}
+                assert records[call_id]["attempts"] >= 2, dict(records[call_id])
+        assert {(records[i]["status"], records[i]["http_status"]) for i in ids} == {
+            ("success", 200)
+        }
 
 
 def test_sigterm_lets_the_running_call_finish_and_keeps_the_queued_ones(
@@ -120,9 +137,14 @@ def test_sigterm_lets_the_running_call_finish_and_keeps_the_queued_ones(
         ]
         wait_until_one_runs(server)
         assert server.stop() == 0
-        rows = {row["id"]: row for row in queue_rows(server.db_path)}
-        statuses = sorted((rows[i]["status"], rows[i]["attempts"]) for i in ids)
-        # The running one finished within the grace period; the others were not started.
-        assert statuses == [("queued", 0), ("queued", 0), ("success", 1)], statuses
+        # The running one finished within the grace period (on record, out of the queue);
+        # the others were not started.
+        queued = sorted(
+            (row["id"], row["status"], row["attempts"]) for row in queue_rows(server.db_path)
+        )
+        (done,) = set(ids) - {call_id for call_id, _, _ in queued}
+        assert [(status, attempts) for _, status, attempts in queued] == [("queued", 0)] * 2
+        record = call_records(server.db_path)[done]
+        assert (record["status"], record["attempts"]) == ("success", 1), dict(record)
         server.start()
-        wait_until_all_done(server)
+        wait_until_all_done(server, ids)

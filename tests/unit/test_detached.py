@@ -19,6 +19,7 @@ from fnagent.config import DetachedConfig
 from fnagent.errors import (
     FnAgentError,
     FunctionTimeoutError,
+    NotFoundError,
     ServerBusyError,
     StartTimeoutError,
 )
@@ -140,6 +141,8 @@ def test_callback_urls_are_checked() -> None:
 @dataclass
 class Observed:
     events: list[tuple[Any, ...]] = field(default_factory=list)
+    outcomes: dict[str, tuple[int, int, str | None]] = field(default_factory=dict)
+    """By call id: the attempt, HTTP status and error message it finished with."""
 
     def queued(
         self, call_id: str, fn: Fn, at: float, *, created_at: float, attempts: int = 0
@@ -159,6 +162,8 @@ class Observed:
         created_at: float,
     ) -> None:
         self.events.append(("finished", call_id, attempt, result.status))
+        error = result.error.message if result.error is not None else None
+        self.outcomes[call_id] = (attempt, result.status, error)
 
 
 class ScriptedAgent:
@@ -218,7 +223,7 @@ def make_dispatcher(
         lookup=lookup,
         config=config,
         owner=owner,
-        observer=observer,
+        observer=observer if observer is not None else Observed(),
         clock=clock or Clock(),
         hot=hot,
     )
@@ -252,6 +257,17 @@ def is_(status: str) -> Callable[[QueuedCall], bool]:
     return lambda row: row.status == status
 
 
+async def finished(dispatcher: Dispatcher, call_id: str) -> tuple[int, int, str | None]:
+    """Once the call finished: the attempt, HTTP status and error it finished with (as its
+    record has them); it has left the queue."""
+    observer = dispatcher.observer
+    assert isinstance(observer, Observed)
+    await poll(lambda: call_id in observer.outcomes, f"{call_id} finished")
+    with pytest.raises(NotFoundError, match="Call not found"):
+        await dispatcher.store.get_queued_call(call_id)
+    return observer.outcomes[call_id]
+
+
 async def test_a_call_goes_queued_running_done_through_the_agent(store: SQLiteStore) -> None:
     """On the real agent and the fake driver: the same path as a sync call."""
     _, fn, _ = await app_fn_trigger(store)
@@ -262,9 +278,8 @@ async def test_a_call_goes_queued_running_done_through_the_agent(store: SQLiteSt
         return Answer(body=b"echo " + request.body)
 
     async with running({"fnproject/hello": handler_of(echo)}) as (agent, _):
-        async with dispatching(store, agent, observer=observed):
-            row = await row_when(store, "c1", is_(q.SUCCESS), "the call done")
-    assert (row.attempts, row.http_status, row.last_error, row.lease_owner) == (1, 200, None, None)
+        async with dispatching(store, agent, observer=observed) as dispatcher:
+            assert await finished(dispatcher, "c1") == (1, 200, None)
     assert [e[0] for e in observed.events] == ["running", "finished"]
     assert observed.events[1] == ("finished", "c1", 1, 200)
 
@@ -288,9 +303,8 @@ async def test_a_busy_host_is_retried_with_backoff_then_the_call_fails(store: SQ
         assert row.not_before == 1003.0  # doubled
         clock.now = 1003.0
         dispatcher.notify()
-        row = await row_when(store, "c1", is_(q.ERROR), "the call failed")
-    assert (row.attempts, row.http_status) == (3, 503)
-    assert row.last_error == "gave up after 3 attempts: 503 Timed out - server too busy"
+        gave_up = "gave up after 3 attempts: 503 Timed out - server too busy"
+        assert await finished(dispatcher, "c1") == (3, 503, gave_up)
     assert [e[0] for e in observed.events] == ["running", "queued"] * 2 + ["running", "finished"]
 
 
@@ -307,14 +321,12 @@ async def test_a_call_that_never_got_a_container_is_retried_a_failed_start_is_no
     agent = ScriptedAgent(waited, StartTimeoutError("Container initialization timed out"))
     clock = Clock(1001.0)
     async with dispatching(store, agent, clock=clock) as dispatcher:
-        row = await row_when(store, "broken", is_(q.ERROR), "the failed start given up")
-        assert (row.attempts, row.http_status) == (1, 504)
+        assert (await finished(dispatcher, "broken"))[:2] == (1, 504)
         row = await row_when(store, "waited", is_(q.QUEUED), "the wait queued again")
         assert row.last_error == "504 Timed out waiting for a container"
         clock.now = row.not_before
         dispatcher.notify()
-        row = await row_when(store, "waited", is_(q.SUCCESS), "the call done")
-    assert (row.attempts, row.http_status) == (2, 200)
+        assert (await finished(dispatcher, "waited"))[:2] == (2, 200)
 
 
 async def test_a_function_answering_429_through_a_trigger_is_retried(store: SQLiteStore) -> None:
@@ -334,8 +346,7 @@ async def test_a_function_answering_429_through_a_trigger_is_retried(store: SQLi
             assert row.last_error == "the function answered 429"
             clock.now += 1
             dispatcher.notify()
-            row = await row_when(store, "c1", is_(q.SUCCESS), "the call done")
-    assert (row.attempts, row.http_status) == (2, 200)
+            assert (await finished(dispatcher, "c1"))[:2] == (2, 200)
 
 
 async def test_a_dead_servers_call_runs_again_when_its_lease_expires(store: SQLiteStore) -> None:
@@ -348,8 +359,7 @@ async def test_a_dead_servers_call_runs_again_when_its_lease_expires(store: SQLi
         assert agent.calls == []  # still the dead server's
         clock.now = 1030.0
         dispatcher.notify()
-        row = await row_when(store, "c1", is_(q.SUCCESS), "the call done")
-    assert row.attempts == 2
+        assert (await finished(dispatcher, "c1"))[0] == 2
 
 
 async def test_on_a_shared_store_calls_of_hot_fns_go_first_others_after_the_delay(
@@ -361,12 +371,14 @@ async def test_on_a_shared_store_calls_of_hot_fns_go_first_others_after_the_dela
     await store.enqueue_call(queued_call("hot", fn_id=hot.id, at=1000.0))
     agent, clock = ScriptedAgent(), Clock(1001.0)
     config = DetachedConfig(poll_ms=10, prefer_hot_ms=5000)
-    async with dispatching(store, agent, clock=clock, config=config, hot=lambda: {hot.id}):
-        await row_when(store, "hot", is_(q.SUCCESS), "the hot fn's call done")
+    async with dispatching(
+        store, agent, clock=clock, config=config, hot=lambda: {hot.id}
+    ) as dispatcher:
+        await finished(dispatcher, "hot")
         # Left for an agent that has its fn hot, until it waited the preference's delay.
         assert (await store.get_queued_call("cold")).status == q.QUEUED
         clock.now = 1005.0
-        await row_when(store, "cold", is_(q.SUCCESS), "the cold fn's call done")
+        await finished(dispatcher, "cold")
     assert [call.id for call in agent.calls] == ["hot", "cold"]
 
 
@@ -374,17 +386,16 @@ async def test_a_restart_takes_its_own_running_calls_back_at_once(store: SQLiteS
     _, fn, _ = await app_fn_trigger(store)
     await store.enqueue_call(queued_call("c1", fn_id=fn.id))
     await store.lease_calls(owner="me", limit=1, now=1000.0, lease_s=300)
-    async with dispatching(store, ScriptedAgent(), clock=Clock(1001.0)):
-        row = await row_when(store, "c1", is_(q.SUCCESS), "the call done")
-    assert row.attempts == 2
+    async with dispatching(store, ScriptedAgent(), clock=Clock(1001.0)) as dispatcher:
+        assert (await finished(dispatcher, "c1"))[0] == 2
 
 
 async def test_a_call_of_a_deleted_fn_fails_with_the_reason(store: SQLiteStore) -> None:
     await store.enqueue_call(queued_call("c1", fn_id="gone"))
     agent = ScriptedAgent()
-    async with dispatching(store, agent):
-        row = await row_when(store, "c1", is_(q.ERROR), "the call failed")
-    assert (row.http_status, row.last_error, agent.calls) == (404, "Fn not found", [])
+    async with dispatching(store, agent) as dispatcher:
+        assert await finished(dispatcher, "c1") == (1, 404, "Fn not found")
+    assert agent.calls == []
 
 
 async def test_at_most_concurrency_calls_run_and_stop_leaves_the_queued_ones(
@@ -403,8 +414,10 @@ async def test_at_most_concurrency_calls_run_and_stop_leaves_the_queued_ones(
         dispatcher.stop()  # SIGTERM: no new lease; the running ones finish
         agent.gate.set()
         await poll(lambda: not dispatcher.running, "the running calls done")
-    statuses = [(await store.get_queued_call(f"c{i}")).status for i in range(5)]
-    assert statuses == [q.SUCCESS, q.SUCCESS, q.QUEUED, q.QUEUED, q.QUEUED]
+    for call_id in ("c0", "c1"):
+        await finished(dispatcher, call_id)
+    statuses = [(await store.get_queued_call(f"c{i}")).status for i in range(2, 5)]
+    assert statuses == [q.QUEUED] * 3
 
 
 async def test_a_call_still_running_after_the_drain_runs_again_next_start(
@@ -418,9 +431,8 @@ async def test_a_call_still_running_after_the_drain_runs_again_next_start(
     async with dispatching(store, agent, config=config):
         await poll(lambda: agent.calls, "the call running")
     assert (await store.get_queued_call("c1")).status == q.RUNNING
-    async with dispatching(store, ScriptedAgent(), config=config):
-        row = await row_when(store, "c1", is_(q.SUCCESS), "the call done again")
-    assert row.attempts == 2
+    async with dispatching(store, ScriptedAgent(), config=config) as dispatcher:
+        assert (await finished(dispatcher, "c1"))[0] == 2
 
 
 # --- callbacks -----------------------------------------------------------------------------
@@ -488,7 +500,7 @@ async def test_a_failing_callback_changes_nothing_and_blocks_no_call(store: SQLi
         async with dispatching(store, ScriptedAgent(), config=config) as dispatcher:
             # One call at a time, and each one's callback hangs: the calls still all finish.
             for i in range(3):
-                await row_when(store, f"c{i}", is_(q.SUCCESS), "the call done")
+                await finished(dispatcher, f"c{i}")
             assert dispatcher.callbacks == 3
 
 
@@ -531,11 +543,11 @@ async def test_a_call_finishing_during_the_drain_still_calls_back(store: SQLiteS
             gate.set()
 
         async with anyio.create_task_group() as tg:
-            async with dispatching(store, agent):
+            async with dispatching(store, agent) as dispatcher:
                 await poll(lambda: agent.calls, "the call running")
                 tg.start_soon(release)
             # Leaving it is SIGTERM's drain, with the call still running when it began.
-        assert (await store.get_queued_call("c1")).status == q.SUCCESS
+        assert await finished(dispatcher, "c1") == (1, 200, None)
         assert len(got) == 1
 
 
@@ -552,7 +564,7 @@ async def test_a_bug_in_one_call_ends_neither_the_dispatcher_nor_other_calls(
                 raise RuntimeError("a bug")
             return await super().submit(call)
 
-    async with dispatching(store, Buggy(), clock=Clock(2000.0)):
-        await row_when(store, "c2", is_(q.SUCCESS), "the other call done")
+    async with dispatching(store, Buggy(), clock=Clock(2000.0)) as dispatcher:
+        await finished(dispatcher, "c2")
     # Left leased: it runs again when the lease expires.
     assert (await store.get_queued_call("c1")).status == q.RUNNING

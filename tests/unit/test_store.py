@@ -21,12 +21,13 @@ import anyio.lowlevel
 import pytest
 
 from drivers.errors import ClosedError, InvalidInputError
+from fnagent.errors import NotFoundError
 from fnagent.store import (
     Migration,
     SQLiteStore,
     StorageError,
 )
-from fnagent.store.queue import SUCCESS
+from fnagent.store.queue import QUEUED, RUNNING
 from fnagent.store.sqlite import (
     _HERE_MAX_BODY_BYTES,
     _HERE_MAX_LOG_BYTES,
@@ -106,6 +107,27 @@ async def test_the_queue_depth_migration_counts_the_calls_already_queued(tmp_pat
     with sqlite3.connect(path) as conn:
         conn.execute("DELETE FROM detached_calls WHERE id = 'c2'")
         assert conn.execute("SELECT queued FROM detached_queue_depth").fetchone() == (3,)
+
+
+async def test_calls_finished_before_migration_7_leave_the_queue_when_the_store_opens(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "fn.db"
+    async with SQLiteStore(path, migrations=MIGRATIONS[:6]) as before:
+        for call_id in ("c1-done", "c2-failed", "c3-running", "c4-queued"):
+            await before.enqueue_call(queued_call(call_id))
+        await before.lease_calls(owner="a", limit=3, now=1000.0, lease_s=30)
+    with sqlite3.connect(path) as conn:  # how a finish left them before
+        conn.execute("UPDATE detached_calls SET status = 'success' WHERE id = 'c1-done'")
+        conn.execute("UPDATE detached_calls SET status = 'error' WHERE id = 'c2-failed'")
+    conn.close()
+    async with SQLiteStore(path) as store:
+        for gone in ("c1-done", "c2-failed"):
+            with pytest.raises(NotFoundError):
+                await store.get_queued_call(gone)
+        assert (await store.get_queued_call("c3-running")).status == RUNNING
+        assert (await store.get_queued_call("c4-queued")).status == QUEUED
+        assert await store.count_queued() == 1
 
 
 def test_from_url_accepts_fns_sqlite_forms_only() -> None:
@@ -419,9 +441,7 @@ async def test_the_queues_small_writes_commit_on_the_event_loop_only_when_commit
             )
             ids = [first.id, second.id, third.id]
             assert await store.renew_leases(owner="a", call_ids=ids, now=2001.0, lease_s=30)
-            assert await store.finish_call(
-                first.id, owner="a", status=SUCCESS, http_status=200, error=None, now=2002.0
-            )
+            assert await store.finish_call(first.id, owner="a")
             assert await store.requeue_call(second.id, owner="a", not_before=2003.0, error="x")
             assert await store.release_leases("a", now=2004.0) == 1
             big = queued_call("big", at=900.0, body=b"b" * (_HERE_MAX_BODY_BYTES + 1))
@@ -508,14 +528,14 @@ def _lease_steps(store: SQLiteStore) -> int:
 async def test_a_lease_reads_the_runnable_calls_only_not_the_queues_history(
     tmp_path: Path,
 ) -> None:
-    """Finished calls stay in the table, and thousands wait queued behind a busy fn: a lease
+    """Thousands of calls run elsewhere, and thousands wait queued behind a busy fn: a lease
     (which holds the store while it runs, so enqueues wait for it) finds what it may take
     through the indexes, at the same cost whatever else the table holds, where a scan of
     every row cost milliseconds per lease once the table held tens of thousands."""
 
-    async def lease_cost(finished: int, queued: int) -> int:
-        async with SQLiteStore(tmp_path / f"{finished}-{queued}.db") as store:
-            rows = [queued_call(f"f{i:05}", not_before=float(i)) for i in range(finished)]
+    async def lease_cost(running: int, queued: int) -> int:
+        async with SQLiteStore(tmp_path / f"{running}-{queued}.db") as store:
+            rows = [queued_call(f"r{i:05}", not_before=float(i)) for i in range(running)]
             rows += [queued_call(f"q{i:05}", not_before=6000.0 + i) for i in range(queued)]
             for i in range(0, len(rows), 500):
                 async with anyio.create_task_group() as tg:
@@ -523,7 +543,9 @@ async def test_a_lease_reads_the_runnable_calls_only_not_the_queues_history(
                         tg.start_soon(store.enqueue_call, row)
             await store._run(
                 lambda conn: conn.execute(
-                    "UPDATE detached_calls SET status = ? WHERE id LIKE 'f%'", (SUCCESS,)
+                    "UPDATE detached_calls SET status = ?, lease_owner = 'other', "
+                    "lease_expires = 1e12 WHERE id LIKE 'r%'",
+                    (RUNNING,),
                 ),
                 write=True,
             )
