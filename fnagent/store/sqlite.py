@@ -1340,8 +1340,8 @@ def _runnable_statement(
 ) -> tuple[str, tuple[Any, ...]]:
     """The ``SELECT`` of a lease's calls (``runnable_when``), oldest due first, and its
     parameters. One bounded search per kind of runnable call, each through an index, merged:
-    an ``OR`` of them would make SQLite scan the whole table, finished calls included (they
-    stay), with the store held meanwhile."""
+    an ``OR`` of them would make SQLite scan the whole table, the calls running and those
+    not due yet included, with the store held meanwhile."""
     due, hot_due = runnable_when(now, hot, cold_due)
     kinds: list[tuple[str, tuple[Any, ...]]] = [("status = ? AND not_before <= ?", (QUEUED, due))]
     if hot_due:
