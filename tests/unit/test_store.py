@@ -525,7 +525,7 @@ def _lease_steps(store: SQLiteStore) -> int:
     return steps[0]
 
 
-async def test_a_lease_reads_the_runnable_calls_only_not_the_queues_history(
+async def test_a_lease_reads_the_runnable_calls_only_not_the_whole_queue(
     tmp_path: Path,
 ) -> None:
     """Thousands of calls run elsewhere, and thousands wait queued behind a busy fn: a lease
