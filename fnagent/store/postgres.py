@@ -350,8 +350,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     # SQLite's count of the queued calls held the store and the event loop's writes; here the
-    # count runs in the server, and a counter row every agent's enqueues updated would be one
-    # lock they all queue for.
+    # count runs in the database server, and a counter row that every agent's enqueues
+    # updated would be one lock they all queue for.
     Migration(6, "detached calls: the queue's depth", ()),
     # A finish now deletes its call (fnagent/store/queue.py); those finished before keep
     # their requests' bodies and nothing else reads them.

@@ -327,7 +327,8 @@ _IN_CHUNK = 500
 # bounds (DEFAULT_BATCH_SIZE, DEFAULT_BATCH_LOG_BYTES in fnagent/records/recorder.py).
 _HERE_MAX_RECORDS = 64
 _HERE_MAX_LOG_BYTES = 256 * 1024
-# The leased calls' request bodies are read on the event loop up to this much in all.
+# The leased calls' request bodies are read on the event loop up to this much in all, and a
+# finished call's body is freed there up to this much.
 _HERE_MAX_BODY_BYTES = 256 * 1024
 
 
@@ -1084,16 +1085,27 @@ class SQLiteStore:
         return await self._write_here(requeue)
 
     async def finish_call(self, call_id: str, *, owner: str) -> bool:
-        """Delete the call while ``owner`` holds its lease."""
+        """Delete the call while ``owner`` holds its lease: on the event loop, unless its
+        body passes ``_HERE_MAX_BODY_BYTES`` (freeing a 6 MiB body's pages took 60 ms)."""
+        held = "id = ? AND status = ? AND lease_owner = ?"
+        params = (call_id, RUNNING, owner)
 
-        def finish(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "DELETE FROM detached_calls WHERE id = ? AND status = ? AND lease_owner = ?",
-                (call_id, RUNNING, owner),
-            )
-            return cursor.rowcount > 0
+        def delete(conn: sqlite3.Connection) -> bool:
+            return conn.execute(f"DELETE FROM detached_calls WHERE {held}", params).rowcount > 0
 
-        return await self._write_here(finish)
+        def delete_if_small(conn: sqlite3.Connection) -> bool | None:
+            """None when the body is too large to free here."""
+            size = conn.execute(
+                f"SELECT length(body) FROM detached_calls WHERE {held}", params
+            ).fetchone()
+            if size is None:
+                return False
+            return None if size[0] > _HERE_MAX_BODY_BYTES else delete(conn)
+
+        finished = await self._write_here(delete_if_small)
+        if finished is None:
+            finished = await self._run(delete, write=True)
+        return finished
 
     async def release_leases(self, owner: str, *, now: float) -> int:
         """Every call ``owner`` runs goes back to queued, due ``now``."""

@@ -3,11 +3,11 @@ answers 202 to ``Fn-Invoke-Type: detached`` at concurrency 16 (wrk in its own pr
 the dispatcher runs the queued calls of a function that sleeps, so the answer cannot wait for
 the function. The target row starts with the function cold on a running server (its prefork
 pool up): its first seconds include the dispatcher starting the function's containers, the
-machine's busiest moment. A second run of the same load follows at once, with those containers running, to show
-the 202 apart from the cold starts. ``BENCH_DETACHED_S`` sets the duration of each wrk run
-(default 8 s); ``BENCH_DETACHED_DB`` the store: ``sqlite`` (default; ``FN_DB_SYNC`` from the
-environment applies) or ``postgres`` (a private server with PostgreSQL's own durable defaults:
-fsync and synchronous_commit on)."""
+machine's busiest moment. A second run of the same load follows at once, with those containers
+running, to show the 202 apart from the cold starts. ``BENCH_DETACHED_S`` sets the duration of
+each wrk run (default 8 s); ``BENCH_DETACHED_DB`` the store: ``sqlite`` (default;
+``FN_DB_SYNC`` from the environment applies) or ``postgres`` (a private server with
+PostgreSQL's own durable defaults: fsync and synchronous_commit on)."""
 
 from __future__ import annotations
 

@@ -423,14 +423,14 @@ def test_an_enqueued_call_survives_a_killed_process_with_synchronous_normal(
         assert conn.execute("SELECT count(*) FROM detached_calls").fetchone()[0] == 24
 
 
-@pytest.mark.parametrize(("mode", "in_thread"), [("normal", 1), ("full", 9)])
+@pytest.mark.parametrize(("mode", "in_thread"), [("normal", 2), ("full", 11)])
 async def test_the_queues_small_writes_commit_on_the_event_loop_only_when_commits_skip_the_disk(
     tmp_path: Path, mode: str, in_thread: int
 ) -> None:
     """With synchronous=normal a commit is a write to the WAL: cheaper on the event loop than
-    two thread hops, so the queue's small writes run there, leases included (a leased call
-    whose body is large is read after its lease, in the thread); with full a commit waits for
-    the disk: all in the thread."""
+    two thread hops, so the queue's small writes run there, leases and finishes included (a
+    leased call whose body is large is read after its lease, and deleted, in the thread); with
+    full a commit waits for the disk: all in the thread."""
     async with SQLiteStore(tmp_path / "fn.db", synchronous=mode) as store:
         with threaded_transactions(store) as transactions:
             async with anyio.create_task_group() as tg:
@@ -448,6 +448,7 @@ async def test_the_queues_small_writes_commit_on_the_event_loop_only_when_commit
             await store.enqueue_call(big)
             [leased] = await store.lease_calls(owner="a", limit=1, now=2005.0, lease_s=30)
             assert (leased.id, leased.body, leased.lease_owner) == ("big", big.body, "a")
+            assert await store.finish_call("big", owner="a")
         assert transactions[0] == in_thread
         assert await store.count_queued() == 7
 
