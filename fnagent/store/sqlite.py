@@ -327,8 +327,8 @@ _IN_CHUNK = 500
 # bounds (DEFAULT_BATCH_SIZE, DEFAULT_BATCH_LOG_BYTES in fnagent/records/recorder.py).
 _HERE_MAX_RECORDS = 64
 _HERE_MAX_LOG_BYTES = 256 * 1024
-# The leased calls' request bodies are read on the event loop up to this much in all, and a
-# finished call's body is freed there up to this much.
+# Detached calls' request bodies are written (a batch of enqueues), read (a lease's calls) and
+# freed (a finished call) on the event loop up to this much in all.
 _HERE_MAX_BODY_BYTES = 256 * 1024
 
 
@@ -552,7 +552,7 @@ class SQLiteStore:
         competes with the loop for the GIL at every row it binds: batches of call records
         written there cost the hot path 11-16% of its invokes/s at concurrency 16 (against
         recording off, interleaved runs). For short writes only: the queue's (enqueue,
-        renew, requeue, finish, release: a few rows; a lease, reading bodies up to
+        lease, renew, requeue, finish, release: a few rows, request bodies up to
         ``_HERE_MAX_BODY_BYTES``) and small batches of call records (see ``put_calls``);
         anything that may be large stays in the thread.
         It never waits for SQLite's lock on the loop: when another connection holds the
@@ -952,7 +952,8 @@ class SQLiteStore:
     async def enqueue_call(self, call: QueuedCall) -> None:
         """Store ``call`` as queued; returns once committed (synchronous=normal: in the WAL,
         which a killed process keeps; full: on disk). With normal the transaction runs on the
-        event loop's thread (see _write_here).
+        event loop's thread (see _write_here), unless its bodies pass
+        ``_HERE_MAX_BODY_BYTES``.
 
         Group commit (fnagent/store/group.py): calls that arrive while a batch is being
         written (or in the same turn of the event loop) wait and go together in the next
@@ -969,7 +970,11 @@ class SQLiteStore:
                 f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({placeholders})", rows
             )
 
-        await self._write_here(insert)
+        # A large body's pages are a long write for the loop (a 6 MiB body: ~20 ms).
+        if sum(len(call.body) for call in calls) > _HERE_MAX_BODY_BYTES:
+            await self._run(insert, write=True)
+        else:
+            await self._write_here(insert)
 
     async def _let_the_wal_start_over(self) -> None:
         """When the checkpointer asks (the WAL passed ``wal_reset_bytes``): copy the frames

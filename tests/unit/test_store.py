@@ -423,14 +423,14 @@ def test_an_enqueued_call_survives_a_killed_process_with_synchronous_normal(
         assert conn.execute("SELECT count(*) FROM detached_calls").fetchone()[0] == 24
 
 
-@pytest.mark.parametrize(("mode", "in_thread"), [("normal", 2), ("full", 11)])
+@pytest.mark.parametrize(("mode", "in_thread"), [("normal", 3), ("full", 11)])
 async def test_the_queues_small_writes_commit_on_the_event_loop_only_when_commits_skip_the_disk(
     tmp_path: Path, mode: str, in_thread: int
 ) -> None:
     """With synchronous=normal a commit is a write to the WAL: cheaper on the event loop than
     two thread hops, so the queue's small writes run there, leases and finishes included (a
-    leased call whose body is large is read after its lease, and deleted, in the thread); with
-    full a commit waits for the disk: all in the thread."""
+    call whose body is large is enqueued, read after its lease, and deleted in the thread);
+    with full a commit waits for the disk: all in the thread."""
     async with SQLiteStore(tmp_path / "fn.db", synchronous=mode) as store:
         with threaded_transactions(store) as transactions:
             async with anyio.create_task_group() as tg:
