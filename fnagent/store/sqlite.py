@@ -1043,7 +1043,8 @@ class SQLiteStore:
         # The lease itself (a few index lookups and updates) on the loop: in the thread its
         # rows' steps each waited for the GIL, 4.5 ms median and up to 36 ms with the store
         # held at a full rate of 202s, every enqueue waiting meanwhile. Large bodies are read
-        # after it, in the thread (leased: nobody else changes those rows).
+        # after it, in the thread (leased: nobody else changes those rows; should that read
+        # fail, the calls run again when their lease expires, as after a crash).
         leased, unread = await self._write_here(lease)
         if unread:
             leased = await self._run(
