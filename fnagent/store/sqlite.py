@@ -1093,25 +1093,14 @@ class SQLiteStore:
     async def finish_call(self, call_id: str, *, owner: str) -> bool:
         """Delete the call while ``owner`` holds its lease: on the event loop, unless its
         body passes ``_HERE_MAX_BODY_BYTES`` (freeing a 6 MiB body's pages took 60 ms)."""
-        held = "id = ? AND status = ? AND lease_owner = ?"
+        delete = "DELETE FROM detached_calls WHERE id = ? AND status = ? AND lease_owner = ?"
         params = (call_id, RUNNING, owner)
-
-        def delete(conn: sqlite3.Connection) -> bool:
-            return conn.execute(f"DELETE FROM detached_calls WHERE {held}", params).rowcount > 0
-
-        def delete_if_small(conn: sqlite3.Connection) -> bool | None:
-            """None when the body is too large to free here."""
-            size = conn.execute(
-                f"SELECT length(body) FROM detached_calls WHERE {held}", params
-            ).fetchone()
-            if size is None:
-                return False
-            return None if size[0] > _HERE_MAX_BODY_BYTES else delete(conn)
-
-        finished = await self._write_here(delete_if_small)
-        if finished is None:
-            finished = await self._run(delete, write=True)
-        return finished
+        small = (f"{delete} AND length(body) <= ?", (*params, _HERE_MAX_BODY_BYTES))
+        if await self._write_here(lambda conn: conn.execute(*small).rowcount > 0):
+            return True
+        # Nothing deleted on the loop: a large body, or a lost lease (rare), which the
+        # thread's delete then finds too.
+        return await self._run(lambda conn: conn.execute(delete, params).rowcount > 0, write=True)
 
     async def release_leases(self, owner: str, *, now: float) -> int:
         """Every call ``owner`` runs goes back to queued, due ``now``."""
