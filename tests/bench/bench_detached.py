@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from tests.bench.bench_serve import _request, _wrk, start_server
+from tests.bench.bench_serve import _request, start_server, wrk_with_cpu
 from tests.bench.report import Report, Row
 
 FN_TEST = "fnagent/fn-test"
@@ -76,6 +76,22 @@ def main() -> Report:
     )
     report.add(Row("detached 202 p50, the next run", steady["p50"], "ms", samples=steady_samples))
     report.add(Row("detached 202s/s, the next run", steady["rate"], "1/s", samples=steady_samples))
+    # What the server spends per answer: unlike the latencies, barely moved by what else the
+    # machine runs, so trees compare across noisy hours. A share near 1 (one core) says the
+    # event loop is saturated, where the latency at concurrency 16 is 16 / the rate.
+    report.add(
+        Row(
+            "server CPU per 202, the next run",
+            steady["cpu_us"],
+            "us",
+            "per ping",
+            ping["cpu_us"],
+            samples=steady_samples,
+        )
+    )
+    report.add(Row("server CPU per 202, cold run", loaded["cpu_us"], "us", samples=samples))
+    report.add(Row("server CPU share of one core, the next run", steady["cpu_share"], "cores"))
+    report.add(Row("server CPU share of one core, ping", ping["cpu_share"], "cores"))
     errors = loaded["errors"] + steady["errors"]
     report.add(Row("errors (non-2xx, socket), both runs", errors, "count", target="0"))
     return report
@@ -115,13 +131,13 @@ def _measure(
         script.write_text(_LUA)
         url = f"http://127.0.0.1:{port}/invoke/{fn['id']}"
         _wait_for_the_pool(port)
-        loaded = _wrk(url, 16, script, duration_s)
-        steady = _wrk(url, 16, script, duration_s)
+        loaded = wrk_with_cpu(server.pid, url, 16, script, duration_s)
+        steady = wrk_with_cpu(server.pid, url, 16, script, duration_s)
         # The server answering a constant, under the load the queued calls make: on a busy
         # machine this says how much of the 202's time is the machine's.
         ping_script = work / "ping.lua"
         ping_script.write_text('wrk.method = "GET"\n')
-        ping = _wrk(f"http://127.0.0.1:{port}/", 16, ping_script, duration_s)
+        ping = wrk_with_cpu(server.pid, f"http://127.0.0.1:{port}/", 16, ping_script, duration_s)
     finally:
         server.terminate()
         server.wait(60)

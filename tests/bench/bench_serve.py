@@ -114,6 +114,26 @@ def _wrk(
     }
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user and system, all threads) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command's closing parenthesis: utime and stime are fields 12 and 13 (0-based).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_with_cpu(
+    pid: int, url: str, connections: int, script: Path, duration_s: float
+) -> dict[str, float]:
+    """``_wrk``'s figures, with what process ``pid`` (the server) spent meanwhile:
+    ``cpu_us`` per request (microseconds of CPU) and ``cpu_share`` (of one core, 0-1)."""
+    cpu_before, started = process_cpu_s(pid), time.monotonic()
+    figures = _wrk(url, connections, script, duration_s)
+    cpu_s, elapsed_s = process_cpu_s(pid) - cpu_before, time.monotonic() - started
+    figures["cpu_us"] = cpu_s / max(1, figures["total"]) * 1e6
+    figures["cpu_share"] = cpu_s / elapsed_s
+    return figures
+
+
 def _raw_baseline() -> list[float]:
     """A raw client on a hot fn-hello container's socket, serial."""
     labels = {"fnagent.managed": "1", "fnagent.instance": f"bench-{uuid.uuid4().hex[:8]}"}
