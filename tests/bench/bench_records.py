@@ -5,7 +5,8 @@ Two ``fnagent serve`` processes side by side, one recording calls (the default) 
 in turn, interleaved round by round (on, off, then off, on), so drift on a shared machine
 falls on both alike. Rows: hot invokes/s at concurrency 16 on vs off (target >= 0.95x, and
 still >= 2,000/s with recording on), and p50 at concurrency 1 on vs off (target: <= 0.1 ms
-more). ``BENCH_RECORDS_DURATION_S`` (8) and ``BENCH_RECORDS_ROUNDS`` (3) shorten a run.
+more); and the server's CPU per invoke at concurrency 16 on vs off, recording's cost apart
+from the machine's load. ``BENCH_RECORDS_DURATION_S`` (8) and ``BENCH_RECORDS_ROUNDS`` (3) shorten a run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from tests.bench.bench_serve import _LUA, _request, _wrk, deploy_hello, start_server
+from tests.bench.bench_serve import (
+    _LUA,
+    _request,
+    _wrk,
+    deploy_hello,
+    start_server,
+    wrk_with_cpu,
+)
 from tests.bench.report import Report, Row
 
 DURATION_S = float(os.environ.get("BENCH_RECORDS_DURATION_S") or 8)
@@ -43,7 +51,8 @@ def main() -> Report:
             order = ("on", "off") if i % 2 == 0 else ("off", "on")
             for connections in (16, 1):
                 for mode in order:
-                    measured = _wrk(urls[mode], connections, script, DURATION_S)
+                    pid = servers[mode].pid
+                    measured = wrk_with_cpu(pid, urls[mode], connections, script, DURATION_S)
                     results.setdefault((mode, connections), []).append(measured)
         port = int(urls["on"].split(":")[2].split("/")[0])
         fn_id = urls["on"].rsplit("/", 1)[1]
@@ -61,6 +70,12 @@ def main() -> Report:
     def p50(mode: str) -> float:
         return round(statistics.median(r["p50"] for r in results[(mode, 1)]), 3)
 
+    def cpu_us(mode: str) -> float:
+        """What the server spent per invoke at concurrency 16 (its CPU over its invokes, all
+        rounds): recording's cost itself, which a busy machine moves far less than the rate."""
+        runs = results[(mode, 16)]
+        return round(sum(r["cpu_us"] * r["total"] for r in runs) / sum(r["total"] for r in runs), 1)
+
     def total(mode: str, connections: int) -> int:
         return int(sum(r["total"] for r in results[(mode, connections)]))
 
@@ -74,6 +89,16 @@ def main() -> Report:
             rate("off"),
             ">= 0.95x and >= 2000/s",
             total("on", 16),
+        )
+    )
+    report.add(
+        Row(
+            "server CPU per invoke, concurrency 16, recording on",
+            cpu_us("on"),
+            "us",
+            "recording off",
+            cpu_us("off"),
+            samples=total("on", 16),
         )
     )
     report.add(Row("HTTP invoke p50, concurrency 1, recording off", p50("off"), "ms"))
@@ -99,6 +124,7 @@ def main() -> Report:
     report.add(Row("errors (non-2xx, socket), all runs", errors, "count", target="0"))
     report.notes.update(
         ratio_invokes_per_s_on_over_off=round(rate("on") / rate("off"), 3),
+        ratio_cpu_per_invoke_on_over_off=round(cpu_us("on") / cpu_us("off"), 3),
         p50_overhead_ms=round(p50("on") - p50("off"), 3),
         rounds=ROUNDS,
         duration_s=DURATION_S,
