@@ -6,7 +6,8 @@ in turn, interleaved round by round (on, off, then off, on), so drift on a share
 falls on both alike. Rows: hot invokes/s at concurrency 16 on vs off (target >= 0.95x, and
 still >= 2,000/s with recording on), and p50 at concurrency 1 on vs off (target: <= 0.1 ms
 more); and the server's CPU per invoke at concurrency 16 on vs off, recording's cost apart
-from the machine's load. ``BENCH_RECORDS_DURATION_S`` (8) and ``BENCH_RECORDS_ROUNDS`` (3) shorten a run.
+from the machine's load. ``BENCH_RECORDS_DURATION_S`` (8) and ``BENCH_RECORDS_ROUNDS`` (3)
+shorten a run.
 """
 
 from __future__ import annotations
