@@ -48,8 +48,8 @@ class GroupCommit(Generic[T]):
     other submitters are not, and a cancelled one stops waiting for its batch.
 
     The cost is per batch, not per item (two events and a shield; an item is an append and a
-    wait): at concurrency 16 the enqueues' per-item events and shields were a tenth of the
-    server's CPU per 202."""
+    wait): at concurrency 16, per-item events and shields took ~15% of the server's CPU per
+    202 (``make bench BENCH=detached``)."""
 
     def __init__(
         self,
