@@ -124,11 +124,12 @@ def process_cpu_s(pid: int) -> float:
 def wrk_with_cpu(
     pid: int, url: str, connections: int, script: Path, duration_s: float
 ) -> dict[str, float]:
-    """``_wrk``'s figures, with what process ``pid`` (the server) spent meanwhile:
-    ``cpu_us`` per request (microseconds of CPU) and ``cpu_share`` (of one core, 0-1)."""
+    """``_wrk``'s figures, with what process ``pid`` (the server) spent meanwhile: ``cpu_s``
+    in all, ``cpu_us`` per request (microseconds) and ``cpu_share`` (of one core, 0-1)."""
     cpu_before, started = process_cpu_s(pid), time.monotonic()
     figures = _wrk(url, connections, script, duration_s)
     cpu_s, elapsed_s = process_cpu_s(pid) - cpu_before, time.monotonic() - started
+    figures["cpu_s"] = cpu_s
     figures["cpu_us"] = cpu_s / max(1, figures["total"]) * 1e6
     figures["cpu_share"] = cpu_s / elapsed_s
     return figures
