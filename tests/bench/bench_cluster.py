@@ -68,7 +68,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from scripts.cluster import Nginx, http_get, stop_process
-from tests.bench.bench_serve import _request, _wrk
+from tests.bench.bench_serve import _request, _wrk, parse_proc_stat
 from tests.bench.report import Report, Row
 from tests.postgres import PostgresServer
 
@@ -207,7 +207,6 @@ OUTSIDE = ("dockerd", "containerd-shim", "containerd", "nginx", "postgres", "wrk
 def outside_snapshot(groups: list[CpuGroup]) -> dict[tuple[int, int], tuple[str, float]]:
     """The processes now outside ``groups``: (pid, start time) -> (OUTSIDE name or
     ``other``, CPU seconds so far)."""
-    tick = os.sysconf("SC_CLK_TCK")
     names = {group.name for group in groups}
     found = {}
     for proc in Path("/proc").iterdir():
@@ -220,12 +219,9 @@ def outside_snapshot(groups: list[CpuGroup]) -> dict[tuple[int, int], tuple[str,
             continue
         if any(f":/{name}/" in cgroups for name in names):
             continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # utime, stime (all threads); starttime tells a reused pid apart
-        used = (int(fields[11]) + int(fields[12])) / tick
-        key = next((name for name in OUTSIDE if comm.startswith(name)), "other")
-        found[(int(proc.name), int(fields[19]))] = (key, used)
+        parsed = parse_proc_stat(stat)
+        key = next((name for name in OUTSIDE if parsed.name.startswith(name)), "other")
+        found[(int(proc.name), parsed.started)] = (key, parsed.cpu_s)
     return found
 
 

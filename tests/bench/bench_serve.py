@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import anyio
 
@@ -114,11 +115,30 @@ def _wrk(
     }
 
 
+class ProcStat(NamedTuple):
+    """What the benches read from ``/proc/<pid>/stat``."""
+
+    name: str
+    """The command's name (``comm``, at most 15 characters)."""
+    cpu_s: float
+    """CPU seconds so far, user and system, all threads."""
+    started: int
+    """Its start time in clock ticks since boot: tells a reused pid apart."""
+
+
+def parse_proc_stat(text: str) -> ProcStat:
+    """``text``, one ``/proc/<pid>/stat``, parsed (a name may hold spaces and parentheses:
+    the fields start after its last ``)``)."""
+    name = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
+    # Counting from the state (field 3 of proc(5)) as 0: utime 11, stime 12, starttime 19.
+    cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return ProcStat(name, cpu_s, int(fields[19]))
+
+
 def process_cpu_s(pid: int) -> float:
     """CPU seconds (user and system, all threads) process ``pid`` has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # After the command's closing parenthesis: utime and stime are fields 12 and 13 (0-based).
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return parse_proc_stat(Path(f"/proc/{pid}/stat").read_text()).cpu_s
 
 
 def wrk_with_cpu(
