@@ -549,17 +549,19 @@ class DetachedConfig:
 
 DEFAULT_CALL_RETENTION_COUNT = 1000
 DEFAULT_CALL_RETENTION_S = 7 * 24 * 3600
+DEFAULT_CALL_PRUNE_INTERVAL_S = 60
 
 
 @dataclass(frozen=True, kw_only=True)
 class RecordsConfig:
     """Call records (FN_CALL_RECORDS, on by default) and their retention per fn: at most
     FN_CALL_RETENTION_COUNT calls (1000), none older than FN_CALL_RETENTION_S seconds (7
-    days)."""
+    days), enforced every FN_CALL_PRUNE_INTERVAL_S seconds (60)."""
 
     enabled: bool = True
     retention_count: int = DEFAULT_CALL_RETENTION_COUNT
     retention_s: int = DEFAULT_CALL_RETENTION_S
+    prune_interval_s: int = DEFAULT_CALL_PRUNE_INTERVAL_S
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RecordsConfig:
@@ -570,6 +572,9 @@ class RecordsConfig:
             ),
             retention_s=env_int(
                 environ, "FN_CALL_RETENTION_S", DEFAULT_CALL_RETENTION_S, minimum=1
+            ),
+            prune_interval_s=env_int(
+                environ, "FN_CALL_PRUNE_INTERVAL_S", DEFAULT_CALL_PRUNE_INTERVAL_S, minimum=1
             ),
         )
 

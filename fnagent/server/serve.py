@@ -164,7 +164,11 @@ async def _serve(
         if leftovers:
             logger.info("removed containers left by an earlier run", extra={"count": leftovers})
         records = server_config.records
-        retention = Retention(count=records.retention_count, max_age_s=records.retention_s)
+        retention = Retention(
+            count=records.retention_count,
+            max_age_s=records.retention_s,
+            interval_s=records.prune_interval_s,
+        )
         # The recorder is left after the agent (the records of the calls it drains are written
         # too), the forwarder too (containers print until the agent removes them).
         recorder = Recorder(store, enabled=records.enabled, retention=retention)

@@ -72,6 +72,7 @@ def test_agent_settings_refuse_bad_values_by_name(name: str, text: str, message:
         ("FN_CALL_RETENTION_COUNT", "lots", "FN_CALL_RETENTION_COUNT='lots' is not a whole"),
         ("FN_CALL_RETENTION_S", "7d", "FN_CALL_RETENTION_S='7d' is not a whole number"),
         ("FN_CALL_RETENTION_S", "0", "FN_CALL_RETENTION_S=0: must be positive"),
+        ("FN_CALL_PRUNE_INTERVAL_S", "0", "FN_CALL_PRUNE_INTERVAL_S=0: must be positive"),
         ("FN_DB_SYNC", "off", "FN_DB_SYNC must be normal or full, got 'off'"),
         ("FN_DB_SYNC", "1", "FN_DB_SYNC must be normal or full, got '1'"),
     ],
@@ -239,15 +240,26 @@ def test_detached_settings_are_read_and_backoff_doubles_up_to_its_cap() -> None:
 
 def test_call_records_are_on_by_default_and_kept_1000_per_fn_for_7_days() -> None:
     records = ServerConfig.from_env({}).records
-    assert (records.enabled, records.retention_count, records.retention_s) == (
-        True,
-        1000,
-        7 * 24 * 3600,
-    )
+    assert (
+        records.enabled,
+        records.retention_count,
+        records.retention_s,
+        records.prune_interval_s,
+    ) == (True, 1000, 7 * 24 * 3600, 60)
     records = ServerConfig.from_env(
-        {"FN_CALL_RECORDS": "off", "FN_CALL_RETENTION_COUNT": "5", "FN_CALL_RETENTION_S": "60"}
+        {
+            "FN_CALL_RECORDS": "off",
+            "FN_CALL_RETENTION_COUNT": "5",
+            "FN_CALL_RETENTION_S": "60",
+            "FN_CALL_PRUNE_INTERVAL_S": "2",
+        }
     ).records
-    assert (records.enabled, records.retention_count, records.retention_s) == (False, 5, 60)
+    assert (
+        records.enabled,
+        records.retention_count,
+        records.retention_s,
+        records.prune_interval_s,
+    ) == (False, 5, 60, 2)
 
 
 def test_keepalive_settings_are_read_with_the_agents() -> None:
