@@ -1,14 +1,15 @@
 """Every call on record, on a live `fnagent serve` with a real dockerd: the records of a
 success, a crash, a timeout and a start failure, each call's log through the route, the CLI
-commands, and a fn's calls gone with the fn."""
+commands, a fn's calls gone with the fn, and retention as its settings say."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tests.helpers import wait_for
 from tests.system.helpers import FN_SHELL, deploy, invoke, run_cli
-from tests.system.server import Answer, Server
+from tests.system.server import Answer, Server, make_server
 
 
 def record_of(server: Server, fn: dict[str, Any], answer: Answer) -> dict[str, Any]:
@@ -131,3 +132,31 @@ def test_sigterm_writes_the_buffered_records(server: Server) -> None:
     listed = server.request("GET", f"/v2/fns/{fn['id']}/calls").json()["items"]
     assert {item["id"] for item in listed} == {a.headers["fn-call-id"] for a in answers}
     assert all(item["status"] == "success" for item in listed), listed
+
+
+def test_retention_keeps_the_newest_calls_per_fn_at_the_set_interval(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    settings = {"FN_CALL_RETENTION_COUNT": "2", "FN_CALL_PRUNE_INTERVAL_S": "1"}
+    server = make_server(tmp_path, {**cli_env, **settings}).start()
+    try:
+        fn = deploy(server)
+        answers = [invoke(server, fn, {"stdout": f"call {i}"}) for i in range(5)]
+        assert all(answer.status == 200 for answer in answers)
+        newest = [answer.headers["fn-call-id"] for answer in reversed(answers)][:2]
+
+        def pruned() -> list[str] | None:
+            items = server.request("GET", f"/v2/fns/{fn['id']}/calls").json()["items"]
+            ids = [item["id"] for item in items]
+            return ids if ids == newest else None
+
+        # Written within the recorder's flush interval, pruned at the next prune (1 s here,
+        # a minute by default).
+        assert (
+            wait_for(pruned, "the fn's two newest calls only", timeout_s=10, interval_s=0.2)
+            == newest
+        )
+        gone = server.request("GET", f"/v2/fns/{fn['id']}/calls/{answers[0].headers['fn-call-id']}")
+        assert (gone.status, gone.message) == (404, "Call not found")
+    finally:
+        assert server.stop() == 0
