@@ -173,15 +173,16 @@ def _call_progress(table: str) -> str:
     )
 
 
-def call_upsert_statement(mark: str) -> str:
-    """``INSERT`` of a call record that replaces the stored one only when it is not behind
-    it (``_call_progress``), with the backend's placeholder ``mark``. Records of one call come
-    from more than one writer: on a shared store the agent that queued a detached call writes
-    "queued" while the agent that ran it writes the outcome, each batched behind, so the
-    queued record may arrive last; it must not undo the outcome."""
+def call_upsert_statement(mark: str, rows: int = 1) -> str:
+    """``INSERT`` of ``rows`` call records, each replacing the stored one only when it is
+    not behind it (``_call_progress``), with the backend's placeholder ``mark``. Records of
+    one call come from more than one writer: on a shared store the agent that queued a
+    detached call writes "queued" while the agent that ran it writes the outcome, each batched
+    behind, so the queued record may arrive last; it must not undo the outcome."""
     columns = CALL_COLUMNS.split(", ")
+    row = f"({', '.join([mark] * len(columns))})"
     return (
-        f"INSERT INTO calls ({CALL_COLUMNS}) VALUES ({', '.join([mark] * len(columns))}) "
+        f"INSERT INTO calls ({CALL_COLUMNS}) VALUES {', '.join([row] * rows)} "
         "ON CONFLICT (id) DO UPDATE SET "
         + ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
         + f" WHERE {_call_progress('excluded')} >= {_call_progress('calls')}"

@@ -31,7 +31,7 @@ from fnagent.store import App, ConflictError, FnRecord, NotFoundError, Store, Tr
 from fnagent.store import models as m
 from fnagent.store import queue as q
 from fnagent.store.calls import CallFilter, CallRecord
-from fnagent.store.models import decode_cursor, encode_cursor
+from fnagent.store.models import MAX_PER_PAGE, decode_cursor, encode_cursor
 from fnagent.store.queue import QueuedCall
 from fnagent.store.secrets import MSG_SECRET_NAME, MSG_SECRETS_ANNOTATION, SECRETS_ANNOTATION
 
@@ -802,6 +802,35 @@ async def case_a_call_record_never_goes_back(store: Store) -> None:
     assert await store.get_call(fn.id, queued.id) == second
 
 
+async def case_a_large_batch_of_call_records_is_written_whole(store: Store) -> None:
+    # A store may write a batch in several statements (SQLite: 64 rows an INSERT): each
+    # record and log is in, and within one batch too a call's record never goes back.
+    app, fn, _ = await app_fn_trigger(store)
+    calls = [call_record(fn, n) for n in range(150)]
+    logs = {call.id: f"log {n}\n".encode() for n, call in enumerate(calls) if n % 2}
+    # calls[3] queued again, behind its outcome in the same batch: not applied.
+    again = replace(
+        queued_record(fn, 3), id=calls[3].id, created_at=calls[3].created_at, attempts=0
+    )
+    assert await store.put_calls([*calls, again], logs) == len(calls) + 1
+    listed: list[CallRecord] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = await store.list_calls(fn.id, cursor=cursor, per_page=MAX_PER_PAGE)
+        listed.extend(page)
+        if cursor is None:
+            break
+    assert listed == calls[::-1]
+    for n in (0, 1, 63, 64, 65, 127, 128, 149):
+        expected = logs.get(calls[n].id)
+        if expected is None:
+            await raises(
+                NotFoundError, "Call log not found", store.get_call_log(fn.id, calls[n].id)
+            )
+        else:
+            assert await store.get_call_log(fn.id, calls[n].id) == expected
+
+
 async def case_call_records_404s(store: Store) -> None:
     app, fn, _ = await app_fn_trigger(store)
     other = await store.create_fn(fn_body(app.id, "other", "fnproject/hello"))
@@ -1072,6 +1101,7 @@ CASES: list[Case] = [
     case_concurrent_enqueues_all_commit_and_lease_once,
     case_call_records_round_trip_and_upsert,
     case_a_call_record_never_goes_back,
+    case_a_large_batch_of_call_records_is_written_whole,
     case_call_records_404s,
     case_call_records_of_a_deleted_fn_are_skipped,
     case_calls_list_newest_first_with_filters,
