@@ -320,11 +320,12 @@ _UNIQUE_MESSAGES = {
     "triggers.app_id, triggers.type, triggers.source": MSG_TRIGGER_SOURCE_EXISTS,
 }
 
-# SQLite's default bound on host parameters in one statement is 999 on old builds.
+# SQLite's default bound on host parameters in one statement on old builds.
+_MAX_PARAMETERS = 999
 _IN_CHUNK = 500
-# Call records and logs go in one INSERT of up to this many rows, not one statement per row
-# (``executemany``): SQLite's share of a record is ~18% less (a statement's bind, step and
-# reset per row). 64 rows of 15 columns is 960 host parameters, under old builds' 999.
+# Rows (call records, their logs, enqueued detached calls) go in one INSERT of up to this many
+# rows, not a statement per row (``executemany``): SQLite's share of a call record is ~18% less
+# (a statement's bind, step and reset per row; instructions counted with callgrind).
 _ROWS_PER_INSERT = 64
 
 
@@ -341,13 +342,22 @@ def _log_upsert(rows: int) -> str:
     )
 
 
+@functools.lru_cache(maxsize=_ROWS_PER_INSERT)
+def _enqueue_insert(rows: int) -> str:
+    row = f"({', '.join('?' * len(QUEUE_COLUMNS.split(', ')))})"
+    return f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES {', '.join([row] * rows)}"
+
+
 def _insert_rows(
     conn: sqlite3.Connection, statement: Callable[[int], str], rows: Sequence[Sequence[Any]]
 ) -> None:
-    """``rows`` inserted by ``statement(n)``, the INSERT of ``n`` rows, in chunks of at most
-    ``_ROWS_PER_INSERT``."""
-    for i in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[i : i + _ROWS_PER_INSERT]
+    """``rows`` (all of one width) inserted by ``statement(n)``, the INSERT of ``n`` rows, in
+    chunks of at most ``_ROWS_PER_INSERT`` rows and ``_MAX_PARAMETERS`` values."""
+    if not rows:
+        return
+    per_insert = min(_ROWS_PER_INSERT, _MAX_PARAMETERS // len(rows[0]))
+    for i in range(0, len(rows), per_insert):
+        chunk = rows[i : i + per_insert]
         conn.execute(statement(len(chunk)), [value for row in chunk for value in row])
 
 
@@ -994,10 +1004,7 @@ class SQLiteStore:
         rows = [queued_call_values(call) for call in calls]
 
         def insert(conn: sqlite3.Connection) -> None:
-            placeholders = ", ".join("?" * len(rows[0]))
-            conn.executemany(
-                f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES ({placeholders})", rows
-            )
+            _insert_rows(conn, _enqueue_insert, rows)
 
         # A large body's pages are a long write for the loop (a 6 MiB body: ~20 ms).
         if sum(len(call.body) for call in calls) > _HERE_MAX_BODY_BYTES:

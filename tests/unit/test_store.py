@@ -212,6 +212,21 @@ async def test_concurrent_enqueues_share_commits(store: SQLiteStore) -> None:
     assert transactions[0] <= 3  # the first alone, then the rest in one or two
 
 
+async def test_a_batch_of_enqueues_larger_than_one_insert_is_stored_whole(
+    store: SQLiteStore,
+) -> None:
+    """A batch goes in INSERTs of at most 999 values (old builds' bound): 130 calls of 17
+    columns take three."""
+    assert store._conn is not None
+    store._conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # this build's is larger
+    async with anyio.create_task_group() as tg:
+        for i in range(130):
+            tg.start_soon(store.enqueue_call, queued_call(f"c{i}"))
+    assert await store.count_queued() == 130
+    for i in (0, 57, 58, 116, 129):
+        assert (await store.get_queued_call(f"c{i}")).id == f"c{i}"
+
+
 async def test_each_enqueue_returns_after_its_own_commit_and_a_failed_one_fails_its_batch(
     tmp_path: Path,
 ) -> None:
