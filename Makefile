@@ -86,7 +86,10 @@ demo: install docker images
 	echo -n 'fnagent' | $(VENV)/bin/fnagent run fnagent/fn-shell
 	echo -n '{"name": "fnagent"}' | $(VENV)/bin/fnagent run --format http-stream fnagent/fn-hello; echo
 
-# The serve benchmark's load generator runs in its own process: wrk.
+# The serve benchmark's load generator runs in its own process: wrk. The records benchmark
+# counts recording's instructions with valgrind's callgrind.
 bench-tools:
 	@command -v wrk >/dev/null || { echo "installing wrk for the serve benchmark"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	@command -v valgrind >/dev/null || { echo "installing valgrind for the records benchmark"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }

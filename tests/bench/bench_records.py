@@ -10,7 +10,9 @@ kept for every round could carry its own difference into the ratio.
 Rows: hot invokes/s at concurrency 16 on vs off (target >= 0.95x, and still >= 2,000/s with
 recording on), pooled over the rounds and as the median of the rounds' ratios; p50 at
 concurrency 1 on vs off (target: <= 0.1 ms more); and the server's CPU per invoke at
-concurrency 16 on vs off, recording's cost apart from the machine's load.
+concurrency 16 on vs off, recording's cost apart from the machine's load. Last, recording's
+cost in instructions per call (callgrind over ``tests/bench/recordcost.py``, on minus off),
+which no load on the machine moves: the figure to compare trees by.
 ``BENCH_RECORDS_DURATION_S`` (8) and ``BENCH_RECORDS_ROUNDS`` (3) shorten a run.
 """
 
@@ -20,7 +22,9 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.bench.bench_serve import (
@@ -43,6 +47,46 @@ MODES = {
 """Each server's environment: recording on (the default) or off. Retention prunes every 2 s
 (60 by default), so that each run holds its share of the deletes a recording server makes at
 steady state (as many as it inserts past 1,000 calls), not a minute's at once or none."""
+
+
+CALLGRIND_CALLS = (1000, 3000)
+"""Two sizes of the callgrind run: their difference per call leaves start-up out."""
+
+
+def _instructions(work: Path, calls: int, mode: str) -> int:
+    """Instructions ``tests.bench.recordcost`` takes for ``calls`` calls, recording ``mode``."""
+    out = work / f"callgrind.{mode}.{calls}"
+    subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "tests.bench.recordcost",
+            str(calls),
+            mode,
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dicts and sets in every run
+    )
+    for line in out.read_text().splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no summary line in {out}")
+
+
+def recording_instructions(work: Path) -> dict[str, float]:
+    """Instructions per call with recording on and off (two runs at a time: one core each)."""
+    runs = [(calls, mode) for mode in ("on", "off") for calls in CALLGRIND_CALLS]
+    with ThreadPoolExecutor(2) as pool:
+        counted = pool.map(lambda run: _instructions(work, *run), runs)
+        counts = dict(zip(runs, counted, strict=True))
+    few, many = CALLGRIND_CALLS
+    return {
+        mode: (counts[(many, mode)] - counts[(few, mode)]) / (many - few) for mode in ("on", "off")
+    }
 
 
 def _round(
@@ -85,6 +129,8 @@ def main() -> Report:
     script.write_text(_LUA)
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
     recorded: list[bool] = []
+    if shutil.which("valgrind") is None:
+        raise SystemExit("the records bench needs valgrind: run `make bench-tools`")
     try:
         for i in range(ROUNDS):
             order = ("on", "off") if i % 2 == 0 else ("off", "on")
@@ -92,6 +138,7 @@ def main() -> Report:
             for key, measured in runs.items():
                 results.setdefault(key, []).append(measured)
             recorded.append(listed)
+        instructions = recording_instructions(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -166,6 +213,29 @@ def main() -> Report:
             round(p50("on") - p50("off"), 3),
             "ms",
             target="<= 0.1 ms",
+        )
+    )
+    report.add(
+        Row(
+            "instructions per call, recording off (callgrind)",
+            round(instructions["off"] / 1000, 1),
+            "k",
+        )
+    )
+    report.add(
+        Row(
+            "instructions per call, recording on (callgrind)",
+            round(instructions["on"] / 1000, 1),
+            "k",
+            "recording off",
+            round(instructions["off"] / 1000, 1),
+        )
+    )
+    report.add(
+        Row(
+            "recording's instructions per call (on minus off)",
+            round((instructions["on"] - instructions["off"]) / 1000, 1),
+            "k",
         )
     )
     errors = sum(int(r["errors"]) for runs in results.values() for r in runs)
