@@ -173,6 +173,13 @@ def _call_progress(table: str) -> str:
     )
 
 
+def value_rows(mark: str, width: int, rows: int) -> str:
+    """A multi-row ``VALUES`` list: ``rows`` rows of ``width`` placeholders ``mark`` each,
+    ``(?, ?), (?, ?)`` for ``("?", 2, 2)``."""
+    row = f"({', '.join([mark] * width)})"
+    return ", ".join([row] * rows)
+
+
 def call_upsert_statement(mark: str, rows: int = 1) -> str:
     """``INSERT`` of ``rows`` call records, each replacing the stored one only when it is
     not behind it (``_call_progress``), with the backend's placeholder ``mark``. Records of
@@ -180,9 +187,8 @@ def call_upsert_statement(mark: str, rows: int = 1) -> str:
     detached call writes "queued" while the agent that ran it writes the outcome, each batched
     behind, so the queued record may arrive last; it must not undo the outcome."""
     columns = CALL_COLUMNS.split(", ")
-    row = f"({', '.join([mark] * len(columns))})"
     return (
-        f"INSERT INTO calls ({CALL_COLUMNS}) VALUES {', '.join([row] * rows)} "
+        f"INSERT INTO calls ({CALL_COLUMNS}) VALUES {value_rows(mark, len(columns), rows)} "
         "ON CONFLICT (id) DO UPDATE SET "
         + ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
         + f" WHERE {_call_progress('excluded')} >= {_call_progress('calls')}"

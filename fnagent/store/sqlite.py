@@ -121,6 +121,7 @@ from fnagent.store.rows import (
     trigger_values,
     ts,
     update_statement,
+    value_rows,
 )
 from fnagent.store.secrets import (
     MSG_SECRET_NOT_FOUND,
@@ -340,15 +341,15 @@ def _call_upsert(rows: int) -> str:
 @functools.lru_cache(maxsize=8)
 def _log_upsert(rows: int) -> str:
     return (
-        f"INSERT INTO call_logs (call_id, log) VALUES {', '.join(['(?, ?)'] * rows)} "
+        f"INSERT INTO call_logs (call_id, log) VALUES {value_rows('?', 2, rows)} "
         "ON CONFLICT (call_id) DO UPDATE SET log = excluded.log"
     )
 
 
 @functools.lru_cache(maxsize=8)
 def _enqueue_insert(rows: int) -> str:
-    row = f"({', '.join('?' * len(QUEUE_COLUMNS.split(', ')))})"
-    return f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES {', '.join([row] * rows)}"
+    width = len(QUEUE_COLUMNS.split(", "))
+    return f"INSERT INTO detached_calls ({QUEUE_COLUMNS}) VALUES {value_rows('?', width, rows)}"
 
 
 def _insert_rows(

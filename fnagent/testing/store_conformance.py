@@ -803,7 +803,7 @@ async def case_a_call_record_never_goes_back(store: Store) -> None:
 
 
 async def case_a_large_batch_of_call_records_is_written_whole(store: Store) -> None:
-    # A store may write a batch in several statements (SQLite: 64 rows an INSERT): each
+    # A store may write a batch in several statements (SQLite: up to 64 rows an INSERT): each
     # record and log is in, and within one batch too a call's record never goes back.
     app, fn, _ = await app_fn_trigger(store)
     calls = [call_record(fn, n) for n in range(150)]
